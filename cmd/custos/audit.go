@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"custos"
+	"custos/audit"
+	"custos/keys"
+)
+
+// verifyPage is how many audit events are read per transaction while
+// verifying, so memory stays flat however long the chain is.
+const verifyPage = 5000
+
+func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: custos audit verify [--data DIR | --store URL]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := bindFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	cfg, err := cf.load(getenv)
+	if err != nil {
+		return err
+	}
+	n, err := openNode(ctx, cfg, getenv, newLogger(cfg, stderr), false)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	var cps []*custos.AuditCheckpoint
+	if err := n.db.View(ctx, func(tx custos.Tx) (err error) {
+		cps, err = tx.ListCheckpoints(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	events := func(yield func(*custos.AuditEvent, error) bool) {
+		var after int64
+		for {
+			var page []*custos.AuditEvent
+			err := n.db.View(ctx, func(tx custos.Tx) (err error) {
+				page, err = tx.FindAuditEvents(ctx, custos.AuditFilter{AfterSeq: after, Limit: verifyPage})
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, e := range page {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if len(page) < verifyPage {
+				return
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	rep := audit.Verify(events, cps, n.signer.Public())
+	if rep.Err != nil {
+		return rep.Err
+	}
+	if !rep.OK {
+		fmt.Fprintf(stdout, "audit chain BROKEN: %s at event %d: %s\n", rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Detail)
+		fmt.Fprintf(stdout, "(%d events read, %d signed checkpoints, signing key %s)\n", rep.Events, rep.Checkpoints, keys.KeyID(n.signer.Public()))
+		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at event %d (%s)", rep.Problem.Seq, rep.Problem.Kind)}
+	}
+	fmt.Fprintf(stdout, "audit chain OK: %d events, %d signed checkpoints verified (signing key %s)\n", rep.Events, rep.Checkpoints, n.signer.KeyID())
+	return nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultAddr is where custos listens unless told otherwise: loopback only.
+const DefaultAddr = "127.0.0.1:8743"
+
+// Config is everything a custos node needs. Precedence: flags, then
+// CUSTOS_* environment variables, then the config file, then defaults.
+// The master key is never part of it: it comes from the key file in the
+// data directory, or CUSTOS_MASTER_KEYS / CUSTOS_MASTER_KEYS_FILE.
+type Config struct {
+	Addr      string `json:"addr"`
+	Data      string `json:"data"`
+	Store     string `json:"store"`      // "" = SQLite in Data; postgres://… later
+	Catalog   string `json:"catalog"`    // path of a catalog JSON; "" = embedded default
+	LogFormat string `json:"log_format"` // text or json
+	LogLevel  string `json:"log_level"`  // debug, info, warn, error
+}
+
+// DefaultConfig returns the embedded default: SQLite in ./custos-data,
+// listening on loopback.
+func DefaultConfig() Config {
+	return Config{Addr: DefaultAddr, Data: "custos-data", LogFormat: "text", LogLevel: "info"}
+}
+
+// Validate checks the config and names the bad setting.
+func (c Config) Validate() error {
+	if c.Addr == "" || !strings.Contains(c.Addr, ":") {
+		return fmt.Errorf("addr %q: want HOST:PORT", c.Addr)
+	}
+	if c.Data == "" {
+		return errors.New("data: a directory is required")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format %q: want text or json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") {
+		return fmt.Errorf("store %q: only the embedded SQLite store (\"\" or sqlite:PATH) is available in this build", redactURL(c.Store))
+	}
+	return nil
+}
+
+// redactURL hides a password in a store URL.
+func redactURL(s string) string {
+	if i := strings.Index(s, "@"); i > 0 {
+		if j := strings.Index(s, "://"); j > 0 && j < i {
+			return s[:j+3] + "***" + s[i:]
+		}
+	}
+	return s
+}
+
+// DBPath is the SQLite file.
+func (c Config) DBPath() string {
+	if p, ok := strings.CutPrefix(c.Store, "sqlite:"); ok && p != "" {
+		return p
+	}
+	return filepath.Join(c.Data, "custos.db")
+}
+
+// KeyringPath is the master key file.
+func (c Config) KeyringPath() string { return filepath.Join(c.Data, "master.keys") }
+
+// SignerPath is the audit signing key file.
+func (c Config) SignerPath() string { return filepath.Join(c.Data, "audit-signing.key") }
+
+// bindFlags registers the common flags on fs; they are applied by load.
+func bindFlags(fs *flag.FlagSet) *commonFlags {
+	f := &commonFlags{}
+	fs.StringVar(&f.config, "config", "", "config file (JSON); default DIR/custos.json if present (env CUSTOS_CONFIG)")
+	fs.StringVar(&f.addr, "addr", "", "listen address HOST:PORT (env CUSTOS_ADDR; default "+DefaultAddr+")")
+	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
+	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH (env CUSTOS_STORE; default DIR/custos.db)")
+	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
+	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
+	return f
+}
+
+type commonFlags struct {
+	config, addr, data, store, catalog, logFormat, logLevel string
+}
+
+// load builds the Config: defaults < file < environment < flags.
+func (f *commonFlags) load(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	pick := func(flagV, envName string) string {
+		if flagV != "" {
+			return flagV
+		}
+		return getenv(envName)
+	}
+	data := pick(f.data, "CUSTOS_DATA")
+	path := pick(f.config, "CUSTOS_CONFIG")
+	if path == "" {
+		dir := c.Data
+		if data != "" {
+			dir = data
+		}
+		if _, err := os.Stat(filepath.Join(dir, "custos.json")); err == nil {
+			path = filepath.Join(dir, "custos.json")
+		}
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil && !(errors.Is(err, fs.ErrNotExist) && f.config == "") {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if err == nil {
+			dec := json.NewDecoder(strings.NewReader(string(b)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&c); err != nil {
+				return c, fmt.Errorf("config %s: %w", path, err)
+			}
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Addr, pick(f.addr, "CUSTOS_ADDR"))
+	set(&c.Data, data)
+	set(&c.Store, pick(f.store, "CUSTOS_STORE"))
+	set(&c.Catalog, pick(f.catalog, "CUSTOS_CATALOG"))
+	set(&c.LogFormat, pick(f.logFormat, "CUSTOS_LOG_FORMAT"))
+	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
+	return c, c.Validate()
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"custos"
+	"custos/core"
+	custoshttp "custos/http"
+)
+
+// importReject is one line of the reject file: the line number and the
+// reasons, never the values (the reject file must not become a plaintext
+// copy of personal data; the line number points into the source file).
+type importReject struct {
+	Line       int                `json:"line"`
+	Status     string             `json:"status"`
+	SubjectID  custos.SubjectID   `json:"existing_id,omitempty"`
+	Message    string             `json:"message,omitempty"`
+	Violations []custos.Violation `json:"errors,omitempty"`
+}
+
+func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", "custos server URL (env CUSTOS_SERVER; default http://"+DefaultAddr+")")
+	token := fs.String("token", "", "API key (env CUSTOS_TOKEN)")
+	purpose := fs.String("purpose", "", "declared purpose(s) of the collection, comma-separated (required)")
+	format := fs.String("format", "", "csv or jsonl (default: from the file name)")
+	batch := fs.Int("batch", 500, "rows per request (1–1000)")
+	rejects := fs.String("rejects", "", "reject file (default FILE.rejects.jsonl)")
+	collector := fs.String("collector", "import", "provenance: who collected the data")
+	channel := fs.String("channel", "import", "provenance: channel")
+	source := fs.String("source", "", "provenance: data source (required)")
+	location := fs.String("location", "", "provenance: location")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: custos import [flags] FILE\n\nEach valid row is stored; each refused row goes to the reject file with its line\nnumber and reasons. Running the same command again resumes without duplicates.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(reorderArgs(args)); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	path := fs.Arg(0)
+	if *server == "" {
+		*server = getenv("CUSTOS_SERVER")
+	}
+	if *server == "" {
+		*server = "http://" + DefaultAddr
+	}
+	if *token == "" {
+		*token = getenv("CUSTOS_TOKEN")
+	}
+	var problems []string
+	if *token == "" {
+		problems = append(problems, "-token (or CUSTOS_TOKEN) is required")
+	}
+	if *purpose == "" {
+		problems = append(problems, "-purpose is required")
+	}
+	if *source == "" {
+		problems = append(problems, "-source is required (provenance, C6)")
+	}
+	if *batch < 1 || *batch > custoshttp.MaxImportBatch {
+		problems = append(problems, "-batch must be 1–1000")
+	}
+	if *format == "" {
+		switch {
+		case strings.HasSuffix(path, ".csv"):
+			*format = "csv"
+		case strings.HasSuffix(path, ".jsonl"), strings.HasSuffix(path, ".ndjson"):
+			*format = "jsonl"
+		default:
+			problems = append(problems, "-format csv|jsonl is required for a file without a .csv or .jsonl extension")
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	if *rejects == "" {
+		*rejects = path + ".rejects.jsonl"
+	}
+	job, total, err := fileJob(path)
+	if err != nil {
+		return err
+	}
+	prov := custos.Provenance{Collector: *collector, Channel: *channel, Source: *source, Location: *location}
+	rows, err := readRows(path, *format, prov)
+	if err != nil {
+		return err
+	}
+	rf, err := os.OpenFile(*rejects, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer rf.Close()
+	rw := bufio.NewWriter(rf)
+	client := custoshttp.NewClient(*server, *token)
+	purposes := strings.Split(*purpose, ",")
+	bar := newProgress(stderr, total, *quiet)
+	counts := map[string]int{}
+	var pending []core.ImportInput
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		res, err := client.ImportRows(ctx, purposes, job, pending)
+		if err != nil {
+			return fmt.Errorf("import stopped at line %d (run the same command again to resume): %w", pending[0].Line, err)
+		}
+		for _, r := range res {
+			counts[r.Status]++
+			if r.Status == custos.ImportRejected || r.Status == custos.ImportDuplicate {
+				b, _ := json.Marshal(importReject{Line: r.Line, Status: r.Status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
+				if _, err := rw.Write(append(b, '\n')); err != nil {
+					return err
+				}
+			}
+		}
+		if err := rw.Flush(); err != nil {
+			return err
+		}
+		bar.set(pending[len(pending)-1].Line, counts)
+		pending = pending[:0]
+		return nil
+	}
+	for row, err := range rows {
+		if err != nil {
+			return err
+		}
+		if row.parseErr != nil {
+			// A line that cannot be parsed is a rejected row too.
+			counts[custos.ImportRejected]++
+			b, _ := json.Marshal(importReject{Line: row.Line, Status: custos.ImportRejected, Message: "The line could not be parsed.",
+				Violations: []custos.Violation{{Field: "line", Rule: row.parseErr.Error()}}})
+			if _, err := rw.Write(append(b, '\n')); err != nil {
+				return err
+			}
+			continue
+		}
+		pending = append(pending, row.ImportInput)
+		if len(pending) >= *batch {
+			if err := flush(); err != nil {
+				bar.done()
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		bar.done()
+		return err
+	}
+	if err := rw.Flush(); err != nil {
+		return err
+	}
+	bar.done()
+	fmt.Fprintf(stdout, "import %s: %d stored, %d rejected, %d duplicate, %d already imported by an earlier run\n",
+		job, counts[custos.ImportStored], counts[custos.ImportRejected], counts[custos.ImportDuplicate], counts[custos.ImportAlready])
+	if counts[custos.ImportRejected]+counts[custos.ImportDuplicate] > 0 {
+		fmt.Fprintf(stdout, "refused rows (line numbers and reasons, no values): %s\n", *rejects)
+	}
+	return nil
+}
+
+// reorderArgs lets flags follow the file name ("import data.csv -purpose x").
+func reorderArgs(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func isBoolFlag(a string) bool {
+	a = strings.TrimLeft(a, "-")
+	return a == "quiet" || a == "h" || a == "help"
+}
+
+// fileJob names the import job after the file's content, so running the
+// same file again resumes the same job, and counts its lines.
+func fileJob(path string) (string, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	lines := 0
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		lines += strings.Count(string(buf[:n]), "\n")
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			return "", 0, err
+		}
+	}
+	return "imp-" + hex.EncodeToString(h.Sum(nil))[:24], lines, nil
+}
+
+type importLine struct {
+	core.ImportInput
+	parseErr error
+}
+
+// readRows yields the rows of a CSV (header row of field names) or JSON
+// Lines file (one object of field → value per line), numbered by line.
+func readRows(path, format string, prov custos.Provenance) (func(yield func(importLine, error) bool), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return func(yield func(importLine, error) bool) {
+		defer f.Close()
+		switch format {
+		case "csv":
+			r := csv.NewReader(bufio.NewReader(f))
+			r.FieldsPerRecord = -1
+			header, err := r.Read()
+			if err != nil {
+				yield(importLine{}, fmt.Errorf("%s: reading the header row: %w", path, err))
+				return
+			}
+			for i := range header {
+				header[i] = strings.TrimSpace(strings.TrimPrefix(header[i], "\ufeff"))
+			}
+			for {
+				rec, err := r.Read()
+				if err == io.EOF {
+					return
+				}
+				line, _ := r.FieldPos(0)
+				var pe *csv.ParseError
+				if errors.As(err, &pe) {
+					if !yield(importLine{ImportInput: core.ImportInput{Line: pe.StartLine}, parseErr: errors.New("csv_syntax")}, nil) {
+						return
+					}
+					continue
+				} else if err != nil {
+					yield(importLine{}, err)
+					return
+				}
+				if len(rec) != len(header) {
+					if !yield(importLine{ImportInput: core.ImportInput{Line: line}, parseErr: errors.New("column_count")}, nil) {
+						return
+					}
+					continue
+				}
+				fields := map[string]string{}
+				for i, v := range rec {
+					if v != "" {
+						fields[header[i]] = v
+					}
+				}
+				if !yield(importLine{ImportInput: core.ImportInput{Line: line, Subject: custos.NewSubject{Fields: fields, Provenance: prov}}}, nil) {
+					return
+				}
+			}
+		case "jsonl":
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 1<<16), 1<<20)
+			line := 0
+			for sc.Scan() {
+				line++
+				text := strings.TrimSpace(sc.Text())
+				if text == "" {
+					continue
+				}
+				var fields map[string]string
+				if err := json.Unmarshal([]byte(text), &fields); err != nil {
+					if !yield(importLine{ImportInput: core.ImportInput{Line: line}, parseErr: errors.New("json_object_of_strings")}, nil) {
+						return
+					}
+					continue
+				}
+				if !yield(importLine{ImportInput: core.ImportInput{Line: line, Subject: custos.NewSubject{Fields: fields, Provenance: prov}}}, nil) {
+					return
+				}
+			}
+			if err := sc.Err(); err != nil {
+				yield(importLine{}, fmt.Errorf("%s: line %d: %w", path, line+1, err))
+			}
+		}
+	}, nil
+}
+
+// progress draws a one-line progress bar on a terminal-like writer.
+type progress struct {
+	w     io.Writer
+	total int
+	quiet bool
+	start time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer, total int, quiet bool) *progress {
+	return &progress{w: w, total: max(total, 1), quiet: quiet, start: time.Now()}
+}
+
+func (p *progress) set(line int, counts map[string]int) {
+	if p.quiet {
+		return
+	}
+	frac := min(float64(line)/float64(p.total), 1)
+	const width = 30
+	n := int(frac * width)
+	rate := float64(counts[custos.ImportStored]+counts[custos.ImportRejected]+counts[custos.ImportDuplicate]+counts[custos.ImportAlready]) / max(time.Since(p.start).Seconds(), 0.001)
+	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  line %d/%d  stored %d  rejected %d  duplicate %d  already %d  %.0f rows/s ",
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, line, p.total,
+		counts[custos.ImportStored], counts[custos.ImportRejected], counts[custos.ImportDuplicate], counts[custos.ImportAlready], rate)
+	p.drawn = true
+}
+
+func (p *progress) done() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

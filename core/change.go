@@ -1,0 +1,158 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"custos"
+	"custos/keys"
+)
+
+// UpdateSubject implements custos.SubjectService. Corrected values are
+// validated as at collection; the old values are never logged or audited,
+// only the field names.
+func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custos.SubjectID, upd custos.SubjectUpdate) (*custos.Subject, error) {
+	now := time.Now().UTC()
+	fields := slices.Sorted(maps.Keys(upd.Fields))
+	ev := event(ctx, custos.AuditSubjectUpdate, id, purposes, fields)
+	d := s.decide(ctx, custos.ActSubjectUpdate, purposes, fields, nil)
+	if !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	set := map[string]string{}
+	var removed []string
+	for name, v := range upd.Fields {
+		if v == nil {
+			removed = append(removed, name)
+		} else {
+			set[name] = *v
+		}
+	}
+	vals, vs := s.normalise(d.Fields, set, now)
+	for _, name := range removed {
+		if fd := d.Fields[name]; fd.Outcome == custos.Denied {
+			vs = append(vs, custos.Violation{Field: name, Rule: fd.Reason, Detail: deniedDetail(fd.Reason)})
+		}
+	}
+	if len(fields) == 0 {
+		vs = append(vs, custos.Violation{Field: "fields", Rule: "required", Detail: "at least one field"})
+	}
+	vs = append(vs, checkProvenance(upd.Provenance)...)
+	if len(vs) > 0 {
+		return nil, s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "Nothing was changed: some fields were refused.", Violations: vs})
+	}
+	newIndex := s.lookups(vals)
+	var out *custos.Subject
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		dk, err := tx.GetDataKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		dek, err := s.unwrap(dk)
+		if err != nil {
+			return err
+		}
+		aead, err := keys.NewAEAD(dek)
+		if err != nil {
+			return err
+		}
+		// Lookup keys: drop the old entry, claim the new one (409 if taken).
+		for _, name := range slices.Sorted(maps.Keys(upd.Fields)) {
+			if f := s.catalog.Field(name); f == nil || !f.Lookup {
+				continue
+			}
+			if err := tx.DeleteLookups(ctx, id, name); err != nil {
+				return err
+			}
+			if h, ok := newIndex[name]; ok {
+				if err := tx.InsertLookup(ctx, name, h, id); err != nil {
+					if e := custos.AsError(err); e != nil && e.Code == custos.ECONFLICT {
+						return duplicate(name, custos.SubjectID(e.ConflictID))
+					}
+					return err
+				}
+			}
+		}
+		var entries []provenanceEntry
+		if ct, ok := st.Sealed[provenanceField]; ok {
+			pt, err := aead.Open(ct, dekAAD("subjects", provenanceField, id, "", dk.Version))
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(pt, &entries); err != nil {
+				return err
+			}
+		}
+		prov := upd.Provenance
+		prov.Time = tx.Now()
+		if vals[provenanceField], err = encodeProvenance(entries, fields, prov); err != nil {
+			return err
+		}
+		sealed, err := s.sealFields(dek, id, dk.Version, vals)
+		if err != nil {
+			return err
+		}
+		for _, name := range removed {
+			delete(st.Sealed, name)
+		}
+		maps.Copy(st.Sealed, sealed)
+		st.UpdatedAt = tx.Now()
+		if err := tx.UpdateSubject(ctx, st); err != nil {
+			return err
+		}
+		out = &custos.Subject{ID: id, Fields: map[string]string{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
+		return nil
+	})
+	return out, err
+}
+
+// EraseSubject implements custos.SubjectService by crypto-shredding: the
+// subject's data key is destroyed, so every copy of its ciphertext —
+// replicas, old backups — becomes unreadable; its rows are removed and the
+// shred ledger records the erasure so a restore can re-apply it (R4).
+func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos.SubjectID, reason string) (*custos.ErasureReceipt, error) {
+	ev := event(ctx, custos.AuditSubjectErase, id, purposes, nil)
+	if d := s.decide(ctx, custos.ActSubjectErase, purposes, nil, nil); !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		reason = "request"
+	}
+	if len(reason) > 200 {
+		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The reason is too long.", custos.Violation{Field: "reason", Rule: "max_length", Detail: "at most 200 bytes"}))
+	}
+	ev.Reason = reason
+	var rc *custos.ErasureReceipt
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		ev.Fields = storedFields(st)
+		if err := tx.DeleteDataKey(ctx, id); err != nil {
+			return err
+		}
+		n, err := tx.DeleteRecords(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteLookups(ctx, id, ""); err != nil {
+			return err
+		}
+		if err := tx.DeleteSubject(ctx, id); err != nil {
+			return err
+		}
+		rc = &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
+		return tx.InsertShred(ctx, &custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID})
+	})
+	return rc, err
+}

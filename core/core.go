@@ -1,0 +1,206 @@
+// Package core is custos's one orchestrator: it implements the custos
+// service interfaces on top of a custos.Store, the keys package and the
+// policy decision. Every operation on personal data passes the access
+// decision here and writes exactly one audit event in the same transaction
+// as the change or read it describes (S5); there is no second path.
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"custos"
+	"custos/audit"
+	"custos/keys"
+	"custos/policy"
+)
+
+// DefaultCheckpointEvery is how many audit events pass between two signed
+// checkpoints written inline.
+const DefaultCheckpointEvery = 1000
+
+// Service implements custos.SubjectService, custos.PrincipalService and
+// custos.AuditService.
+type Service struct {
+	store   custos.Store
+	catalog *custos.Catalog
+	ring    atomic.Pointer[keys.Keyring]
+	signer  *keys.Signer
+	rand    io.Reader
+	logger  *slog.Logger
+
+	// Reload is called when a data key is wrapped by a master key version
+	// this process does not hold (another process rotated the keyring);
+	// it returns the current keyring. Nil disables reloading.
+	Reload func() (*keys.Keyring, error)
+	// CheckpointEvery is the number of audit events between inline signed
+	// checkpoints; 0 means DefaultCheckpointEvery.
+	CheckpointEvery int64
+
+	reloadMu sync.Mutex
+	indexer  atomic.Pointer[keys.Indexer]
+}
+
+var (
+	_ custos.SubjectService   = (*Service)(nil)
+	_ custos.PrincipalService = (*Service)(nil)
+	_ custos.AuditService     = (*Service)(nil)
+)
+
+// New returns a Service. logger may be nil.
+func New(store custos.Store, cat *custos.Catalog, ring *keys.Keyring, signer *keys.Signer, logger *slog.Logger) *Service {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{store: store, catalog: cat, signer: signer, rand: rand.Reader, logger: logger}
+	s.setKeyring(ring)
+	return s
+}
+
+// Catalog returns the catalog in force.
+func (s *Service) Catalog() *custos.Catalog { return s.catalog }
+
+// Keyring returns the keyring in force.
+func (s *Service) Keyring() *keys.Keyring { return s.ring.Load() }
+
+func (s *Service) setKeyring(k *keys.Keyring) {
+	s.ring.Store(k)
+	s.indexer.Store(k.Indexer())
+}
+
+// unwrap returns the plaintext data key, reloading the keyring once if the
+// key is wrapped by a master key version this process has not seen yet.
+func (s *Service) unwrap(dk *custos.DataKey) ([]byte, error) {
+	dek, err := s.ring.Load().Unwrap(dk.KEKVersion, dk.Wrapped)
+	if err == nil || s.Reload == nil || custos.ErrorCode(err) != custos.ESEALED {
+		return dek, err
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if k := s.ring.Load(); k.CurrentVersion() < dk.KEKVersion {
+		nk, rerr := s.Reload()
+		if rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		s.setKeyring(nk)
+	}
+	return s.ring.Load().Unwrap(dk.KEKVersion, dk.Wrapped)
+}
+
+// event starts an audit event for the actor and request in ctx.
+func event(ctx context.Context, action string, sub custos.SubjectID, purposes []string, fields []string) *custos.AuditEvent {
+	e := &custos.AuditEvent{Action: action, SubjectID: sub, Purposes: purposes, Fields: fields,
+		Decision: custos.DecisionAllow, RequestID: custos.RequestIDFromContext(ctx)}
+	if a := custos.ActorFromContext(ctx); a != nil {
+		e.ActorID = a.ID
+	}
+	return e
+}
+
+// appendAudit chains e onto the log inside tx and, every CheckpointEvery
+// events, signs a checkpoint of the head in the same transaction.
+func (s *Service) appendAudit(ctx context.Context, tx custos.Tx, e *custos.AuditEvent) error {
+	seq, head, err := tx.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
+	e.Time = tx.Now()
+	audit.Chain(seq, head, e)
+	if err := tx.InsertAuditEvent(ctx, e); err != nil {
+		return err
+	}
+	every := s.CheckpointEvery
+	if every <= 0 {
+		every = DefaultCheckpointEvery
+	}
+	if s.signer != nil && e.Seq%every == 0 {
+		return s.insertCheckpoint(ctx, tx, e.Seq, e.Hash)
+	}
+	return nil
+}
+
+func (s *Service) insertCheckpoint(ctx context.Context, tx custos.Tx, seq int64, hash []byte) error {
+	t := tx.Now()
+	sig := s.signer.Sign(audit.CheckpointMessage(seq, hash, t))
+	return tx.InsertCheckpoint(ctx, &custos.AuditCheckpoint{Seq: seq, Hash: hash, Time: t, KeyID: s.signer.KeyID(), Signature: sig})
+}
+
+// Checkpoint signs the current head of the audit chain if it is not signed
+// yet. Jobs call it periodically and at shutdown.
+func (s *Service) Checkpoint(ctx context.Context) error {
+	if s.signer == nil {
+		return nil
+	}
+	return s.store.Update(ctx, func(tx custos.Tx) error {
+		seq, head, err := tx.AuditHead(ctx)
+		if err != nil || seq == 0 {
+			return err
+		}
+		cps, err := tx.ListCheckpoints(ctx)
+		if err != nil {
+			return err
+		}
+		if n := len(cps); n > 0 && cps[n-1].Seq >= seq {
+			return nil
+		}
+		return s.insertCheckpoint(ctx, tx, seq, head)
+	})
+}
+
+// run executes fn and the audit event e in one write transaction. If fn
+// refuses the operation with a client error (not found, conflict, invalid,
+// forbidden), the refusal itself is audited in a transaction of its own, so
+// denied attempts are as traceable as granted ones.
+func (s *Service) run(ctx context.Context, e *custos.AuditEvent, fn func(tx custos.Tx) error) error {
+	err := s.store.Update(ctx, func(tx custos.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, e)
+	})
+	if err == nil {
+		return nil
+	}
+	switch code := custos.ErrorCode(err); code {
+	case custos.EINTERNAL, custos.ESEALED:
+		return err
+	default:
+		e.Decision, e.Reason = custos.DecisionDeny, code
+		if aerr := s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudit(ctx, tx, e) }); aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		return err
+	}
+}
+
+// refuse audits a request the access decision refused as a whole and
+// returns EFORBIDDEN naming the reason code (never a value).
+func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason string) error {
+	e.Decision, e.Reason = custos.DecisionDeny, reason
+	if err := s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudit(ctx, tx, e) }); err != nil {
+		return err
+	}
+	if reason == policy.ReasonPrincipalUnknown {
+		return custos.Errorf(custos.EUNAUTHORIZED, "Authentication required.")
+	}
+	return &custos.Error{Code: custos.EFORBIDDEN, Message: "Access refused: " + reason + ".",
+		Violations: []custos.Violation{{Field: "purpose", Rule: reason}}}
+}
+
+// decide runs the access decision for the actor in ctx.
+func (s *Service) decide(ctx context.Context, action string, purposes, fields, records []string) policy.Decision {
+	return policy.Decide(s.catalog, policy.Request{
+		Principal: custos.ActorFromContext(ctx), Action: action, Purposes: purposes,
+		Fields: fields, Records: records,
+	})
+}
+
+func dekAAD(table, field string, id custos.SubjectID, rec custos.RecordID, version int) []byte {
+	return keys.AAD(table, field, string(id), string(rec), "v"+strconv.Itoa(version))
+}

@@ -1,0 +1,181 @@
+package core
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"custos"
+	"custos/keys"
+)
+
+func (s *Service) requireAction(ctx context.Context, ev *custos.AuditEvent, action string) error {
+	p := custos.ActorFromContext(ctx)
+	if p == nil {
+		return custos.Errorf(custos.EUNAUTHORIZED, "Authentication required.")
+	}
+	if p.Blocked {
+		return s.refuse(ctx, ev, "principal_blocked")
+	}
+	for _, r := range p.Roles {
+		if role := s.catalog.Role(r); role != nil && slices.Contains(role.Actions, action) {
+			return nil
+		}
+	}
+	return s.refuse(ctx, ev, "action_not_allowed")
+}
+
+// CreatePrincipal implements custos.PrincipalService.
+func (s *Service) CreatePrincipal(ctx context.Context, p *custos.Principal) error {
+	ev := event(ctx, custos.AuditPrincipalCreate, "", nil, nil)
+	if err := s.requireAction(ctx, ev, custos.ActPrincipalManage); err != nil {
+		return err
+	}
+	var vs []custos.Violation
+	p.Name = strings.TrimSpace(p.Name)
+	if n := utf8.RuneCountInString(p.Name); n == 0 || n > 100 {
+		vs = append(vs, custos.Violation{Field: "name", Rule: "required", Detail: "1–100 characters"})
+	}
+	switch p.Kind {
+	case custos.KindService, custos.KindStaff, custos.KindPartner:
+	default:
+		vs = append(vs, custos.Violation{Field: "kind", Rule: "enum", Detail: "service, staff or partner"})
+	}
+	if len(p.Roles) == 0 {
+		vs = append(vs, custos.Violation{Field: "roles", Rule: "required"})
+	}
+	for _, r := range p.Roles {
+		if s.catalog.Role(r) == nil {
+			vs = append(vs, custos.Violation{Field: "roles", Rule: "unknown_role", Detail: "not a role in the catalog"})
+		}
+	}
+	if len(vs) > 0 {
+		return s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "The principal was not created.", Violations: vs})
+	}
+	p.ID = custos.PrincipalID(custos.NewID("prn"))
+	ev.Reason = "principal " + string(p.ID)
+	return s.run(ctx, ev, func(tx custos.Tx) error {
+		p.CreatedAt = tx.Now()
+		return tx.InsertPrincipal(ctx, p)
+	})
+}
+
+// FindPrincipals implements custos.PrincipalService.
+func (s *Service) FindPrincipals(ctx context.Context) ([]*custos.Principal, error) {
+	ev := event(ctx, custos.AuditPrincipalCreate, "", nil, nil)
+	if err := s.requireAction(ctx, ev, custos.ActPrincipalManage); err != nil {
+		return nil, err
+	}
+	var out []*custos.Principal
+	err := s.store.View(ctx, func(tx custos.Tx) (err error) {
+		out, err = tx.ListPrincipals(ctx)
+		return err
+	})
+	return out, err
+}
+
+// CreateAPIKey implements custos.PrincipalService. Only the SHA-256 of the
+// token is stored; the token is returned here once.
+func (s *Service) CreateAPIKey(ctx context.Context, id custos.PrincipalID) (*custos.APIKey, error) {
+	ev := event(ctx, custos.AuditAPIKeyCreate, "", nil, nil)
+	ev.Reason = "principal " + string(id)
+	if err := s.requireAction(ctx, ev, custos.ActPrincipalManage); err != nil {
+		return nil, err
+	}
+	var k *custos.APIKey
+	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+		k, err = s.newKey(ctx, tx, id)
+		return err
+	})
+	return k, err
+}
+
+func (s *Service) newKey(ctx context.Context, tx custos.Tx, id custos.PrincipalID) (*custos.APIKey, error) {
+	if _, err := tx.GetPrincipal(ctx, id); err != nil {
+		return nil, err
+	}
+	token, hash, err := keys.NewToken(s.rand)
+	if err != nil {
+		return nil, err
+	}
+	k := &custos.APIKey{ID: custos.NewID("key"), PrincipalID: id, Hash: hash, CreatedAt: tx.Now()}
+	if err := tx.InsertAPIKey(ctx, k); err != nil {
+		return nil, err
+	}
+	k.Token = token
+	return k, nil
+}
+
+// Authenticate implements custos.PrincipalService.
+func (s *Service) Authenticate(ctx context.Context, token string) (*custos.Principal, error) {
+	unauth := custos.Errorf(custos.EUNAUTHORIZED, "Invalid API key.")
+	if token == "" || len(token) > 200 {
+		return nil, unauth
+	}
+	var p *custos.Principal
+	err := s.store.View(ctx, func(tx custos.Tx) error {
+		k, err := tx.FindAPIKey(ctx, keys.TokenHash(token))
+		if err != nil {
+			return err
+		}
+		p, err = tx.GetPrincipal(ctx, k.PrincipalID)
+		return err
+	})
+	if custos.ErrorCode(err) == custos.ENOTFOUND {
+		return nil, unauth
+	}
+	return p, err
+}
+
+// metaBootstrap marks that the bootstrap admin exists.
+const metaBootstrap = "bootstrap_admin"
+
+// Bootstrap creates the first admin principal and returns its API key
+// token, once per store. Later calls return "" and no error.
+func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
+	err = s.store.Update(ctx, func(tx custos.Tx) error {
+		if _, err := tx.GetMeta(ctx, metaBootstrap); err == nil {
+			return nil
+		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
+			return err
+		}
+		p := &custos.Principal{ID: custos.PrincipalID(custos.NewID("prn")), Name: "bootstrap admin", Kind: custos.KindStaff,
+			Roles: []string{custos.RoleAdmin}, CreatedAt: tx.Now()}
+		if err := tx.InsertPrincipal(ctx, p); err != nil {
+			return err
+		}
+		k, err := s.newKey(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetMeta(ctx, metaBootstrap, string(p.ID)); err != nil {
+			return err
+		}
+		token = k.Token
+		return s.appendAudit(ctx, tx, &custos.AuditEvent{ActorID: "system", Action: custos.AuditInit, Decision: custos.DecisionAllow,
+			Reason: "bootstrap admin " + string(p.ID)})
+	})
+	return token, err
+}
+
+// FindAuditEvents implements custos.AuditService. Reading the audit log is
+// itself audited.
+func (s *Service) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
+	ev := event(ctx, custos.AuditAuditRead, "", nil, nil)
+	if f.SubjectID != nil {
+		ev.SubjectID = *f.SubjectID
+	}
+	if err := s.requireAction(ctx, ev, custos.ActAuditRead); err != nil {
+		return nil, err
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	var out []*custos.AuditEvent
+	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+		out, err = tx.FindAuditEvents(ctx, f)
+		return err
+	})
+	return out, err
+}

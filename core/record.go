@@ -1,0 +1,146 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"custos"
+	"custos/keys"
+)
+
+// MaxRecordData is the largest record document accepted, in bytes of JSON.
+const MaxRecordData = 64 << 10
+
+type sealedRecord struct {
+	Data       map[string]any    `json:"data"`
+	Provenance custos.Provenance `json:"provenance"`
+}
+
+// CreateRecord implements custos.SubjectService.
+func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos.SubjectID, in custos.NewRecord) (*custos.Record, error) {
+	ev := event(ctx, custos.AuditRecordCreate, id, purposes, []string{"record:" + in.Type})
+	d := s.decide(ctx, custos.ActRecordCreate, purposes, nil, []string{in.Type})
+	if !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	var vs []custos.Violation
+	rt := s.catalog.RecordType(in.Type)
+	if fd := d.Records[in.Type]; fd.Outcome == custos.Denied {
+		vs = append(vs, custos.Violation{Field: "type", Rule: fd.Reason, Detail: deniedDetail(fd.Reason)})
+	}
+	now := time.Now().UTC()
+	if in.OccurredAt.IsZero() {
+		vs = append(vs, custos.Violation{Field: "occurred_at", Rule: "required", Detail: "RFC 3339 time"})
+	} else if in.OccurredAt.After(now.Add(24 * time.Hour)) {
+		vs = append(vs, custos.Violation{Field: "occurred_at", Rule: "not_future", Detail: "more than a day in the future"})
+	}
+	prov := in.Provenance
+	prov.Time = now
+	vs = append(vs, checkProvenance(prov)...)
+	doc, err := json.Marshal(sealedRecord{Data: in.Data, Provenance: prov})
+	if err != nil {
+		vs = append(vs, custos.Violation{Field: "data", Rule: "json"})
+	} else if len(doc) > MaxRecordData {
+		vs = append(vs, custos.Violation{Field: "data", Rule: "max_size", Detail: "at most 64 KiB"})
+	}
+	if len(vs) > 0 {
+		return nil, s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "The record was not stored.", Violations: vs})
+	}
+	r := &custos.StoredRecord{ID: custos.RecordID(custos.NewID("rec")), SubjectID: id, Type: rt.Name, Category: rt.Category,
+		OccurredAt: in.OccurredAt.UTC().Truncate(time.Microsecond)}
+	err = s.run(ctx, ev, func(tx custos.Tx) error {
+		dk, err := tx.GetDataKey(ctx, id)
+		if err != nil {
+			return notFoundSubject(err)
+		}
+		dek, err := s.unwrap(dk)
+		if err != nil {
+			return err
+		}
+		aead, err := keys.NewAEAD(dek)
+		if err != nil {
+			return err
+		}
+		if r.Sealed, err = aead.Seal(doc, dekAAD("records", r.Type, id, r.ID, dk.Version), s.rand); err != nil {
+			return err
+		}
+		r.CreatedAt = tx.Now()
+		return tx.InsertRecord(ctx, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt}, nil
+}
+
+func notFoundSubject(err error) error {
+	if custos.ErrorCode(err) == custos.ENOTFOUND {
+		return custos.Errorf(custos.ENOTFOUND, "Subject not found.")
+	}
+	return err
+}
+
+// FindRecords implements custos.SubjectService: records whose type the
+// decision does not let through in plain are left out.
+func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.SubjectID, typ string) ([]*custos.Record, error) {
+	types := []string{typ}
+	if typ == "" {
+		types = nil
+		for _, rt := range s.catalog.RecordTypes {
+			types = append(types, rt.Name)
+		}
+	}
+	ev := event(ctx, custos.AuditRecordRead, id, purposes, nil)
+	d := s.decide(ctx, custos.ActRecordRead, purposes, nil, types)
+	if !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	if typ != "" && s.catalog.RecordType(typ) == nil {
+		return nil, s.auditRefusal(ctx, ev, custos.Invalid("Unknown record type.", custos.Violation{Field: "type", Rule: "field_unknown"}))
+	}
+	var out []*custos.Record
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		dk, err := tx.GetDataKey(ctx, id)
+		if err != nil {
+			return notFoundSubject(err)
+		}
+		rs, err := tx.ListRecords(ctx, id, typ)
+		if err != nil {
+			return err
+		}
+		var aead *keys.AEAD
+		seen := map[string]bool{}
+		for _, r := range rs {
+			fd := d.Records[r.Type]
+			if fd.Outcome != custos.Plain {
+				continue
+			}
+			if aead == nil {
+				dek, err := s.unwrap(dk)
+				if err != nil {
+					return err
+				}
+				if aead, err = keys.NewAEAD(dek); err != nil {
+					return err
+				}
+			}
+			pt, err := aead.Open(r.Sealed, dekAAD("records", r.Type, id, r.ID, dk.Version))
+			if err != nil {
+				return err
+			}
+			var doc sealedRecord
+			if err := json.Unmarshal(pt, &doc); err != nil {
+				return err
+			}
+			if !seen[r.Type] {
+				seen[r.Type] = true
+				ev.Fields = append(ev.Fields, "record:"+r.Type)
+			}
+			out = append(out, &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt,
+				CreatedAt: r.CreatedAt, Data: doc.Data, Provenance: doc.Provenance, Decision: &fd})
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,387 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"custos"
+	"custos/keys"
+	"custos/mask"
+	"custos/validate"
+)
+
+// provenanceField is the pseudo-field under which a subject's provenance
+// entries are sealed beside its values.
+const provenanceField = "_provenance"
+
+// provenanceEntry says where the listed fields' current values came from.
+type provenanceEntry struct {
+	Fields     []string          `json:"fields"`
+	Provenance custos.Provenance `json:"provenance"`
+}
+
+// prepared is a validated, sealed subject ready to be inserted.
+type prepared struct {
+	stored  *custos.StoredSubject
+	dk      *custos.DataKey
+	lookups map[string][]byte // field → blind index
+	fields  []string
+}
+
+// checkProvenance reports missing provenance parts (C6).
+func checkProvenance(p custos.Provenance) []custos.Violation {
+	var vs []custos.Violation
+	for _, c := range []struct{ name, v string }{{"collector", p.Collector}, {"channel", p.Channel}, {"source", p.Source}} {
+		if strings.TrimSpace(c.v) == "" {
+			vs = append(vs, custos.Violation{Field: "provenance." + c.name, Rule: "required"})
+		} else if len(c.v) > 200 {
+			vs = append(vs, custos.Violation{Field: "provenance." + c.name, Rule: "max_length", Detail: "at most 200 bytes"})
+		}
+	}
+	if len(p.Location) > 200 || len(p.Plan) > 200 {
+		vs = append(vs, custos.Violation{Field: "provenance", Rule: "max_length", Detail: "location and plan at most 200 bytes"})
+	}
+	return vs
+}
+
+// normalise validates each field the decision allows, returning normalised
+// values (secrets already hashed) or the violations; it never echoes a value.
+func (s *Service) normalise(d map[string]custos.FieldDecision, in map[string]string, now time.Time) (map[string]string, []custos.Violation) {
+	out := make(map[string]string, len(in))
+	var vs []custos.Violation
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		fd := d[name]
+		if fd.Outcome == custos.Denied {
+			vs = append(vs, custos.Violation{Field: name, Rule: fd.Reason, Detail: deniedDetail(fd.Reason)})
+			continue
+		}
+		def := s.catalog.Field(name)
+		fn, ok := validate.Lookup(def.Validator)
+		if !ok {
+			vs = append(vs, custos.Violation{Field: name, Rule: "validator_unknown"})
+			continue
+		}
+		v, rule, detail := fn(in[name], validate.Options{Enum: def.Enum, MaxLen: def.MaxLen, Now: now})
+		if rule != "" {
+			vs = append(vs, custos.Violation{Field: name, Rule: rule, Detail: detail})
+			continue
+		}
+		if def.Secret {
+			h, err := keys.HashSecret(v, s.rand)
+			if err != nil {
+				vs = append(vs, custos.Violation{Field: name, Rule: "hash_failed"})
+				continue
+			}
+			v = h
+		}
+		out[name] = v
+	}
+	return out, vs
+}
+
+func deniedDetail(reason string) string {
+	switch reason {
+	case "field_unknown":
+		return "not a field in the catalog"
+	case "field_not_for_purpose":
+		return "the declared purpose does not allow collecting this field (minimum necessary, C1)"
+	case "category_not_for_role":
+		return "your role may not handle this category"
+	}
+	return ""
+}
+
+// prepare decides, validates, and seals a new subject outside any
+// transaction, so the write lock is held only for the inserts.
+func (s *Service) prepare(ctx context.Context, action string, purposes []string, in custos.NewSubject, now time.Time) (p *prepared, refused string, err error) {
+	fields := slices.Sorted(maps.Keys(in.Fields))
+	d := s.decide(ctx, action, purposes, fields, nil)
+	if !d.Allowed {
+		return nil, d.Reason, nil
+	}
+	var vs []custos.Violation
+	if len(in.Fields) == 0 {
+		vs = append(vs, custos.Violation{Field: "fields", Rule: "required", Detail: "at least one field"})
+	}
+	vals, fvs := s.normalise(d.Fields, in.Fields, now)
+	vs = append(vs, fvs...)
+	vs = append(vs, checkProvenance(in.Provenance)...)
+	if len(vs) > 0 {
+		return nil, "", &custos.Error{Code: custos.EINVALID, Message: "The subject was not stored: some fields were refused.", Violations: vs}
+	}
+	id := custos.SubjectID(custos.NewID("sub"))
+	dek, err := keys.NewDEK(s.rand)
+	if err != nil {
+		return nil, "", err
+	}
+	ring := s.ring.Load()
+	kv, wrapped, err := ring.Wrap(dek)
+	if err != nil {
+		return nil, "", err
+	}
+	dk := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: kv, Wrapped: wrapped, CreatedAt: now}
+	prov := in.Provenance
+	prov.Time = now
+	vals[provenanceField], err = encodeProvenance(nil, fields, prov)
+	if err != nil {
+		return nil, "", err
+	}
+	sealed, err := s.sealFields(dek, id, dk.Version, vals)
+	if err != nil {
+		return nil, "", err
+	}
+	p = &prepared{
+		stored:  &custos.StoredSubject{ID: id, Sealed: sealed, CreatedAt: now, UpdatedAt: now},
+		dk:      dk,
+		lookups: s.lookups(vals),
+		fields:  fields,
+	}
+	return p, "", nil
+}
+
+func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenance) (string, error) {
+	entries := append(prev, provenanceEntry{Fields: fields, Provenance: p})
+	b, err := json.Marshal(entries)
+	return string(b), err
+}
+
+func (s *Service) sealFields(dek []byte, id custos.SubjectID, version int, vals map[string]string) (map[string][]byte, error) {
+	aead, err := keys.NewAEAD(dek)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(vals))
+	for name, v := range vals {
+		ct, err := aead.Seal([]byte(v), dekAAD("subjects", name, id, "", version), s.rand)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = ct
+	}
+	return out, nil
+}
+
+func (s *Service) lookups(vals map[string]string) map[string][]byte {
+	ix := s.indexer.Load()
+	out := map[string][]byte{}
+	for name, v := range vals {
+		if f := s.catalog.Field(name); f != nil && f.Lookup {
+			out[name] = ix.Index(name, v)
+		}
+	}
+	return out
+}
+
+// insert stores a prepared subject, refusing a duplicate lookup key with
+// ECONFLICT naming the existing subject (C5 de-duplication).
+func insert(ctx context.Context, tx custos.Tx, p *prepared) error {
+	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
+		if other, err := tx.FindLookup(ctx, name, p.lookups[name]); err == nil {
+			return duplicate(name, other)
+		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
+			return err
+		}
+	}
+	if err := tx.InsertDataKey(ctx, p.dk); err != nil {
+		return err
+	}
+	if err := tx.InsertSubject(ctx, p.stored); err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
+		if err := tx.InsertLookup(ctx, name, p.lookups[name], p.stored.ID); err != nil {
+			if e := custos.AsError(err); e != nil && e.Code == custos.ECONFLICT {
+				return duplicate(name, custos.SubjectID(e.ConflictID))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func duplicate(field string, other custos.SubjectID) error {
+	return &custos.Error{Code: custos.ECONFLICT, Message: "A subject with the same " + field + " already exists.",
+		ConflictID: string(other), Violations: []custos.Violation{{Field: field, Rule: "duplicate"}}}
+}
+
+// CreateSubject implements custos.SubjectService.
+func (s *Service) CreateSubject(ctx context.Context, purposes []string, in custos.NewSubject) (*custos.Subject, error) {
+	now := time.Now().UTC()
+	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, now)
+	ev := event(ctx, custos.AuditSubjectCreate, "", purposes, slices.Sorted(maps.Keys(in.Fields)))
+	if refused != "" {
+		return nil, s.refuse(ctx, ev, refused)
+	}
+	if err != nil {
+		return nil, s.auditRefusal(ctx, ev, err)
+	}
+	ev.SubjectID = p.stored.ID
+	if err := s.run(ctx, ev, func(tx custos.Tx) error { return insert(ctx, tx, p) }); err != nil {
+		return nil, err
+	}
+	return &custos.Subject{ID: p.stored.ID, Fields: map[string]string{}, CreatedAt: p.stored.CreatedAt, UpdatedAt: p.stored.UpdatedAt}, nil
+}
+
+// auditRefusal audits an operation refused before any transaction began
+// (invalid input) and returns err.
+func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err error) error {
+	code := custos.ErrorCode(err)
+	if code == custos.EINTERNAL {
+		return err
+	}
+	e.Decision, e.Reason = custos.DecisionDeny, code
+	if aerr := s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudit(ctx, tx, e) }); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// openSubject decrypts the fields the decision lets through and masks them.
+func (s *Service) present(ctx context.Context, tx custos.Tx, st *custos.StoredSubject, d map[string]custos.FieldDecision) (*custos.Subject, error) {
+	out := &custos.Subject{ID: st.ID, Fields: map[string]string{}, Decisions: map[string]custos.FieldDecision{},
+		Provenance: map[string]custos.Provenance{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
+	var need bool
+	for name := range st.Sealed {
+		if name == provenanceField {
+			continue
+		}
+		fd := d[name]
+		out.Decisions[name] = fd
+		need = need || fd.Outcome != custos.Denied
+	}
+	if !need {
+		return out, nil
+	}
+	dk, err := tx.GetDataKey(ctx, st.ID)
+	if err != nil {
+		return nil, err
+	}
+	dek, err := s.unwrap(dk)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := keys.NewAEAD(dek)
+	if err != nil {
+		return nil, err
+	}
+	for name, fd := range out.Decisions {
+		if fd.Outcome == custos.Denied {
+			continue
+		}
+		pt, err := aead.Open(st.Sealed[name], dekAAD("subjects", name, st.ID, "", dk.Version))
+		if err != nil {
+			return nil, err
+		}
+		v := string(pt)
+		if fd.Outcome == custos.Masked {
+			v = mask.Apply(s.catalog.Field(name).Mask, v)
+		}
+		out.Fields[name] = v
+	}
+	if ct, ok := st.Sealed[provenanceField]; ok {
+		pt, err := aead.Open(ct, dekAAD("subjects", provenanceField, st.ID, "", dk.Version))
+		if err != nil {
+			return nil, err
+		}
+		var entries []provenanceEntry
+		if err := json.Unmarshal(pt, &entries); err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			for _, f := range e.Fields {
+				if _, visible := out.Fields[f]; visible {
+					out.Provenance[f] = e.Provenance
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func storedFields(st *custos.StoredSubject) []string {
+	var out []string
+	for name := range st.Sealed {
+		if name != provenanceField {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FindSubjectByID implements custos.SubjectService.
+func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id custos.SubjectID) (*custos.Subject, error) {
+	ev := event(ctx, custos.AuditSubjectRead, id, purposes, nil)
+	if d := s.decide(ctx, custos.ActSubjectRead, purposes, nil, nil); !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	var out *custos.Subject
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
+		out, err = s.present(ctx, tx, st, d.Fields)
+		ev.Fields = visibleFields(out)
+		return err
+	})
+	return out, err
+}
+
+// visibleFields lists the fields a response carried, for the audit event.
+func visibleFields(sub *custos.Subject) []string {
+	if sub == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(sub.Fields))
+}
+
+// FindSubjectByLookup implements custos.SubjectService. The lookup field
+// itself must be visible to the caller for the purpose, so that a caller
+// cannot probe for the existence of values it may not see.
+func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, field, value string) (*custos.Subject, error) {
+	ev := event(ctx, custos.AuditSubjectLookup, "", purposes, []string{field})
+	d := s.decide(ctx, custos.ActSubjectRead, purposes, []string{field}, nil)
+	if !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	def := s.catalog.Field(field)
+	if def == nil || !def.Lookup {
+		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The field is not a lookup key.",
+			custos.Violation{Field: "field", Rule: "not_lookup_key", Detail: "lookup keys: " + strings.Join(s.catalog.LookupFields(), ", ")}))
+	}
+	if fd := d.Fields[field]; fd.Outcome == custos.Denied {
+		return nil, s.refuse(ctx, ev, fd.Reason)
+	}
+	fn, _ := validate.Lookup(def.Validator)
+	norm, rule, detail := fn(value, validate.Options{Enum: def.Enum, MaxLen: def.MaxLen, Now: time.Now()})
+	if rule != "" {
+		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The lookup value is not valid.", custos.Violation{Field: field, Rule: rule, Detail: detail}))
+	}
+	hash := s.indexer.Load().Index(field, norm)
+	var out *custos.Subject
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		id, err := tx.FindLookup(ctx, field, hash)
+		if err != nil {
+			return err
+		}
+		ev.SubjectID = id
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
+		out, err = s.present(ctx, tx, st, d.Fields)
+		ev.Fields = visibleFields(out)
+		return err
+	})
+	if custos.ErrorCode(err) == custos.ENOTFOUND {
+		return nil, custos.Errorf(custos.ENOTFOUND, "No subject has that %s.", field)
+	}
+	return out, err
+}

@@ -1,0 +1,226 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"custos"
+	"custos/core"
+)
+
+// Client talks to a custos server. It implements custos.SubjectService,
+// custos.PrincipalService (but Authenticate) and custos.AuditService, so
+// that the CLI and the end-to-end tests use custos exactly as an
+// application would. Errors come back as *custos.Error with the server's
+// code, violations and conflict id.
+type Client struct {
+	BaseURL string
+	Token   string
+	HTTP    *http.Client
+}
+
+// NewClient returns a client for baseURL ("http://127.0.0.1:8743").
+func NewClient(baseURL, token string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+var _ custos.SubjectService = (*Client)(nil)
+
+func (c *Client) do(ctx context.Context, method, path string, purposes []string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if len(purposes) > 0 {
+		req.Header.Set("Custos-Purpose", strings.Join(purposes, ","))
+	}
+	if id := custos.RequestIDFromContext(ctx); id != "" {
+		req.Header.Set("X-Request-ID", id)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("custos client: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var p Problem
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || p.Code == "" {
+			return &custos.Error{Code: custos.EINTERNAL, Message: fmt.Sprintf("HTTP %d", resp.StatusCode)}
+		}
+		return &custos.Error{Code: p.Code, Message: p.Detail, Violations: p.Errors, ConflictID: p.ExistingID}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Health calls /readyz and returns nil when the server is ready.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
+}
+
+// Catalog returns the server's catalog.
+func (c *Client) Catalog(ctx context.Context) (*custos.Catalog, error) {
+	var cat custos.Catalog
+	if err := c.do(ctx, http.MethodGet, "/v1/catalog", nil, nil, &cat); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(cat)
+	if err != nil {
+		return nil, err
+	}
+	return custos.ParseCatalog(bytes.NewReader(b))
+}
+
+// CreatePrincipal implements custos.PrincipalService.
+func (c *Client) CreatePrincipal(ctx context.Context, p *custos.Principal) error {
+	return c.do(ctx, http.MethodPost, "/v1/principals", nil, map[string]any{"name": p.Name, "kind": p.Kind, "roles": p.Roles}, p)
+}
+
+// FindPrincipals implements custos.PrincipalService.
+func (c *Client) FindPrincipals(ctx context.Context) ([]*custos.Principal, error) {
+	var out struct{ Principals []*custos.Principal }
+	err := c.do(ctx, http.MethodGet, "/v1/principals", nil, nil, &out)
+	return out.Principals, err
+}
+
+// CreateAPIKey implements custos.PrincipalService.
+func (c *Client) CreateAPIKey(ctx context.Context, id custos.PrincipalID) (*custos.APIKey, error) {
+	var k custos.APIKey
+	if err := c.do(ctx, http.MethodPost, "/v1/principals/"+url.PathEscape(string(id))+"/keys", nil, nil, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// CreateSubject implements custos.SubjectService.
+func (c *Client) CreateSubject(ctx context.Context, purposes []string, in custos.NewSubject) (*custos.Subject, error) {
+	var s custos.Subject
+	if err := c.do(ctx, http.MethodPost, "/v1/subjects", purposes, in, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// FindSubjectByID implements custos.SubjectService.
+func (c *Client) FindSubjectByID(ctx context.Context, purposes []string, id custos.SubjectID) (*custos.Subject, error) {
+	var s custos.Subject
+	if err := c.do(ctx, http.MethodGet, "/v1/subjects/"+url.PathEscape(string(id)), purposes, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// FindSubjectByLookup implements custos.SubjectService.
+func (c *Client) FindSubjectByLookup(ctx context.Context, purposes []string, field, value string) (*custos.Subject, error) {
+	var s custos.Subject
+	if err := c.do(ctx, http.MethodPost, "/v1/subjects/lookup", purposes, LookupRequest{Field: field, Value: value}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// UpdateSubject implements custos.SubjectService.
+func (c *Client) UpdateSubject(ctx context.Context, purposes []string, id custos.SubjectID, upd custos.SubjectUpdate) (*custos.Subject, error) {
+	var s custos.Subject
+	if err := c.do(ctx, http.MethodPatch, "/v1/subjects/"+url.PathEscape(string(id)), purposes, upd, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// EraseSubject implements custos.SubjectService.
+func (c *Client) EraseSubject(ctx context.Context, purposes []string, id custos.SubjectID, reason string) (*custos.ErasureReceipt, error) {
+	var rc custos.ErasureReceipt
+	if err := c.do(ctx, http.MethodDelete, "/v1/subjects/"+url.PathEscape(string(id))+"?reason="+url.QueryEscape(reason), purposes, nil, &rc); err != nil {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+// CreateRecord implements custos.SubjectService.
+func (c *Client) CreateRecord(ctx context.Context, purposes []string, id custos.SubjectID, in custos.NewRecord) (*custos.Record, error) {
+	var r custos.Record
+	if err := c.do(ctx, http.MethodPost, "/v1/subjects/"+url.PathEscape(string(id))+"/records", purposes, in, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// FindRecords implements custos.SubjectService.
+func (c *Client) FindRecords(ctx context.Context, purposes []string, id custos.SubjectID, typ string) ([]*custos.Record, error) {
+	var out struct{ Records []*custos.Record }
+	err := c.do(ctx, http.MethodGet, "/v1/subjects/"+url.PathEscape(string(id))+"/records?type="+url.QueryEscape(typ), purposes, nil, &out)
+	return out.Records, err
+}
+
+// ImportRows sends one batch of an import job.
+func (c *Client) ImportRows(ctx context.Context, purposes []string, job string, rows []core.ImportInput) ([]*custos.ImportResult, error) {
+	var out struct{ Results []*custos.ImportResult }
+	err := c.do(ctx, http.MethodPost, "/v1/imports/"+url.PathEscape(job)+"/rows", purposes, ImportRequest{Rows: rows}, &out)
+	return out.Results, err
+}
+
+// ImportRow implements custos.SubjectService.
+func (c *Client) ImportRow(ctx context.Context, purposes []string, job string, line int, in custos.NewSubject) (*custos.ImportResult, error) {
+	rs, err := c.ImportRows(ctx, purposes, job, []core.ImportInput{{Line: line, Subject: in}})
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) != 1 {
+		return nil, custos.Errorf(custos.EINTERNAL, "Expected one import result.")
+	}
+	return rs[0], nil
+}
+
+// FindAuditEvents implements custos.AuditService.
+func (c *Client) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
+	q := url.Values{}
+	if f.SubjectID != nil {
+		q.Set("subject_id", string(*f.SubjectID))
+	}
+	if f.ActorID != nil {
+		q.Set("actor_id", string(*f.ActorID))
+	}
+	if f.Action != nil {
+		q.Set("action", *f.Action)
+	}
+	if f.Since != nil {
+		q.Set("since", f.Since.Format(time.RFC3339))
+	}
+	if f.Until != nil {
+		q.Set("until", f.Until.Format(time.RFC3339))
+	}
+	if f.AfterSeq > 0 {
+		q.Set("after", strconv.FormatInt(f.AfterSeq, 10))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out struct{ Events []*custos.AuditEvent }
+	err := c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, nil, &out)
+	return out.Events, err
+}

@@ -1,0 +1,277 @@
+// Package http serves custos's REST API under /v1 (JSON, RFC 9457 problem
+// documents, OpenAPI at /v1/openapi.json), health and Prometheus metrics,
+// and holds a Go client for that API. Handlers decode, call one service
+// method and encode; they hold no SQL, crypto or policy.
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"custos"
+	"custos/core"
+)
+
+// MaxBody is the largest request body accepted (batch imports included).
+const MaxBody = 8 << 20
+
+// Server is the HTTP front of a custos node.
+type Server struct {
+	Service *core.Service
+	Logger  *slog.Logger
+	// Ready reports whether the node can serve (store reachable, keys loaded).
+	Ready func(ctx context.Context) error
+
+	mux     *http.ServeMux
+	srv     *http.Server
+	ln      net.Listener
+	metrics *metrics
+	routes  []route
+}
+
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+	auth    bool
+}
+
+// NewServer builds the route table.
+func NewServer(svc *core.Service, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Service: svc, Logger: logger, mux: http.NewServeMux(), metrics: newMetrics()}
+	s.routes = []route{
+		{"GET /healthz", s.handleHealth, false},
+		{"GET /readyz", s.handleReady, false},
+		{"GET /metrics", s.handleMetrics, false},
+		{"GET /v1/openapi.json", s.handleOpenAPI, false},
+		{"GET /v1/catalog", s.handleCatalog, true},
+		{"POST /v1/principals", s.handlePrincipalCreate, true},
+		{"GET /v1/principals", s.handlePrincipalList, true},
+		{"POST /v1/principals/{id}/keys", s.handleAPIKeyCreate, true},
+		{"POST /v1/subjects", s.handleSubjectCreate, true},
+		{"POST /v1/subjects/lookup", s.handleSubjectLookup, true},
+		{"GET /v1/subjects/{id}", s.handleSubjectGet, true},
+		{"PATCH /v1/subjects/{id}", s.handleSubjectUpdate, true},
+		{"DELETE /v1/subjects/{id}", s.handleSubjectErase, true},
+		{"POST /v1/subjects/{id}/records", s.handleRecordCreate, true},
+		{"GET /v1/subjects/{id}/records", s.handleRecordList, true},
+		{"POST /v1/imports/{job}/rows", s.handleImportRows, true},
+		{"GET /v1/audit", s.handleAuditList, true},
+	}
+	for _, rt := range s.routes {
+		h := rt.handler
+		if rt.auth {
+			h = s.authenticate(h)
+		}
+		s.mux.Handle(rt.pattern, h)
+	}
+	return s
+}
+
+// Patterns returns the route table's patterns (for the OpenAPI sync test).
+func (s *Server) Patterns() []string {
+	out := make([]string, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = r.pattern
+	}
+	return out
+}
+
+// ServeHTTP runs the middleware chain: request id, recovery, body limit,
+// metrics and access log (pattern only — URLs and bodies may hold
+// personal data and are never logged).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-ID")
+	if !validRequestID(id) {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err == nil {
+			id = "req_" + hex.EncodeToString(b)
+		}
+	}
+	ctx := custos.NewContextWithRequestID(r.Context(), id)
+	r = r.WithContext(ctx)
+	w.Header().Set("X-Request-ID", id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if v := recover(); v != nil {
+			s.Logger.Error("panic", "request_id", id, "panic_type", typeName(v))
+			Error(sw, r, s.Logger, errors.New("panic"))
+		}
+		_, pattern := s.mux.Handler(r)
+		if pattern == "" {
+			pattern = "unmatched"
+		}
+		d := time.Since(start)
+		s.metrics.observe(pattern, sw.status, d)
+		attrs := []any{"request_id", id, "route", pattern, "status", sw.status, "duration_ms", float64(d.Microseconds()) / 1000}
+		if sw.actor != nil {
+			attrs = append(attrs, "actor_id", string(sw.actor.ID))
+		}
+		s.Logger.Info("request", attrs...)
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case error:
+		return "error"
+	case string:
+		return "string"
+	}
+	return "other"
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	actor  *custos.Principal
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// authenticate resolves the API key (Authorization: Bearer, or X-API-Key)
+// to a principal in the request context.
+func (s *Server) authenticate(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			token = r.Header.Get("X-API-Key")
+		}
+		if token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="custos"`)
+			Error(w, r, s.Logger, custos.Errorf(custos.EUNAUTHORIZED, "An API key is required (Authorization: Bearer …)."))
+			return
+		}
+		p, err := s.Service.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="custos"`)
+			Error(w, r, s.Logger, err)
+			return
+		}
+		if sw, ok := w.(*statusWriter); ok {
+			sw.actor = p
+		}
+		next(w, r.WithContext(custos.NewContextWithActor(r.Context(), p)))
+	}
+}
+
+// purposes returns the declared purposes: the Custos-Purpose header or the
+// purpose query parameter, comma-separated. Every data request needs one.
+func purposes(r *http.Request) ([]string, error) {
+	v := r.Header.Get("Custos-Purpose")
+	if v == "" {
+		v = r.URL.Query().Get("purpose")
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, custos.Invalid("Every data request declares its purpose (Custos-Purpose header or purpose parameter).",
+			custos.Violation{Field: "purpose", Rule: "required"})
+	}
+	return out, nil
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// refused, and the error names the field, never the value.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var ute *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &mbe):
+			return custos.Errorf(custos.ETOOLARGE, "The request body is larger than %d bytes.", mbe.Limit)
+		case errors.As(err, &ute):
+			return custos.Invalid("The request body has a value of the wrong type.", custos.Violation{Field: ute.Field, Rule: "type", Detail: "expected " + ute.Type.String()})
+		case errors.As(err, &se):
+			return custos.Invalid("The request body is not valid JSON.", custos.Violation{Field: "body", Rule: "json_syntax"})
+		case errors.Is(err, io.EOF):
+			return custos.Invalid("The request body is empty.", custos.Violation{Field: "body", Rule: "required"})
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return custos.Invalid("The request body has an unknown member.", custos.Violation{Field: name, Rule: "unknown_member"})
+		}
+		return custos.Invalid("The request body could not be read.", custos.Violation{Field: "body", Rule: "json"})
+	}
+	if dec.More() {
+		return custos.Invalid("The request body holds more than one JSON value.", custos.Violation{Field: "body", Rule: "single_value"})
+	}
+	return nil
+}
+
+func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
+	}
+}
+
+// Listen binds addr ("127.0.0.1:0" for a free port).
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until Shutdown; it returns nil after a graceful shutdown.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
