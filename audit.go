@@ -16,6 +16,7 @@ const (
 	AuditRecordRead      = "record.read"
 	AuditSubjectImport   = "subject.import"
 	AuditPrincipalCreate = "principal.create"
+	AuditPrincipalList   = "principal.list"
 	AuditAPIKeyCreate    = "apikey.create"
 	AuditAuditRead       = "audit.read"
 	AuditKeysRotate      = "keys.rotate"

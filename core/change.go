@@ -16,7 +16,7 @@ import (
 // validated as at collection; the old values are never logged or audited,
 // only the field names.
 func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custos.SubjectID, upd custos.SubjectUpdate) (*custos.Subject, error) {
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	fields := slices.Sorted(maps.Keys(upd.Fields))
 	ev := event(ctx, custos.AuditSubjectUpdate, id, purposes, fields)
 	d := s.decide(ctx, custos.ActSubjectUpdate, purposes, fields, nil)

@@ -45,7 +45,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The import job name is missing or too long.",
 			custos.Violation{Field: "job", Rule: "required", Detail: "1–128 bytes"}))
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	results := make([]*custos.ImportResult, len(rows))
 	preps := make([]*prepared, len(rows))
 	for i, r := range rows {

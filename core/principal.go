@@ -63,7 +63,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, p *custos.Principal) erro
 
 // FindPrincipals implements custos.PrincipalService.
 func (s *Service) FindPrincipals(ctx context.Context) ([]*custos.Principal, error) {
-	ev := event(ctx, custos.AuditPrincipalCreate, "", nil, nil)
+	ev := event(ctx, custos.AuditPrincipalList, "", nil, nil)
 	if err := s.requireAction(ctx, ev, custos.ActPrincipalManage); err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	if fd := d.Records[in.Type]; fd.Outcome == custos.Denied {
 		vs = append(vs, custos.Violation{Field: "type", Rule: fd.Reason, Detail: deniedDetail(fd.Reason)})
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	if in.OccurredAt.IsZero() {
 		vs = append(vs, custos.Violation{Field: "occurred_at", Rule: "required", Detail: "RFC 3339 time"})
 	} else if in.OccurredAt.After(now.Add(24 * time.Hour)) {
@@ -71,7 +71,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	if err != nil {
 		return nil, err
 	}
-	return &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt}, nil
+	return &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt, Provenance: prov}, nil
 }
 
 func notFoundSubject(err error) error {

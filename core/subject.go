@@ -210,7 +210,7 @@ func duplicate(field string, other custos.SubjectID) error {
 
 // CreateSubject implements custos.SubjectService.
 func (s *Service) CreateSubject(ctx context.Context, purposes []string, in custos.NewSubject) (*custos.Subject, error) {
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, now)
 	ev := event(ctx, custos.AuditSubjectCreate, "", purposes, slices.Sorted(maps.Keys(in.Fields)))
 	if refused != "" {

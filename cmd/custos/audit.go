@@ -71,7 +71,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if !rep.OK {
 		fmt.Fprintf(stdout, "audit chain BROKEN: %s at event %d: %s\n", rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Detail)
-		fmt.Fprintf(stdout, "(%d events read, %d signed checkpoints, signing key %s)\n", rep.Events, rep.Checkpoints, keys.KeyID(n.signer.Public()))
+		fmt.Fprintf(stdout, "(%d events read, %d signed checkpoints, signing key %s)\n", rep.Events, rep.Checkpoints, keys.PublicKeyID(n.signer.Public()))
 		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at event %d (%s)", rep.Problem.Seq, rep.Problem.Kind)}
 	}
 	fmt.Fprintf(stdout, "audit chain OK: %d events, %d signed checkpoints verified (signing key %s)\n", rep.Events, rep.Checkpoints, n.signer.KeyID())

@@ -53,7 +53,7 @@ func loadKeyring(cfg Config, getenv func(string) string, create bool) (*keys.Key
 		path = p
 	}
 	k, err := keys.LoadKeyringFile(path)
-	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
+	if err != nil && create && notExist(err) {
 		k, err = keys.CreateKeyringFile(path, nil)
 	}
 	return k, path, err
@@ -85,7 +85,7 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 		return nil, fmt.Errorf("master keys: %w", err)
 	}
 	signer, err := keys.LoadSignerFile(cfg.SignerPath())
-	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
+	if err != nil && create && notExist(err) {
 		signer, err = keys.CreateSignerFile(cfg.SignerPath(), nil)
 	}
 	if err != nil {
@@ -108,6 +108,11 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 		}
 	}
 	return n, nil
+}
+
+// notExist reports a missing key file.
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || custos.ErrorCode(err) == custos.ENOTFOUND
 }
 
 func (n *node) Close() error { return n.db.Close() }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"custos"
 	custoshttp "custos/http"
 )
 
@@ -59,7 +60,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer n.Close()
 	srv := custoshttp.NewServer(n.svc, logger)
-	srv.Ready = func(ctx context.Context) error { return n.db.Ping(ctx) }
+	srv.Ready = func(ctx context.Context) error {
+		return n.db.View(ctx, func(tx custos.Tx) error {
+			_, err := tx.GetMeta(ctx, "bootstrap_admin")
+			return err
+		})
+	}
 	if err := srv.Listen(cfg.Addr); err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
