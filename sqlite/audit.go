@@ -1,0 +1,129 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+const auditColumns = `seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash`
+
+// AuditHead returns the last event's seq and hash, or (0, nil) when the
+// log is empty. Appenders are already serialised by the single write
+// connection, whose transactions hold the write lock from BEGIN.
+func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	var (
+		seq  int64
+		hash []byte
+	)
+	err := tx.scanRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, nil, &seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	} else if err != nil {
+		return 0, nil, formatError(err, "Audit event")
+	}
+	return seq, hash, nil
+}
+
+// InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
+// Hash. Returns ECONFLICT if the seq exists.
+func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error {
+	fields, err := encodeList(e.Fields)
+	if err != nil {
+		return internal("audit event", err)
+	}
+	purposes, err := encodeList(e.Purposes)
+	if err != nil {
+		return internal("audit event", err)
+	}
+	_, err = tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+	return formatError(err, "Audit event")
+}
+
+// FindAuditEvents returns the events matching every set field of f, in
+// seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
+// events when it is positive (the caller caps it).
+func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
+	where, args := []string{"seq > ?"}, []any{f.AfterSeq}
+	if f.SubjectID != nil {
+		where, args = append(where, "subject_id = ?"), append(args, string(*f.SubjectID))
+	}
+	if f.ActorID != nil {
+		where, args = append(where, "actor_id = ?"), append(args, string(*f.ActorID))
+	}
+	if f.Action != nil {
+		where, args = append(where, "action = ?"), append(args, *f.Action)
+	}
+	if f.Since != nil {
+		where, args = append(where, "time >= ?"), append(args, sqlutil.Micros(*f.Since))
+	}
+	if f.Until != nil {
+		where, args = append(where, "time < ?"), append(args, sqlutil.Micros(*f.Until))
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq`
+	if f.Limit > 0 {
+		q, args = q+` LIMIT ?`, append(args, f.Limit)
+	}
+	events := []*custos.AuditEvent{}
+	err := tx.query(ctx, q, args, func(s scanner) error {
+		var (
+			e                        custos.AuditEvent
+			t                        int64
+			actor, sub, fields, purp string
+		)
+		if err := s.Scan(&e.Seq, &t, &actor, &e.Action, &sub, &fields, &purp, &e.Decision, &e.Reason,
+			&e.RequestID, &e.PrevHash, &e.Hash); err != nil {
+			return err
+		}
+		var err error
+		if e.Fields, err = decodeList(fields); err != nil {
+			return internal("audit fields", err)
+		}
+		if e.Purposes, err = decodeList(purp); err != nil {
+			return internal("audit purposes", err)
+		}
+		e.Time, e.ActorID, e.SubjectID = sqlutil.Time(t), custos.PrincipalID(actor), custos.SubjectID(sub)
+		events = append(events, &e)
+		return nil
+	})
+	if err != nil {
+		return nil, formatError(err, "Audit event")
+	}
+	return events, nil
+}
+
+// InsertCheckpoint stores a signed checkpoint. Returns ECONFLICT if one
+// exists for c.Seq.
+func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) error {
+	_, err := tx.exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)`,
+		c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
+	return formatError(err, "Audit checkpoint")
+}
+
+// ListCheckpoints returns every checkpoint in seq order.
+func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, error) {
+	cps := []*custos.AuditCheckpoint{}
+	err := tx.query(ctx, `SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq`, nil,
+		func(s scanner) error {
+			var (
+				c custos.AuditCheckpoint
+				t int64
+			)
+			if err := s.Scan(&c.Seq, &c.Hash, &t, &c.KeyID, &c.Signature); err != nil {
+				return err
+			}
+			c.Time = sqlutil.Time(t)
+			cps = append(cps, &c)
+			return nil
+		})
+	if err != nil {
+		return nil, formatError(err, "Audit checkpoint")
+	}
+	return cps, nil
+}

@@ -1,0 +1,153 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+// migrationFS holds the schema migrations. They are forward-only and
+// append-only: a migration that has shipped is never edited, and the same
+// names exist in postgres/migration.
+//
+//go:embed migration/*.sql
+var migrationFS embed.FS
+
+// MigrationNames returns the names of the migrations this binary carries
+// ("0001_init.sql", …) in the order they are applied.
+func MigrationNames() []string {
+	names, err := fs.Glob(migrationFS, "migration/*.sql")
+	if err != nil {
+		panic("sqlite: bad migration pattern: " + err.Error())
+	}
+	for i, n := range names {
+		names[i] = path.Base(n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
+	name       TEXT PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+) STRICT`
+
+// Migrate applies the pending migrations in order, each in its own
+// transaction together with its row in the migrations table. It refuses a
+// database migrated by a newer custos (EINVALID).
+func (db *DB) Migrate(ctx context.Context) error {
+	if err := db.exec(ctx, createMigrations); err != nil {
+		return err
+	}
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, name := range pending {
+		if err := db.migrateFile(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) migrateFile(ctx context.Context, name string) error {
+	body, err := migrationFS.ReadFile("migration/" + name)
+	if err != nil {
+		return internal("migrate "+name, err)
+	}
+	return db.run(ctx, db.write, nil, func(tx *Tx) error {
+		// The row goes first: if another process applied this migration
+		// meanwhile, the primary key stops us before the schema changes.
+		if _, err := tx.exec(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`,
+			name, sqlutil.Micros(tx.now)); err != nil {
+			return internal("migrate "+name, err)
+		}
+		if _, err := tx.exec(ctx, string(body)); err != nil {
+			return internal("migrate "+name, err)
+		}
+		return nil
+	})
+}
+
+// PendingMigrations returns the migrations not applied yet, in order. It
+// changes nothing, and returns EINVALID if the database holds a migration
+// this binary does not know.
+func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
+	var applied []string
+	err := db.run(ctx, db.read, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+		var n int
+		if err := tx.scanRow(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'migrations'`,
+			nil, &n); err != nil {
+			return internal("migrations", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		return tx.query(ctx, `SELECT name FROM migrations ORDER BY name`, nil, func(s scanner) error {
+			var name string
+			if err := s.Scan(&name); err != nil {
+				return internal("migrations", err)
+			}
+			applied = append(applied, name)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	known := MigrationNames()
+	var unknown []string
+	for _, name := range applied {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &custos.Error{Code: custos.EINVALID,
+			Message: "The database was migrated by a newer custos; upgrade custos to use it.",
+			Err:     fmt.Errorf("sqlite: unknown migrations %s", strings.Join(unknown, ", "))}
+	}
+	var pending []string
+	for _, name := range known {
+		if !slices.Contains(applied, name) {
+			pending = append(pending, name)
+		}
+	}
+	return pending, nil
+}
+
+// checkSchema migrates, or refuses an out-of-date schema, as Open was told.
+func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
+	if migrate {
+		return db.Migrate(ctx)
+	}
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return &custos.Error{Code: custos.EINVALID,
+			Message: "Database schema is out of date; run custos migrate or start with --migrate.",
+			Err:     fmt.Errorf("sqlite: %d pending migrations, first %s", len(pending), pending[0])}
+	}
+	return nil
+}
+
+// exec runs one statement outside any transaction on the write connection.
+func (db *DB) exec(ctx context.Context, query string) error {
+	ctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	if _, err := db.write.ExecContext(ctx, query); err != nil {
+		return internal("exec", err)
+	}
+	return nil
+}
