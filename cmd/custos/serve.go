@@ -85,6 +85,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if err := n.svc.Checkpoint(ctx); err != nil {
 				logger.Warn("audit checkpoint failed", "err", err)
 			}
+			// Fold the WAL back into the database file and truncate it, so
+			// that old copies of shredded data keys do not linger there.
+			if err := n.db.Checkpoint(ctx); err != nil {
+				logger.Debug("wal checkpoint skipped", "err", err)
+			}
 		case <-ctx.Done():
 			logger.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
@@ -94,6 +99,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			}
 			if err := n.svc.Checkpoint(sctx); err != nil {
 				logger.Warn("final audit checkpoint failed", "err", err)
+			}
+			if err := n.db.Checkpoint(sctx); err != nil {
+				logger.Debug("wal checkpoint skipped", "err", err)
 			}
 			<-errc
 			fmt.Fprintln(stdout, "custos stopped")
