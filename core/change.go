@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"custos"
-	"custos/keys"
 )
 
 // UpdateSubject implements custos.SubjectService. Corrected values are
@@ -56,11 +55,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		if err != nil {
 			return err
 		}
-		dek, err := s.unwrap(dk)
-		if err != nil {
-			return err
-		}
-		aead, err := keys.NewAEAD(dek)
+		aead, err := s.aead(dk)
 		if err != nil {
 			return err
 		}
@@ -96,7 +91,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		if vals[provenanceField], err = encodeProvenance(entries, fields, prov); err != nil {
 			return err
 		}
-		sealed, err := s.sealFields(dek, id, dk.Version, vals)
+		sealed, err := s.sealFields(aead, id, dk.Version, vals)
 		if err != nil {
 			return err
 		}

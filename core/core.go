@@ -93,6 +93,17 @@ func (s *Service) unwrap(dk *custos.DataKey) ([]byte, error) {
 	return s.ring.Load().Unwrap(dk.KEKVersion, dk.Wrapped)
 }
 
+// aead unwraps a subject's data key and returns a sealer for its values.
+// The plaintext key is wiped once the cipher holds its own schedule.
+func (s *Service) aead(dk *custos.DataKey) (*keys.AEAD, error) {
+	dek, err := s.unwrap(dk)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Zero(dek)
+	return keys.NewAEAD(dek)
+}
+
 // event starts an audit event for the actor and request in ctx.
 func event(ctx context.Context, action string, sub custos.SubjectID, purposes []string, fields []string) *custos.AuditEvent {
 	e := &custos.AuditEvent{Action: action, SubjectID: sub, Purposes: purposes, Fields: fields,

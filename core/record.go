@@ -54,11 +54,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 		if err != nil {
 			return notFoundSubject(err)
 		}
-		dek, err := s.unwrap(dk)
-		if err != nil {
-			return err
-		}
-		aead, err := keys.NewAEAD(dek)
+		aead, err := s.aead(dk)
 		if err != nil {
 			return err
 		}
@@ -117,11 +113,7 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 				continue
 			}
 			if aead == nil {
-				dek, err := s.unwrap(dk)
-				if err != nil {
-					return err
-				}
-				if aead, err = keys.NewAEAD(dek); err != nil {
+				if aead, err = s.aead(dk); err != nil {
 					return err
 				}
 			}

@@ -130,7 +130,12 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	if err != nil {
 		return nil, "", err
 	}
-	sealed, err := s.sealFields(dek, id, dk.Version, vals)
+	aead, err := keys.NewAEAD(dek)
+	keys.Zero(dek)
+	if err != nil {
+		return nil, "", err
+	}
+	sealed, err := s.sealFields(aead, id, dk.Version, vals)
 	if err != nil {
 		return nil, "", err
 	}
@@ -149,11 +154,7 @@ func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenan
 	return string(b), err
 }
 
-func (s *Service) sealFields(dek []byte, id custos.SubjectID, version int, vals map[string]string) (map[string][]byte, error) {
-	aead, err := keys.NewAEAD(dek)
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) sealFields(aead *keys.AEAD, id custos.SubjectID, version int, vals map[string]string) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(vals))
 	for name, v := range vals {
 		ct, err := aead.Seal([]byte(v), dekAAD("subjects", name, id, "", version), s.rand)
@@ -260,11 +261,7 @@ func (s *Service) present(ctx context.Context, tx custos.Tx, st *custos.StoredSu
 	if err != nil {
 		return nil, err
 	}
-	dek, err := s.unwrap(dk)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := keys.NewAEAD(dek)
+	aead, err := s.aead(dk)
 	if err != nil {
 		return nil, err
 	}
@@ -320,16 +317,23 @@ func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id cus
 		return nil, s.refuse(ctx, ev, d.Reason)
 	}
 	var out *custos.Subject
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
-		st, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
-		out, err = s.present(ctx, tx, st, d.Fields)
-		ev.Fields = visibleFields(out)
+	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+		out, err = s.read(ctx, tx, purposes, id, ev)
 		return err
 	})
+	return out, err
+}
+
+// read loads a subject, decides each stored field for the purposes and
+// presents it; ev records the fields the response carries.
+func (s *Service) read(ctx context.Context, tx custos.Tx, purposes []string, id custos.SubjectID, ev *custos.AuditEvent) (*custos.Subject, error) {
+	st, err := tx.GetSubject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
+	out, err := s.present(ctx, tx, st, d.Fields)
+	ev.Fields = visibleFields(out)
 	return out, err
 }
 
@@ -371,13 +375,7 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 			return err
 		}
 		ev.SubjectID = id
-		st, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
-		out, err = s.present(ctx, tx, st, d.Fields)
-		ev.Fields = visibleFields(out)
+		out, err = s.read(ctx, tx, purposes, id, ev)
 		return err
 	})
 	if custos.ErrorCode(err) == custos.ENOTFOUND {

@@ -114,15 +114,23 @@ func subjectID(r *http.Request) (custos.SubjectID, error) {
 	return custos.SubjectID(id), nil
 }
 
-func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
+// subjectRequest reads the declared purposes and the subject id of a
+// request about one subject, answering the problem itself when either is bad.
+func (s *Server) subjectRequest(w http.ResponseWriter, r *http.Request) ([]string, custos.SubjectID, bool) {
 	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
+	if err == nil {
+		var id custos.SubjectID
+		if id, err = subjectID(r); err == nil {
+			return ps, id, true
+		}
 	}
-	id, err := subjectID(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
+	Error(w, r, s.Logger, err)
+	return nil, "", false
+}
+
+func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
+	ps, id, ok := s.subjectRequest(w, r)
+	if !ok {
 		return
 	}
 	sub, err := s.Service.FindSubjectByID(r.Context(), ps, id)
@@ -134,14 +142,8 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSubjectUpdate(w http.ResponseWriter, r *http.Request) {
-	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	id, err := subjectID(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
+	ps, id, ok := s.subjectRequest(w, r)
+	if !ok {
 		return
 	}
 	var upd custos.SubjectUpdate
@@ -158,14 +160,8 @@ func (s *Server) handleSubjectUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSubjectErase(w http.ResponseWriter, r *http.Request) {
-	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	id, err := subjectID(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
+	ps, id, ok := s.subjectRequest(w, r)
+	if !ok {
 		return
 	}
 	rc, err := s.Service.EraseSubject(r.Context(), ps, id, r.URL.Query().Get("reason"))
@@ -177,14 +173,8 @@ func (s *Server) handleSubjectErase(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRecordCreate(w http.ResponseWriter, r *http.Request) {
-	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	id, err := subjectID(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
+	ps, id, ok := s.subjectRequest(w, r)
+	if !ok {
 		return
 	}
 	var in custos.NewRecord
@@ -201,14 +191,8 @@ func (s *Server) handleRecordCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRecordList(w http.ResponseWriter, r *http.Request) {
-	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	id, err := subjectID(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
+	ps, id, ok := s.subjectRequest(w, r)
+	if !ok {
 		return
 	}
 	rs, err := s.Service.FindRecords(r.Context(), ps, id, r.URL.Query().Get("type"))

@@ -76,6 +76,10 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		}
 		s.mux.Handle(rt.pattern, h)
 	}
+	// Anything else gets a problem document too, not a plain-text 404.
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		Error(w, r, s.Logger, custos.Errorf(custos.ENOTFOUND, "No such endpoint; see /v1/openapi.json."))
+	})
 	return s
 }
 
@@ -113,7 +117,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Error(sw, r, s.Logger, errors.New("panic"))
 		}
 		_, pattern := s.mux.Handler(r)
-		if pattern == "" {
+		if pattern == "" || pattern == "/" {
 			pattern = "unmatched"
 		}
 		d := time.Since(start)

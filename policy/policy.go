@@ -145,9 +145,7 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 		best := custos.FieldDecision{Outcome: custos.Denied, Reason: ReasonFieldNotInPurpose}
 		for _, pr := range pairs {
 			fd := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Fields, name), f.Category, f.Level, f.Secret, name, write)
-			if rank(fd.Outcome) > rank(best.Outcome) || (best.Reason == ReasonFieldNotInPurpose && fd.Reason != ReasonFieldNotInPurpose) {
-				best = fd
-			}
+			best = better(best, fd)
 		}
 		d.Fields[name] = best
 	}
@@ -165,13 +163,20 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 			if !write && fd.Outcome == custos.Masked {
 				fd.Outcome = custos.Denied
 			}
-			if rank(fd.Outcome) > rank(best.Outcome) || (best.Reason == ReasonFieldNotInPurpose && fd.Reason != ReasonFieldNotInPurpose) {
-				best = fd
-			}
+			best = better(best, fd)
 		}
 		d.Records[name] = best
 	}
 	return d
+}
+
+// better returns the more permissive of two decisions; between two
+// denials it keeps the more specific reason than "not for this purpose".
+func better(best, fd custos.FieldDecision) custos.FieldDecision {
+	if rank(fd.Outcome) > rank(best.Outcome) || (best.Reason == ReasonFieldNotInPurpose && fd.Reason != ReasonFieldNotInPurpose) {
+		return fd
+	}
+	return best
 }
 
 func decideOne(req Request, role *custos.Role, pu *custos.Purpose, inPurpose bool, category string, level custos.Level, secret bool, name string, write bool) custos.FieldDecision {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -20,13 +19,8 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintln(stderr, "usage: custos audit verify [--data DIR | --store URL]")
 		return errUsage
 	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := bindFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
-	}
-	cfg, err := cf.load(getenv)
+	fs, cf := newFlags("audit verify", stderr)
+	cfg, err := cf.parse(fs, args[1:], getenv)
 	if err != nil {
 		return err
 	}

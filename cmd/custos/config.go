@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -78,6 +79,22 @@ func (c Config) KeyringPath() string { return filepath.Join(c.Data, "master.keys
 
 // SignerPath is the audit signing key file.
 func (c Config) SignerPath() string { return filepath.Join(c.Data, "audit-signing.key") }
+
+// newFlags returns a flag set for a command with the common flags bound;
+// the command adds its own before calling parse.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *commonFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs, bindFlags(fs)
+}
+
+// parse parses args and loads the Config.
+func (f *commonFlags) parse(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return Config{}, errUsage
+	}
+	return f.load(getenv)
+}
 
 // bindFlags registers the common flags on fs; they are applied by load.
 func bindFlags(fs *flag.FlagSet) *commonFlags {

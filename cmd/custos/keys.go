@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -16,14 +15,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := bindFlags(fs)
+	fs, cf := newFlags("keys "+sub, stderr)
 	ver := fs.Int("version", 0, "master key version to retire (keys retire)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	cfg, err := cf.load(getenv)
+	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,22 +13,17 @@ import (
 )
 
 func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := bindFlags(fs)
+	fs, cf := newFlags("seed", stderr)
 	n := fs.Int("subjects", 100, "how many synthetic customers to create")
 	records := fs.Int("records", 2, "records (orders, payments, events) per customer")
 	seedV := fs.Uint64("seed", 0, "random seed (0: from the clock)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	cfg, err := cf.parse(fs, args, getenv)
+	if err != nil {
+		return err
 	}
 	if *n < 1 || *records < 0 {
 		return fmt.Errorf("seed: -subjects must be ≥ 1 and -records ≥ 0")
-	}
-	cfg, err := cf.load(getenv)
-	if err != nil {
-		return err
 	}
 	node, err := openNode(ctx, cfg, getenv, newLogger(cfg, stderr), true)
 	if err != nil {

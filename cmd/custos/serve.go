@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -19,13 +18,8 @@ const ShutdownTimeout = 15 * time.Second
 const CheckpointInterval = time.Minute
 
 func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := bindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	cfg, err := cf.load(getenv)
+	fs, cf := newFlags("init", stderr)
+	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
 	}
@@ -43,13 +37,8 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := bindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	cfg, err := cf.load(getenv)
+	fs, cf := newFlags("serve", stderr)
+	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
 	}
