@@ -75,7 +75,9 @@ func TestSealedAtRestIntegrity(t *testing.T) {
 		name   string
 		tamper func(a, b *custos.StoredSubject)
 	}{
-		{"swapped between subjects", func(a, b *custos.StoredSubject) { a.Sealed["name"], b.Sealed["name"] = b.Sealed["name"], a.Sealed["name"] }},
+		{"swapped between subjects", func(a, b *custos.StoredSubject) {
+			a.Sealed["name"], b.Sealed["name"] = b.Sealed["name"], a.Sealed["name"]
+		}},
 		{"moved to another field", func(a, b *custos.StoredSubject) { a.Sealed["name"] = a.Sealed["address"] }},
 		{"bit flipped", func(a, b *custos.StoredSubject) { a.Sealed["name"][len(a.Sealed["name"])-1] ^= 1 }},
 		{"truncated", func(a, b *custos.StoredSubject) { a.Sealed["name"] = a.Sealed["name"][:10] }},
@@ -202,7 +204,10 @@ func TestEveryOperationAuditedOnce(t *testing.T) {
 			return err
 		}, ""},
 		{"records", func() error { _, err := e.svc.FindRecords(e.admin, []string{"fulfilment"}, id, ""); return err }, ""},
-		{"erase", func() error { _, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "test"); return err }, ""},
+		{"erase", func() error {
+			_, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "test")
+			return err
+		}, ""},
 		{"read erased", func() error { _, err := e.svc.FindSubjectByID(e.admin, []string{"fulfilment"}, id); return err }, custos.ENOTFOUND},
 	}
 	for _, op := range ops {
