@@ -135,6 +135,11 @@ const metaBootstrap = "bootstrap_admin"
 // token, once per store. Later calls return "" and no error.
 func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 	err = s.store.Update(ctx, func(tx custos.Tx) error {
+		// Taking the audit head first serialises nodes starting together
+		// on one database, so exactly one creates the admin.
+		if _, _, err := tx.AuditHead(ctx); err != nil {
+			return err
+		}
 		if _, err := tx.GetMeta(ctx, metaBootstrap); err == nil {
 			return nil
 		} else if custos.ErrorCode(err) != custos.ENOTFOUND {

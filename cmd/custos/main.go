@@ -48,6 +48,7 @@ commands:
   audit verify  recompute the audit hash chain; exit 0 when whole, 1 naming the first bad event
   import FILE   import customers (CSV with a header row, or JSON Lines) through a server
   seed          -subjects N: create synthetic Chinese customers
+  bench         load-test an in-process server: throughput and latency per workload
   version       print the version
 
 Run "custos <command> -h" for a command's flags.
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdImport(ctx, rest, stdout, stderr, getenv)
 	case "seed":
 		err = cmdSeed(ctx, rest, stdout, stderr, getenv)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "custos", version)
 	case "-h", "--help", "help":
