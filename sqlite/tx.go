@@ -15,6 +15,19 @@ type Tx struct {
 	tx      *sql.Tx
 	now     time.Time
 	timeout time.Duration
+	// shared is set when the transaction carries a commit group: its
+	// statements ignore the caller's cancellation, because SQLite answers
+	// an interrupted write inside a transaction by rolling back the whole
+	// transaction — every other request of the group with it.
+	shared bool
+}
+
+// stmtCtx bounds one statement by the query timeout.
+func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if tx.shared {
+		ctx = context.WithoutCancel(ctx)
+	}
+	return context.WithTimeout(ctx, tx.timeout)
 }
 
 var _ custos.Tx = (*Tx)(nil)
@@ -30,7 +43,7 @@ type scanner interface {
 
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	return tx.tx.ExecContext(ctx, query, args...)
 }
@@ -47,7 +60,7 @@ func (tx *Tx) affected(ctx context.Context, query string, args ...any) (int64, e
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	return fn(tx.tx.QueryRowContext(ctx, query, args...))
 }
@@ -59,7 +72,7 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	rows, err := tx.tx.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdImport(ctx, rest, stdout, stderr, getenv)
 	case "seed":
 		err = cmdSeed(ctx, rest, stdout, stderr, getenv)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "custos", version)
 	case "-h", "--help", "help":

@@ -1,0 +1,1196 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"custos"
+	"custos/core"
+	custoshttp "custos/http"
+	"custos/seed"
+)
+
+// The load generator is a closed loop: each of c workers sends one request,
+// waits for the whole answer, and sends the next, for a fixed time per step.
+// It runs in the same process as the server it measures and talks to it over
+// loopback TCP with a plain net/http client (keep-alive, one idle connection
+// per worker, raw requests built from pre-encoded bodies) rather than
+// custoshttp.Client, whose per-call JSON encoding, default transport (two idle
+// connections per host) and unread error bodies would be measured as server
+// cost. The same client code drives a bare net/http handler answering a
+// fixed JSON body on a second loopback port: that is the ceiling every
+// workload is reported against.
+
+// Bench defaults.
+const (
+	benchDefaultSubjects = 10000
+	// benchMaxSamples bounds the latency samples kept per step; beyond it
+	// each worker keeps a uniform reservoir of its share.
+	benchMaxSamples = 2_000_000
+	// benchImportBatch is the rows per request of the import workload.
+	benchImportBatch = 500
+	// benchPoolMax bounds the ids kept for the erase workload.
+	benchPoolMax = 1_000_000
+)
+
+// benchWorkloads lists the workloads in the order they run.
+var benchWorkloads = []string{"create", "read", "lookup", "update", "erase", "records", "import", "mixed"}
+
+// benchCreateFields are the fields a created subject carries, and
+// benchCreatePurposes the purposes they are collected for.
+var (
+	benchCreateFields   = []string{"name", "mobile", "email", "id_number", "address", "birth_date", "gender", "member_no"}
+	benchCreatePurposes = "account,fulfilment,legal-obligation"
+	benchProvenance     = custos.Provenance{Collector: "bench", Channel: "bench", Source: "synthetic"}
+)
+
+// benchReport is the -json document.
+type benchReport struct {
+	Version       string        `json:"version"`
+	StartedAt     time.Time     `json:"started_at"`
+	GoVersion     string        `json:"go_version"`
+	GOOS          string        `json:"goos"`
+	GOARCH        string        `json:"goarch"`
+	NumCPU        int           `json:"num_cpu"`
+	GOMAXPROCS    int           `json:"gomaxprocs"`
+	CPUModel      string        `json:"cpu_model,omitempty"`
+	LoadAvg       string        `json:"loadavg_at_start,omitempty"`
+	Store         string        `json:"store"`
+	Client        string        `json:"client"`
+	Subjects      int           `json:"subjects"`
+	Seed          uint64        `json:"seed"`
+	SeedSeconds   float64       `json:"seed_seconds"`
+	DurationSec   float64       `json:"duration_seconds"`
+	WarmupSec     float64       `json:"warmup_seconds"`
+	Concurrency   []int         `json:"concurrency"`
+	Workloads     []string      `json:"workloads"`
+	CeilingBytes  int           `json:"ceiling_body_bytes"`
+	RSSPerStep    bool          `json:"peak_rss_per_step"` // false: peak RSS is since process start
+	Results       []benchResult `json:"results"`
+	TotalDuration float64       `json:"total_seconds"`
+}
+
+// benchResult is one workload at one concurrency.
+type benchResult struct {
+	Workload    string  `json:"workload"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int64   `json:"requests"`
+	Seconds     float64 `json:"seconds"`
+	Throughput  float64 `json:"throughput"` // requests per second
+	// Latencies of the measured requests, in milliseconds.
+	P50ms  float64 `json:"p50_ms"`
+	P95ms  float64 `json:"p95_ms"`
+	P99ms  float64 `json:"p99_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	Errors int64   `json:"errors"`
+	// ErrorCodes are the first distinct codes seen (problem "code", or
+	// "http_NNN", "transport", "row_<status>"), in order of first sight.
+	ErrorCodes []benchCode `json:"error_codes,omitempty"`
+	// LateErrors counts failures of requests that completed after the
+	// window (not in Errors, nor in the error codes).
+	LateErrors int64 `json:"errors_after_window"`
+	// CPU seconds (user+system) used by the whole process — server and load
+	// generator — during the measured window.
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	CPUPerRequestUS float64 `json:"cpu_us_per_request"`
+	PeakRSSBytes    int64   `json:"peak_rss_bytes"`
+	CeilingRPS      float64 `json:"ceiling_throughput"`
+	Ratio           float64 `json:"ratio_to_ceiling"`
+	RowsPerSec      float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second
+	Samples         int     `json:"latency_samples"`
+	// DrainSeconds is how long the requests in flight at the end of the
+	// window took to finish (they are not counted).
+	DrainSeconds float64 `json:"drain_seconds"`
+	Note         string  `json:"note,omitempty"`
+}
+
+// benchCode counts one error code.
+type benchCode struct {
+	Code  string `json:"code"`
+	Count int64  `json:"count"`
+}
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs, cf := newFlags("bench", stderr)
+	subjects := fs.Int("subjects", benchDefaultSubjects, "synthetic customers to seed before the load")
+	concFlag := fs.String("c", "1,16,64", "concurrency levels (closed-loop workers), comma-separated")
+	duration := fs.Duration("duration", 10*time.Second, "measured time per workload and concurrency")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured warm-up before each step (at most a fifth of -duration)")
+	wlFlag := fs.String("workloads", "all", "comma-separated: "+strings.Join(benchWorkloads, ",")+" (or all)")
+	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the custos workload steps to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
+	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
+	keep := fs.Bool("keep", false, "keep the temporary data directory")
+	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
+	quiet := fs.Bool("quiet", false, "no progress output")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
+		fs.PrintDefaults()
+	}
+	cfg, err := cf.parse(fs, args, getenv)
+	if err != nil {
+		return err
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	var problems []string
+	conc, err := benchParseConc(*concFlag)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	workloads, err := benchParseWorkloads(*wlFlag)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if *subjects < 1 {
+		problems = append(problems, "-subjects must be ≥ 1")
+	}
+	if *duration <= 0 {
+		problems = append(problems, "-duration must be positive")
+	}
+	if *warmup < 0 {
+		problems = append(problems, "-warmup must not be negative")
+	}
+	if len(problems) > 0 {
+		return &exitError{code: 2, err: errors.New("bench: " + strings.Join(problems, "; "))}
+	}
+	*warmup = min(*warmup, *duration/5)
+	if *seedV == 0 {
+		*seedV = uint64(time.Now().UnixNano())
+	}
+	say := func(format string, a ...any) {
+		if !*quiet {
+			fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+		}
+	}
+
+	// The data directory: a fresh temporary one unless -data was given
+	// (CUSTOS_DATA is deliberately ignored: a benchmark must not fill a
+	// real vault with synthetic customers by accident).
+	if !explicit["data"] {
+		dir, err := os.MkdirTemp("", "custos-bench-*")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		cfg.Data = dir
+		defer func() {
+			if *keep {
+				fmt.Fprintf(stderr, "bench: data kept in %s\n", dir)
+			} else if err := os.RemoveAll(dir); err != nil {
+				// It holds master keys and synthetic customers: say so.
+				fmt.Fprintf(stderr, "bench: could not remove %s: %v\n", dir, err)
+			}
+		}()
+	}
+	logOut := io.Discard
+	if *serverLog != "" {
+		f, err := os.OpenFile(*serverLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	logger := newLogger(cfg, logOut)
+
+	rep := &benchReport{Version: version, StartedAt: time.Now().UTC().Truncate(time.Second), GoVersion: runtime.Version(),
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPUModel: benchCPUModel(), LoadAvg: benchLoadAvg(), Subjects: *subjects, Seed: *seedV,
+		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads,
+		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
+	rep.Store = "sqlite:" + cfg.DBPath()
+	if cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:") {
+		rep.Store = redactURL(cfg.Store)
+	}
+	if !explicit["data"] && cfg.Store == "" {
+		rep.Store = "sqlite (fresh, temporary directory)"
+	}
+	began := time.Now()
+
+	n, err := openNode(ctx, cfg, getenv, logger, true)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	srv := custoshttp.NewServer(n.svc, logger)
+	addr := "127.0.0.1:0"
+	if explicit["addr"] {
+		addr = cfg.Addr
+	}
+	if err := srv.Listen(addr); err != nil {
+		return fmt.Errorf("bench: listen %s: %w", addr, err)
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown", "err", err)
+		}
+		<-srvErr
+		if err := n.svc.Checkpoint(sctx); err != nil {
+			logger.Warn("audit checkpoint failed", "err", err)
+		}
+	}()
+	ceil, err := benchStartCeiling(stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := ceil.close(); err != nil {
+			logger.Warn("ceiling server close", "err", err)
+		}
+	}()
+	rep.CeilingBytes = len(benchCeilingBody)
+
+	maxC := slices.Max(conc)
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: maxC + 8,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	env := &benchEnv{
+		http:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		base:     "http://" + srv.Addr(),
+		ceiling:  "http://" + ceil.addr(),
+		gen:      &benchGen{g: seed.New(rand.New(rand.NewPCG(*seedV, 0x62656e6368)))},
+		erasable: &benchPool{},
+		seed:     *seedV,
+	}
+	if err := env.principals(ctx, n); err != nil {
+		return fmt.Errorf("bench: principals: %w", err)
+	}
+	say("custos on %s (%s), ceiling on %s", srv.Addr(), rep.Store, ceil.addr())
+
+	t0 := time.Now()
+	if err := env.seedSubjects(ctx, n, *subjects, stderr, *quiet); err != nil {
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+	rep.SeedSeconds = time.Since(t0).Seconds()
+	env.addrs = env.gen.addresses(1024)
+	if err := env.checkMasking(ctx); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+
+	rep.RSSPerStep = benchResetPeakRSS()
+	run := func(name string, c int, wl *benchWorkload, ceilRPS float64) (benchResult, error) {
+		res, err := benchStep(ctx, env, name, wl, c, *warmup, *duration, ceilRPS, rep.RSSPerStep)
+		if err != nil {
+			return res, err
+		}
+		rep.Results = append(rep.Results, res)
+		extra := ""
+		if res.RowsPerSec > 0 {
+			extra = fmt.Sprintf(", %.0f rows/s", res.RowsPerSec)
+		}
+		say("%-8s c=%-4d %8.0f req/s%s  p99 %s  errors %d", name, c, res.Throughput, extra, benchMs(res.P99ms), res.Errors)
+		return res, nil
+	}
+	ceilings := map[int]float64{}
+	for _, c := range conc {
+		res, err := run("ceiling", c, env.workload("ceiling"), 0)
+		if err != nil {
+			return err
+		}
+		ceilings[c] = res.Throughput
+	}
+	var prof *os.File
+	if *cpuProfile != "" {
+		if prof, err = os.Create(*cpuProfile); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer prof.Close() // on early return; closed and checked below otherwise
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile() // a no-op once stopped
+	}
+	for _, name := range workloads {
+		for _, c := range conc {
+			wl := env.workload(name)
+			if name == "erase" {
+				if err := env.topUpErasable(ctx, n, c, *warmup+*duration, rep.Results); err != nil {
+					return fmt.Errorf("bench: erase pool: %w", err)
+				}
+			}
+			if _, err := run(name, c, wl, ceilings[c]); err != nil {
+				return err
+			}
+		}
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		if err := prof.Close(); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+	}
+	if *memProfile != "" {
+		if err := benchWriteAllocs(*memProfile); err != nil {
+			return fmt.Errorf("bench: memory profile: %w", err)
+		}
+	}
+	rep.TotalDuration = time.Since(began).Seconds()
+
+	benchTable(stdout, rep)
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	return nil
+}
+
+func benchParseConc(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || v < 1 || v > 4096 {
+			return nil, fmt.Errorf("-c %q: want positive integers up to 4096, comma-separated", s)
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func benchParseWorkloads(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" || strings.TrimSpace(s) == "" {
+		return slices.Clone(benchWorkloads), nil
+	}
+	want := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if !slices.Contains(benchWorkloads, part) {
+			return nil, fmt.Errorf("-workloads: unknown workload %q (have %s)", part, strings.Join(benchWorkloads, ", "))
+		}
+		want[part] = true
+	}
+	var out []string
+	for _, w := range benchWorkloads { // always in the canonical order
+		if want[w] {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// benchCeilingBody is what the bare handler answers: a fixed JSON document
+// about the size of a masked subject (~300 bytes).
+var benchCeilingBody = []byte(`{"id":"sub_0123456789abcdefghijklmnop","fields":{"name":"张*","gender":"female","birth_date":"1990-**-**",` +
+	`"mobile":"138****5678","email":"z***@example.com","member_no":"M0123456789"},"created_at":"2026-01-01T00:00:00Z",` +
+	`"updated_at":"2026-01-01T00:00:00Z","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}` + "\n")
+
+// benchCeiling is the bare net/http server measured as the ceiling.
+type benchCeiling struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+func benchStartCeiling(stderr io.Writer) (*benchCeiling, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: ceiling listen: %w", err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(benchCeilingBody)))
+		if _, err := w.Write(benchCeilingBody); err != nil {
+			return // the client counts a short answer as an error
+		}
+	})
+	// The same timeouts as custos's own server, so only the handler differs.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(stderr, "bench: ceiling server:", err)
+		}
+	}()
+	return &benchCeiling{ln: ln, srv: srv}, nil
+}
+
+func (c *benchCeiling) addr() string { return c.ln.Addr().String() }
+
+func (c *benchCeiling) close() error { return c.srv.Close() }
+
+// benchGen serialises a seed.Generator, so every generated lookup value
+// (mobile, e-mail, id number, member number) is unique across the run.
+type benchGen struct {
+	mu sync.Mutex
+	g  *seed.Generator
+}
+
+// subject returns a new customer with the benchCreateFields only.
+func (g *benchGen) subject() custos.NewSubject {
+	g.mu.Lock()
+	full := g.g.Subject()
+	g.mu.Unlock()
+	f := make(map[string]string, len(benchCreateFields))
+	for _, name := range benchCreateFields {
+		f[name] = full.Fields[name]
+	}
+	return custos.NewSubject{Fields: f, Provenance: benchProvenance}
+}
+
+// full returns a complete synthetic customer (for seeding).
+func (g *benchGen) full() custos.NewSubject {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.g.Subject()
+}
+
+func (g *benchGen) addresses(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = g.full().Fields["address"]
+	}
+	return out
+}
+
+// benchPool holds ids of subjects that may be erased.
+type benchPool struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (p *benchPool) push(ids ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if room := benchPoolMax - len(p.ids); room > 0 {
+		p.ids = append(p.ids, ids[:min(room, len(ids))]...)
+	}
+}
+
+func (p *benchPool) pop() (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) == 0 {
+		return "", false
+	}
+	id := p.ids[len(p.ids)-1]
+	p.ids = p.ids[:len(p.ids)-1]
+	return id, true
+}
+
+func (p *benchPool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids)
+}
+
+// benchEnv is what the workloads share.
+type benchEnv struct {
+	http    *http.Client
+	base    string // custos
+	ceiling string // bare handler
+	seed    uint64
+
+	// API keys of the principals each workload acts as.
+	tokApp, tokMarketing, tokCS, tokDPO string
+
+	gen      *benchGen
+	ids      []string // seeded subjects: read, lookup, update, records
+	lookups  [][]byte // lookup bodies by mobile, parallel to ids
+	addrs    []string // addresses for the update workload
+	erasable *benchPool
+	jobs     atomic.Int64
+}
+
+// principals creates, through the API as the admin, one principal per role
+// the workloads act as, and an API key for each. An existing data
+// directory has no fresh admin key: a bench admin is then made in process.
+func (e *benchEnv) principals(ctx context.Context, n *node) error {
+	admin := n.adminToken
+	if admin == "" {
+		p := &custos.Principal{Name: "bench admin", Kind: custos.KindService, Roles: []string{custos.RoleAdmin}}
+		if err := n.svc.CreatePrincipal(system(ctx), p); err != nil {
+			return err
+		}
+		k, err := n.svc.CreateAPIKey(system(ctx), p.ID)
+		if err != nil {
+			return err
+		}
+		admin = k.Token
+	}
+	cl := custoshttp.NewClient(e.base, admin)
+	cl.HTTP = e.http
+	for _, p := range []struct {
+		name, role, kind string
+		dst              *string
+	}{
+		{"bench app", "app", custos.KindService, &e.tokApp},
+		{"bench marketing", "marketing", custos.KindStaff, &e.tokMarketing},
+		{"bench customer service", "customer-service", custos.KindStaff, &e.tokCS},
+		{"bench dpo", "dpo", custos.KindStaff, &e.tokDPO},
+	} {
+		pr := &custos.Principal{Name: p.name, Kind: p.kind, Roles: []string{p.role}}
+		if err := cl.CreatePrincipal(ctx, pr); err != nil {
+			return fmt.Errorf("create principal %s: %w", p.role, err)
+		}
+		k, err := cl.CreateAPIKey(ctx, pr.ID)
+		if err != nil {
+			return fmt.Errorf("create key for %s: %w", p.role, err)
+		}
+		*p.dst = k.Token
+	}
+	return nil
+}
+
+// seedSubjects stores n synthetic customers in process, in batches through
+// core ImportRows as `custos seed` does, and keeps their ids and mobiles.
+func (e *benchEnv) seedSubjects(ctx context.Context, n *node, count int, stderr io.Writer, quiet bool) error {
+	sctx := system(ctx)
+	purposes := []string{"account", "fulfilment", "legal-obligation", "risk-control"}
+	job := fmt.Sprintf("bench-seed-%d", e.seed)
+	bar := newProgress(stderr, count, quiet)
+	defer bar.done()
+	counts := map[string]int{}
+	const batch = 500
+	for done := 0; done < count; {
+		rows := make([]core.ImportInput, 0, batch)
+		for i := 0; i < batch && done+i < count; i++ {
+			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: e.gen.full()})
+		}
+		res, err := n.svc.ImportRows(sctx, purposes, job, rows)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			counts[r.Status]++
+			if r.Status != custos.ImportStored {
+				continue
+			}
+			body, err := json.Marshal(custoshttp.LookupRequest{Field: "mobile", Value: rows[i].Subject.Fields["mobile"]})
+			if err != nil {
+				return err
+			}
+			e.ids = append(e.ids, string(r.SubjectID))
+			e.lookups = append(e.lookups, body)
+		}
+		done += len(rows)
+		bar.set(done, counts)
+	}
+	if len(e.ids) == 0 {
+		return errors.New("no subject was stored")
+	}
+	return nil
+}
+
+// checkMasking reads one seeded subject as the read workload does and
+// makes sure the answer masks some fields, so that the workload measures
+// the masked path it claims to.
+func (e *benchEnv) checkMasking(ctx context.Context) error {
+	cl := custoshttp.NewClient(e.base, e.tokMarketing)
+	cl.HTTP = e.http
+	sub, err := cl.FindSubjectByID(ctx, []string{"marketing"}, custos.SubjectID(e.ids[0]))
+	if err != nil {
+		return fmt.Errorf("read as marketing: %w", err)
+	}
+	for _, d := range sub.Decisions {
+		if d.Outcome == custos.Masked {
+			return nil
+		}
+	}
+	return errors.New("read as marketing: no field came back masked; the read workload would not exercise masking")
+}
+
+// topUpErasable makes sure the erase step at concurrency c will not run
+// out of subjects: it estimates the rate from earlier erase steps (or the
+// create steps, or a generous guess) and imports the shortfall in process,
+// outside the measured window.
+func (e *benchEnv) topUpErasable(ctx context.Context, n *node, c int, d time.Duration, done []benchResult) error {
+	rate := 3000.0 // a guess above what one SQLite writer erases
+	if i := slices.IndexFunc(done, func(r benchResult) bool { return r.Workload == "erase" }); i >= 0 {
+		rate = max(done[len(done)-1].Throughput, 100) // the erase step just before this one
+	} else if i := slices.IndexFunc(done, func(r benchResult) bool { return r.Workload == "create" && r.Concurrency == c }); i >= 0 {
+		rate = max(done[i].Throughput*1.5, 1000)
+	}
+	need := min(int(rate*d.Seconds()*1.5)+c, benchPoolMax)
+	short := need - e.erasable.len()
+	if short <= 0 {
+		return nil
+	}
+	sctx := system(ctx)
+	job := fmt.Sprintf("bench-erasable-%d-%d", e.seed, e.jobs.Add(1))
+	for line := 0; line < short; {
+		rows := make([]core.ImportInput, 0, benchImportBatch)
+		for i := 0; i < benchImportBatch && line+i < short; i++ {
+			rows = append(rows, core.ImportInput{Line: line + i + 1, Subject: e.gen.subject()})
+		}
+		res, err := n.svc.ImportRows(sctx, strings.Split(benchCreatePurposes, ","), job, rows)
+		if err != nil {
+			return err
+		}
+		for _, r := range res {
+			if r.Status == custos.ImportStored {
+				e.erasable.push(string(r.SubjectID))
+			}
+		}
+		line += len(rows)
+	}
+	return nil
+}
+
+// benchReq is one prepared request. after, when set, runs on a 2xx answer
+// outside the timed part; it returns the rows stored (import) and the
+// error code of a partly refused answer.
+type benchReq struct {
+	method, url, token, purpose string
+	body                        []byte
+	after                       func(body []byte) (rows int, code string)
+}
+
+// benchWorkload prepares the next request of a worker; false means there
+// is nothing left to do (the erase pool ran dry).
+type benchWorkload struct {
+	next func(w *benchWorker) (benchReq, bool)
+}
+
+func (e *benchEnv) workload(name string) *benchWorkload {
+	create := func(w *benchWorker) (benchReq, bool) {
+		body, err := json.Marshal(e.gen.subject())
+		if err != nil {
+			panic(err) // a map of strings always encodes
+		}
+		return benchReq{method: http.MethodPost, url: e.base + "/v1/subjects", token: e.tokApp, purpose: benchCreatePurposes, body: body,
+			after: func(b []byte) (int, string) {
+				var s struct{ ID string }
+				if err := json.Unmarshal(b, &s); err != nil || s.ID == "" {
+					return 0, "client_decode"
+				}
+				e.erasable.push(s.ID)
+				return 0, ""
+			}}, true
+	}
+	read := func(w *benchWorker) (benchReq, bool) {
+		id := e.ids[w.rng.IntN(len(e.ids))]
+		return benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}, true
+	}
+	lookup := func(w *benchWorker) (benchReq, bool) {
+		return benchReq{method: http.MethodPost, url: e.base + "/v1/subjects/lookup", token: e.tokCS, purpose: "customer-service",
+			body: e.lookups[w.rng.IntN(len(e.lookups))]}, true
+	}
+	var wl benchWorkload
+	switch name {
+	case "ceiling":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			return benchReq{method: http.MethodGet, url: e.ceiling + "/v1/subjects/sub_ceiling", token: e.tokMarketing, purpose: "marketing"}, true
+		}
+	case "create":
+		wl.next = create
+	case "read":
+		wl.next = read
+	case "lookup":
+		wl.next = lookup
+	case "update":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			a := e.addrs[w.rng.IntN(len(e.addrs))]
+			body, err := json.Marshal(custos.SubjectUpdate{Fields: map[string]*string{"address": &a}, Provenance: benchProvenance})
+			if err != nil {
+				panic(err)
+			}
+			return benchReq{method: http.MethodPatch, url: e.base + "/v1/subjects/" + e.ids[w.rng.IntN(len(e.ids))], token: e.tokCS,
+				purpose: "customer-service", body: body}, true
+		}
+	case "erase":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			id, ok := e.erasable.pop()
+			if !ok {
+				return benchReq{}, false
+			}
+			return benchReq{method: http.MethodDelete, url: e.base + "/v1/subjects/" + id + "?reason=bench", token: e.tokDPO, purpose: "legal-obligation"}, true
+		}
+	case "records":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			rec := custos.NewRecord{Type: "order", OccurredAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second), Provenance: benchProvenance,
+				Data: map[string]any{"order_no": "BO" + strconv.FormatUint(w.rng.Uint64()%1e12, 10), "amount": "128.00", "currency": "CNY",
+					"items": []map[string]any{{"sku": "SKU-" + strconv.Itoa(w.rng.IntN(10000)), "qty": 1 + w.rng.IntN(3), "price": "64.00"}}}}
+			body, err := json.Marshal(rec)
+			if err != nil {
+				panic(err)
+			}
+			return benchReq{method: http.MethodPost, url: e.base + "/v1/subjects/" + e.ids[w.rng.IntN(len(e.ids))] + "/records",
+				token: e.tokApp, purpose: "fulfilment", body: body}, true
+		}
+	case "import":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			rows := make([]core.ImportInput, benchImportBatch)
+			for i := range rows {
+				rows[i] = core.ImportInput{Line: i + 1, Subject: e.gen.subject()}
+			}
+			body, err := json.Marshal(custoshttp.ImportRequest{Rows: rows})
+			if err != nil {
+				panic(err)
+			}
+			job := fmt.Sprintf("bench-%d-%d", e.seed, e.jobs.Add(1))
+			return benchReq{method: http.MethodPost, url: e.base + "/v1/imports/" + url.PathEscape(job) + "/rows", token: e.tokApp,
+				purpose: benchCreatePurposes, body: body,
+				after: func(b []byte) (int, string) {
+					var out struct{ Results []custos.ImportResult }
+					if err := json.Unmarshal(b, &out); err != nil || len(out.Results) != benchImportBatch {
+						return 0, "client_decode"
+					}
+					ids := make([]string, 0, len(out.Results))
+					code := ""
+					for _, r := range out.Results {
+						if r.Status == custos.ImportStored {
+							ids = append(ids, string(r.SubjectID))
+						} else if code == "" {
+							code = "row_" + r.Status
+						}
+					}
+					e.erasable.push(ids...)
+					return len(ids), code
+				}}, true
+		}
+	case "mixed":
+		wl.next = func(w *benchWorker) (benchReq, bool) {
+			switch p := w.rng.IntN(100); {
+			case p < 80:
+				return read(w)
+			case p < 90:
+				return lookup(w)
+			default:
+				return create(w)
+			}
+		}
+	default:
+		panic("bench: unknown workload " + name)
+	}
+	return &wl
+}
+
+// benchWorker is one closed-loop client.
+type benchWorker struct {
+	env      *benchEnv
+	rng      *rand.Rand
+	buf      bytes.Buffer
+	samples  []int64 // latencies in ns; a uniform reservoir past limit
+	limit    int
+	seen     int64 // measured requests
+	errs     int64
+	lateErrs int64 // errors of requests completing after the window
+	rows     int64
+	codes    map[string]*benchCodeSeen
+	maxNanos int64
+}
+
+type benchCodeSeen struct {
+	count int64
+	first time.Time
+}
+
+func (w *benchWorker) record(d time.Duration) {
+	w.seen++
+	w.maxNanos = max(w.maxNanos, int64(d))
+	if len(w.samples) < w.limit {
+		w.samples = append(w.samples, int64(d))
+		return
+	}
+	if j := w.rng.Int64N(w.seen); j < int64(w.limit) {
+		w.samples[j] = int64(d)
+	}
+}
+
+func (w *benchWorker) fail(code string) {
+	w.errs++
+	c := w.codes[code]
+	if c == nil {
+		c = &benchCodeSeen{first: time.Now()}
+		w.codes[code] = c
+	}
+	c.count++
+}
+
+// do sends one request and reads the whole answer; it returns the error
+// code ("" on success) and, for a 2xx answer, the body.
+func (w *benchWorker) do(ctx context.Context, r benchReq) (string, []byte) {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
+	if err != nil {
+		return "client_request", nil
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Custos-Purpose", r.purpose)
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := w.env.http.Do(req)
+	if err != nil {
+		return "transport", nil
+	}
+	w.buf.Reset()
+	_, err = w.buf.ReadFrom(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "transport_read", nil
+	}
+	if resp.StatusCode >= 300 {
+		var p struct{ Code string }
+		if json.Unmarshal(w.buf.Bytes(), &p) == nil && p.Code != "" {
+			return p.Code, nil
+		}
+		return "http_" + strconv.Itoa(resp.StatusCode), nil
+	}
+	return "", w.buf.Bytes()
+}
+
+// benchUsage is the process's CPU time and peak RSS.
+func benchUsage() (cpu time.Duration, maxRSS int64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0
+	}
+	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	maxRSS = int64(ru.Maxrss)
+	if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
+		maxRSS *= 1024 // kilobytes elsewhere
+	}
+	return cpu, maxRSS
+}
+
+// benchResetPeakRSS resets the kernel's peak-RSS mark to the current RSS
+// (Linux ≥ 4.0), so Getrusage's maxrss measures one step. It reports
+// whether that worked; if not, peak RSS is since the process started.
+func benchResetPeakRSS() bool {
+	f, err := os.OpenFile("/proc/self/clear_refs", os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	_, werr := f.Write([]byte("5"))
+	cerr := f.Close()
+	return werr == nil && cerr == nil
+}
+
+// benchStep runs one workload at concurrency c: warm-up, then the measured
+// window; requests in flight at its end are waited for and counted.
+func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkload, c int, warmup, d time.Duration, ceilRPS float64, resetRSS bool) (benchResult, error) {
+	res := benchResult{Workload: name, Concurrency: c, CeilingRPS: ceilRPS}
+	limit := benchMaxSamples / c
+	prealloc := 1 << 14
+	if ceilRPS > 0 { // no workload outruns the ceiling
+		prealloc = int(ceilRPS*d.Seconds()/float64(c)*1.2) + 64
+	}
+	prealloc = min(prealloc, limit)
+	workers := make([]*benchWorker, c)
+	for i := range workers {
+		workers[i] = &benchWorker{env: env, rng: rand.New(rand.NewPCG(env.seed, uint64(i)+uint64(c)<<32)),
+			samples: make([]int64, 0, prealloc), limit: limit, codes: map[string]*benchCodeSeen{}}
+	}
+	// Leftovers of the last step are not this step's cost: collect them
+	// and hand the memory back, so the step's peak RSS starts low.
+	debug.FreeOSMemory()
+
+	start := time.Now()
+	measureAt := start.Add(warmup)
+	deadline := measureAt.Add(d)
+	var exhausted atomic.Bool
+	// The clock goroutine takes the CPU and peak-RSS readings at the
+	// edges of the measured window, not when the last straggler is in.
+	var cpu0, cpu1 time.Duration
+	var rss int64
+	measured := make(chan struct{})
+	go func() {
+		defer close(measured)
+		for i, at := range []time.Time{measureAt, deadline} {
+			t := time.NewTimer(time.Until(at))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			if i == 0 {
+				if resetRSS {
+					benchResetPeakRSS()
+				}
+				cpu0, _ = benchUsage()
+			} else {
+				cpu1, rss = benchUsage()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if !time.Now().Before(deadline) {
+					return
+				}
+				r, ok := wl.next(w)
+				if !ok {
+					exhausted.Store(true)
+					return
+				}
+				t0 := time.Now()
+				code, body := w.do(ctx, r)
+				t1 := time.Now()
+				var rows int
+				if code == "" && r.after != nil {
+					rows, code = r.after(body) // also outside the window: it feeds the erase pool
+				}
+				// A request counts when it completes inside the window, so
+				// requests far longer than the warm-up (large imports at high
+				// concurrency) are neither lost nor counted twice.
+				if t1.Before(measureAt) {
+					continue
+				}
+				if !t1.Before(deadline) {
+					if code != "" {
+						w.lateErrs++
+					}
+					continue
+				}
+				w.rows += int64(rows)
+				w.record(t1.Sub(t0))
+				if code != "" {
+					w.fail(code)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.DrainSeconds = max(time.Since(deadline), 0).Seconds()
+	<-measured
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	res.Seconds = d.Seconds()
+	codes := map[string]*benchCodeSeen{}
+	var lat []benchWeighted
+	var rows int64
+	exact := true
+	for _, w := range workers {
+		res.Requests += w.seen
+		res.Errors += w.errs
+		res.LateErrors += w.lateErrs
+		res.MaxMs = max(res.MaxMs, float64(w.maxNanos)/1e6)
+		for k, v := range w.codes {
+			if c := codes[k]; c == nil {
+				codes[k] = &benchCodeSeen{count: v.count, first: v.first}
+			} else {
+				c.count += v.count
+				if v.first.Before(c.first) {
+					c.first = v.first
+				}
+			}
+		}
+		weight := 1.0
+		if w.seen > int64(len(w.samples)) {
+			exact = false
+			weight = float64(w.seen) / float64(len(w.samples))
+		}
+		for _, s := range w.samples {
+			lat = append(lat, benchWeighted{s, weight})
+		}
+		rows += w.rows
+	}
+	res.Samples = len(lat)
+	res.P50ms, res.P95ms, res.P99ms = benchPercentiles(lat, exact)
+	res.Throughput = float64(res.Requests) / res.Seconds
+	res.RowsPerSec = float64(rows) / res.Seconds
+	var cl []benchCode
+	for _, k := range slices.SortedFunc(maps.Keys(codes), func(a, b string) int {
+		return cmp.Or(codes[a].first.Compare(codes[b].first), strings.Compare(a, b))
+	}) {
+		cl = append(cl, benchCode{Code: k, Count: codes[k].count})
+	}
+	if len(cl) > 5 {
+		cl = cl[:5]
+	}
+	res.ErrorCodes = cl
+	res.CPUSeconds = (cpu1 - cpu0).Seconds()
+	if res.Requests > 0 {
+		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
+	}
+	res.PeakRSSBytes = rss
+	if name == "ceiling" {
+		res.CeilingRPS = res.Throughput
+	}
+	if res.CeilingRPS > 0 {
+		res.Ratio = res.Throughput / res.CeilingRPS
+	}
+	switch {
+	case exhausted.Load():
+		res.Note = "ran out of subjects to erase before the end of the step"
+	case res.Requests < int64(c):
+		res.Note = fmt.Sprintf("only %d requests completed inside the window (fewer than the %d workers); those in flight took %.1fs more: use a longer -duration", res.Requests, c, res.DrainSeconds)
+	}
+	return res, nil
+}
+
+// benchWeighted is a latency sample standing for weight requests (more
+// than one when its worker's reservoir overflowed).
+type benchWeighted struct {
+	nanos  int64
+	weight float64
+}
+
+// benchPercentiles returns p50, p95 and p99 in milliseconds (nearest rank).
+func benchPercentiles(s []benchWeighted, exact bool) (p50, p95, p99 float64) {
+	if len(s) == 0 {
+		return 0, 0, 0
+	}
+	slices.SortFunc(s, func(a, b benchWeighted) int { return cmp.Compare(a.nanos, b.nanos) })
+	ps := []float64{0.50, 0.95, 0.99}
+	out := make([]float64, len(ps))
+	if exact {
+		for i, p := range ps {
+			k := max(int(math.Ceil(p*float64(len(s))))-1, 0)
+			out[i] = float64(s[k].nanos) / 1e6
+		}
+		return out[0], out[1], out[2]
+	}
+	var total float64
+	for _, x := range s {
+		total += x.weight
+	}
+	var acc float64
+	i := 0
+	for _, x := range s {
+		acc += x.weight
+		for i < len(ps) && acc >= ps[i]*total {
+			out[i] = float64(x.nanos) / 1e6
+			i++
+		}
+	}
+	for ; i < len(ps); i++ {
+		out[i] = float64(s[len(s)-1].nanos) / 1e6
+	}
+	return out[0], out[1], out[2]
+}
+
+func benchWriteAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// benchMs formats milliseconds with three significant digits or so.
+func benchMs(ms float64) string {
+	switch {
+	case ms < 1:
+		return strconv.FormatFloat(ms, 'f', 3, 64)
+	case ms < 100:
+		return strconv.FormatFloat(ms, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(ms, 'f', 0, 64)
+}
+
+// benchTable prints the results as an aligned table.
+func benchTable(w io.Writer, rep *benchReport) {
+	fmt.Fprintf(w, "custos bench: %d subjects, %s per step (warm-up %s), %s; %d CPU (%s), GOMAXPROCS %d\n",
+		rep.Subjects, time.Duration(rep.DurationSec*float64(time.Second)), time.Duration(rep.WarmupSec*float64(time.Second)),
+		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
+	rss := "peak RSS per step"
+	if !rep.RSSPerStep {
+		rss = "peak RSS since start"
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-8s\tc\trequests\treq/s\tp50 ms\tp95 ms\tp99 ms\terrors\tCPU s\tCPU µs/req\t%s MiB\tvs ceiling\t\n", "workload", rss)
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.1f%%\t\n",
+			fmt.Sprintf("%-8s", r.Workload), r.Concurrency, r.Requests, r.Throughput, benchMs(r.P50ms), benchMs(r.P95ms), benchMs(r.P99ms),
+			r.Errors, r.CPUSeconds, r.CPUPerRequestUS, float64(r.PeakRSSBytes)/(1<<20), r.Ratio*100)
+	}
+	if err := tw.Flush(); err != nil {
+		return
+	}
+	for _, r := range rep.Results {
+		var notes []string
+		if r.RowsPerSec > 0 {
+			notes = append(notes, fmt.Sprintf("%.0f rows/s stored", r.RowsPerSec))
+		}
+		if len(r.ErrorCodes) > 0 {
+			var cs []string
+			for _, c := range r.ErrorCodes {
+				cs = append(cs, fmt.Sprintf("%s×%d", c.Code, c.Count))
+			}
+			notes = append(notes, "errors: "+strings.Join(cs, ", "))
+		}
+		if r.LateErrors > 0 {
+			notes = append(notes, fmt.Sprintf("%d errors among the requests that completed after the window", r.LateErrors))
+		}
+		if r.Note != "" {
+			notes = append(notes, r.Note)
+		}
+		if len(notes) > 0 {
+			fmt.Fprintf(w, "  %s c=%d: %s\n", r.Workload, r.Concurrency, strings.Join(notes, "; "))
+		}
+	}
+}
+
+// benchCPUModel is the CPU model name from /proc/cpuinfo, if there is one.
+func benchCPUModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// benchLoadAvg is the first three fields of /proc/loadavg, if there is one.
+func benchLoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+const auditColumns = `seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash`
+
+// AuditHead returns the last event's seq and hash, or (0, nil) when the
+// log is empty.
+//
+// In an Update it first takes the append lock, a transaction-level
+// advisory lock shared by every custos node on the database, and keeps it
+// until the transaction ends: appenders — on this node or another — queue
+// there, each reads the head its predecessor committed and inserts head+1,
+// so the chain has no gap and no fork. The lock is released at commit or
+// rollback, so a crashed appender frees it. In a View it only reads.
+func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	if err := tx.lockAppend(ctx); err != nil {
+		return 0, nil, formatError(err, "Audit event")
+	}
+	var (
+		seq  int64
+		hash []byte
+	)
+	err := tx.scanRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, nil, &seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	} else if err != nil {
+		return 0, nil, formatError(err, "Audit event")
+	}
+	return seq, orNil(hash), nil
+}
+
+// InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
+// Hash. Returns ECONFLICT if the seq exists.
+func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error {
+	fields, err := sqlutil.EncodeList(e.Fields)
+	if err != nil {
+		return internal("audit event", err)
+	}
+	purposes, err := sqlutil.EncodeList(e.Purposes)
+	if err != nil {
+		return internal("audit event", err)
+	}
+	return tx.insert(ctx, "Audit event", `INSERT INTO audit_events (`+auditColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+}
+
+// FindAuditEvents returns the events matching every set field of f, in
+// seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
+// events when it is positive (the caller caps it).
+func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	add("seq >", f.AfterSeq)
+	if f.SubjectID != nil {
+		add("subject_id =", string(*f.SubjectID))
+	}
+	if f.ActorID != nil {
+		add("actor_id =", string(*f.ActorID))
+	}
+	if f.Action != nil {
+		add("action =", *f.Action)
+	}
+	if f.Since != nil {
+		add("time >=", sqlutil.Micros(*f.Since))
+	}
+	if f.Until != nil {
+		add("time <", sqlutil.Micros(*f.Until))
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += ` LIMIT $` + strconv.Itoa(len(args))
+	}
+	events := []*custos.AuditEvent{}
+	err := tx.query(ctx, q, args, func(s scanner) error {
+		var (
+			e            custos.AuditEvent
+			t            int64
+			actor, sub   string
+			fields, purp []byte
+		)
+		if err := s.Scan(&e.Seq, &t, &actor, &e.Action, &sub, &fields, &purp, &e.Decision, &e.Reason,
+			&e.RequestID, &e.PrevHash, &e.Hash); err != nil {
+			return err
+		}
+		var err error
+		if e.Fields, err = sqlutil.DecodeList(fields); err != nil {
+			return internal("audit fields", err)
+		}
+		if e.Purposes, err = sqlutil.DecodeList(purp); err != nil {
+			return internal("audit purposes", err)
+		}
+		e.Time, e.ActorID, e.SubjectID = sqlutil.Time(t), custos.PrincipalID(actor), custos.SubjectID(sub)
+		e.PrevHash, e.Hash = orNil(e.PrevHash), orNil(e.Hash)
+		events = append(events, &e)
+		return nil
+	})
+	if err != nil {
+		return nil, formatError(err, "Audit event")
+	}
+	return events, nil
+}
+
+// InsertCheckpoint stores a signed checkpoint. Returns ECONFLICT if one
+// exists for c.Seq.
+func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) error {
+	return tx.insert(ctx, "Audit checkpoint", `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature)
+		VALUES ($1, $2, $3, $4, $5)`, c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
+}
+
+// ListCheckpoints returns every checkpoint in seq order.
+func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, error) {
+	cps := []*custos.AuditCheckpoint{}
+	err := tx.query(ctx, `SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq`, nil,
+		func(s scanner) error {
+			var (
+				c custos.AuditCheckpoint
+				t int64
+			)
+			if err := s.Scan(&c.Seq, &c.Hash, &t, &c.KeyID, &c.Signature); err != nil {
+				return err
+			}
+			c.Time, c.Hash, c.Signature = sqlutil.Time(t), orNil(c.Hash), orNil(c.Signature)
+			cps = append(cps, &c)
+			return nil
+		})
+	if err != nil {
+		return nil, formatError(err, "Audit checkpoint")
+	}
+	return cps, nil
+}

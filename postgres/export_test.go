@@ -1,0 +1,18 @@
+package postgres
+
+import "database/sql"
+
+// Pool exposes the connection pool to the external tests.
+func (db *DB) Pool() *sql.DB { return db.pool }
+
+// FormatError exposes the driver error translation to the external tests.
+var FormatError = formatError
+
+// MigrateLockKey and AppendLockKey expose the advisory lock keys.
+const (
+	MigrateLockKey = migrateLockKey
+	AppendLockKey  = appendLockKey
+)
+
+// Redact exposes the password masking of Open's errors.
+var Redact = redact

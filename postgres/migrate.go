@@ -1,0 +1,189 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+// migrationFS holds the schema migrations. They are forward-only and
+// append-only: a migration that has shipped is never edited, and the same
+// names exist in sqlite/migration. Each runs in one transaction, so none
+// may use a statement that refuses one (CREATE INDEX CONCURRENTLY).
+//
+//go:embed migration/*.sql
+var migrationFS embed.FS
+
+// MigrationNames returns the names of the migrations this binary carries
+// ("0001_init.sql", …) in the order they are applied.
+func MigrationNames() []string {
+	names, err := fs.Glob(migrationFS, "migration/*.sql")
+	if err != nil {
+		panic("postgres: bad migration pattern: " + err.Error())
+	}
+	for i, n := range names {
+		names[i] = path.Base(n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
+	name       TEXT COLLATE "C" PRIMARY KEY,
+	applied_at BIGINT NOT NULL
+)`
+
+// Migrate applies the pending migrations in order, each in its own
+// transaction together with its row in the migrations table. It refuses a
+// database migrated by a newer custos (EINVALID).
+//
+// Several nodes may start at once: each transaction first takes a
+// transaction-level advisory lock, then reads what is applied, so starters
+// queue and a migration is applied once; the lock goes with the
+// transaction, even if the node dies halfway.
+func (db *DB) Migrate(ctx context.Context) error {
+	for {
+		done, err := db.migrateNext(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateNext applies the first pending migration, or reports done when
+// there is none.
+func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
+	err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error {
+		if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
+			return internal("migrate: lock", err)
+		}
+		if _, err := tx.exec(ctx, createMigrations); err != nil {
+			return internal("migrate", err)
+		}
+		applied, err := tx.appliedMigrations(ctx)
+		if err != nil {
+			return err
+		}
+		pending, err := pendingMigrations(applied)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			done = true
+			return nil
+		}
+		name := pending[0]
+		body, err := migrationFS.ReadFile("migration/" + name)
+		if err != nil {
+			return internal("migrate "+name, err)
+		}
+		if _, err := tx.exec(ctx, `INSERT INTO migrations (name, applied_at) VALUES ($1, $2)`,
+			name, sqlutil.Micros(tx.now)); err != nil {
+			return internal("migrate "+name, err)
+		}
+		// No arguments: pgx sends it with the simple protocol, which
+		// allows several statements.
+		if _, err := tx.exec(ctx, string(body)); err != nil {
+			return internal("migrate "+name, err)
+		}
+		return nil
+	})
+	return done, err
+}
+
+// AppliedMigrations returns the names recorded in the migrations table, in
+// order (none on an empty database). It changes nothing.
+func (db *DB) AppliedMigrations(ctx context.Context) ([]string, error) {
+	var applied []string
+	err := db.run(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, false, func(tx *Tx) error {
+		var err error
+		applied, err = tx.appliedMigrations(ctx)
+		return err
+	})
+	return applied, err
+}
+
+// PendingMigrations returns the migrations not applied yet, in order. It
+// changes nothing, and returns EINVALID if the database holds a migration
+// this binary does not know.
+func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
+	applied, err := db.AppliedMigrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pendingMigrations(applied)
+}
+
+// appliedMigrations reads the migrations table of the schema first on the
+// search_path, if it exists.
+func (tx *Tx) appliedMigrations(ctx context.Context) ([]string, error) {
+	var exists bool
+	if err := tx.scanRow(ctx, `SELECT to_regclass('migrations') IS NOT NULL`, nil, &exists); err != nil {
+		return nil, internal("migrations", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	var applied []string
+	err := tx.query(ctx, `SELECT name FROM migrations ORDER BY name`, nil, func(s scanner) error {
+		var name string
+		if err := s.Scan(&name); err != nil {
+			return err
+		}
+		applied = append(applied, name)
+		return nil
+	})
+	if err != nil {
+		return nil, internal("migrations", err)
+	}
+	return applied, nil
+}
+
+// pendingMigrations returns the known migrations missing from applied, or
+// EINVALID if applied holds one this binary does not know.
+func pendingMigrations(applied []string) ([]string, error) {
+	known := MigrationNames()
+	var unknown []string
+	for _, name := range applied {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &custos.Error{Code: custos.EINVALID,
+			Message: "The database was migrated by a newer custos; upgrade custos to use it.",
+			Err:     fmt.Errorf("postgres: unknown migrations %s", strings.Join(unknown, ", "))}
+	}
+	var pending []string
+	for _, name := range known {
+		if !slices.Contains(applied, name) {
+			pending = append(pending, name)
+		}
+	}
+	return pending, nil
+}
+
+// checkSchema migrates, or refuses an out-of-date schema, as Open was told.
+func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
+	if migrate {
+		return db.Migrate(ctx)
+	}
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return &custos.Error{Code: custos.EINVALID,
+			Message: "Database schema is out of date; run custos migrate or start with --migrate.",
+			Err:     fmt.Errorf("postgres: %d pending migrations, first %s", len(pending), pending[0])}
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package postgres_test
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"custos"
+	"custos/postgres"
+	"custos/sqlite"
+)
+
+// TestMigrationNames checks that both stores carry the same migrations.
+// It needs no server.
+func TestMigrationNames(t *testing.T) {
+	names := postgres.MigrationNames()
+	if len(names) == 0 || names[0] != "0001_init.sql" {
+		t.Fatalf("MigrationNames: got %v, want 0001_init.sql first", names)
+	}
+	if !slices.IsSorted(names) {
+		t.Errorf("MigrationNames: got %v, want sorted", names)
+	}
+	for _, n := range names {
+		if len(n) < 10 || strings.Trim(n[:4], "0123456789") != "" || n[4] != '_' || !strings.HasSuffix(n, ".sql") {
+			t.Errorf("migration %q: want NNNN_name.sql", n)
+		}
+	}
+	if want := sqlite.MigrationNames(); !slices.Equal(names, want) {
+		t.Errorf("postgres migrations %v, sqlite migrations %v: want the same names", names, want)
+	}
+	// The directories themselves, so a file the embed pattern misses is
+	// caught too.
+	list := func(dir string) []string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if pg, lite := list("migration"), list(filepath.Join("..", "sqlite", "migration")); !slices.Equal(pg, lite) {
+		t.Errorf("postgres/migration holds %v, sqlite/migration holds %v: want the same names", pg, lite)
+	}
+}
+
+// appliedRows reads the migrations table directly.
+func appliedRows(t *testing.T, pool *sql.DB) (names []string, at []int64) {
+	t.Helper()
+	rows, err := pool.QueryContext(t.Context(), `SELECT name, applied_at FROM migrations ORDER BY name`)
+	if err != nil {
+		t.Fatalf("query migrations: %v", err)
+	}
+	for rows.Next() {
+		var name string
+		var a int64
+		if err := rows.Scan(&name, &a); err != nil {
+			t.Fatal(err)
+		}
+		names, at = append(names, name), append(at, a)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return names, at
+}
+
+func TestMigrate(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	url := MustCreateSchema(t)
+	db := MustOpen(t, url, postgres.Options{Now: func() time.Time { return now }, Migrate: true})
+
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("PendingMigrations after Open: got %v, %v, want none", pending, err)
+	}
+	// Applying again is a no-op.
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	names, at := appliedRows(t, db.Pool())
+	if !slices.Equal(names, postgres.MigrationNames()) {
+		t.Errorf("recorded migrations: got %v, want %v (each once)", names, postgres.MigrationNames())
+	}
+	for i, a := range at {
+		if a != now.UnixMicro() {
+			t.Errorf("%s applied_at: got %d, want %d", names[i], a, now.UnixMicro())
+		}
+	}
+	applied, err := db.AppliedMigrations(ctx)
+	if err != nil || !slices.Equal(applied, postgres.MigrationNames()) {
+		t.Errorf("AppliedMigrations: got %v, %v, want %v", applied, err, postgres.MigrationNames())
+	}
+
+	// Reopening without Migrate accepts an up-to-date schema.
+	db2, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if err := db2.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentMigrate starts several nodes on an empty schema at once:
+// each migration must be applied, and recorded, exactly once.
+func TestConcurrentMigrate(t *testing.T) {
+	url := MustCreateSchema(t)
+	const nodes = 6
+	dbs := make([]*postgres.DB, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() { dbs[i], errs[i] = postgres.Open(t.Context(), url, postgres.Options{Migrate: true}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("node %d Open: %v", i, err)
+			continue
+		}
+		t.Cleanup(func() {
+			if err := dbs[i].Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	names, _ := appliedRows(t, dbs[0].Pool())
+	if !slices.Equal(names, postgres.MigrationNames()) {
+		t.Errorf("recorded migrations: got %v, want %v", names, postgres.MigrationNames())
+	}
+}
+
+func TestOpenOutOfDate(t *testing.T) {
+	ctx := t.Context()
+	url := MustCreateSchema(t)
+	_, err := postgres.Open(ctx, url, postgres.Options{})
+	if code := custos.ErrorCode(err); code != custos.EINVALID {
+		t.Fatalf("Open fresh without Migrate: got %v, want EINVALID", err)
+	}
+	const want = "Database schema is out of date; run custos migrate or start with --migrate."
+	if msg := custos.ErrorMessage(err); msg != want {
+		t.Errorf("message: got %q, want %q", msg, want)
+	}
+
+	// The refusal changed nothing; a migrating Open then succeeds.
+	db := MustOpen(t, url, postgres.Options{Migrate: true})
+	names, _ := appliedRows(t, db.Pool())
+	if !slices.Equal(names, postgres.MigrationNames()) {
+		t.Errorf("recorded migrations: got %v, want %v", names, postgres.MigrationNames())
+	}
+}
+
+func TestOpenNewerDatabase(t *testing.T) {
+	ctx := t.Context()
+	url := MustCreateSchema(t)
+	db := MustOpen(t, url, postgres.Options{Migrate: true})
+	if _, err := db.Pool().ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES ('9999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PendingMigrations(ctx); custos.ErrorCode(err) != custos.EINVALID {
+		t.Errorf("PendingMigrations: got %v, want EINVALID", err)
+	}
+	if err := db.Migrate(ctx); custos.ErrorCode(err) != custos.EINVALID {
+		t.Errorf("Migrate: got %v, want EINVALID", err)
+	}
+	const want = "The database was migrated by a newer custos; upgrade custos to use it."
+	for _, migrate := range []bool{false, true} {
+		_, err := postgres.Open(ctx, url, postgres.Options{Migrate: migrate})
+		if custos.ErrorCode(err) != custos.EINVALID || custos.ErrorMessage(err) != want {
+			t.Errorf("Open(Migrate: %v): got %v, want EINVALID %q", migrate, err, want)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+// Package postgres implements custos.Store on PostgreSQL through
+// database/sql and the pgx/v5 stdlib driver. It holds storage only: no
+// business rules, no crypto, no audit hashing — callers hand it sealed
+// bytes and hashes. It mirrors package sqlite statement for statement, with
+// the same error codes, orderings and storage formats, and is the store
+// for running several custos nodes on one database (DESIGN "Scale-out").
+//
+// Concurrency: Update runs at READ COMMITTED and any number of them run at
+// once, on one node or many. The audit chain is kept single and gapless by
+// a transaction-level advisory lock that Tx.AuditHead (and Tx.InsertShred)
+// take before reading the head; it is released at commit or rollback.
+// Background jobs elect a leader with DB.TryLeader, a session-level
+// advisory lock that PostgreSQL frees when its connection goes away.
+//
+// Storage formats: times are BIGINT Unix microseconds in UTC (see
+// sqlutil.Micros), a subject's sealed fields are one BYTEA in the format of
+// sqlutil.EncodeSealed, lists (roles, audit fields and purposes) are JSONB
+// arrays (JSON null for a nil list), ids are TEXT in the "C" collation so
+// they sort bytewise as on SQLite. Byte slices that are empty are read back
+// as nil.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"custos"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// DefaultQueryTimeout bounds each statement, and the wait for a connection,
+// when Options.QueryTimeout is zero.
+const DefaultQueryTimeout = 30 * time.Second
+
+// DefaultMaxConns is the pool size when Options.MaxConns is zero.
+const DefaultMaxConns = 16
+
+// Advisory lock keys. They lie outside the int4 range, so they can never
+// equal a TryLeader key (hashtext returns an int4).
+const (
+	// migrateLockKey serialises migration runs of every node.
+	migrateLockKey int64 = 0x637573746f730001 // "custos" 00 01
+	// appendLockKey serialises appends to the audit chain and shred ledger.
+	appendLockKey int64 = 0x637573746f730002 // "custos" 00 02
+)
+
+// Options configure Open.
+type Options struct {
+	// Now returns the current time; each transaction reads it once, at
+	// its start. Defaults to time.Now.
+	Now func() time.Time
+	// QueryTimeout bounds every statement and the wait for a pooled
+	// connection. Defaults to DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// Migrate applies pending migrations at Open. When false, Open
+	// refuses a database with pending migrations (EINVALID).
+	Migrate bool
+	// MaxConns caps the connections this node opens, leader locks held
+	// by TryLeader included. Defaults to DefaultMaxConns.
+	MaxConns int
+}
+
+// DB is a custos.Store on one PostgreSQL database (the schema is the first
+// one on the connection's search_path).
+type DB struct {
+	pool    *sql.DB
+	now     func() time.Time
+	timeout time.Duration
+
+	mu      sync.Mutex
+	leaders map[*leader]struct{} // held TryLeader locks, released by Close
+}
+
+var _ custos.Store = (*DB)(nil)
+
+// Open connects to the database named by url, a postgres:// URL or a
+// key=value connection string as pgx accepts it (runtime parameters such as
+// search_path may be given as query parameters). Unless opts.Migrate is set
+// it does not change the schema, and it returns EINVALID when migrations
+// are pending; it always refuses a database migrated by a newer custos.
+// Returned errors never contain the URL's password.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		// pgx redacts passwords from its parse errors only on a best-effort
+		// basis, and url.Parse errors quote the whole URL: keep neither.
+		return nil, &custos.Error{Code: custos.EINVALID, Message: "Database URL is not valid.",
+			Err: errors.New("postgres: cannot parse the database URL")}
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "custos"
+	}
+	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.timeout <= 0 {
+		db.timeout = DefaultQueryTimeout
+	}
+	maxConns := opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	// OpenDB takes the parsed config, so the URL string is kept nowhere.
+	db.pool = stdlib.OpenDB(*cfg)
+	db.pool.SetMaxOpenConns(maxConns)
+	db.pool.SetMaxIdleConns(maxConns)
+	db.pool.SetConnMaxIdleTime(5 * time.Minute)
+
+	if err := db.ping(ctx); err != nil {
+		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
+	}
+	if err := db.checkSchema(ctx, opts.Migrate); err != nil {
+		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
+	}
+	return db, nil
+}
+
+func (db *DB) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	if err := db.pool.PingContext(ctx); err != nil {
+		return &custos.Error{Code: custos.EINTERNAL, Message: "Cannot open the database.", Err: fmt.Errorf("postgres: open: %w", err)}
+	}
+	return nil
+}
+
+// Close releases the leader locks this handle holds, then closes the pool.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	held := make([]*leader, 0, len(db.leaders))
+	for l := range db.leaders {
+		held = append(held, l)
+	}
+	db.leaders = nil // closed: TryLeader registers no more
+	db.mu.Unlock()
+	for _, l := range held {
+		l.release()
+	}
+	if db.pool == nil {
+		return nil
+	}
+	if err := db.pool.Close(); err != nil {
+		return internal("close", err)
+	}
+	return nil
+}
+
+// Update runs fn in a READ COMMITTED write transaction. Writers do not
+// wait for each other except on the rows they both touch and on the audit
+// append lock (Tx.AuditHead). The wait for a pooled connection is bounded
+// by the query timeout. fn's error rolls the transaction back and is
+// returned unchanged.
+func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
+	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
+}
+
+// View runs fn in a read-only transaction. It is REPEATABLE READ, so like
+// a View on SQLite it sees one consistent snapshot (a read-only transaction
+// never fails to serialise). Writes inside it fail with EINTERNAL.
+func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
+	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, false,
+		func(tx *Tx) error { return fn(tx) })
+}
+
+func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(tx *Tx) error) (err error) {
+	cctx, cancel := context.WithTimeout(ctx, db.timeout)
+	conn, err := db.pool.Conn(cctx)
+	cancel()
+	if err != nil {
+		return internal("connect", err)
+	}
+	defer func() {
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = internal("release", cerr)
+		}
+	}()
+
+	sqlTx, err := conn.BeginTx(ctx, opts)
+	if err != nil {
+		return internal("begin", err)
+	}
+	ended := false
+	defer func() {
+		// Also runs when fn panics, so the connection is never returned
+		// to the pool inside a transaction.
+		if ended {
+			return
+		}
+		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			err = errors.Join(err, internal("rollback", rerr))
+		}
+	}()
+
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	ended = true
+	if err := sqlTx.Commit(); err != nil {
+		return formatError(fmt.Errorf("commit: %w", err), "Transaction")
+	}
+	return nil
+}
+
+// uniqueViolation is the SQLSTATE of a primary-key or unique violation.
+const uniqueViolation = "23505"
+
+// formatError translates a driver error into a *custos.Error, in this one
+// place: no row is ENOTFOUND ("Subject not found."), a primary-key or
+// unique violation (SQLSTATE 23505) is ECONFLICT ("Subject already
+// exists."), anything else EINTERNAL. entity names the object in the
+// message; messages never hold values. An error that already is a
+// *custos.Error passes through.
+func formatError(err error, entity string) error {
+	if err == nil {
+		return nil
+	}
+	if custos.AsError(err) != nil {
+		return err
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return &custos.Error{Code: custos.ENOTFOUND, Message: entity + " not found.", Err: err}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == uniqueViolation {
+		return conflict(entity, err)
+	}
+	return internal(strings.ToLower(entity), err)
+}
+
+// conflict is the ECONFLICT for entity; cause may be nil.
+func conflict(entity string, cause error) error {
+	return &custos.Error{Code: custos.ECONFLICT, Message: entity + " already exists.", Err: cause}
+}
+
+// internal wraps err as EINTERNAL; op says what was being done, for logs.
+func internal(op string, err error) error {
+	return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: fmt.Errorf("postgres: %s: %w", op, err)}
+}
+
+// redact hides password wherever err's text might echo it. The drivers do
+// not put passwords in their errors; this is belt and braces, because an
+// error from Open is logged beside the configuration that caused it.
+func redact(err error, password string) error {
+	if err == nil || password == "" || !strings.Contains(err.Error(), password) {
+		return err
+	}
+	e := custos.AsError(err)
+	if e == nil {
+		return &redactedError{err: err, password: password}
+	}
+	c := *e
+	c.Message = strings.ReplaceAll(c.Message, password, "xxxxx")
+	c.Err = &redactedError{err: e.Err, password: password}
+	return &c
+}
+
+// redactedError prints err with every occurrence of password masked.
+type redactedError struct {
+	err      error
+	password string
+}
+
+func (e *redactedError) Error() string { return strings.ReplaceAll(e.err.Error(), e.password, "xxxxx") }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -1,0 +1,90 @@
+package postgres
+
+import (
+	"context"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+const principalColumns = `id, name, kind, roles, blocked, created_at`
+
+// InsertPrincipal stores p. Returns ECONFLICT if the id exists.
+func (tx *Tx) InsertPrincipal(ctx context.Context, p *custos.Principal) error {
+	roles, err := sqlutil.EncodeList(p.Roles)
+	if err != nil {
+		return internal("principal", err)
+	}
+	return tx.insert(ctx, "Principal", `INSERT INTO principals (`+principalColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		string(p.ID), p.Name, p.Kind, roles, p.Blocked, sqlutil.Micros(p.CreatedAt))
+}
+
+// GetPrincipal returns the principal with id, or ENOTFOUND.
+func (tx *Tx) GetPrincipal(ctx context.Context, id custos.PrincipalID) (*custos.Principal, error) {
+	var p *custos.Principal
+	err := tx.queryRow(ctx, `SELECT `+principalColumns+` FROM principals WHERE id = $1`, []any{string(id)},
+		func(s scanner) (err error) {
+			p, err = scanPrincipal(s)
+			return err
+		})
+	if err != nil {
+		return nil, formatError(err, "Principal")
+	}
+	return p, nil
+}
+
+// ListPrincipals returns all principals, oldest first (ties by id).
+func (tx *Tx) ListPrincipals(ctx context.Context) ([]*custos.Principal, error) {
+	ps := []*custos.Principal{}
+	err := tx.query(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY created_at, id`, nil, func(s scanner) error {
+		p, err := scanPrincipal(s)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+		return nil
+	})
+	if err != nil {
+		return nil, formatError(err, "Principal")
+	}
+	return ps, nil
+}
+
+func scanPrincipal(s scanner) (*custos.Principal, error) {
+	var (
+		p       custos.Principal
+		id      string
+		roles   []byte
+		created int64
+	)
+	if err := s.Scan(&id, &p.Name, &p.Kind, &roles, &p.Blocked, &created); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.Roles, err = sqlutil.DecodeList(roles); err != nil {
+		return nil, internal("principal roles", err)
+	}
+	p.ID, p.CreatedAt = custos.PrincipalID(id), sqlutil.Time(created)
+	return &p, nil
+}
+
+// InsertAPIKey stores k without its token: only the hash is kept. Returns
+// ECONFLICT if the id or the hash exists.
+func (tx *Tx) InsertAPIKey(ctx context.Context, k *custos.APIKey) error {
+	return tx.insert(ctx, "API key", `INSERT INTO api_keys (id, principal_id, hash, created_at) VALUES ($1, $2, $3, $4)`,
+		k.ID, string(k.PrincipalID), k.Hash, sqlutil.Micros(k.CreatedAt))
+}
+
+// FindAPIKey returns the key with this SHA-256 hash (Token empty), or
+// ENOTFOUND.
+func (tx *Tx) FindAPIKey(ctx context.Context, hash []byte) (*custos.APIKey, error) {
+	k := &custos.APIKey{}
+	var principal string
+	var created int64
+	if err := tx.scanRow(ctx, `SELECT id, principal_id, hash, created_at FROM api_keys WHERE hash = $1`,
+		[]any{hash}, &k.ID, &principal, &k.Hash, &created); err != nil {
+		return nil, formatError(err, "API key")
+	}
+	k.PrincipalID, k.Hash, k.CreatedAt = custos.PrincipalID(principal), orNil(k.Hash), sqlutil.Time(created)
+	return k, nil
+}

@@ -1,0 +1,128 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"custos"
+)
+
+// Tx is one store transaction, begun by DB.Update or DB.View. Each
+// statement runs under its own deadline of the query timeout.
+type Tx struct {
+	tx      *sql.Tx
+	now     time.Time
+	timeout time.Duration
+	write   bool // begun by Update: takes the append lock
+}
+
+var _ custos.Tx = (*Tx)(nil)
+
+// Now returns the transaction's fixed time: the store clock read once at
+// the start of the transaction, in UTC, truncated to the microsecond.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// exec runs one statement under the query timeout.
+func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	defer cancel()
+	return tx.tx.ExecContext(ctx, query, args...)
+}
+
+// affected runs one statement and returns the number of rows it changed.
+func (tx *Tx) affected(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := tx.exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// insert runs an INSERT … ON CONFLICT DO NOTHING and returns ECONFLICT if
+// it stored no row.
+//
+// A failed statement aborts a PostgreSQL transaction, where on SQLite the
+// transaction stays usable; skipping the duplicate instead of failing on
+// it keeps the two stores alike: after ECONFLICT the caller may go on and
+// commit. Under READ COMMITTED a concurrent insert of the same key is waited
+// for, and counts as a conflict once it commits.
+func (tx *Tx) insert(ctx context.Context, entity, query string, args ...any) error {
+	n, err := tx.affected(ctx, query+` ON CONFLICT DO NOTHING`, args...)
+	return insertResult(n, err, entity)
+}
+
+// insertResult maps the outcome of an INSERT … ON CONFLICT DO NOTHING.
+func insertResult(n int64, err error, entity string) error {
+	if err != nil {
+		return formatError(err, entity)
+	}
+	if n == 0 {
+		return conflict(entity, nil)
+	}
+	return nil
+}
+
+// queryRow runs a query for at most one row and calls fn to scan it; no
+// row makes Scan return sql.ErrNoRows.
+func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	defer cancel()
+	return fn(tx.tx.QueryRowContext(ctx, query, args...))
+}
+
+// scanRow runs a query for at most one row and scans it into dest.
+func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any) error {
+	return tx.queryRow(ctx, query, args, func(s scanner) error { return s.Scan(dest...) })
+}
+
+// query runs a query and calls fn for each row.
+func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	defer cancel()
+	rows, err := tx.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := rows.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// lockAppend takes the audit append lock for the rest of the transaction
+// (pg_advisory_xact_lock is released at commit or rollback, never
+// explicitly). It is a statement of its own: under READ COMMITTED every
+// statement takes a fresh snapshot when it starts, so a read issued after
+// the lock is granted sees what the previous holder committed, while a
+// read in the same statement would use a snapshot from before the wait.
+// Taking it twice in one transaction is harmless. Read-only transactions
+// skip it: they append nothing and need not wait for writers.
+func (tx *Tx) lockAppend(ctx context.Context) error {
+	if !tx.write {
+		return nil
+	}
+	_, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, appendLockKey)
+	return err
+}
+
+// orNil returns b, or nil when b is empty: empty byte slices read back as
+// nil, as on SQLite.
+func orNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
