@@ -69,6 +69,9 @@ func (s *Service) Catalog() *custos.Catalog { return s.catalog }
 // Keyring returns the keyring in force.
 func (s *Service) Keyring() *keys.Keyring { return s.ring.Load() }
 
+// SetKeyring replaces the keyring in force (after a rotation elsewhere).
+func (s *Service) SetKeyring(k *keys.Keyring) { s.setKeyring(k) }
+
 func (s *Service) setKeyring(k *keys.Keyring) {
 	s.ring.Store(k)
 	s.indexer.Store(k.Indexer())

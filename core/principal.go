@@ -128,8 +128,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*custos.Princ
 	return p, err
 }
 
-// metaBootstrap marks that the bootstrap admin exists.
-const metaBootstrap = "bootstrap_admin"
+// MetaBootstrap is the meta key marking that the bootstrap admin exists.
+const MetaBootstrap = "bootstrap_admin"
 
 // Bootstrap creates the first admin principal and returns its API key
 // token, once per store. Later calls return "" and no error.
@@ -140,7 +140,7 @@ func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 		if _, _, err := tx.AuditHead(ctx); err != nil {
 			return err
 		}
-		if _, err := tx.GetMeta(ctx, metaBootstrap); err == nil {
+		if _, err := tx.GetMeta(ctx, MetaBootstrap); err == nil {
 			return nil
 		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
 			return err
@@ -154,7 +154,7 @@ func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 		if err != nil {
 			return err
 		}
-		if err := tx.SetMeta(ctx, metaBootstrap, string(p.ID)); err != nil {
+		if err := tx.SetMeta(ctx, MetaBootstrap, string(p.ID)); err != nil {
 			return err
 		}
 		token = k.Token

@@ -63,6 +63,9 @@ type Options struct {
 	// Migrate applies pending migrations at Open. When false, Open
 	// refuses a database with pending migrations (EINVALID).
 	Migrate bool
+	// NoSchemaCheck opens the store whatever its schema state, for custos
+	// migrate, which reports and applies what is pending itself.
+	NoSchemaCheck bool
 	// MaxConns caps the connections this node opens, leader locks held
 	// by TryLeader included. Defaults to DefaultMaxConns.
 	MaxConns int
@@ -118,7 +121,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err := db.ping(ctx); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
 	}
-	if err := db.checkSchema(ctx, opts.Migrate); err != nil {
+	if opts.NoSchemaCheck {
+		// custos migrate: the caller inspects and applies the schema.
+	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
 	}
 	return db, nil

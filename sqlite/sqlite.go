@@ -50,6 +50,9 @@ type Options struct {
 	// Migrate applies pending migrations at Open. When false, Open
 	// refuses a database with pending migrations (EINVALID).
 	Migrate bool
+	// NoSchemaCheck opens the store whatever its schema state, for custos
+	// migrate, which reports and applies what is pending itself.
+	NoSchemaCheck bool
 }
 
 // DB is a custos.Store on one SQLite database file.
@@ -107,7 +110,9 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := db.open(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	if err := db.checkSchema(ctx, opts.Migrate); err != nil {
+	if opts.NoSchemaCheck {
+		// custos migrate: the caller inspects and applies the schema.
+	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})

@@ -30,7 +30,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer n.Close()
 	var cps []*custos.AuditCheckpoint
-	if err := n.db.View(ctx, func(tx custos.Tx) (err error) {
+	if err := n.store.View(ctx, func(tx custos.Tx) (err error) {
 		cps, err = tx.ListCheckpoints(ctx)
 		return err
 	}); err != nil {
@@ -40,7 +40,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		var after int64
 		for {
 			var page []*custos.AuditEvent
-			err := n.db.View(ctx, func(tx custos.Tx) (err error) {
+			err := n.store.View(ctx, func(tx custos.Tx) (err error) {
 				page, err = tx.FindAuditEvents(ctx, custos.AuditFilter{AfterSeq: after, Limit: verifyPage})
 				return err
 			})

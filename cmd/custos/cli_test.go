@@ -129,8 +129,8 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "bad addr from flag", args: []string{"-addr", "nowhere"}, wantErr: "addr"},
 		{name: "missing -config file", args: []string{"-config", "/nonexistent/custos.json"}, wantErr: "config"},
 		{name: "missing CUSTOS_CONFIG file", env: map[string]string{"CUSTOS_CONFIG": "/nonexistent/custos.json"}, wantErr: "config"},
-		{name: "store URL password redacted", args: []string{"-store", "postgres://u:hunter2@db/custos"}, wantErr: "postgres://***@db/custos"},
-		{name: "store URL password parameter redacted", args: []string{"-store", "postgres://db/custos?user=u&password=hunter2"}, wantErr: "store"},
+		{name: "store URL password redacted", args: []string{"-store", "mysql://u:hunter2@db/custos"}, wantErr: "mysql://***@db/custos"},
+		{name: "store URL password parameter redacted", args: []string{"-store", "mysql://db/custos?user=u&password=hunter2"}, wantErr: "store"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ type Config struct {
 	Catalog   string `json:"catalog"`    // path of a catalog JSON; "" = embedded default
 	LogFormat string `json:"log_format"` // text or json
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
+	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -50,18 +51,33 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") {
-		return fmt.Errorf("store %q: only the embedded SQLite store (\"\" or sqlite:PATH) is available in this build", redactURL(c.Store))
+	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") && !c.Postgres() {
+		return fmt.Errorf("store %q: want sqlite:PATH or postgres://…", redactURL(c.Store))
 	}
 	return nil
 }
 
-// redactURL hides a password in a store URL.
+// Postgres reports whether the store is a PostgreSQL URL.
+func (c Config) Postgres() bool {
+	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
+// redactURL hides the credentials of a store URL: user info and any
+// password parameter.
 func redactURL(s string) string {
 	if i := strings.Index(s, "@"); i > 0 {
 		if j := strings.Index(s, "://"); j > 0 && j < i {
-			return s[:j+3] + "***" + s[i:]
+			s = s[:j+3] + "***" + s[i:]
 		}
+	}
+	if q := strings.IndexByte(s, '?'); q >= 0 {
+		parts := strings.Split(s[q+1:], "&")
+		for i, p := range parts {
+			if k, _, ok := strings.Cut(p, "="); ok && strings.EqualFold(k, "password") {
+				parts[i] = k + "=***"
+			}
+		}
+		s = s[:q+1] + strings.Join(parts, "&")
 	}
 	return s
 }
@@ -102,7 +118,8 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.config, "config", "", "config file (JSON); default DIR/custos.json if present (env CUSTOS_CONFIG)")
 	fs.StringVar(&f.addr, "addr", "", "listen address HOST:PORT (env CUSTOS_ADDR; default "+DefaultAddr+")")
 	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
-	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH (env CUSTOS_STORE; default DIR/custos.db)")
+	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
+	fs.BoolVar(&f.migrate, "migrate", false, "PostgreSQL: apply pending schema migrations at start (env CUSTOS_MIGRATE=1)")
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
@@ -111,6 +128,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 
 type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
+	migrate                                                 bool
 }
 
 // load builds the Config: defaults < file < environment < flags.
@@ -135,7 +153,8 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	}
 	if path != "" {
 		b, err := os.ReadFile(path)
-		if err != nil && !(errors.Is(err, fs.ErrNotExist) && f.config == "") {
+		explicit := f.config != "" || getenv("CUSTOS_CONFIG") != ""
+		if err != nil && !(errors.Is(err, fs.ErrNotExist) && !explicit) {
 			return c, fmt.Errorf("config: %w", err)
 		}
 		if err == nil {
@@ -157,5 +176,8 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.Catalog, pick(f.catalog, "CUSTOS_CATALOG"))
 	set(&c.LogFormat, pick(f.logFormat, "CUSTOS_LOG_FORMAT"))
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
+	if f.migrate || getenv("CUSTOS_MIGRATE") == "1" || getenv("CUSTOS_MIGRATE") == "true" {
+		c.Migrate = true
+	}
 	return c, c.Validate()
 }

@@ -2,6 +2,7 @@
 //
 //	custos serve          run the server (creates the data directory on first start)
 //	custos init           set up the data directory, keys and database, print the admin key
+//	custos migrate        show or apply schema migrations
 //	custos keys rotate    new master key version; re-wrap every data key
 //	custos keys status    master key versions and how many data keys each wraps
 //	custos keys retire    remove a master key version no data key uses any more
@@ -42,6 +43,7 @@ usage: custos <command> [flags]
 commands:
   serve         run the server (first start creates DIR, keys, database; prints "admin key: …")
   init          create the data directory, keys and database, print the admin key, and exit
+  migrate       status|up: show or apply schema migrations (PostgreSQL nodes run them as a step)
   keys rotate   make a new master key version and re-wrap every data key
   keys status   show master key versions and the data keys each wraps
   keys retire   -version N: drop a master key version no data key uses
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdImport(ctx, rest, stdout, stderr, getenv)
 	case "seed":
 		err = cmdSeed(ctx, rest, stdout, stderr, getenv)
+	case "migrate":
+		err = cmdMigrate(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = cmdBench(ctx, rest, stdout, stderr, getenv)
 	case "version":

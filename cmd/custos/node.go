@@ -13,6 +13,7 @@ import (
 	"custos"
 	"custos/core"
 	"custos/keys"
+	"custos/postgres"
 	"custos/sqlite"
 )
 
@@ -20,7 +21,9 @@ import (
 type node struct {
 	cfg    Config
 	logger *slog.Logger
-	db     *sqlite.DB
+	store  custos.Store
+	sqlite *sqlite.DB   // set for the embedded store
+	pg     *postgres.DB // set for PostgreSQL
 	ring   *keys.Keyring
 	signer *keys.Signer
 	svc    *core.Service
@@ -59,7 +62,41 @@ func loadKeyring(cfg Config, getenv func(string) string, create bool) (*keys.Key
 	return k, path, err
 }
 
+// openStore opens the configured store: SQLite in the data directory by
+// default (migrated when create is set: the embedded store and its binary
+// move together), or PostgreSQL (migrated only with --migrate or by
+// custos migrate, so that operators choose when the schema changes).
+func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
+	n := &node{cfg: cfg}
+	if cfg.Postgres() {
+		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate})
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
+		}
+		n.store, n.pg = db, db
+		return n, nil
+	}
+	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	// The database holds only ciphertext, but its metadata (ids, times,
+	// audit trail) is still nobody else's business.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(cfg.DBPath()+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	n.store, n.sqlite = db, db
+	return n, nil
+}
+
 // openNode opens (and with create, first sets up) the data directory.
+// Keys are created only for a store that has never been initialised: a
+// missing key file next to a store in use means the keys were lost or the
+// wrong directory was given, and generating new ones would make every
+// stored value unreadable, so custos refuses.
 func openNode(ctx context.Context, cfg Config, getenv func(string) string, logger *slog.Logger, create bool) (*node, error) {
 	if create {
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
@@ -80,34 +117,66 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 			return nil, err
 		}
 	}
-	ring, _, err := loadKeyring(cfg, getenv, create)
+	n, err := openStore(ctx, cfg, create)
 	if err != nil {
-		return nil, fmt.Errorf("master keys: %w", err)
+		return nil, err
+	}
+	n.logger = logger
+	fail := func(err error) (*node, error) {
+		n.store.Close()
+		return nil, err
+	}
+	initialised, err := bootstrapped(ctx, n.store)
+	if err != nil {
+		return fail(err)
+	}
+	fresh := create && !initialised
+	ring, _, err := loadKeyring(cfg, getenv, fresh)
+	if err != nil {
+		if initialised && notExist(err) {
+			err = errors.New("the store is initialised but its master key file is missing; restore it (or set CUSTOS_MASTER_KEYS/_FILE) — new keys would make every stored value unreadable")
+		}
+		return fail(fmt.Errorf("master keys: %w", err))
 	}
 	signer, err := keys.LoadSignerFile(cfg.SignerPath())
-	if err != nil && create && notExist(err) {
+	if err != nil && fresh && notExist(err) {
 		signer, err = keys.CreateSignerFile(cfg.SignerPath(), nil)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audit signing key: %w", err)
+		if initialised && notExist(err) {
+			err = errors.New("the store is initialised but its audit signing key is missing; restore it — a new key would not verify the existing checkpoints")
+		}
+		return fail(fmt.Errorf("audit signing key: %w", err))
 	}
-	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create})
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	n := &node{cfg: cfg, logger: logger, db: db, ring: ring, signer: signer}
-	n.svc = core.New(db, cat, ring, signer, logger)
+	n.ring, n.signer = ring, signer
+	n.svc = core.New(n.store, cat, ring, signer, logger)
 	n.svc.Reload = func() (*keys.Keyring, error) {
 		k, _, err := loadKeyring(cfg, getenv, false)
 		return k, err
 	}
 	if create {
 		if n.adminToken, err = n.svc.Bootstrap(ctx); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("bootstrap: %w", err)
+			return fail(fmt.Errorf("bootstrap: %w", err))
 		}
 	}
 	return n, nil
+}
+
+// bootstrapped reports whether the store has been initialised before.
+func bootstrapped(ctx context.Context, st custos.Store) (bool, error) {
+	var ok bool
+	err := st.View(ctx, func(tx custos.Tx) error {
+		_, err := tx.GetMeta(ctx, core.MetaBootstrap)
+		switch custos.ErrorCode(err) {
+		case "":
+			ok = true
+		case custos.ENOTFOUND:
+		default:
+			return err
+		}
+		return nil
+	})
+	return ok, err
 }
 
 // notExist reports a missing key file.
@@ -115,7 +184,17 @@ func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || custos.ErrorCode(err) == custos.ENOTFOUND
 }
 
-func (n *node) Close() error { return n.db.Close() }
+func (n *node) Close() error { return n.store.Close() }
+
+// leader reports whether this node should run the background job now:
+// on PostgreSQL the holder of the job's advisory lock (held until release);
+// on the embedded store, always.
+func (n *node) leader(ctx context.Context, job string) (release func(), ok bool, err error) {
+	if n.pg != nil {
+		return n.pg.TryLeader(ctx, job)
+	}
+	return func() {}, true, nil
+}
 
 // system returns ctx acting as the built-in system principal (CLI jobs
 // such as seed run with the admin role and are audited as "system").

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"strconv"
 	"time"
 
 	"custos"
@@ -23,6 +26,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if err != nil {
 		return err
 	}
+	cfg.Migrate = true // init is the explicit setup step, on any store
 	n, err := openNode(ctx, cfg, getenv, newLogger(cfg, stderr), true)
 	if err != nil {
 		return err
@@ -50,7 +54,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer n.Close()
 	srv := custoshttp.NewServer(n.svc, logger)
 	srv.Ready = func(ctx context.Context) error {
-		return n.db.View(ctx, func(tx custos.Tx) error {
+		return n.store.View(ctx, func(tx custos.Tx) error {
 			_, err := tx.GetMeta(ctx, "bootstrap_admin")
 			return err
 		})
@@ -64,20 +68,37 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
-	tick := time.NewTicker(CheckpointInterval)
+	interval := CheckpointInterval
+	if v := getenv("CUSTOS_JOB_INTERVAL"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			interval = d
+		}
+	}
+	jobs := &jobRunner{n: n, logger: logger}
+	defer jobs.stop()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	keyTick := time.NewTicker(KeyringCheckInterval)
+	defer keyTick.Stop()
+	keyStamp := keyringStamp(cfg, getenv)
 	for {
 		select {
 		case err := <-errc:
 			return err
 		case <-tick.C:
-			if err := n.svc.Checkpoint(ctx); err != nil {
-				logger.Warn("audit checkpoint failed", "err", err)
-			}
-			// Fold the WAL back into the database file and truncate it, so
-			// that old copies of shredded data keys do not linger there.
-			if err := n.db.Checkpoint(ctx); err != nil {
-				logger.Debug("wal checkpoint skipped", "err", err)
+			jobs.run(ctx)
+		case <-keyTick.C:
+			// Another process (custos keys rotate) may have changed the
+			// master keys: pick them up so new data keys are wrapped under
+			// the current version and none under one about to be retired.
+			if st := keyringStamp(cfg, getenv); st != keyStamp {
+				if k, _, err := loadKeyring(cfg, getenv, false); err != nil {
+					logger.Warn("reloading master keys failed", "err", err)
+				} else {
+					n.svc.SetKeyring(k)
+					keyStamp = st
+					logger.Info("master keys reloaded", "current_version", k.CurrentVersion())
+				}
 			}
 		case <-ctx.Done():
 			logger.Info("shutting down")
@@ -86,15 +107,73 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if err := srv.Shutdown(sctx); err != nil {
 				logger.Warn("shutdown", "err", err)
 			}
-			if err := n.svc.Checkpoint(sctx); err != nil {
-				logger.Warn("final audit checkpoint failed", "err", err)
-			}
-			if err := n.db.Checkpoint(sctx); err != nil {
-				logger.Debug("wal checkpoint skipped", "err", err)
-			}
+			jobs.run(sctx)
 			<-errc
 			fmt.Fprintln(stdout, "custos stopped")
 			return nil
 		}
+	}
+}
+
+// KeyringCheckInterval is how often serve looks for changed master keys.
+const KeyringCheckInterval = 10 * time.Second
+
+// keyringStamp identifies the key file's current version on disk.
+func keyringStamp(cfg Config, getenv func(string) string) string {
+	path := cfg.KeyringPath()
+	if p := getenv("CUSTOS_MASTER_KEYS_FILE"); p != "" {
+		path = p
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fi.ModTime().String() + "/" + strconv.FormatInt(fi.Size(), 10)
+}
+
+// jobAuditCheckpoint names the background job that signs the audit head.
+const jobAuditCheckpoint = "custos:audit-checkpoint"
+
+// jobRunner runs the background jobs on the node that leads them: with
+// PostgreSQL, the holder of the job's advisory lock, which passes to
+// another node when this one stops or dies; on SQLite, this node.
+type jobRunner struct {
+	n       *node
+	logger  *slog.Logger
+	release func()
+}
+
+func (j *jobRunner) run(ctx context.Context) {
+	if j.release == nil {
+		rel, ok, err := j.n.leader(ctx, jobAuditCheckpoint)
+		if err != nil {
+			j.logger.Warn("job leadership check failed", "job", jobAuditCheckpoint, "err", err)
+			return
+		}
+		if !ok {
+			return
+		}
+		j.release = rel
+		j.logger.Info("job leader", "job", jobAuditCheckpoint)
+	}
+	if err := j.n.svc.Checkpoint(ctx); err != nil {
+		j.logger.Warn("audit checkpoint failed", "err", err)
+	} else {
+		j.logger.Debug("audit checkpoint", "job", jobAuditCheckpoint)
+	}
+	// Fold the WAL back into the database file and truncate it, so that
+	// old copies of shredded data keys do not linger there.
+	if j.n.sqlite != nil {
+		if err := j.n.sqlite.Checkpoint(ctx); err != nil {
+			j.logger.Debug("wal checkpoint skipped", "err", err)
+		}
+	}
+}
+
+// stop gives up leadership, so another node takes the jobs at once.
+func (j *jobRunner) stop() {
+	if j.release != nil {
+		j.release()
+		j.release = nil
 	}
 }
