@@ -242,24 +242,19 @@ func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err er
 }
 
 // openSubject decrypts the fields the decision lets through and masks them.
-func (s *Service) present(ctx context.Context, tx custos.Tx, st *custos.StoredSubject, d map[string]custos.FieldDecision) (*custos.Subject, error) {
+// Decryption and masking happen after the transaction has committed the
+// audit event, so the store's single writer is held only for the fetch,
+// the decision and the audit append; dk is nil when no field is visible.
+func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[string]custos.FieldDecision) (*custos.Subject, error) {
 	out := &custos.Subject{ID: st.ID, Fields: map[string]string{}, Decisions: map[string]custos.FieldDecision{},
 		Provenance: map[string]custos.Provenance{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
-	var need bool
 	for name := range st.Sealed {
-		if name == provenanceField {
-			continue
+		if name != provenanceField {
+			out.Decisions[name] = d[name]
 		}
-		fd := d[name]
-		out.Decisions[name] = fd
-		need = need || fd.Outcome != custos.Denied
 	}
-	if !need {
+	if dk == nil {
 		return out, nil
-	}
-	dk, err := tx.GetDataKey(ctx, st.ID)
-	if err != nil {
-		return nil, err
 	}
 	aead, err := s.aead(dk)
 	if err != nil {
@@ -316,33 +311,46 @@ func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id cus
 	if d := s.decide(ctx, custos.ActSubjectRead, purposes, nil, nil); !d.Allowed {
 		return nil, s.refuse(ctx, ev, d.Reason)
 	}
-	var out *custos.Subject
+	var l *loaded
 	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
-		out, err = s.read(ctx, tx, purposes, id, ev)
+		l, err = s.load(ctx, tx, purposes, id, ev)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return s.present(l.st, l.dk, l.d)
 }
 
-// read loads a subject, decides each stored field for the purposes and
-// presents it; ev records the fields the response carries.
-func (s *Service) read(ctx context.Context, tx custos.Tx, purposes []string, id custos.SubjectID, ev *custos.AuditEvent) (*custos.Subject, error) {
+// loaded is a subject fetched and decided inside a transaction, to be
+// presented after it.
+type loaded struct {
+	st *custos.StoredSubject
+	dk *custos.DataKey
+	d  map[string]custos.FieldDecision
+}
+
+// load fetches a subject and decides each stored field for the purposes;
+// ev records the fields the response will carry (names only).
+func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id custos.SubjectID, ev *custos.AuditEvent) (*loaded, error) {
 	st, err := tx.GetSubject(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
-	out, err := s.present(ctx, tx, st, d.Fields)
-	ev.Fields = visibleFields(out)
-	return out, err
-}
-
-// visibleFields lists the fields a response carried, for the audit event.
-func visibleFields(sub *custos.Subject) []string {
-	if sub == nil {
-		return nil
+	l := &loaded{st: st, d: d.Fields}
+	ev.Fields = nil
+	for _, name := range storedFields(st) {
+		if d.Fields[name].Outcome != custos.Denied {
+			ev.Fields = append(ev.Fields, name)
+		}
 	}
-	return slices.Sorted(maps.Keys(sub.Fields))
+	if len(ev.Fields) > 0 {
+		if l.dk, err = tx.GetDataKey(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // FindSubjectByLookup implements custos.SubjectService. The lookup field
@@ -368,18 +376,20 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The lookup value is not valid.", custos.Violation{Field: field, Rule: rule, Detail: detail}))
 	}
 	hash := s.indexer.Load().Index(field, norm)
-	var out *custos.Subject
+	var l *loaded
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
 		id, err := tx.FindLookup(ctx, field, hash)
 		if err != nil {
 			return err
 		}
 		ev.SubjectID = id
-		out, err = s.read(ctx, tx, purposes, id, ev)
+		l, err = s.load(ctx, tx, purposes, id, ev)
 		return err
 	})
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		return nil, custos.Errorf(custos.ENOTFOUND, "No subject has that %s.", field)
+	} else if err != nil {
+		return nil, err
 	}
-	return out, err
+	return s.present(l.st, l.dk, l.d)
 }
