@@ -45,6 +45,7 @@ type Service struct {
 
 	reloadMu sync.Mutex
 	indexer  atomic.Pointer[keys.Indexer]
+	auth     authCache
 }
 
 var (

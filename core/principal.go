@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"custos"
@@ -113,9 +115,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*custos.Princ
 	if token == "" || len(token) > 200 {
 		return nil, unauth
 	}
+	hash := keys.TokenHash(token)
+	if p := s.auth.get(hash); p != nil {
+		return p, nil
+	}
 	var p *custos.Principal
 	err := s.store.View(ctx, func(tx custos.Tx) error {
-		k, err := tx.FindAPIKey(ctx, keys.TokenHash(token))
+		k, err := tx.FindAPIKey(ctx, hash)
 		if err != nil {
 			return err
 		}
@@ -124,8 +130,55 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*custos.Princ
 	})
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		return nil, unauth
+	} else if err != nil {
+		return nil, err
 	}
-	return p, err
+	s.auth.put(hash, p)
+	return p, nil
+}
+
+// AuthCacheTTL is how long a verified API key is remembered, sparing two
+// queries per request. Anything that later revokes a key or blocks a
+// principal must call Service.ForgetCredentials so the change is immediate.
+const AuthCacheTTL = 5 * time.Second
+
+// authCache remembers verified API keys by their SHA-256 for AuthCacheTTL.
+type authCache struct {
+	mu sync.Mutex
+	m  map[string]authEntry
+}
+
+type authEntry struct {
+	p       *custos.Principal
+	expires time.Time
+}
+
+func (c *authCache) get(hash []byte) *custos.Principal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[string(hash)]
+	if !ok || time.Now().After(e.expires) {
+		return nil
+	}
+	cp := *e.p
+	return &cp
+}
+
+func (c *authCache) put(hash []byte, p *custos.Principal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 10000 {
+		c.m = map[string]authEntry{} // bounded: start over rather than grow
+	}
+	cp := *p
+	c.m[string(hash)] = authEntry{p: &cp, expires: time.Now().Add(AuthCacheTTL)}
+}
+
+// ForgetCredentials drops every remembered API key.
+func (s *Service) ForgetCredentials() {
+	s.auth.mu.Lock()
+	s.auth.m = nil
+	s.auth.mu.Unlock()
 }
 
 // MetaBootstrap is the meta key marking that the bootstrap admin exists.
