@@ -204,8 +204,15 @@ func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason strin
 	if reason == policy.ReasonPrincipalUnknown {
 		return custos.Errorf(custos.EUNAUTHORIZED, "Authentication required.")
 	}
+	field := "purpose"
+	switch reason {
+	case policy.ReasonActionNotAllowed:
+		field = "action"
+	case policy.ReasonPrincipalBlocked:
+		field = "principal"
+	}
 	return &custos.Error{Code: custos.EFORBIDDEN, Message: "Access refused: " + reason + ".",
-		Violations: []custos.Violation{{Field: "purpose", Rule: reason}}}
+		Violations: []custos.Violation{{Field: field, Rule: reason}}}
 }
 
 // decide runs the access decision for the actor in ctx.

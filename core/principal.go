@@ -217,6 +217,10 @@ func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 	return token, err
 }
 
+// MaxAuditPage is the most audit events one FindAuditEvents call returns;
+// page on with AfterSeq.
+const MaxAuditPage = 1000
+
 // FindAuditEvents implements custos.AuditService. Reading the audit log is
 // itself audited.
 func (s *Service) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
@@ -227,8 +231,10 @@ func (s *Service) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]
 	if err := s.requireAction(ctx, ev, custos.ActAuditRead); err != nil {
 		return nil, err
 	}
-	if f.Limit <= 0 || f.Limit > 1000 {
+	if f.Limit <= 0 {
 		f.Limit = 100
+	} else if f.Limit > MaxAuditPage {
+		f.Limit = MaxAuditPage
 	}
 	var out []*custos.AuditEvent
 	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {

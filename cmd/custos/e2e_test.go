@@ -215,7 +215,7 @@ func TestEndToEnd(t *testing.T) {
 	// may not collect.
 	_, err = ps.Marketing.EraseSubject(ctx, []string{"marketing"}, id, "try")
 	e = wantCode(t, err, custos.EFORBIDDEN)
-	if diff := cmp.Diff([]string{"purpose:action_not_allowed"}, violationSet(e.Violations)); diff != "" {
+	if diff := cmp.Diff([]string{"action:action_not_allowed"}, violationSet(e.Violations)); diff != "" {
 		t.Errorf("marketing erase: violations (-want +got):\n%s", diff)
 	}
 	_, err = ps.CS.CreateSubject(ctx, []string{"customer-service"}, custos.NewSubject{Fields: map[string]string{"name": "赵六"}, Provenance: prov})

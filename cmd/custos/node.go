@@ -15,6 +15,7 @@ import (
 	"custos/keys"
 	"custos/postgres"
 	"custos/sqlite"
+	"custos/validate"
 )
 
 // node is an opened custos: store, keys, catalog and the core service.
@@ -114,6 +115,9 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 		cat, err = custos.ParseCatalog(f)
 		f.Close()
 		if err != nil {
+			return nil, err
+		}
+		if err := validate.CheckCatalog(cat); err != nil {
 			return nil, err
 		}
 	}
