@@ -59,12 +59,16 @@ type ShredEntry struct {
 	ActorID   PrincipalID
 }
 
-// ImportRow remembers that line Line of import job Job was handled.
+// ImportRow remembers that line Line of import job Job was handled, and
+// how: a refused line keeps its reasons (never its values), so that a run
+// resuming the job can still report it (C5).
 type ImportRow struct {
-	Job       string
-	Line      int
-	Status    string
-	SubjectID SubjectID
+	Job        string
+	Line       int
+	Status     string
+	SubjectID  SubjectID
+	Violations []Violation
+	Message    string
 }
 
 // Tx is one store transaction.

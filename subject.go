@@ -121,10 +121,13 @@ type SubjectService interface {
 
 // ImportResult is the outcome of one imported row.
 type ImportResult struct {
-	Line       int         `json:"line"`
-	Status     string      `json:"status"` // stored, already, duplicate, rejected
-	SubjectID  SubjectID   `json:"subject_id,omitempty"`
-	Violations []Violation `json:"violations,omitempty"`
+	Line      int       `json:"line"`
+	Status    string    `json:"status"` // stored, already, duplicate, rejected
+	SubjectID SubjectID `json:"subject_id,omitempty"`
+	// Previous is, for Status "already", the status the earlier run gave
+	// the line; Violations and Message then are that run's reasons.
+	Previous   string      `json:"previous,omitempty"`
+	Violations []Violation `json:"errors,omitempty"`
 	Message    string      `json:"message,omitempty"`
 }
 

@@ -25,15 +25,41 @@ func (s *Service) ImportRow(ctx context.Context, purposes []string, job string, 
 	return rs[0], nil
 }
 
-// ImportInput is one row of a batch.
+// ImportInput is one row of a batch. A line the client could not parse is
+// sent with ParseError, the rule it broke ("column_count", "csv_syntax",
+// …), and no subject: the server records it as rejected like any refused
+// row, so a resumed run answers it "already" instead of refusing it again.
 type ImportInput struct {
-	Line    int               `json:"line"`
-	Subject custos.NewSubject `json:"subject"`
+	Line       int               `json:"line"`
+	Subject    custos.NewSubject `json:"subject"`
+	ParseError string            `json:"parse_error,omitempty"`
+}
+
+// MaxParseError bounds the rule name of ImportInput.ParseError.
+const MaxParseError = 64
+
+// parseRule reports whether s is a rule name (lower-case letters, digits
+// and _), so that what the server keeps for an unparsable line can never
+// be a value from it.
+func parseRule(s string) bool {
+	if s == "" || len(s) > MaxParseError || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ImportRows imports a batch in one transaction: each valid row is stored
 // (one audit event each), each invalid or duplicate row is answered with its
-// reasons, and nothing is silently dropped (C5).
+// reasons, and nothing is silently dropped (C5). The outcome of each line,
+// reasons included, is remembered, so a line sent again is answered
+// "already" with the earlier status in Previous and the earlier reasons.
+// A line the client could not parse is recorded as rejected but not
+// audited: it carries no data about anyone.
 func (s *Service) ImportRows(ctx context.Context, purposes []string, job string, rows []ImportInput) ([]*custos.ImportResult, error) {
 	ev := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 	d := s.decide(ctx, custos.ActImport, purposes, nil, nil)
@@ -53,6 +79,15 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 		results[i] = res
 		if r.Line <= 0 {
 			res.Status, res.Violations = custos.ImportRejected, []custos.Violation{{Field: "line", Rule: "positive"}}
+			continue
+		}
+		if r.ParseError != "" {
+			res.Status, res.Message = custos.ImportRejected, "The line could not be parsed."
+			res.Violations = []custos.Violation{{Field: "line", Rule: r.ParseError}}
+			if !parseRule(r.ParseError) {
+				res.Violations = []custos.Violation{{Field: "parse_error", Rule: "format",
+					Detail: "a rule name of 1–64 lower-case letters, digits and _"}}
+			}
 			continue
 		}
 		p, refused, err := s.prepare(ctx, custos.ActImport, purposes, r.Subject, now)
@@ -76,10 +111,21 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 				continue
 			}
 			if prev, err := tx.GetImportRow(ctx, job, r.Line); err == nil {
-				res.Status, res.SubjectID, res.Violations, res.Message = custos.ImportAlready, prev.SubjectID, nil, "handled by an earlier run: "+prev.Status
+				res.Status, res.Previous, res.SubjectID, res.Violations = custos.ImportAlready, prev.Status, prev.SubjectID, prev.Violations
+				res.Message = "handled by an earlier run: " + prev.Status
+				if prev.Message != "" {
+					res.Message += ": " + prev.Message
+				}
 				continue
 			} else if custos.ErrorCode(err) != custos.ENOTFOUND {
 				return err
+			}
+			if r.ParseError != "" {
+				if err := tx.InsertImportRow(ctx, &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status,
+					Violations: res.Violations, Message: res.Message}); err != nil {
+					return err
+				}
+				continue
 			}
 			e := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 			if p := preps[i]; p != nil {
@@ -101,7 +147,8 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			if err := s.appendAudit(ctx, tx, e); err != nil {
 				return err
 			}
-			if err := tx.InsertImportRow(ctx, &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status, SubjectID: res.SubjectID}); err != nil {
+			if err := tx.InsertImportRow(ctx, &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status, SubjectID: res.SubjectID,
+				Violations: res.Violations, Message: res.Message}); err != nil {
 				return err
 			}
 		}

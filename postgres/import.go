@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 
 	"custos"
 )
@@ -9,18 +10,35 @@ import (
 // GetImportRow returns line of job, or ENOTFOUND if it was not handled yet.
 func (tx *Tx) GetImportRow(ctx context.Context, job string, line int) (*custos.ImportRow, error) {
 	r := &custos.ImportRow{Job: job, Line: line}
-	var sub string
-	if err := tx.scanRow(ctx, `SELECT status, subject_id FROM import_rows WHERE job = $1 AND line = $2`,
-		[]any{job, line}, &r.Status, &sub); err != nil {
+	var (
+		sub string
+		vs  []byte
+	)
+	if err := tx.scanRow(ctx, `SELECT status, subject_id, violations, message FROM import_rows WHERE job = $1 AND line = $2`,
+		[]any{job, line}, &r.Status, &sub, &vs, &r.Message); err != nil {
 		return nil, formatError(err, "Import row")
 	}
 	r.SubjectID = custos.SubjectID(sub)
+	if err := json.Unmarshal(vs, &r.Violations); err != nil {
+		return nil, internal("import row violations", err)
+	}
+	if len(r.Violations) == 0 {
+		r.Violations = nil
+	}
 	return r, nil
 }
 
-// InsertImportRow records that a line was handled. Returns ECONFLICT if it
-// was recorded already.
+// InsertImportRow records that a line was handled, with its reasons.
+// Returns ECONFLICT if it was recorded already.
 func (tx *Tx) InsertImportRow(ctx context.Context, r *custos.ImportRow) error {
-	return tx.insert(ctx, "Import row", `INSERT INTO import_rows (job, line, status, subject_id) VALUES ($1, $2, $3, $4)`,
-		r.Job, r.Line, r.Status, string(r.SubjectID))
+	vs := r.Violations
+	if vs == nil {
+		vs = []custos.Violation{}
+	}
+	b, err := json.Marshal(vs)
+	if err != nil {
+		return internal("import row violations", err)
+	}
+	return tx.insert(ctx, "Import row", `INSERT INTO import_rows (job, line, status, subject_id, violations, message) VALUES ($1, $2, $3, $4, $5, $6)`,
+		r.Job, r.Line, r.Status, string(r.SubjectID), b, r.Message)
 }

@@ -23,12 +23,18 @@ import (
 // importReject is one line of the reject file: the line number and the
 // reasons, never the values (the reject file must not become a plaintext
 // copy of personal data; the line number points into the source file).
+//
+// A line refused by a run whose answer was lost (an interrupted import) is
+// reported by the run that resumes the job: the server answers it
+// "already" with the earlier status and reasons. Job tells which import a
+// line belongs to, so a resumed run adds only the lines not reported yet.
 type importReject struct {
 	Line       int                `json:"line"`
 	Status     string             `json:"status"`
 	SubjectID  custos.SubjectID   `json:"existing_id,omitempty"`
 	Message    string             `json:"message,omitempty"`
 	Violations []custos.Violation `json:"errors,omitempty"`
+	Job        string             `json:"job,omitempty"`
 }
 
 func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -104,16 +110,28 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
+	reported, complete, err := reportedLines(*rejects, job)
+	if err != nil {
+		return err
+	}
 	rf, err := os.OpenFile(*rejects, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer rf.Close()
 	rw := bufio.NewWriter(rf)
+	if !complete {
+		// An earlier run stopped half-way through a line: end it, so the
+		// next line stays readable.
+		if err := rw.WriteByte('\n'); err != nil {
+			return err
+		}
+	}
 	client := custoshttp.NewClient(*server, *token)
 	purposes := strings.Split(*purpose, ",")
 	bar := newProgress(stderr, total, *quiet)
 	counts := map[string]int{}
+	recovered := 0 // "already" lines refused by an earlier run and reported only now
 	var pending []core.ImportInput
 	flush := func() error {
 		if len(pending) == 0 {
@@ -125,12 +143,23 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 		for _, r := range res {
 			counts[r.Status]++
-			if r.Status == custos.ImportRejected || r.Status == custos.ImportDuplicate {
-				b, _ := json.Marshal(importReject{Line: r.Line, Status: r.Status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
-				if _, err := rw.Write(append(b, '\n')); err != nil {
-					return err
+			status := r.Status
+			if r.Status == custos.ImportAlready {
+				// Refused by an earlier run of this job: report it unless
+				// that run did (its answer may have been lost).
+				if (r.Previous != custos.ImportRejected && r.Previous != custos.ImportDuplicate) || reported[r.Line] {
+					continue
 				}
+				status = r.Previous
+				recovered++
+			} else if r.Status != custos.ImportRejected && r.Status != custos.ImportDuplicate {
+				continue
 			}
+			b, _ := json.Marshal(importReject{Line: r.Line, Job: job, Status: status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
+			if _, err := rw.Write(append(b, '\n')); err != nil {
+				return err
+			}
+			reported[r.Line] = true
 		}
 		if err := rw.Flush(); err != nil {
 			return err
@@ -143,17 +172,14 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if err != nil {
 			return err
 		}
+		in := row.ImportInput
 		if row.parseErr != nil {
-			// A line that cannot be parsed is a rejected row too.
-			counts[custos.ImportRejected]++
-			b, _ := json.Marshal(importReject{Line: row.Line, Status: custos.ImportRejected, Message: "The line could not be parsed.",
-				Violations: []custos.Violation{{Field: "line", Rule: row.parseErr.Error()}}})
-			if _, err := rw.Write(append(b, '\n')); err != nil {
-				return err
-			}
-			continue
+			// A line that cannot be parsed is a rejected row too. The
+			// server records it (with the rule, never the line), so a
+			// resumed run does not report it twice.
+			in = core.ImportInput{Line: row.Line, ParseError: row.parseErr.Error()}
 		}
-		pending = append(pending, row.ImportInput)
+		pending = append(pending, in)
 		if len(pending) >= *batch {
 			if err := flush(); err != nil {
 				bar.done()
@@ -171,10 +197,48 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	bar.done()
 	fmt.Fprintf(stdout, "import %s: %d stored, %d rejected, %d duplicate, %d already imported by an earlier run\n",
 		job, counts[custos.ImportStored], counts[custos.ImportRejected], counts[custos.ImportDuplicate], counts[custos.ImportAlready])
-	if counts[custos.ImportRejected]+counts[custos.ImportDuplicate] > 0 {
+	if recovered > 0 {
+		fmt.Fprintf(stdout, "%d of the lines imported by an earlier run were refused by it and are now in the reject file\n", recovered)
+	}
+	if counts[custos.ImportRejected]+counts[custos.ImportDuplicate]+recovered > 0 {
 		fmt.Fprintf(stdout, "refused rows (line numbers and reasons, no values): %s\n", *rejects)
 	}
 	return nil
+}
+
+// reportedLines returns the lines of job that the reject file at path
+// reports already (lines written before reject lines named their job
+// count too), and whether the file ends with a complete line. A missing
+// file reports nothing; a line that is not a reject entry is skipped.
+func reportedLines(path, job string) (map[int]bool, bool, error) {
+	lines := map[int]bool{}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return lines, true, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	complete := true
+	for {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 {
+			complete = b[len(b)-1] == '\n'
+			var r struct {
+				Line int    `json:"line"`
+				Job  string `json:"job"`
+			}
+			if json.Unmarshal(b, &r) == nil && r.Line > 0 && (r.Job == "" || r.Job == job) {
+				lines[r.Line] = true
+			}
+		}
+		if err == io.EOF {
+			return lines, complete, nil
+		} else if err != nil {
+			return nil, false, err
+		}
+	}
 }
 
 // reorderArgs lets flags follow the file name ("import data.csv -purpose x").
