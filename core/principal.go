@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"sync"
@@ -210,6 +211,9 @@ func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 		if err := tx.SetMeta(ctx, MetaBootstrap, string(p.ID)); err != nil {
 			return err
 		}
+		if err := s.recordKeyIDs(ctx, tx); err != nil {
+			return err
+		}
 		token = k.Token
 		return s.appendAudit(ctx, tx, &custos.AuditEvent{ActorID: "system", Action: custos.AuditInit, Decision: custos.DecisionAllow,
 			Reason: "bootstrap admin " + string(p.ID)})
@@ -242,4 +246,68 @@ func (s *Service) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]
 		return err
 	})
 	return out, err
+}
+
+// Meta keys naming the keys a store was set up with.
+const (
+	MetaKeyringID = "keyring_id"   // fingerprint of the index root (never changes on rotation)
+	MetaSignerID  = "audit_key_id" // the audit signing key's id
+)
+
+// keyringID fingerprints the keyring by its index root, which rotation
+// keeps, so the fingerprint names the installation and reveals nothing.
+func (s *Service) keyringID() (string, error) {
+	k, err := s.ring.Load().DeriveKey("keyring fingerprint")
+	if err != nil {
+		return "", err
+	}
+	defer keys.Zero(k)
+	return hex.EncodeToString(k[:8]), nil
+}
+
+func (s *Service) recordKeyIDs(ctx context.Context, tx custos.Tx) error {
+	id, err := s.keyringID()
+	if err != nil {
+		return err
+	}
+	if err := tx.SetMeta(ctx, MetaKeyringID, id); err != nil {
+		return err
+	}
+	if s.signer != nil {
+		return tx.SetMeta(ctx, MetaSignerID, s.signer.KeyID())
+	}
+	return nil
+}
+
+// CheckKeys refuses keys that are not the ones the store was set up with:
+// a node started with another installation's key files would write data
+// no other node can read and miss every existing lookup key. A store set
+// up before fingerprints were recorded gets them now.
+func (s *Service) CheckKeys(ctx context.Context) error {
+	id, err := s.keyringID()
+	if err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx custos.Tx) error {
+		if _, err := tx.GetMeta(ctx, MetaBootstrap); custos.ErrorCode(err) == custos.ENOTFOUND {
+			return nil // not set up yet: Bootstrap records them
+		} else if err != nil {
+			return err
+		}
+		want, err := tx.GetMeta(ctx, MetaKeyringID)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			return s.recordKeyIDs(ctx, tx)
+		} else if err != nil {
+			return err
+		}
+		if want != id {
+			return custos.Errorf(custos.ESEALED, "The master key file belongs to another installation (keyring %s, store expects %s).", id, want)
+		}
+		if s.signer != nil {
+			if sid, err := tx.GetMeta(ctx, MetaSignerID); err == nil && sid != s.signer.KeyID() {
+				return custos.Errorf(custos.ESEALED, "The audit signing key belongs to another installation (key %s, store expects %s).", s.signer.KeyID(), sid)
+			}
+		}
+		return nil
+	})
 }

@@ -50,6 +50,11 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	r := &custos.StoredRecord{ID: custos.RecordID(custos.NewID("rec")), SubjectID: id, Type: rt.Name, Category: rt.Category,
 		OccurredAt: in.OccurredAt.UTC().Truncate(time.Microsecond)}
 	err = s.run(ctx, ev, func(tx custos.Tx) error {
+		// Reading the subject first locks it on PostgreSQL, so an erasure
+		// running at the same time cannot leave an orphan record.
+		if _, err := tx.GetSubject(ctx, id); err != nil {
+			return err
+		}
 		dk, err := tx.GetDataKey(ctx, id)
 		if err != nil {
 			return notFoundSubject(err)

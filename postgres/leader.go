@@ -38,7 +38,7 @@ func (db *DB) TryLeader(ctx context.Context, job string) (release func(), ok boo
 		return nil, false, internal("leader: connect", err)
 	}
 	var got bool
-	if err := conn.QueryRowContext(cctx, `SELECT pg_try_advisory_lock(hashtext($1))`, job).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(cctx, `SELECT pg_try_advisory_lock(hashtext(current_setting('search_path') || '|' || $1))`, job).Scan(&got); err != nil {
 		// The lock may have been granted and the reply lost: end the
 		// session rather than pool a connection that might hold it.
 		discard(conn)
@@ -76,7 +76,7 @@ func (l *leader) release() {
 		ctx, cancel := context.WithTimeout(l.ctx, l.db.timeout)
 		defer cancel()
 		var unlocked bool
-		err := l.conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(hashtext($1))`, l.job).Scan(&unlocked)
+		err := l.conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(hashtext(current_setting('search_path') || '|' || $1))`, l.job).Scan(&unlocked)
 		if err != nil || !unlocked {
 			discard(l.conn)
 			return
@@ -101,4 +101,32 @@ func discard(conn *sql.Conn) {
 	if cerr := conn.Close(); cerr != nil {
 		return
 	}
+}
+
+// Leading reports whether this node still leads job: its lock's session
+// must still be alive (a restarted or failed-over database, or a killed
+// backend, ends the session and frees the lock for another node). A
+// leadership whose session is gone is released, so the caller can try for
+// it again with TryLeader.
+func (db *DB) Leading(ctx context.Context, job string) bool {
+	db.mu.Lock()
+	var l *leader
+	for x := range db.leaders {
+		if x.job == job {
+			l = x
+			break
+		}
+	}
+	db.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	var one int
+	if err := l.conn.QueryRowContext(cctx, `SELECT 1`).Scan(&one); err != nil {
+		l.release()
+		return false
+	}
+	return true
 }

@@ -62,7 +62,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 // there is none.
 func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
 	err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error {
-		if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
+		if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_setting('search_path')), $1)`, migrateLockKey); err != nil {
 			return internal("migrate: lock", err)
 		}
 		if _, err := tx.exec(ctx, createMigrations); err != nil {

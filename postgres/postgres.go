@@ -43,13 +43,15 @@ const DefaultQueryTimeout = 30 * time.Second
 // DefaultMaxConns is the pool size when Options.MaxConns is zero.
 const DefaultMaxConns = 16
 
-// Advisory lock keys. They lie outside the int4 range, so they can never
-// equal a TryLeader key (hashtext returns an int4).
+// Advisory lock keys. Locks are taken with the two-key form
+// (hashtext(search_path), key), so that two custos installations in two
+// schemas of one database never share a lock; the single-key space is left
+// to TryLeader, whose keys also include the search path.
 const (
 	// migrateLockKey serialises migration runs of every node.
-	migrateLockKey int64 = 0x637573746f730001 // "custos" 00 01
+	migrateLockKey int32 = 1
 	// appendLockKey serialises appends to the audit chain and shred ledger.
-	appendLockKey int64 = 0x637573746f730002 // "custos" 00 02
+	appendLockKey int32 = 2
 )
 
 // Options configure Open.
@@ -164,8 +166,28 @@ func (db *DB) Close() error {
 // append lock (Tx.AuditHead). The wait for a pooled connection is bounded
 // by the query timeout. fn's error rolls the transaction back and is
 // returned unchanged.
+//
+// A transaction PostgreSQL aborts as a deadlock victim or for a
+// serialisation failure is run again (up to maxAttempts): fn must be safe
+// to repeat, which core's are (they read, decide and write inside fn).
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
-	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// maxAttempts bounds how often Update re-runs an aborted transaction.
+const maxAttempts = 4
+
+// retryable reports a deadlock (40P01) or serialisation failure (40001).
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // View runs fn in a read-only transaction. It is REPEATABLE READ, so like

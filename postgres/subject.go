@@ -19,8 +19,14 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		sealed           []byte
 		created, updated int64
 	)
-	err := tx.scanRow(ctx, `SELECT sealed, created_at, updated_at FROM subjects WHERE id = $1`,
-		[]any{string(id)}, &sealed, &created, &updated)
+	// In a write transaction the row is locked until commit: a correction,
+	// an erasure and a record append on the same subject (from any node)
+	// take turns instead of overwriting each other or racing a delete.
+	q := `SELECT sealed, created_at, updated_at FROM subjects WHERE id = $1`
+	if tx.write {
+		q += ` FOR UPDATE`
+	}
+	err := tx.scanRow(ctx, q, []any{string(id)}, &sealed, &created, &updated)
 	if err != nil {
 		return nil, formatError(err, "Subject")
 	}

@@ -114,7 +114,7 @@ func (tx *Tx) lockAppend(ctx context.Context) error {
 	if !tx.write {
 		return nil
 	}
-	_, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, appendLockKey)
+	_, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_setting('search_path')), $1)`, appendLockKey)
 	return err
 }
 

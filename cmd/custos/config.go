@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,7 @@ type Config struct {
 	LogFormat string `json:"log_format"` // text or json
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
 	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
+	MaxConns  int    `json:"max_conns"`  // PostgreSQL: connection pool size per node (0 = 16)
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -39,6 +41,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.Addr == "" || !strings.Contains(c.Addr, ":") {
 		return fmt.Errorf("addr %q: want HOST:PORT", c.Addr)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("max_conns %d: want 0 (default) or more", c.MaxConns)
 	}
 	if c.Data == "" {
 		return errors.New("data: a directory is required")
@@ -119,6 +124,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.addr, "addr", "", "listen address HOST:PORT (env CUSTOS_ADDR; default "+DefaultAddr+")")
 	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
 	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
 	fs.BoolVar(&f.migrate, "migrate", false, "PostgreSQL: apply pending schema migrations at start (env CUSTOS_MIGRATE=1)")
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
@@ -129,6 +135,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
 	migrate                                                 bool
+	maxConns                                                int
 }
 
 // load builds the Config: defaults < file < environment < flags.
@@ -176,6 +183,15 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.Catalog, pick(f.catalog, "CUSTOS_CATALOG"))
 	set(&c.LogFormat, pick(f.logFormat, "CUSTOS_LOG_FORMAT"))
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
+	if f.maxConns > 0 {
+		c.MaxConns = f.maxConns
+	} else if v := getenv("CUSTOS_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("CUSTOS_MAX_CONNS %q: want a positive integer", v)
+		}
+		c.MaxConns = n
+	}
 	if f.migrate || getenv("CUSTOS_MIGRATE") == "1" || getenv("CUSTOS_MIGRATE") == "true" {
 		c.Migrate = true
 	}

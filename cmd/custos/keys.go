@@ -11,12 +11,13 @@ import (
 
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: custos keys rotate|status|retire [flags]")
+		fmt.Fprintln(stderr, "usage: custos keys rotate|rewrap|status|retire [flags]")
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
 	fs, cf := newFlags("keys "+sub, stderr)
 	ver := fs.Int("version", 0, "master key version to retire (keys retire)")
+	rewrap := fs.Bool("rewrap", true, "keys rotate: re-wrap every data key now (with several nodes: rotate -rewrap=false, copy the key file to every node, wait 10 s, then keys rewrap)")
 	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
@@ -43,18 +44,18 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		// Save first: if re-wrapping stops half-way, both versions are in
 		// the file and every data key can still be unwrapped; running
-		// rotate's re-wrap again finishes the job.
+		// custos keys rewrap finishes the job.
 		if err := next.Save(path); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "master key v%d created; re-wrapping data keys…\n", next.CurrentVersion())
-		done, err := n.svc.Rewrap(ctx, next, func(done int) { fmt.Fprintf(stderr, "\rre-wrapped %d data keys", done) })
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return fmt.Errorf("re-wrap stopped after %d data keys (run custos keys rotate again to finish): %w", done, err)
+		fmt.Fprintf(stdout, "master key v%d created\n", next.CurrentVersion())
+		if !*rewrap {
+			fmt.Fprintln(stdout, "data keys not re-wrapped yet: copy the key file to every node, wait 10 s, then run custos keys rewrap")
+			return keysStatus(ctx, n, stdout)
 		}
-		fmt.Fprintf(stdout, "re-wrapped %d data keys under master key v%d; no data was re-encrypted\n", done, next.CurrentVersion())
-		return keysStatus(ctx, n, stdout)
+		return rewrapAll(ctx, n, next, stdout, stderr)
+	case "rewrap":
+		return rewrapAll(ctx, n, n.ring, stdout, stderr)
 	case "retire":
 		if *ver <= 0 {
 			return fmt.Errorf("keys retire: -version N is required")
@@ -81,6 +82,18 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	fmt.Fprintf(stderr, "custos keys: unknown subcommand %q\n", sub)
 	return errUsage
+}
+
+// rewrapAll re-wraps every data key under ring's current master key.
+func rewrapAll(ctx context.Context, n *node, ring *keys.Keyring, stdout, stderr io.Writer) error {
+	fmt.Fprintln(stdout, "re-wrapping data keys…")
+	done, err := n.svc.Rewrap(ctx, ring, func(done int) { fmt.Fprintf(stderr, "\rre-wrapped %d data keys", done) })
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return fmt.Errorf("re-wrap stopped after %d data keys (run custos keys rewrap to finish): %w", done, err)
+	}
+	fmt.Fprintf(stdout, "re-wrapped %d data keys under master key v%d; no data was re-encrypted\n", done, ring.CurrentVersion())
+	return keysStatus(ctx, n, stdout)
 }
 
 func keysStatus(ctx context.Context, n *node, w io.Writer) error {

@@ -70,7 +70,7 @@ func loadKeyring(cfg Config, getenv func(string) string, create bool) (*keys.Key
 func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 	n := &node{cfg: cfg}
 	if cfg.Postgres() {
-		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate})
+		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate, MaxConns: cfg.MaxConns})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
 		}
@@ -162,6 +162,11 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 		if n.adminToken, err = n.svc.Bootstrap(ctx); err != nil {
 			return fail(fmt.Errorf("bootstrap: %w", err))
 		}
+	}
+	// After Bootstrap, so that of two nodes initialising one fresh store
+	// with different keys, the one that lost the race refuses.
+	if err := n.svc.CheckKeys(ctx); err != nil {
+		return fail(fmt.Errorf("keys: %w", err))
 	}
 	return n, nil
 }

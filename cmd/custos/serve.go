@@ -76,6 +76,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	jobs := &jobRunner{n: n, logger: logger}
 	defer jobs.stop()
+	jobs.run(ctx) // take the lead now if no other node has it
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	keyTick := time.NewTicker(KeyringCheckInterval)
@@ -107,7 +108,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if err := srv.Shutdown(sctx); err != nil {
 				logger.Warn("shutdown", "err", err)
 			}
-			jobs.run(sctx)
+			if jobs.release != nil { // a last checkpoint, by the leader only
+				jobs.run(sctx)
+			}
 			<-errc
 			fmt.Fprintln(stdout, "custos stopped")
 			return nil
@@ -144,6 +147,12 @@ type jobRunner struct {
 }
 
 func (j *jobRunner) run(ctx context.Context) {
+	if j.release != nil && j.n.pg != nil && !j.n.pg.Leading(ctx, jobAuditCheckpoint) {
+		// The lock's session ended (database restart, failover, killed
+		// backend): another node may lead now, so stop and try again.
+		j.release = nil
+		j.logger.Warn("job leadership lost", "job", jobAuditCheckpoint)
+	}
 	if j.release == nil {
 		rel, ok, err := j.n.leader(ctx, jobAuditCheckpoint)
 		if err != nil {
