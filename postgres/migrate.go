@@ -4,13 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"fmt"
-	"io/fs"
-	"path"
-	"slices"
-	"strings"
 
-	"custos"
 	"custos/internal/sqlutil"
 )
 
@@ -24,17 +18,7 @@ var migrationFS embed.FS
 
 // MigrationNames returns the names of the migrations this binary carries
 // ("0001_init.sql", …) in the order they are applied.
-func MigrationNames() []string {
-	names, err := fs.Glob(migrationFS, "migration/*.sql")
-	if err != nil {
-		panic("postgres: bad migration pattern: " + err.Error())
-	}
-	for i, n := range names {
-		names[i] = path.Base(n)
-	}
-	slices.Sort(names)
-	return names
-}
+func MigrationNames() []string { return sqlutil.MigrationNames(migrationFS, "migration") }
 
 const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
 	name       TEXT COLLATE "C" PRIMARY KEY,
@@ -150,25 +134,7 @@ func (tx *Tx) appliedMigrations(ctx context.Context) ([]string, error) {
 // pendingMigrations returns the known migrations missing from applied, or
 // EINVALID if applied holds one this binary does not know.
 func pendingMigrations(applied []string) ([]string, error) {
-	known := MigrationNames()
-	var unknown []string
-	for _, name := range applied {
-		if !slices.Contains(known, name) {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, &custos.Error{Code: custos.EINVALID,
-			Message: "The database was migrated by a newer custos; upgrade custos to use it.",
-			Err:     fmt.Errorf("postgres: unknown migrations %s", strings.Join(unknown, ", "))}
-	}
-	var pending []string
-	for _, name := range known {
-		if !slices.Contains(applied, name) {
-			pending = append(pending, name)
-		}
-	}
-	return pending, nil
+	return sqlutil.PendingMigrations("postgres", MigrationNames(), applied)
 }
 
 // checkSchema migrates, or refuses an out-of-date schema, as Open was told.
@@ -181,9 +147,7 @@ func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
 		return err
 	}
 	if len(pending) > 0 {
-		return &custos.Error{Code: custos.EINVALID,
-			Message: "Database schema is out of date; run custos migrate or start with --migrate.",
-			Err:     fmt.Errorf("postgres: %d pending migrations, first %s", len(pending), pending[0])}
+		return sqlutil.SchemaOutOfDate("postgres", pending)
 	}
 	return nil
 }

@@ -4,13 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"fmt"
-	"io/fs"
-	"path"
-	"slices"
-	"strings"
 
-	"custos"
 	"custos/internal/sqlutil"
 )
 
@@ -23,17 +17,7 @@ var migrationFS embed.FS
 
 // MigrationNames returns the names of the migrations this binary carries
 // ("0001_init.sql", …) in the order they are applied.
-func MigrationNames() []string {
-	names, err := fs.Glob(migrationFS, "migration/*.sql")
-	if err != nil {
-		panic("sqlite: bad migration pattern: " + err.Error())
-	}
-	for i, n := range names {
-		names[i] = path.Base(n)
-	}
-	slices.Sort(names)
-	return names
-}
+func MigrationNames() []string { return sqlutil.MigrationNames(migrationFS, "migration") }
 
 const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
 	name       TEXT PRIMARY KEY,
@@ -104,25 +88,7 @@ func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	known := MigrationNames()
-	var unknown []string
-	for _, name := range applied {
-		if !slices.Contains(known, name) {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, &custos.Error{Code: custos.EINVALID,
-			Message: "The database was migrated by a newer custos; upgrade custos to use it.",
-			Err:     fmt.Errorf("sqlite: unknown migrations %s", strings.Join(unknown, ", "))}
-	}
-	var pending []string
-	for _, name := range known {
-		if !slices.Contains(applied, name) {
-			pending = append(pending, name)
-		}
-	}
-	return pending, nil
+	return sqlutil.PendingMigrations("sqlite", MigrationNames(), applied)
 }
 
 // checkSchema migrates, or refuses an out-of-date schema, as Open was told.
@@ -135,9 +101,7 @@ func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
 		return err
 	}
 	if len(pending) > 0 {
-		return &custos.Error{Code: custos.EINVALID,
-			Message: "Database schema is out of date; run custos migrate or start with --migrate.",
-			Err:     fmt.Errorf("sqlite: %d pending migrations, first %s", len(pending), pending[0])}
+		return sqlutil.SchemaOutOfDate("sqlite", pending)
 	}
 	return nil
 }
