@@ -1,0 +1,268 @@
+package core_test
+
+// Races between custos nodes on one PostgreSQL database: two core.Service
+// on two store handles (two "nodes") sharing a keyring and a signer, doing
+// conflicting operations on one subject at the same moment. On SQLite
+// writers are serialised by the database lock, so only PostgreSQL needs
+// these: there a correction, an erasure and a record append on one subject
+// must take turns (Tx.GetSubject locks the row in write transactions),
+// never overwrite each other, and never fail with an internal error.
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"custos"
+	"custos/core"
+	"custos/keys"
+	"custos/postgres"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the admin connection
+)
+
+// pgRounds is how many times each race is run; each round is a fresh
+// subject.
+const pgRounds = 30
+
+// pgNode is one custos node: a store handle and a service on it.
+type pgNode struct {
+	db  *postgres.DB
+	svc *core.Service
+}
+
+// newPGNodes returns two nodes on one fresh schema of the test database,
+// with the same keyring and signer, or skips t when no PostgreSQL test
+// database is configured.
+func newPGNodes(t *testing.T) (a, b pgNode, admin context.Context) {
+	t.Helper()
+	u := pgSchemaURL(t)
+	ring, err := keys.NewKeyring(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := keys.NewSigner(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func() pgNode {
+		db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+		return pgNode{db: db, svc: core.New(db, custos.DefaultCatalog(), ring, signer, nil)}
+	}
+	a, b = node(), node()
+	admin = custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	return a, b, admin
+}
+
+// pgSchemaURL creates an empty schema in the test database, drops it when
+// t ends, and returns a URL whose connections use only that schema.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("CUSTOS_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("CUSTOS_TEST_POSTGRES not set: PostgreSQL tests skipped (see .ci/run)")
+	}
+	rnd := make([]byte, 8)
+	if _, err := rand.Read(rnd); err != nil {
+		t.Fatal(err)
+	}
+	schema := "test_" + hex.EncodeToString(rnd)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("open admin connection: %v", err)
+	}
+	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
+		admin.Close()
+		t.Fatalf("create schema: %v", err)
+	}
+	// Registered first, so it runs after the nodes are closed.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+		if err := admin.Close(); err != nil {
+			t.Errorf("close admin connection: %v", err)
+		}
+	})
+	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
+		return base + " search_path=" + schema
+	}
+	pu, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("CUSTOS_TEST_POSTGRES is not a valid URL")
+	}
+	q := pu.Query()
+	q.Set("search_path", schema)
+	pu.RawQuery = q.Encode()
+	return pu.String()
+}
+
+// together runs f and g at the same moment and returns their errors.
+func together(f, g func() error) (ef, eg error) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { <-start; ef = f() })
+	wg.Go(func() { <-start; eg = g() })
+	close(start)
+	wg.Wait()
+	return ef, eg
+}
+
+// nilOrNotFound reports whether err is an acceptable outcome of losing a
+// race against an erasure.
+func nilOrNotFound(err error) bool {
+	return err == nil || custos.ErrorCode(err) == custos.ENOTFOUND
+}
+
+// pgMobile returns a distinct valid mainland mobile number for round i.
+func pgMobile(kind, i int) string { return fmt.Sprintf("139%02d%06d", kind, i) }
+
+func pgCreate(t *testing.T, n pgNode, admin context.Context, fields map[string]string) custos.SubjectID {
+	t.Helper()
+	s, err := n.svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Fields: fields, Provenance: prov})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return s.ID
+}
+
+// TestPostgresConcurrentCorrections: two nodes correct different fields of
+// one subject at once; neither correction may be lost (each used to write
+// back the sealed fields it had read, overwriting the other's).
+func TestPostgresConcurrentCorrections(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	const oldName, newName = "王小明", "王大明"
+	for i := range pgRounds {
+		oldMobile, newMobile := pgMobile(1, i), pgMobile(2, i)
+		id := pgCreate(t, a, admin, map[string]string{"name": oldName, "mobile": oldMobile})
+		name, mobile := newName, newMobile
+		errA, errB := together(
+			func() error {
+				_, err := a.svc.UpdateSubject(admin, []string{"account"}, id, custos.SubjectUpdate{Fields: map[string]*string{"name": &name}, Provenance: prov})
+				return err
+			},
+			func() error {
+				_, err := b.svc.UpdateSubject(admin, []string{"account"}, id, custos.SubjectUpdate{Fields: map[string]*string{"mobile": &mobile}, Provenance: prov})
+				return err
+			})
+		if errA != nil || errB != nil {
+			t.Fatalf("round %d: concurrent corrections: name on a: %v; mobile on b: %v", i, errA, errB)
+		}
+		for _, n := range []pgNode{a, b} {
+			s, err := n.svc.FindSubjectByID(admin, []string{"account"}, id)
+			if err != nil {
+				t.Fatalf("round %d: read: %v", i, err)
+			}
+			// Mobiles are stored normalised to E.164.
+			if s.Fields["name"] != newName || s.Fields["mobile"] != "+86"+newMobile {
+				t.Fatalf("round %d: after concurrent corrections name=%q mobile=%q, want %q and %q (a correction was lost)",
+					i, s.Fields["name"], s.Fields["mobile"], newName, "+86"+newMobile)
+			}
+			if _, err := n.svc.FindSubjectByLookup(admin, []string{"account"}, "mobile", oldMobile); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("round %d: lookup by the old mobile: got %v, want ENOTFOUND", i, err)
+			}
+			if s, err := n.svc.FindSubjectByLookup(admin, []string{"account"}, "mobile", newMobile); err != nil || s.ID != id {
+				t.Fatalf("round %d: lookup by the new mobile: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestPostgresEraseWhileCorrecting: an erasure on one node and a
+// correction on another at once. Either may lose the race (ENOTFOUND), but
+// neither may fail internally (a lookup inserted for a subject being
+// deleted, a deadlock), and the subject ends erased.
+func TestPostgresEraseWhileCorrecting(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	for i := range pgRounds {
+		oldMobile, newMobile := pgMobile(3, i), pgMobile(4, i)
+		id := pgCreate(t, a, admin, map[string]string{"name": "赵大海", "mobile": oldMobile})
+		mobile := newMobile
+		errErase, errUpdate := together(
+			func() error {
+				_, err := a.svc.EraseSubject(admin, []string{"customer-service"}, id, "customer request")
+				return err
+			},
+			func() error {
+				_, err := b.svc.UpdateSubject(admin, []string{"account"}, id, custos.SubjectUpdate{Fields: map[string]*string{"mobile": &mobile}, Provenance: prov})
+				return err
+			})
+		if !nilOrNotFound(errErase) || !nilOrNotFound(errUpdate) {
+			t.Fatalf("round %d: erase on a: %v; correction on b: %v; want nil or ENOTFOUND each", i, errErase, errUpdate)
+		}
+		for _, n := range []pgNode{a, b} {
+			if _, err := n.svc.FindSubjectByID(admin, []string{"account"}, id); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("round %d: read after erasure: got %v, want ENOTFOUND", i, err)
+			}
+			for _, m := range []string{oldMobile, newMobile} {
+				if _, err := n.svc.FindSubjectByLookup(admin, []string{"account"}, "mobile", m); custos.ErrorCode(err) != custos.ENOTFOUND {
+					t.Fatalf("round %d: lookup %s after erasure: got %v, want ENOTFOUND", i, m, err)
+				}
+			}
+		}
+	}
+}
+
+// TestPostgresEraseWhileAppending: an erasure on one node and a record
+// append on another at once: no internal error (a record inserted for a
+// subject being deleted), no orphan record left behind.
+func TestPostgresEraseWhileAppending(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	ctx := context.Background()
+	for i := range pgRounds {
+		id := pgCreate(t, a, admin, map[string]string{"name": "周芷若", "mobile": pgMobile(5, i)})
+		errErase, errRecord := together(
+			func() error {
+				_, err := a.svc.EraseSubject(admin, []string{"customer-service"}, id, "customer request")
+				return err
+			},
+			func() error {
+				_, err := b.svc.CreateRecord(admin, []string{"fulfilment"}, id, custos.NewRecord{Type: "order",
+					OccurredAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), Data: map[string]any{"n": i}, Provenance: prov})
+				return err
+			})
+		if !nilOrNotFound(errErase) || !nilOrNotFound(errRecord) {
+			t.Fatalf("round %d: erase on a: %v; record on b: %v; want nil or ENOTFOUND each", i, errErase, errRecord)
+		}
+		for _, n := range []pgNode{a, b} {
+			if _, err := n.svc.FindRecords(admin, []string{"fulfilment"}, id, ""); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("round %d: records after erasure: got %v, want ENOTFOUND", i, err)
+			}
+			if _, err := n.svc.FindSubjectByID(admin, []string{"account"}, id); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("round %d: read after erasure: got %v, want ENOTFOUND", i, err)
+			}
+		}
+		// FindRecords answers ENOTFOUND once the data key is gone: look
+		// at the rows themselves for an orphan record.
+		if err := a.db.View(ctx, func(tx custos.Tx) error {
+			rs, err := tx.ListRecords(ctx, id, "")
+			if err != nil {
+				return err
+			}
+			if len(rs) != 0 {
+				return fmt.Errorf("%d records of the erased subject remain", len(rs))
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
