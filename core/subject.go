@@ -370,7 +370,10 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 	if fd := d.Fields[field]; fd.Outcome == custos.Denied {
 		return nil, s.refuse(ctx, ev, fd.Reason)
 	}
-	fn, _ := validate.Lookup(def.Validator)
+	fn, ok := validate.Lookup(def.Validator)
+	if !ok {
+		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The lookup field has no known validator.", custos.Violation{Field: field, Rule: "validator_unknown"}))
+	}
 	norm, rule, detail := fn(value, validate.Options{Enum: def.Enum, MaxLen: def.MaxLen, Now: time.Now()})
 	if rule != "" {
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The lookup value is not valid.", custos.Violation{Field: field, Rule: rule, Detail: detail}))

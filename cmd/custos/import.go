@@ -155,7 +155,10 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			} else if r.Status != custos.ImportRejected && r.Status != custos.ImportDuplicate {
 				continue
 			}
-			b, _ := json.Marshal(importReject{Line: r.Line, Job: job, Status: status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
+			b, err := json.Marshal(importReject{Line: r.Line, Job: job, Status: status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
+			if err != nil {
+				return err
+			}
 			if _, err := rw.Write(append(b, '\n')); err != nil {
 				return err
 			}
