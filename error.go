@@ -21,6 +21,7 @@ const (
 	ESEALED       = "sealed"       // keys are not available
 	EINTERNAL     = "internal"     // anything else; never shown in detail
 	ETOOLARGE     = "too_large"    // request body or batch too large
+	ERATELIMIT    = "rate_limited" // too many attempts; retry later
 )
 
 // Violation is one reason a value was refused. It never carries the value.

@@ -18,6 +18,7 @@ var codes = map[string]int{
 	custos.ENOCONSENT:    http.StatusForbidden,
 	custos.ESEALED:       http.StatusServiceUnavailable,
 	custos.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	custos.ERATELIMIT:    http.StatusTooManyRequests,
 	custos.EINTERNAL:     http.StatusInternalServerError,
 }
 

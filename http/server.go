@@ -7,6 +7,7 @@ package http
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"custos"
@@ -36,6 +39,61 @@ type Server struct {
 	ln      net.Listener
 	metrics *metrics
 	routes  []route
+
+	authFails failLimiter
+
+	// TLSCert and TLSKey name PEM files; when set, Serve speaks HTTPS.
+	TLSCert, TLSKey string
+}
+
+// Failed-authentication limits: a client address with AuthFailLimit
+// failures within AuthFailWindow is refused (429) until the window ends,
+// so API keys cannot be guessed at speed.
+const (
+	AuthFailLimit  = 20
+	AuthFailWindow = time.Minute
+)
+
+// failLimiter counts failed authentications per client address.
+type failLimiter struct {
+	mu sync.Mutex
+	m  map[string]failWindow
+}
+
+type failWindow struct {
+	start time.Time
+	n     int
+}
+
+func (l *failLimiter) allow(client string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.m[client]
+	return !ok || now.Sub(w.start) >= AuthFailWindow || w.n < AuthFailLimit
+}
+
+func (l *failLimiter) fail(client string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil || len(l.m) > 100000 {
+		l.m = map[string]failWindow{} // bounded: forget rather than grow
+	}
+	w := l.m[client]
+	if now.Sub(w.start) >= AuthFailWindow {
+		w = failWindow{start: now}
+	}
+	w.n++
+	l.m[client] = w
+}
+
+// clientIP is the peer address without its port (proxies are not trusted:
+// X-Forwarded-For is the client's to forge).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 type route struct {
@@ -177,8 +235,17 @@ func (s *Server) authenticate(next http.HandlerFunc) http.HandlerFunc {
 			Error(w, r, s.Logger, custos.Errorf(custos.EUNAUTHORIZED, "An API key is required (Authorization: Bearer …)."))
 			return
 		}
+		client := clientIP(r)
+		if !s.authFails.allow(client, time.Now()) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(AuthFailWindow.Seconds())))
+			Error(w, r, s.Logger, custos.Errorf(custos.ERATELIMIT, "Too many failed authentication attempts; retry later."))
+			return
+		}
 		p, err := s.Service.Authenticate(r.Context(), strings.TrimSpace(token))
 		if err != nil {
+			if custos.ErrorCode(err) == custos.EUNAUTHORIZED {
+				s.authFails.fail(client, time.Now())
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="custos"`)
 			Error(w, r, s.Logger, err)
 			return
@@ -262,6 +329,7 @@ func (s *Server) Listen(addr string) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	return nil
 }
@@ -271,7 +339,13 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Serve serves until Shutdown; it returns nil after a graceful shutdown.
 func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+	var err error
+	if s.TLSCert != "" {
+		err = s.srv.ServeTLS(s.ln, s.TLSCert, s.TLSKey)
+	} else {
+		err = s.srv.Serve(s.ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,11 @@ type Config struct {
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
 	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
 	MaxConns  int    `json:"max_conns"`  // PostgreSQL: connection pool size per node (0 = 16)
+	TLSCert   string `json:"tls_cert"`   // PEM certificate file: serve HTTPS
+	TLSKey    string `json:"tls_key"`    // PEM private key file
+	// InsecureHTTP allows plain HTTP on a non-loopback address (behind a
+	// TLS-terminating proxy on a trusted network).
+	InsecureHTTP bool `json:"insecure_http"`
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -41,6 +47,12 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.Addr == "" || !strings.Contains(c.Addr, ":") {
 		return fmt.Errorf("addr %q: want HOST:PORT", c.Addr)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls_cert and tls_key: give both or neither")
+	}
+	if c.TLSCert == "" && !c.InsecureHTTP && !loopback(c.Addr) {
+		return fmt.Errorf("addr %q: plain HTTP is only served on loopback; give --tls-cert and --tls-key, or --insecure-http behind a TLS-terminating proxy", c.Addr)
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("max_conns %d: want 0 (default) or more", c.MaxConns)
@@ -60,6 +72,19 @@ func (c Config) Validate() error {
 		return fmt.Errorf("store %q: want sqlite:PATH or postgres://…", redactURL(c.Store))
 	}
 	return nil
+}
+
+// loopback reports whether addr listens on the loopback interface only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Postgres reports whether the store is a PostgreSQL URL.
@@ -125,6 +150,9 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
 	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
+	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (env CUSTOS_INSECURE_HTTP=1)")
 	fs.BoolVar(&f.migrate, "migrate", false, "PostgreSQL: apply pending schema migrations at start (env CUSTOS_MIGRATE=1)")
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
@@ -136,6 +164,8 @@ type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
 	migrate                                                 bool
 	maxConns                                                int
+	tlsCert, tlsKey                                         string
+	insecureHTTP                                            bool
 }
 
 // load builds the Config: defaults < file < environment < flags.
@@ -183,6 +213,11 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.Catalog, pick(f.catalog, "CUSTOS_CATALOG"))
 	set(&c.LogFormat, pick(f.logFormat, "CUSTOS_LOG_FORMAT"))
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
+	set(&c.TLSCert, pick(f.tlsCert, "CUSTOS_TLS_CERT"))
+	set(&c.TLSKey, pick(f.tlsKey, "CUSTOS_TLS_KEY"))
+	if f.insecureHTTP || getenv("CUSTOS_INSECURE_HTTP") == "1" || getenv("CUSTOS_INSECURE_HTTP") == "true" {
+		c.InsecureHTTP = true
+	}
 	if f.maxConns > 0 {
 		c.MaxConns = f.maxConns
 	} else if v := getenv("CUSTOS_MAX_CONNS"); v != "" {

@@ -63,7 +63,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	printAdminKey(stdout, n)
-	fmt.Fprintf(stdout, "custos listening on http://%s (data %s)\n", srv.Addr(), cfg.Data)
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		srv.TLSCert, srv.TLSKey = cfg.TLSCert, cfg.TLSKey
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "custos listening on %s://%s (data %s)\n", scheme, srv.Addr(), cfg.Data)
 	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version)
 
 	errc := make(chan error, 1)

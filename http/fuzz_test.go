@@ -1,0 +1,141 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"custos"
+	"custos/core"
+	custoshttp "custos/http"
+	"custos/keys"
+	"custos/sqlite"
+)
+
+// quotedValue finds the quoted strings of 8 characters or more in a body;
+// group 2 is set when the string is a member name, which a problem may
+// name (an unknown field or member), unlike a value.
+var quotedValue = regexp.MustCompile(`"([^"\\]{8,})"(\s*:)?`)
+
+// fuzzMembers are the member names of the request bodies, which a problem
+// may name.
+var fuzzMembers = []string{
+	"fields", "provenance", "collector", "channel", "source", "consent",
+	"subject", "parse_error", "field", "value", "rows", "line", "purposes",
+}
+
+func FuzzRequestBodies(f *testing.F) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(f.TempDir(), "custos.db"), sqlite.Options{Migrate: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { db.Close() })
+	ring, err := keys.NewKeyring(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	signer, err := keys.NewSigner(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cat := custos.DefaultCatalog()
+	svc := core.New(db, cat, ring, signer, nil)
+	admin := custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	p := &custos.Principal{Name: "fuzz admin", Kind: custos.KindService, Roles: []string{"admin"}}
+	if err := svc.CreatePrincipal(admin, p); err != nil {
+		f.Fatal(err)
+	}
+	key, err := svc.CreateAPIKey(admin, p.ID)
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv := httptest.NewServer(custoshttp.NewServer(svc, nil))
+	f.Cleanup(srv.Close)
+
+	allowed := map[string]bool{}
+	for _, m := range fuzzMembers {
+		allowed[m] = true
+	}
+	for _, fd := range cat.Fields {
+		allowed[fd.Name] = true
+		for _, v := range fd.Enum {
+			allowed[v] = true
+		}
+	}
+	for _, pu := range cat.Purposes {
+		allowed[pu.Name] = true
+	}
+	for _, r := range cat.Roles {
+		allowed[r.Name] = true
+	}
+	for _, rt := range cat.RecordTypes {
+		allowed[rt.Name] = true
+	}
+
+	f.Add([]byte(`{"fields":{"name":"王小明","mobile":"13900000001"},"provenance":{"collector":"fuzz-collector","channel":"test","source":"customer"}}`))
+	f.Add([]byte(`{"fields":{"name":"王小明","mobile":"not-a-mobile-secret"},"provenance":{"collector":"fuzz","channel":"test","source":"customer"}}`))
+	f.Add([]byte(`{"fields":{"unknownfield1":"secretvalue1"}}`))
+	f.Add([]byte(`{"field":"mobile","value":"13900000001"}`))
+	f.Add([]byte(`{"field":"notalookupfield","value":"secretvalue2"}`))
+	f.Add([]byte(`{"rows":[{"line":1,"subject":{"fields":{"name":"李四","mobile":"13900000002"},"provenance":{"collector":"fuzz","channel":"test","source":"customer"}}},{"line":2,"parse_error":"csv_syntax"},{"line":3,"parse_error":"Secret Value 3"}]}`))
+	f.Add([]byte(`{"rows":[]}`))
+	f.Add([]byte(`{"nosuchmember":"secretvalue4"}`))
+	f.Add([]byte(`{"fields":{"name":1}}`))
+	f.Add([]byte(`{`))
+	f.Add([]byte(``))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+
+	routes := []string{"/v1/subjects", "/v1/subjects/lookup", "/v1/imports/fuzzjob/rows"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var secrets []string
+		for _, m := range quotedValue.FindAllSubmatch(data, -1) {
+			if s := string(m[1]); len(m[2]) == 0 && !allowed[s] {
+				secrets = append(secrets, s)
+			}
+		}
+		for _, route := range routes {
+			req, err := http.NewRequest(http.MethodPost, srv.URL+route, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+key.Token)
+			req.Header.Set("Custos-Purpose", "account")
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode >= 500 {
+				t.Fatalf("POST %s: status %d: %s", route, resp.StatusCode, body)
+			}
+			if !json.Valid(body) {
+				t.Fatalf("POST %s: status %d: body is not JSON: %q", route, resp.StatusCode, body)
+			}
+			if resp.StatusCode < 400 {
+				continue
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+				t.Fatalf("POST %s: status %d with content type %q", route, resp.StatusCode, ct)
+			}
+			for _, s := range secrets {
+				if bytes.Contains(body, []byte(s)) {
+					t.Fatalf("POST %s: status %d: problem echoes input value %q: %s", route, resp.StatusCode, s, body)
+				}
+			}
+		}
+	})
+}
