@@ -51,6 +51,7 @@ commands:
   import FILE   import customers (CSV with a header row, or JSON Lines) through a server
   seed          -subjects N: create synthetic Chinese customers
   bench         load-test an in-process server: throughput and latency per workload
+  config        print the effective configuration (store credentials hidden)
   version       print the version
 
 Run "custos <command> -h" for a command's flags.
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdImport(ctx, rest, stdout, stderr, getenv)
 	case "seed":
 		err = cmdSeed(ctx, rest, stdout, stderr, getenv)
+	case "config":
+		err = cmdConfig(ctx, rest, stdout, stderr, getenv)
 	case "migrate":
 		err = cmdMigrate(ctx, rest, stdout, stderr, getenv)
 	case "bench":

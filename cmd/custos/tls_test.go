@@ -104,3 +104,21 @@ func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigDumpHidesSecrets: custos config shows the effective settings
+// but never a store password.
+func TestConfigDumpHidesSecrets(t *testing.T) {
+	var out, errb strings.Builder
+	env := envOf(map[string]string{"CUSTOS_STORE": "postgres://custos:hunter2@db:5432/custos?sslmode=require&password=hunter2"})
+	if code := run(t.Context(), []string{"config", "--data", t.TempDir(), "--addr", "127.0.0.1:9000"}, &out, &errb, env); code != 0 {
+		t.Fatalf("config: %d %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Fatalf("config dump shows the password:\n%s", out.String())
+	}
+	for _, want := range []string{`"addr": "127.0.0.1:9000"`, `postgres://***@db:5432/custos`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config dump lacks %s:\n%s", want, out.String())
+		}
+	}
+}
