@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -92,25 +93,21 @@ func (c Config) Postgres() bool {
 	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
 }
 
-// redactURL hides the credentials of a store URL: user info and any
-// password parameter.
+// redactURL hides the credentials of a store URL or key/value connection
+// string: user info before "@" and the value of every password setting,
+// wherever it stands and however it is spelt.
 func redactURL(s string) string {
 	if i := strings.Index(s, "@"); i > 0 {
 		if j := strings.Index(s, "://"); j > 0 && j < i {
 			s = s[:j+3] + "***" + s[i:]
 		}
 	}
-	if q := strings.IndexByte(s, '?'); q >= 0 {
-		parts := strings.Split(s[q+1:], "&")
-		for i, p := range parts {
-			if k, _, ok := strings.Cut(p, "="); ok && strings.EqualFold(k, "password") {
-				parts[i] = k + "=***"
-			}
-		}
-		s = s[:q+1] + strings.Join(parts, "&")
-	}
-	return s
+	return passwordRE.ReplaceAllString(s, "${1}***")
 }
+
+// passwordRE matches a password setting's value: "password=…" up to the
+// next separator, in URL queries and libpq key/value strings alike.
+var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
 
 // DBPath is the SQLite file.
 func (c Config) DBPath() string {

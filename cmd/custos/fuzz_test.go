@@ -30,6 +30,7 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte(`{"store":"x?password=secretpw`))
 	f.Add([]byte(``))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"store":"host=h user=u password=secretpw dbname=x"}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
@@ -81,6 +82,7 @@ func FuzzReadRows(f *testing.F) {
 	f.Add([]byte("\ufeffname , mobile\r\n a , b \r\n"), true)
 	f.Add([]byte("name,mobile\n\"a\"\"b\",c\n\"multi\nline\",d\n"), true)
 	f.Add([]byte(""), true)
+	f.Add([]byte("1,2,9,9\n\"0"), true) // syntax error in a first field: no field positions
 	f.Add([]byte(`{"name":"王小明","mobile":"13900000001"}`+"\n\n"+`{"name":1}`+"\nnot json secretvalue\n"), false)
 	f.Add([]byte("  \n{}\n[]\nnull\n"), false)
 	f.Add([]byte(`{"a":"b"} {"c":"d"}`), false)

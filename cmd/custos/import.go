@@ -322,7 +322,6 @@ func readRows(path, format string, prov custos.Provenance) (func(yield func(impo
 				if err == io.EOF {
 					return
 				}
-				line, _ := r.FieldPos(0)
 				var pe *csv.ParseError
 				if errors.As(err, &pe) {
 					if !yield(importLine{ImportInput: core.ImportInput{Line: pe.StartLine}, parseErr: errors.New("csv_syntax")}, nil) {
@@ -333,6 +332,8 @@ func readRows(path, format string, prov custos.Provenance) (func(yield func(impo
 					yield(importLine{}, err)
 					return
 				}
+				// Field positions exist only for a row that was read whole.
+				line, _ := r.FieldPos(0)
 				if len(rec) != len(header) {
 					if !yield(importLine{ImportInput: core.ImportInput{Line: line}, parseErr: errors.New("column_count")}, nil) {
 						return
