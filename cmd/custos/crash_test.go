@@ -9,17 +9,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -190,101 +187,12 @@ func crashMaskedMatches(masked, plain string) bool {
 	return true
 }
 
-// crashProc is custos serve running as a child process.
-type crashProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	url            string
-	done           chan struct{}
-	waitErr        error
-}
-
-// crashEnv is the environment of the child processes: none of the
-// machine's CUSTOS_* settings, and the background jobs (audit checkpoints)
-// every 100 ms so that they too are killed half way.
-func crashEnv() []string {
-	env := []string{"CUSTOS_JOB_INTERVAL=100ms"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CUSTOS_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func startCrashProc(t *testing.T, bin, dir string, store []string) *crashProc {
-	t.Helper()
-	p := &crashProc{stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
-	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, store...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = crashEnv()
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start serve: %v", err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	for {
-		out, changed := p.stdout.snapshot()
-		if m := listeningRE.FindStringSubmatch(out); m != nil {
-			p.url = m[1]
-			return p
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			t.Fatalf("serve exited before listening: %v\nstdout:\n%s\nstderr:\n%s", p.waitErr, p.stdout, p.stderr)
-		case <-deadline.C:
-			t.Fatalf("serve did not listen within %v\nstdout:\n%s\nstderr:\n%s", startTimeout, p.stdout, p.stderr)
-		}
-	}
-}
-
-func (p *crashProc) kill(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill serve: %v", err)
-	}
-	<-p.done
-	var ee *exec.ExitError
-	if !errors.As(p.waitErr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Errorf("serve did not die of SIGKILL: %v\nstderr:\n%s", p.waitErr, p.stderr)
-	}
-}
-
-func (p *crashProc) terminate(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM serve: %v", err)
-	}
-	select {
-	case <-p.done:
-		if p.waitErr != nil {
-			t.Errorf("serve exited with %v on SIGTERM\nstderr:\n%s", p.waitErr, p.stderr)
-		}
-	case <-time.After(startTimeout):
-		t.Fatalf("serve did not stop within %v of SIGTERM", startTimeout)
-	}
-}
-
 // crashVerify runs `custos audit verify` on the data and returns its
 // summary; the chain must be whole.
 func crashVerify(t *testing.T, bin, dir string, store []string, when string) (events, checkpoints int) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"audit", "verify", "--data", dir}, store...)...)
-	cmd.Env = crashEnv()
+	cmd.Env = childEnv("CUSTOS_JOB_INTERVAL=100ms")
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -319,7 +227,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	started := time.Now()
 	dir := t.TempDir()
 	cmd := exec.Command(bin, append([]string{"init", "--data", dir}, store...)...)
-	cmd.Env = crashEnv()
+	cmd.Env = childEnv("CUSTOS_JOB_INTERVAL=100ms")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -348,7 +256,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	}
 
 	for round := range crashRounds {
-		p := startCrashProc(t, bin, dir, store)
+		p := startChild(t, bin, "serve", "100ms", append([]string{"--data", dir}, store...)...)
 		c, tr := client(p.url)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -369,7 +277,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	crashTime := time.Since(started)
 
 	// Restart once more and check everything the clients were told.
-	p := startCrashProc(t, bin, dir, store)
+	p := startChild(t, bin, "serve", "100ms", append([]string{"--data", dir}, store...)...)
 	c, tr := client(p.url)
 	defer tr.CloseIdleConnections()
 	var (

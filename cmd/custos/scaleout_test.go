@@ -22,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -460,11 +459,11 @@ func TestJobLeaderTakeover(t *testing.T) {
 	dir2 := filepath.Join(t.TempDir(), "node2")
 	copyDir(t, dir1, dir2)
 
-	a := startScaleProc(t, bin, "A", dir1, store)
+	a := startChild(t, bin, "node A", "200ms", "--data", dir1, "--store", store)
 	if !scaleWait(a.stderr, scaleJobLeader, 10*time.Second) {
 		t.Fatalf("node A did not become job leader within 10 s%s\nA's log:\n%s", scaleLockHolders(db), a.stderr)
 	}
-	b := startScaleProc(t, bin, "B", dir2, store)
+	b := startChild(t, bin, "node B", "200ms", "--data", dir2, "--store", store)
 	// A leads: B must not run the jobs too.
 	if scaleWait(b.stderr, "job leader", 2*time.Second) {
 		t.Fatalf("node B became job leader while A was alive\nA's log:\n%s\nB's log:\n%s", a.stderr, b.stderr)
@@ -586,81 +585,6 @@ func scaleBuild(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// scaleProc is custos serve running as a child process.
-type scaleProc struct {
-	name           string
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	url            string
-	done           chan struct{} // closed when the process has exited
-	waitErr        error
-}
-
-// startScaleProc starts `bin serve` on dir and store, with the background
-// jobs every 200 ms, and waits until it listens. It is killed at cleanup
-// if still running.
-func startScaleProc(t *testing.T, bin, name, dir, store string) *scaleProc {
-	t.Helper()
-	p := &scaleProc{name: name, stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--data", dir, "--store", store, "--addr", "127.0.0.1:0")
-	// None of the machine's CUSTOS_* settings, so they cannot change the test.
-	env := []string{"CUSTOS_JOB_INTERVAL=200ms"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CUSTOS_") {
-			env = append(env, kv)
-		}
-	}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start node %s: %v", name, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	for {
-		out, changed := p.stdout.snapshot()
-		if m := listeningRE.FindStringSubmatch(out); m != nil {
-			p.url = m[1]
-			return p
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			t.Fatalf("node %s exited before listening: %v\nstdout:\n%s\nstderr:\n%s", name, p.waitErr, p.stdout, p.stderr)
-		case <-deadline.C:
-			t.Fatalf("node %s did not listen within %v\nstdout:\n%s\nstderr:\n%s", name, startTimeout, p.stdout, p.stderr)
-		}
-	}
-}
-
-// terminate sends SIGTERM and requires a clean exit within startTimeout.
-func (p *scaleProc) terminate(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM node %s: %v", p.name, err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(startTimeout):
-		t.Fatalf("node %s did not stop within %v of SIGTERM", p.name, startTimeout)
-	}
-	if p.waitErr != nil || !strings.Contains(p.stdout.String(), "custos stopped") {
-		t.Errorf("node %s at SIGTERM: %v\nstdout:\n%s\nstderr:\n%s", p.name, p.waitErr, p.stdout, p.stderr)
-	}
 }
 
 // scaleWait reports whether buf contains s within d.
