@@ -94,11 +94,20 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 
+	var words []string
+	for w := range allowed {
+		words = append(words, w)
+	}
+	// Problem documents are built from these words (field, member, rule
+	// names, "provenance.collector" …); a value that is part of one of
+	// them cannot tell an echo from the server's own text.
+	vocabulary := strings.Join(words, " ") + " provenance.collector provenance.channel provenance.source provenance.location provenance.plan"
+
 	routes := []string{"/v1/subjects", "/v1/subjects/lookup", "/v1/imports/fuzzjob/rows"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var secrets []string
 		for _, m := range quotedValue.FindAllSubmatch(data, -1) {
-			if s := string(m[1]); len(m[2]) == 0 && !allowed[s] {
+			if s := string(m[1]); len(m[2]) == 0 && !allowed[s] && personalLooking(s) && !strings.Contains(vocabulary, s) {
 				secrets = append(secrets, s)
 			}
 		}
@@ -138,4 +147,17 @@ func FuzzRequestBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// personalLooking reports whether a submitted value looks like personal
+// data worth checking for an echo: it has a digit, an '@' or a non-ASCII
+// letter (a mobile, an ID, an e-mail, a Chinese name). Plain English words
+// are left out: the server's own messages are made of them.
+func personalLooking(s string) bool {
+	for _, r := range s {
+		if r >= '0' && r <= '9' || r == '@' || r > 127 {
+			return true
+		}
+	}
+	return false
 }
