@@ -62,6 +62,9 @@ func FuzzConfigFile(f *testing.F) {
 			if len(secret) < 4 {
 				continue // too short to tell from other text
 			}
+			if rest := strings.Replace(string(data), string(m[0]), "", 1); strings.Contains(rest, secret) {
+				continue // the same text stands elsewhere in the input, not as a password
+			}
 			if strings.Contains(msg, secret) {
 				t.Fatalf("error leaks password value %q: %s", secret, msg)
 			}
