@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"custos"
-	"custos/keys"
 )
 
 // MaxRecordData is the largest record document accepted, in bytes of JSON.
@@ -100,44 +99,55 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 	if typ != "" && s.catalog.RecordType(typ) == nil {
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("Unknown record type.", custos.Violation{Field: "type", Rule: "field_unknown"}))
 	}
-	var out []*custos.Record
+	// Fetch, decide and audit inside the transaction; decrypt after it,
+	// as subject reads do, so the store's writer is not held for crypto.
+	var (
+		dk      *custos.DataKey
+		visible []*custos.StoredRecord
+	)
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
-		dk, err := tx.GetDataKey(ctx, id)
-		if err != nil {
+		var err error
+		if dk, err = tx.GetDataKey(ctx, id); err != nil {
 			return notFoundSubject(err)
 		}
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {
 			return err
 		}
-		var aead *keys.AEAD
+		visible, ev.Fields = nil, nil
 		seen := map[string]bool{}
 		for _, r := range rs {
-			fd := d.Records[r.Type]
-			if fd.Outcome != custos.Plain {
+			if d.Records[r.Type].Outcome != custos.Plain {
 				continue
 			}
-			if aead == nil {
-				if aead, err = s.aead(dk); err != nil {
-					return err
-				}
-			}
-			pt, err := aead.Open(r.Sealed, dekAAD("records", r.Type, id, r.ID, dk.Version))
-			if err != nil {
-				return err
-			}
-			var doc sealedRecord
-			if err := json.Unmarshal(pt, &doc); err != nil {
-				return err
-			}
+			visible = append(visible, r)
 			if !seen[r.Type] {
 				seen[r.Type] = true
 				ev.Fields = append(ev.Fields, "record:"+r.Type)
 			}
-			out = append(out, &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt,
-				CreatedAt: r.CreatedAt, Data: doc.Data, Provenance: doc.Provenance, Decision: &fd})
 		}
 		return nil
 	})
-	return out, err
+	if err != nil || len(visible) == 0 {
+		return nil, err
+	}
+	aead, err := s.aead(dk)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*custos.Record, 0, len(visible))
+	for _, r := range visible {
+		pt, err := aead.Open(r.Sealed, dekAAD("records", r.Type, id, r.ID, dk.Version))
+		if err != nil {
+			return nil, err
+		}
+		var doc sealedRecord
+		if err := json.Unmarshal(pt, &doc); err != nil {
+			return nil, err
+		}
+		fd := d.Records[r.Type]
+		out = append(out, &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt,
+			CreatedAt: r.CreatedAt, Data: doc.Data, Provenance: doc.Provenance, Decision: &fd})
+	}
+	return out, nil
 }

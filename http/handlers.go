@@ -9,6 +9,15 @@ import (
 	"custos/core"
 )
 
+// reply answers with v as JSON, or with err as a problem document.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		Error(w, r, s.Logger, err)
+		return
+	}
+	s.encode(w, r, status, v)
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.encode(w, r, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -53,11 +62,7 @@ func (s *Server) handlePrincipalList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleAPIKeyCreate(w http.ResponseWriter, r *http.Request) {
 	k, err := s.Service.CreateAPIKey(r.Context(), custos.PrincipalID(r.PathValue("id")))
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusCreated, k)
+	s.reply(w, r, http.StatusCreated, k, err)
 }
 
 func (s *Server) handleSubjectCreate(w http.ResponseWriter, r *http.Request) {
@@ -99,11 +104,7 @@ func (s *Server) handleSubjectLookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, err := s.Service.FindSubjectByLookup(r.Context(), ps, in.Field, in.Value)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusOK, sub)
+	s.reply(w, r, http.StatusOK, sub, err)
 }
 
 func subjectID(r *http.Request) (custos.SubjectID, error) {
@@ -134,11 +135,7 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, err := s.Service.FindSubjectByID(r.Context(), ps, id)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusOK, sub)
+	s.reply(w, r, http.StatusOK, sub, err)
 }
 
 func (s *Server) handleSubjectUpdate(w http.ResponseWriter, r *http.Request) {
@@ -152,11 +149,7 @@ func (s *Server) handleSubjectUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, err := s.Service.UpdateSubject(r.Context(), ps, id, upd)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusOK, sub)
+	s.reply(w, r, http.StatusOK, sub, err)
 }
 
 func (s *Server) handleSubjectErase(w http.ResponseWriter, r *http.Request) {
@@ -165,11 +158,7 @@ func (s *Server) handleSubjectErase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc, err := s.Service.EraseSubject(r.Context(), ps, id, r.URL.Query().Get("reason"))
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusOK, rc)
+	s.reply(w, r, http.StatusOK, rc, err)
 }
 
 func (s *Server) handleRecordCreate(w http.ResponseWriter, r *http.Request) {
@@ -183,11 +172,7 @@ func (s *Server) handleRecordCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := s.Service.CreateRecord(r.Context(), ps, id, in)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
-	s.encode(w, r, http.StatusCreated, rec)
+	s.reply(w, r, http.StatusCreated, rec, err)
 }
 
 func (s *Server) handleRecordList(w http.ResponseWriter, r *http.Request) {
