@@ -60,7 +60,7 @@ func New(store custos.Store, cat *custos.Catalog, ring *keys.Keyring, signer *ke
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{store: store, catalog: cat, signer: signer, rand: rand.Reader, logger: logger}
-	s.setKeyring(ring)
+	s.SetKeyring(ring)
 	return s
 }
 
@@ -71,9 +71,7 @@ func (s *Service) Catalog() *custos.Catalog { return s.catalog }
 func (s *Service) Keyring() *keys.Keyring { return s.ring.Load() }
 
 // SetKeyring replaces the keyring in force (after a rotation elsewhere).
-func (s *Service) SetKeyring(k *keys.Keyring) { s.setKeyring(k) }
-
-func (s *Service) setKeyring(k *keys.Keyring) {
+func (s *Service) SetKeyring(k *keys.Keyring) {
 	s.ring.Store(k)
 	s.indexer.Store(k.Indexer())
 }
@@ -92,7 +90,7 @@ func (s *Service) unwrap(dk *custos.DataKey) ([]byte, error) {
 		if rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}
-		s.setKeyring(nk)
+		s.SetKeyring(nk)
 	}
 	return s.ring.Load().Unwrap(dk.KEKVersion, dk.Wrapped)
 }

@@ -16,7 +16,7 @@ const RewrapBatch = 500
 // It works in batches, so an interrupted run can simply be started again;
 // progress is called after each batch. Returns the number re-wrapped.
 func (s *Service) Rewrap(ctx context.Context, ring *keys.Keyring, progress func(done int)) (int, error) {
-	s.setKeyring(ring)
+	s.SetKeyring(ring)
 	cur := ring.CurrentVersion()
 	var after custos.SubjectID
 	done := 0

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 
 	"custos"
 	"custos/core"
@@ -218,4 +217,3 @@ func printAdminKey(w io.Writer, n *node) {
 	}
 }
 
-func joinLines(s ...string) string { return strings.Join(s, "\n") }
