@@ -216,4 +216,3 @@ func printAdminKey(w io.Writer, n *node) {
 		fmt.Fprintln(w, "(shown once; it is stored only as a hash — keep it safe)")
 	}
 }
-
