@@ -174,7 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.Logger.Error("panic", "request_id", id, "panic_type", typeName(v))
 			Error(sw, r, s.Logger, errors.New("panic"))
 		}
-		_, pattern := s.mux.Handler(r)
+		pattern := r.Pattern // set by the mux while routing; no second lookup
 		if pattern == "" || pattern == "/" {
 			pattern = "unmatched"
 		}
