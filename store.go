@@ -71,6 +71,25 @@ type ImportRow struct {
 	Message    string
 }
 
+// StoredConsent is a consent decision as stored: Sealed holds the evidence
+// and guardian details (nil when there are none) under the subject's data
+// key; everything else is ids, names and times.
+type StoredConsent struct {
+	Seq           int64
+	ID            string
+	SubjectID     SubjectID
+	Purpose       string
+	Scope         string
+	Action        string
+	NoticeVersion int
+	At            time.Time
+	Channel       string
+	InitiatedBy   string
+	ByGuardian    bool
+	ActorID       PrincipalID
+	Sealed        []byte
+}
+
 // Tx is one store transaction.
 type Tx interface {
 	// Now is the transaction's fixed time.
@@ -124,6 +143,20 @@ type Tx interface {
 	FindAuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 	InsertCheckpoint(ctx context.Context, c *AuditCheckpoint) error
 	ListCheckpoints(ctx context.Context) ([]*AuditCheckpoint, error)
+
+	// InsertNotice stores a published notice; ECONFLICT if the version exists.
+	InsertNotice(ctx context.Context, n *Notice) error
+	// GetNotice returns ENOTFOUND for an unknown version.
+	GetNotice(ctx context.Context, version int) (*Notice, error)
+	// ListNotices returns every notice, oldest first.
+	ListNotices(ctx context.Context) ([]*Notice, error)
+	// InsertConsent appends a consent decision and sets c.Seq.
+	InsertConsent(ctx context.Context, c *StoredConsent) error
+	// ListConsents returns a subject's consent history in the order it was
+	// recorded (empty, not ENOTFOUND, when there is none).
+	ListConsents(ctx context.Context, id SubjectID) ([]*StoredConsent, error)
+	// DeleteConsents removes a subject's consent history (erasure).
+	DeleteConsents(ctx context.Context, id SubjectID) (int, error)
 
 	// GetMeta returns ENOTFOUND for an unset key.
 	GetMeta(ctx context.Context, key string) (string, error)

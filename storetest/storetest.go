@@ -33,6 +33,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "LookupConflict", fn: testLookupConflict},
 		{name: "Record", fn: testRecord},
 		{name: "Shred", fn: testShred},
+		{name: "Notice", fn: testNotice},
+		{name: "Consent", fn: testConsent},
 		{name: "ImportRow", fn: testImportRow},
 		{name: "Principal", fn: testPrincipal},
 		{name: "APIKey", fn: testAPIKey},
