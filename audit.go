@@ -23,6 +23,10 @@ const (
 	AuditKeysRetire      = "keys.retire"
 	AuditInit            = "system.init"
 	AuditAuthFailed      = "auth.failed"
+	AuditNoticePublish   = "notice.publish"
+	AuditConsentCapture  = "consent.capture"
+	AuditConsentWithdraw = "consent.withdraw"
+	AuditConsentRead     = "consent.read"
 )
 
 // Decisions recorded in audit events.

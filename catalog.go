@@ -82,6 +82,9 @@ const (
 	ActPrincipalManage = "principal.manage"
 	ActAuditRead       = "audit.read"
 	ActImport          = "subject.import"
+	ActNoticePublish   = "notice.publish"
+	ActConsentRead     = "consent.read"
+	ActConsentWrite    = "consent.write"
 )
 
 // Role is what a principal may do: actions, purposes it may act for,

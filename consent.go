@@ -93,9 +93,6 @@ type Consent struct {
 	Guardian *Guardian `json:"guardian,omitempty"`
 }
 
-// Granted reports whether c is a grant.
-func (c *Consent) Granted() bool { return c.Action == ConsentGranted }
-
 // Guardian is who consented for a customer under 14 (PIPL Art. 31).
 type Guardian struct {
 	Name     string `json:"name"`

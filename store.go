@@ -90,6 +90,9 @@ type StoredConsent struct {
 	Sealed        []byte
 }
 
+// Granted reports whether c is a grant.
+func (c *StoredConsent) Granted() bool { return c.Action == ConsentGranted }
+
 // Tx is one store transaction.
 type Tx interface {
 	// Now is the transaction's fixed time.

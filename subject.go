@@ -47,12 +47,19 @@ type Subject struct {
 	Provenance map[string]Provenance    `json:"provenance,omitempty"` // per field, when the caller may see it
 	CreatedAt  time.Time                `json:"created_at"`
 	UpdatedAt  time.Time                `json:"updated_at"`
+	// ConsentReceipt is the signed receipt of a consent captured with the
+	// subject's creation (NewSubject.Consent).
+	ConsentReceipt *ConsentReceipt `json:"consent_receipt,omitempty"`
 }
 
 // NewSubject is the input to CreateSubject. Fields are raw, unvalidated values.
 type NewSubject struct {
 	Fields     map[string]string `json:"fields"`
 	Provenance Provenance        `json:"provenance"`
+	// Consent, when given, is captured in the same transaction as the
+	// subject: a sign-up form collects fields for a consent-based purpose
+	// together with the consent to it (C4).
+	Consent *ConsentCapture `json:"consent,omitempty"`
 }
 
 // SubjectUpdate corrects fields. A nil value removes the field.

@@ -51,6 +51,9 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		if err != nil {
 			return err
 		}
+		if err := s.checkBasis(ctx, tx, id, custos.ActSubjectUpdate, purposes, fields, nil); err != nil {
+			return err
+		}
 		dk, err := tx.GetDataKey(ctx, id)
 		if err != nil {
 			return err
@@ -141,6 +144,9 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 			return err
 		}
 		if err := tx.DeleteLookups(ctx, id, ""); err != nil {
+			return err
+		}
+		if _, err := tx.DeleteConsents(ctx, id); err != nil {
 			return err
 		}
 		if err := tx.DeleteSubject(ctx, id); err != nil {

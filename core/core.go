@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"custos"
 	"custos/audit"
@@ -43,6 +44,11 @@ type Service struct {
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
 
+	// ReaskAfter is how long after a refusal the company may not ask for
+	// the same purpose again; 0 means DefaultReaskAfter.
+	ReaskAfter time.Duration
+
+	notices  noticeCache
 	reloadMu sync.Mutex
 	indexer  atomic.Pointer[keys.Indexer]
 	auth     authCache
@@ -213,11 +219,18 @@ func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason strin
 		Violations: []custos.Violation{{Field: field, Rule: reason}}}
 }
 
-// decide runs the access decision for the actor in ctx.
+// decide runs the access decision for the actor in ctx, before the
+// subject's consents are known (steps 1–3 and 5; step 4 passes).
 func (s *Service) decide(ctx context.Context, action string, purposes, fields, records []string) policy.Decision {
+	return s.decideBasis(ctx, action, purposes, fields, records, nil)
+}
+
+// decideBasis runs the whole access decision, with basis as step 4 (nil
+// when no declared purpose rests on consent).
+func (s *Service) decideBasis(ctx context.Context, action string, purposes, fields, records []string, basis func(string, string) string) policy.Decision {
 	return policy.Decide(s.catalog, policy.Request{
 		Principal: custos.ActorFromContext(ctx), Action: action, Purposes: purposes,
-		Fields: fields, Records: records,
+		Fields: fields, Records: records, Basis: basis,
 	})
 }
 

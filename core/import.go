@@ -130,7 +130,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			e := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 			if p := preps[i]; p != nil {
 				e.SubjectID, e.Fields = p.stored.ID, p.fields
-				err := insert(ctx, tx, p)
+				err := s.insert(ctx, tx, p, e.ActorID)
 				switch ce := custos.AsError(err); {
 				case err == nil:
 					res.Status, res.SubjectID = custos.ImportStored, p.stored.ID

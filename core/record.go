@@ -54,6 +54,9 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 		if _, err := tx.GetSubject(ctx, id); err != nil {
 			return err
 		}
+		if err := s.checkBasis(ctx, tx, id, custos.ActRecordCreate, purposes, nil, []string{in.Type}); err != nil {
+			return err
+		}
 		dk, err := tx.GetDataKey(ctx, id)
 		if err != nil {
 			return notFoundSubject(err)
@@ -109,6 +112,11 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		var err error
 		if dk, err = tx.GetDataKey(ctx, id); err != nil {
 			return notFoundSubject(err)
+		}
+		if basis, err := s.subjectBasis(ctx, tx, id, purposes); err != nil {
+			return err
+		} else if basis != nil {
+			d = s.decideBasis(ctx, custos.ActRecordRead, purposes, nil, types, basis)
 		}
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"custos"
 	"custos/keys"
 	"custos/mask"
+	"custos/policy"
 	"custos/validate"
 )
 
@@ -30,6 +31,9 @@ type prepared struct {
 	dk      *custos.DataKey
 	lookups map[string][]byte // field → blind index
 	fields  []string
+	consent *capturePlan // consent captured with the subject, or nil
+	aead    *keys.AEAD   // seals the consent's evidence
+	receipt *custos.ConsentReceipt
 }
 
 // checkProvenance reports missing provenance parts (C6).
@@ -91,6 +95,14 @@ func deniedDetail(reason string) string {
 		return "the declared purpose does not allow collecting this field (minimum necessary, C1)"
 	case "category_not_for_role":
 		return "your role may not handle this category"
+	case policy.ReasonNoConsent:
+		return "the purpose rests on consent and the customer has not given it (C4)"
+	case policy.ReasonConsentWithdrawn:
+		return "the customer withdrew consent to this purpose (R5)"
+	case policy.ReasonNoticeOutdated:
+		return "the customer consented under a notice that did not cover this; new consent is needed (U2)"
+	case policy.ReasonSensitiveConsent:
+		return "sensitive personal information needs its own consent (PIPL Art. 29)"
 	}
 	return ""
 }
@@ -104,6 +116,34 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 		return nil, d.Reason, nil
 	}
 	var vs []custos.Violation
+	// Step 4 for a new subject: the only consent it can have is the one
+	// captured with it.
+	var plan *capturePlan
+	if in.Consent != nil || s.needsConsent(purposes) {
+		view := &consentView{cat: s.catalog, latest: map[consentKey]*custos.StoredConsent{}, notices: map[int]*custos.Notice{}}
+		if in.Consent != nil {
+			var notice *custos.Notice
+			if err := s.store.View(ctx, func(tx custos.Tx) (err error) {
+				notice, err = currentNotice(ctx, tx)
+				return err
+			}); err != nil {
+				return nil, "", err
+			}
+			var cvs []custos.Violation
+			plan, cvs = s.checkCapture(in.Consent, notice, nil, in.Fields, now)
+			for _, v := range cvs {
+				v.Field = "consent." + v.Field
+				vs = append(vs, v)
+			}
+			if plan != nil {
+				view.notices[notice.Version] = notice
+				for _, e := range plan.entries {
+					view.latest[consentKey{e.Purpose, e.Scope}] = e
+				}
+			}
+		}
+		d = s.decideBasis(ctx, action, purposes, fields, nil, view.basis)
+	}
 	if len(in.Fields) == 0 {
 		vs = append(vs, custos.Violation{Field: "fields", Rule: "required", Detail: "at least one field"})
 	}
@@ -144,6 +184,8 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 		dk:      dk,
 		lookups: s.lookups(vals),
 		fields:  fields,
+		consent: plan,
+		aead:    aead,
 	}
 	return p, "", nil
 }
@@ -179,7 +221,7 @@ func (s *Service) lookups(vals map[string]string) map[string][]byte {
 
 // insert stores a prepared subject, refusing a duplicate lookup key with
 // ECONFLICT naming the existing subject (C5 de-duplication).
-func insert(ctx context.Context, tx custos.Tx, p *prepared) error {
+func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor custos.PrincipalID) error {
 	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
 		if other, err := tx.FindLookup(ctx, name, p.lookups[name]); err == nil {
 			return duplicate(name, other)
@@ -201,6 +243,11 @@ func insert(ctx context.Context, tx custos.Tx, p *prepared) error {
 			return err
 		}
 	}
+	if p.consent != nil {
+		var err error
+		p.receipt, err = s.storeCapture(ctx, tx, p.stored.ID, p.consent, p.aead, actor)
+		return err
+	}
 	return nil
 }
 
@@ -221,10 +268,11 @@ func (s *Service) CreateSubject(ctx context.Context, purposes []string, in custo
 		return nil, s.auditRefusal(ctx, ev, err)
 	}
 	ev.SubjectID = p.stored.ID
-	if err := s.run(ctx, ev, func(tx custos.Tx) error { return insert(ctx, tx, p) }); err != nil {
+	if err := s.run(ctx, ev, func(tx custos.Tx) error { return s.insert(ctx, tx, p, ev.ActorID) }); err != nil {
 		return nil, err
 	}
-	return &custos.Subject{ID: p.stored.ID, Fields: map[string]string{}, CreatedAt: p.stored.CreatedAt, UpdatedAt: p.stored.UpdatedAt}, nil
+	return &custos.Subject{ID: p.stored.ID, Fields: map[string]string{}, CreatedAt: p.stored.CreatedAt, UpdatedAt: p.stored.UpdatedAt,
+		ConsentReceipt: p.receipt}, nil
 }
 
 // auditRefusal audits an operation refused before any transaction began
@@ -337,7 +385,11 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 	if err != nil {
 		return nil, err
 	}
-	d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
+	basis, err := s.subjectBasis(ctx, tx, id, purposes)
+	if err != nil {
+		return nil, err
+	}
+	d := s.decideBasis(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil, basis)
 	l := &loaded{st: st, d: d.Fields}
 	ev.Fields = nil
 	for _, name := range storedFields(st) {

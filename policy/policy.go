@@ -30,6 +30,9 @@ const (
 	ReasonConfidential      = "confidential_masked"
 	ReasonGrant             = "grant"
 	ReasonNoConsent         = "no_consent"
+	ReasonConsentWithdrawn  = "consent_withdrawn"
+	ReasonNoticeOutdated    = "consent_notice_outdated"
+	ReasonSensitiveConsent  = "sensitive_consent_missing"
 	ReasonWriteAllowed      = "write_allowed"
 )
 
@@ -43,9 +46,12 @@ type Request struct {
 	Now       time.Time
 
 	// Basis reports whether the subject's consent or the purpose's other
-	// legal basis covers the purpose (step 4). Nil means "covered": the
-	// vault core has no consent records yet; the consent issue sets it.
-	Basis func(purpose string) bool
+	// legal basis covers using item (a field name, or "record:" + a record
+	// type) for purpose (step 4): "" when it does, else the reason code
+	// (no_consent, consent_withdrawn, consent_notice_outdated,
+	// sensitive_consent_missing). Nil means covered; core sets it from the
+	// subject's consents whenever a declared purpose rests on consent.
+	Basis func(purpose, item string) string
 	// Grant reports whether an active grant lets the principal see a
 	// confidential field in plain for the purpose (step 5). Nil means none.
 	Grant func(purpose, field string) bool
@@ -191,8 +197,10 @@ func decideOne(req Request, role *custos.Role, pu *custos.Purpose, inPurpose boo
 		return denied(ReasonCategoryNotInRole)
 	}
 	// Step 4: consent or another legal basis.
-	if req.Basis != nil && !req.Basis(pu.Name) {
-		return denied(ReasonNoConsent)
+	if req.Basis != nil {
+		if reason := req.Basis(pu.Name, name); reason != "" {
+			return denied(reason)
+		}
 	}
 	if write {
 		return custos.FieldDecision{Outcome: custos.Plain, Reason: ReasonWriteAllowed}

@@ -50,12 +50,37 @@ func TestDecide(t *testing.T) {
 			want{allowed: true, field: "id_number", outcome: custos.Denied, freason: policy.ReasonFieldNotInPurpose}},
 		{"step3 category not for role", policy.Request{Principal: prn("finance"), Action: custos.ActSubjectRead, Purposes: []string{"fulfilment"}, Fields: []string{"address"}},
 			want{allowed: true, field: "address", outcome: custos.Denied, freason: policy.ReasonCategoryNotInRole}},
-		{"step4 no basis", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"gender"},
-			Basis: func(string) bool { return false }},
+		{"step4 no consent", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"gender"},
+			Basis: func(string, string) string { return policy.ReasonNoConsent }},
 			want{allowed: true, field: "gender", outcome: custos.Denied, freason: policy.ReasonNoConsent}},
+		{"step4 consent withdrawn", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"gender"},
+			Basis: func(string, string) string { return policy.ReasonConsentWithdrawn }},
+			want{allowed: true, field: "gender", outcome: custos.Denied, freason: policy.ReasonConsentWithdrawn}},
+		{"step4 consent under a notice that lacked the field", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"gender", "mobile"},
+			Basis: func(p, item string) string {
+				if item == "gender" {
+					return policy.ReasonNoticeOutdated
+				}
+				return ""
+			}},
+			want{allowed: true, field: "gender", outcome: custos.Denied, freason: policy.ReasonNoticeOutdated}},
+		{"step4 write without consent refused", policy.Request{Principal: prn("app"), Action: custos.ActSubjectCreate, Purposes: []string{"marketing"}, Fields: []string{"birth_date"},
+			Basis: func(string, string) string { return policy.ReasonNoConsent }},
+			want{allowed: true, field: "birth_date", outcome: custos.Denied, freason: policy.ReasonNoConsent}},
+		{"step4 sensitive category without its own consent", policy.Request{Principal: prn("app"), Action: custos.ActSubjectCreate, Purposes: []string{"personalisation"}, Fields: []string{"precise_location"},
+			Basis: func(string, string) string { return policy.ReasonSensitiveConsent }},
+			want{allowed: true, field: "precise_location", outcome: custos.Denied, freason: policy.ReasonSensitiveConsent}},
 		{"step4 basis present", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"gender"},
-			Basis: func(p string) bool { return p == "marketing" }},
+			Basis: func(string, string) string { return "" }},
 			want{allowed: true, field: "gender", outcome: custos.Plain, freason: policy.ReasonGeneral}},
+		{"step4 refused optional purpose does not block a basic one", policy.Request{Principal: prn("app"), Action: custos.ActSubjectCreate, Purposes: []string{"marketing", "account"}, Fields: []string{"mobile"},
+			Basis: func(p, _ string) string {
+				if p == "marketing" {
+					return policy.ReasonNoConsent
+				}
+				return ""
+			}},
+			want{allowed: true, field: "mobile", outcome: custos.Plain, freason: policy.ReasonWriteAllowed}},
 		{"step5 general plain", policy.Request{Principal: prn("customer-service"), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"member_no"}},
 			want{allowed: true, field: "member_no", outcome: custos.Plain, freason: policy.ReasonGeneral}},
 		{"step5 internal plain for role with internal", policy.Request{Principal: prn("customer-service"), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"mobile"}},
