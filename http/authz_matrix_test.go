@@ -75,6 +75,9 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		t.Fatal(err)
 	}
 	e.target = tp.ID
+	if _, err := svc.PublishNotice(e.admin, matrixNotice); err != nil {
+		t.Fatalf("publish notice: %v", err)
+	}
 	e.sharedLK = map[string]string{"mobile": e.mobile(), "member_no": e.unique("M")}
 	e.subject = e.createSubject(map[string]string{"name": "王小明", "mobile": e.sharedLK["mobile"], "member_no": e.sharedLK["member_no"]})
 	e.srv = httptest.NewServer(custoshttp.NewServer(svc, nil))
@@ -189,6 +192,15 @@ func get(path string) func(*matrixEnv, *custos.Role, string) (string, any) {
 	return func(*matrixEnv, *custos.Role, string) (string, any) { return path, nil }
 }
 
+// matrixNotice presents one optional purpose.
+var matrixNotice = custos.NoticeContent{Controller: "Matrix Shop", Contact: "privacy@example.com",
+	Purposes: []custos.NoticePurpose{{Name: "marketing", Fields: []string{"mobile", "email"}, Retention: "until withdrawn"}},
+	Text:     map[string]custos.NoticeText{"zh-CN": {Title: "隐私政策", Body: "正文", Rights: "权利"}, "en": {Title: "Privacy", Body: "Body", Rights: "Rights"}}}
+
+func (e *matrixEnv) consentPath(_ *custos.Role, _ string) (string, any) {
+	return "/v1/subjects/" + string(e.subject) + "/consents", nil
+}
+
 // routeTable must name exactly the patterns of Server.Patterns().
 var routeTable = map[string]routeSpec{
 	"GET /healthz":         {success: 200, build: get("/healthz")},
@@ -269,6 +281,41 @@ var routeTable = map[string]routeSpec{
 			row := core.ImportInput{Line: 1, Subject: custos.NewSubject{Fields: map[string]string{f: e.sample(f)}, Provenance: matrixProv}}
 			return "/v1/imports/" + e.unique("job") + "/rows", custoshttp.ImportRequest{Rows: []core.ImportInput{row}}
 		}},
+	"POST /v1/notices": {auth: true, action: custos.ActNoticePublish, success: 201,
+		build: func(*matrixEnv, *custos.Role, string) (string, any) { return "/v1/notices", matrixNotice }},
+	"GET /v1/notices":           {success: 200, build: get("/v1/notices")},
+	"GET /v1/notices/current":   {success: 200, build: get("/v1/notices/current")},
+	"GET /v1/notices/{version}": {success: 200, build: get("/v1/notices/1")},
+	"POST /v1/subjects/{id}/consents": {auth: true, action: custos.ActConsentWrite, success: 201,
+		build: func(e *matrixEnv, r *custos.Role, p string) (string, any) {
+			path, _ := e.consentPath(r, p)
+			// The company asks again only after the re-ask period, so each
+			// capture is the customer's own.
+			no := false
+			return path, custos.ConsentCapture{NoticeVersion: e.currentNotice(), Channel: "app",
+				Decisions: []custos.ConsentDecision{{Purpose: "marketing", Granted: &no}}}
+		}},
+	"GET /v1/subjects/{id}/consents": {auth: true, action: custos.ActConsentRead, success: 200,
+		build: func(e *matrixEnv, r *custos.Role, p string) (string, any) { return e.consentPath(r, p) }},
+	"DELETE /v1/subjects/{id}/consents/{purpose}": {auth: true, action: custos.ActConsentWrite, success: 200,
+		build: func(e *matrixEnv, r *custos.Role, p string) (string, any) {
+			path, _ := e.consentPath(r, p)
+			return path + "/marketing", nil
+		}},
+	"POST /v1/consent-receipts/verify": {success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/consent-receipts/verify", custos.ConsentReceipt{ReceiptID: "rcp_x", SubjectID: e.subject}
+		}},
+}
+
+// currentNotice is the latest published version (POST /v1/notices in the
+// matrix publishes more).
+func (e *matrixEnv) currentNotice() int {
+	n, err := e.svc.Notice(context.Background(), 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n.Version
 }
 
 // purposeMode is how a request declares its purpose.

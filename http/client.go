@@ -224,3 +224,74 @@ func (c *Client) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*
 	err := c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, nil, &out)
 	return out.Events, err
 }
+
+// PublishNotice publishes the next privacy notice version.
+func (c *Client) PublishNotice(ctx context.Context, content custos.NoticeContent) (*custos.Notice, error) {
+	var n custos.Notice
+	if err := c.do(ctx, http.MethodPost, "/v1/notices", nil, content, &n); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// Notice returns notice version v, or the current one when v is 0.
+func (c *Client) Notice(ctx context.Context, v int) (*custos.Notice, error) {
+	path := "/v1/notices/current"
+	if v > 0 {
+		path = "/v1/notices/" + strconv.Itoa(v)
+	}
+	var n custos.Notice
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, &n); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// CaptureConsent records a customer's consent decisions.
+func (c *Client) CaptureConsent(ctx context.Context, id custos.SubjectID, in custos.ConsentCapture) (*custos.ConsentReceipt, error) {
+	var rc custos.ConsentReceipt
+	if err := c.do(ctx, http.MethodPost, "/v1/subjects/"+url.PathEscape(string(id))+"/consents", nil, in, &rc); err != nil {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+// ConsentState returns a subject's consents.
+func (c *Client) ConsentState(ctx context.Context, id custos.SubjectID) (*custos.ConsentState, error) {
+	var st custos.ConsentState
+	if err := c.do(ctx, http.MethodGet, "/v1/subjects/"+url.PathEscape(string(id))+"/consents", nil, nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// WithdrawConsent withdraws a purpose, or one scope of it ("" for the purpose).
+func (c *Client) WithdrawConsent(ctx context.Context, id custos.SubjectID, purpose, scope, channel string) (*custos.ConsentReceipt, error) {
+	q := url.Values{}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	if channel != "" {
+		q.Set("channel", channel)
+	}
+	path := "/v1/subjects/" + url.PathEscape(string(id)) + "/consents/" + url.PathEscape(purpose)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var rc custos.ConsentReceipt
+	if err := c.do(ctx, http.MethodDelete, path, nil, nil, &rc); err != nil {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+// VerifyReceipt asks custos whether a consent receipt is genuine.
+func (c *Client) VerifyReceipt(ctx context.Context, rc *custos.ConsentReceipt) (bool, error) {
+	var out struct {
+		Valid bool `json:"valid"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/consent-receipts/verify", nil, rc, &out); err != nil {
+		return false, err
+	}
+	return out.Valid, nil
+}

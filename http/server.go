@@ -126,6 +126,14 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/subjects/{id}/records", s.handleRecordList, true},
 		{"POST /v1/imports/{job}/rows", s.handleImportRows, true},
 		{"GET /v1/audit", s.handleAuditList, true},
+		{"POST /v1/notices", s.handleNoticePublish, true},
+		{"GET /v1/notices", s.handleNoticeList, false},
+		{"GET /v1/notices/current", s.handleNoticeCurrent, false},
+		{"GET /v1/notices/{version}", s.handleNoticeGet, false},
+		{"POST /v1/subjects/{id}/consents", s.handleConsentCapture, true},
+		{"GET /v1/subjects/{id}/consents", s.handleConsentState, true},
+		{"DELETE /v1/subjects/{id}/consents/{purpose}", s.handleConsentWithdraw, true},
+		{"POST /v1/consent-receipts/verify", s.handleReceiptVerify, false},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler
