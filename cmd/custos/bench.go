@@ -575,6 +575,11 @@ func (e *benchEnv) principals(ctx context.Context, n *node) error {
 func (e *benchEnv) seedSubjects(ctx context.Context, n *node, count int, stderr io.Writer, quiet bool) error {
 	sctx := system(ctx)
 	purposes := []string{"account", "fulfilment", "legal-obligation", "risk-control"}
+	notice, err := syntheticNotice(sctx, n.svc, stderr)
+	if err != nil {
+		return err
+	}
+	consent := syntheticConsent(notice, n.svc.Catalog())
 	job := fmt.Sprintf("bench-seed-%d", e.seed)
 	bar := newProgress(stderr, count, quiet)
 	defer bar.done()
@@ -583,7 +588,9 @@ func (e *benchEnv) seedSubjects(ctx context.Context, n *node, count int, stderr 
 	for done := 0; done < count; {
 		rows := make([]core.ImportInput, 0, batch)
 		for i := 0; i < batch && done+i < count; i++ {
-			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: e.gen.full()})
+			sub := e.gen.full()
+			sub.Consent = consent
+			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: sub})
 		}
 		res, err := n.svc.ImportRows(sctx, purposes, job, rows)
 		if err != nil {

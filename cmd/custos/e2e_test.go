@@ -96,8 +96,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 	assertNoSecret(t, "customer-service read", got, password)
 
-	// Marketing (external role) sees masked contact data and nothing its
-	// purpose does not cover (S4, U2).
+	// Marketing (external role), once the customer has consented to it,
+	// sees masked contact data and nothing its purpose does not cover (S4,
+	// U2; the consent steps themselves are TestConsentEndToEnd's).
+	publishNotice(t, admin, testNotice())
+	loc := decision("personalisation", false)
+	if _, err := ps.App.CaptureConsent(ctx, id, custos.ConsentCapture{NoticeVersion: 1, Channel: "app",
+		Decisions: []custos.ConsentDecision{decision("marketing", true), loc}}); err != nil {
+		t.Fatalf("consent: %v", err)
+	}
 	got, err = ps.Marketing.FindSubjectByID(ctx, []string{"marketing"}, id)
 	if err != nil {
 		t.Fatalf("marketing read: %v", err)
@@ -152,10 +159,10 @@ func TestEndToEnd(t *testing.T) {
 		want     []string
 	}{
 		{
-			name:     "id_number under marketing and an unknown field",
+			name:     "id_number under marketing, no consent to marketing, an unknown field",
 			purposes: []string{"marketing"},
 			fields:   map[string]string{"name": "王五六", "mobile": "13700001111", "id_number": validID, "shoe_size": "42-wide-x9"},
-			want:     []string{"id_number:field_not_for_purpose", "shoe_size:field_unknown"},
+			want:     []string{"id_number:field_not_for_purpose", "mobile:no_consent", "name:no_consent", "shoe_size:field_unknown"},
 		},
 		{
 			name:     "bad resident ID checksum, a field outside the purpose, an unknown field",

@@ -37,6 +37,11 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	gen := seed.New(rand.New(rand.NewPCG(*seedV, 0x637573746f73)))
 	ctx = system(ctx)
 	purposes := []string{"account", "fulfilment", "legal-obligation", "risk-control"}
+	notice, err := syntheticNotice(ctx, node.svc, stderr)
+	if err != nil {
+		return err
+	}
+	consent := syntheticConsent(notice, node.svc.Catalog())
 	job := fmt.Sprintf("seed-%d", *seedV)
 	bar := newProgress(stderr, *n, *quiet)
 	counts := map[string]int{}
@@ -45,7 +50,9 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	for done := 0; done < *n; {
 		var rows []core.ImportInput
 		for i := 0; i < batch && done+i < *n; i++ {
-			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: gen.Subject()})
+			sub := gen.Subject()
+			sub.Consent = consent
+			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: sub})
 		}
 		res, err := node.svc.ImportRows(ctx, purposes, job, rows)
 		if err != nil {
