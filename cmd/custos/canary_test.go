@@ -159,6 +159,10 @@ func TestCanary(t *testing.T) {
 		{"C address", "广东省深圳市金丝雀大道1号", "text"},
 		{"D name", "金丝雀庚辛", "name"},
 		{"D email", "canary.d5y@example.com", "email"},
+		// Consent evidence and a guardian's name are personal data too.
+		{"A consent evidence", "canary-evidence-r5t", "text"},
+		{"A guardian", "金丝雀监护人", "name"},
+		{"refused consent evidence", "canary-refusedconsent-p3q", "text"},
 	}
 	prov := custos.Provenance{Collector: "canary-desk", Channel: "app", Source: "customer"}
 	all := []string{"account", "fulfilment", "legal-obligation", "customer-service"}
@@ -222,6 +226,20 @@ func TestCanary(t *testing.T) {
 	csRead, err := ps.CS.FindSubjectByID(ctx, []string{"customer-service"}, subA.ID)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Consent: a refused (bundled) capture and a stored one, both carrying
+	// personal data in evidence and guardian.
+	publishNotice(t, srv.client(srv.AdminKey), testNotice())
+	_, err = ps.App.CaptureConsent(ctx, subA.ID, custos.ConsentCapture{NoticeVersion: 1, Channel: "app", All: true, Evidence: "canary-refusedconsent-p3q",
+		Decisions: []custos.ConsentDecision{decision("marketing", true)}})
+	wantCode(t, err, custos.EINVALID)
+	r = rawRequest(t, http.MethodPost, srv.URL+"/v1/subjects/"+string(subA.ID)+"/consents", ps.AppKey, "", custos.ConsentCapture{NoticeVersion: 1,
+		Channel: "app", All: true, Evidence: "canary-refusedconsent-p3q", Guardian: &custos.Guardian{Name: "金丝雀监护人"}})
+	raw = append(raw, r.Body)
+	if _, err := ps.App.CaptureConsent(ctx, subA.ID, custos.ConsentCapture{NoticeVersion: 1, Channel: "app", Evidence: "canary-evidence-r5t",
+		Guardian:  &custos.Guardian{Name: "金丝雀监护人", Relation: "guardian", Evidence: "court order"},
+		Decisions: []custos.ConsentDecision{decision("marketing", true), decision("personalisation", false)}}); err != nil {
+		t.Fatalf("canary consent: %v", err)
 	}
 	masked := rawRequest(t, http.MethodGet, srv.URL+"/v1/subjects/"+string(subA.ID), ps.MarketingKey, "marketing", nil)
 	if masked.Status != http.StatusOK {
