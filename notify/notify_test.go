@@ -141,11 +141,11 @@ type smtpServer struct {
 	tls      *tls.Config
 	starttls bool // offer STARTTLS
 
-	mu       sync.Mutex
-	mails    []string // DATA received
-	rcpts    []string
-	auth     string
-	tlsUsed  bool
+	mu      sync.Mutex
+	mails   []string // DATA received
+	rcpts   []string
+	auth    string
+	tlsUsed bool
 }
 
 func newSMTPServer(t *testing.T, starttls bool) (*smtpServer, *x509.CertPool) {
