@@ -160,6 +160,45 @@ type Tx interface {
 	ListConsents(ctx context.Context, id SubjectID) ([]*StoredConsent, error)
 	// DeleteConsents removes a subject's consent history (erasure).
 	DeleteConsents(ctx context.Context, id SubjectID) (int, error)
+	// LockKey serialises the transactions that lock key until each ends
+	// (a PostgreSQL transaction-level advisory lock; on SQLite writes are
+	// serialised anyway). Lock keys in one fixed order to avoid deadlock.
+	LockKey(ctx context.Context, key string) error
+
+	InsertOTPChallenge(ctx context.Context, c *OTPChallenge) error
+	// GetOTPChallenge returns ENOTFOUND for an unknown id.
+	GetOTPChallenge(ctx context.Context, id string) (*OTPChallenge, error)
+	// UpdateOTPChallenge saves Attempts, Status and DoneAt.
+	UpdateOTPChallenge(ctx context.Context, c *OTPChallenge) error
+	// CountOTPChallenges counts challenges created at or after f.Since
+	// for f.SubjectID or f.ClientHash.
+	CountOTPChallenges(ctx context.Context, f OTPFilter) (int, error)
+	// DeleteOTPChallenges removes challenges that expired before t.
+	DeleteOTPChallenges(ctx context.Context, before time.Time) (int, error)
+
+	// InsertOutboxEvent appends e and sets e.Seq.
+	InsertOutboxEvent(ctx context.Context, e *OutboxEvent) error
+	GetOutboxEvent(ctx context.Context, id string) (*OutboxEvent, error)
+	InsertWebhookRecipient(ctx context.Context, r *WebhookRecipient) error
+	GetWebhookRecipient(ctx context.Context, id string) (*WebhookRecipient, error)
+	// ListWebhookRecipients returns every recipient, oldest first.
+	ListWebhookRecipients(ctx context.Context) ([]*WebhookRecipient, error)
+	// SetWebhookRecipientDisabled returns ENOTFOUND for an unknown id.
+	SetWebhookRecipientDisabled(ctx context.Context, id string, disabled bool) error
+	InsertWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
+	// ListWebhookDeliveries returns an event's deliveries by recipient id.
+	ListWebhookDeliveries(ctx context.Context, eventID string) ([]*WebhookDelivery, error)
+	// ClaimWebhookDeliveries returns up to limit undelivered deliveries due
+	// at now (NextAttemptAt <= now), oldest due first, and moves their
+	// NextAttemptAt to leaseUntil, so that no other deliverer claims them
+	// meanwhile (on PostgreSQL rows locked by a concurrent claim are
+	// skipped).
+	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*WebhookDelivery, error)
+	// UpdateWebhookDelivery saves status, attempts, times, code and error.
+	UpdateWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
+	// ListUnackedWebhookDeliveries returns up to limit deliveries not
+	// delivered, not yet alerted, created before t, oldest first.
+	ListUnackedWebhookDeliveries(ctx context.Context, before time.Time, limit int) ([]*WebhookDelivery, error)
 
 	// GetMeta returns ENOTFOUND for an unset key.
 	GetMeta(ctx context.Context, key string) (string, error)

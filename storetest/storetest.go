@@ -46,6 +46,11 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "ViewReadOnly", fn: testViewReadOnly},
 		{name: "Now", fn: testNow},
 		{name: "ConcurrentAudit", fn: testConcurrentAudit},
+		{name: "OTP", fn: testOTP},
+		{name: "LockKey", fn: testLockKey},
+		{name: "Outbox", fn: testOutbox},
+		{name: "WebhookDelivery", fn: testWebhookDelivery},
+		{name: "ConcurrentClaims", fn: testConcurrentClaims},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

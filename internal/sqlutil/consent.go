@@ -8,11 +8,6 @@ import (
 	"custos"
 )
 
-// Scanner is a row: *sql.Row or *sql.Rows.
-type Scanner interface {
-	Scan(dest ...any) error
-}
-
 // Dollar rewrites ? placeholders as $1, $2 … so that SQLite and PostgreSQL
 // adapters can share one query text (none of ours has a literal ?).
 func Dollar(q string) string {
