@@ -508,3 +508,21 @@ type RetentionCursor struct {
 	HoldCounts map[string]int            `json:"hold_counts"`
 	ByCategory map[string]map[string]int `json:"by_category"`
 }
+
+// ActRetentionManage lets a role read retention rules, run the sweeper and
+// place or release legal holds.
+const ActRetentionManage = "retention.manage"
+
+// Audit actions of retention.
+const (
+	AuditRetentionSweep     = "retention.sweep"     // one batch of record-level actions (counts)
+	AuditRetentionExpire    = "retention.expire"    // one customer deleted, anonymised, restricted or trimmed
+	AuditRetentionRun       = "retention.run"       // a run finished; its certificate id
+	AuditRetentionDryRun    = "retention.dry_run"   // a dry run (nothing changed)
+	AuditRetentionLifecycle = "retention.lifecycle" // a lifecycle event marked
+	AuditHoldPlace          = "legalhold.place"
+	AuditHoldRelease        = "legalhold.release"
+)
+
+// DefaultRetentionJSON returns a copy of the embedded default rules file.
+func DefaultRetentionJSON() []byte { return slices.Clone(defaultRetention) }

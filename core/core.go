@@ -43,9 +43,10 @@ type Service struct {
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
 
-	reloadMu sync.Mutex
-	indexer  atomic.Pointer[keys.Indexer]
-	auth     authCache
+	reloadMu  sync.Mutex
+	indexer   atomic.Pointer[keys.Indexer]
+	retention atomic.Pointer[custos.RetentionPolicy] // nil: the embedded defaults
+	auth      authCache
 }
 
 var (

@@ -51,7 +51,11 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	err = s.run(ctx, ev, func(tx custos.Tx) error {
 		// Reading the subject first locks it on PostgreSQL, so an erasure
 		// running at the same time cannot leave an orphan record.
-		if _, err := tx.GetSubject(ctx, id); err != nil {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRestricted(tx, st); err != nil {
 			return err
 		}
 		dk, err := tx.GetDataKey(ctx, id)
@@ -110,6 +114,13 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		if dk, err = tx.GetDataKey(ctx, id); err != nil {
 			return notFoundSubject(err)
 		}
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return notFoundSubject(err)
+		}
+		if err := checkRestricted(tx, st); err != nil {
+			return err
+		}
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {
 			return err
@@ -117,7 +128,8 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		visible, ev.Fields = nil, nil
 		seen := map[string]bool{}
 		for _, r := range rs {
-			if d.Records[r.Type].Outcome != custos.Plain {
+			// Restricted records are kept but excluded from every use.
+			if d.Records[r.Type].Outcome != custos.Plain || restricted(r.RestrictedUntil, tx.Now()) {
 				continue
 			}
 			visible = append(visible, r)

@@ -337,6 +337,9 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRestricted(tx, st); err != nil {
+		return nil, err
+	}
 	d := s.decide(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil)
 	l := &loaded{st: st, d: d.Fields}
 	ev.Fields = nil
