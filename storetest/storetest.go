@@ -44,6 +44,13 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "ViewReadOnly", fn: testViewReadOnly},
 		{name: "Now", fn: testNow},
 		{name: "ConcurrentAudit", fn: testConcurrentAudit},
+		{name: "Lifecycle", fn: testLifecycle},
+		{name: "Restrict", fn: testRestrict},
+		{name: "ScanRecords", fn: testScanRecords},
+		{name: "ScanSubjects", fn: testScanSubjects},
+		{name: "Anonymised", fn: testAnonymised},
+		{name: "Hold", fn: testHold},
+		{name: "Certificate", fn: testCertificate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
