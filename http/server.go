@@ -126,6 +126,14 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/subjects/{id}/records", s.handleRecordList, true},
 		{"POST /v1/imports/{job}/rows", s.handleImportRows, true},
 		{"GET /v1/audit", s.handleAuditList, true},
+		{"GET /v1/retention/rules", s.handleRetentionRules, true},
+		{"POST /v1/retention/runs", s.handleRetentionRun, true},
+		{"GET /v1/retention/holds", s.handleHoldList, true},
+		{"POST /v1/retention/holds", s.handleHoldCreate, true},
+		{"POST /v1/retention/holds/{id}/release", s.handleHoldRelease, true},
+		{"GET /v1/retention/certificates", s.handleCertificateList, true},
+		{"GET /v1/retention/certificates/{id}", s.handleCertificateGet, true},
+		{"GET /v1/retention/certificates/{id}/verify", s.handleCertificateVerify, true},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler
