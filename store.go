@@ -26,6 +26,9 @@ type StoredSubject struct {
 	Sealed    map[string][]byte // field name → ciphertext (AAD binds subject, field, key version)
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// RestrictedUntil, when set and in the future, locks the subject: kept,
+	// but excluded from every use (retention "restrict" state).
+	RestrictedUntil time.Time
 }
 
 // StoredRecord is a record as stored; Sealed holds data and provenance.
@@ -37,6 +40,8 @@ type StoredRecord struct {
 	OccurredAt time.Time
 	CreatedAt  time.Time
 	Sealed     []byte
+	// RestrictedUntil, when set and in the future, locks the record.
+	RestrictedUntil time.Time
 }
 
 // DataKey is a subject's data key (DEK), wrapped by master key KEKVersion.
@@ -203,4 +208,92 @@ type Tx interface {
 	// GetMeta returns ENOTFOUND for an unset key.
 	GetMeta(ctx context.Context, key string) (string, error)
 	SetMeta(ctx context.Context, key, value string) error
+
+	RetentionTx
+}
+
+// RetentionTx holds the store methods of retention (L1–L3): lifecycle
+// events, restriction, the sweeper's scans, anonymised records, legal
+// holds and destruction certificates.
+type RetentionTx interface {
+	// SetLifecycle records that event happened to subject id at at,
+	// replacing an earlier time for the same event.
+	SetLifecycle(ctx context.Context, id SubjectID, event string, at time.Time) error
+	// GetLifecycle returns the subject's events (empty map when none).
+	GetLifecycle(ctx context.Context, id SubjectID) (map[string]time.Time, error)
+	// DeleteLifecycle removes a subject's events.
+	DeleteLifecycle(ctx context.Context, id SubjectID) error
+	// RestrictSubject sets the subject's restricted_until (zero lifts it).
+	// Returns ENOTFOUND.
+	RestrictSubject(ctx context.Context, id SubjectID, until time.Time) error
+	// RestrictRecords sets restricted_until on the records and returns how
+	// many exist.
+	RestrictRecords(ctx context.Context, ids []RecordID, until time.Time) (int, error)
+	// DeleteRecordsByID deletes the records and returns how many existed.
+	DeleteRecordsByID(ctx context.Context, ids []RecordID) (int, error)
+	// ScanRecords returns up to q.Limit records with id > q.After, in id
+	// order, whose type is in q.Types and whose clock is before q.Before.
+	ScanRecords(ctx context.Context, q RecordScan) ([]*ScannedRecord, error)
+	// ScanSubjects returns up to q.Limit subjects with id > q.After, in id
+	// order, whose clock is before q.Before.
+	ScanSubjects(ctx context.Context, q SubjectScan) ([]*ScannedSubject, error)
+	// InsertAnonymised stores anonymised records. ECONFLICT on a taken id.
+	InsertAnonymised(ctx context.Context, rows []*AnonymisedRecord) error
+	// ListAnonymised returns up to limit rows with id > after, in id order.
+	ListAnonymised(ctx context.Context, after string, limit int) ([]*AnonymisedRecord, error)
+	// InsertHold stores a legal hold. ECONFLICT on a taken id.
+	InsertHold(ctx context.Context, h *LegalHold) error
+	// GetHold returns the hold, or ENOTFOUND.
+	GetHold(ctx context.Context, id string) (*LegalHold, error)
+	// ListHolds returns every hold, oldest first (then by id).
+	ListHolds(ctx context.Context) ([]*LegalHold, error)
+	// ReleaseHold marks an unreleased hold released. ENOTFOUND when there
+	// is no such hold or it is already released.
+	ReleaseHold(ctx context.Context, id string, at time.Time, by PrincipalID) error
+	// InsertCertificate stores a destruction certificate. ECONFLICT on a taken id.
+	InsertCertificate(ctx context.Context, c *RetentionCertificate) error
+	// GetCertificate returns the certificate, or ENOTFOUND.
+	GetCertificate(ctx context.Context, id string) (*RetentionCertificate, error)
+	// ListCertificates returns every certificate, oldest first (then by id).
+	ListCertificates(ctx context.Context) ([]*RetentionCertificate, error)
+}
+
+// Clocks a retention scan compares with its cutoff.
+const (
+	ClockCreated      = "created_at"  // record or subject creation
+	ClockOccurred     = "occurred_at" // record occurrence (transaction completion)
+	ClockLastActivity = "last_activity"
+	// Any lifecycle event name (account_closure, consent_withdrawal) is a
+	// clock too: the subject's recorded time of that event.
+)
+
+// RecordScan selects records for the sweeper.
+type RecordScan struct {
+	Types  []string
+	Clock  string // ClockCreated, ClockOccurred or a lifecycle event
+	Before time.Time
+	After  RecordID
+	Limit  int
+}
+
+// ScannedRecord is a record found by ScanRecords, with its clock's time.
+type ScannedRecord struct {
+	StoredRecord
+	Clock time.Time
+}
+
+// SubjectScan selects subjects for the sweeper.
+type SubjectScan struct {
+	Clock  string // ClockCreated, ClockLastActivity or a lifecycle event
+	Before time.Time
+	After  SubjectID
+	Limit  int
+}
+
+// ScannedSubject is a subject found by ScanSubjects (no sealed data).
+type ScannedSubject struct {
+	ID              SubjectID
+	CreatedAt       time.Time
+	RestrictedUntil time.Time
+	Clock           time.Time
 }

@@ -51,6 +51,9 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		if err != nil {
 			return err
 		}
+		if err := checkRestricted(tx, st); err != nil {
+			return err
+		}
 		if err := s.checkBasis(ctx, tx, id, custos.ActSubjectUpdate, purposes, fields, nil); err != nil {
 			return err
 		}
@@ -130,30 +133,41 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 	}
 	ev.Reason = reason
 	var rc *custos.ErasureReceipt
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
-		st, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		ev.Fields = storedFields(st)
-		if err := tx.DeleteDataKey(ctx, id); err != nil {
-			return err
-		}
-		n, err := tx.DeleteRecords(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := tx.DeleteLookups(ctx, id, ""); err != nil {
-			return err
-		}
-		if _, err := tx.DeleteConsents(ctx, id); err != nil {
-			return err
-		}
-		if err := tx.DeleteSubject(ctx, id); err != nil {
-			return err
-		}
-		rc = &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
-		return tx.InsertShred(ctx, &custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID})
+	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+		rc, err = eraseTx(ctx, tx, id, reason, ev)
+		return err
 	})
 	return rc, err
+}
+
+// eraseTx crypto-shreds subject id inside tx: the one erase path, shared by
+// EraseSubject and the retention sweeper. It sets ev.Fields to the erased
+// field names.
+func eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, reason string, ev *custos.AuditEvent) (*custos.ErasureReceipt, error) {
+	st, err := tx.GetSubject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ev.Fields = storedFields(st)
+	if err := tx.DeleteDataKey(ctx, id); err != nil {
+		return nil, err
+	}
+	n, err := tx.DeleteRecords(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.DeleteLookups(ctx, id, ""); err != nil {
+		return nil, err
+	}
+	if _, err := tx.DeleteConsents(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := tx.DeleteLifecycle(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := tx.DeleteSubject(ctx, id); err != nil {
+		return nil, err
+	}
+	rc := &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
+	return rc, tx.InsertShred(ctx, &custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID})
 }

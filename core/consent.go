@@ -734,6 +734,10 @@ func (s *Service) WithdrawConsent(ctx context.Context, id custos.SubjectID, purp
 		}
 		e := &custos.StoredConsent{Purpose: purpose, Scope: scope, Action: custos.ConsentWithdrawn, NoticeVersion: version,
 			Channel: channel, InitiatedBy: "customer"}
+		// Retention rules may count from the withdrawal (L1).
+		if err := tx.SetLifecycle(ctx, id, custos.TriggerConsentWithdrawal, tx.Now()); err != nil {
+			return err
+		}
 		auditDecisions(ev, []*custos.StoredConsent{e})
 		rc, err = s.storeCapture(ctx, tx, id, &capturePlan{notice: notice, entries: []*custos.StoredConsent{e}}, nil, ev.ActorID)
 		return err

@@ -48,10 +48,11 @@ type Service struct {
 	// the same purpose again; 0 means DefaultReaskAfter.
 	ReaskAfter time.Duration
 
-	notices  noticeCache
-	reloadMu sync.Mutex
-	indexer  atomic.Pointer[keys.Indexer]
-	auth     authCache
+	notices   noticeCache
+	reloadMu  sync.Mutex
+	indexer   atomic.Pointer[keys.Indexer]
+	retention atomic.Pointer[custos.RetentionPolicy] // nil: the embedded defaults
+	auth      authCache
 }
 
 var (

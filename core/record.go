@@ -51,7 +51,11 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	err = s.run(ctx, ev, func(tx custos.Tx) error {
 		// Reading the subject first locks it on PostgreSQL, so an erasure
 		// running at the same time cannot leave an orphan record.
-		if _, err := tx.GetSubject(ctx, id); err != nil {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRestricted(tx, st); err != nil {
 			return err
 		}
 		if err := s.checkBasis(ctx, tx, id, custos.ActRecordCreate, purposes, nil, []string{in.Type}); err != nil {
@@ -118,6 +122,13 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		} else if basis != nil {
 			d = s.decideBasis(ctx, custos.ActRecordRead, purposes, nil, types, basis)
 		}
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return notFoundSubject(err)
+		}
+		if err := checkRestricted(tx, st); err != nil {
+			return err
+		}
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {
 			return err
@@ -125,7 +136,8 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		visible, ev.Fields = nil, nil
 		seen := map[string]bool{}
 		for _, r := range rs {
-			if d.Records[r.Type].Outcome != custos.Plain {
+			// Restricted records are kept but excluded from every use.
+			if d.Records[r.Type].Outcome != custos.Plain || restricted(r.RestrictedUntil, tx.Now()) {
 				continue
 			}
 			visible = append(visible, r)

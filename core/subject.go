@@ -385,6 +385,9 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRestricted(tx, st); err != nil {
+		return nil, err
+	}
 	basis, err := s.subjectBasis(ctx, tx, id, purposes)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,20 @@ type matrixEnv struct {
 	subject  custos.SubjectID
 	sharedLK map[string]string // lookup field → value stored on the shared subject
 	seq      atomic.Int64
+	certID   string // a retention certificate, made on first use
+}
+
+// certificate returns the id of a retention certificate, running the
+// sweeper once to make it.
+func (e *matrixEnv) certificate() string {
+	if e.certID == "" {
+		rep, err := e.svc.SweepRetention(e.admin, core.RetentionOptions{})
+		if err != nil {
+			e.t.Fatalf("retention run: %v", err)
+		}
+		e.certID = rep.CertificateID
+	}
+	return e.certID
 }
 
 var matrixProv = custos.Provenance{Collector: "authz-matrix", Channel: "test", Source: "customer"}
@@ -305,6 +319,33 @@ var routeTable = map[string]routeSpec{
 	"POST /v1/consent-receipts/verify": {success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/consent-receipts/verify", custos.ConsentReceipt{ReceiptID: "rcp_x", SubjectID: e.subject}
+		}},
+	"GET /v1/retention/rules": {auth: true, action: custos.ActRetentionManage, success: 200, build: get("/v1/retention/rules")},
+	"POST /v1/retention/runs": {auth: true, action: custos.ActRetentionManage, success: 200,
+		build: func(*matrixEnv, *custos.Role, string) (string, any) {
+			return "/v1/retention/runs", custoshttp.RetentionRunRequest{DryRun: true}
+		}},
+	"GET /v1/retention/holds": {auth: true, action: custos.ActRetentionManage, success: 200, build: get("/v1/retention/holds")},
+	"POST /v1/retention/holds": {auth: true, action: custos.ActRetentionManage, success: 201,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/retention/holds", custoshttp.HoldRequest{Scope: custos.HoldCustomer, SubjectID: e.subject, Reason: "matrix", Owner: "legal"}
+		}},
+	"POST /v1/retention/holds/{id}/release": {auth: true, action: custos.ActRetentionManage, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			h, err := e.svc.PlaceHold(e.admin, custos.LegalHold{Scope: custos.HoldStore, Reason: "matrix", Owner: "legal"})
+			if err != nil {
+				e.t.Fatalf("place hold: %v", err)
+			}
+			return "/v1/retention/holds/" + h.ID + "/release", nil
+		}},
+	"GET /v1/retention/certificates": {auth: true, action: custos.ActAuditRead, success: 200, build: get("/v1/retention/certificates")},
+	"GET /v1/retention/certificates/{id}": {auth: true, action: custos.ActAuditRead, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/retention/certificates/" + e.certificate(), nil
+		}},
+	"GET /v1/retention/certificates/{id}/verify": {auth: true, action: custos.ActAuditRead, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/retention/certificates/" + e.certificate() + "/verify", nil
 		}},
 }
 

@@ -134,6 +134,14 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/subjects/{id}/consents", s.handleConsentState, true},
 		{"DELETE /v1/subjects/{id}/consents/{purpose}", s.handleConsentWithdraw, true},
 		{"POST /v1/consent-receipts/verify", s.handleReceiptVerify, false},
+		{"GET /v1/retention/rules", s.handleRetentionRules, true},
+		{"POST /v1/retention/runs", s.handleRetentionRun, true},
+		{"GET /v1/retention/holds", s.handleHoldList, true},
+		{"POST /v1/retention/holds", s.handleHoldCreate, true},
+		{"POST /v1/retention/holds/{id}/release", s.handleHoldRelease, true},
+		{"GET /v1/retention/certificates", s.handleCertificateList, true},
+		{"GET /v1/retention/certificates/{id}", s.handleCertificateGet, true},
+		{"GET /v1/retention/certificates/{id}/verify", s.handleCertificateVerify, true},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler

@@ -16,17 +16,17 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 // GetSubject returns the subject with id, or ENOTFOUND.
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
 	var (
-		sealed           []byte
-		created, updated int64
+		sealed                       []byte
+		created, updated, restricted int64
 	)
 	// In a write transaction the row is locked until commit: a correction,
 	// an erasure and a record append on the same subject (from any node)
 	// take turns instead of overwriting each other or racing a delete.
-	q := `SELECT sealed, created_at, updated_at FROM subjects WHERE id = $1`
+	q := `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = $1`
 	if tx.write {
 		q += ` FOR UPDATE`
 	}
-	err := tx.scanRow(ctx, q, []any{string(id)}, &sealed, &created, &updated)
+	err := tx.scanRow(ctx, q, []any{string(id)}, &sealed, &created, &updated, &restricted)
 	if err != nil {
 		return nil, formatError(err, "Subject")
 	}
@@ -34,7 +34,8 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	if err != nil {
 		return nil, internal("subject", err)
 	}
-	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated)}, nil
+	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
+		RestrictedUntil: sqlutil.OptTime(restricted)}, nil
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the

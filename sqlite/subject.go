@@ -17,11 +17,11 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 // GetSubject returns the subject with id, or ENOTFOUND.
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
 	var (
-		sealed           []byte
-		created, updated int64
+		sealed                       []byte
+		created, updated, restricted int64
 	)
-	err := tx.scanRow(ctx, `SELECT sealed, created_at, updated_at FROM subjects WHERE id = ?`,
-		[]any{string(id)}, &sealed, &created, &updated)
+	err := tx.scanRow(ctx, `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = ?`,
+		[]any{string(id)}, &sealed, &created, &updated, &restricted)
 	if err != nil {
 		return nil, formatError(err, "Subject")
 	}
@@ -29,7 +29,8 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	if err != nil {
 		return nil, internal("subject", err)
 	}
-	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated)}, nil
+	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
+		RestrictedUntil: sqlutil.OptTime(restricted)}, nil
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the

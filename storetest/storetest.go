@@ -51,6 +51,13 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "Outbox", fn: testOutbox},
 		{name: "WebhookDelivery", fn: testWebhookDelivery},
 		{name: "ConcurrentClaims", fn: testConcurrentClaims},
+		{name: "Lifecycle", fn: testLifecycle},
+		{name: "Restrict", fn: testRestrict},
+		{name: "ScanRecords", fn: testScanRecords},
+		{name: "ScanSubjects", fn: testScanSubjects},
+		{name: "Anonymised", fn: testAnonymised},
+		{name: "Hold", fn: testHold},
+		{name: "Certificate", fn: testCertificate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
