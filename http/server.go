@@ -44,6 +44,10 @@ type Server struct {
 
 	// TLSCert and TLSKey name PEM files; when set, Serve speaks HTTPS.
 	TLSCert, TLSKey string
+
+	// ExtraMetrics, when set, appends Prometheus text to /metrics (the
+	// webhook deliverer's counters).
+	ExtraMetrics func(w io.Writer)
 }
 
 // Failed-authentication limits: a client address with AuthFailLimit
@@ -126,6 +130,10 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/subjects/{id}/records", s.handleRecordList, true},
 		{"POST /v1/imports/{job}/rows", s.handleImportRows, true},
 		{"GET /v1/audit", s.handleAuditList, true},
+		{"POST /v1/webhooks", s.handleWebhookCreate, true},
+		{"GET /v1/webhooks", s.handleWebhookList, true},
+		{"POST /v1/webhooks/{id}/disable", s.handleWebhookDisable, true},
+		{"GET /v1/events/{id}/deliveries", s.handleEventDeliveries, true},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler
