@@ -36,6 +36,7 @@ type matrixEnv struct {
 	sharedLK map[string]string // lookup field → value stored on the shared subject
 	seq      atomic.Int64
 	certID   string // a retention certificate, made on first use
+	db       *sqlite.DB
 }
 
 // certificate returns the id of a retention certificate, running the
@@ -71,7 +72,7 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	}
 	cat := custos.DefaultCatalog()
 	svc := core.New(db, cat, ring, signer, nil)
-	e := &matrixEnv{t: t, svc: svc, cat: cat, tokens: map[string]string{},
+	e := &matrixEnv{t: t, svc: svc, cat: cat, tokens: map[string]string{}, db: db,
 		admin: custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})}
 	for _, r := range cat.Roles {
 		p := &custos.Principal{Name: "matrix " + r.Name, Kind: custos.KindService, Roles: []string{r.Name}}
@@ -285,6 +286,19 @@ var routeTable = map[string]routeSpec{
 	"GET /v1/subjects/{id}/records": {auth: true, action: custos.ActRecordRead, purpose: true, success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/subjects/" + string(e.subject) + "/records", nil
+		}},
+	"POST /v1/webhooks": {auth: true, action: custos.ActWebhookManage, success: 201,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/webhooks", custoshttp.WebhookRecipientRequest{Name: e.unique("hook"), URL: "https://crm.example.com/hooks", Events: []string{"*"}}
+		}},
+	"GET /v1/webhooks": {auth: true, action: custos.ActWebhookManage, success: 200, build: get("/v1/webhooks")},
+	"POST /v1/webhooks/{id}/disable": {auth: true, action: custos.ActWebhookManage, success: 204,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/webhooks/" + e.webhookRecipient() + "/disable", nil
+		}},
+	"GET /v1/events/{id}/deliveries": {auth: true, action: custos.ActWebhookManage, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/events/" + e.outboxEvent() + "/deliveries", nil
 		}},
 	"POST /v1/imports/{job}/rows": {auth: true, action: custos.ActImport, purpose: true, success: 200,
 		build: func(e *matrixEnv, r *custos.Role, p string) (string, any) {
@@ -504,4 +518,27 @@ func TestAuthzMatrix(t *testing.T) {
 			}
 		}
 	}
+}
+
+// webhookRecipient registers a recipient as admin and returns its id.
+func (e *matrixEnv) webhookRecipient() string {
+	e.t.Helper()
+	r := &custos.WebhookRecipient{Name: e.unique("hook"), URL: "https://crm.example.com/hooks", Events: []string{"*"}}
+	if err := e.svc.CreateWebhookRecipient(e.admin, r); err != nil {
+		e.t.Fatalf("webhook recipient: %v", err)
+	}
+	return r.ID
+}
+
+// outboxEvent writes an outbox event and returns its id.
+func (e *matrixEnv) outboxEvent() string {
+	e.t.Helper()
+	var ev *custos.OutboxEvent
+	if err := e.db.Update(context.Background(), func(tx custos.Tx) (err error) {
+		ev, err = e.svc.EmitTx(context.Background(), tx, "subject.erased", e.subject, map[string]string{"subject_id": string(e.subject)})
+		return err
+	}); err != nil {
+		e.t.Fatalf("outbox event: %v", err)
+	}
+	return ev.ID
 }

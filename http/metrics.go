@@ -79,6 +79,9 @@ func (m *metrics) write(w *strings.Builder) {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	s.metrics.write(&b)
+	if s.ExtraMetrics != nil {
+		s.ExtraMetrics(&b)
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if _, err := w.Write([]byte(b.String())); err != nil {
 		s.Logger.Debug("writing metrics failed", "err", err)

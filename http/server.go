@@ -44,6 +44,10 @@ type Server struct {
 
 	// TLSCert and TLSKey name PEM files; when set, Serve speaks HTTPS.
 	TLSCert, TLSKey string
+
+	// ExtraMetrics, when set, appends Prometheus text to /metrics (the
+	// webhook deliverer's counters).
+	ExtraMetrics func(w io.Writer)
 }
 
 // Failed-authentication limits: a client address with AuthFailLimit
@@ -142,6 +146,10 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/retention/certificates", s.handleCertificateList, true},
 		{"GET /v1/retention/certificates/{id}", s.handleCertificateGet, true},
 		{"GET /v1/retention/certificates/{id}/verify", s.handleCertificateVerify, true},
+		{"POST /v1/webhooks", s.handleWebhookCreate, true},
+		{"GET /v1/webhooks", s.handleWebhookList, true},
+		{"POST /v1/webhooks/{id}/disable", s.handleWebhookDisable, true},
+		{"GET /v1/events/{id}/deliveries", s.handleEventDeliveries, true},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler

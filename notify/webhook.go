@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"custos"
@@ -42,28 +40,14 @@ type gatewayBody struct {
 	Code      string           `json:"code,omitempty"`
 }
 
-// CheckURL returns EINVALID unless u is https, or http to a loopback host.
-func CheckURL(field, u string) error {
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" || (p.Scheme != "https" && p.Scheme != "http") {
-		return custos.Invalid("The URL is not valid.", custos.Violation{Field: field, Rule: "url", Detail: "an absolute https URL"})
-	}
-	if p.Scheme == "http" {
-		ip := net.ParseIP(p.Hostname())
-		if p.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return custos.Invalid("The URL is not valid.", custos.Violation{Field: field, Rule: "https", Detail: "plain http only to a loopback host"})
-		}
-	}
-	return nil
-}
-
 // Send implements Notifier for both channels.
 func (w *Webhook) Send(ctx context.Context, m *Message) error {
 	if err := check(m, SMS, Email); err != nil {
 		return err
 	}
-	if err := CheckURL("url", w.URL); err != nil {
-		return err
+	if err := webhook.CheckURL(w.URL); err != nil {
+		return &custos.Error{Code: custos.EINVALID, Message: "The gateway URL is not valid.",
+			Violations: []custos.Violation{{Field: "url", Rule: err.(*webhook.URLError).Rule}}}
 	}
 	body, err := json.Marshal(gatewayBody{SubjectID: m.SubjectID, Channel: m.Channel, To: m.To, Kind: m.Kind,
 		Title: m.Title, Text: m.Text, Code: m.Code})

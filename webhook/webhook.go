@@ -23,7 +23,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -100,4 +102,26 @@ func Verify(secret []byte, h http.Header, body []byte, now time.Time, tolerance 
 		}
 	}
 	return ErrBadSignature
+}
+
+// URLError is returned by CheckURL; Rule is "url" or "https".
+type URLError struct{ Rule, Detail string }
+
+func (e *URLError) Error() string { return "webhook: " + e.Rule + ": " + e.Detail }
+
+// CheckURL accepts an absolute https URL, or http to a loopback host (for
+// a gateway or receiver on the same machine, and tests): anything sent
+// elsewhere crosses a network and must be encrypted.
+func CheckURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || (p.Scheme != "https" && p.Scheme != "http") || p.User != nil {
+		return &URLError{Rule: "url", Detail: "an absolute https URL without credentials"}
+	}
+	if p.Scheme == "http" {
+		ip := net.ParseIP(p.Hostname())
+		if p.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return &URLError{Rule: "https", Detail: "plain http only to a loopback host"}
+		}
+	}
+	return nil
 }
