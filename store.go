@@ -98,6 +98,14 @@ type StoredConsent struct {
 // Granted reports whether c is a grant.
 func (c *StoredConsent) Granted() bool { return c.Action == ConsentGranted }
 
+// StoredRightsRequest is a rights request as stored: Request without its
+// Details and Deliveries, and Sealed holding the details under the
+// customer's data key (nil when there are none).
+type StoredRightsRequest struct {
+	Request *RightsRequest
+	Sealed  []byte
+}
+
 // Tx is one store transaction.
 type Tx interface {
 	// Now is the transaction's fixed time.
@@ -204,6 +212,14 @@ type Tx interface {
 	// ListUnackedWebhookDeliveries returns up to limit deliveries not
 	// delivered, not yet alerted, created before t, oldest first.
 	ListUnackedWebhookDeliveries(ctx context.Context, before time.Time, limit int) ([]*WebhookDelivery, error)
+
+	InsertRightsRequest(ctx context.Context, r *StoredRightsRequest) error
+	// GetRightsRequest returns ENOTFOUND for an unknown id.
+	GetRightsRequest(ctx context.Context, id string) (*StoredRightsRequest, error)
+	// UpdateRightsRequest saves the request's status, document and seal.
+	UpdateRightsRequest(ctx context.Context, r *StoredRightsRequest) error
+	// ListRightsRequests returns requests matching f, earliest deadline first.
+	ListRightsRequests(ctx context.Context, f RightsFilter) ([]*StoredRightsRequest, error)
 
 	// GetMeta returns ENOTFOUND for an unset key.
 	GetMeta(ctx context.Context, key string) (string, error)

@@ -35,6 +35,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "Shred", fn: testShred},
 		{name: "Notice", fn: testNotice},
 		{name: "Consent", fn: testConsent},
+		{name: "RightsRequest", fn: testRightsRequest},
 		{name: "ImportRow", fn: testImportRow},
 		{name: "Principal", fn: testPrincipal},
 		{name: "APIKey", fn: testAPIKey},
