@@ -22,6 +22,7 @@ const (
 	EINTERNAL     = "internal"     // anything else; never shown in detail
 	ETOOLARGE     = "too_large"    // request body or batch too large
 	ERATELIMIT    = "rate_limited" // too many attempts; retry later
+	EUNAVAILABLE  = "unavailable"  // a dependency (notifier, …) is not configured or failed; retry later
 )
 
 // Violation is one reason a value was refused. It never carries the value.

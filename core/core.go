@@ -44,6 +44,9 @@ type Service struct {
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
 
+	// Rights configures customer rights requests.
+	Rights RightsOptions
+
 	// ReaskAfter is how long after a refusal the company may not ask for
 	// the same purpose again; 0 means DefaultReaskAfter.
 	ReaskAfter time.Duration

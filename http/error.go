@@ -19,6 +19,7 @@ var codes = map[string]int{
 	custos.ESEALED:       http.StatusServiceUnavailable,
 	custos.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	custos.ERATELIMIT:    http.StatusTooManyRequests,
+	custos.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	custos.EINTERNAL:     http.StatusInternalServerError,
 }
 
