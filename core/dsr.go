@@ -73,6 +73,9 @@ func (s *Service) RightsDeadline(typ string, t time.Time) time.Time {
 	return s.calendar().Deadline(t, n)
 }
 
+// WorkingDeadline returns the end of the n-th working day after t.
+func (s *Service) WorkingDeadline(t time.Time, n int) time.Time { return s.calendar().Deadline(t, n) }
+
 // selfKey carries the subject a portal session verified.
 type selfKey struct{}
 
@@ -402,6 +405,13 @@ func (s *Service) VerifyCode(ctx context.Context, cid, code string) (custos.Subj
 // VerifyRightsRequest verifies an unverified request with a one-time code
 // sent by SendRightsCode, then fulfils it if no judgement is needed.
 func (s *Service) VerifyRightsRequest(ctx context.Context, reqID, cid, code string) (*custos.RightsRequest, error) {
+	q, err := s.rightsRequest(ctx, reqID, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireRights(ctx, rightsEvent(ctx, AuditRightsVerify, q.SubjectID), q.SubjectID); err != nil {
+		return nil, err
+	}
 	sub, purpose, err := s.VerifyCode(ctx, cid, code)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"custos/core"
 	custoshttp "custos/http"
 	"custos/keys"
+	"custos/notify"
+	"custos/otp"
 	"custos/sqlite"
 )
 
@@ -35,6 +38,7 @@ type matrixEnv struct {
 	subject  custos.SubjectID
 	sharedLK map[string]string // lookup field → value stored on the shared subject
 	seq      atomic.Int64
+	notes    string // the file notifier's file
 	certID   string // a retention certificate, made on first use
 	db       *sqlite.DB
 }
@@ -72,7 +76,13 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	}
 	cat := custos.DefaultCatalog()
 	svc := core.New(db, cat, ring, signer, nil)
-	e := &matrixEnv{t: t, svc: svc, cat: cat, tokens: map[string]string{}, db: db,
+	otpm, err := otp.New(bytes.Repeat([]byte{7}, 32), otp.Limits{PerSubject: 1000, PerClient: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(t.TempDir(), "notifications.jsonl")
+	svc.Rights.OTP, svc.Rights.Notifier = otpm, notify.NewFile(notes)
+	e := &matrixEnv{notes: notes, t: t, svc: svc, cat: cat, tokens: map[string]string{}, db: db,
 		admin: custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})}
 	for _, r := range cat.Roles {
 		p := &custos.Principal{Name: "matrix " + r.Name, Kind: custos.KindService, Roles: []string{r.Name}}
@@ -330,6 +340,42 @@ var routeTable = map[string]routeSpec{
 			path, _ := e.consentPath(r, p)
 			return path + "/marketing", nil
 		}},
+	"POST /v1/rights-requests": {auth: true, action: core.ActRightsHandle, success: 201,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests", custos.NewRightsRequest{SubjectID: e.subject, Type: custos.RightsAccess, Channel: "phone",
+				Verified: custos.VerifyStaff, Evidence: "called back on the number on file"}
+		}},
+	"GET /v1/rights-requests": {auth: true, action: core.ActRightsHandle, success: 200, build: get("/v1/rights-requests")},
+	"GET /v1/rights-requests/{id}": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsAccess, true, false).ID, nil
+		}},
+	"POST /v1/rights-requests/{id}/code": {auth: true, action: core.ActRightsHandle, success: 202,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsAccess, false, false).ID + "/code", custoshttp.CodeRequest{Channel: "sms"}
+		}},
+	"POST /v1/rights-requests/{id}/verify": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			q := e.rightsRequest(custos.RightsAccess, false, false)
+			cid, err := e.svc.SendRightsCode(e.admin, q.ID, "sms", "192.0.2.1")
+			if err != nil {
+				e.t.Fatalf("send code: %v", err)
+			}
+			return "/v1/rights-requests/" + q.ID + "/verify", custoshttp.CodeVerify{ChallengeID: cid, Code: e.lastCode()}
+		}},
+	"POST /v1/rights-requests/{id}/decision": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsAccess, true, true).ID + "/decision",
+				custos.RightsDecision{Approve: false, Reason: "the proof does not show kinship"}
+		}},
+	"GET /v1/rights-requests/{id}/report": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsAccess, true, false).ID + "/report", nil
+		}},
+	"GET /v1/rights-requests/{id}/export": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsCopy, true, false).ID + "/export", nil
+		}},
 	"POST /v1/consent-receipts/verify": {success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/consent-receipts/verify", custos.ConsentReceipt{ReceiptID: "rcp_x", SubjectID: e.subject}
@@ -361,6 +407,40 @@ var routeTable = map[string]routeSpec{
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/retention/certificates/" + e.certificate() + "/verify", nil
 		}},
+}
+
+// rightsRequest files a request for a fresh subject as admin: verified by
+// staff unless code, under review when relative.
+func (e *matrixEnv) rightsRequest(typ string, verified, relative bool) *custos.RightsRequest {
+	e.t.Helper()
+	id := e.createSubject(map[string]string{"name": "钱多多", "mobile": e.mobile()})
+	in := custos.NewRightsRequest{SubjectID: id, Type: typ, Channel: "phone"}
+	if verified {
+		in.Verified, in.Evidence = custos.VerifyStaff, "ID card seen at the counter"
+	}
+	if relative {
+		in.Relative = &custos.Relative{Name: "钱父", Relation: "father", Proof: "death certificate 123"}
+	}
+	q, err := e.svc.FileRightsRequest(e.admin, in)
+	if err != nil {
+		e.t.Fatalf("file rights request: %v", err)
+	}
+	return q
+}
+
+// lastCode is the newest one-time code the file notifier wrote.
+func (e *matrixEnv) lastCode() string {
+	e.t.Helper()
+	b, err := os.ReadFile(e.notes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	var rec notify.FileRecord
+	if err := json.Unmarshal(lines[len(lines)-1], &rec); err != nil {
+		e.t.Fatal(err)
+	}
+	return rec.Code
 }
 
 // currentNotice is the latest published version (POST /v1/notices in the

@@ -74,6 +74,10 @@ func (c *Client) do(ctx context.Context, method, path string, purposes []string,
 	if out == nil {
 		return nil
 	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw, err = io.ReadAll(resp.Body)
+		return err
+	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
@@ -294,4 +298,91 @@ func (c *Client) VerifyReceipt(ctx context.Context, rc *custos.ConsentReceipt) (
 		return false, err
 	}
 	return out.Valid, nil
+}
+
+// FileRightsRequest files a rights request on a customer's behalf.
+func (c *Client) FileRightsRequest(ctx context.Context, in custos.NewRightsRequest) (*custos.RightsRequest, error) {
+	var q custos.RightsRequest
+	if err := c.do(ctx, http.MethodPost, "/v1/rights-requests", nil, in, &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// RightsRequest returns a rights request.
+func (c *Client) RightsRequest(ctx context.Context, id string) (*custos.RightsRequest, error) {
+	var q custos.RightsRequest
+	if err := c.do(ctx, http.MethodGet, "/v1/rights-requests/"+url.PathEscape(id), nil, nil, &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// RightsRequests lists the queue: open requests by deadline unless status
+// is given; dueWithin > 0 keeps those due within so many working days.
+func (c *Client) RightsRequests(ctx context.Context, status string, sub custos.SubjectID, dueWithin int) ([]*custos.RightsRequest, error) {
+	q := url.Values{}
+	if status != "" {
+		q.Set("status", status)
+	}
+	if sub != "" {
+		q.Set("subject_id", string(sub))
+	}
+	if dueWithin > 0 {
+		q.Set("due_within_days", strconv.Itoa(dueWithin))
+	}
+	var out struct {
+		Requests []*custos.RightsRequest `json:"requests"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/rights-requests?"+q.Encode(), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Requests, nil
+}
+
+// SendRightsCode sends the customer a one-time code for request id.
+func (c *Client) SendRightsCode(ctx context.Context, id, channel string) (string, error) {
+	var out struct {
+		ChallengeID string `json:"challenge_id"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/rights-requests/"+url.PathEscape(id)+"/code", nil, CodeRequest{Channel: channel}, &out); err != nil {
+		return "", err
+	}
+	return out.ChallengeID, nil
+}
+
+// VerifyRightsRequest answers a one-time code for request id.
+func (c *Client) VerifyRightsRequest(ctx context.Context, id, challenge, code string) (*custos.RightsRequest, error) {
+	var q custos.RightsRequest
+	if err := c.do(ctx, http.MethodPost, "/v1/rights-requests/"+url.PathEscape(id)+"/verify", nil, CodeVerify{ChallengeID: challenge, Code: code}, &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// DecideRightsRequest approves or refuses a request under review.
+func (c *Client) DecideRightsRequest(ctx context.Context, id string, d custos.RightsDecision) (*custos.RightsRequest, error) {
+	var q custos.RightsRequest
+	if err := c.do(ctx, http.MethodPost, "/v1/rights-requests/"+url.PathEscape(id)+"/decision", nil, d, &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// AccessReport returns a completed access request's report.
+func (c *Client) AccessReport(ctx context.Context, id string) (*custos.AccessReport, error) {
+	var rep custos.AccessReport
+	if err := c.do(ctx, http.MethodGet, "/v1/rights-requests/"+url.PathEscape(id)+"/report", nil, nil, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Export downloads a completed copy request's zip.
+func (c *Client) Export(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	if err := c.do(ctx, http.MethodGet, "/v1/rights-requests/"+url.PathEscape(id)+"/export", nil, nil, &b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
