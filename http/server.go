@@ -22,6 +22,7 @@ import (
 
 	"custos"
 	"custos/core"
+	"custos/portal"
 )
 
 // MaxBody is the largest request body accepted (batch imports included).
@@ -166,6 +167,8 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		}
 		s.mux.Handle(rt.pattern, h)
 	}
+	// The self-service privacy portal: server-rendered pages for customers.
+	s.mux.Handle("/portal/", portal.New(svc, logger))
 	// Anything else gets a problem document too, not a plain-text 404.
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, s.Logger, custos.Errorf(custos.ENOTFOUND, "No such endpoint; see /v1/openapi.json."))
