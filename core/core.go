@@ -12,8 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"custos"
 	"custos/audit"
@@ -42,6 +44,11 @@ type Service struct {
 	// CheckpointEvery is the number of audit events between inline signed
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
+	// RequirePlan makes every write (subject create and update, record
+	// create, import row) cite an approved, unexpired collection plan that
+	// lists its fields (C2). custos serve turns it on; off is for
+	// development and for in-process tools that write as the system.
+	RequirePlan bool
 
 	reloadMu sync.Mutex
 	indexer  atomic.Pointer[keys.Indexer]
@@ -202,22 +209,32 @@ func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason strin
 	if reason == policy.ReasonPrincipalUnknown {
 		return custos.Errorf(custos.EUNAUTHORIZED, "Authentication required.")
 	}
-	field := "purpose"
+	field, detail := "purpose", ""
 	switch reason {
 	case policy.ReasonActionNotAllowed:
 		field = "action"
 	case policy.ReasonPrincipalBlocked:
 		field = "principal"
+	case policy.ReasonPrerequisites:
+		field = "principal"
+		if p := custos.ActorFromContext(ctx); p != nil {
+			detail = "staff prerequisites missing or expired: " + strings.Join(p.Prerequisites.Missing(time.Now()), ", ")
+		}
 	}
 	return &custos.Error{Code: custos.EFORBIDDEN, Message: "Access refused: " + reason + ".",
-		Violations: []custos.Violation{{Field: field, Rule: reason}}}
+		Violations: []custos.Violation{{Field: field, Rule: reason, Detail: detail}}}
 }
 
 // decide runs the access decision for the actor in ctx.
 func (s *Service) decide(ctx context.Context, action string, purposes, fields, records []string) policy.Decision {
+	return s.decideWith(ctx, action, purposes, fields, records, nil)
+}
+
+// decideWith runs the access decision with a grant hook (step 5).
+func (s *Service) decideWith(ctx context.Context, action string, purposes, fields, records []string, grant func(purpose, field string) string) policy.Decision {
 	return policy.Decide(s.catalog, policy.Request{
 		Principal: custos.ActorFromContext(ctx), Action: action, Purposes: purposes,
-		Fields: fields, Records: records,
+		Fields: fields, Records: records, Now: time.Now(), Grant: grant,
 	})
 }
 

@@ -37,6 +37,13 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	prov := in.Provenance
 	prov.Time = now
 	vs = append(vs, checkProvenance(prov)...)
+	ps, err := s.loadPlans(ctx, purposes, []string{prov.Plan}, now)
+	if err != nil {
+		return nil, err
+	}
+	planID, pvs := ps.check(s.RequirePlan, prov.Plan, nil, []string{in.Type}, now)
+	vs = append(vs, pvs...)
+	prov.Plan = string(planID)
 	doc, err := json.Marshal(sealedRecord{Data: in.Data, Provenance: prov})
 	if err != nil {
 		vs = append(vs, custos.Violation{Field: "data", Rule: "json"})
@@ -113,6 +120,24 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {
 			return err
+		}
+		if needsGrant(d.Records) && len(rs) > 0 {
+			// Step 5: a grant may let a confidential record type through.
+			actor, now := custos.ActorFromContext(ctx), time.Now()
+			gs, err := activeGrants(ctx, tx, actor, now)
+			if err != nil {
+				return err
+			}
+			if len(gs) > 0 {
+				st, err := tx.GetSubject(ctx, id)
+				if err != nil {
+					return err
+				}
+				if hook := s.grantHook(gs, actor, custos.UseView, id, st.CreatedAt, now); hook != nil {
+					d = s.decideWith(ctx, custos.ActRecordRead, purposes, nil, types, hook)
+					ev.Reason = grantReason(d.Grants)
+				}
+			}
 		}
 		visible, ev.Fields = nil, nil
 		seen := map[string]bool{}
