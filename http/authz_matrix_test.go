@@ -173,9 +173,9 @@ func (e *matrixEnv) lookupField(role *custos.Role, purpose string) string {
 // routeSpec is the expectation for one route pattern.
 type routeSpec struct {
 	auth    bool
-	action  string // catalog action required; "" means any authenticated principal
+	action  string   // catalog action required; "" means any authenticated principal
 	anyOf   []string // alternatively: any one of these actions suffices
-	purpose bool   // a declared purpose is required (data route)
+	purpose bool     // a declared purpose is required (data route)
 	success int
 	// usable reports whether a valid request can be built for the role
 	// under the purpose; nil means always. When the role's own purposes
@@ -265,7 +265,9 @@ var routeTable = map[string]routeSpec{
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) { return "/v1/plans", matrixPlan() }},
 	"GET /v1/plans": {auth: true, anyOf: []string{custos.ActPlanFile, custos.ActPlanApprove}, success: 200, build: get("/v1/plans?status=pending")},
 	"GET /v1/plans/{id}": {auth: true, anyOf: []string{custos.ActPlanFile, custos.ActPlanApprove}, success: 200,
-		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) { return "/v1/plans/" + string(e.pendingPlan()), nil }},
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/plans/" + string(e.pendingPlan()), nil
+		}},
 	"POST /v1/plans/{id}/review": {auth: true, action: custos.ActPlanApprove, success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/plans/" + string(e.pendingPlan()) + "/review", custos.Review{Approve: true, Reason: "matrix"}
