@@ -46,7 +46,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		return nil, err
 	}
 	// Removing a value collects nothing: only the values set need a plan.
-	planID, pvs := ps.check(s.RequirePlan, upd.Provenance.Plan, slices.Sorted(maps.Keys(set)), nil, now)
+	planID, pvs := ps.check(s.RequirePlan, upd.Provenance.Plan, slices.Sorted(maps.Keys(vals)), nil, now)
 	vs = append(vs, pvs...)
 	if len(vs) > 0 {
 		return nil, s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "Nothing was changed: some fields were refused.", Violations: vs})
@@ -94,7 +94,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 			}
 		}
 		prov := upd.Provenance
-		prov.Time, prov.Plan = tx.Now(), string(planID)
+		prov.Time, prov.Plan = tx.Now(), planID
 		if vals[provenanceField], err = encodeProvenance(entries, fields, prov); err != nil {
 			return err
 		}

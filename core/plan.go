@@ -286,22 +286,23 @@ func (s *Service) loadPlans(ctx context.Context, purposes []string, cited []stri
 	return ps, err
 }
 
-// check returns the plan a write is collected under and the violations:
-// the cited plan must exist, be approved, unexpired and for a declared
-// purpose; without a citation, the active plan of the declared purposes
-// covering the most of the write is taken. Every field (and record type)
-// must be on the plan's list (C1, C2). enforce is RequirePlan, or a plan
-// was cited.
-func (ps *plans) check(enforce bool, cited string, fields, records []string, now time.Time) (custos.PlanID, []custos.Violation) {
+// check returns the plan(s) a write is collected under and the
+// violations. A cited plan must exist, be approved, unexpired and for a
+// declared purpose, and list every field (and record type) written.
+// Without a citation, each item must be listed by an approved, unexpired
+// plan of a declared purpose — as the decision takes the most permissive
+// purpose — and the ids of the plans used are returned, comma-separated
+// (C1, C2, C6). enforce is RequirePlan; a cited plan is always checked.
+func (ps *plans) check(enforce bool, cited string, fields, records []string, now time.Time) (string, []custos.Violation) {
 	if !enforce && cited == "" {
 		return "", nil
 	}
-	bad := func(rule, detail string) (custos.PlanID, []custos.Violation) {
+	bad := func(rule, detail string) (string, []custos.Violation) {
 		return "", []custos.Violation{{Field: "provenance.plan", Rule: rule, Detail: detail}}
 	}
-	var p *custos.Plan
+	candidates := ps.active
 	if cited != "" {
-		p = ps.byID[custos.PlanID(cited)]
+		p := ps.byID[custos.PlanID(cited)]
 		switch {
 		case p == nil:
 			return bad("plan_unknown", "no collection plan has this id")
@@ -312,38 +313,36 @@ func (ps *plans) check(enforce bool, cited string, fields, records []string, now
 		case !slices.Contains(ps.purposes, p.Purpose):
 			return bad("plan_purpose_mismatch", "the collection plan is for purpose "+p.Purpose)
 		}
-	} else {
-		best := -1
-		for _, c := range ps.active {
-			n := 0
-			for _, f := range fields {
-				if c.Covers(f) {
-					n++
-				}
-			}
-			for _, r := range records {
-				if c.CoversRecord(r) {
-					n++
-				}
-			}
-			if n >= best {
-				p, best = c, n
-			}
-		}
-		if p == nil {
-			return bad("plan_required", "no approved, unexpired collection plan for purpose "+strings.Join(ps.purposes, ", ")+" (C2)")
+		candidates = []*custos.Plan{p}
+	} else if len(candidates) == 0 {
+		return bad("plan_required", "no approved, unexpired collection plan for purpose "+strings.Join(ps.purposes, ", ")+" (C2)")
+	}
+	var used []string
+	use := func(p *custos.Plan) {
+		if !slices.Contains(used, string(p.ID)) {
+			used = append(used, string(p.ID))
 		}
 	}
 	var vs []custos.Violation
 	for _, f := range fields {
-		if !p.Covers(f) {
-			vs = append(vs, custos.Violation{Field: f, Rule: "field_not_in_plan", Detail: "collection plan " + string(p.ID) + " does not list this field (C1)"})
+		i := slices.IndexFunc(candidates, func(p *custos.Plan) bool { return p.Covers(f) })
+		if i < 0 {
+			vs = append(vs, custos.Violation{Field: f, Rule: "field_not_in_plan", Detail: "no approved collection plan of the purpose lists this field (C1, C2)"})
+			continue
 		}
+		use(candidates[i])
 	}
 	for _, r := range records {
-		if !p.CoversRecord(r) {
-			vs = append(vs, custos.Violation{Field: "type", Rule: "field_not_in_plan", Detail: "collection plan " + string(p.ID) + " does not list this record type (C1)"})
+		i := slices.IndexFunc(candidates, func(p *custos.Plan) bool { return p.CoversRecord(r) })
+		if i < 0 {
+			vs = append(vs, custos.Violation{Field: "type", Rule: "field_not_in_plan", Detail: "no approved collection plan of the purpose lists this record type (C1, C2)"})
+			continue
 		}
+		use(candidates[i])
 	}
-	return p.ID, vs
+	if len(vs) > 0 {
+		return "", vs
+	}
+	slices.Sort(used)
+	return strings.Join(used, ","), nil
 }

@@ -43,7 +43,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	}
 	planID, pvs := ps.check(s.RequirePlan, prov.Plan, nil, []string{in.Type}, now)
 	vs = append(vs, pvs...)
-	prov.Plan = string(planID)
+	prov.Plan = planID
 	doc, err := json.Marshal(sealedRecord{Data: in.Data, Provenance: prov})
 	if err != nil {
 		vs = append(vs, custos.Violation{Field: "data", Rule: "json"})

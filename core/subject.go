@@ -110,7 +110,9 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	vals, fvs := s.normalise(d.Fields, in.Fields, now)
 	vs = append(vs, fvs...)
 	vs = append(vs, checkProvenance(in.Provenance)...)
-	planID, pvs := ps.check(s.RequirePlan, in.Provenance.Plan, fields, nil, now)
+	// Only values that passed validation are checked against the plan, so
+	// a bad value is refused once, for its own reason.
+	planID, pvs := ps.check(s.RequirePlan, in.Provenance.Plan, slices.Sorted(maps.Keys(vals)), nil, now)
 	vs = append(vs, pvs...)
 	if len(vs) > 0 {
 		return nil, "", &custos.Error{Code: custos.EINVALID, Message: "The subject was not stored: some fields were refused.", Violations: vs}
@@ -127,7 +129,7 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	}
 	dk := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: kv, Wrapped: wrapped, CreatedAt: now}
 	prov := in.Provenance
-	prov.Time, prov.Plan = now, string(planID)
+	prov.Time, prov.Plan = now, planID
 	vals[provenanceField], err = encodeProvenance(nil, fields, prov)
 	if err != nil {
 		return nil, "", err

@@ -126,14 +126,26 @@ func startBareServer(tb testing.TB, dir string, extra ...string) *testServer {
 // RequirePlan on (C2).
 func (s *testServer) fileDefaultPlans(tb testing.TB) {
 	tb.Helper()
+	if strings.HasPrefix(s.URL, "https://") {
+		return // the TLS test brings its own client; it writes no data
+	}
+	s.Plans = setupPlans(tb, s.URL, s.AdminKey)
+}
+
+// setupPlans prepares a freshly initialised store behind url for tests
+// written before collection plans and staff prerequisites: it records the
+// staff principals' prerequisites and files and approves the default plans
+// (see fileDefaultPlans). It returns the plan of each purpose.
+func setupPlans(tb testing.TB, url, adminKey string) map[string]custos.PlanID {
+	tb.Helper()
 	ctx := context.Background()
-	admin := s.client(s.AdminKey)
+	admin := custoshttp.NewClient(url, adminKey)
 	cat, err := admin.Catalog(ctx)
 	if err != nil {
 		tb.Fatalf("catalog: %v", err)
 	}
 	if cat.Role("committee") == nil {
-		return // a custom catalog without the committee role
+		return nil // a custom catalog without the committee role
 	}
 	committee := &custos.Principal{Name: "data management committee", Kind: custos.KindService, Roles: []string{"committee"}}
 	if err := admin.CreatePrincipal(ctx, committee); err != nil {
@@ -143,8 +155,22 @@ func (s *testServer) fileDefaultPlans(tb testing.TB) {
 	if err != nil {
 		tb.Fatalf("committee key: %v", err)
 	}
-	approver := s.client(k.Token)
-	s.Plans = map[string]custos.PlanID{}
+	approver := custoshttp.NewClient(url, k.Token)
+	// The bootstrap admin is staff: record its prerequisites (S4) so that
+	// tests may use its key for data, as before prerequisites existed.
+	ps, err := admin.FindPrincipals(ctx)
+	if err != nil {
+		tb.Fatalf("principals: %v", err)
+	}
+	signed, until := time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)
+	for _, p := range ps {
+		if p.Kind == custos.KindStaff && p.Prerequisites == nil {
+			if _, err := admin.SetPrerequisites(ctx, p.ID, custos.Prerequisites{NDASignedAt: &signed, TrainingValidUntil: &until, BackgroundCheckAt: &signed}); err != nil {
+				tb.Fatalf("prerequisites of %s: %v", p.ID, err)
+			}
+		}
+	}
+	plans := map[string]custos.PlanID{}
 	for _, pu := range cat.Purposes {
 		p := &custos.Plan{Department: "test", Purpose: pu.Name, Description: "every field the purpose allows (test default)",
 			Sources: []string{"the customer", "systems"}, Method: "online_form", Frequency: "continuous", Format: "structured",
@@ -164,8 +190,9 @@ func (s *testServer) fileDefaultPlans(tb testing.TB) {
 		if _, err := approver.ReviewPlan(ctx, p.ID, custos.Review{Approve: true, Reason: "test default"}); err != nil {
 			tb.Fatalf("approve plan for %s: %v", pu.Name, err)
 		}
-		s.Plans[pu.Name] = p.ID
+		plans[pu.Name] = p.ID
 	}
+	return plans
 }
 
 // startBareServerOut is startBareServer with the server's stderr going to
