@@ -24,6 +24,8 @@ const (
 	AuditPlanFile        = "plan.file"
 	AuditPlanApprove     = "plan.approve"
 	AuditPlanReject      = "plan.reject"
+	AuditPlanList        = "plan.list"
+	AuditGrantList       = "grant.list"
 	AuditGrantApply      = "grant.apply"
 	AuditGrantApprove    = "grant.approve"
 	AuditGrantReject     = "grant.reject"

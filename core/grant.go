@@ -22,7 +22,8 @@ const (
 // checkGrant validates a data-use request (U1) for its applicant p.
 func (s *Service) checkGrant(p *custos.Principal, g *custos.Grant, now time.Time) []custos.Violation {
 	var vs []custos.Violation
-	if s.catalog.Purpose(g.Purpose) == nil {
+	pu := s.catalog.Purpose(g.Purpose)
+	if pu == nil {
 		vs = append(vs, custos.Violation{Field: "purpose", Rule: "purpose_unknown", Detail: "not a purpose in the catalog"})
 	} else {
 		ok := false
@@ -44,8 +45,13 @@ func (s *Service) checkGrant(p *custos.Principal, g *custos.Grant, now time.Time
 			if s.catalog.RecordType(typ) == nil {
 				vs = append(vs, custos.Violation{Field: name, Rule: "record_type_unknown"})
 			}
+			if pu != nil && !slices.Contains(pu.Records, typ) {
+				vs = append(vs, custos.Violation{Field: name, Rule: "field_not_for_purpose", Detail: "the purpose does not use this record type; a grant cannot widen it"})
+			}
 		} else if s.catalog.Field(f) == nil {
 			vs = append(vs, custos.Violation{Field: name, Rule: "field_unknown", Detail: "not a field in the catalog"})
+		} else if pu != nil && !slices.Contains(pu.Fields, f) {
+			vs = append(vs, custos.Violation{Field: name, Rule: "field_not_for_purpose", Detail: "the purpose does not use this field; a grant cannot widen it"})
 		}
 	}
 	for i, c := range g.Categories {
@@ -166,7 +172,7 @@ func (s *Service) ReviewGrant(ctx context.Context, id custos.GrantID, r custos.R
 // FindGrants implements custos.GrantService: approvers see every request,
 // applicants only their own.
 func (s *Service) FindGrants(ctx context.Context, f custos.GrantFilter) ([]*custos.Grant, error) {
-	ev := event(ctx, custos.AuditGrantApply, "", nil, nil)
+	ev := event(ctx, custos.AuditGrantList, "", nil, nil)
 	if err := s.requireAny(ctx, ev, custos.ActUseApprove, custos.ActUseApply); err != nil {
 		return nil, err
 	}

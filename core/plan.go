@@ -211,7 +211,7 @@ func (s *Service) ReviewPlan(ctx context.Context, id custos.PlanID, r custos.Rev
 
 // FindPlans implements custos.PlanService: filers and approvers may list.
 func (s *Service) FindPlans(ctx context.Context, f custos.PlanFilter) ([]*custos.Plan, error) {
-	ev := event(ctx, custos.AuditPlanFile, "", nil, nil)
+	ev := event(ctx, custos.AuditPlanList, "", nil, nil)
 	if err := s.requireAny(ctx, ev, custos.ActPlanFile, custos.ActPlanApprove); err != nil {
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func (s *Service) FindPlans(ctx context.Context, f custos.PlanFilter) ([]*custos
 
 // FindPlanByID implements custos.PlanService.
 func (s *Service) FindPlanByID(ctx context.Context, id custos.PlanID) (*custos.Plan, error) {
-	ev := event(ctx, custos.AuditPlanFile, "", nil, nil)
+	ev := event(ctx, custos.AuditPlanList, "", nil, nil)
 	if err := s.requireAny(ctx, ev, custos.ActPlanFile, custos.ActPlanApprove); err != nil {
 		return nil, err
 	}

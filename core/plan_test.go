@@ -250,6 +250,9 @@ func TestGrantUnlocksConfidential(t *testing.T) {
 	wantViolation(t, err, custos.EFORBIDDEN, "reviewer", "self_approval")
 
 	// Bad requests name the field and rule.
+	err = e.svc.ApplyGrant(holder, &custos.Grant{Purpose: "risk-control", Fields: []string{"passport"}, Scope: custos.GrantScope{Subjects: []custos.SubjectID{id}},
+		Method: custos.UseView, Start: time.Now(), End: time.Now().Add(time.Hour), Reason: "x"})
+	wantViolation(t, err, custos.EINVALID, "fields[0]", "field_not_for_purpose")
 	err = e.svc.ApplyGrant(holder, &custos.Grant{Purpose: "marketing", Method: "peek", Start: time.Now(), End: time.Now().Add(-time.Hour)})
 	for _, fr := range [][2]string{{"purpose", policy.ReasonPurposeNotForRole}, {"method", "enum"}, {"scope", "required"}, {"end", "after_start"}, {"fields", "required"}, {"reason", "required"}} {
 		wantViolation(t, err, custos.EINVALID, fr[0], fr[1])

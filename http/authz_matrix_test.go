@@ -333,9 +333,10 @@ func (e *matrixEnv) pendingPlan() custos.PlanID {
 	return p.ID
 }
 
-// grant is a valid data-use request for the shared subject.
+// grant is a valid data-use request for the shared subject, for the
+// purpose's first field.
 func (e *matrixEnv) grant(purpose string) *custos.Grant {
-	return &custos.Grant{Purpose: purpose, Fields: []string{"name"}, Scope: custos.GrantScope{Subjects: []custos.SubjectID{e.subject}},
+	return &custos.Grant{Purpose: purpose, Fields: e.cat.Purpose(purpose).Fields[:1], Scope: custos.GrantScope{Subjects: []custos.SubjectID{e.subject}},
 		Method: custos.UseView, Start: time.Now(), End: time.Now().Add(time.Hour), Reason: "matrix"}
 }
 
