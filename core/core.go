@@ -53,6 +53,7 @@ type Service struct {
 	reloadMu sync.Mutex
 	indexer  atomic.Pointer[keys.Indexer]
 	auth     authCache
+	plans    planCache
 }
 
 var (

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -203,6 +204,9 @@ func (s *Service) ReviewPlan(ctx context.Context, id custos.PlanID, r custos.Rev
 		out = p
 		return tx.UpdatePlan(ctx, p)
 	})
+	if err == nil && r.Approve {
+		s.plans.forget() // usable on this node at once
+	}
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		return nil, custos.Errorf(custos.ENOTFOUND, "Collection plan not found.")
 	}
@@ -248,29 +252,94 @@ type plans struct {
 	active   []*custos.Plan // approved and unexpired, for the declared purposes
 }
 
-// loadPlans loads the plans of the declared purposes, and the cited ones
-// (which may belong to another purpose and are then refused).
+// PlanCacheTTL is how long the approved plans of a purpose are remembered
+// between writes. Approval is final (a plan is never un-approved, and
+// expiry is checked on every write), so a remembered list is never too
+// permissive: at worst a plan approved on another node is refused here
+// for up to PlanCacheTTL. Approving on this node forgets the list at once.
+const PlanCacheTTL = 2 * time.Second
+
+// planCache remembers the approved plans per purpose.
+type planCache struct {
+	mu sync.Mutex
+	m  map[string]planEntry
+}
+
+type planEntry struct {
+	plans   []*custos.Plan
+	expires time.Time
+}
+
+func (c *planCache) get(purpose string, now time.Time) ([]*custos.Plan, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[purpose]
+	if !ok || now.After(e.expires) {
+		return nil, false
+	}
+	return e.plans, true
+}
+
+func (c *planCache) put(purpose string, plans []*custos.Plan, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 1000 {
+		c.m = map[string]planEntry{}
+	}
+	c.m[purpose] = planEntry{plans: plans, expires: now.Add(PlanCacheTTL)}
+}
+
+func (c *planCache) forget() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
+// loadPlans loads the approved plans of the declared purposes, and the
+// cited ones (which may be pending, rejected or for another purpose, and
+// are then refused by check).
 func (s *Service) loadPlans(ctx context.Context, purposes []string, cited []string, now time.Time) (*plans, error) {
 	ps := &plans{purposes: purposes, byID: map[custos.PlanID]*custos.Plan{}}
-	if !s.RequirePlan && len(cited) == 0 {
+	if !s.RequirePlan && !slices.ContainsFunc(cited, func(c string) bool { return c != "" }) {
+		return ps, nil
+	}
+	add := func(l []*custos.Plan) {
+		for _, p := range l {
+			ps.byID[p.ID] = p
+			if p.Active(now) {
+				ps.active = append(ps.active, p)
+			}
+		}
+	}
+	var missing []string
+	for _, pu := range purposes {
+		if l, ok := s.plans.get(pu, now); ok {
+			add(l)
+		} else {
+			missing = append(missing, pu)
+		}
+	}
+	var unknown []string
+	for _, id := range cited {
+		if _, ok := ps.byID[custos.PlanID(id)]; !ok && id != "" {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(missing) == 0 && len(unknown) == 0 {
 		return ps, nil
 	}
 	err := s.store.View(ctx, func(tx custos.Tx) error {
 		approved := custos.StatusApproved
-		for _, pu := range purposes {
+		for _, pu := range missing {
 			l, err := tx.ListPlans(ctx, custos.PlanFilter{Status: &approved, Purpose: &pu})
 			if err != nil {
 				return err
 			}
-			for _, p := range l {
-				ps.byID[p.ID] = p
-				if p.Active(now) {
-					ps.active = append(ps.active, p)
-				}
-			}
+			s.plans.put(pu, l, now)
+			add(l)
 		}
-		for _, id := range cited {
-			if _, ok := ps.byID[custos.PlanID(id)]; ok || id == "" {
+		for _, id := range unknown {
+			if _, ok := ps.byID[custos.PlanID(id)]; ok {
 				continue
 			}
 			p, err := tx.GetPlan(ctx, custos.PlanID(id))
