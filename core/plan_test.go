@@ -327,3 +327,47 @@ func TestBlockAndPrerequisites(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantUnlocksRecords: a grant on a category lets a confidential
+// record type through for its holder; the read's audit event names it (U1).
+func TestGrantUnlocksRecords(t *testing.T) {
+	e := newEnv(t)
+	id := e.create(t, map[string]string{"name": "张三"})
+	if _, err := e.svc.CreateRecord(e.admin, []string{"fulfilment"}, id, custos.NewRecord{Type: "payment", OccurredAt: time.Now(),
+		Data: map[string]any{"amount": 99}, Provenance: prov}); err != nil {
+		t.Fatal(err)
+	}
+	holder, hp := e.as(t, custos.KindService, "risk")
+	committee, _ := e.as(t, custos.KindService, "committee")
+	types := func() []string {
+		t.Helper()
+		rs, err := e.svc.FindRecords(holder, []string{"risk-control"}, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Type)
+		}
+		return out
+	}
+	if got := types(); slices.Contains(got, "payment") {
+		t.Fatalf("confidential payment records visible without a grant: %v", got)
+	}
+	g := &custos.Grant{Purpose: "risk-control", Categories: []string{"transaction"}, Scope: custos.GrantScope{Subjects: []custos.SubjectID{id}},
+		Method: custos.UseView, Start: time.Now().Add(-time.Minute), End: time.Now().Add(time.Hour), Reason: "refund fraud"}
+	if err := e.svc.ApplyGrant(holder, g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ReviewGrant(committee, g.ID, custos.Review{Approve: true, Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := types(); !slices.Contains(got, "payment") {
+		t.Fatalf("payment records not visible under the grant: %v", got)
+	}
+	action := custos.AuditRecordRead
+	evs, err := e.svc.FindAuditEvents(e.admin, custos.AuditFilter{ActorID: &hp.ID, Action: &action})
+	if err != nil || len(evs) != 2 || evs[1].Reason != "grant "+string(g.ID) || evs[0].Reason != "" {
+		t.Fatalf("record.read events: %v %+v", err, evs)
+	}
+}
