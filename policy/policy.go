@@ -92,7 +92,8 @@ func rank(o custos.Outcome) int {
 }
 
 // Decide runs the access decision. Steps, in order (DESIGN.md):
-//  1. the principal is known and not blocked;
+//  1. the principal is known and not blocked, and a staff principal's
+//     prerequisites (NDA, training, background check) are current at Now;
 //  2. a purpose is declared, known, and some role of the principal may act
 //     for it (and may perform the action at all);
 //  3. the field's category is allowed for the purpose and the role;
