@@ -17,12 +17,42 @@ const (
 
 // Principal is someone or something that acts on personal data.
 type Principal struct {
-	ID        PrincipalID `json:"id"`
-	Name      string      `json:"name"`
-	Kind      string      `json:"kind"`
-	Roles     []string    `json:"roles"`
-	Blocked   bool        `json:"blocked"`
-	CreatedAt time.Time   `json:"created_at"`
+	ID      PrincipalID `json:"id"`
+	Name    string      `json:"name"`
+	Kind    string      `json:"kind"`
+	Roles   []string    `json:"roles"`
+	Blocked bool        `json:"blocked"`
+	// Prerequisites are a staff member's compliance prerequisites; data
+	// access is refused while any is missing or expired (DESIGN.md step 1).
+	Prerequisites *Prerequisites `json:"prerequisites,omitempty"`
+	CreatedAt     time.Time      `json:"created_at"`
+}
+
+// Prerequisites are the compliance prerequisites a staff principal needs
+// before it may touch personal data (S4).
+type Prerequisites struct {
+	NDASignedAt        *time.Time `json:"nda_signed_at,omitempty"`
+	TrainingValidUntil *time.Time `json:"training_valid_until,omitempty"`
+	BackgroundCheckAt  *time.Time `json:"background_check_at,omitempty"`
+}
+
+// Missing returns the prerequisites not met at t: "nda", "training"
+// (absent or expired), "background_check"; nil when all are met.
+func (p *Prerequisites) Missing(t time.Time) []string {
+	if p == nil {
+		return []string{"nda", "training", "background_check"}
+	}
+	var out []string
+	if p.NDASignedAt == nil || p.NDASignedAt.After(t) {
+		out = append(out, "nda")
+	}
+	if p.TrainingValidUntil == nil || !t.Before(*p.TrainingValidUntil) {
+		out = append(out, "training")
+	}
+	if p.BackgroundCheckAt == nil || p.BackgroundCheckAt.After(t) {
+		out = append(out, "background_check")
+	}
+	return out
 }
 
 // APIKey is a credential of a principal. Only the SHA-256 of the token is

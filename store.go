@@ -148,9 +148,29 @@ type Tx interface {
 	InsertPrincipal(ctx context.Context, p *Principal) error
 	GetPrincipal(ctx context.Context, id PrincipalID) (*Principal, error)
 	ListPrincipals(ctx context.Context) ([]*Principal, error)
+	// UpdatePrincipal saves Blocked and Prerequisites. Returns ENOTFOUND.
+	UpdatePrincipal(ctx context.Context, p *Principal) error
 	InsertAPIKey(ctx context.Context, k *APIKey) error
 	// FindAPIKey returns the key with this SHA-256 hash, or ENOTFOUND.
 	FindAPIKey(ctx context.Context, hash []byte) (*APIKey, error)
+
+	// InsertPlan stores a plan; ECONFLICT if the id exists.
+	InsertPlan(ctx context.Context, p *Plan) error
+	// GetPlan returns ENOTFOUND for an unknown id.
+	GetPlan(ctx context.Context, id PlanID) (*Plan, error)
+	// UpdatePlan saves a plan's review. Returns ENOTFOUND.
+	UpdatePlan(ctx context.Context, p *Plan) error
+	// ListPlans returns matching plans, oldest first.
+	ListPlans(ctx context.Context, f PlanFilter) ([]*Plan, error)
+
+	// InsertGrant stores a data-use request; ECONFLICT if the id exists.
+	InsertGrant(ctx context.Context, g *Grant) error
+	// GetGrant returns ENOTFOUND for an unknown id.
+	GetGrant(ctx context.Context, id GrantID) (*Grant, error)
+	// UpdateGrant saves a grant's review and expiry. Returns ENOTFOUND.
+	UpdateGrant(ctx context.Context, g *Grant) error
+	// ListGrants returns matching grants, oldest first.
+	ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error)
 
 	// AuditHead returns the last event's seq and hash (0, nil when empty),
 	// and serialises appenders until the transaction ends.

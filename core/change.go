@@ -41,12 +41,19 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		vs = append(vs, custos.Violation{Field: "fields", Rule: "required", Detail: "at least one field"})
 	}
 	vs = append(vs, checkProvenance(upd.Provenance)...)
+	ps, err := s.loadPlans(ctx, purposes, []string{upd.Provenance.Plan}, now)
+	if err != nil {
+		return nil, err
+	}
+	// Removing a value collects nothing: only the values set need a plan.
+	planID, pvs := ps.check(s.RequirePlan, upd.Provenance.Plan, slices.Sorted(maps.Keys(vals)), nil, now)
+	vs = append(vs, pvs...)
 	if len(vs) > 0 {
 		return nil, s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "Nothing was changed: some fields were refused.", Violations: vs})
 	}
 	newIndex := s.lookups(vals)
 	var out *custos.Subject
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
+	err = s.run(ctx, ev, func(tx custos.Tx) error {
 		st, err := tx.GetSubject(ctx, id)
 		if err != nil {
 			return err
@@ -93,7 +100,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 			}
 		}
 		prov := upd.Provenance
-		prov.Time = tx.Now()
+		prov.Time, prov.Plan = tx.Now(), planID
 		if vals[provenanceField], err = encodeProvenance(entries, fields, prov); err != nil {
 			return err
 		}

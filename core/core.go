@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,11 @@ type Service struct {
 	// CheckpointEvery is the number of audit events between inline signed
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
+	// RequirePlan makes every write (subject create and update, record
+	// create, import row) cite an approved, unexpired collection plan that
+	// lists its fields (C2). custos serve turns it on; off is for
+	// development and for in-process tools that write as the system.
+	RequirePlan bool
 
 	// Rights configures customer rights requests.
 	Rights RightsOptions
@@ -56,6 +62,7 @@ type Service struct {
 	indexer   atomic.Pointer[keys.Indexer]
 	retention atomic.Pointer[custos.RetentionPolicy] // nil: the embedded defaults
 	auth      authCache
+	plans     planCache
 }
 
 var (
@@ -212,29 +219,44 @@ func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason strin
 	if reason == policy.ReasonPrincipalUnknown {
 		return custos.Errorf(custos.EUNAUTHORIZED, "Authentication required.")
 	}
-	field := "purpose"
+	field, detail := "purpose", ""
 	switch reason {
 	case policy.ReasonActionNotAllowed:
 		field = "action"
 	case policy.ReasonPrincipalBlocked:
 		field = "principal"
+	case policy.ReasonPrerequisites:
+		field = "principal"
+		if p := custos.ActorFromContext(ctx); p != nil {
+			detail = "staff prerequisites missing or expired: " + strings.Join(p.Prerequisites.Missing(time.Now()), ", ")
+		}
 	}
 	return &custos.Error{Code: custos.EFORBIDDEN, Message: "Access refused: " + reason + ".",
-		Violations: []custos.Violation{{Field: field, Rule: reason}}}
+		Violations: []custos.Violation{{Field: field, Rule: reason, Detail: detail}}}
 }
 
 // decide runs the access decision for the actor in ctx, before the
 // subject's consents are known (steps 1–3 and 5; step 4 passes).
 func (s *Service) decide(ctx context.Context, action string, purposes, fields, records []string) policy.Decision {
-	return s.decideBasis(ctx, action, purposes, fields, records, nil)
+	return s.decideFull(ctx, action, purposes, fields, records, nil, nil)
 }
 
-// decideBasis runs the whole access decision, with basis as step 4 (nil
-// when no declared purpose rests on consent).
+// decideBasis runs the access decision with basis as step 4 (nil when no
+// declared purpose rests on consent).
 func (s *Service) decideBasis(ctx context.Context, action string, purposes, fields, records []string, basis func(string, string) string) policy.Decision {
+	return s.decideFull(ctx, action, purposes, fields, records, basis, nil)
+}
+
+// decideWith runs the access decision with a grant hook (step 5).
+func (s *Service) decideWith(ctx context.Context, action string, purposes, fields, records []string, grant func(purpose, field string) string) policy.Decision {
+	return s.decideFull(ctx, action, purposes, fields, records, nil, grant)
+}
+
+// decideFull runs the whole access decision: basis is step 4, grant step 5.
+func (s *Service) decideFull(ctx context.Context, action string, purposes, fields, records []string, basis func(string, string) string, grant func(purpose, field string) string) policy.Decision {
 	return policy.Decide(s.catalog, policy.Request{
 		Principal: custos.ActorFromContext(ctx), Action: action, Purposes: purposes,
-		Fields: fields, Records: records, Basis: basis,
+		Fields: fields, Records: records, Now: time.Now(), Basis: basis, Grant: grant,
 	})
 }
 

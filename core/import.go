@@ -72,6 +72,16 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			custos.Violation{Field: "job", Rule: "required", Detail: "1–128 bytes"}))
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	var cited []string
+	for _, r := range rows {
+		if r.Subject.Provenance.Plan != "" && !slices.Contains(cited, r.Subject.Provenance.Plan) {
+			cited = append(cited, r.Subject.Provenance.Plan)
+		}
+	}
+	ps, err := s.loadPlans(ctx, purposes, cited, now)
+	if err != nil {
+		return nil, err
+	}
 	results := make([]*custos.ImportResult, len(rows))
 	preps := make([]*prepared, len(rows))
 	for i, r := range rows {
@@ -90,7 +100,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			}
 			continue
 		}
-		p, refused, err := s.prepare(ctx, custos.ActImport, purposes, r.Subject, now)
+		p, refused, err := s.prepare(ctx, custos.ActImport, purposes, r.Subject, ps, now)
 		switch {
 		case refused != "":
 			return nil, s.refuse(ctx, ev, refused)
@@ -104,7 +114,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			preps[i] = p
 		}
 	}
-	err := s.store.Update(ctx, func(tx custos.Tx) error {
+	err = s.store.Update(ctx, func(tx custos.Tx) error {
 		for i, r := range rows {
 			res := results[i]
 			if r.Line <= 0 {

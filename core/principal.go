@@ -57,6 +57,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, p *custos.Principal) erro
 		return s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "The principal was not created.", Violations: vs})
 	}
 	p.ID = custos.PrincipalID(custos.NewID("prn"))
+	p.Prerequisites = normPrerequisites(p.Prerequisites)
 	ev.Reason = "principal " + string(p.ID)
 	return s.run(ctx, ev, func(tx custos.Tx) error {
 		p.CreatedAt = tx.Now()

@@ -37,6 +37,13 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	prov := in.Provenance
 	prov.Time = now
 	vs = append(vs, checkProvenance(prov)...)
+	ps, err := s.loadPlans(ctx, purposes, []string{prov.Plan}, now)
+	if err != nil {
+		return nil, err
+	}
+	planID, pvs := ps.check(s.RequirePlan, prov.Plan, nil, []string{in.Type}, now)
+	vs = append(vs, pvs...)
+	prov.Plan = planID
 	doc, err := json.Marshal(sealedRecord{Data: in.Data, Provenance: prov})
 	if err != nil {
 		vs = append(vs, custos.Violation{Field: "data", Rule: "json"})
@@ -117,7 +124,8 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		if dk, err = tx.GetDataKey(ctx, id); err != nil {
 			return notFoundSubject(err)
 		}
-		if basis, err := s.subjectBasis(ctx, tx, id, purposes); err != nil {
+		basis, err := s.subjectBasis(ctx, tx, id, purposes)
+		if err != nil {
 			return err
 		} else if basis != nil {
 			d = s.decideBasis(ctx, custos.ActRecordRead, purposes, nil, types, basis)
@@ -132,6 +140,24 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 		rs, err := tx.ListRecords(ctx, id, typ)
 		if err != nil {
 			return err
+		}
+		if needsGrant(d.Records) && len(rs) > 0 {
+			// Step 5: a grant may let a confidential record type through.
+			actor, now := custos.ActorFromContext(ctx), time.Now()
+			gs, err := activeGrants(ctx, tx, actor, now)
+			if err != nil {
+				return err
+			}
+			if len(gs) > 0 {
+				st, err := tx.GetSubject(ctx, id)
+				if err != nil {
+					return err
+				}
+				if hook := s.grantHook(gs, actor, custos.UseView, id, st.CreatedAt, now); hook != nil {
+					d = s.decideFull(ctx, custos.ActRecordRead, purposes, nil, types, basis, hook)
+					ev.Reason = grantReason(d.Grants)
+				}
+			}
 		}
 		visible, ev.Fields = nil, nil
 		seen := map[string]bool{}

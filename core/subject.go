@@ -109,7 +109,7 @@ func deniedDetail(reason string) string {
 
 // prepare decides, validates, and seals a new subject outside any
 // transaction, so the write lock is held only for the inserts.
-func (s *Service) prepare(ctx context.Context, action string, purposes []string, in custos.NewSubject, now time.Time) (p *prepared, refused string, err error) {
+func (s *Service) prepare(ctx context.Context, action string, purposes []string, in custos.NewSubject, ps *plans, now time.Time) (p *prepared, refused string, err error) {
 	fields := slices.Sorted(maps.Keys(in.Fields))
 	d := s.decide(ctx, action, purposes, fields, nil)
 	if !d.Allowed {
@@ -150,6 +150,10 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	vals, fvs := s.normalise(d.Fields, in.Fields, now)
 	vs = append(vs, fvs...)
 	vs = append(vs, checkProvenance(in.Provenance)...)
+	// Only values that passed validation are checked against the plan, so
+	// a bad value is refused once, for its own reason.
+	planID, pvs := ps.check(s.RequirePlan, in.Provenance.Plan, slices.Sorted(maps.Keys(vals)), nil, now)
+	vs = append(vs, pvs...)
 	if len(vs) > 0 {
 		return nil, "", &custos.Error{Code: custos.EINVALID, Message: "The subject was not stored: some fields were refused.", Violations: vs}
 	}
@@ -165,7 +169,7 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	}
 	dk := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: kv, Wrapped: wrapped, CreatedAt: now}
 	prov := in.Provenance
-	prov.Time = now
+	prov.Time, prov.Plan = now, planID
 	vals[provenanceField], err = encodeProvenance(nil, fields, prov)
 	if err != nil {
 		return nil, "", err
@@ -259,8 +263,12 @@ func duplicate(field string, other custos.SubjectID) error {
 // CreateSubject implements custos.SubjectService.
 func (s *Service) CreateSubject(ctx context.Context, purposes []string, in custos.NewSubject) (*custos.Subject, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, now)
 	ev := event(ctx, custos.AuditSubjectCreate, "", purposes, slices.Sorted(maps.Keys(in.Fields)))
+	ps, err := s.loadPlans(ctx, purposes, []string{in.Provenance.Plan}, now)
+	if err != nil {
+		return nil, err
+	}
+	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, ps, now)
 	if refused != "" {
 		return nil, s.refuse(ctx, ev, refused)
 	}
@@ -393,6 +401,19 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 		return nil, err
 	}
 	d := s.decideBasis(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil, basis)
+	if needsGrant(d.Fields) {
+		// Step 5: an active grant of the actor may make a confidential
+		// field plain; the read's audit event names the grants used.
+		actor, now := custos.ActorFromContext(ctx), time.Now()
+		gs, err := activeGrants(ctx, tx, actor, now)
+		if err != nil {
+			return nil, err
+		}
+		if hook := s.grantHook(gs, actor, custos.UseView, st.ID, st.CreatedAt, now); hook != nil {
+			d = s.decideFull(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil, basis, hook)
+			ev.Reason = grantReason(d.Grants)
+		}
+	}
 	l := &loaded{st: st, d: d.Fields}
 	ev.Fields = nil
 	for _, name := range storedFields(st) {

@@ -201,8 +201,9 @@ func (e *matrixEnv) lookupField(role *custos.Role, purpose string) string {
 // routeSpec is the expectation for one route pattern.
 type routeSpec struct {
 	auth    bool
-	action  string // catalog action required; "" means any authenticated principal
-	purpose bool   // a declared purpose is required (data route)
+	action  string   // catalog action required; "" means any authenticated principal
+	anyOf   []string // alternatively: any one of these actions suffices
+	purpose bool     // a declared purpose is required (data route)
 	success int
 	// usable reports whether a valid request can be built for the role
 	// under the purpose; nil means always. When the role's own purposes
@@ -309,6 +310,51 @@ var routeTable = map[string]routeSpec{
 	"GET /v1/events/{id}/deliveries": {auth: true, action: custos.ActWebhookManage, success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/events/" + e.outboxEvent() + "/deliveries", nil
+		}},
+	"POST /v1/plans": {auth: true, action: custos.ActPlanFile, success: 201,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) { return "/v1/plans", matrixPlan() }},
+	"GET /v1/plans": {auth: true, anyOf: []string{custos.ActPlanFile, custos.ActPlanApprove}, success: 200, build: get("/v1/plans?status=pending")},
+	"GET /v1/plans/{id}": {auth: true, anyOf: []string{custos.ActPlanFile, custos.ActPlanApprove}, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/plans/" + string(e.pendingPlan()), nil
+		}},
+	"POST /v1/plans/{id}/review": {auth: true, action: custos.ActPlanApprove, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/plans/" + string(e.pendingPlan()) + "/review", custos.Review{Approve: true, Reason: "matrix"}
+		}},
+	"POST /v1/grants": {auth: true, action: custos.ActUseApply, success: 201,
+		build: func(e *matrixEnv, r *custos.Role, _ string) (string, any) {
+			purpose := "account"
+			if len(r.Purposes) > 0 {
+				purpose = r.Purposes[0]
+			}
+			return "/v1/grants", e.grant(purpose)
+		}},
+	"GET /v1/grants": {auth: true, anyOf: []string{custos.ActUseApply, custos.ActUseApprove}, success: 200, build: get("/v1/grants")},
+	"POST /v1/grants/{id}/review": {auth: true, action: custos.ActUseApprove, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			g := e.grant("account")
+			if err := e.svc.ApplyGrant(e.admin, g); err != nil {
+				e.t.Fatalf("apply grant: %v", err)
+			}
+			return "/v1/grants/" + string(g.ID) + "/review", custos.Review{Approve: false, Reason: "matrix"}
+		}},
+	"POST /v1/principals/{id}/block": {auth: true, action: custos.ActPrincipalManage, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			p := &custos.Principal{Name: e.unique("blocked"), Kind: custos.KindService, Roles: []string{"auditor"}}
+			if err := e.svc.CreatePrincipal(e.admin, p); err != nil {
+				e.t.Fatal(err)
+			}
+			return "/v1/principals/" + string(p.ID) + "/block", custoshttp.BlockRequest{Reason: "matrix"}
+		}},
+	"POST /v1/principals/{id}/unblock": {auth: true, action: custos.ActPrincipalManage, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/principals/" + string(e.target) + "/unblock", custoshttp.BlockRequest{}
+		}},
+	"PUT /v1/principals/{id}/prerequisites": {auth: true, action: custos.ActPrincipalManage, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			until := time.Now().Add(time.Hour)
+			return "/v1/principals/" + string(e.target) + "/prerequisites", custos.Prerequisites{TrainingValidUntil: &until}
 		}},
 	"POST /v1/imports/{job}/rows": {auth: true, action: custos.ActImport, purpose: true, success: 200,
 		build: func(e *matrixEnv, r *custos.Role, p string) (string, any) {
@@ -453,6 +499,29 @@ func (e *matrixEnv) currentNotice() int {
 	return n.Version
 }
 
+func matrixPlan() *custos.Plan {
+	return &custos.Plan{Department: "matrix", Purpose: "account", Description: "matrix plan",
+		Fields: []custos.PlanItem{{Name: "name", Necessity: "address the customer"}}, Sources: []string{"customer"},
+		Method: "online_form", Frequency: "once", Format: "structured", ValidUntil: time.Now().Add(time.Hour)}
+}
+
+// pendingPlan files a fresh plan as admin and returns its id.
+func (e *matrixEnv) pendingPlan() custos.PlanID {
+	e.t.Helper()
+	p := matrixPlan()
+	if err := e.svc.FilePlan(e.admin, p); err != nil {
+		e.t.Fatalf("file plan: %v", err)
+	}
+	return p.ID
+}
+
+// grant is a valid data-use request for the shared subject, for the
+// purpose's first field.
+func (e *matrixEnv) grant(purpose string) *custos.Grant {
+	return &custos.Grant{Purpose: purpose, Fields: e.cat.Purpose(purpose).Fields[:1], Scope: custos.GrantScope{Subjects: []custos.SubjectID{e.subject}},
+		Method: custos.UseView, Start: time.Now(), End: time.Now().Add(time.Hour), Reason: "matrix"}
+}
+
 // purposeMode is how a request declares its purpose.
 type purposeMode string
 
@@ -474,6 +543,8 @@ func (spec routeSpec) want(e *matrixEnv, role *custos.Role, mode purposeMode, pu
 	case spec.purpose && mode == noPurpose:
 		return http.StatusUnprocessableEntity, "purpose"
 	case spec.action != "" && !slices.Contains(role.Actions, spec.action):
+		return http.StatusForbidden, "action"
+	case len(spec.anyOf) > 0 && !slices.ContainsFunc(spec.anyOf, func(a string) bool { return slices.Contains(role.Actions, a) }):
 		return http.StatusForbidden, "action"
 	case !spec.purpose:
 		return spec.success, ""

@@ -101,7 +101,7 @@ func (c *Client) Catalog(ctx context.Context) (*custos.Catalog, error) {
 
 // CreatePrincipal implements custos.PrincipalService.
 func (c *Client) CreatePrincipal(ctx context.Context, p *custos.Principal) error {
-	return c.do(ctx, http.MethodPost, "/v1/principals", nil, map[string]any{"name": p.Name, "kind": p.Kind, "roles": p.Roles}, p)
+	return c.do(ctx, http.MethodPost, "/v1/principals", nil, map[string]any{"name": p.Name, "kind": p.Kind, "roles": p.Roles, "prerequisites": p.Prerequisites}, p)
 }
 
 // FindPrincipals implements custos.PrincipalService.
@@ -385,4 +385,96 @@ func (c *Client) Export(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+var (
+	_ custos.PlanService  = (*Client)(nil)
+	_ custos.GrantService = (*Client)(nil)
+)
+
+// FilePlan implements custos.PlanService.
+func (c *Client) FilePlan(ctx context.Context, p *custos.Plan) error {
+	return c.do(ctx, http.MethodPost, "/v1/plans", nil, p, p)
+}
+
+// ReviewPlan implements custos.PlanService.
+func (c *Client) ReviewPlan(ctx context.Context, id custos.PlanID, r custos.Review) (*custos.Plan, error) {
+	var p custos.Plan
+	if err := c.do(ctx, http.MethodPost, "/v1/plans/"+url.PathEscape(string(id))+"/review", nil, r, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// FindPlans implements custos.PlanService.
+func (c *Client) FindPlans(ctx context.Context, f custos.PlanFilter) ([]*custos.Plan, error) {
+	q := url.Values{}
+	if f.Status != nil {
+		q.Set("status", *f.Status)
+	}
+	if f.Purpose != nil {
+		q.Set("purpose", *f.Purpose)
+	}
+	var out struct{ Plans []*custos.Plan }
+	err := c.do(ctx, http.MethodGet, "/v1/plans?"+q.Encode(), nil, nil, &out)
+	return out.Plans, err
+}
+
+// FindPlanByID implements custos.PlanService.
+func (c *Client) FindPlanByID(ctx context.Context, id custos.PlanID) (*custos.Plan, error) {
+	var p custos.Plan
+	if err := c.do(ctx, http.MethodGet, "/v1/plans/"+url.PathEscape(string(id)), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// ApplyGrant implements custos.GrantService.
+func (c *Client) ApplyGrant(ctx context.Context, g *custos.Grant) error {
+	return c.do(ctx, http.MethodPost, "/v1/grants", nil, g, g)
+}
+
+// ReviewGrant implements custos.GrantService.
+func (c *Client) ReviewGrant(ctx context.Context, id custos.GrantID, r custos.Review) (*custos.Grant, error) {
+	var g custos.Grant
+	if err := c.do(ctx, http.MethodPost, "/v1/grants/"+url.PathEscape(string(id))+"/review", nil, r, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// FindGrants implements custos.GrantService.
+func (c *Client) FindGrants(ctx context.Context, f custos.GrantFilter) ([]*custos.Grant, error) {
+	q := url.Values{}
+	if f.Status != nil {
+		q.Set("status", *f.Status)
+	}
+	if f.Holder != nil {
+		q.Set("holder", string(*f.Holder))
+	}
+	var out struct{ Grants []*custos.Grant }
+	err := c.do(ctx, http.MethodGet, "/v1/grants?"+q.Encode(), nil, nil, &out)
+	return out.Grants, err
+}
+
+// SetBlocked blocks or unblocks a principal.
+func (c *Client) SetBlocked(ctx context.Context, id custos.PrincipalID, blocked bool, reason string) (*custos.Principal, error) {
+	verb := "/unblock"
+	if blocked {
+		verb = "/block"
+	}
+	var p custos.Principal
+	if err := c.do(ctx, http.MethodPost, "/v1/principals/"+url.PathEscape(string(id))+verb, nil, BlockRequest{Reason: reason}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// SetPrerequisites records a staff principal's compliance prerequisites.
+func (c *Client) SetPrerequisites(ctx context.Context, id custos.PrincipalID, pre custos.Prerequisites) (*custos.Principal, error) {
+	var p custos.Principal
+	if err := c.do(ctx, http.MethodPut, "/v1/principals/"+url.PathEscape(string(id))+"/prerequisites", nil, pre, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }

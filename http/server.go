@@ -159,6 +159,17 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"GET /v1/webhooks", s.handleWebhookList, true},
 		{"POST /v1/webhooks/{id}/disable", s.handleWebhookDisable, true},
 		{"GET /v1/events/{id}/deliveries", s.handleEventDeliveries, true},
+		// Collection plans, data-use requests and principal status (plans.go).
+		{"POST /v1/plans", s.handlePlanCreate, true},
+		{"GET /v1/plans", s.handlePlanList, true},
+		{"GET /v1/plans/{id}", s.handlePlanGet, true},
+		{"POST /v1/plans/{id}/review", s.handlePlanReview, true},
+		{"POST /v1/grants", s.handleGrantCreate, true},
+		{"GET /v1/grants", s.handleGrantList, true},
+		{"POST /v1/grants/{id}/review", s.handleGrantReview, true},
+		{"POST /v1/principals/{id}/block", s.handlePrincipalBlock, true},
+		{"POST /v1/principals/{id}/unblock", s.handlePrincipalUnblock, true},
+		{"PUT /v1/principals/{id}/prerequisites", s.handlePrincipalPrerequisites, true},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler

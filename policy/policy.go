@@ -7,6 +7,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"custos"
@@ -16,6 +17,7 @@ import (
 const (
 	ReasonPrincipalUnknown  = "principal_unknown"
 	ReasonPrincipalBlocked  = "principal_blocked"
+	ReasonPrerequisites     = "staff_prerequisites_unmet"
 	ReasonActionNotAllowed  = "action_not_allowed"
 	ReasonPurposeMissing    = "purpose_missing"
 	ReasonPurposeUnknown    = "purpose_unknown"
@@ -52,9 +54,11 @@ type Request struct {
 	// sensitive_consent_missing). Nil means covered; core sets it from the
 	// subject's consents whenever a declared purpose rests on consent.
 	Basis func(purpose, item string) string
-	// Grant reports whether an active grant lets the principal see a
-	// confidential field in plain for the purpose (step 5). Nil means none.
-	Grant func(purpose, field string) bool
+	// Grant returns the id of an active grant that lets the principal see
+	// a confidential field (or "record:type") in plain for the purpose, or
+	// "" (step 5). Core builds it per subject from the principal's grants
+	// loaded beforehand, with GrantCovers; nil means none.
+	Grant func(purpose, field string) string
 }
 
 // Decision is the output of Decide.
@@ -63,6 +67,12 @@ type Decision struct {
 	Reason  string // reason for a refusal, or "" when allowed
 	Fields  map[string]custos.FieldDecision
 	Records map[string]custos.FieldDecision
+	// Grants names, per field or record type let through in plain by a
+	// grant, the grant's id (for the audit event).
+	Grants map[string]string
+	// Unmet lists the staff prerequisites missing or expired when the
+	// request was refused with ReasonPrerequisites.
+	Unmet []string
 }
 
 // Write reports whether the action changes data, so that masked makes no
@@ -88,7 +98,8 @@ func rank(o custos.Outcome) int {
 }
 
 // Decide runs the access decision. Steps, in order (DESIGN.md):
-//  1. the principal is known and not blocked;
+//  1. the principal is known and not blocked, and a staff principal's
+//     prerequisites (NDA, training, background check) are current at Now;
 //  2. a purpose is declared, known, and some role of the principal may act
 //     for it (and may perform the action at all);
 //  3. the field's category is allowed for the purpose and the role;
@@ -107,6 +118,13 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 	}
 	if p.Blocked {
 		return deny(ReasonPrincipalBlocked)
+	}
+	if p.Kind == custos.KindStaff {
+		if unmet := p.Prerequisites.Missing(req.Now); len(unmet) > 0 {
+			d := deny(ReasonPrerequisites)
+			d.Unmet = unmet
+			return d
+		}
 	}
 	var roles []*custos.Role
 	for _, name := range p.Roles {
@@ -141,7 +159,7 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 	}
 
 	write := Write(req.Action)
-	d := Decision{Allowed: true, Fields: map[string]custos.FieldDecision{}, Records: map[string]custos.FieldDecision{}}
+	d := Decision{Allowed: true, Fields: map[string]custos.FieldDecision{}, Records: map[string]custos.FieldDecision{}, Grants: map[string]string{}}
 	for _, name := range req.Fields {
 		f := cat.Field(name)
 		if f == nil {
@@ -150,8 +168,11 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 		}
 		best := custos.FieldDecision{Outcome: custos.Denied, Reason: ReasonFieldNotInPurpose}
 		for _, pr := range pairs {
-			fd := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Fields, name), f.Category, f.Level, f.Secret, name, write)
-			best = better(best, fd)
+			fd, grant := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Fields, name), f.Category, f.Level, f.Secret, name, write)
+			if b := better(best, fd); b != best {
+				best = b
+				setGrant(d.Grants, name, grant)
+			}
 		}
 		d.Fields[name] = best
 	}
@@ -163,13 +184,16 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 		}
 		best := custos.FieldDecision{Outcome: custos.Denied, Reason: ReasonFieldNotInPurpose}
 		for _, pr := range pairs {
-			fd := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Records, name), rt.Category, rt.Level, false, "record:"+name, write)
+			fd, grant := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Records, name), rt.Category, rt.Level, false, "record:"+name, write)
 			// Records are free-form documents: there is no masked form of
 			// one, so anything short of plain is left out.
 			if !write && fd.Outcome == custos.Masked {
 				fd.Outcome = custos.Denied
 			}
-			best = better(best, fd)
+			if b := better(best, fd); b != best {
+				best = b
+				setGrant(d.Grants, "record:"+name, grant)
+			}
 		}
 		d.Records[name] = best
 	}
@@ -185,7 +209,25 @@ func better(best, fd custos.FieldDecision) custos.FieldDecision {
 	return best
 }
 
-func decideOne(req Request, role *custos.Role, pu *custos.Purpose, inPurpose bool, category string, level custos.Level, secret bool, name string, write bool) custos.FieldDecision {
+func setGrant(m map[string]string, name, grant string) {
+	if grant != "" {
+		m[name] = grant
+	} else {
+		delete(m, name)
+	}
+}
+
+func decideOne(req Request, role *custos.Role, pu *custos.Purpose, inPurpose bool, category string, level custos.Level, secret bool, name string, write bool) (custos.FieldDecision, string) {
+	fd := decideLevel(req, role, pu, inPurpose, category, level, secret, name, write)
+	if fd.Reason == ReasonConfidential && req.Grant != nil {
+		if id := req.Grant(pu.Name, name); id != "" {
+			return custos.FieldDecision{Outcome: custos.Plain, Reason: ReasonGrant}, id
+		}
+	}
+	return fd, ""
+}
+
+func decideLevel(req Request, role *custos.Role, pu *custos.Purpose, inPurpose bool, category string, level custos.Level, secret bool, name string, write bool) custos.FieldDecision {
 	denied := func(reason string) custos.FieldDecision {
 		return custos.FieldDecision{Outcome: custos.Denied, Reason: reason}
 	}
@@ -218,9 +260,39 @@ func decideOne(req Request, role *custos.Role, pu *custos.Purpose, inPurpose boo
 		}
 		return custos.FieldDecision{Outcome: custos.Masked, Reason: ReasonInternalMasked}
 	default:
-		if req.Grant != nil && req.Grant(pu.Name, name) {
-			return custos.FieldDecision{Outcome: custos.Plain, Reason: ReasonGrant}
-		}
 		return custos.FieldDecision{Outcome: custos.Masked, Reason: ReasonConfidential}
 	}
+}
+
+// GrantCovers reports whether grant g lets principal p use the field (a
+// catalog field name, or "record:type") of the subject for the purpose by
+// the method at now: g is approved and in its period, held by p, for the
+// purpose and method, names the field or its category, and its scope
+// includes the subject (listed, or created inside its window).
+func GrantCovers(cat *custos.Catalog, g *custos.Grant, p custos.PrincipalID, purpose, field, method string, subject custos.SubjectID, subjectCreated, now time.Time) bool {
+	if g == nil || g.Holder != p || !g.Active(now) || g.Purpose != purpose || g.Method != method {
+		return false
+	}
+	var category string
+	if typ, ok := strings.CutPrefix(field, "record:"); ok {
+		if rt := cat.RecordType(typ); rt != nil {
+			category = rt.Category
+		}
+	} else if f := cat.Field(field); f != nil {
+		category = f.Category
+	}
+	if !slices.Contains(g.Fields, field) && (category == "" || !slices.Contains(g.Categories, category)) {
+		return false
+	}
+	sc := g.Scope
+	if len(sc.Subjects) > 0 {
+		return slices.Contains(sc.Subjects, subject)
+	}
+	if sc.CreatedAfter == nil && sc.CreatedBefore == nil {
+		return false // an empty scope covers nobody
+	}
+	if sc.CreatedAfter != nil && subjectCreated.Before(*sc.CreatedAfter) {
+		return false
+	}
+	return sc.CreatedBefore == nil || subjectCreated.Before(*sc.CreatedBefore)
 }

@@ -1,7 +1,9 @@
 package policy_test
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"custos"
 	"custos/policy"
@@ -17,6 +19,17 @@ func TestDecide(t *testing.T) {
 	}
 	blocked := prn("admin")
 	blocked.Blocked = true
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	past, future := now.Add(-24*time.Hour), now.Add(24*time.Hour)
+	staff := func(pre *custos.Prerequisites) *custos.Principal {
+		p := prn("customer-service")
+		p.Kind, p.Prerequisites = custos.KindStaff, pre
+		return p
+	}
+	current := &custos.Prerequisites{NDASignedAt: &past, TrainingValidUntil: &future, BackgroundCheckAt: &past}
+	expired := &custos.Prerequisites{NDASignedAt: &past, TrainingValidUntil: &past, BackgroundCheckAt: &past}
+	noCheck := &custos.Prerequisites{NDASignedAt: &past, TrainingValidUntil: &future}
+	grantAll := func(string, string) string { return "grt_all" }
 
 	type want struct {
 		allowed bool
@@ -24,6 +37,8 @@ func TestDecide(t *testing.T) {
 		field   string
 		outcome custos.Outcome
 		freason string
+		grant   string   // grant id recorded for the field
+		unmet   []string // prerequisites reported unmet
 	}
 	tests := []struct {
 		name string
@@ -34,6 +49,44 @@ func TestDecide(t *testing.T) {
 			want{reason: policy.ReasonPrincipalUnknown}},
 		{"step1 blocked principal", policy.Request{Principal: blocked, Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}},
 			want{reason: policy.ReasonPrincipalBlocked}},
+		{"step1 blocked principal refused even with a grant", policy.Request{Principal: blocked, Action: custos.ActSubjectRead, Purposes: []string{"account"}, Fields: []string{"id_number"}, Grant: grantAll},
+			want{reason: policy.ReasonPrincipalBlocked}},
+		{"step1 staff without prerequisites (S4)", policy.Request{Principal: staff(nil), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{reason: policy.ReasonPrerequisites, unmet: []string{"nda", "training", "background_check"}}},
+		{"step1 staff with expired training", policy.Request{Principal: staff(expired), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{reason: policy.ReasonPrerequisites, unmet: []string{"training"}}},
+		{"step1 staff without background check", policy.Request{Principal: staff(noCheck), Action: custos.ActSubjectUpdate, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{reason: policy.ReasonPrerequisites, unmet: []string{"background_check"}}},
+		{"step1 staff with training ending now is expired", policy.Request{Principal: staff(&custos.Prerequisites{NDASignedAt: &past, TrainingValidUntil: &now, BackgroundCheckAt: &past}), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{reason: policy.ReasonPrerequisites, unmet: []string{"training"}}},
+		{"step1 staff with NDA signed in the future", policy.Request{Principal: staff(&custos.Prerequisites{NDASignedAt: &future, TrainingValidUntil: &future, BackgroundCheckAt: &past}), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{reason: policy.ReasonPrerequisites, unmet: []string{"nda"}}},
+		{"step1 staff with current prerequisites allowed", policy.Request{Principal: staff(current), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{allowed: true, field: "name", outcome: custos.Plain, freason: policy.ReasonInternalPlain}},
+		{"step1 service needs no staff prerequisites", policy.Request{Principal: &custos.Principal{ID: "prn_svc", Kind: custos.KindService, Roles: []string{"customer-service"}}, Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"name"}, Now: now},
+			want{allowed: true, field: "name", outcome: custos.Plain, freason: policy.ReasonInternalPlain}},
+		{"step2 purpose allowed for role", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"personalisation"}, Fields: []string{"gender"}},
+			want{allowed: true, field: "gender", outcome: custos.Plain, freason: policy.ReasonGeneral}},
+		{"step2 one of two purposes for role suffices", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"risk-control", "marketing"}, Fields: []string{"gender"}},
+			want{allowed: true, field: "gender", outcome: custos.Plain, freason: policy.ReasonGeneral}},
+		{"step3 category allowed for role", policy.Request{Principal: prn("finance"), Action: custos.ActSubjectRead, Purposes: []string{"fulfilment"}, Fields: []string{"name"}},
+			want{allowed: true, field: "name", outcome: custos.Plain, freason: policy.ReasonInternalPlain}},
+		{"step3 grant cannot lift a category denial", policy.Request{Principal: prn("finance"), Action: custos.ActSubjectRead, Purposes: []string{"fulfilment"}, Fields: []string{"address"}, Grant: grantAll},
+			want{allowed: true, field: "address", outcome: custos.Denied, freason: policy.ReasonCategoryNotInRole}},
+		{"step3 grant cannot lift a purpose denial", policy.Request{Principal: prn("customer-service"), Action: custos.ActSubjectRead, Purposes: []string{"customer-service"}, Fields: []string{"id_number"}, Grant: grantAll},
+			want{allowed: true, field: "id_number", outcome: custos.Denied, freason: policy.ReasonFieldNotInPurpose}},
+		{"step5 grant cannot reveal a secret", policy.Request{Principal: prn("admin"), Action: custos.ActSubjectRead, Purposes: []string{"account"}, Fields: []string{"password"}, Grant: grantAll},
+			want{allowed: true, field: "password", outcome: custos.Denied, freason: policy.ReasonSecret}},
+		{"step5 grant does not touch internal masking", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}, Fields: []string{"mobile"}, Grant: grantAll},
+			want{allowed: true, field: "mobile", outcome: custos.Masked, freason: policy.ReasonInternalMasked}},
+		{"step5 grant for another field does not apply", policy.Request{Principal: prn("risk"), Action: custos.ActSubjectRead, Purposes: []string{"risk-control"}, Fields: []string{"id_number"},
+			Grant: func(p, f string) string {
+				if f == "face_template" {
+					return "grt_1"
+				}
+				return ""
+			}},
+			want{allowed: true, field: "id_number", outcome: custos.Masked, freason: policy.ReasonConfidential}},
 		{"role lacks action", policy.Request{Principal: prn("marketing"), Action: custos.ActSubjectErase, Purposes: []string{"marketing"}},
 			want{reason: policy.ReasonActionNotAllowed}},
 		{"unknown role lacks every action", policy.Request{Principal: prn("nobody"), Action: custos.ActSubjectRead, Purposes: []string{"marketing"}},
@@ -90,10 +143,20 @@ func TestDecide(t *testing.T) {
 		{"step5 confidential masked", policy.Request{Principal: prn("risk"), Action: custos.ActSubjectRead, Purposes: []string{"risk-control"}, Fields: []string{"id_number"}},
 			want{allowed: true, field: "id_number", outcome: custos.Masked, freason: policy.ReasonConfidential}},
 		{"step5 confidential plain under grant", policy.Request{Principal: prn("risk"), Action: custos.ActSubjectRead, Purposes: []string{"risk-control"}, Fields: []string{"id_number"},
-			Grant: func(p, f string) bool { return p == "risk-control" && f == "id_number" }},
-			want{allowed: true, field: "id_number", outcome: custos.Plain, freason: policy.ReasonGrant}},
+			Grant: func(p, f string) string {
+				if p == "risk-control" && f == "id_number" {
+					return "grt_1"
+				}
+				return ""
+			}},
+			want{allowed: true, field: "id_number", outcome: custos.Plain, freason: policy.ReasonGrant, grant: "grt_1"}},
 		{"step5 grant for another purpose does not apply", policy.Request{Principal: prn("risk"), Action: custos.ActSubjectRead, Purposes: []string{"risk-control"}, Fields: []string{"id_number"},
-			Grant: func(p, f string) bool { return p == "legal-obligation" }},
+			Grant: func(p, f string) string {
+				if p == "legal-obligation" {
+					return "grt_1"
+				}
+				return ""
+			}},
 			want{allowed: true, field: "id_number", outcome: custos.Masked, freason: policy.ReasonConfidential}},
 		{"secret never returned even to admin", policy.Request{Principal: prn("admin"), Action: custos.ActSubjectRead, Purposes: []string{"account"}, Fields: []string{"password"}},
 			want{allowed: true, field: "password", outcome: custos.Denied, freason: policy.ReasonSecret}},
@@ -112,6 +175,9 @@ func TestDecide(t *testing.T) {
 			if d.Allowed != tt.want.allowed || (!d.Allowed && d.Reason != tt.want.reason) {
 				t.Fatalf("Allowed=%v Reason=%q, want %v %q", d.Allowed, d.Reason, tt.want.allowed, tt.want.reason)
 			}
+			if !slices.Equal(d.Unmet, tt.want.unmet) {
+				t.Fatalf("Unmet=%v, want %v", d.Unmet, tt.want.unmet)
+			}
 			if tt.want.field == "" {
 				if len(d.Fields) != 0 {
 					t.Fatalf("refused decision carries fields: %v", d.Fields)
@@ -121,6 +187,9 @@ func TestDecide(t *testing.T) {
 			got := d.Fields[tt.want.field]
 			if got.Outcome != tt.want.outcome || got.Reason != tt.want.freason {
 				t.Fatalf("%s: got %s/%s, want %s/%s", tt.want.field, got.Outcome, got.Reason, tt.want.outcome, tt.want.freason)
+			}
+			if g := d.Grants[tt.want.field]; g != tt.want.grant {
+				t.Fatalf("%s: grant %q, want %q", tt.want.field, g, tt.want.grant)
 			}
 		})
 	}
@@ -147,6 +216,58 @@ func TestDecideRecords(t *testing.T) {
 			got := d.Records[tt.record]
 			if got.Outcome != tt.want || got.Reason != tt.reason {
 				t.Fatalf("got %s/%s, want %s/%s", got.Outcome, got.Reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+// TestGrantCovers is step 5's grant scope as a table (U1): a grant applies
+// only for its holder, purpose, method, fields or categories, subjects and
+// period.
+func TestGrantCovers(t *testing.T) {
+	cat := custos.DefaultCatalog()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	created := now.Add(-48 * time.Hour)
+	before, after := created.Add(time.Hour), created.Add(-time.Hour)
+	base := func() *custos.Grant {
+		return &custos.Grant{ID: "grt_1", Holder: "prn_h", Purpose: "risk-control", Fields: []string{"id_number"},
+			Scope: custos.GrantScope{Subjects: []custos.SubjectID{"sub_1"}}, Method: custos.UseView,
+			Start: now.Add(-time.Hour), End: now.Add(time.Hour), Status: custos.StatusApproved}
+	}
+	tests := []struct {
+		name   string
+		edit   func(g *custos.Grant)
+		holder custos.PrincipalID
+		field  string
+		sub    custos.SubjectID
+		at     time.Time
+		want   bool
+	}{
+		{"covers its holder, field, subject and period", nil, "prn_h", "id_number", "sub_1", now, true},
+		{"another principal", nil, "prn_other", "id_number", "sub_1", now, false},
+		{"another field", nil, "prn_h", "passport", "sub_1", now, false},
+		{"another subject", nil, "prn_h", "id_number", "sub_2", now, false},
+		{"before its start", nil, "prn_h", "id_number", "sub_1", now.Add(-2 * time.Hour), false},
+		{"at its end", nil, "prn_h", "id_number", "sub_1", now.Add(time.Hour), false},
+		{"pending", func(g *custos.Grant) { g.Status = custos.StatusPending }, "prn_h", "id_number", "sub_1", now, false},
+		{"rejected", func(g *custos.Grant) { g.Status = custos.StatusRejected }, "prn_h", "id_number", "sub_1", now, false},
+		{"another purpose", func(g *custos.Grant) { g.Purpose = "analytics" }, "prn_h", "id_number", "sub_1", now, false},
+		{"another method", func(g *custos.Grant) { g.Method = custos.UseExport }, "prn_h", "id_number", "sub_1", now, false},
+		{"category covers the field", func(g *custos.Grant) { g.Fields, g.Categories = nil, []string{"identity"} }, "prn_h", "passport", "sub_1", now, true},
+		{"category covers a record type", func(g *custos.Grant) { g.Fields, g.Categories = nil, []string{"transaction"} }, "prn_h", "record:payment", "sub_1", now, true},
+		{"category does not cover another", func(g *custos.Grant) { g.Fields, g.Categories = nil, []string{"identity"} }, "prn_h", "bank_card", "sub_1", now, false},
+		{"window includes the subject", func(g *custos.Grant) { g.Scope = custos.GrantScope{CreatedAfter: &after, CreatedBefore: &before} }, "prn_h", "id_number", "sub_9", now, true},
+		{"window excludes the subject", func(g *custos.Grant) { g.Scope = custos.GrantScope{CreatedAfter: &before} }, "prn_h", "id_number", "sub_9", now, false},
+		{"empty scope covers nobody", func(g *custos.Grant) { g.Scope = custos.GrantScope{} }, "prn_h", "id_number", "sub_1", now, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := base()
+			if tt.edit != nil {
+				tt.edit(g)
+			}
+			if got := policy.GrantCovers(cat, g, tt.holder, "risk-control", tt.field, custos.UseView, tt.sub, created, tt.at); got != tt.want {
+				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -2,12 +2,13 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 
 	"custos"
 	"custos/internal/sqlutil"
 )
 
-const principalColumns = `id, name, kind, roles, blocked, created_at`
+const principalColumns = `id, name, kind, roles, blocked, created_at, prerequisites`
 
 // InsertPrincipal stores p. Returns ECONFLICT if the id exists.
 func (tx *Tx) InsertPrincipal(ctx context.Context, p *custos.Principal) error {
@@ -15,8 +16,12 @@ func (tx *Tx) InsertPrincipal(ctx context.Context, p *custos.Principal) error {
 	if err != nil {
 		return internal("principal", err)
 	}
-	return tx.insert(ctx, "Principal", `INSERT INTO principals (`+principalColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		string(p.ID), p.Name, p.Kind, roles, p.Blocked, sqlutil.Micros(p.CreatedAt))
+	pre, err := encodePrerequisites(p.Prerequisites)
+	if err != nil {
+		return internal("principal", err)
+	}
+	return tx.insert(ctx, "Principal", `INSERT INTO principals (`+principalColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		string(p.ID), p.Name, p.Kind, roles, p.Blocked, sqlutil.Micros(p.CreatedAt), pre)
 }
 
 // GetPrincipal returns the principal with id, or ENOTFOUND.
@@ -50,17 +55,56 @@ func (tx *Tx) ListPrincipals(ctx context.Context) ([]*custos.Principal, error) {
 	return ps, nil
 }
 
-func scanPrincipal(s scanner) (*custos.Principal, error) {
+// UpdatePrincipal saves p's blocked flag and prerequisites. Returns
+// ENOTFOUND if it does not exist.
+func (tx *Tx) UpdatePrincipal(ctx context.Context, p *custos.Principal) error {
+	pre, err := encodePrerequisites(p.Prerequisites)
+	if err != nil {
+		return internal("principal", err)
+	}
+	n, err := tx.affected(ctx, `UPDATE principals SET blocked = $1, prerequisites = $2 WHERE id = $3`, p.Blocked, pre, string(p.ID))
+	if err != nil {
+		return formatError(err, "Principal")
+	}
+	if n == 0 {
+		return custos.Errorf(custos.ENOTFOUND, "Principal not found.")
+	}
+	return nil
+}
+
+func encodePrerequisites(p *custos.Prerequisites) (string, error) {
+	if p == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
+
+func decodePrerequisites(s string) (*custos.Prerequisites, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var p custos.Prerequisites
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func scanPrincipal(s scanner) (_ *custos.Principal, err error) {
 	var (
 		p       custos.Principal
 		id      string
 		roles   []byte
 		created int64
+		pre     string
 	)
-	if err := s.Scan(&id, &p.Name, &p.Kind, &roles, &p.Blocked, &created); err != nil {
+	if err := s.Scan(&id, &p.Name, &p.Kind, &roles, &p.Blocked, &created, &pre); err != nil {
 		return nil, err
 	}
-	var err error
+	if p.Prerequisites, err = decodePrerequisites(pre); err != nil {
+		return nil, internal("principal prerequisites", err)
+	}
 	if p.Roles, err = sqlutil.DecodeList(roles); err != nil {
 		return nil, internal("principal roles", err)
 	}

@@ -558,6 +558,10 @@ func (e *benchEnv) principals(ctx context.Context, n *node) error {
 		{"bench dpo", "dpo", custos.KindStaff, &e.tokDPO},
 	} {
 		pr := &custos.Principal{Name: p.name, Kind: p.kind, Roles: []string{p.role}}
+		if p.kind == custos.KindStaff { // synthetic staff: prerequisites recorded (S4)
+			signed, until := time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+			pr.Prerequisites = &custos.Prerequisites{NDASignedAt: &signed, TrainingValidUntil: &until, BackgroundCheckAt: &signed}
+		}
 		if err := cl.CreatePrincipal(ctx, pr); err != nil {
 			return fmt.Errorf("create principal %s: %w", p.role, err)
 		}

@@ -36,6 +36,9 @@ type Config struct {
 	// InsecureHTTP allows plain HTTP on a non-loopback address (behind a
 	// TLS-terminating proxy on a trusted network).
 	InsecureHTTP bool `json:"insecure_http"`
+	// NoPlans lets serve accept writes that cite no approved collection
+	// plan (C2). For development only: production keeps the default.
+	NoPlans bool `json:"no_plans"`
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -150,6 +153,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
 	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (env CUSTOS_INSECURE_HTTP=1)")
+	fs.BoolVar(&f.noPlans, "no-plans", false, "DEVELOPMENT ONLY: accept writes without an approved collection plan (env CUSTOS_NO_PLANS=1)")
 	fs.BoolVar(&f.migrate, "migrate", false, "PostgreSQL: apply pending schema migrations at start (env CUSTOS_MIGRATE=1)")
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
@@ -163,6 +167,7 @@ type commonFlags struct {
 	maxConns                                                int
 	tlsCert, tlsKey                                         string
 	insecureHTTP                                            bool
+	noPlans                                                 bool
 }
 
 // load builds the Config: defaults < file < environment < flags.
@@ -223,6 +228,9 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CUSTOS_MAX_CONNS %q: want a positive integer", v)
 		}
 		c.MaxConns = n
+	}
+	if f.noPlans || getenv("CUSTOS_NO_PLANS") == "1" || getenv("CUSTOS_NO_PLANS") == "true" {
+		c.NoPlans = true
 	}
 	if f.migrate || getenv("CUSTOS_MIGRATE") == "1" || getenv("CUSTOS_MIGRATE") == "true" {
 		c.Migrate = true

@@ -257,6 +257,9 @@ func crashSafety(t *testing.T, bin string, store []string) {
 
 	for round := range crashRounds {
 		p := startChild(t, bin, "serve", "100ms", append([]string{"--data", dir}, store...)...)
+		if round == 0 {
+			setupPlans(t, p.url, adminKey) // collection plans and staff prerequisites
+		}
 		c, tr := client(p.url)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup

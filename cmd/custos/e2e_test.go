@@ -425,8 +425,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("old admin key after restart: %v", err)
 	}
-	if len(prs) != 4 {
-		t.Errorf("after restart: got %d principals, want 4 (bootstrap admin, app, customer service, marketing)", len(prs))
+	if len(prs) != 5 {
+		t.Errorf("after restart: got %d principals, want 5 (bootstrap admin, plan committee, app, customer service, marketing)", len(prs))
 	}
 	_, err = srv2.client(ps.AppKey).FindSubjectByID(ctx, []string{"account"}, id)
 	wantCode(t, err, custos.ENOTFOUND)

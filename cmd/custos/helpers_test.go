@@ -81,6 +81,9 @@ type testServer struct {
 	Dir      string
 	Stdout   *syncBuffer
 	Stderr   *syncBuffer
+	// Plans holds, per purpose, the collection plan filed and approved at
+	// a fresh start (see fileDefaultPlans); nil for a bare server.
+	Plans map[string]custos.PlanID
 
 	cancel  context.CancelFunc
 	done    chan int
@@ -101,6 +104,100 @@ func startServer(tb testing.TB, dir string, extra ...string) *testServer {
 // startServerOut is startServer with the server's stderr (its logs) going
 // to stderr.
 func startServerOut(tb testing.TB, dir string, stderr *syncBuffer, extra ...string) *testServer {
+	tb.Helper()
+	s := startBareServerOut(tb, dir, stderr, extra...)
+	if s.AdminKey != "" {
+		s.fileDefaultPlans(tb)
+	}
+	return s
+}
+
+// startBareServer is startServer without the default collection plans:
+// on a fresh store no write is accepted until a plan is approved.
+func startBareServer(tb testing.TB, dir string, extra ...string) *testServer {
+	tb.Helper()
+	return startBareServerOut(tb, dir, newSyncBuffer(), extra...)
+}
+
+// fileDefaultPlans files, as the bootstrap admin, one collection plan per
+// catalog purpose listing every field and record type the purpose allows,
+// and has a "committee" principal approve each (approver ≠ filer), so that
+// tests written before collection plans keep writing with serve's default
+// RequirePlan on (C2).
+func (s *testServer) fileDefaultPlans(tb testing.TB) {
+	tb.Helper()
+	if strings.HasPrefix(s.URL, "https://") {
+		return // the TLS test brings its own client; it writes no data
+	}
+	s.Plans = setupPlans(tb, s.URL, s.AdminKey)
+}
+
+// setupPlans prepares a freshly initialised store behind url for tests
+// written before collection plans and staff prerequisites: it records the
+// staff principals' prerequisites and files and approves the default plans
+// (see fileDefaultPlans). It returns the plan of each purpose.
+func setupPlans(tb testing.TB, url, adminKey string) map[string]custos.PlanID {
+	tb.Helper()
+	ctx := context.Background()
+	admin := custoshttp.NewClient(url, adminKey)
+	cat, err := admin.Catalog(ctx)
+	if err != nil {
+		tb.Fatalf("catalog: %v", err)
+	}
+	if cat.Role("committee") == nil {
+		return nil // a custom catalog without the committee role
+	}
+	committee := &custos.Principal{Name: "data management committee", Kind: custos.KindService, Roles: []string{"committee"}}
+	if err := admin.CreatePrincipal(ctx, committee); err != nil {
+		tb.Fatalf("create committee: %v", err)
+	}
+	k, err := admin.CreateAPIKey(ctx, committee.ID)
+	if err != nil {
+		tb.Fatalf("committee key: %v", err)
+	}
+	approver := custoshttp.NewClient(url, k.Token)
+	// The bootstrap admin is staff: record its prerequisites (S4) so that
+	// tests may use its key for data, as before prerequisites existed.
+	ps, err := admin.FindPrincipals(ctx)
+	if err != nil {
+		tb.Fatalf("principals: %v", err)
+	}
+	signed, until := time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)
+	for _, p := range ps {
+		if p.Kind == custos.KindStaff && p.Prerequisites == nil {
+			if _, err := admin.SetPrerequisites(ctx, p.ID, custos.Prerequisites{NDASignedAt: &signed, TrainingValidUntil: &until, BackgroundCheckAt: &signed}); err != nil {
+				tb.Fatalf("prerequisites of %s: %v", p.ID, err)
+			}
+		}
+	}
+	plans := map[string]custos.PlanID{}
+	for _, pu := range cat.Purposes {
+		p := &custos.Plan{Department: "test", Purpose: pu.Name, Description: "every field the purpose allows (test default)",
+			Sources: []string{"the customer", "systems"}, Method: "online_form", Frequency: "continuous", Format: "structured",
+			ValidUntil: time.Now().Add(7 * 24 * time.Hour)}
+		for _, f := range pu.Fields {
+			p.Fields = append(p.Fields, custos.PlanItem{Name: f, Necessity: "test default"})
+		}
+		for _, r := range pu.Records {
+			p.Records = append(p.Records, custos.PlanItem{Name: r, Necessity: "test default"})
+		}
+		if len(p.Fields)+len(p.Records) == 0 {
+			continue
+		}
+		if err := admin.FilePlan(ctx, p); err != nil {
+			tb.Fatalf("file plan for %s: %v", pu.Name, err)
+		}
+		if _, err := approver.ReviewPlan(ctx, p.ID, custos.Review{Approve: true, Reason: "test default"}); err != nil {
+			tb.Fatalf("approve plan for %s: %v", pu.Name, err)
+		}
+		plans[pu.Name] = p.ID
+	}
+	return plans
+}
+
+// startBareServerOut is startBareServer with the server's stderr going to
+// stderr.
+func startBareServerOut(tb testing.TB, dir string, stderr *syncBuffer, extra ...string) *testServer {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{Dir: dir, Stdout: newSyncBuffer(), Stderr: stderr, cancel: cancel, done: make(chan int, 1)}
@@ -185,8 +282,12 @@ type principals struct {
 func createPrincipals(tb testing.TB, s *testServer, admin *custoshttp.Client) *principals {
 	tb.Helper()
 	ctx := context.Background()
+	signed, until := time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)
 	make1 := func(name, kind, role string) (*custos.Principal, string) {
 		p := &custos.Principal{Name: name, Kind: kind, Roles: []string{role}}
+		if kind == custos.KindStaff { // staff need current prerequisites (S4)
+			p.Prerequisites = &custos.Prerequisites{NDASignedAt: &signed, TrainingValidUntil: &until, BackgroundCheckAt: &signed}
+		}
 		if err := admin.CreatePrincipal(ctx, p); err != nil {
 			tb.Fatalf("create principal %s: %v", name, err)
 		}

@@ -50,6 +50,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	channel := fs.String("channel", "import", "provenance: channel")
 	source := fs.String("source", "", "provenance: data source (required)")
 	location := fs.String("location", "", "provenance: location")
+	plan := fs.String("plan", "", "provenance: approved collection plan id (default: the server picks the approved plan of the purpose)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos import [flags] FILE\n\nEach valid row is stored; each refused row goes to the reject file with its line\nnumber and reasons. Running the same command again resumes without duplicates.")
@@ -105,7 +106,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	prov := custos.Provenance{Collector: *collector, Channel: *channel, Source: *source, Location: *location}
+	prov := custos.Provenance{Collector: *collector, Channel: *channel, Source: *source, Location: *location, Plan: *plan}
 	rows, err := readRows(path, *format, prov)
 	if err != nil {
 		return err

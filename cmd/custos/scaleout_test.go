@@ -196,6 +196,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 			t.Errorf("node %d printed an admin key on an initialised store", i+1)
 		}
 	}
+	setupPlans(t, nodes[0].URL, adminKey) // collection plans and staff prerequisites
 	admin := []*custoshttp.Client{nodes[0].client(adminKey), nodes[1].client(adminKey)}
 
 	// The app principal is made on node 1 and used on both.
@@ -463,6 +464,7 @@ func TestJobLeaderTakeover(t *testing.T) {
 	if !scaleWait(a.stderr, scaleJobLeader, 10*time.Second) {
 		t.Fatalf("node A did not become job leader within 10 s%s\nA's log:\n%s", scaleLockHolders(db), a.stderr)
 	}
+	setupPlans(t, a.url, adminKey) // collection plans and staff prerequisites
 	b := startChild(t, bin, "node B", "200ms", "--data", dir2, "--store", store)
 	// A leads: B must not run the jobs too.
 	if scaleWait(b.stderr, "job leader", 2*time.Second) {

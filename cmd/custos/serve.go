@@ -52,6 +52,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	// Writes cite an approved collection plan (C2) unless turned off for
+	// development; in-process tools (seed, bench) leave it off.
+	n.svc.RequirePlan = !cfg.NoPlans
+	if cfg.NoPlans {
+		logger.Warn("collection plans are not required (--no-plans): for development only")
+	}
 	srv := custoshttp.NewServer(n.svc, logger)
 	srv.Ready = func(ctx context.Context) error {
 		return n.store.View(ctx, func(tx custos.Tx) error {
@@ -174,6 +180,12 @@ func (j *jobRunner) run(ctx context.Context) {
 		j.logger.Warn("audit checkpoint failed", "err", err)
 	} else {
 		j.logger.Debug("audit checkpoint", "job", jobAuditCheckpoint)
+	}
+	// Record the end of every grant whose period has passed (U1).
+	if n, err := j.n.svc.ExpireGrants(ctx); err != nil {
+		j.logger.Warn("grant expiry failed", "err", err)
+	} else if n > 0 {
+		j.logger.Info("grants expired", "count", n)
 	}
 	// Fold the WAL back into the database file and truncate it, so that
 	// old copies of shredded data keys do not linger there.
