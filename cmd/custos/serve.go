@@ -52,7 +52,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	if n.rights, err = newRights(cfg, n, logger); err != nil {
+		return err
+	}
 	srv := custoshttp.NewServer(n.svc, logger)
+	srv.ExtraMetrics = n.rights.deliverer.WriteMetrics
 	srv.Ready = func(ctx context.Context) error {
 		return n.store.View(ctx, func(tx custos.Tx) error {
 			_, err := tx.GetMeta(ctx, "bootstrap_admin")
@@ -86,6 +90,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer tick.Stop()
 	keyTick := time.NewTicker(KeyringCheckInterval)
 	defer keyTick.Stop()
+	deliverTick := time.NewTicker(WebhookDeliveryInterval)
+	defer deliverTick.Stop()
 	keyStamp := keyringStamp(cfg, getenv)
 	for {
 		select {
@@ -93,6 +99,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return err
 		case <-tick.C:
 			jobs.run(ctx)
+		case <-deliverTick.C:
+			jobs.deliver(ctx)
 		case <-keyTick.C:
 			// Another process (custos keys rotate) may have changed the
 			// master keys: pick them up so new data keys are wrapped under
@@ -181,6 +189,25 @@ func (j *jobRunner) run(ctx context.Context) {
 		if err := j.n.sqlite.Checkpoint(ctx); err != nil {
 			j.logger.Debug("wal checkpoint skipped", "err", err)
 		}
+	}
+}
+
+// WebhookDeliveryInterval is how often the job leader sends due outbox
+// events to webhook recipients.
+const WebhookDeliveryInterval = 5 * time.Second
+
+// deliver runs one pass of the webhook deliverer on the job leader. The
+// leadership is rechecked by run at every job tick; deliveries are leased
+// in the store as well, so a node that has just lost the lead cannot
+// deliver an event another node is delivering.
+func (j *jobRunner) deliver(ctx context.Context) {
+	if j.release == nil || j.n.rights == nil {
+		return
+	}
+	if n, err := j.n.rights.deliverer.RunOnce(ctx); err != nil {
+		j.logger.Warn("webhook delivery pass failed", "err", err)
+	} else if n > 0 {
+		j.logger.Debug("webhook delivery pass", "attempted", n)
 	}
 }
 
