@@ -14,7 +14,6 @@ import (
 	"custos/workday"
 )
 
-
 // TestRightsConfig: the notifier, calendar and limits come from flags,
 // environment or file; bad settings name the key; secrets are read from
 // CUSTOS_*_FILE and hidden by custos config.
