@@ -55,9 +55,11 @@ func (s *Service) CreateWebhookRecipient(ctx context.Context, r *custos.WebhookR
 	if len(r.URL) > 2000 {
 		vs = append(vs, custos.Violation{Field: "url", Rule: "max_length", Detail: "at most 2000 characters"})
 	} else if err := webhook.CheckURL(r.URL); err != nil {
-		var ue *webhook.URLError
-		errors.As(err, &ue)
-		vs = append(vs, custos.Violation{Field: "url", Rule: ue.Rule, Detail: ue.Detail})
+		v := custos.Violation{Field: "url", Rule: "url"}
+		if ue := (*webhook.URLError)(nil); errors.As(err, &ue) {
+			v.Rule, v.Detail = ue.Rule, ue.Detail
+		}
+		vs = append(vs, v)
 	}
 	if len(r.Events) == 0 || len(r.Events) > 50 {
 		vs = append(vs, custos.Violation{Field: "events", Rule: "required", Detail: "1–50 event types, or \"*\""})
@@ -197,7 +199,6 @@ type WebhookBody struct {
 const (
 	DefaultDeliveryBatch      = 50
 	DefaultDeliveryTimeout    = 15 * time.Second
-	DefaultDeliveryLease      = 2 * time.Minute
 	DefaultDeliveryBaseDelay  = 10 * time.Second
 	DefaultDeliveryMaxDelay   = time.Hour
 	DefaultDeliveryAlertAfter = time.Hour
@@ -213,8 +214,11 @@ type WebhookDeliverer struct {
 	Client  *http.Client // nil: DefaultDeliveryTimeout, no redirects
 	Logger  *slog.Logger // nil: the service's logger
 	// Zero durations and sizes take the Default* values.
-	Batch      int
-	Lease      time.Duration // > the client timeout
+	Batch int
+	// Lease is how long claimed deliveries are reserved; it must cover a
+	// whole batch sent one after another. Zero: Batch × the client
+	// timeout + 1 minute.
+	Lease      time.Duration
 	BaseDelay  time.Duration // first retry delay; doubles per attempt
 	MaxDelay   time.Duration
 	AlertAfter time.Duration // unacknowledged this long after the event → alert
@@ -229,9 +233,6 @@ type WebhookDeliverer struct {
 func (d *WebhookDeliverer) defaults() {
 	if d.Batch <= 0 {
 		d.Batch = DefaultDeliveryBatch
-	}
-	if d.Lease <= 0 {
-		d.Lease = DefaultDeliveryLease
 	}
 	if d.BaseDelay <= 0 {
 		d.BaseDelay = DefaultDeliveryBaseDelay
@@ -255,6 +256,13 @@ func (d *WebhookDeliverer) defaults() {
 		d.Client = &http.Client{Timeout: DefaultDeliveryTimeout,
 			// A redirect would send the signed event somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if d.Lease <= 0 {
+		timeout := d.Client.Timeout
+		if timeout <= 0 {
+			timeout = DefaultDeliveryTimeout
+		}
+		d.Lease = time.Duration(d.Batch)*timeout + time.Minute
 	}
 }
 
@@ -368,7 +376,11 @@ func (d *WebhookDeliverer) post(ctx context.Context, ev *custos.OutboxEvent, rcp
 		return 0, "no response (connection or timeout)"
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain for reuse; the body is not used
+	// Drain for connection reuse; the body itself is not used, so a
+	// failure here changes nothing about the acknowledgement.
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)); err != nil {
+		d.Logger.Debug("webhook response not drained", "recipient_id", rcp.ID, "err", err)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.StatusCode, fmt.Sprintf("HTTP %d", resp.StatusCode)
 	}
@@ -376,8 +388,11 @@ func (d *WebhookDeliverer) post(ctx context.Context, ev *custos.OutboxEvent, rcp
 }
 
 // record applies change to the delivery in a write transaction.
+// The outcome is recorded even when ctx was cancelled meanwhile
+// (shutdown): the POST happened, and the record says so.
 func (d *WebhookDeliverer) record(ctx context.Context, dl *custos.WebhookDelivery, change func(*custos.WebhookDelivery, time.Time)) error {
-	return d.Service.store.Update(context.WithoutCancel(ctx), func(tx custos.Tx) error {
+	ctx = context.WithoutCancel(ctx)
+	return d.Service.store.Update(ctx, func(tx custos.Tx) error {
 		change(dl, tx.Now())
 		return tx.UpdateWebhookDelivery(ctx, dl)
 	})
