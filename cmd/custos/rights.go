@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"custos"
 	"custos/core"
 	"custos/keys"
 	"custos/notify"
@@ -234,4 +236,24 @@ func newRights(cfg Config, n *node, logger *slog.Logger) (*rights, error) {
 		r.deliverer.AlertAfter, _ = time.ParseDuration(rc.WebhookAlertAfter) // checked by validate
 	}
 	return r, nil
+}
+
+// OTPRetention is how long a challenge is kept after it expires: far
+// longer than the rate-limit window (which counts the last hour's rows),
+// short enough that the store does not collect a history of sign-ins.
+const OTPRetention = 24 * time.Hour
+
+// purgeOTP deletes one-time code challenges that expired more than
+// OTPRetention ago; it runs with the other jobs on the job leader.
+func (j *jobRunner) purgeOTP(ctx context.Context) {
+	var n int
+	err := j.n.store.Update(ctx, func(tx custos.Tx) (err error) {
+		n, err = tx.DeleteOTPChallenges(ctx, tx.Now().Add(-OTPRetention))
+		return err
+	})
+	if err != nil {
+		j.logger.Warn("purging one-time code challenges failed", "err", err)
+	} else if n > 0 {
+		j.logger.Debug("one-time code challenges purged", "count", n)
+	}
 }

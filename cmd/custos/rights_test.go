@@ -4,13 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"custos"
+	"custos/core"
+	custoshttp "custos/http"
+	"custos/keys"
 	"custos/notify"
+	"custos/sqlite"
+	"custos/webhook"
 	"custos/workday"
 )
 
@@ -163,4 +173,133 @@ func mustDay(s string) time.Time {
 		panic(err)
 	}
 	return t
+}
+
+// TestServeDeliversWebhooks (R4, end to end): a recipient registered
+// through the API of a running server receives, signed, an outbox event
+// written to the server's store, and the API shows it delivered; /metrics
+// carries the deliverer's counters.
+func TestServeDeliversWebhooks(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	admin := srv.client(srv.AdminKey)
+	ctx := context.Background()
+
+	var (
+		mu     sync.Mutex
+		secret []byte
+		got    []string
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secret, r.Header, b, time.Now(), 0); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		got = append(got, r.Header.Get(webhook.HeaderEventID))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	rc, err := admin.CreateWebhookRecipient(ctx, custoshttp.WebhookRecipientRequest{Name: "crm", URL: recv.URL, Events: []string{"subject.erased"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	secret = []byte(rc.Secret)
+	mu.Unlock()
+
+	// Write an event as a core flow would, through a second handle on the
+	// server's store.
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ring, err := keys.LoadKeyringFile(filepath.Join(dir, "master.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := core.New(db, custos.DefaultCatalog(), ring, nil, nil)
+	var ev *custos.OutboxEvent
+	if err := db.Update(ctx, func(tx custos.Tx) (err error) {
+		ev, err = svc.EmitTx(ctx, tx, "subject.erased", "sub_e2e", map[string]string{"subject_id": "sub_e2e"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ds, err := admin.FindWebhookDeliveries(ctx, ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 && ds[0].Status == custos.DeliveryDelivered {
+			if ds[0].Attempts != 1 || ds[0].LastCode != http.StatusNoContent {
+				t.Errorf("delivery %+v", ds[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered: %+v\nlogs:\n%s", ds, srv.Stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0] != ev.ID {
+		t.Errorf("receiver got %v, want [%s]", got, ev.ID)
+	}
+	mu.Unlock()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), `custos_webhook_deliveries_total{result="delivered"} 1`) {
+		t.Errorf("metrics lack the delivery counter:\n%s", m)
+	}
+}
+
+// TestServeRefusesBadRightsConfig: a broken notifier setting stops serve
+// before it listens, naming the key.
+func TestServeRefusesBadRightsConfig(t *testing.T) {
+	code, _, stderr := runCLI(t, context.Background(), "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--notifier", "pigeon")
+	if code == 0 || !strings.Contains(stderr, "notifier") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestPurgeOTP: the job deletes challenges expired more than a day ago and
+// keeps the recent ones the rate limits count.
+func TestPurgeOTP(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Data = t.TempDir()
+	ctx := context.Background()
+	n, err := openNode(ctx, cfg, noEnv, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	now := time.Now()
+	for id, exp := range map[string]time.Time{"otp_old": now.Add(-25 * time.Hour), "otp_recent": now.Add(-time.Hour)} {
+		c := &custos.OTPChallenge{ID: id, SubjectID: "sub_1", Purpose: "p", Channel: "sms", CodeHash: []byte{1}, ClientHash: []byte{2},
+			MaxAttempts: 5, Status: custos.OTPPending, CreatedAt: exp.Add(-10 * time.Minute), ExpiresAt: exp}
+		if err := n.store.Update(ctx, func(tx custos.Tx) error { return tx.InsertOTPChallenge(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := &jobRunner{n: n, logger: newLogger(cfg, io.Discard)}
+	j.purgeOTP(ctx)
+	if err := n.store.View(ctx, func(tx custos.Tx) error {
+		if _, err := tx.GetOTPChallenge(ctx, "otp_old"); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Errorf("old challenge: %v, want purged", err)
+		}
+		_, err := tx.GetOTPChallenge(ctx, "otp_recent")
+		return err
+	}); err != nil {
+		t.Errorf("recent challenge: %v", err)
+	}
 }

@@ -183,6 +183,7 @@ func (j *jobRunner) run(ctx context.Context) {
 	} else {
 		j.logger.Debug("audit checkpoint", "job", jobAuditCheckpoint)
 	}
+	j.purgeOTP(ctx)
 	// Fold the WAL back into the database file and truncate it, so that
 	// old copies of shredded data keys do not linger there.
 	if j.n.sqlite != nil {
