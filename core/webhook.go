@@ -122,10 +122,15 @@ func (s *Service) FindWebhookRecipients(ctx context.Context) ([]*custos.WebhookR
 // the unacknowledged alert in time. Returns ENOTFOUND for an unknown id.
 func (s *Service) DisableWebhookRecipient(ctx context.Context, id string) error {
 	ev := event(ctx, custos.AuditWebhookDisable, "", nil, nil)
-	ev.Reason = "recipient " + id
 	if err := s.requireAction(ctx, ev, custos.ActWebhookManage); err != nil {
 		return err
 	}
+	// Only a well-formed id goes into the audit log: the path is the
+	// caller's to fill with anything.
+	if !custos.ValidID("whk", id) {
+		return custos.Errorf(custos.ENOTFOUND, "Recipient not found.")
+	}
+	ev.Reason = "recipient " + id
 	return s.run(ctx, ev, func(tx custos.Tx) error {
 		return tx.SetWebhookRecipientDisabled(ctx, id, true)
 	})
@@ -135,9 +140,11 @@ func (s *Service) DisableWebhookRecipient(ctx context.Context, id string) error 
 // event (requires webhook.manage). Returns ENOTFOUND for an unknown event.
 func (s *Service) FindWebhookDeliveries(ctx context.Context, eventID string) ([]*custos.WebhookDelivery, error) {
 	ev := event(ctx, custos.AuditWebhookList, "", nil, nil)
-	ev.Reason = "deliveries of " + eventID
 	if err := s.requireAction(ctx, ev, custos.ActWebhookManage); err != nil {
 		return nil, err
+	}
+	if !custos.ValidID("evt", eventID) {
+		return nil, custos.Errorf(custos.ENOTFOUND, "Event not found.")
 	}
 	var out []*custos.WebhookDelivery
 	err := s.store.View(ctx, func(tx custos.Tx) error {
