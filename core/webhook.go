@@ -55,9 +55,11 @@ func (s *Service) CreateWebhookRecipient(ctx context.Context, r *custos.WebhookR
 	if len(r.URL) > 2000 {
 		vs = append(vs, custos.Violation{Field: "url", Rule: "max_length", Detail: "at most 2000 characters"})
 	} else if err := webhook.CheckURL(r.URL); err != nil {
-		var ue *webhook.URLError
-		errors.As(err, &ue)
-		vs = append(vs, custos.Violation{Field: "url", Rule: ue.Rule, Detail: ue.Detail})
+		v := custos.Violation{Field: "url", Rule: "url"}
+		if ue := (*webhook.URLError)(nil); errors.As(err, &ue) {
+			v.Rule, v.Detail = ue.Rule, ue.Detail
+		}
+		vs = append(vs, v)
 	}
 	if len(r.Events) == 0 || len(r.Events) > 50 {
 		vs = append(vs, custos.Violation{Field: "events", Rule: "required", Detail: "1–50 event types, or \"*\""})
@@ -120,10 +122,15 @@ func (s *Service) FindWebhookRecipients(ctx context.Context) ([]*custos.WebhookR
 // the unacknowledged alert in time. Returns ENOTFOUND for an unknown id.
 func (s *Service) DisableWebhookRecipient(ctx context.Context, id string) error {
 	ev := event(ctx, custos.AuditWebhookDisable, "", nil, nil)
-	ev.Reason = "recipient " + id
 	if err := s.requireAction(ctx, ev, custos.ActWebhookManage); err != nil {
 		return err
 	}
+	// Only a well-formed id goes into the audit log: the path is the
+	// caller's to fill with anything.
+	if !custos.ValidID("whk", id) {
+		return custos.Errorf(custos.ENOTFOUND, "Recipient not found.")
+	}
+	ev.Reason = "recipient " + id
 	return s.run(ctx, ev, func(tx custos.Tx) error {
 		return tx.SetWebhookRecipientDisabled(ctx, id, true)
 	})
@@ -133,9 +140,11 @@ func (s *Service) DisableWebhookRecipient(ctx context.Context, id string) error 
 // event (requires webhook.manage). Returns ENOTFOUND for an unknown event.
 func (s *Service) FindWebhookDeliveries(ctx context.Context, eventID string) ([]*custos.WebhookDelivery, error) {
 	ev := event(ctx, custos.AuditWebhookList, "", nil, nil)
-	ev.Reason = "deliveries of " + eventID
 	if err := s.requireAction(ctx, ev, custos.ActWebhookManage); err != nil {
 		return nil, err
+	}
+	if !custos.ValidID("evt", eventID) {
+		return nil, custos.Errorf(custos.ENOTFOUND, "Event not found.")
 	}
 	var out []*custos.WebhookDelivery
 	err := s.store.View(ctx, func(tx custos.Tx) error {
@@ -197,7 +206,6 @@ type WebhookBody struct {
 const (
 	DefaultDeliveryBatch      = 50
 	DefaultDeliveryTimeout    = 15 * time.Second
-	DefaultDeliveryLease      = 2 * time.Minute
 	DefaultDeliveryBaseDelay  = 10 * time.Second
 	DefaultDeliveryMaxDelay   = time.Hour
 	DefaultDeliveryAlertAfter = time.Hour
@@ -213,8 +221,11 @@ type WebhookDeliverer struct {
 	Client  *http.Client // nil: DefaultDeliveryTimeout, no redirects
 	Logger  *slog.Logger // nil: the service's logger
 	// Zero durations and sizes take the Default* values.
-	Batch      int
-	Lease      time.Duration // > the client timeout
+	Batch int
+	// Lease is how long claimed deliveries are reserved; it must cover a
+	// whole batch sent one after another. Zero: Batch × the client
+	// timeout + 1 minute.
+	Lease      time.Duration
 	BaseDelay  time.Duration // first retry delay; doubles per attempt
 	MaxDelay   time.Duration
 	AlertAfter time.Duration // unacknowledged this long after the event → alert
@@ -229,9 +240,6 @@ type WebhookDeliverer struct {
 func (d *WebhookDeliverer) defaults() {
 	if d.Batch <= 0 {
 		d.Batch = DefaultDeliveryBatch
-	}
-	if d.Lease <= 0 {
-		d.Lease = DefaultDeliveryLease
 	}
 	if d.BaseDelay <= 0 {
 		d.BaseDelay = DefaultDeliveryBaseDelay
@@ -255,6 +263,13 @@ func (d *WebhookDeliverer) defaults() {
 		d.Client = &http.Client{Timeout: DefaultDeliveryTimeout,
 			// A redirect would send the signed event somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if d.Lease <= 0 {
+		timeout := d.Client.Timeout
+		if timeout <= 0 {
+			timeout = DefaultDeliveryTimeout
+		}
+		d.Lease = time.Duration(d.Batch)*timeout + time.Minute
 	}
 }
 
@@ -368,7 +383,11 @@ func (d *WebhookDeliverer) post(ctx context.Context, ev *custos.OutboxEvent, rcp
 		return 0, "no response (connection or timeout)"
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain for reuse; the body is not used
+	// Drain for connection reuse; the body itself is not used, so a
+	// failure here changes nothing about the acknowledgement.
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)); err != nil {
+		d.Logger.Debug("webhook response not drained", "recipient_id", rcp.ID, "err", err)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.StatusCode, fmt.Sprintf("HTTP %d", resp.StatusCode)
 	}
@@ -376,8 +395,11 @@ func (d *WebhookDeliverer) post(ctx context.Context, ev *custos.OutboxEvent, rcp
 }
 
 // record applies change to the delivery in a write transaction.
+// The outcome is recorded even when ctx was cancelled meanwhile
+// (shutdown): the POST happened, and the record says so.
 func (d *WebhookDeliverer) record(ctx context.Context, dl *custos.WebhookDelivery, change func(*custos.WebhookDelivery, time.Time)) error {
-	return d.Service.store.Update(context.WithoutCancel(ctx), func(tx custos.Tx) error {
+	ctx = context.WithoutCancel(ctx)
+	return d.Service.store.Update(ctx, func(tx custos.Tx) error {
 		change(dl, tx.Now())
 		return tx.UpdateWebhookDelivery(ctx, dl)
 	})
@@ -387,6 +409,14 @@ func (d *WebhookDeliverer) record(ctx context.Context, dl *custos.WebhookDeliver
 // audit event, a log line and a metric, holding ids and counts only.
 func (d *WebhookDeliverer) alert(ctx context.Context) error {
 	s := d.Service
+	// Look first in a read transaction: most passes have nothing to raise.
+	var due []*custos.WebhookDelivery
+	if err := s.store.View(ctx, func(tx custos.Tx) (err error) {
+		due, err = tx.ListUnackedWebhookDeliveries(ctx, tx.Now().Add(-d.AlertAfter), 1)
+		return err
+	}); err != nil || len(due) == 0 {
+		return err
+	}
 	var raised []*custos.WebhookDelivery
 	err := s.store.Update(ctx, func(tx custos.Tx) error {
 		due, err := tx.ListUnackedWebhookDeliveries(ctx, tx.Now().Add(-d.AlertAfter), 100)

@@ -419,3 +419,39 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWebhookDelivery: signed deliveries to a loopback receiver that
+// acknowledges at once, on SQLite; each op is one event delivered.
+func BenchmarkWebhookDelivery(b *testing.B) {
+	db, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "custos.db"), sqlite.Options{Migrate: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ring, _ := keys.NewKeyring(nil)
+	svc := core.New(db, custos.DefaultCatalog(), ring, nil, nil)
+	admin := custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	if err := svc.CreateWebhookRecipient(admin, &custos.WebhookRecipient{Name: "crm", URL: recv.URL, Events: []string{"*"}}); err != nil {
+		b.Fatal(err)
+	}
+	d := &core.WebhookDeliverer{Service: svc}
+	for b.Loop() {
+		if err := db.Update(b.Context(), func(tx custos.Tx) error {
+			_, err := svc.EmitTx(b.Context(), tx, "subject.erased", "sub_1", map[string]string{"subject_id": "sub_1"})
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := d.RunOnce(b.Context()); err != nil || n != 1 {
+			b.Fatal(n, err)
+		}
+	}
+}

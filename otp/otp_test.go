@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -227,5 +228,36 @@ func TestNewCodeUniform(t *testing.T) {
 	}
 	if _, err := otp.New(key, otp.Limits{MaxAttempts: 50}); custos.ErrorCode(err) != custos.EINVALID {
 		t.Errorf("bad limits: %v", err)
+	}
+}
+
+// BenchmarkIssueVerify: one issue and one right verify, each its own
+// SQLite transaction.
+func BenchmarkIssueVerify(b *testing.B) {
+	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	db, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "custos.db"), sqlite.Options{Migrate: true, Now: c.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	m, _ := otp.New(key, otp.Limits{PerSubject: 1 << 30, PerClient: 1 << 30})
+	i := 0
+	for b.Loop() {
+		i++
+		var ch *custos.OTPChallenge
+		var code string
+		if err := db.Update(b.Context(), func(tx custos.Tx) (err error) {
+			ch, code, err = m.Issue(b.Context(), tx, otp.Request{SubjectID: custos.SubjectID("sub_" + strconv.Itoa(i%1000)), Purpose: "p", Channel: "sms", Client: "203.0.113.1"})
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		var res otp.Result
+		if err := db.Update(b.Context(), func(tx custos.Tx) (err error) {
+			_, res, err = m.Verify(b.Context(), tx, ch.ID, code)
+			return err
+		}); err != nil || res != otp.Verified {
+			b.Fatal(err, res)
+		}
 	}
 }

@@ -280,3 +280,11 @@ func TestDeadlineProperties(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAddWorkingDays15(b *testing.B) {
+	c := workday.Default()
+	start := day("2026-09-18")
+	for b.Loop() {
+		c.AddWorkingDays(start, 15)
+	}
+}

@@ -39,6 +39,8 @@ type Config struct {
 	// NoPlans lets serve accept writes that cite no approved collection
 	// plan (C2). For development only: production keeps the default.
 	NoPlans bool `json:"no_plans"`
+	// RightsConfig: notifier, calendar, one-time codes, webhooks (rights.go).
+	RightsConfig
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -75,7 +77,7 @@ func (c Config) Validate() error {
 	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") && !c.Postgres() {
 		return fmt.Errorf("store %q: want sqlite:PATH or postgres://…", redactURL(c.Store))
 	}
-	return nil
+	return c.RightsConfig.validate()
 }
 
 // loopback reports whether addr listens on the loopback interface only.
@@ -158,6 +160,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
+	f.rights.bind(fs)
 	return f
 }
 
@@ -168,6 +171,7 @@ type commonFlags struct {
 	tlsCert, tlsKey                                         string
 	insecureHTTP                                            bool
 	noPlans                                                 bool
+	rights                                                  rightsFlags
 }
 
 // load builds the Config: defaults < file < environment < flags.
@@ -234,6 +238,9 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	}
 	if f.migrate || getenv("CUSTOS_MIGRATE") == "1" || getenv("CUSTOS_MIGRATE") == "true" {
 		c.Migrate = true
+	}
+	if err := f.rights.apply(&c.RightsConfig, getenv); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }

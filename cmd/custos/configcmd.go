@@ -8,8 +8,8 @@ import (
 )
 
 // cmdConfig prints the effective configuration (after flags, environment
-// and file) as JSON, with the store URL's credentials hidden. The master
-// keys are never part of the config, so nothing else is secret in it.
+// and file) as JSON, with the store URL's credentials, the SMTP password and
+// the gateway secret hidden. The master keys are never part of the config.
 func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs, cf := newFlags("config", stderr)
 	cfg, err := cf.parse(fs, args, getenv)
@@ -17,6 +17,7 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return err
 	}
 	cfg.Store = redactURL(cfg.Store)
+	cfg.RightsConfig = cfg.RightsConfig.redacted()
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ type node struct {
 	svc    *core.Service
 	// adminToken is set when this open created the bootstrap admin.
 	adminToken string
+	// rights is the notifier, calendar, one-time codes and webhook
+	// deliverer; built by serve (newRights).
+	rights *rights
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

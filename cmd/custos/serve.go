@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/core"
 	custoshttp "custos/http"
 )
 
@@ -58,7 +59,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if cfg.NoPlans {
 		logger.Warn("collection plans are not required (--no-plans): for development only")
 	}
+	if n.rights, err = newRights(cfg, n, logger); err != nil {
+		return err
+	}
+	n.svc.Rights = core.RightsOptions{Calendar: n.rights.calendar, Notifier: n.rights.notifier, OTP: n.rights.otp}
 	srv := custoshttp.NewServer(n.svc, logger)
+	srv.ExtraMetrics = n.rights.deliverer.WriteMetrics
 	srv.Ready = func(ctx context.Context) error {
 		return n.store.View(ctx, func(tx custos.Tx) error {
 			_, err := tx.GetMeta(ctx, "bootstrap_admin")
@@ -92,6 +98,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer tick.Stop()
 	keyTick := time.NewTicker(KeyringCheckInterval)
 	defer keyTick.Stop()
+	deliverTick := time.NewTicker(WebhookDeliveryInterval)
+	defer deliverTick.Stop()
 	keyStamp := keyringStamp(cfg, getenv)
 	for {
 		select {
@@ -99,6 +107,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return err
 		case <-tick.C:
 			jobs.run(ctx)
+		case <-deliverTick.C:
+			jobs.deliver(ctx)
 		case <-keyTick.C:
 			// Another process (custos keys rotate) may have changed the
 			// master keys: pick them up so new data keys are wrapped under
@@ -187,12 +197,44 @@ func (j *jobRunner) run(ctx context.Context) {
 	} else if n > 0 {
 		j.logger.Info("grants expired", "count", n)
 	}
+	j.purgeOTP(ctx)
+	// Rights requests near or past their deadline raise an alert (R7);
+	// data kept for a legal minimum after a deletion goes when it ends.
+	if near, overdue, err := j.n.svc.CheckRightsDeadlines(ctx); err != nil {
+		j.logger.Warn("rights deadline check failed", "err", err)
+	} else if len(near)+len(overdue) > 0 {
+		j.logger.Warn("rights requests need attention", "near", len(near), "overdue", len(overdue))
+	}
+	if n, err := j.n.svc.FinishRetainedErasures(ctx); err != nil {
+		j.logger.Warn("finishing retained erasures failed", "err", err)
+	} else if n > 0 {
+		j.logger.Info("retained data deleted after its legal minimum", "customers", n)
+	}
 	// Fold the WAL back into the database file and truncate it, so that
 	// old copies of shredded data keys do not linger there.
 	if j.n.sqlite != nil {
 		if err := j.n.sqlite.Checkpoint(ctx); err != nil {
 			j.logger.Debug("wal checkpoint skipped", "err", err)
 		}
+	}
+}
+
+// WebhookDeliveryInterval is how often the job leader sends due outbox
+// events to webhook recipients.
+const WebhookDeliveryInterval = 5 * time.Second
+
+// deliver runs one pass of the webhook deliverer on the job leader. The
+// leadership is rechecked by run at every job tick; deliveries are leased
+// in the store as well, so a node that has just lost the lead cannot
+// deliver an event another node is delivering.
+func (j *jobRunner) deliver(ctx context.Context) {
+	if j.release == nil || j.n.rights == nil {
+		return
+	}
+	if n, err := j.n.rights.deliverer.RunOnce(ctx); err != nil {
+		j.logger.Warn("webhook delivery pass failed", "err", err)
+	} else if n > 0 {
+		j.logger.Debug("webhook delivery pass", "attempted", n)
 	}
 }
 
