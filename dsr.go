@@ -61,7 +61,10 @@ type RightsRequest struct {
 	Steps       []DSRStep          `json:"steps"`
 	Deliveries  []*WebhookDelivery `json:"deliveries,omitempty"` // per recipient, for erasure and closure
 	UpdatedAt   time.Time          `json:"updated_at"`
-	Details     *DSRDetails        `json:"details,omitempty"` // unsealed for staff only
+	// Alerted records which deadline alerts were raised ("near",
+	// "overdue"), so that each is raised once.
+	Alerted []string    `json:"alerted,omitempty"`
+	Details *DSRDetails `json:"details,omitempty"` // unsealed for staff only
 }
 
 // DSRStep is one entry of a request's timeline: what happened, when, by whom.

@@ -884,15 +884,23 @@ func (s *Service) CheckRightsDeadlines(ctx context.Context) (near, overdue []*cu
 		}
 		for _, r := range rs {
 			q := r.Request
-			e := &custos.AuditEvent{Action: AuditRightsDeadline, SubjectID: q.SubjectID, ActorID: "system", Decision: custos.DecisionAllow}
+			kind := "near"
 			if q.Deadline.Before(now) {
 				overdue = append(overdue, q)
-				e.Reason = "overdue " + q.ID
+				kind = "overdue"
 			} else {
 				near = append(near, q)
-				e.Reason = "deadline near " + q.ID
 			}
+			if slices.Contains(q.Alerted, kind) {
+				continue // raised before: once per request and kind
+			}
+			q.Alerted = append(q.Alerted, kind)
+			e := &custos.AuditEvent{Action: AuditRightsDeadline, SubjectID: q.SubjectID, ActorID: "system", Decision: custos.DecisionAllow,
+				Reason: "deadline " + kind + " " + q.ID}
 			if err := s.appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+			if err := step(ctx, tx, r, "system", "deadline "+kind, "alert raised"); err != nil {
 				return err
 			}
 		}
