@@ -200,7 +200,10 @@ func (s *Service) Bootstrap(ctx context.Context) (token string, err error) {
 		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
 			return err
 		}
-		p := &custos.Principal{ID: custos.PrincipalID(custos.NewID("prn")), Name: "bootstrap admin", Kind: custos.KindStaff,
+		// The bootstrap admin is the installation's own credential, not a
+		// person: staff prerequisites (NDA, training) gate the people it
+		// creates, not it.
+		p := &custos.Principal{ID: custos.PrincipalID(custos.NewID("prn")), Name: "bootstrap admin", Kind: custos.KindService,
 			Roles: []string{custos.RoleAdmin}, CreatedAt: tx.Now()}
 		if err := tx.InsertPrincipal(ctx, p); err != nil {
 			return err

@@ -43,11 +43,14 @@ type RightsConfig struct {
 	OTPPerSubject       int    `json:"otp_per_subject_per_hour,omitempty"`
 	OTPPerClient        int    `json:"otp_per_client_per_hour,omitempty"`
 	WebhookAlertAfter   string `json:"webhook_alert_after,omitempty"` // duration; default 1h
+	WebhookRetryBase    string `json:"webhook_retry_base,omitempty"`  // first retry delay, doubling; default 10s
+	WebhookInterval     string `json:"webhook_interval,omitempty"`    // how often the leader delivers; default 5s
 }
 
 // rightsFlags are the rights flags (no secrets among them).
 type rightsFlags struct {
 	notifier, notifyFile, smtpAddr, smtpFrom, smtpUsername, notifyWebhookURL, calendar string
+	webhookRetryBase, webhookInterval                                                  string
 }
 
 func (f *rightsFlags) bind(fs *flag.FlagSet) {
@@ -57,6 +60,8 @@ func (f *rightsFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.smtpFrom, "smtp-from", "", "SMTP sender address (env CUSTOS_SMTP_FROM)")
 	fs.StringVar(&f.smtpUsername, "smtp-username", "", "SMTP user; password from CUSTOS_SMTP_PASSWORD(_FILE) (env CUSTOS_SMTP_USERNAME)")
 	fs.StringVar(&f.notifyWebhookURL, "notify-webhook-url", "", "SMS/e-mail gateway URL; secret from CUSTOS_NOTIFY_WEBHOOK_SECRET(_FILE) (env CUSTOS_NOTIFY_WEBHOOK_URL)")
+	fs.StringVar(&f.webhookRetryBase, "webhook-retry-base", "", "first webhook retry delay, doubling per attempt (env CUSTOS_WEBHOOK_RETRY_BASE; default 10s)")
+	fs.StringVar(&f.webhookInterval, "webhook-interval", "", "how often the job leader delivers webhooks (env CUSTOS_WEBHOOK_INTERVAL; default 5s)")
 	fs.StringVar(&f.calendar, "calendar", "", "working-day calendar JSON laid over the shipped China calendar (env CUSTOS_CALENDAR)")
 }
 
@@ -79,6 +84,8 @@ func (f *rightsFlags) apply(c *RightsConfig, getenv func(string) string) error {
 	set(&c.Calendar, f.calendar, "CUSTOS_CALENDAR")
 	set(&c.OTPTTL, "", "CUSTOS_OTP_TTL")
 	set(&c.WebhookAlertAfter, "", "CUSTOS_WEBHOOK_ALERT_AFTER")
+	set(&c.WebhookRetryBase, f.webhookRetryBase, "CUSTOS_WEBHOOK_RETRY_BASE")
+	set(&c.WebhookInterval, f.webhookInterval, "CUSTOS_WEBHOOK_INTERVAL")
 	for _, s := range []struct {
 		dst  *string
 		name string
@@ -163,6 +170,14 @@ func (c RightsConfig) validate() error {
 	if _, err := c.otpLimits(); err != nil {
 		return err
 	}
+	for _, d := range []struct{ key, v string }{{"webhook_retry_base", c.WebhookRetryBase}, {"webhook_interval", c.WebhookInterval}} {
+		if d.v == "" {
+			continue
+		}
+		if v, err := time.ParseDuration(d.v); err != nil || v < 10*time.Millisecond || v > time.Hour {
+			return fmt.Errorf("%s %q: want a duration between 10ms and 1h", d.key, d.v)
+		}
+	}
 	if c.WebhookAlertAfter != "" {
 		if d, err := time.ParseDuration(c.WebhookAlertAfter); err != nil || d < time.Minute {
 			return fmt.Errorf("webhook_alert_after %q: want a duration of at least 1m", c.WebhookAlertAfter)
@@ -190,6 +205,7 @@ type rights struct {
 	calendar  *workday.Calendar
 	otp       *otp.Manager
 	deliverer *core.WebhookDeliverer
+	interval  time.Duration // between delivery passes
 }
 
 // newRights builds the notifier, calendar, one-time code manager and
@@ -234,6 +250,13 @@ func newRights(cfg Config, n *node, logger *slog.Logger) (*rights, error) {
 	r.deliverer = &core.WebhookDeliverer{Service: n.svc, Logger: logger}
 	if rc.WebhookAlertAfter != "" {
 		r.deliverer.AlertAfter, _ = time.ParseDuration(rc.WebhookAlertAfter) // checked by validate
+	}
+	if rc.WebhookRetryBase != "" {
+		r.deliverer.BaseDelay, _ = time.ParseDuration(rc.WebhookRetryBase) // checked by validate
+	}
+	r.interval = WebhookDeliveryInterval
+	if rc.WebhookInterval != "" {
+		r.interval, _ = time.ParseDuration(rc.WebhookInterval) // checked by validate
 	}
 	return r, nil
 }

@@ -98,7 +98,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer tick.Stop()
 	keyTick := time.NewTicker(KeyringCheckInterval)
 	defer keyTick.Stop()
-	deliverTick := time.NewTicker(WebhookDeliveryInterval)
+	deliverTick := time.NewTicker(n.rights.interval)
 	defer deliverTick.Stop()
 	keyStamp := keyringStamp(cfg, getenv)
 	for {
