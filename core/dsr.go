@@ -730,7 +730,7 @@ func (s *Service) eraseForRequest(ctx context.Context, reqID string) (*custos.Ri
 		q.Status, q.CompletedAt = custos.RightsCompleted, now
 		note := "crypto-shredded"
 		if len(keep) > 0 {
-			note = fmt.Sprintf("%d records kept restricted for a legal minimum; the rest deleted", len(keep))
+			note = fmt.Sprintf("kept restricted for a legal minimum: %d record(s); the rest deleted", len(keep))
 		}
 		return step(ctx, tx, r, ev.ActorID, "completed", note)
 	})

@@ -57,6 +57,8 @@ func New(svc *core.Service, logger *slog.Logger) *Portal {
 		"t":    func(lang, key string) string { return tr(lang, key) },
 		"date": func(t time.Time) string { return t.In(shanghai).Format("2006-01-02 15:04") },
 		"day":  func(t time.Time) string { return t.In(shanghai).Format("2006-01-02") },
+		// A deadline is the instant the last allowed day ends: show that day.
+		"lastday": func(t time.Time) string { return t.Add(-time.Second).In(shanghai).Format("2006-01-02") },
 	}).ParseFS(templateFS, "templates/*.html"))
 	p.mux.HandleFunc("GET /portal/{$}", p.signInPage)
 	p.mux.HandleFunc("POST /portal/signin", p.signIn)
