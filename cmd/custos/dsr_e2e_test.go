@@ -84,10 +84,17 @@ func lastCode(tb testing.TB, dir string, sub custos.SubjectID) string {
 // legal minimum), close account (with a downstream system that fails twice
 // before acknowledging), identity by one-time code, and a deceased
 // customer's relative refused with a stated reason.
-func TestRightsEndToEnd(t *testing.T) {
+func TestRightsEndToEnd(t *testing.T) { testRights(t) }
+
+// TestRightsEndToEndPostgres is TestRightsEndToEnd on PostgreSQL.
+func TestRightsEndToEndPostgres(t *testing.T) {
+	testRights(t, "--store", scaleSchema(t), "--migrate") // skips when CUSTOS_TEST_POSTGRES is unset
+}
+
+func testRights(t *testing.T, extra ...string) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	srv := startServer(t, dir, "--webhook-interval", "100ms", "--webhook-retry-base", "50ms")
+	srv := startServer(t, dir, append([]string{"--webhook-interval", "100ms", "--webhook-retry-base", "50ms"}, extra...)...)
 	admin := srv.client(srv.AdminKey)
 	ps := createPrincipals(t, srv, admin)
 	prov := custos.Provenance{Collector: "app-signup", Channel: "app", Source: "customer", Location: "online"}
