@@ -159,6 +159,12 @@ func TestCanary(t *testing.T) {
 		{"C address", "广东省深圳市金丝雀大道1号", "text"},
 		{"D name", "金丝雀庚辛", "name"},
 		{"D email", "canary.d5y@example.com", "email"},
+		// So are a rights request's note, a relative's name and proof, and
+		// a correction's value.
+		{"rights note", "canary-rights-note-t6w", "text"},
+		{"relative name", "金丝雀亲属", "name"},
+		{"relative proof", "canary-proof-y2u", "text"},
+		{"rights correction", "canary.fixed.h4k@example.com", "email"},
 		// Consent evidence and a guardian's name are personal data too.
 		{"A consent evidence", "canary-evidence-r5t", "text"},
 		{"A guardian", "金丝雀监护人", "name"},
@@ -304,6 +310,42 @@ func TestCanary(t *testing.T) {
 	}
 	_, err = ps.App.FindSubjectByID(ctx, []string{"account"}, subB.ID)
 	wantCode(t, err, custos.ENOTFOUND)
+
+	// Rights requests for A: a correction with a note (fulfilled), a
+	// relative's request (under review), an access request verified by a
+	// one-time code (the notifier writes a file), a copy and its export.
+	in := custos.NewRightsRequest{SubjectID: subA.ID, Type: custos.RightsCorrect, Channel: "phone", Verified: custos.VerifyStaff,
+		Evidence: "called back", Note: "canary-rights-note-t6w", Values: map[string]string{"email": "canary.fixed.h4k@example.com"}}
+	if q, err := ps.CS.FileRightsRequest(ctx, in); err != nil || q.Status != custos.RightsCompleted {
+		t.Fatalf("canary correction: %v %+v", err, q)
+	}
+	in = custos.NewRightsRequest{SubjectID: subA.ID, Type: custos.RightsAccess, Channel: "counter", Verified: custos.VerifyStaff, Evidence: "ID card",
+		Relative: &custos.Relative{Name: "金丝雀亲属", Relation: "daughter", Proof: "canary-proof-y2u"}}
+	if _, err := ps.CS.FileRightsRequest(ctx, in); err != nil {
+		t.Fatalf("canary relative: %v", err)
+	}
+	r = rawRequest(t, http.MethodPost, srv.URL+"/v1/rights-requests", ps.CSKey, "", custos.NewRightsRequest{SubjectID: subA.ID, Type: "forget-me",
+		Note: "canary-rights-note-t6w", Relative: &custos.Relative{Name: "金丝雀亲属", Proof: "canary-proof-y2u"}})
+	raw = append(raw, r.Body)
+	q, err := ps.CS.FileRightsRequest(ctx, custos.NewRightsRequest{SubjectID: subA.ID, Type: custos.RightsAccess, Channel: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, err := ps.CS.SendRightsCode(ctx, q.ID, "sms")
+	if err != nil {
+		t.Fatalf("canary code: %v", err)
+	}
+	if _, err := ps.CS.VerifyRightsRequest(ctx, q.ID, cid, lastCode(t, dir, subA.ID)); err != nil {
+		t.Fatalf("canary verify: %v", err)
+	}
+	q, err = ps.CS.FileRightsRequest(ctx, custos.NewRightsRequest{SubjectID: subA.ID, Type: custos.RightsCopy, Channel: "phone", Verified: custos.VerifyStaff, Evidence: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	export, err := ps.CS.Export(ctx, q.ID)
+	if err != nil || !strings.Contains(unzip(t, export)["fields.csv"], "canary.fixed.h4k@example.com") {
+		t.Fatalf("canary export: %v", err)
+	}
 
 	// Audit reads, through the client and raw.
 	events := allAuditEvents(t, admin, custos.AuditFilter{})
