@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -623,7 +624,7 @@ func Generalise(keep map[string]string, data map[string]any) map[string]any {
 				}
 			}
 		case custos.KeepCategory:
-			if s, ok := v.(string); ok && utf8.RuneCountInString(s) <= 32 && !strings.ContainsAny(s, "@0123456789") {
+			if s, ok := v.(string); ok && codeRE.MatchString(s) && digits(s) <= 4 {
 				out[k] = s
 			}
 		case custos.KeepCity:
@@ -644,6 +645,21 @@ func Generalise(keep map[string]string, data map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// codeRE is what a kept category looks like: a short ASCII code (CNY,
+// app, wechat_pay). Names, addresses, e-mail addresses and numbers do not
+// fit, so a category attribute cannot carry them into the unlinked table.
+var codeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,31}$`)
+
+func digits(s string) int {
+	n := 0
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			n++
+		}
+	}
+	return n
 }
 
 // subjects handles one batch of a subject or fields rule.
