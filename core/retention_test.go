@@ -46,7 +46,9 @@ type retEnv struct {
 
 // newRetEnv is a service on SQLite whose store clock starts now and can be
 // moved forward; rules replace the default rules when given.
-func newRetEnv(t *testing.T, rules string) *retEnv {
+func newRetEnv(t *testing.T, rules string) *retEnv { return newRetEnvWith(t, rules) }
+
+func newRetEnvWith(t testing.TB, rules string) *retEnv {
 	t.Helper()
 	ctx := context.Background()
 	start := time.Now().UTC().Truncate(time.Microsecond)
