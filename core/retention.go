@@ -98,7 +98,7 @@ func event_(ctx context.Context, action string, sub custos.SubjectID) *custos.Au
 // RetentionRules returns the rules in force and the legal floors.
 // Requires retention.manage.
 func (s *Service) RetentionRules(ctx context.Context) (*custos.RetentionPolicy, error) {
-	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRun, ""), custos.ActRetentionManage); err != nil {
+	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRules, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
 	return s.Retention()
@@ -166,7 +166,7 @@ func (s *Service) PlaceHold(ctx context.Context, in custos.LegalHold) (*custos.L
 // FindHolds lists every legal hold, released ones included. Requires
 // retention.manage.
 func (s *Service) FindHolds(ctx context.Context) ([]*custos.LegalHold, error) {
-	if err := s.requireAction(ctx, event_(ctx, custos.AuditHoldPlace, ""), custos.ActRetentionManage); err != nil {
+	if err := s.requireAction(ctx, event_(ctx, custos.AuditHoldList, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
 	var out []*custos.LegalHold
