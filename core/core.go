@@ -42,10 +42,15 @@ type Service struct {
 	// CheckpointEvery is the number of audit events between inline signed
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
+	// RetentionLock, when set, is taken by RunRetention so that a sweep
+	// asked for over the API never runs beside another node's (PostgreSQL
+	// advisory lock); ok false means another holds it.
+	RetentionLock func(ctx context.Context) (release func(), ok bool, err error)
 
 	reloadMu  sync.Mutex
 	indexer   atomic.Pointer[keys.Indexer]
 	retention atomic.Pointer[custos.RetentionPolicy] // nil: the embedded defaults
+	sweeping  atomic.Bool                            // a retention sweep runs in this process
 	auth      authCache
 }
 

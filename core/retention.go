@@ -226,7 +226,21 @@ func (s *Service) RunRetention(ctx context.Context, opts RetentionOptions) (*cus
 	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRun, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
+	if s.RetentionLock != nil && !opts.DryRun {
+		release, ok, err := s.RetentionLock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errSweeping()
+		}
+		defer release()
+	}
 	return s.SweepRetention(ctx, opts)
+}
+
+func errSweeping() error {
+	return custos.Errorf(custos.ECONFLICT, "A retention sweep is already running; try again when it has finished.")
 }
 
 // SweepRetention applies every retention rule (L2, L3): it streams the
@@ -244,6 +258,12 @@ func (s *Service) SweepRetention(ctx context.Context, opts RetentionOptions) (*c
 	pol, err := s.Retention()
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DryRun {
+		if !s.sweeping.CompareAndSwap(false, true) {
+			return nil, errSweeping()
+		}
+		defer s.sweeping.Store(false)
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultRetentionBatch

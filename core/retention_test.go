@@ -842,3 +842,16 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestRetentionLockRefuses: an API run while another node holds the
+// sweep's lock is refused with a conflict; a dry run still works.
+func TestRetentionLockRefuses(t *testing.T) {
+	e := newRetEnv(t, "")
+	e.svc.RetentionLock = func(context.Context) (func(), bool, error) { return nil, false, nil }
+	if _, err := e.svc.RunRetention(e.admin, core.RetentionOptions{}); custos.ErrorCode(err) != custos.ECONFLICT {
+		t.Errorf("run while locked: got %v, want conflict", err)
+	}
+	if _, err := e.svc.RunRetention(e.admin, core.RetentionOptions{DryRun: true}); err != nil {
+		t.Errorf("dry run while locked: %v", err)
+	}
+}

@@ -28,6 +28,7 @@ const DefaultRetentionInterval = time.Hour
 // below a legal minimum), or checks that the embedded defaults fit the
 // catalog.
 func loadRetention(cfg Config, n *node) error {
+	lockRetention(n)
 	if cfg.Retention == "" {
 		if _, err := n.svc.Retention(); err != nil {
 			return fmt.Errorf("retention: the default rules do not fit the catalog (give --retention FILE): %w", err)
@@ -45,6 +46,11 @@ func loadRetention(cfg Config, n *node) error {
 	}
 	n.svc.SetRetention(p)
 	return nil
+}
+
+// lockRetention makes API-requested sweeps take the job's lock.
+func lockRetention(n *node) {
+	n.svc.RetentionLock = func(ctx context.Context) (func(), bool, error) { return n.leader(ctx, jobRetention) }
 }
 
 // retentionJob sweeps on a schedule while serve runs, on the node that
