@@ -42,7 +42,7 @@ func BenchmarkRetentionSweep(b *testing.B) {
 		e.at(years(4))
 		b.StartTimer()
 		t0 := time.Now()
-		rep, err := e.svc.SweepRetention(e.admin, core.RetentionOptions{BatchSize: 1000})
+		rep, err := e.svc.SweepRetention(e.admin, core.RetentionOptions{BatchSize: benchBatch()})
 		elapsed := time.Since(t0)
 		b.StopTimer()
 		if err != nil {
@@ -154,4 +154,12 @@ func seedBulk(tb testing.TB, e *retEnv, n int) {
 	if err := tx.Commit(); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// benchBatch is CUSTOS_BENCH_RETENTION_BATCH, or 1000.
+func benchBatch() int {
+	if n, err := strconv.Atoi(os.Getenv("CUSTOS_BENCH_RETENTION_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
 }
