@@ -268,7 +268,7 @@ func (s *Service) SweepRetention(ctx context.Context, opts RetentionOptions) (*c
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultRetentionBatch
 	}
-	sw := &sweep{s: s, pol: pol, opts: opts, actor: event_(ctx, "", "").ActorID}
+	sw := &sweep{s: s, pol: pol, opts: opts}
 	if err := sw.start(ctx); err != nil {
 		return nil, err
 	}
@@ -288,7 +288,6 @@ type sweep struct {
 	s     *Service
 	pol   *custos.RetentionPolicy
 	opts  RetentionOptions
-	actor custos.PrincipalID
 	cur   *custos.RetentionCursor
 	acted int
 }
