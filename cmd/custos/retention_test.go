@@ -160,3 +160,61 @@ func TestRetentionCLI(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+// TestRetentionScheduled: a running server sweeps on its schedule
+// (CUSTOS_RETENTION_INTERVAL) as the job's leader, and the sweep leaves a
+// certificate that verifies (L2).
+func TestRetentionScheduled(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	admin := srv.client(srv.AdminKey)
+	prov := custos.Provenance{Collector: "pos", Channel: "pos", Source: "customer"}
+	s, err := admin.CreateSubject(ctx, []string{"account"}, custos.NewSubject{Fields: map[string]string{"name": "王小明"}, Provenance: prov})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateRecord(ctx, []string{"fulfilment"}, s.ID, custos.NewRecord{Type: "order",
+		OccurredAt: time.Now().AddDate(-4, 0, 0), Data: map[string]any{"amount": "1.00"}, Provenance: prov}); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop(t)
+
+	sctx, cancel := context.WithCancel(ctx)
+	stdout, stderr := newSyncBuffer(), newSyncBuffer()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(sctx, []string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, stdout, stderr,
+			envOf(map[string]string{"CUSTOS_RETENTION_INTERVAL": "20ms"}))
+	}()
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for {
+		out, changed := stderr.snapshot()
+		if strings.Contains(out, "retention sweep") && strings.Contains(out, "certificate_id=cert_") {
+			break
+		}
+		select {
+		case <-changed:
+		case code := <-done:
+			cancel()
+			t.Fatalf("serve exited with %d before sweeping:\n%s", code, out)
+		case <-deadline.C:
+			cancel()
+			t.Fatalf("no scheduled sweep within %v:\n%s", startTimeout, out)
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit code %d:\n%s", code, stderr)
+	}
+	code, out, _ := runCLI(t, ctx, "retention", "certificates", "--data", dir)
+	m := regexp.MustCompile(`(?m)^(cert_[a-z2-7]{26})`).FindAllStringSubmatch(out, -1)
+	if code != 0 || len(m) == 0 {
+		t.Fatalf("certificates after the scheduled sweep: code %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, ctx, "retention", "verify", m[0][1], "--data", dir)
+	if code != 0 || !strings.Contains(out, `"anonymised":1`) {
+		t.Errorf("first scheduled certificate: code %d\n%s", code, out)
+	}
+}
