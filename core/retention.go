@@ -509,6 +509,16 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 	}
 	var del, anon []*custos.StoredRecord
 	restrict := map[time.Time][]custos.RecordID{}
+	per := map[custos.SubjectID]*tally{} // for one audit event per customer
+	mark := func(r *custos.StoredRecord, what string) {
+		t := per[r.SubjectID]
+		if t == nil {
+			t = &tally{n: map[string]int{}, types: map[string]bool{}}
+			per[r.SubjectID] = t
+		}
+		t.n[what]++
+		t.types["record:"+r.Type] = true
+	}
 	for _, it := range items {
 		r := &it.StoredRecord
 		if restricted(r.RestrictedUntil, now) {
@@ -520,12 +530,14 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 				restrict[until] = append(restrict[until], r.ID)
 				b.count(func(o *custos.RuleOutcome) *int { return &o.Restricted }, 1)
 				b.byCategory(r.Category, custos.ActionRestrict, 1)
+				mark(r, "restricted")
 				continue
 			}
 		}
 		if end := legalEnd(r); end.After(now) {
 			restrict[end] = append(restrict[end], r.ID)
 			b.count(func(o *custos.RuleOutcome) *int { return &o.LegalGuard }, 1)
+			mark(r, "restricted (legal minimum)")
 			continue
 		}
 		if h := b.held(r.SubjectID, r.Category); h != nil {
@@ -534,8 +546,10 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 		}
 		if rule.Action == custos.ActionAnonymise {
 			anon = append(anon, r)
+			mark(r, "anonymised")
 		} else {
 			del = append(del, r)
+			mark(r, "deleted")
 		}
 	}
 	if len(items) > 0 {
@@ -573,7 +587,28 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 	if _, err := b.tx.DeleteRecordsByID(ctx, ids); err != nil {
 		return false, err
 	}
+	// Each customer whose records were acted on gets an audit event naming
+	// it and the record types (S5), not one per record.
+	for _, sub := range slices.Sorted(maps.Keys(per)) {
+		t := per[sub]
+		var parts []string
+		for _, what := range slices.Sorted(maps.Keys(t.n)) {
+			parts = append(parts, fmt.Sprintf("%s %d", what, t.n[what]))
+		}
+		ev := event_(ctx, custos.AuditRetentionExpire, sub)
+		ev.Fields = slices.Sorted(maps.Keys(t.types))
+		ev.Reason = fmt.Sprintf("run %s rule %s: records %s", b.sw.cur.RunID, rule.Name, strings.Join(parts, ", "))
+		if err := b.sw.s.appendAudit(ctx, b.tx, ev); err != nil {
+			return false, err
+		}
+	}
 	return done, nil
+}
+
+// tally counts what a batch did to one customer's records.
+type tally struct {
+	n     map[string]int  // deleted, anonymised, restricted … → records
+	types map[string]bool // "record:order" …
 }
 
 // aead returns the sealer of a subject's data key, cached for the batch.

@@ -21,7 +21,7 @@ import (
 // BenchmarkRetentionSweep sweeps a SQLite store seeded with
 // CUSTOS_BENCH_RETENTION_RECORDS records (default 100,000; the figure in
 // docs/retention.md is for 1,000,000) spread over customers of 1,000
-// records each, half orders (anonymised) and half browsing events
+// records each (CUSTOS_BENCH_RETENTION_PER_SUBJECT), half orders (anonymised) and half browsing events
 // (deleted), all expired under the default rules; the customers, left
 // with no activity, are then crypto-shredded. Seeding uses bulk inserts
 // outside the timer. Run with -benchtime=1x.
@@ -58,7 +58,7 @@ func BenchmarkRetentionSweep(b *testing.B) {
 			b.Fatalf("swept %d records, want %d: %+v", swept, n, rep.Rules)
 		}
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "records/s")
-		b.Logf("swept %d records (and %d customers) in %v: %.0f records/s", n, n/1000, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+		b.Logf("swept %d records (and %d customers) in %v: %.0f records/s", n, n/benchPerSubject(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	}
 }
 
@@ -83,7 +83,7 @@ func seedBulk(tb testing.TB, e *retEnv, n int) {
 	occurred := e.start.Add(-time.Hour)
 	now := sqlutil.Micros(e.start)
 	prov := custos.Provenance{Collector: "bench", Channel: "pos", Source: "customer", Time: e.start}
-	const perSubject = 1000
+	perSubject := benchPerSubject()
 	const rowsPerStmt = 500
 	var (
 		q    strings.Builder
@@ -159,6 +159,15 @@ func seedBulk(tb testing.TB, e *retEnv, n int) {
 // benchBatch is CUSTOS_BENCH_RETENTION_BATCH, or 1000.
 func benchBatch() int {
 	if n, err := strconv.Atoi(os.Getenv("CUSTOS_BENCH_RETENTION_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
+
+// benchPerSubject is CUSTOS_BENCH_RETENTION_PER_SUBJECT, or 1000: records
+// per customer (each customer's records get one audit event per batch).
+func benchPerSubject() int {
+	if n, err := strconv.Atoi(os.Getenv("CUSTOS_BENCH_RETENTION_PER_SUBJECT")); err == nil && n > 0 {
 		return n
 	}
 	return 1000

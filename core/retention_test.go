@@ -428,6 +428,14 @@ func TestLegalHoldBlocksThenReleases(t *testing.T) {
 			seen := map[string]int{}
 			for _, ev := range evs {
 				seen[ev.Action]++
+				// The customer whose records went is named, with the types.
+				if ev.Action == custos.AuditRetentionExpire && ev.SubjectID == sub && strings.Join(ev.Fields, ",") == "record:browsing,record:search" &&
+					strings.Contains(ev.Reason, "deleted 2") {
+					seen["expire of the customer's records"]++
+				}
+			}
+			if seen["expire of the customer's records"] != 1 {
+				t.Errorf("no retention.expire event naming the customer and its record types")
 			}
 			for _, a := range []string{custos.AuditHoldPlace, custos.AuditHoldRelease, custos.AuditRetentionSweep, custos.AuditRetentionRun, custos.AuditRetentionDryRun} {
 				if seen[a] == 0 {
