@@ -24,14 +24,17 @@ const jobRetention = "custos:retention"
 // ("off" disables the schedule).
 const DefaultRetentionInterval = time.Hour
 
-// loadRetention puts the configured rules file in force (refusing rules
-// below a legal minimum), or checks that the embedded defaults fit the
-// catalog.
+// loadRetention puts the configured rules file in force, refusing rules
+// below a legal minimum (the node does not start), or warns when the
+// embedded defaults do not fit a custom catalog.
 func loadRetention(cfg Config, n *node) error {
 	lockRetention(n)
 	if cfg.Retention == "" {
-		if _, err := n.svc.Retention(); err != nil {
-			return fmt.Errorf("retention: the default rules do not fit the catalog (give --retention FILE): %w", err)
+		// A custom catalog the default rules do not fit (no behaviour
+		// record types, say) still starts; sweeps fail until a rules file
+		// is given, and say so.
+		if _, err := n.svc.Retention(); err != nil && n.logger != nil {
+			n.logger.Warn("retention: the default rules do not fit the catalog; give --retention FILE", "err", err)
 		}
 		return nil
 	}
