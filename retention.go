@@ -520,8 +520,10 @@ const (
 	AuditRetentionRun       = "retention.run"       // a run finished; its certificate id
 	AuditRetentionDryRun    = "retention.dry_run"   // a dry run (nothing changed)
 	AuditRetentionLifecycle = "retention.lifecycle" // a lifecycle event marked
+	AuditRetentionRules     = "retention.rules"     // a refused attempt to read the rules
 	AuditHoldPlace          = "legalhold.place"
 	AuditHoldRelease        = "legalhold.release"
+	AuditHoldList           = "legalhold.list" // a refused attempt to list holds
 )
 
 // DefaultRetentionJSON returns a copy of the embedded default rules file.

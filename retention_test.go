@@ -1,6 +1,7 @@
 package custos_test
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -112,4 +113,48 @@ func TestPeriod(t *testing.T) {
 	if !(custos.Period{Months: 36}).AtLeast(custos.Period{Years: 3}) || (custos.Period{Months: 35, Days: 30}).AtLeast(custos.Period{Years: 3}) {
 		t.Error("AtLeast")
 	}
+}
+
+// FuzzParseRetention: the rules parser never panics, and any rules it
+// accepts keep every legal floor.
+func FuzzParseRetention(f *testing.F) {
+	def := custos.DefaultRetentionJSON()
+	f.Add(def)
+	f.Add(def[:len(def)/2])
+	f.Add(bytes.Replace(def, []byte(`"3y"`), []byte(`"2y"`), 1))
+	f.Add(bytes.Replace(def, []byte(`"6m"`), []byte(`"5m"`), 1))
+	f.Add(bytes.Replace(def, []byte(`"1y"`), []byte(`"99999999999y"`), 1))
+	f.Add([]byte(`{"rules":[{"name":"a","target":"records","category":"transaction","period":"36m","trigger":"collection","action":"delete"}]}`))
+	f.Add([]byte(`{"rules":[{"name":"a","target":"fields","category":"minors","period":"1d","trigger":"collection","action":"delete"}]}`))
+	f.Add([]byte(`null`))
+	cat := custos.DefaultCatalog()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := custos.ParseRetention(bytes.NewReader(data), cat)
+		if err != nil {
+			if p != nil {
+				t.Fatalf("ParseRetention returned rules with error %v", err)
+			}
+			return
+		}
+		for _, r := range p.Rules {
+			min := custos.Period{}
+			switch r.Target {
+			case custos.TargetAudit:
+				min = custos.FloorAudit.Min
+			case custos.TargetSharing:
+				min = custos.FloorSharing.Min
+			case custos.TargetProcessingRecords:
+				min = custos.FloorProcessingRecords.Min
+			case custos.TargetRecords:
+				for _, rt := range r.RecordTypes {
+					if cat.RecordType(rt).Category == custos.CatTransaction {
+						min = custos.FloorTransaction.Min
+					}
+				}
+			}
+			if !r.Period.AtLeast(min) {
+				t.Fatalf("accepted rule %q with period %s below %s", r.Name, r.Period, min)
+			}
+		}
+	})
 }

@@ -49,6 +49,10 @@ type Service struct {
 	// lists its fields (C2). custos serve turns it on; off is for
 	// development and for in-process tools that write as the system.
 	RequirePlan bool
+	// RetentionLock, when set, is taken by RunRetention so that a sweep
+	// asked for over the API never runs beside another node's (PostgreSQL
+	// advisory lock); ok false means another holds it.
+	RetentionLock func(ctx context.Context) (release func(), ok bool, err error)
 
 	// Rights configures customer rights requests.
 	Rights RightsOptions
@@ -61,6 +65,7 @@ type Service struct {
 	reloadMu  sync.Mutex
 	indexer   atomic.Pointer[keys.Indexer]
 	retention atomic.Pointer[custos.RetentionPolicy] // nil: the embedded defaults
+	sweeping  atomic.Bool                            // a retention sweep runs in this process
 	auth      authCache
 	plans     planCache
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func event_(ctx context.Context, action string, sub custos.SubjectID) *custos.Au
 // RetentionRules returns the rules in force and the legal floors.
 // Requires retention.manage.
 func (s *Service) RetentionRules(ctx context.Context) (*custos.RetentionPolicy, error) {
-	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRun, ""), custos.ActRetentionManage); err != nil {
+	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRules, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
 	return s.Retention()
@@ -165,7 +166,7 @@ func (s *Service) PlaceHold(ctx context.Context, in custos.LegalHold) (*custos.L
 // FindHolds lists every legal hold, released ones included. Requires
 // retention.manage.
 func (s *Service) FindHolds(ctx context.Context) ([]*custos.LegalHold, error) {
-	if err := s.requireAction(ctx, event_(ctx, custos.AuditHoldPlace, ""), custos.ActRetentionManage); err != nil {
+	if err := s.requireAction(ctx, event_(ctx, custos.AuditHoldList, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
 	var out []*custos.LegalHold
@@ -225,7 +226,21 @@ func (s *Service) RunRetention(ctx context.Context, opts RetentionOptions) (*cus
 	if err := s.requireAction(ctx, event_(ctx, custos.AuditRetentionRun, ""), custos.ActRetentionManage); err != nil {
 		return nil, err
 	}
+	if s.RetentionLock != nil && !opts.DryRun {
+		release, ok, err := s.RetentionLock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errSweeping()
+		}
+		defer release()
+	}
 	return s.SweepRetention(ctx, opts)
+}
+
+func errSweeping() error {
+	return custos.Errorf(custos.ECONFLICT, "A retention sweep is already running; try again when it has finished.")
 }
 
 // SweepRetention applies every retention rule (L2, L3): it streams the
@@ -244,10 +259,16 @@ func (s *Service) SweepRetention(ctx context.Context, opts RetentionOptions) (*c
 	if err != nil {
 		return nil, err
 	}
+	if !opts.DryRun {
+		if !s.sweeping.CompareAndSwap(false, true) {
+			return nil, errSweeping()
+		}
+		defer s.sweeping.Store(false)
+	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultRetentionBatch
 	}
-	sw := &sweep{s: s, pol: pol, opts: opts, actor: event_(ctx, "", "").ActorID}
+	sw := &sweep{s: s, pol: pol, opts: opts}
 	if err := sw.start(ctx); err != nil {
 		return nil, err
 	}
@@ -267,7 +288,6 @@ type sweep struct {
 	s     *Service
 	pol   *custos.RetentionPolicy
 	opts  RetentionOptions
-	actor custos.PrincipalID
 	cur   *custos.RetentionCursor
 	acted int
 }
@@ -489,6 +509,16 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 	}
 	var del, anon []*custos.StoredRecord
 	restrict := map[time.Time][]custos.RecordID{}
+	per := map[custos.SubjectID]*tally{} // for one audit event per customer
+	mark := func(r *custos.StoredRecord, what string) {
+		t := per[r.SubjectID]
+		if t == nil {
+			t = &tally{n: map[string]int{}, types: map[string]bool{}}
+			per[r.SubjectID] = t
+		}
+		t.n[what]++
+		t.types["record:"+r.Type] = true
+	}
 	for _, it := range items {
 		r := &it.StoredRecord
 		if restricted(r.RestrictedUntil, now) {
@@ -500,12 +530,14 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 				restrict[until] = append(restrict[until], r.ID)
 				b.count(func(o *custos.RuleOutcome) *int { return &o.Restricted }, 1)
 				b.byCategory(r.Category, custos.ActionRestrict, 1)
+				mark(r, "restricted")
 				continue
 			}
 		}
 		if end := legalEnd(r); end.After(now) {
 			restrict[end] = append(restrict[end], r.ID)
 			b.count(func(o *custos.RuleOutcome) *int { return &o.LegalGuard }, 1)
+			mark(r, "restricted (legal minimum)")
 			continue
 		}
 		if h := b.held(r.SubjectID, r.Category); h != nil {
@@ -514,8 +546,10 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 		}
 		if rule.Action == custos.ActionAnonymise {
 			anon = append(anon, r)
+			mark(r, "anonymised")
 		} else {
 			del = append(del, r)
+			mark(r, "deleted")
 		}
 	}
 	if len(items) > 0 {
@@ -553,7 +587,28 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 	if _, err := b.tx.DeleteRecordsByID(ctx, ids); err != nil {
 		return false, err
 	}
+	// Each customer whose records were acted on gets an audit event naming
+	// it and the record types (S5), not one per record.
+	for _, sub := range slices.Sorted(maps.Keys(per)) {
+		t := per[sub]
+		var parts []string
+		for _, what := range slices.Sorted(maps.Keys(t.n)) {
+			parts = append(parts, fmt.Sprintf("%s %d", what, t.n[what]))
+		}
+		ev := event_(ctx, custos.AuditRetentionExpire, sub)
+		ev.Fields = slices.Sorted(maps.Keys(t.types))
+		ev.Reason = fmt.Sprintf("run %s rule %s: records %s", b.sw.cur.RunID, rule.Name, strings.Join(parts, ", "))
+		if err := b.sw.s.appendAudit(ctx, b.tx, ev); err != nil {
+			return false, err
+		}
+	}
 	return done, nil
+}
+
+// tally counts what a batch did to one customer's records.
+type tally struct {
+	n     map[string]int  // deleted, anonymised, restricted … → records
+	types map[string]bool // "record:order" …
 }
 
 // aead returns the sealer of a subject's data key, cached for the batch.
@@ -623,7 +678,7 @@ func Generalise(keep map[string]string, data map[string]any) map[string]any {
 				}
 			}
 		case custos.KeepCategory:
-			if s, ok := v.(string); ok && utf8.RuneCountInString(s) <= 32 && !strings.ContainsAny(s, "@0123456789") {
+			if s, ok := v.(string); ok && codeRE.MatchString(s) && digits(s) <= 4 {
 				out[k] = s
 			}
 		case custos.KeepCity:
@@ -644,6 +699,21 @@ func Generalise(keep map[string]string, data map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// codeRE is what a kept category looks like: a short ASCII code (CNY,
+// app, wechat_pay). Names, addresses, e-mail addresses and numbers do not
+// fit, so a category attribute cannot carry them into the unlinked table.
+var codeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,31}$`)
+
+func digits(s string) int {
+	n := 0
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			n++
+		}
+	}
+	return n
 }
 
 // subjects handles one batch of a subject or fields rule.

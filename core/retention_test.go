@@ -48,7 +48,9 @@ type retEnv struct {
 
 // newRetEnv is a service on SQLite whose store clock starts now and can be
 // moved forward; rules replace the default rules when given.
-func newRetEnv(t *testing.T, rules string) *retEnv {
+func newRetEnv(t *testing.T, rules string) *retEnv { return newRetEnvWith(t, rules) }
+
+func newRetEnvWith(t testing.TB, rules string) *retEnv {
 	t.Helper()
 	ctx := context.Background()
 	start := time.Now().UTC().Truncate(time.Microsecond)
@@ -442,6 +444,14 @@ func TestLegalHoldBlocksThenReleases(t *testing.T) {
 			seen := map[string]int{}
 			for _, ev := range evs {
 				seen[ev.Action]++
+				// The customer whose records went is named, with the types.
+				if ev.Action == custos.AuditRetentionExpire && ev.SubjectID == sub && strings.Join(ev.Fields, ",") == "record:browsing,record:search" &&
+					strings.Contains(ev.Reason, "deleted 2") {
+					seen["expire of the customer's records"]++
+				}
+			}
+			if seen["expire of the customer's records"] != 1 {
+				t.Errorf("no retention.expire event naming the customer and its record types")
 			}
 			for _, a := range []string{custos.AuditHoldPlace, custos.AuditHoldRelease, custos.AuditRetentionSweep, custos.AuditRetentionRun, custos.AuditRetentionDryRun} {
 				if seen[a] == 0 {
@@ -855,4 +865,17 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRetentionLockRefuses: an API run while another node holds the
+// sweep's lock is refused with a conflict; a dry run still works.
+func TestRetentionLockRefuses(t *testing.T) {
+	e := newRetEnv(t, "")
+	e.svc.RetentionLock = func(context.Context) (func(), bool, error) { return nil, false, nil }
+	if _, err := e.svc.RunRetention(e.admin, core.RetentionOptions{}); custos.ErrorCode(err) != custos.ECONFLICT {
+		t.Errorf("run while locked: got %v, want conflict", err)
+	}
+	if _, err := e.svc.RunRetention(e.admin, core.RetentionOptions{DryRun: true}); err != nil {
+		t.Errorf("dry run while locked: %v", err)
+	}
 }

@@ -211,6 +211,14 @@ func TestCanary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("canary record: %v", err)
 	}
+	// An order of A completed four years ago, with canary values in the
+	// attributes the retention sweep keeps when it anonymises (L2, S8).
+	_, err = ps.App.CreateRecord(ctx, []string{"fulfilment"}, subA.ID, custos.NewRecord{
+		Type: "order", OccurredAt: time.Now().AddDate(-4, 0, 0), Provenance: prov,
+		Data: map[string]any{"item": a.order, "channel": a.name, "currency": a.email, "location": a.address, "status": a.mobile, "amount": "12.00"}})
+	if err != nil {
+		t.Fatalf("old canary record: %v", err)
+	}
 	// A duplicate of A, written another way.
 	_, err = ps.App.CreateSubject(ctx, all, custos.NewSubject{Fields: map[string]string{
 		"name": "金丝雀重复", "mobile": "+86 139-8765-1234", "email": "CANARY.Q7Z@EXAMPLE.COM"}, Provenance: prov})
@@ -390,6 +398,27 @@ func TestCanary(t *testing.T) {
 	// Stop the server (final checkpoint, WAL folded back) and search.
 	dataWhileRunning := readTree(t, dir)
 	srv.stop(t)
+	// The retention sweep anonymises A's old order: its dry run, run,
+	// certificate list and verification print nothing personal, and the
+	// anonymised table is in the files searched below.
+	var retentionOut strings.Builder
+	for _, args := range [][]string{{"run", "--dry-run"}, {"run"}, {"certificates"}} {
+		code, out, errOut := runCLI(t, ctx, append(append([]string{"retention"}, args...), "--data", dir)...)
+		if code != 0 {
+			t.Fatalf("retention %v: code %d\n%s\n%s", args, code, out, errOut)
+		}
+		retentionOut.WriteString(out + errOut)
+		if m := certRE.FindStringSubmatch(out); m != nil {
+			code, out, errOut = runCLI(t, ctx, "retention", "verify", m[1], "--data", dir)
+			if code != 0 {
+				t.Fatalf("retention verify: code %d\n%s\n%s", code, out, errOut)
+			}
+			retentionOut.WriteString(out + errOut)
+		}
+	}
+	if !strings.Contains(retentionOut.String(), "certificate cert_") || !strings.Contains(retentionOut.String(), `"anonymised":1`) {
+		t.Errorf("positive control: the retention run anonymised nothing:\n%s", retentionOut.String())
+	}
 	dataAfter := readTree(t, dir)
 
 	var corpusAll bytes.Buffer
@@ -431,6 +460,7 @@ func TestCanary(t *testing.T) {
 		t.Errorf("positive control: the server log lacks the access log lines:\n%s", logBytes)
 	}
 	check("import CLI output", []byte(cliOutput))
+	check("retention CLI output", []byte(retentionOut.String()))
 	errBodies := append(rec.all(), raw...)
 	if len(errBodies) < 12 {
 		t.Errorf("only %d error bodies were captured", len(errBodies))

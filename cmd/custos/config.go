@@ -27,6 +27,7 @@ type Config struct {
 	Data      string `json:"data"`
 	Store     string `json:"store"`      // "" = SQLite in Data; postgres://… later
 	Catalog   string `json:"catalog"`    // path of a catalog JSON; "" = embedded default
+	Retention string `json:"retention"`  // path of a retention rules JSON; "" = embedded default (docs/retention.md)
 	LogFormat string `json:"log_format"` // text or json
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
 	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
@@ -158,6 +159,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.BoolVar(&f.noPlans, "no-plans", false, "DEVELOPMENT ONLY: accept writes without an approved collection plan (env CUSTOS_NO_PLANS=1)")
 	fs.BoolVar(&f.migrate, "migrate", false, "PostgreSQL: apply pending schema migrations at start (env CUSTOS_MIGRATE=1)")
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
+	fs.StringVar(&f.retention, "retention", "", "retention rules JSON file (env CUSTOS_RETENTION; default: embedded rules)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
 	f.rights.bind(fs)
@@ -166,6 +168,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 
 type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
+	retention                                               string
 	migrate                                                 bool
 	maxConns                                                int
 	tlsCert, tlsKey                                         string
@@ -217,6 +220,7 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.Data, data)
 	set(&c.Store, pick(f.store, "CUSTOS_STORE"))
 	set(&c.Catalog, pick(f.catalog, "CUSTOS_CATALOG"))
+	set(&c.Retention, pick(f.retention, "CUSTOS_RETENTION"))
 	set(&c.LogFormat, pick(f.logFormat, "CUSTOS_LOG_FORMAT"))
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
 	set(&c.TLSCert, pick(f.tlsCert, "CUSTOS_TLS_CERT"))

@@ -7,6 +7,7 @@
 //	custos keys status    master key versions and how many data keys each wraps
 //	custos keys retire    remove a master key version no data key uses any more
 //	custos audit verify   recompute the audit hash chain and check signed checkpoints
+//	custos retention      run the retention sweeper; list and verify destruction certificates
 //	custos import FILE    import customers from CSV or JSON Lines through a server
 //	custos seed           create synthetic customers for demos, tests and benchmarks
 package main
@@ -48,6 +49,7 @@ commands:
   keys status   show master key versions and the data keys each wraps
   keys retire   -version N: drop a master key version no data key uses
   audit verify  recompute the audit hash chain; exit 0 when whole, 1 naming the first bad event
+  retention     run [--dry-run] | certificates | verify ID: retention sweep and destruction certificates
   import FILE   import customers (CSV with a header row, or JSON Lines) through a server
   seed          -subjects N: create synthetic Chinese customers
   bench         load-test an in-process server: throughput and latency per workload
@@ -83,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdMigrate(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = cmdBench(ctx, rest, stdout, stderr, getenv)
+	case "retention":
+		err = cmdRetention(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "custos", version)
 	case "-h", "--help", "help":

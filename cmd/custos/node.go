@@ -156,6 +156,9 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 	}
 	n.ring, n.signer = ring, signer
 	n.svc = core.New(n.store, cat, ring, signer, logger)
+	if err := loadRetention(cfg, n); err != nil {
+		return fail(err)
+	}
 	n.svc.Reload = func() (*keys.Keyring, error) {
 		k, _, err := loadKeyring(cfg, getenv, false)
 		return k, err

@@ -94,6 +94,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	jobs := &jobRunner{n: n, logger: logger}
 	defer jobs.stop()
 	jobs.run(ctx) // take the lead now if no other node has it
+	retention := startRetentionJob(ctx, n, logger, getenv)
+	defer retention.stop()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	keyTick := time.NewTicker(KeyringCheckInterval)
