@@ -34,11 +34,13 @@ func TestRetentionPostgres(t *testing.T) {
 	}
 	svc := core.New(db, custos.DefaultCatalog(), ring, signer, nil)
 	admin := custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	publishPersonalisation(t, svc, admin)
 	mk := func(mobile string) custos.SubjectID {
 		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Fields: map[string]string{"name": "王小明", "mobile": mobile}, Provenance: prov})
 		if err != nil {
 			t.Fatal(err)
 		}
+		consentPersonalisation(t, svc, admin, s.ID)
 		for _, typ := range []string{"order", "browsing"} {
 			if _, err := svc.CreateRecord(admin, []string{"fulfilment", "personalisation"}, s.ID, custos.NewRecord{Type: typ,
 				OccurredAt: start.Add(-time.Hour), Data: map[string]any{"amount": "5.00", "currency": "CNY"}, Provenance: prov}); err != nil {

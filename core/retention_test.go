@@ -78,12 +78,7 @@ func newRetEnvWith(t testing.TB, rules string) *retEnv {
 		svc.SetRetention(p)
 	}
 	admin := custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
-	// Browsing and search records rest on consent to personalisation.
-	if _, err := svc.PublishNotice(admin, custos.NoticeContent{Controller: "Shop", Contact: "dpo@example.com",
-		Purposes: []custos.NoticePurpose{{Name: "personalisation", Fields: []string{"gender"}, Records: []string{"order", "browsing", "search"}, Retention: "1 year"}},
-		Text:     map[string]custos.NoticeText{"zh-CN": {Title: "隐私", Body: "正文", Rights: "权利"}, "en": {Title: "Privacy", Body: "Body", Rights: "Rights"}}}); err != nil {
-		t.Fatal(err)
-	}
+	publishPersonalisation(t, svc, admin)
 	return &retEnv{env: &env{svc: svc, db: db, ring: ring, admin: admin}, clock: clk, signer: signer, start: start, consented: map[custos.SubjectID]bool{}}
 }
 
@@ -98,11 +93,7 @@ const day = 24 * time.Hour
 func (e *retEnv) record(t *testing.T, id custos.SubjectID, typ string, occurred time.Time, data map[string]any) custos.RecordID {
 	t.Helper()
 	if !e.consented[id] {
-		yes := true
-		if _, err := e.svc.CaptureConsent(e.admin, id, custos.ConsentCapture{NoticeVersion: 1, Channel: "app",
-			Decisions: []custos.ConsentDecision{{Purpose: "personalisation", Granted: &yes}}}); err != nil {
-			t.Fatalf("consent: %v", err)
-		}
+		consentPersonalisation(t, e.svc, e.admin, id)
 		e.consented[id] = true
 	}
 	r, err := e.svc.CreateRecord(e.admin, []string{"fulfilment", "personalisation", "customer-service"}, id,
@@ -877,5 +868,26 @@ func TestRetentionLockRefuses(t *testing.T) {
 	}
 	if _, err := e.svc.RunRetention(e.admin, core.RetentionOptions{DryRun: true}); err != nil {
 		t.Errorf("dry run while locked: %v", err)
+	}
+}
+
+// publishPersonalisation publishes a notice presenting personalisation,
+// which browsing and search records rest on (consent, C4).
+func publishPersonalisation(t testing.TB, svc *core.Service, admin context.Context) {
+	t.Helper()
+	if _, err := svc.PublishNotice(admin, custos.NoticeContent{Controller: "Shop", Contact: "dpo@example.com",
+		Purposes: []custos.NoticePurpose{{Name: "personalisation", Fields: []string{"gender"}, Records: []string{"order", "browsing", "search"}, Retention: "1 year"}},
+		Text:     map[string]custos.NoticeText{"zh-CN": {Title: "隐私", Body: "正文", Rights: "权利"}, "en": {Title: "Privacy", Body: "Body", Rights: "Rights"}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consentPersonalisation records the customer's consent to personalisation.
+func consentPersonalisation(t testing.TB, svc *core.Service, admin context.Context, id custos.SubjectID) {
+	t.Helper()
+	yes := true
+	if _, err := svc.CaptureConsent(admin, id, custos.ConsentCapture{NoticeVersion: 1, Channel: "app",
+		Decisions: []custos.ConsentDecision{{Purpose: "personalisation", Granted: &yes}}}); err != nil {
+		t.Fatalf("consent: %v", err)
 	}
 }
