@@ -127,6 +127,7 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 	}
 	ev.Reason = reason
 	var rc *custos.ErasureReceipt
+	var appended []int64 // shred ledger entries written by the attempts below
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
 		st, err := tx.GetSubject(ctx, id)
 		if err != nil {
@@ -147,7 +148,12 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 			return err
 		}
 		rc = &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
-		return tx.InsertShred(ctx, &custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID})
+		shred := custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID}
+		if err := tx.InsertShred(ctx, &shred); err != nil {
+			return err
+		}
+		return s.recordShred(shred, &appended) // S7: on disk before the commit
 	})
+	s.settleShred(appended, err)
 	return rc, err
 }

@@ -42,6 +42,8 @@ type Service struct {
 	// CheckpointEvery is the number of audit events between inline signed
 	// checkpoints; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int64
+	// Ledger, when set, records every erasure outside the store (S7).
+	Ledger ShredLedger
 
 	reloadMu sync.Mutex
 	indexer  atomic.Pointer[keys.Indexer]

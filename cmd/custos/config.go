@@ -36,6 +36,8 @@ type Config struct {
 	// InsecureHTTP allows plain HTTP on a non-loopback address (behind a
 	// TLS-terminating proxy on a trusted network).
 	InsecureHTTP bool `json:"insecure_http"`
+	// ShredLedger is this node's shred ledger file (S7); "" = DIR/shred-ledger.jsonl.
+	ShredLedger string `json:"shred_ledger"`
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -120,6 +122,14 @@ func (c Config) DBPath() string {
 // KeyringPath is the master key file.
 func (c Config) KeyringPath() string { return filepath.Join(c.Data, "master.keys") }
 
+// LedgerPath is this node's shred ledger file.
+func (c Config) LedgerPath() string {
+	if c.ShredLedger != "" {
+		return c.ShredLedger
+	}
+	return filepath.Join(c.Data, "shred-ledger.jsonl")
+}
+
 // SignerPath is the audit signing key file.
 func (c Config) SignerPath() string { return filepath.Join(c.Data, "audit-signing.key") }
 
@@ -154,6 +164,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.catalog, "catalog", "", "catalog JSON file (env CUSTOS_CATALOG; default: embedded retail catalog)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
+	fs.StringVar(&f.shredLedger, "shred-ledger", "", "this node's shred ledger file (env CUSTOS_SHRED_LEDGER; default DIR/shred-ledger.jsonl)")
 	return f
 }
 
@@ -162,6 +173,7 @@ type commonFlags struct {
 	migrate                                                 bool
 	maxConns                                                int
 	tlsCert, tlsKey                                         string
+	shredLedger                                             string
 	insecureHTTP                                            bool
 }
 
@@ -212,6 +224,7 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
 	set(&c.TLSCert, pick(f.tlsCert, "CUSTOS_TLS_CERT"))
 	set(&c.TLSKey, pick(f.tlsKey, "CUSTOS_TLS_KEY"))
+	set(&c.ShredLedger, pick(f.shredLedger, "CUSTOS_SHRED_LEDGER"))
 	if f.insecureHTTP || getenv("CUSTOS_INSECURE_HTTP") == "1" || getenv("CUSTOS_INSECURE_HTTP") == "true" {
 		c.InsecureHTTP = true
 	}
