@@ -240,9 +240,16 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 		// Identity and serial columns go on after the largest value loaded.
 		for _, tt := range target {
 			for _, c := range tt.Columns {
-				q := fmt.Sprintf(`SELECT setval(s, m) FROM (SELECT pg_get_serial_sequence($1, $2) AS s, (SELECT MAX(%s) FROM %s) AS m) x
-					WHERE s IS NOT NULL AND m IS NOT NULL`, sqlutil.QuoteIdent(c), sqlutil.QuoteIdent(tt.Name))
-				if _, err := tx.ExecContext(ctx, q, sqlutil.QuoteIdent(tt.Name), c); err != nil {
+				var seq sql.NullString
+				if err := tx.QueryRowContext(ctx, `SELECT pg_get_serial_sequence($1, $2)`, sqlutil.QuoteIdent(tt.Name), c).Scan(&seq); err != nil {
+					return internal("load: sequence "+tt.Name, err)
+				}
+				if !seq.Valid {
+					continue
+				}
+				q := fmt.Sprintf(`SELECT setval($1, MAX(%s)) FROM %s HAVING MAX(%s) IS NOT NULL`,
+					sqlutil.QuoteIdent(c), sqlutil.QuoteIdent(tt.Name), sqlutil.QuoteIdent(c))
+				if _, err := tx.ExecContext(ctx, q, seq.String); err != nil {
 					return internal("load: sequence "+tt.Name, err)
 				}
 			}
