@@ -82,6 +82,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fmt.Fprintf(stdout, "backup written: %s (%s, %d bytes)\n", *out, sum.Header.ID, fi.Size())
 	fmt.Fprintf(stdout, "  %d tables, %d rows, %d chunks in %s; master key v%d, signing key %s\n",
 		sum.Tables, sum.Rows, sum.Chunks, time.Since(start).Round(time.Millisecond), sum.Header.KEKVersion, sum.Header.SignerKeyID)
+	fmt.Fprintf(stdout, "  signing public key %s (for custos backup verify --public-key)\n", keys.EncodePublicKey(n.signer.Public()))
 	fmt.Fprintln(stdout, "  keep the master keys and the audit signing key apart from it: without them it cannot be read")
 	return nil
 }
