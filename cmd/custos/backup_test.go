@@ -546,3 +546,45 @@ func TestBackupAcrossStores(t *testing.T) {
 	}
 	check(back)
 }
+
+// TestRestoreWithoutLedgerBringsBackErasedCustomer shows why the ledger
+// exists (S7): restored with --no-ledger, a backup taken before an erasure
+// gives the erased customer back; restore --reapply-only with the ledger
+// (as after an interrupted restore) erases them again, and a second run
+// finds nothing left to do.
+func TestRestoreWithoutLedgerBringsBackErasedCustomer(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bkStore) {
+		ctx := context.Background()
+		adminKey := bkInit(t, s)
+		srv := startServer(t, s.dir, s.args()[2:]...)
+		admin := srv.client(adminKey)
+		ps := createPrincipals(t, srv, admin)
+		sub, err := ps.App.CreateSubject(ctx, seedPurposes, seed.New(rand.New(rand.NewPCG(31, 1))).Subject())
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "b.cbk")
+		cli(t, 0, append([]string{"backup", "--out", file, "--quiet"}, s.args()...)...)
+		if _, err := admin.EraseSubject(ctx, []string{"account"}, sub.ID, "customer request"); err != nil {
+			t.Fatal(err)
+		}
+		srv.stop(t)
+
+		r := loseDatabase(t, s)
+		cli(t, 0, append([]string{"restore", file, "--no-ledger", "--quiet"}, r.args()...)...)
+		if !dataKeyExists(t, r, sub.ID) {
+			t.Fatalf("control: without the ledger the backup should give the erased customer's key back")
+		}
+		out, _ := cli(t, 0, append([]string{"restore", "--reapply-only", "--quiet"}, r.args()...)...)
+		if m := reappliedRE.FindStringSubmatch(out); m == nil || m[2] != "1" || !strings.Contains(out, "audit chain OK") {
+			t.Fatalf("reapply-only:\n%s", out)
+		}
+		if dataKeyExists(t, r, sub.ID) {
+			t.Errorf("the erased customer's key survived restore --reapply-only")
+		}
+		out, _ = cli(t, 0, append([]string{"restore", "--reapply-only", "--quiet"}, r.args()...)...)
+		if m := reappliedRE.FindStringSubmatch(out); m == nil || m[2] != "0" || m[3] != "1" {
+			t.Errorf("second reapply-only should find the erasure reflected:\n%s", out)
+		}
+	})
+}
