@@ -120,7 +120,19 @@ func writeAtomically(path string, fn func(w io.Writer) error) (err error) {
 	if err := os.Link(tmp, path); err != nil {
 		return err
 	}
-	return os.Remove(tmp)
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	// The new name survives a crash once the directory is synced.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	serr := d.Sync()
+	if cerr := d.Close(); serr == nil {
+		serr = cerr
+	}
+	return serr
 }
 
 // backupKeys loads what reading a backup needs: the master keys and the
@@ -207,9 +219,11 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 || (file == "" && !*reapplyOnly) || (*noLedger && (len(ledgers) > 0 || *reapplyOnly)) {
+	extra := fs.Args()
+	if file == "" && len(extra) == 1 {
+		file, extra = extra[0], nil
+	}
+	if len(extra) > 0 || (file == "") != *reapplyOnly || (*noLedger && (len(ledgers) > 0 || *reapplyOnly)) {
 		fmt.Fprintln(stderr, "usage: custos restore FILE [--data DIR | --store URL] [--ledger FILE]... | --no-ledger\n       custos restore --reapply-only [--ledger FILE]...")
 		return errUsage
 	}
