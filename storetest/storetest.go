@@ -44,6 +44,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "ViewReadOnly", fn: testViewReadOnly},
 		{name: "Now", fn: testNow},
 		{name: "ConcurrentAudit", fn: testConcurrentAudit},
+		{name: "Dump", fn: testDump},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
