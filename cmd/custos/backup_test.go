@@ -588,3 +588,74 @@ func TestRestoreWithoutLedgerBringsBackErasedCustomer(t *testing.T) {
 		}
 	})
 }
+
+// TestRestoreTwoNodeLedgers (S7, scale-out): two nodes on one PostgreSQL
+// each keep their own shred ledger; after the database is lost, a restore
+// given both ledgers re-applies the erasures made through either node.
+func TestRestoreTwoNodeLedgers(t *testing.T) {
+	ctx := context.Background()
+	store := scaleSchema(t)
+	dir1, adminKey := scaleInit(t, store)
+	dir2 := filepath.Join(t.TempDir(), "node2")
+	copyDir(t, dir1, dir2)
+	n1, n2 := startServer(t, dir1, "--store", store), startServer(t, dir2, "--store", store)
+	ps := createPrincipals(t, n1, n1.client(adminKey))
+	gen := seed.New(rand.New(rand.NewPCG(41, 1)))
+	var ids []custos.SubjectID
+	for range 4 {
+		sub, err := ps.App.CreateSubject(ctx, seedPurposes, gen.Subject())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sub.ID)
+	}
+	file := filepath.Join(t.TempDir(), "b.cbk")
+	cli(t, 0, "backup", "--out", file, "--quiet", "--data", dir1, "--store", store)
+	if _, err := n1.client(adminKey).EraseSubject(ctx, []string{"account"}, ids[0], "customer request"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.client(adminKey).EraseSubject(ctx, []string{"account"}, ids[1], "account closed"); err != nil {
+		t.Fatal(err)
+	}
+	n1.stop(t)
+	n2.stop(t)
+
+	r := bkStore{name: "postgres", dir: dir1, store: scaleSchema(t)}
+	out, _ := cli(t, 0, "restore", file, "--quiet", "--data", r.dir, "--store", r.store,
+		"--ledger", filepath.Join(dir1, "shred-ledger.jsonl"), "--ledger", filepath.Join(dir2, "shred-ledger.jsonl"))
+	if m := reappliedRE.FindStringSubmatch(out); m == nil || m[1] != "2" || m[2] != "2" {
+		t.Fatalf("restore with both nodes' ledgers:\n%s", out)
+	}
+	for i, id := range ids {
+		if got, want := dataKeyExists(t, r, id), i >= 2; got != want {
+			t.Errorf("customer %d: data key present %v, want %v", i, got, want)
+		}
+	}
+}
+
+// TestBackupUsage: missing or contradictory arguments are usage errors
+// (exit 2); an existing output file is never overwritten.
+func TestBackupUsage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, args := range [][]string{
+		{"backup", "--data", dir},
+		{"backup", "verify", "--data", dir},
+		{"restore", "--data", dir},
+		{"restore", "f.cbk", "--reapply-only", "--data", dir},
+		{"restore", "f.cbk", "--no-ledger", "--ledger", "x.jsonl", "--data", dir},
+		{"restore", "f.cbk", "g.cbk", "--data", dir},
+	} {
+		if code, _, _ := runCLI(t, context.Background(), args...); code != 2 {
+			t.Errorf("custos %s: code %d, want 2", strings.Join(args, " "), code)
+		}
+	}
+	bkInit(t, bkStore{dir: dir})
+	existing := filepath.Join(t.TempDir(), "taken.cbk")
+	if err := os.WriteFile(existing, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut := cli(t, 1, "backup", "--out", existing, "--data", dir)
+	if b, _ := os.ReadFile(existing); string(b) != "keep me" || !strings.Contains(errOut, "already exists") {
+		t.Errorf("backup over an existing file: %q, stderr %q", b, errOut)
+	}
+}
