@@ -181,7 +181,7 @@ func (db *DB) Dump(ctx context.Context, w custos.DumpWriter) error {
 
 // loadBatch bounds the rows of one INSERT (and its variables well below
 // SQLite's limit of 32766).
-const loadBatch = 200
+const loadBatch = 1000
 
 // Load implements custos.Dumper in one write transaction.
 func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
