@@ -140,17 +140,23 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 	}
 	ev.Reason = reason
 	var rc *custos.ErasureReceipt
+	var shreds shredAttempts // shred ledger entries written by the attempts below
 	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
-		rc, err = eraseTx(ctx, tx, id, reason, ev)
+		shreds.begin()
+		rc, err = s.eraseTx(ctx, tx, id, reason, ev, &shreds)
 		return err
 	})
+	s.settleShred(&shreds, err)
 	return rc, err
 }
 
 // eraseTx crypto-shreds subject id inside tx: the one erase path, shared by
-// EraseSubject and the retention sweeper. It sets ev.Fields to the erased
-// field names.
-func eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, reason string, ev *custos.AuditEvent) (*custos.ErasureReceipt, error) {
+// EraseSubject, rights requests and the retention sweeper. It sets
+// ev.Fields to the erased field names, and appends the erasure to the
+// shred ledger outside the store before the commit (S7); the caller calls
+// shreds.begin at the start of each transaction attempt and settleShred
+// after the transaction.
+func (s *Service) eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, reason string, ev *custos.AuditEvent, shreds *shredAttempts) (*custos.ErasureReceipt, error) {
 	st, err := tx.GetSubject(ctx, id)
 	if err != nil {
 		return nil, err
@@ -176,5 +182,9 @@ func eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, reason stri
 		return nil, err
 	}
 	rc := &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
-	return rc, tx.InsertShred(ctx, &custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID})
+	shred := custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID}
+	if err := tx.InsertShred(ctx, &shred); err != nil {
+		return nil, err
+	}
+	return rc, s.recordShred(shred, shreds) // S7: on disk before the commit
 }

@@ -53,6 +53,8 @@ type Service struct {
 	// asked for over the API never runs beside another node's (PostgreSQL
 	// advisory lock); ok false means another holds it.
 	RetentionLock func(ctx context.Context) (release func(), ok bool, err error)
+	// Ledger, when set, records every erasure outside the store (S7).
+	Ledger ShredLedger
 
 	// Rights configures customer rights requests.
 	Rights RightsOptions

@@ -632,112 +632,171 @@ const (
 )
 
 // eraseForRequest deletes the customer for a delete or close-account
-// request. Data under a legal minimum retention (transaction records within
-// their floor) is restricted instead — stored, locked, excluded from every
-// use — and the rest is deleted; the customer is told what was kept, why
-// and until when. When nothing must be kept the customer is crypto-shredded.
-// An outbox event in the same transaction tells every downstream recipient.
+// request (deleteTx) and emits an outbox event in the same transaction,
+// telling every downstream recipient.
 func (s *Service) eraseForRequest(ctx context.Context, reqID string) (*custos.RightsRequest, error) {
 	ev := rightsEvent(ctx, AuditRightsFulfil, "")
+	var shreds shredAttempts
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		shreds.begin()
 		r, err := tx.GetRightsRequest(ctx, reqID)
 		if err != nil {
 			return err
 		}
 		q := r.Request
 		ev.SubjectID, ev.Reason = q.SubjectID, q.Type+" "+q.ID
-		recs, err := tx.ListRecords(ctx, q.SubjectID, "")
+		retained, err := s.deleteTx(ctx, tx, q.SubjectID, q.Type == custos.RightsClose, q.Type+" request "+q.ID, ev, &shreds)
 		if err != nil {
 			return err
 		}
-		now := tx.Now()
-		kept := map[string]*custos.Retained{}
-		var keep, drop []custos.RecordID
-		var until time.Time
-		for _, rec := range recs {
-			end := legalEnd(rec)
-			if end.After(now) {
-				keep = append(keep, rec.ID)
-				k := kept[rec.Category]
-				if k == nil {
-					k = &custos.Retained{Category: rec.Category, Reason: custos.FloorTransaction.Data + ": " + custos.FloorTransaction.Min.String() +
-						" from completion (" + custos.FloorTransaction.Source + ")"}
-					kept[rec.Category] = k
-				}
-				k.Count++
-				if end.After(k.Until) {
-					k.Until = end
-				}
-				if end.After(until) {
-					until = end
-				}
-				continue
-			}
-			drop = append(drop, rec.ID)
-		}
+		q.Retained = retained
 		evType := EventSubjectErased
 		if q.Type == custos.RightsClose {
 			evType = EventAccountClosed
 		}
-		if len(keep) == 0 {
-			if _, err := eraseTx(ctx, tx, q.SubjectID, q.Type+" request "+q.ID, ev); err != nil {
-				return err
-			}
-		} else {
-			// Keep the data key for what must be kept; everything else goes.
-			if len(drop) > 0 {
-				if _, err := tx.DeleteRecordsByID(ctx, drop); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.RestrictRecords(ctx, keep, until); err != nil {
-				return err
-			}
-			st, err := tx.GetSubject(ctx, q.SubjectID)
-			if err != nil {
-				return err
-			}
-			ev.Fields = storedFields(st)
-			st.Sealed = map[string][]byte{}
-			st.UpdatedAt = now
-			if err := tx.UpdateSubject(ctx, st); err != nil {
-				return err
-			}
-			if err := tx.DeleteLookups(ctx, q.SubjectID, ""); err != nil {
-				return err
-			}
-			if _, err := tx.DeleteConsents(ctx, q.SubjectID); err != nil {
-				return err
-			}
-			if err := tx.RestrictSubject(ctx, q.SubjectID, until); err != nil {
-				return err
-			}
-			if q.Type == custos.RightsClose {
-				if err := tx.SetLifecycle(ctx, q.SubjectID, custos.TriggerAccountClosure, now); err != nil {
-					return err
-				}
-			}
-			for _, c := range slices.Sorted(maps.Keys(kept)) {
-				q.Retained = append(q.Retained, *kept[c])
-			}
-		}
-		payload := map[string]any{"request_id": q.ID, "type": q.Type, "retained": len(keep) > 0}
+		payload := map[string]any{"request_id": q.ID, "type": q.Type, "retained": len(retained) > 0}
 		oe, err := s.EmitTx(ctx, tx, evType, q.SubjectID, payload)
 		if err != nil {
 			return err
 		}
 		q.EventID = oe.ID
-		q.Status, q.CompletedAt = custos.RightsCompleted, now
+		q.Status, q.CompletedAt = custos.RightsCompleted, tx.Now()
 		note := "crypto-shredded"
-		if len(keep) > 0 {
-			note = fmt.Sprintf("kept restricted for a legal minimum: %d record(s); the rest deleted", len(keep))
+		if n := retainedCount(retained); n > 0 {
+			note = fmt.Sprintf("kept restricted for a legal minimum: %d record(s); the rest deleted", n)
 		}
 		return step(ctx, tx, r, ev.ActorID, "completed", note)
 	})
+	s.settleShred(&shreds, err)
 	if err != nil {
 		return nil, err
 	}
 	return s.rightsRequest(ctx, reqID, false)
+}
+
+func retainedCount(rs []custos.Retained) int {
+	n := 0
+	for _, r := range rs {
+		n += r.Count
+	}
+	return n
+}
+
+// ShredRestricted prefixes the reason of a shred ledger entry for a
+// deletion that kept records restricted for a legal minimum: a restore
+// re-applies it as such a deletion (ReapplyDeletion), not as a
+// crypto-shredding, so the kept records survive as the law requires.
+const ShredRestricted = "restricted deletion: "
+
+// deleteTx deletes customer id inside tx for the customer's request. Data
+// under a legal minimum retention (transaction records within their floor)
+// is restricted instead — stored, locked, excluded from every use — and
+// everything else goes: profile fields, other records, lookup keys,
+// consents. What was kept is returned, to tell the customer why and until
+// when. When nothing must be kept the customer is crypto-shredded
+// (eraseTx). Either way the deletion is written to the shred ledger, so
+// that a restore from an older backup repeats it.
+func (s *Service) deleteTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, closing bool, reason string, ev *custos.AuditEvent, shreds *shredAttempts) ([]custos.Retained, error) {
+	recs, err := tx.ListRecords(ctx, id, "")
+	if err != nil {
+		return nil, err
+	}
+	now := tx.Now()
+	kept := map[string]*custos.Retained{}
+	var keep, drop []custos.RecordID
+	var until time.Time
+	for _, rec := range recs {
+		end := legalEnd(rec)
+		if !end.After(now) {
+			drop = append(drop, rec.ID)
+			continue
+		}
+		keep = append(keep, rec.ID)
+		k := kept[rec.Category]
+		if k == nil {
+			k = &custos.Retained{Category: rec.Category, Reason: custos.FloorTransaction.Data + ": " + custos.FloorTransaction.Min.String() +
+				" from completion (" + custos.FloorTransaction.Source + ")"}
+			kept[rec.Category] = k
+		}
+		k.Count++
+		if end.After(k.Until) {
+			k.Until = end
+		}
+		if end.After(until) {
+			until = end
+		}
+	}
+	if len(keep) == 0 {
+		_, err := s.eraseTx(ctx, tx, id, reason, ev, shreds)
+		return nil, err
+	}
+	// Keep the data key for what must be kept; everything else goes.
+	if len(drop) > 0 {
+		if _, err := tx.DeleteRecordsByID(ctx, drop); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.RestrictRecords(ctx, keep, until); err != nil {
+		return nil, err
+	}
+	st, err := tx.GetSubject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ev.Fields = storedFields(st)
+	st.Sealed = map[string][]byte{}
+	st.UpdatedAt = now
+	if err := tx.UpdateSubject(ctx, st); err != nil {
+		return nil, err
+	}
+	if err := tx.DeleteLookups(ctx, id, ""); err != nil {
+		return nil, err
+	}
+	if _, err := tx.DeleteConsents(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := tx.RestrictSubject(ctx, id, until); err != nil {
+		return nil, err
+	}
+	if closing {
+		if err := tx.SetLifecycle(ctx, id, custos.TriggerAccountClosure, now); err != nil {
+			return nil, err
+		}
+	}
+	var out []custos.Retained
+	for _, c := range slices.Sorted(maps.Keys(kept)) {
+		out = append(out, *kept[c])
+	}
+	err = s.recordShred(custos.ShredEntry{SubjectID: id, ShredAt: now, Reason: ShredRestricted + reason, ActorID: ev.ActorID}, shreds)
+	return out, err
+}
+
+// ReapplyDeletion repeats, after a restore, a deletion that kept records
+// restricted (a ShredRestricted ledger entry). It reports false when the
+// restored store already reflects it. The system principal only.
+func (s *Service) ReapplyDeletion(ctx context.Context, id custos.SubjectID, reason string) (bool, error) {
+	ev := rightsEvent(ctx, AuditRightsFulfil, id)
+	if err := s.requireAction(ctx, ev, custos.ActSubjectErase); err != nil {
+		return false, err
+	}
+	ev.Reason = reason
+	applied := false
+	var shreds shredAttempts
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		shreds.begin()
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(st.Sealed) == 0 && restricted(st.RestrictedUntil, tx.Now()) {
+			return nil // reflected: deleted before the backup was taken
+		}
+		applied = true
+		_, err = s.deleteTx(ctx, tx, id, false, reason, ev, &shreds)
+		return err
+	})
+	s.settleShred(&shreds, err)
+	return applied, err
 }
 
 // FinishRetainedErasures crypto-shreds customers whose deletion kept data
@@ -773,8 +832,10 @@ func (s *Service) FinishRetainedErasures(ctx context.Context) (int, error) {
 	for _, q := range due {
 		ev := rightsEvent(ctx, AuditRightsFulfil, q.SubjectID)
 		ev.ActorID = "system"
+		var shreds shredAttempts
 		err := s.run(ctx, ev, func(tx custos.Tx) error {
-			if _, err := eraseTx(ctx, tx, q.SubjectID, "legal minimum passed for request "+q.ID, ev); err != nil {
+			shreds.begin()
+			if _, err := s.eraseTx(ctx, tx, q.SubjectID, "legal minimum passed for request "+q.ID, ev, &shreds); err != nil {
 				if custos.ErrorCode(err) == custos.ENOTFOUND {
 					return nil
 				}
@@ -788,6 +849,7 @@ func (s *Service) FinishRetainedErasures(ctx context.Context) (int, error) {
 			n++
 			return step(ctx, tx, r, "system", "retained data deleted", "legal minimum passed")
 		})
+		s.settleShred(&shreds, err)
 		if err != nil {
 			return n, err
 		}

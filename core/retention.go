@@ -367,12 +367,14 @@ func (sw *sweep) batch(ctx context.Context) error {
 	idx := sw.cur.Rule
 	rule := &sw.pol.Rules[idx]
 	done := false
+	var shreds shredAttempts // erasures this batch wrote to the shred ledger
 	fn := func(tx custos.Tx) error {
+		shreds.begin()
 		holds, err := tx.ListHolds(ctx)
 		if err != nil {
 			return err
 		}
-		b := &batch{sw: sw, tx: tx, rule: rule, out: &sw.cur.Report.Rules[idx], holds: holds}
+		b := &batch{sw: sw, tx: tx, rule: rule, out: &sw.cur.Report.Rules[idx], holds: holds, shreds: &shreds}
 		switch rule.Target {
 		case custos.TargetRecords:
 			done, err = b.records(ctx)
@@ -413,6 +415,7 @@ func (sw *sweep) batch(ctx context.Context) error {
 		err = sw.s.store.View(ctx, fn)
 	} else {
 		err = sw.s.store.Update(ctx, fn)
+		sw.s.settleShred(&shreds, err)
 	}
 	if err != nil {
 		var c custos.RetentionCursor
@@ -442,6 +445,7 @@ type batch struct {
 	holds   []*custos.LegalHold
 	changed int
 	aeads   map[custos.SubjectID]cachedAEAD
+	shreds  *shredAttempts
 }
 
 type cachedAEAD struct {
@@ -833,7 +837,7 @@ func (b *batch) subject(ctx context.Context, it *custos.ScannedSubject) error {
 		}
 	}
 	ev := event_(ctx, custos.AuditRetentionExpire, it.ID)
-	if _, err := eraseTx(ctx, tx, it.ID, "retention:"+rule.Name, ev); err != nil {
+	if _, err := b.sw.s.eraseTx(ctx, tx, it.ID, "retention:"+rule.Name, ev, b.shreds); err != nil {
 		return err
 	}
 	return b.expire(ctx, it.ID, method+" (crypto-shredded)", ev.Fields)

@@ -62,6 +62,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "Anonymised", fn: testAnonymised},
 		{name: "Hold", fn: testHold},
 		{name: "Certificate", fn: testCertificate},
+		{name: "Dump", fn: testDump},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,12 +29,28 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	rep := verifyAudit(ctx, n)
+	if rep.Err != nil {
+		return rep.Err
+	}
+	if !rep.OK {
+		fmt.Fprintf(stdout, "audit chain BROKEN: %s at event %d: %s\n", rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Detail)
+		fmt.Fprintf(stdout, "(%d events read, %d signed checkpoints, signing key %s)\n", rep.Events, rep.Checkpoints, keys.PublicKeyID(n.signer.Public()))
+		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at event %d (%s)", rep.Problem.Seq, rep.Problem.Kind)}
+	}
+	fmt.Fprintf(stdout, "audit chain OK: %d events, %d signed checkpoints verified (signing key %s)\n", rep.Events, rep.Checkpoints, n.signer.KeyID())
+	return nil
+}
+
+// verifyAudit recomputes the audit chain of n's store and checks its signed
+// checkpoints (custos audit verify, and after custos restore).
+func verifyAudit(ctx context.Context, n *node) *audit.Report {
 	var cps []*custos.AuditCheckpoint
 	if err := n.store.View(ctx, func(tx custos.Tx) (err error) {
 		cps, err = tx.ListCheckpoints(ctx)
 		return err
 	}); err != nil {
-		return err
+		return &audit.Report{Err: err}
 	}
 	events := func(yield func(*custos.AuditEvent, error) bool) {
 		var after int64
@@ -59,15 +75,5 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			after = page[len(page)-1].Seq
 		}
 	}
-	rep := audit.Verify(events, cps, n.signer.Public())
-	if rep.Err != nil {
-		return rep.Err
-	}
-	if !rep.OK {
-		fmt.Fprintf(stdout, "audit chain BROKEN: %s at event %d: %s\n", rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Detail)
-		fmt.Fprintf(stdout, "(%d events read, %d signed checkpoints, signing key %s)\n", rep.Events, rep.Checkpoints, keys.PublicKeyID(n.signer.Public()))
-		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at event %d (%s)", rep.Problem.Seq, rep.Problem.Kind)}
-	}
-	fmt.Fprintf(stdout, "audit chain OK: %d events, %d signed checkpoints verified (signing key %s)\n", rep.Events, rep.Checkpoints, n.signer.KeyID())
-	return nil
+	return audit.Verify(events, cps, n.signer.Public())
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"custos"
+	"custos/backup"
+	"custos/keys"
 )
 
 // canary is a distinctive personal value seeded into custos. It must never
@@ -397,6 +399,12 @@ func TestCanary(t *testing.T) {
 
 	// Stop the server (final checkpoint, WAL folded back) and search.
 	dataWhileRunning := readTree(t, dir)
+	backupFile := filepath.Join(work, "canary.cbk") // S7: a backup of the live store
+	code, out, errOut = runCLI(t, ctx, "backup", "--out", backupFile, "--data", dir)
+	if code != 0 {
+		t.Fatalf("backup: code %d\n%s\n%s", code, out, errOut)
+	}
+	cliOutput += out + errOut
 	srv.stop(t)
 	// The retention sweep anonymises A's old order: its dry run, run,
 	// certificate list and verification print nothing personal, and the
@@ -445,6 +453,31 @@ func TestCanary(t *testing.T) {
 	}
 	if !bytes.Contains(dbBytes, []byte(control)) {
 		t.Errorf("positive control: the plain principal name is not in the raw database files; the file search is broken")
+	}
+	// The backup file, its decrypted payload (only ciphertext, wrapped keys
+	// and ids), and a store restored from it, with the restore's output.
+	rawBackup, err := os.ReadFile(backupFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("backup file", rawBackup)
+	if bytes.Contains(rawBackup, []byte(control)) {
+		t.Errorf("the backup file holds the plain principal name: it is not encrypted")
+	}
+	payload := decryptBackup(t, dir, backupFile)
+	check("decrypted backup payload", payload)
+	if !bytes.Contains(payload, []byte(control)) || !bytes.Contains(payload, []byte(subA.ID)) {
+		t.Errorf("positive control: the decrypted backup lacks the plain principal name or A's id; the payload search is broken")
+	}
+	restored := filepath.Join(t.TempDir(), "restored")
+	copyKeys(t, dir, restored)
+	code, out, errOut = runCLI(t, ctx, "restore", backupFile, "--data", restored, "--ledger", filepath.Join(dir, "shred-ledger.jsonl"))
+	if code != 0 || !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("restore: code %d\n%s\n%s", code, out, errOut)
+	}
+	check("restore output", []byte(out+errOut))
+	for path, b := range readTree(t, restored) {
+		check("restored data file "+path, b)
 	}
 	rj, err := os.ReadFile(rejects)
 	if err != nil {
@@ -533,5 +566,48 @@ func recordingProxy(t *testing.T, target string) (string, func() [][]byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(bodies)
+	}
+}
+
+// decryptBackup returns the decrypted dump inside a backup file, checked
+// with the keys of the data directory dir.
+func decryptBackup(t *testing.T, dir, file string) []byte {
+	t.Helper()
+	ring, err := keys.LoadKeyringFile(filepath.Join(dir, "master.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := keys.LoadSignerPublicKey(filepath.Join(dir, "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if err := backup.Decrypt(f, ring, pub, &buf); err != nil {
+		t.Fatalf("decrypt backup: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// copyKeys copies the master keys and the audit signing key of data
+// directory src into a new data directory dst, as an operator restoring
+// onto a new host does.
+func copyKeys(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"master.keys", "audit-signing.key"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

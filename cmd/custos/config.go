@@ -42,6 +42,8 @@ type Config struct {
 	NoPlans bool `json:"no_plans"`
 	// RightsConfig: notifier, calendar, one-time codes, webhooks (rights.go).
 	RightsConfig
+	// ShredLedger is this node's shred ledger file (S7); "" = DIR/shred-ledger.jsonl.
+	ShredLedger string `json:"shred_ledger"`
 }
 
 // DefaultConfig returns the embedded default: SQLite in ./custos-data,
@@ -126,6 +128,14 @@ func (c Config) DBPath() string {
 // KeyringPath is the master key file.
 func (c Config) KeyringPath() string { return filepath.Join(c.Data, "master.keys") }
 
+// LedgerPath is this node's shred ledger file.
+func (c Config) LedgerPath() string {
+	if c.ShredLedger != "" {
+		return c.ShredLedger
+	}
+	return filepath.Join(c.Data, "shred-ledger.jsonl")
+}
+
 // SignerPath is the audit signing key file.
 func (c Config) SignerPath() string { return filepath.Join(c.Data, "audit-signing.key") }
 
@@ -163,6 +173,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (env CUSTOS_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn, error (env CUSTOS_LOG_LEVEL)")
 	f.rights.bind(fs)
+	fs.StringVar(&f.shredLedger, "shred-ledger", "", "this node's shred ledger file (env CUSTOS_SHRED_LEDGER; default DIR/shred-ledger.jsonl)")
 	return f
 }
 
@@ -172,6 +183,7 @@ type commonFlags struct {
 	migrate                                                 bool
 	maxConns                                                int
 	tlsCert, tlsKey                                         string
+	shredLedger                                             string
 	insecureHTTP                                            bool
 	noPlans                                                 bool
 	rights                                                  rightsFlags
@@ -225,6 +237,7 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.LogLevel, pick(f.logLevel, "CUSTOS_LOG_LEVEL"))
 	set(&c.TLSCert, pick(f.tlsCert, "CUSTOS_TLS_CERT"))
 	set(&c.TLSKey, pick(f.tlsKey, "CUSTOS_TLS_KEY"))
+	set(&c.ShredLedger, pick(f.shredLedger, "CUSTOS_SHRED_LEDGER"))
 	if f.insecureHTTP || getenv("CUSTOS_INSECURE_HTTP") == "1" || getenv("CUSTOS_INSECURE_HTTP") == "true" {
 		c.InsecureHTTP = true
 	}

@@ -10,6 +10,8 @@
 //	custos retention      run the retention sweeper; list and verify destruction certificates
 //	custos import FILE    import customers from CSV or JSON Lines through a server
 //	custos seed           create synthetic customers for demos, tests and benchmarks
+//	custos backup         write an encrypted, signed snapshot of a live store; backup verify checks one
+//	custos restore FILE   restore a backup into an empty store and re-apply the shred ledgers
 package main
 
 import (
@@ -50,6 +52,9 @@ commands:
   keys retire   -version N: drop a master key version no data key uses
   audit verify  recompute the audit hash chain; exit 0 when whole, 1 naming the first bad event
   retention     run [--dry-run] | certificates | verify ID: retention sweep and destruction certificates
+  backup        --out FILE: encrypted, signed snapshot of the live store (docs/backup.md)
+  backup verify FILE: check a backup's signature and every chunk; exit 1 when broken
+  restore FILE  restore a backup into an empty store, re-apply the shred ledgers, verify the audit chain
   import FILE   import customers (CSV with a header row, or JSON Lines) through a server
   seed          -subjects N: create synthetic Chinese customers
   bench         load-test an in-process server: throughput and latency per workload
@@ -75,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = cmdKeys(ctx, rest, stdout, stderr, getenv)
 	case "audit":
 		err = cmdAudit(ctx, rest, stdout, stderr, getenv)
+	case "backup":
+		err = cmdBackup(ctx, rest, stdout, stderr, getenv)
+	case "restore":
+		err = cmdRestore(ctx, rest, stdout, stderr, getenv)
 	case "import":
 		err = cmdImport(ctx, rest, stdout, stderr, getenv)
 	case "seed":

@@ -12,6 +12,7 @@ import (
 	"custos"
 	"custos/core"
 	"custos/keys"
+	"custos/ledger"
 	"custos/postgres"
 	"custos/sqlite"
 	"custos/validate"
@@ -27,6 +28,7 @@ type node struct {
 	ring   *keys.Keyring
 	signer *keys.Signer
 	svc    *core.Service
+	ledger *ledger.File // this node's shred ledger, outside the store
 	// adminToken is set when this open created the bootstrap admin.
 	adminToken string
 	// rights is the notifier, calendar, one-time codes and webhook
@@ -159,6 +161,10 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 	if err := loadRetention(cfg, n); err != nil {
 		return fail(err)
 	}
+	if n.ledger, err = ledger.Open(cfg.LedgerPath()); err != nil { // S7: erasures outlive the store
+		return fail(fmt.Errorf("shred ledger: %w", err))
+	}
+	n.svc.Ledger = n.ledger
 	n.svc.Reload = func() (*keys.Keyring, error) {
 		k, _, err := loadKeyring(cfg, getenv, false)
 		return k, err

@@ -1,0 +1,90 @@
+package core_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"custos"
+	"custos/ledger"
+)
+
+// TestErasureWritesLedger (S7): an erasure is recorded in the shred ledger
+// file outside the store, with ids, time and reason only.
+func TestErasureWritesLedger(t *testing.T) {
+	e := newEnv(t)
+	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Ledger = l
+	id := e.create(t, map[string]string{"name": "周芷若", "email": "zhou.ledger@example.com"})
+	rc, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "customer request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ledger.ReadFile(l.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Entries) != 1 {
+		t.Fatalf("ledger has %d entries, want 1", len(r.Entries))
+	}
+	got := r.Entries[0]
+	if got.Kind != ledger.KindErase || got.SubjectID != string(id) || got.Reason != "customer request" ||
+		got.ActorID != "prn_admin" || !got.Time.Equal(rc.ErasedAt) {
+		t.Errorf("ledger entry %+v, receipt %+v", got, rc)
+	}
+	// A refused erasure (unknown subject) writes nothing.
+	if _, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, "sub_unknown", ""); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("erase unknown: %v", err)
+	}
+	if r, err := ledger.ReadFile(l.Path()); err != nil || len(r.Entries) != 1 {
+		t.Fatalf("after a refused erasure: %v, %v", r, err)
+	}
+}
+
+// TestErasureFailsWithoutLedger (S7): when the ledger cannot be written
+// the erasure fails as a whole: the customer, the data key and the lookups
+// are all still there, and the store records no shred.
+func TestErasureFailsWithoutLedger(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	path := filepath.Join(t.TempDir(), ledger.DefaultName)
+	l, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Ledger = l
+	id := e.create(t, map[string]string{"name": "张无忌", "email": "zhang.ledger@example.com"})
+	// The ledger becomes unwritable: its path is now a directory.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "customer request"); custos.ErrorCode(err) != custos.EINTERNAL {
+		t.Fatalf("erase with a broken ledger: got %v, want EINTERNAL", err)
+	}
+	got, err := e.svc.FindSubjectByLookup(e.admin, []string{"account"}, "email", "zhang.ledger@example.com")
+	if err != nil || got.ID != id || got.Fields["name"] != "张无忌" {
+		t.Fatalf("after the failed erasure the customer reads %v, %v", got, err)
+	}
+	if err := e.db.View(ctx, func(tx custos.Tx) error {
+		if _, err := tx.GetDataKey(ctx, id); err != nil {
+			return err
+		}
+		shreds, err := tx.ListShreds(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if len(shreds) != 0 {
+			t.Errorf("the store records %d shreds after a failed erasure", len(shreds))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after the failed erasure: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package sqlutil
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"custos"
+)
+
+// SkipDumpTable reports whether a table stays out of every dump (custos
+// backup): the migrations bookkeeping, which the restoring store has of
+// its own and which a restore compares instead, and SQLite's internal
+// tables. Every other table — including those later features add — is
+// dumped, found at run time from the schema catalog.
+func SkipDumpTable(name string) bool {
+	return name == "migrations" || strings.HasPrefix(name, "sqlite_")
+}
+
+// QuoteIdent quotes a table or column name for SQL (both dialects).
+func QuoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// ParentsFirst orders tables so that every table comes after the tables
+// its foreign keys reference (parents maps a table to those), ties and
+// cycles broken by name, so a load that inserts in this order satisfies
+// its foreign keys as it goes.
+func ParentsFirst(tables []string, parents map[string][]string) []string {
+	tables = slices.Sorted(slices.Values(tables))
+	done := map[string]bool{}
+	visiting := map[string]bool{}
+	var out []string
+	var visit func(t string)
+	visit = func(t string) {
+		if done[t] || visiting[t] {
+			return
+		}
+		visiting[t] = true
+		for _, p := range slices.Sorted(slices.Values(parents[t])) {
+			if p != t && slices.Contains(tables, p) {
+				visit(p)
+			}
+		}
+		visiting[t] = false
+		done[t] = true
+		out = append(out, t)
+	}
+	for _, t := range tables {
+		visit(t)
+	}
+	return out
+}
+
+// InsertSQL returns a multi-row INSERT of n rows into table; ph returns
+// the placeholder of the i-th argument (0-based); override is put between
+// the column list and VALUES (PostgreSQL's OVERRIDING SYSTEM VALUE).
+func InsertSQL(table string, cols []string, n int, ph func(i int) string, override string) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(QuoteIdent(table))
+	b.WriteString(" (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(QuoteIdent(c))
+	}
+	b.WriteString(") ")
+	if override != "" {
+		b.WriteString(override + " ")
+	}
+	b.WriteString("VALUES ")
+	arg := 0
+	for r := range n {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(ph(arg))
+			arg++
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// DollarPlaceholder is PostgreSQL's $1, $2, ….
+func DollarPlaceholder(i int) string { return "$" + strconv.Itoa(i+1) }
+
+// QuestionPlaceholder is SQLite's ?.
+func QuestionPlaceholder(int) string { return "?" }
+
+// ConvertDumpValue adapts a dumped value to a target column of portable
+// type typ, for a dump taken from the other store: booleans are 0/1
+// integers on SQLite, JSON is text there.
+func ConvertDumpValue(v any, typ string) (any, error) {
+	switch typ {
+	case "bool":
+		switch x := v.(type) {
+		case int64:
+			if x != 0 && x != 1 {
+				return nil, fmt.Errorf("value %d for a boolean column", x)
+			}
+			return x == 1, nil
+		}
+	case "int":
+		if x, ok := v.(bool); ok {
+			if x {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		}
+	case "json", "text":
+		if x, ok := v.([]byte); ok && typ == "json" {
+			return string(x), nil
+		}
+	}
+	return v, nil
+}
+
+// DumpColumnsMissing returns an EINVALID error when the target table lacks
+// a column of the dump, or nil.
+func DumpColumnsMissing(t *custos.DumpTable, target map[string]string) error {
+	var missing []string
+	for _, c := range t.Columns {
+		if _, ok := target[c]; !ok {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return custos.Errorf(custos.EINVALID, "The store's table %s has no column %s that the backup holds; restore with the custos version that took the backup.",
+			t.Name, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// NotEmpty is the error of a load into a store that holds rows.
+func NotEmpty(table string) error {
+	return custos.Errorf(custos.ECONFLICT, "The target store is not empty (table %s has rows); restore only into an empty store.", table)
+}

@@ -1,0 +1,176 @@
+package ledger_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"custos"
+	"custos/ledger"
+)
+
+func entry(id string, at time.Time) custos.ShredEntry {
+	return custos.ShredEntry{SubjectID: custos.SubjectID(id), ShredAt: at, Reason: "customer request", ActorID: "prn_admin"}
+}
+
+// TestLedgerChain (S7): appends from two handles on one file (as the
+// server and a CLI process on one host) chain into one sequence that reads
+// back whole, the file private to its owner.
+func TestLedgerChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", ledger.DefaultName)
+	a, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := a
+			if i%2 == 1 {
+				l = b
+			}
+			if _, err := l.AppendErase(entry("sub_"+string(rune('a'+i%26))+string(rune('a'+i/26)), t0.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	r, err := ledger.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if len(r.Entries) != 40 || r.Torn != 0 {
+		t.Fatalf("got %d entries, %d torn; want 40, 0", len(r.Entries), r.Torn)
+	}
+	for i, e := range r.Entries {
+		if e.Seq != int64(i+1) || e.Kind != ledger.KindErase || e.ActorID != "prn_admin" || e.Reason != "customer request" {
+			t.Errorf("entry %d: %+v", i, e)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("ledger mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestLedgerTamperDetected: an edited, removed or reordered line breaks
+// the chain and ReadFile names the line; a torn last line (a crash inside
+// a write) is skipped and the next append chains past it.
+func TestLedgerTamperDetected(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ledger.DefaultName)
+	l, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC)
+	for i, id := range []string{"sub_a", "sub_b", "sub_c", "sub_d"} {
+		if _, err := l.AppendErase(entry(id, t0.Add(time.Duration(i)*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(orig, []byte("\n"))
+	lines = lines[:len(lines)-1] // the empty piece after the last newline
+	for _, c := range []struct {
+		name, want string
+		file       []byte
+	}{
+		{"reason edited", "line 1 does not match its hash", bytes.Replace(orig, []byte(`"customer request"`), []byte(`"customer requesT"`), 1)},
+		{"subject changed", "line 3 does not match", bytes.Replace(orig, []byte(`"sub_c"`), []byte(`"sub_x"`), 1)},
+		{"line removed", "broken at line 2", bytes.Join([][]byte{lines[0], lines[2], lines[3]}, nil)},
+		{"lines swapped", "broken at line 2", bytes.Join([][]byte{lines[0], lines[2], lines[1], lines[3]}, nil)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+			if err := os.WriteFile(p, c.file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ledger.ReadFile(p)
+			if custos.ErrorCode(err) != custos.EINVALID || !strings.Contains(custos.ErrorMessage(err), c.want) {
+				t.Fatalf("got %v, want EINVALID saying %q", err, c.want)
+			}
+		})
+	}
+
+	// A torn write at the end: skipped, and the chain goes on after it.
+	if err := os.WriteFile(path, append(bytes.Clone(orig), []byte(`{"seq":5,"kind":"era`)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := l2.AppendErase(entry("sub_e", t0.Add(time.Hour)))
+	if err != nil || seq != 5 {
+		t.Fatalf("append after a torn line: seq %d, %v; want 5", seq, err)
+	}
+	r, err := ledger.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read after a torn line: %v", err)
+	}
+	if len(r.Entries) != 5 || r.Torn != 1 || r.Entries[4].SubjectID != "sub_e" {
+		t.Fatalf("got %d entries, %d torn", len(r.Entries), r.Torn)
+	}
+}
+
+// TestErasuresSkipVoided: an erase entry voided in its own file is not
+// re-applied; entries of several files come out in time order.
+func TestErasuresSkipVoided(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC)
+	n1, err := ledger.Open(filepath.Join(dir, "node1.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := ledger.Open(filepath.Join(dir, "node2.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSeq := func(l *ledger.File, id string, at time.Time) int64 {
+		seq, err := l.AppendErase(entry(id, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	mustSeq(n1, "sub_late", t0.Add(3*time.Minute))
+	voided := mustSeq(n1, "sub_void", t0.Add(4*time.Minute))
+	if err := n1.AppendVoid(voided); err != nil {
+		t.Fatal(err)
+	}
+	mustSeq(n2, "sub_early", t0.Add(time.Minute))
+	mustSeq(n2, "sub_void", t0.Add(5*time.Minute)) // seq 2 in node2: not voided by node1's void of seq 2
+	var reads []*ledger.Read
+	for _, n := range []*ledger.File{n1, n2} {
+		r, err := ledger.ReadFile(n.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads = append(reads, r)
+	}
+	var got []string
+	for _, e := range ledger.Erasures(reads...) {
+		got = append(got, e.SubjectID)
+	}
+	if want := "sub_early sub_late sub_void"; strings.Join(got, " ") != want {
+		t.Fatalf("erasures: got %v, want %s", got, want)
+	}
+}

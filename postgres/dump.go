@@ -1,0 +1,311 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+var _ custos.Dumper = (*DB)(nil)
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func each(ctx context.Context, q querier, query string, args []any, fn func(r *sql.Rows) error) (err error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := rows.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// pgTable is a table of the current schema as a dump sees it.
+type pgTable struct {
+	custos.DumpTable
+	identity bool // has an identity column: inserts need OVERRIDING SYSTEM VALUE
+}
+
+// dumpTables lists the base tables of the current schema (the first on
+// the search path), parents before children.
+func dumpTables(ctx context.Context, q querier) ([]*pgTable, error) {
+	byName := map[string]*pgTable{}
+	var names []string
+	err := each(ctx, q, `SELECT table_name, column_name, data_type, is_identity FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name IN (
+			SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE')
+		ORDER BY table_name, ordinal_position`, nil, func(r *sql.Rows) error {
+		var tn, cn, typ, ident string
+		if err := r.Scan(&tn, &cn, &typ, &ident); err != nil {
+			return err
+		}
+		if sqlutil.SkipDumpTable(tn) {
+			return nil
+		}
+		t := byName[tn]
+		if t == nil {
+			t = &pgTable{DumpTable: custos.DumpTable{Name: tn}}
+			byName[tn] = t
+			names = append(names, tn)
+		}
+		t.Columns = append(t.Columns, cn)
+		t.Types = append(t.Types, portableType(typ))
+		t.identity = t.identity || ident == "YES"
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	parents := map[string][]string{}
+	err = each(ctx, q, `SELECT ch.relname, pa.relname FROM pg_constraint c
+		JOIN pg_class ch ON ch.oid = c.conrelid JOIN pg_class pa ON pa.oid = c.confrelid
+		JOIN pg_namespace n ON n.oid = ch.relnamespace
+		WHERE c.contype = 'f' AND n.nspname = current_schema()`, nil, func(r *sql.Rows) error {
+		var ch, pa string
+		if err := r.Scan(&ch, &pa); err != nil {
+			return err
+		}
+		parents[ch] = append(parents[ch], pa)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*pgTable
+	for _, n := range sqlutil.ParentsFirst(names, parents) {
+		out = append(out, byName[n])
+	}
+	return out, nil
+}
+
+// portableType maps an information_schema data_type to a dump type.
+func portableType(typ string) string {
+	switch typ {
+	case "bigint", "integer", "smallint":
+		return "int"
+	case "double precision", "real":
+		return "real"
+	case "text", "character varying", "character":
+		return "text"
+	case "bytea":
+		return "blob"
+	case "boolean":
+		return "bool"
+	case "json", "jsonb":
+		return "json"
+	}
+	return "text" // read as text (see selectList), written back from text
+}
+
+// selectList reads every column in its dump type: JSON and any type
+// without a dump type of its own as text.
+func selectList(t *pgTable) string {
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = sqlutil.QuoteIdent(c)
+		if t.Types[i] == "json" || t.Types[i] == "text" {
+			cols[i] += "::text"
+		}
+	}
+	return strings.Join(cols, ", ")
+}
+
+// Dump implements custos.Dumper in one REPEATABLE READ READ ONLY
+// transaction: every table is read from the same snapshot while other
+// nodes go on writing. Statements run under ctx alone: a large table takes
+// longer than the per-statement timeout to stream.
+func (db *DB) Dump(ctx context.Context, w custos.DumpWriter) error {
+	conn, err := db.pool.Conn(ctx)
+	if err != nil {
+		return internal("dump: connect", err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return internal("dump: begin", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only: nothing to undo, and the first error is the one returned
+	tables, err := dumpTables(ctx, tx)
+	if err != nil {
+		return internal("dump: tables", err)
+	}
+	for _, t := range tables {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+sqlutil.QuoteIdent(t.Name)).Scan(&t.Rows); err != nil {
+			return internal("dump: count "+t.Name, err)
+		}
+		if err := w.Table(&t.DumpTable); err != nil {
+			return err
+		}
+		vals := make([]any, len(t.Columns))
+		ptrs := make([]any, len(t.Columns))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		var n int64
+		err := each(ctx, tx, `SELECT `+selectList(t)+` FROM `+sqlutil.QuoteIdent(t.Name), nil, func(r *sql.Rows) error {
+			if err := r.Scan(ptrs...); err != nil {
+				return internal("dump: scan "+t.Name, err)
+			}
+			for i, v := range vals {
+				if i32, ok := v.(int32); ok {
+					vals[i] = int64(i32)
+				}
+			}
+			n++
+			return w.Row(vals)
+		})
+		if err != nil {
+			if custos.AsError(err) != nil {
+				return err
+			}
+			return internal("dump: read "+t.Name, err)
+		}
+		if n != t.Rows {
+			return internal("dump", fmt.Errorf("table %s: counted %d rows, read %d", t.Name, t.Rows, n))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return internal("dump: end", err)
+	}
+	return nil
+}
+
+// loadBatch bounds the rows of one INSERT (PostgreSQL allows 65535
+// parameters per statement).
+const loadBatch = 500
+
+// Load implements custos.Dumper in one transaction. It takes the append
+// lock first, so no node appends to the audit chain meanwhile; run it with
+// every node stopped all the same.
+func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
+	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(t *Tx) error {
+		if err := t.lockAppend(ctx); err != nil {
+			return formatError(err, "Lock")
+		}
+		tx := t.tx
+		target, err := dumpTables(ctx, tx)
+		if err != nil {
+			return internal("load: tables", err)
+		}
+		targets := map[string]*pgTable{}
+		for _, tt := range target {
+			var rows bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+sqlutil.QuoteIdent(tt.Name)+`)`).Scan(&rows); err != nil {
+				return internal("load: count "+tt.Name, err)
+			}
+			if rows {
+				return sqlutil.NotEmpty(tt.Name)
+			}
+			targets[tt.Name] = tt
+		}
+		for {
+			dt, err := r.NextTable()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			tt, ok := targets[dt.Name]
+			if !ok {
+				return custos.Errorf(custos.EINVALID, "The store has no table %s that the backup holds; restore with the custos version that took the backup.", dt.Name)
+			}
+			cols := map[string]string{}
+			for i, c := range tt.Columns {
+				cols[c] = tt.Types[i]
+			}
+			if err := sqlutil.DumpColumnsMissing(dt, cols); err != nil {
+				return err
+			}
+			if err := loadTable(ctx, tx, dt, cols, tt.identity, r); err != nil {
+				return err
+			}
+		}
+		// Identity and serial columns go on after the largest value loaded.
+		for _, tt := range target {
+			for _, c := range tt.Columns {
+				var seq sql.NullString
+				if err := tx.QueryRowContext(ctx, `SELECT pg_get_serial_sequence($1, $2)`, sqlutil.QuoteIdent(tt.Name), c).Scan(&seq); err != nil {
+					return internal("load: sequence "+tt.Name, err)
+				}
+				if !seq.Valid {
+					continue
+				}
+				q := fmt.Sprintf(`SELECT setval($1, MAX(%s)) FROM %s HAVING MAX(%s) IS NOT NULL`,
+					sqlutil.QuoteIdent(c), sqlutil.QuoteIdent(tt.Name), sqlutil.QuoteIdent(c))
+				if _, err := tx.ExecContext(ctx, q, seq.String); err != nil {
+					return internal("load: sequence "+tt.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func loadTable(ctx context.Context, tx *sql.Tx, dt *custos.DumpTable, cols map[string]string, identity bool, r custos.DumpReader) error {
+	override := ""
+	if identity {
+		override = "OVERRIDING SYSTEM VALUE"
+	}
+	per := max(1, min(loadBatch, 60000/max(1, len(dt.Columns))))
+	stmt, err := tx.PrepareContext(ctx, sqlutil.InsertSQL(dt.Name, dt.Columns, per, sqlutil.DollarPlaceholder, override))
+	if err != nil {
+		return internal("load: prepare "+dt.Name, err)
+	}
+	defer stmt.Close()
+	args := make([]any, 0, per*len(dt.Columns))
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == per {
+			_, err = stmt.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, sqlutil.InsertSQL(dt.Name, dt.Columns, n, sqlutil.DollarPlaceholder, override), args...)
+		}
+		if err != nil {
+			return formatError(fmt.Errorf("load %s: %w", dt.Name, err), "Row of "+dt.Name)
+		}
+		args, n = args[:0], 0
+		return nil
+	}
+	for {
+		row, err := r.NextRow()
+		if errors.Is(err, io.EOF) {
+			return flush()
+		}
+		if err != nil {
+			return err
+		}
+		for i, v := range row {
+			cv, err := sqlutil.ConvertDumpValue(v, cols[dt.Columns[i]])
+			if err != nil {
+				return custos.Errorf(custos.EINVALID, "Table %s, column %s: %v.", dt.Name, dt.Columns[i], err)
+			}
+			args = append(args, cv)
+		}
+		if n++; n == per {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
