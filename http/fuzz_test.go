@@ -29,6 +29,10 @@ var quotedValue = regexp.MustCompile(`"([^"\\]{8,})"(\s*:)?`)
 var fuzzMembers = []string{
 	"fields", "provenance", "collector", "channel", "source", "consent",
 	"subject", "parse_error", "field", "value", "rows", "line", "purposes",
+	"notice_version", "decisions", "purpose", "granted", "evidence", "guardian", "name", "relation",
+	"kind", "initiated_by", "all", "category", "third_party", "subject_id", "type", "values", "relative",
+	"proof", "note", "verified", "controller", "contact", "text", "title", "body", "rights", "retention",
+	"necessity", "impact", "third_parties", "records", "zh-CN", "en",
 }
 
 func FuzzRequestBodies(f *testing.F) {
@@ -59,6 +63,17 @@ func FuzzRequestBodies(f *testing.F) {
 	}
 	srv := httptest.NewServer(custoshttp.NewServer(svc, nil))
 	f.Cleanup(srv.Close)
+	// A notice and a customer for the consent and rights routes.
+	if _, err := svc.PublishNotice(admin, custos.NoticeContent{Controller: "Fuzz Shop", Contact: "privacy@example.com",
+		Purposes: []custos.NoticePurpose{{Name: "marketing", Fields: []string{"mobile"}, Retention: "until withdrawn"}},
+		Text:     map[string]custos.NoticeText{"zh-CN": {Title: "隐私", Body: "正文", Rights: "权利"}, "en": {Title: "Privacy", Body: "Body", Rights: "Rights"}}}); err != nil {
+		f.Fatal(err)
+	}
+	sub, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Fields: map[string]string{"name": "赵小飞", "mobile": "13900009999"},
+		Provenance: custos.Provenance{Collector: "fuzz", Channel: "test", Source: "customer"}})
+	if err != nil {
+		f.Fatal(err)
+	}
 
 	allowed := map[string]bool{}
 	for _, m := range fuzzMembers {
@@ -93,6 +108,11 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add([]byte(``))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"notice_version":1,"channel":"app","evidence":"form 9 secret-evidence-1","decisions":[{"purpose":"marketing","granted":true}]}`))
+	f.Add([]byte(`{"notice_version":1,"channel":"app","all":true,"guardian":{"name":"钱监护人","relation":"mother","evidence":"hukou 123456"}}`))
+	f.Add([]byte(`{"subject_id":"` + string(sub.ID) + `","type":"correct","channel":"phone","verified":"staff","evidence":"id card 1234","values":{"mobile":"1390000x"}}`))
+	f.Add([]byte(`{"subject_id":"` + string(sub.ID) + `","type":"delete","relative":{"name":"孙亲属","relation":"son","proof":"cert 7788"},"note":"please 12"}`))
+	f.Add([]byte(`{"controller":"Shop 1","contact":"a@b.cn","purposes":[{"name":"marketing","fields":["mobile","id_number"]}],"text":{"en":{"title":"t"}}}`))
 
 	var words []string
 	for w := range allowed {
@@ -103,7 +123,8 @@ func FuzzRequestBodies(f *testing.F) {
 	// them cannot tell an echo from the server's own text.
 	vocabulary := strings.Join(words, " ") + " provenance.collector provenance.channel provenance.source provenance.location provenance.plan"
 
-	routes := []string{"/v1/subjects", "/v1/subjects/lookup", "/v1/imports/fuzzjob/rows"}
+	routes := []string{"/v1/subjects", "/v1/subjects/lookup", "/v1/imports/fuzzjob/rows",
+		"/v1/subjects/" + string(sub.ID) + "/consents", "/v1/rights-requests", "/v1/notices"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var secrets []string
 		for _, m := range quotedValue.FindAllSubmatch(data, -1) {
