@@ -39,8 +39,14 @@ func newBrowser(t *testing.T) context.Context {
 	if err != nil {
 		t.Skip("chromium is not installed (apt-get install chromium); .ci/run installs it, so CI runs this test")
 	}
+	// The profile directory is removed after chromium has exited, not by
+	// t.TempDir's cleanup, which may run while its helpers still write.
+	profile, err := os.MkdirTemp("", "custos-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(profile),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(412, 915))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -53,7 +59,19 @@ func newBrowser(t *testing.T) context.Context {
 		}
 	}))
 	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	t.Cleanup(func() {
+		_ = chromedp.Cancel(ctx) // closes the browser and waits for it
+		cancelT()
+		cancelC()
+		cancelA()
+		for i := 0; i < 50; i++ {
+			if err := os.RemoveAll(profile); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove chromium's profile %s", profile)
+	})
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
