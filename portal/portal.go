@@ -45,6 +45,7 @@ type Portal struct {
 	logger *slog.Logger
 	tmpl   *template.Template
 	mux    *http.ServeMux
+	signIn limiter
 }
 
 // New returns the portal for svc.
@@ -61,8 +62,8 @@ func New(svc *core.Service, logger *slog.Logger) *Portal {
 		"lastday": func(t time.Time) string { return t.Add(-time.Second).In(shanghai).Format("2006-01-02") },
 	}).ParseFS(templateFS, "templates/*.html"))
 	p.mux.HandleFunc("GET /portal/{$}", p.signInPage)
-	p.mux.HandleFunc("POST /portal/signin", p.signIn)
-	p.mux.HandleFunc("POST /portal/code", p.code)
+	p.mux.HandleFunc("POST /portal/signin", p.limited(p.signInPost))
+	p.mux.HandleFunc("POST /portal/code", p.limited(p.code))
 	p.mux.HandleFunc("POST /portal/signout", p.signOut)
 	p.mux.HandleFunc("GET /portal/home", p.auth(p.home))
 	p.mux.HandleFunc("GET /portal/notice", p.notice)
@@ -257,7 +258,20 @@ func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
 // signIn sends a code when the mobile or e-mail belongs to a customer, and
 // answers the same way when it does not, so that the portal does not tell
 // who is a customer.
-func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
+// limited refuses a client that has made SignInLimit sign-in or code
+// attempts within SignInWindow.
+func (p *Portal) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !p.signIn.allow(clientIP(r), time.Now()) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(SignInWindow.Seconds())))
+			p.render(w, r, http.StatusTooManyRequests, "signin.html", page{Title: tr(lang(r), "signin.title"), Error: tr(lang(r), "error.rate_limited")})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (p *Portal) signInPost(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimSpace(r.PostFormValue("id"))
 	field, channel := "mobile", "sms"
 	if strings.Contains(id, "@") {
