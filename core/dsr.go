@@ -41,6 +41,7 @@ const (
 	AuditRightsRead     = "rights.read"
 	AuditRightsExport   = "rights.export"
 	AuditRightsDeadline = "rights.deadline"
+	AuditRightsLift     = "rights.lift_restriction"
 	AuditCodeIssue      = "otp.issue"
 	AuditCodeVerify     = "otp.verify"
 )
@@ -619,6 +620,36 @@ func (s *Service) restrictForRequest(ctx context.Context, q *custos.RightsReques
 	ev.Reason = "restrict " + q.ID
 	return s.run(ctx, ev, func(tx custos.Tx) error {
 		return tx.RestrictSubject(ctx, q.SubjectID, restrictIndefinitely)
+	})
+}
+
+// LiftRestriction ends a restriction the customer asked for (a restrict
+// request), when the customer asks again or the reason has gone. A
+// restriction that keeps data for a legal minimum cannot be lifted: it
+// ends on its own date. Requires rights.handle; audited.
+func (s *Service) LiftRestriction(ctx context.Context, id custos.SubjectID, reason string) error {
+	ev := rightsEvent(ctx, AuditRightsLift, id)
+	if err := s.requireAction(ctx, ev, ActRightsHandle); err != nil {
+		return err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" || utf8.RuneCountInString(reason) > 500 {
+		return s.auditRefusal(ctx, ev, custos.Invalid("State why the restriction ends.", custos.Violation{Field: "reason", Rule: "required", Detail: "1–500 characters"}))
+	}
+	ev.Reason = reason
+	return s.run(ctx, ev, func(tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !restricted(st.RestrictedUntil, tx.Now()):
+			return custos.Invalid("The customer is not restricted.", custos.Violation{Field: "subject", Rule: "not_restricted"})
+		case !st.RestrictedUntil.Equal(restrictIndefinitely):
+			return custos.Invalid("Data kept for a legal minimum stays restricted until its date.",
+				custos.Violation{Field: "subject", Rule: "legal_minimum", Detail: "restricted until " + st.RestrictedUntil.Format(time.DateOnly)})
+		}
+		return tx.RestrictSubject(ctx, id, time.Time{})
 	})
 }
 

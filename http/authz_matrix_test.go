@@ -418,6 +418,14 @@ var routeTable = map[string]routeSpec{
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsAccess, true, false).ID + "/report", nil
 		}},
+	"POST /v1/subjects/{id}/restriction/lift": {auth: true, action: core.ActRightsHandle, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			q := e.rightsRequest(custos.RightsRestrict, true, false)
+			if _, err := e.svc.DecideRightsRequest(e.admin, q.ID, custos.RightsDecision{Approve: true}); err != nil {
+				e.t.Fatalf("restrict: %v", err)
+			}
+			return "/v1/subjects/" + string(q.SubjectID) + "/restriction/lift", custoshttp.LiftRequest{Reason: "the customer asked to lift it"}
+		}},
 	"GET /v1/rights-requests/{id}/export": {auth: true, action: core.ActRightsHandle, success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/rights-requests/" + e.rightsRequest(custos.RightsCopy, true, false).ID + "/export", nil

@@ -478,3 +478,8 @@ func (c *Client) SetPrerequisites(ctx context.Context, id custos.PrincipalID, pr
 	}
 	return &p, nil
 }
+
+// LiftRestriction ends a restriction the customer asked for.
+func (c *Client) LiftRestriction(ctx context.Context, id custos.SubjectID, reason string) error {
+	return c.do(ctx, http.MethodPost, "/v1/subjects/"+url.PathEscape(string(id))+"/restriction/lift", nil, LiftRequest{Reason: reason}, nil)
+}

@@ -113,3 +113,18 @@ func writeExport(w http.ResponseWriter, id string, b []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)
 }
+
+// LiftRequest says why a customer's restriction ends.
+type LiftRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) handleLiftRestriction(w http.ResponseWriter, r *http.Request) {
+	var in LiftRequest
+	if err := decode(r, &in); err != nil {
+		Error(w, r, s.Logger, err)
+		return
+	}
+	err := s.Service.LiftRestriction(r.Context(), custos.SubjectID(r.PathValue("id")), in.Reason)
+	s.reply(w, r, http.StatusOK, map[string]string{"subject_id": r.PathValue("id"), "status": "unrestricted"}, err)
+}

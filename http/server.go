@@ -147,6 +147,7 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"POST /v1/rights-requests/{id}/decision", s.handleRightsDecide, true},
 		{"GET /v1/rights-requests/{id}/report", s.handleRightsReport, true},
 		{"GET /v1/rights-requests/{id}/export", s.handleRightsExport, true},
+		{"POST /v1/subjects/{id}/restriction/lift", s.handleLiftRestriction, true},
 		{"GET /v1/retention/rules", s.handleRetentionRules, true},
 		{"POST /v1/retention/runs", s.handleRetentionRun, true},
 		{"GET /v1/retention/holds", s.handleHoldList, true},

@@ -265,6 +265,16 @@ func testRights(t *testing.T, extra ...string) {
 	}
 	_, err = ps.CS.FindSubjectByID(ctx, []string{"customer-service"}, b)
 	wantCode(t, err, custos.EFORBIDDEN)
+	// Staff lift it when the customer asks: reads work again.
+	if err := ps.CS.LiftRestriction(ctx, b, ""); custos.ErrorCode(err) != custos.EINVALID {
+		t.Errorf("lift without a reason: %v", err)
+	}
+	if err := ps.CS.LiftRestriction(ctx, b, "the customer asked to lift it"); err != nil {
+		t.Fatalf("lift: %v", err)
+	}
+	if _, err = ps.CS.FindSubjectByID(ctx, []string{"customer-service"}, b); err != nil {
+		t.Errorf("read after lifting: %v", err)
+	}
 
 	// Delete with an order inside its 3-year legal minimum: the order is
 	// kept, restricted, and the customer told until when; everything else
@@ -280,6 +290,8 @@ func testRights(t *testing.T, extra ...string) {
 	wantCode(t, err, custos.ENOTFOUND)
 	_, err = ps.CS.FindRecords(ctx, []string{"fulfilment"}, a, "")
 	wantCode(t, err, custos.EFORBIDDEN)
+	// A legal-minimum restriction cannot be lifted early.
+	wantViolations(t, "lift a legal minimum", ps.CS.LiftRestriction(ctx, a, "please"), "subject:legal_minimum")
 
 	// Close an account with nothing to keep: crypto-shredded, and the
 	// downstream system, failing twice, is retried until it acknowledges.
