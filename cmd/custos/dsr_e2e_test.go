@@ -21,6 +21,7 @@ import (
 	custoshttp "custos/http"
 	"custos/notify"
 	"custos/webhook"
+	"custos/workday"
 )
 
 // flakyReceiver is a downstream system that answers 503 to the first
@@ -94,7 +95,8 @@ func TestRightsEndToEndPostgres(t *testing.T) {
 func testRights(t *testing.T, extra ...string) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	srv := startServer(t, dir, append([]string{"--webhook-interval", "100ms", "--webhook-retry-base", "50ms"}, extra...)...)
+	calFile, cal := companyCalendar(t)
+	srv := startServer(t, dir, append([]string{"--webhook-interval", "100ms", "--webhook-retry-base", "50ms", "--calendar", calFile}, extra...)...)
 	admin := srv.client(srv.AdminKey)
 	ps := createPrincipals(t, srv, admin)
 	prov := custos.Provenance{Collector: "app-signup", Channel: "app", Source: "customer", Location: "online"}
@@ -149,8 +151,17 @@ func testRights(t *testing.T, extra ...string) {
 	// Access: the report says what is held (masked), from where, for which
 	// purposes, and for how long.
 	q := file(staff(a, custos.RightsAccess))
-	if q.Status != custos.RightsCompleted || q.Deadline.Before(q.FiledAt.AddDate(0, 0, 14)) {
-		t.Fatalf("access: status %s deadline %v (filed %v); want completed, ≥ 15 working days", q.Status, q.Deadline, q.FiledAt)
+	if q.Status != custos.RightsCompleted {
+		t.Fatalf("access: status %s", q.Status)
+	}
+	// The deadline is 15 working days on the company's calendar: two
+	// extra days off and a Saturday made a working day (调休) move it
+	// one day later than on the shipped calendar alone.
+	if want := cal.Deadline(q.FiledAt, 15); !q.Deadline.Equal(want) {
+		t.Errorf("deadline %v, want %v (15 working days on the company calendar)", q.Deadline, want)
+	}
+	if plain := workday.Default().Deadline(q.FiledAt, 15); !q.Deadline.After(plain) {
+		t.Errorf("deadline %v is not later than on the shipped calendar (%v): the company calendar was not used", q.Deadline, plain)
 	}
 	rep, err := ps.CS.AccessReport(ctx, q.ID)
 	if err != nil {
@@ -334,6 +345,70 @@ func testRights(t *testing.T, extra ...string) {
 	if err != nil || len(done) != 9 {
 		t.Errorf("completed requests: %d, %v", len(done), err)
 	}
+}
+
+// companyCalendar writes a company calendar laid over the shipped one:
+// the second and third weekdays from tomorrow are days off, and the first
+// Saturday after them is a make-up working day. It returns the file and
+// the calendar the server should compute with.
+func companyCalendar(t *testing.T) (string, *workday.Calendar) {
+	t.Helper()
+	day := time.Now().In(workday.Shanghai).AddDate(0, 0, 1)
+	var off []time.Time
+	for len(off) < 3 {
+		if wd := day.Weekday(); wd != time.Saturday && wd != time.Sunday {
+			off = append(off, day)
+		}
+		day = day.AddDate(0, 0, 1)
+	}
+	off = off[1:]
+	sat := off[1]
+	for sat.Weekday() != time.Saturday {
+		sat = sat.AddDate(0, 0, 1)
+	}
+	type entry struct {
+		Name string `json:"name"`
+		From string `json:"from,omitempty"`
+		To   string `json:"to,omitempty"`
+		Date string `json:"date,omitempty"`
+	}
+	years := map[int]map[string][]entry{}
+	add := func(d time.Time, kind string, e entry) {
+		if years[d.Year()] == nil {
+			years[d.Year()] = map[string][]entry{}
+		}
+		years[d.Year()][kind] = append(years[d.Year()][kind], e)
+	}
+	for _, d := range off {
+		ds := d.Format(time.DateOnly)
+		add(d, "holidays", entry{Name: "公司年会", From: ds, To: ds})
+	}
+	add(sat, "workdays", entry{Name: "年会调休", Date: sat.Format(time.DateOnly)})
+	var doc struct {
+		Version int              `json:"version"`
+		Years   []map[string]any `json:"years"`
+	}
+	doc.Version = 1
+	for y, kinds := range years {
+		m := map[string]any{"year": y, "source": "company calendar (test)"}
+		for k, v := range kinds {
+			m[k] = v
+		}
+		doc.Years = append(doc.Years, m)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "calendar.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cal, err := workday.LoadFile(path)
+	if err != nil {
+		t.Fatalf("company calendar: %v", err)
+	}
+	return path, cal
 }
 
 func unzip(tb testing.TB, b []byte) map[string]string {
