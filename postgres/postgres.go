@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -228,6 +229,7 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 	}()
 
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -297,6 +298,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		return
 	}
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	broken := false
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
@@ -394,6 +396,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fun
 	}()
 
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err
 	}

@@ -7,11 +7,15 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // Tx is one store transaction, begun by DB.Update or DB.View. Each
 // statement runs under its own deadline of the query timeout.
 type Tx struct {
+	// Stmts holds the methods whose SQL both stores share.
+	sqlutil.Stmts
+
 	tx      *sql.Tx
 	now     time.Time
 	timeout time.Duration

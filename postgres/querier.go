@@ -1,0 +1,27 @@
+package postgres
+
+import (
+	"context"
+
+	"custos/internal/sqlutil"
+)
+
+// stmtQuerier lets the statements shared with the other store
+// (sqlutil.Stmts) run in this transaction.
+type stmtQuerier struct{ tx *Tx }
+
+var _ sqlutil.Querier = stmtQuerier{}
+
+func (q stmtQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return q.tx.affected(ctx, sqlutil.Dollar(query), args...)
+}
+
+func (q stmtQuerier) Query(ctx context.Context, query string, args []any, fn func(sqlutil.Scanner) error) error {
+	return q.tx.query(ctx, sqlutil.Dollar(query), args, func(s scanner) error { return fn(s) })
+}
+
+func (q stmtQuerier) QueryRow(ctx context.Context, query string, args []any, fn func(sqlutil.Scanner) error) error {
+	return q.tx.queryRow(ctx, sqlutil.Dollar(query), args, func(s scanner) error { return fn(s) })
+}
+
+func (q stmtQuerier) Error(err error, entity string) error { return formatError(err, entity) }
