@@ -25,3 +25,9 @@ func (q stmtQuerier) QueryRow(ctx context.Context, query string, args []any, fn 
 }
 
 func (q stmtQuerier) Error(err error, entity string) error { return formatError(err, entity) }
+
+func (q stmtQuerier) Insert(ctx context.Context, entity, query string, args ...any) error {
+	return q.tx.insert(ctx, entity, sqlutil.Dollar(query), args...)
+}
+
+func (q stmtQuerier) Bool(b bool) any { return b }

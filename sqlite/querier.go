@@ -25,3 +25,10 @@ func (q stmtQuerier) QueryRow(ctx context.Context, query string, args []any, fn 
 }
 
 func (q stmtQuerier) Error(err error, entity string) error { return formatError(err, entity) }
+
+func (q stmtQuerier) Insert(ctx context.Context, entity, query string, args ...any) error {
+	_, err := q.tx.exec(ctx, query, args...)
+	return formatError(err, entity)
+}
+
+func (q stmtQuerier) Bool(b bool) any { return boolInt(b) }

@@ -17,6 +17,11 @@ type Querier interface {
 	// QueryRow calls fn with the one row; no row makes Scan return
 	// sql.ErrNoRows.
 	QueryRow(ctx context.Context, query string, args []any, fn func(Scanner) error) error
+	// Insert runs an INSERT and returns ECONFLICT when the key exists,
+	// leaving the transaction usable on both stores.
+	Insert(ctx context.Context, entity, query string, args ...any) error
+	// Bool is b as the store keeps booleans (SQLite: 0/1).
+	Bool(b bool) any
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.
 	Error(err error, entity string) error
