@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"custos/internal/sqlutil"
 )
@@ -31,3 +32,7 @@ func (q stmtQuerier) Insert(ctx context.Context, entity, query string, args ...a
 }
 
 func (q stmtQuerier) Bool(b bool) any { return b }
+
+func (q stmtQuerier) BoolColumn(col string) string { return col + "::int" }
+
+func (q stmtQuerier) Now() time.Time { return q.tx.now }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"time"
 
 	"custos/internal/sqlutil"
 )
@@ -32,3 +33,7 @@ func (q stmtQuerier) Insert(ctx context.Context, entity, query string, args ...a
 }
 
 func (q stmtQuerier) Bool(b bool) any { return boolInt(b) }
+
+func (q stmtQuerier) BoolColumn(col string) string { return col }
+
+func (q stmtQuerier) Now() time.Time { return q.tx.now }

@@ -2,6 +2,7 @@ package sqlutil
 
 import (
 	"context"
+	"time"
 
 	"custos"
 )
@@ -22,6 +23,10 @@ type Querier interface {
 	Insert(ctx context.Context, entity, query string, args ...any) error
 	// Bool is b as the store keeps booleans (SQLite: 0/1).
 	Bool(b bool) any
+	// BoolColumn selects boolean column col as 0/1.
+	BoolColumn(col string) string
+	// Now is the transaction's fixed time.
+	Now() time.Time
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.
 	Error(err error, entity string) error
