@@ -36,3 +36,5 @@ func (q stmtQuerier) Bool(b bool) any { return b }
 func (q stmtQuerier) BoolColumn(col string) string { return col + "::int" }
 
 func (q stmtQuerier) Now() time.Time { return q.tx.now }
+
+func (q stmtQuerier) Greatest() string { return "GREATEST" }

@@ -37,3 +37,5 @@ func (q stmtQuerier) Bool(b bool) any { return boolInt(b) }
 func (q stmtQuerier) BoolColumn(col string) string { return col }
 
 func (q stmtQuerier) Now() time.Time { return q.tx.now }
+
+func (q stmtQuerier) Greatest() string { return "MAX" }

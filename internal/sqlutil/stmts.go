@@ -27,6 +27,9 @@ type Querier interface {
 	BoolColumn(col string) string
 	// Now is the transaction's fixed time.
 	Now() time.Time
+	// Greatest is the SQL function giving the largest of its arguments
+	// (GREATEST on PostgreSQL, the scalar MAX on SQLite).
+	Greatest() string
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.
 	Error(err error, entity string) error
