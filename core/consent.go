@@ -595,6 +595,25 @@ func currentNotice(ctx context.Context, tx custos.Tx) (*custos.Notice, error) {
 	return all[len(all)-1], nil
 }
 
+// ageFields loads subject id in tx and returns its AEAD and the
+// decrypted fields that tell its age (minorFields).
+func (s *Service) ageFields(ctx context.Context, tx custos.Tx, id custos.SubjectID) (*keys.AEAD, map[string]string, error) {
+	st, err := tx.GetSubject(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	dk, err := tx.GetDataKey(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	aead, err := s.aead(dk)
+	if err != nil {
+		return nil, nil, err
+	}
+	fields, err := s.minorFields(st, aead, dk.Version)
+	return aead, fields, err
+}
+
 // minorFields decrypts the fields that tell a subject's age.
 func (s *Service) minorFields(st *custos.StoredSubject, aead *keys.AEAD, version int) (map[string]string, error) {
 	out := map[string]string{}
@@ -621,19 +640,7 @@ func (s *Service) CaptureConsent(ctx context.Context, id custos.SubjectID, c cus
 	}
 	var rc *custos.ConsentReceipt
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
-		st, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		dk, err := tx.GetDataKey(ctx, id)
-		if err != nil {
-			return err
-		}
-		aead, err := s.aead(dk)
-		if err != nil {
-			return err
-		}
-		fields, err := s.minorFields(st, aead, dk.Version)
+		aead, fields, err := s.ageFields(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -754,19 +761,7 @@ func (s *Service) ConsentState(ctx context.Context, id custos.SubjectID) (*custo
 	}
 	st := &custos.ConsentState{SubjectID: id, Current: []*custos.Consent{}, History: []*custos.Consent{}, Ask: []string{}}
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
-		sub, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		dk, err := tx.GetDataKey(ctx, id)
-		if err != nil {
-			return err
-		}
-		aead, err := s.aead(dk)
-		if err != nil {
-			return err
-		}
-		fields, err := s.minorFields(sub, aead, dk.Version)
+		aead, fields, err := s.ageFields(ctx, tx, id)
 		if err != nil {
 			return err
 		}
