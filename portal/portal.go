@@ -34,6 +34,9 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
+//go:embed static/style.css
+var styleCSS []byte
+
 // SessionTTL is how long a signed-in session lasts.
 const SessionTTL = 30 * time.Minute
 
@@ -55,13 +58,32 @@ func New(svc *core.Service, logger *slog.Logger) *Portal {
 	}
 	p := &Portal{svc: svc, logger: logger, mux: http.NewServeMux()}
 	p.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
-		"t":    func(lang, key string) string { return tr(lang, key) },
-		"date": func(t time.Time) string { return t.In(shanghai).Format("2006-01-02 15:04") },
-		"day":  func(t time.Time) string { return t.In(shanghai).Format("2006-01-02") },
+		"t": func(lang, key string) string { return tr(lang, key) },
+		// field, purpose and category show catalog names in the page's
+		// language: the catalog's labels, or the portal's own words.
+		"field": func(lang, name string) string {
+			if f := svc.Catalog().Field(name); f != nil {
+				if lang == "en" && f.LabelEN != "" {
+					return f.LabelEN
+				} else if lang != "en" && f.Label != "" {
+					return f.Label
+				}
+			}
+			return name
+		},
+		"purpose":  func(lang, name string) string { return trOr(lang, "purpose."+name, name) },
+		"category": func(lang, name string) string { return trOr(lang, "category."+name, name) },
+		"date":     func(t time.Time) string { return t.In(shanghai).Format("2006-01-02 15:04") },
+		"day":      func(t time.Time) string { return t.In(shanghai).Format("2006-01-02") },
 		// A deadline is the instant the last allowed day ends: show that day.
 		"lastday": func(t time.Time) string { return t.Add(-time.Second).In(shanghai).Format("2006-01-02") },
 	}).ParseFS(templateFS, "templates/*.html"))
 	p.mux.HandleFunc("GET /portal/{$}", p.signInPage)
+	p.mux.HandleFunc("GET /portal/style.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(styleCSS)
+	})
 	p.mux.HandleFunc("POST /portal/signin", p.limited(p.signInPost))
 	p.mux.HandleFunc("POST /portal/code", p.limited(p.code))
 	p.mux.HandleFunc("POST /portal/signout", p.signOut)
@@ -84,7 +106,7 @@ var shanghai = func() *time.Location {
 // ServeHTTP adds the portal's security headers and routes.
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")

@@ -217,7 +217,7 @@ func TestPortalBrowser(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	screenshot(t, bctx, "4-deleted.png")
-	if status != "Completed" || !strings.Contains(retained, "transaction × 1") {
+	if status != "Completed" || !strings.Contains(retained, "transaction records × 1") {
 		t.Errorf("deletion: status %q retained %q", status, retained)
 	}
 	_, err = ps.CS.FindSubjectByLookup(ctx, []string{"customer-service"}, "mobile", mobile)
