@@ -97,6 +97,13 @@ var messages = map[string][2]string{ // key → {zh-CN, en}
 	"category.biometric":       {"生物识别信息", "biometrics"},
 	"category.other_sensitive": {"其他敏感信息", "other sensitive information"},
 	"category.minors":          {"未成年人信息", "minors' information"},
+	"record.order":             {"订单", "orders"},
+	"record.payment":           {"支付", "payments"},
+	"record.logistics":         {"物流", "deliveries"},
+	"record.browsing":          {"浏览记录", "browsing"},
+	"record.search":            {"搜索记录", "searches"},
+	"record.ticket":            {"客服工单", "service tickets"},
+	"record.review":            {"评价", "reviews"},
 }
 
 // trOr returns key's text in lang, or def when there is none.

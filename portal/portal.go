@@ -73,6 +73,7 @@ func New(svc *core.Service, logger *slog.Logger) *Portal {
 		},
 		"purpose":  func(lang, name string) string { return trOr(lang, "purpose."+name, name) },
 		"category": func(lang, name string) string { return trOr(lang, "category."+name, name) },
+		"record":   func(lang, name string) string { return trOr(lang, "record."+name, name) },
 		"date":     func(t time.Time) string { return t.In(shanghai).Format("2006-01-02 15:04") },
 		"day":      func(t time.Time) string { return t.In(shanghai).Format("2006-01-02") },
 		// A deadline is the instant the last allowed day ends: show that day.
