@@ -643,3 +643,16 @@ func TestVerifyFarReorder(t *testing.T) {
 		t.Errorf("got %+v, want reordered at 2", r.Problem)
 	}
 }
+
+// BenchmarkChain links one event after the previous one, as core's audit
+// append does once per request (S5): normalise the time, copy the prev
+// hash, hash the canonical encoding.
+func BenchmarkChain(b *testing.B) {
+	prev := newEvent(1)
+	audit.Chain(0, nil, prev)
+	e := newEvent(2)
+	b.ReportAllocs()
+	for b.Loop() {
+		audit.Chain(prev.Seq, prev.Hash, e)
+	}
+}

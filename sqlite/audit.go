@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -14,17 +15,26 @@ const auditColumns = `seq, time, actor_id, action, subject_id, fields, purposes,
 
 // AuditHead returns the last event's seq and hash, or (0, nil) when the
 // log is empty. Appenders are already serialised by the single write
-// connection, whose transactions hold the write lock from BEGIN.
+// connection, whose transactions hold the write lock from BEGIN. In a commit
+// group's transaction the head is read from the table once and then
+// followed in memory through InsertAuditEvent (and reset when a member's
+// savepoint is rolled back), which saves one query per append.
 func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	if tx.head != nil && tx.head.known {
+		return tx.head.seq, bytes.Clone(tx.head.hash), nil
+	}
 	var (
 		seq  int64
 		hash []byte
 	)
 	err := tx.scanRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, nil, &seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil, nil
+		seq, hash = 0, nil
 	} else if err != nil {
 		return 0, nil, formatError(err, "Audit event")
+	}
+	if tx.head != nil {
+		*tx.head = auditHead{known: true, seq: seq, hash: bytes.Clone(hash)}
 	}
 	return seq, hash, nil
 }
@@ -43,6 +53,14 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 	_, err = tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
 		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+	if tx.head != nil {
+		switch {
+		case err != nil:
+			tx.head.known = false // read it again rather than guess
+		case tx.head.known && e.Seq > tx.head.seq:
+			*tx.head = auditHead{known: true, seq: e.Seq, hash: bytes.Clone(e.Hash)}
+		}
+	}
 	return formatError(err, "Audit event")
 }
 

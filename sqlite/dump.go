@@ -186,6 +186,13 @@ const loadBatch = 1000
 // Load implements custos.Dumper in one write transaction.
 func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 	return db.Update(ctx, func(t custos.Tx) error {
+		// The rows below bypass InsertAuditEvent, so the group's audit
+		// head is read from the table again afterwards.
+		defer func() {
+			if h := t.(*Tx).head; h != nil {
+				h.known = false
+			}
+		}()
 		tx := t.(*Tx).tx
 		// Foreign keys are checked at commit, so a dump whose tables
 		// came in another order (another store's) still loads.

@@ -297,7 +297,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	broken := false
 	for i, r := range group {
@@ -310,8 +310,11 @@ func (db *DB) commitGroup(group []*writeReq) {
 			fail(internal("savepoint", err))
 			break
 		}
+		head := *tx.head
 		errs[i] = callFn(r.fn, tx)
 		if errs[i] != nil {
+			// The member's audit events are undone with its savepoint.
+			*tx.head = head
 			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				broken = true
 				fail(internal("rollback to savepoint", err))

@@ -24,6 +24,20 @@ type Tx struct {
 	// an interrupted write inside a transaction by rolling back the whole
 	// transaction — every other request of the group with it.
 	shared bool
+	// head is the audit chain head as this commit group's transaction
+	// sees it, kept so that only the group's first append reads it from
+	// the table. It is set only on a group's transaction (never on View
+	// or migration transactions) and lives no longer than that
+	// transaction: nothing is cached across transactions, so a head
+	// written by another process or a rolled-back group is never used.
+	head *auditHead
+}
+
+// auditHead is the last audit event's seq and hash, once known.
+type auditHead struct {
+	known bool
+	seq   int64
+	hash  []byte
 }
 
 // stmtCtx bounds one statement by the query timeout.

@@ -220,7 +220,9 @@ func newRights(cfg Config, n *node, logger *slog.Logger) (*rights, error) {
 			path = filepath.Join(cfg.Data, notify.FileName)
 		}
 		r.notifier = notify.NewFile(path)
-		logger.Warn("one-time codes go to a file, not to customers: set notifier to smtp or webhook for real use", "file", path)
+		if logger != nil {
+			logger.Warn("one-time codes go to a file, not to customers: set notifier to smtp or webhook for real use", "file", path)
+		}
 	case "smtp":
 		r.notifier = notify.Multi{notify.Email: &notify.SMTP{Addr: rc.SMTPAddr, From: rc.SMTPFrom,
 			Username: rc.SMTPUsername, Password: rc.SMTPPassword}}
