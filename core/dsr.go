@@ -789,6 +789,10 @@ func (s *Service) deleteTx(ctx context.Context, tx custos.Tx, id custos.SubjectI
 	if err := tx.RestrictSubject(ctx, id, until); err != nil {
 		return nil, err
 	}
+	// FinishRetainedErasures finds the customer by this date.
+	if err := tx.SetLifecycle(ctx, id, lifecycleRetainedUntil, until); err != nil {
+		return nil, err
+	}
 	if closing {
 		if err := tx.SetLifecycle(ctx, id, custos.TriggerAccountClosure, now); err != nil {
 			return nil, err
@@ -830,62 +834,62 @@ func (s *Service) ReapplyDeletion(ctx context.Context, id custos.SubjectID, reas
 	return applied, err
 }
 
+// lifecycleRetainedUntil is the lifecycle event a deletion that kept
+// records for a legal minimum records, at the date the last one may go.
+const lifecycleRetainedUntil = "deletion_retained_until"
+
 // FinishRetainedErasures crypto-shreds customers whose deletion kept data
-// for a legal minimum once that minimum has passed. The leader runs it
-// with the deadline check.
+// for a legal minimum once that minimum has passed, and notes it on their
+// requests. The leader runs it with the deadline check. It pages through
+// the customers due (a lifecycle date), however many requests there are.
 func (s *Service) FinishRetainedErasures(ctx context.Context) (int, error) {
-	var due []*custos.RightsRequest
-	err := s.store.View(ctx, func(tx custos.Tx) error {
-		rs, err := tx.ListRightsRequests(ctx, custos.RightsFilter{Status: custos.RightsCompleted, Limit: 1000})
+	n := 0
+	var after custos.SubjectID
+	for {
+		var due []*custos.ScannedSubject
+		err := s.store.View(ctx, func(tx custos.Tx) (err error) {
+			due, err = tx.ScanSubjects(ctx, custos.SubjectScan{Clock: lifecycleRetainedUntil, Before: tx.Now(), After: after, Limit: 200})
+			return err
+		})
+		if err != nil || len(due) == 0 {
+			return n, err
+		}
+		for _, sub := range due {
+			after = sub.ID
+			if err := s.finishRetained(ctx, sub.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+}
+
+// finishRetained shreds one customer whose legal minimum has passed.
+func (s *Service) finishRetained(ctx context.Context, id custos.SubjectID) error {
+	ev := rightsEvent(ctx, AuditRightsFulfil, id)
+	ev.ActorID = "system"
+	var shreds shredAttempts
+	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		shreds.begin()
+		rs, err := tx.ListRightsRequests(ctx, custos.RightsFilter{Status: custos.RightsCompleted, SubjectID: id})
 		if err != nil {
 			return err
 		}
+		reason := "legal minimum passed after a deletion request"
 		for _, r := range rs {
-			q := r.Request
-			if (q.Type == custos.RightsDelete || q.Type == custos.RightsClose) && len(q.Retained) > 0 {
-				last := q.Retained[0].Until
-				for _, k := range q.Retained {
-					if k.Until.After(last) {
-						last = k.Until
-					}
-				}
-				if !last.After(tx.Now()) {
-					due = append(due, q)
+			if len(r.Request.Retained) > 0 {
+				reason = "legal minimum passed for request " + r.Request.ID
+				r.Request.Retained = nil
+				if err := step(ctx, tx, r, "system", "retained data deleted", "legal minimum passed"); err != nil {
+					return err
 				}
 			}
 		}
-		return nil
+		_, err = s.eraseTx(ctx, tx, id, reason, ev, &shreds)
+		return err
 	})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, q := range due {
-		ev := rightsEvent(ctx, AuditRightsFulfil, q.SubjectID)
-		ev.ActorID = "system"
-		var shreds shredAttempts
-		err := s.run(ctx, ev, func(tx custos.Tx) error {
-			shreds.begin()
-			if _, err := s.eraseTx(ctx, tx, q.SubjectID, "legal minimum passed for request "+q.ID, ev, &shreds); err != nil {
-				if custos.ErrorCode(err) == custos.ENOTFOUND {
-					return nil
-				}
-				return err
-			}
-			r, err := tx.GetRightsRequest(ctx, q.ID)
-			if err != nil {
-				return err
-			}
-			r.Request.Retained = nil
-			n++
-			return step(ctx, tx, r, "system", "retained data deleted", "legal minimum passed")
-		})
-		s.settleShred(&shreds, err)
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	s.settleShred(&shreds, err)
+	return err
 }
 
 // rightsRequest loads a request; with details, its sealed details too.
