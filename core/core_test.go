@@ -23,12 +23,27 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "custos.db"), sqlite.Options{Migrate: true})
+	e := newEnvOn(t, openSQLite(t, filepath.Join(t.TempDir(), "custos.db"), nil))
+	e.svc.CheckpointEvery = 5
+	return e
+}
+
+// openSQLite opens a migrated SQLite store at path whose clock is now
+// (time.Now when nil), closed at cleanup.
+func openSQLite(t testing.TB, path string, now func() time.Time) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Migrate: true, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// newService returns a service on store with fresh keys, the admin's
+// context, and the keyring and signer.
+func newService(t testing.TB, store custos.Store) (*core.Service, context.Context, *keys.Keyring, *keys.Signer) {
+	t.Helper()
 	ring, err := keys.NewKeyring(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -37,9 +52,15 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := core.New(db, custos.DefaultCatalog(), ring, signer, nil)
-	svc.CheckpointEvery = 5
-	admin := custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	svc := core.New(store, custos.DefaultCatalog(), ring, signer, nil)
+	admin := custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	return svc, admin, ring, signer
+}
+
+// newEnvOn is an env on the SQLite store db.
+func newEnvOn(t testing.TB, db *sqlite.DB) *env {
+	t.Helper()
+	svc, admin, ring, _ := newService(t, db)
 	return &env{svc: svc, db: db, ring: ring, admin: admin}
 }
 

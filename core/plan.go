@@ -70,34 +70,14 @@ func (s *Service) checkPlan(p *custos.Plan, now time.Time) []custos.Violation {
 	if len(p.Fields)+len(p.Records) > maxPlanItems {
 		vs = append(vs, custos.Violation{Field: "fields", Rule: "max_items", Detail: "at most 200 items"})
 	}
-	seen := map[string]bool{}
-	for i, it := range p.Fields {
-		name := "fields[" + strconv.Itoa(i) + "]"
-		switch {
-		case s.catalog.Field(it.Name) == nil:
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "field_unknown", Detail: "not a field in the catalog"})
-		case pu != nil && !slices.Contains(pu.Fields, it.Name):
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "field_not_for_purpose", Detail: "the purpose does not allow " + it.Name + " (C1)"})
-		case seen[it.Name]:
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "duplicate"})
-		}
-		seen[it.Name] = true
-		vs = append(vs, textRule(name+".necessity", it.Necessity, maxPlanText)...)
+	var allowedFields, allowedRecords []string
+	if pu != nil {
+		allowedFields, allowedRecords = pu.Fields, pu.Records
 	}
-	seen = map[string]bool{}
-	for i, it := range p.Records {
-		name := "records[" + strconv.Itoa(i) + "]"
-		switch {
-		case s.catalog.RecordType(it.Name) == nil:
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "record_type_unknown", Detail: "not a record type in the catalog"})
-		case pu != nil && !slices.Contains(pu.Records, it.Name):
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "field_not_for_purpose", Detail: "the purpose does not allow " + it.Name + " records (C1)"})
-		case seen[it.Name]:
-			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "duplicate"})
-		}
-		seen[it.Name] = true
-		vs = append(vs, textRule(name+".necessity", it.Necessity, maxPlanText)...)
-	}
+	vs = append(vs, planItems("fields", p.Fields, pu != nil, allowedFields, func(n string) bool { return s.catalog.Field(n) != nil },
+		"field_unknown", "not a field in the catalog", "")...)
+	vs = append(vs, planItems("records", p.Records, pu != nil, allowedRecords, func(n string) bool { return s.catalog.RecordType(n) != nil },
+		"record_type_unknown", "not a record type in the catalog", " records")...)
 	if len(p.Sources) == 0 {
 		vs = append(vs, custos.Violation{Field: "sources", Rule: "required", Detail: "where the data comes from"})
 	}
@@ -414,4 +394,26 @@ func (ps *plans) check(enforce bool, cited string, fields, records []string, now
 	}
 	slices.Sort(used)
 	return strings.Join(used, ","), nil
+}
+
+// planItems checks a plan's field or record-type list: each known to the
+// catalog, allowed by the purpose (when it is known), listed once, with a
+// stated necessity.
+func planItems(list string, items []custos.PlanItem, checkPurpose bool, allowed []string, known func(string) bool, unknownRule, unknownDetail, noun string) []custos.Violation {
+	var vs []custos.Violation
+	seen := map[string]bool{}
+	for i, it := range items {
+		name := list + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case !known(it.Name):
+			vs = append(vs, custos.Violation{Field: name + ".name", Rule: unknownRule, Detail: unknownDetail})
+		case checkPurpose && !slices.Contains(allowed, it.Name):
+			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "field_not_for_purpose", Detail: "the purpose does not allow " + it.Name + noun + " (C1)"})
+		case seen[it.Name]:
+			vs = append(vs, custos.Violation{Field: name + ".name", Rule: "duplicate"})
+		}
+		seen[it.Name] = true
+		vs = append(vs, textRule(name+".necessity", it.Necessity, maxPlanText)...)
+	}
+	return vs
 }

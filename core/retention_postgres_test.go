@@ -1,14 +1,12 @@
 package core_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"custos"
 	"custos/core"
-	"custos/keys"
 	"custos/postgres"
 )
 
@@ -24,16 +22,7 @@ func TestRetentionPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ring, err := keys.NewKeyring(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := keys.NewSigner(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := core.New(db, custos.DefaultCatalog(), ring, signer, nil)
-	admin := custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
+	svc, admin, _, _ := newService(t, db)
 	publishPersonalisation(t, svc, admin)
 	mk := func(mobile string) custos.SubjectID {
 		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Fields: map[string]string{"name": "王小明", "mobile": mobile}, Provenance: prov})

@@ -15,7 +15,6 @@ import (
 	"custos"
 	"custos/core"
 	"custos/keys"
-	"custos/sqlite"
 )
 
 // clock is a settable store clock: the sweeper judges expiry at the time
@@ -52,24 +51,11 @@ func newRetEnv(t *testing.T, rules string) *retEnv { return newRetEnvWith(t, rul
 
 func newRetEnvWith(t testing.TB, rules string) *retEnv {
 	t.Helper()
-	ctx := context.Background()
 	start := time.Now().UTC().Truncate(time.Microsecond)
 	clk := &clock{now: start}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "custos.db"), sqlite.Options{Migrate: true, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ring, err := keys.NewKeyring(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := keys.NewSigner(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := custos.DefaultCatalog()
-	svc := core.New(db, cat, ring, signer, nil)
+	db := openSQLite(t, filepath.Join(t.TempDir(), "custos.db"), clk.Now)
+	svc, admin, ring, signer := newService(t, db)
+	cat := svc.Catalog()
 	if rules != "" {
 		p, err := custos.ParseRetention(strings.NewReader(rules), cat)
 		if err != nil {
@@ -77,7 +63,6 @@ func newRetEnvWith(t testing.TB, rules string) *retEnv {
 		}
 		svc.SetRetention(p)
 	}
-	admin := custos.NewContextWithActor(ctx, &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
 	publishPersonalisation(t, svc, admin)
 	return &retEnv{env: &env{svc: svc, db: db, ring: ring, admin: admin}, clock: clk, signer: signer, start: start, consented: map[custos.SubjectID]bool{}}
 }

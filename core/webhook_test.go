@@ -88,22 +88,7 @@ func newWebhookEnv(t *testing.T) *whEnv {
 	t.Helper()
 	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	path := filepath.Join(t.TempDir(), "custos.db")
-	db, err := sqlite.Open(t.Context(), path, sqlite.Options{Migrate: true, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ring, err := keys.NewKeyring(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := keys.NewSigner(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := core.New(db, custos.DefaultCatalog(), ring, signer, nil)
-	admin := custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
-	return &whEnv{env: &env{svc: svc, db: db, ring: ring, admin: admin}, clock: clk, path: path}
+	return &whEnv{env: newEnvOn(t, openSQLite(t, path, clk.Now)), clock: clk, path: path}
 }
 
 func (e *whEnv) register(t *testing.T, r *receiver, name string, events ...string) *custos.WebhookRecipient {

@@ -105,8 +105,8 @@ type rowCounter struct{ rows int64 }
 func (c *rowCounter) Table(*custos.DumpTable) error { return nil }
 func (c *rowCounter) Row([]any) error               { c.rows++; return nil }
 
-// dataKeyExists reports whether the store holds id's data key.
-func dataKeyExists(t *testing.T, s bkStore, id custos.SubjectID) bool {
+// viewStore opens the (stopped) store s and runs fn in a read transaction.
+func viewStore(t *testing.T, s bkStore, fn func(ctx context.Context, tx custos.Tx) error) {
 	t.Helper()
 	ctx := context.Background()
 	fs, cf := newFlags("test", os.Stderr)
@@ -119,8 +119,16 @@ func dataKeyExists(t *testing.T, s bkStore, id custos.SubjectID) bool {
 		t.Fatal(err)
 	}
 	defer n.Close()
+	if err := n.store.View(ctx, func(tx custos.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dataKeyExists reports whether the store holds id's data key.
+func dataKeyExists(t *testing.T, s bkStore, id custos.SubjectID) bool {
+	t.Helper()
 	var found bool
-	err = n.store.View(ctx, func(tx custos.Tx) error {
+	viewStore(t, s, func(ctx context.Context, tx custos.Tx) error {
 		_, err := tx.GetDataKey(ctx, id)
 		if custos.ErrorCode(err) == custos.ENOTFOUND {
 			return nil
@@ -128,9 +136,6 @@ func dataKeyExists(t *testing.T, s bkStore, id custos.SubjectID) bool {
 		found = err == nil
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return found
 }
 
@@ -360,24 +365,11 @@ func TestBackupDuringWrites(t *testing.T) {
 // countSubjects counts the customers in the store.
 func countSubjects(t *testing.T, s bkStore) int {
 	t.Helper()
-	ctx := context.Background()
-	fs, cf := newFlags("test", os.Stderr)
-	cfg, err := cf.parse(fs, s.args(), noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := openStore(ctx, cfg, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
 	var c int
-	if err := n.store.View(ctx, func(tx custos.Tx) (err error) {
+	viewStore(t, s, func(ctx context.Context, tx custos.Tx) (err error) {
 		c, err = tx.CountSubjects(ctx)
 		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return c
 }
 
