@@ -14,28 +14,6 @@ import (
 
 var _ custos.Dumper = (*DB)(nil)
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func each(ctx context.Context, q querier, query string, args []any, fn func(r *sql.Rows) error) (err error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := rows.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
 // pgTable is a table of the current schema as a dump sees it.
 type pgTable struct {
 	custos.DumpTable
@@ -44,10 +22,10 @@ type pgTable struct {
 
 // dumpTables lists the base tables of the current schema (the first on
 // the search path), parents before children.
-func dumpTables(ctx context.Context, q querier) ([]*pgTable, error) {
+func dumpTables(ctx context.Context, q sqlutil.RowsQuerier) ([]*pgTable, error) {
 	byName := map[string]*pgTable{}
 	var names []string
-	err := each(ctx, q, `SELECT table_name, column_name, data_type, is_identity FROM information_schema.columns
+	err := sqlutil.Each(ctx, q, `SELECT table_name, column_name, data_type, is_identity FROM information_schema.columns
 		WHERE table_schema = current_schema() AND table_name IN (
 			SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE')
 		ORDER BY table_name, ordinal_position`, nil, func(r *sql.Rows) error {
@@ -73,7 +51,7 @@ func dumpTables(ctx context.Context, q querier) ([]*pgTable, error) {
 		return nil, err
 	}
 	parents := map[string][]string{}
-	err = each(ctx, q, `SELECT ch.relname, pa.relname FROM pg_constraint c
+	err = sqlutil.Each(ctx, q, `SELECT ch.relname, pa.relname FROM pg_constraint c
 		JOIN pg_class ch ON ch.oid = c.conrelid JOIN pg_class pa ON pa.oid = c.confrelid
 		JOIN pg_namespace n ON n.oid = ch.relnamespace
 		WHERE c.contype = 'f' AND n.nspname = current_schema()`, nil, func(r *sql.Rows) error {
@@ -146,38 +124,19 @@ func (db *DB) Dump(ctx context.Context, w custos.DumpWriter) error {
 		return internal("dump: tables", err)
 	}
 	for _, t := range tables {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+sqlutil.QuoteIdent(t.Name)).Scan(&t.Rows); err != nil {
-			return internal("dump: count "+t.Name, err)
-		}
-		if err := w.Table(&t.DumpTable); err != nil {
-			return err
-		}
-		vals := make([]any, len(t.Columns))
-		ptrs := make([]any, len(t.Columns))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		var n int64
-		err := each(ctx, tx, `SELECT `+selectList(t)+` FROM `+sqlutil.QuoteIdent(t.Name), nil, func(r *sql.Rows) error {
-			if err := r.Scan(ptrs...); err != nil {
-				return internal("dump: scan "+t.Name, err)
-			}
+		// pgx gives int4 columns as int32; the dump format has int64.
+		fix := func(vals []any) {
 			for i, v := range vals {
 				if i32, ok := v.(int32); ok {
 					vals[i] = int64(i32)
 				}
 			}
-			n++
-			return w.Row(vals)
-		})
-		if err != nil {
+		}
+		if err := sqlutil.DumpTable(ctx, tx, w, &t.DumpTable, selectList(t), fix); err != nil {
 			if custos.AsError(err) != nil {
 				return err
 			}
-			return internal("dump: read "+t.Name, err)
-		}
-		if n != t.Rows {
-			return internal("dump", fmt.Errorf("table %s: counted %d rows, read %d", t.Name, t.Rows, n))
+			return internal("dump", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

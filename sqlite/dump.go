@@ -35,11 +35,9 @@ func (db *DB) AppliedMigrations(ctx context.Context) ([]string, error) {
 
 // dumpTables lists the tables to dump, parents before children, with
 // their columns and portable types.
-func dumpTables(ctx context.Context, q interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}) ([]*custos.DumpTable, error) {
+func dumpTables(ctx context.Context, q sqlutil.RowsQuerier) ([]*custos.DumpTable, error) {
 	var names []string
-	if err := each(ctx, q, `SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`, nil, func(r *sql.Rows) error {
+	if err := sqlutil.Each(ctx, q, `SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`, nil, func(r *sql.Rows) error {
 		var n string
 		if err := r.Scan(&n); err != nil {
 			return err
@@ -55,7 +53,7 @@ func dumpTables(ctx context.Context, q interface {
 	byName := map[string]*custos.DumpTable{}
 	for _, n := range names {
 		t := &custos.DumpTable{Name: n}
-		if err := each(ctx, q, `SELECT name, type FROM pragma_table_info(?) ORDER BY cid`, []any{n}, func(r *sql.Rows) error {
+		if err := sqlutil.Each(ctx, q, `SELECT name, type FROM pragma_table_info(?) ORDER BY cid`, []any{n}, func(r *sql.Rows) error {
 			var c, typ string
 			if err := r.Scan(&c, &typ); err != nil {
 				return err
@@ -66,7 +64,7 @@ func dumpTables(ctx context.Context, q interface {
 		}); err != nil {
 			return nil, err
 		}
-		if err := each(ctx, q, `SELECT "table" FROM pragma_foreign_key_list(?)`, []any{n}, func(r *sql.Rows) error {
+		if err := sqlutil.Each(ctx, q, `SELECT "table" FROM pragma_foreign_key_list(?)`, []any{n}, func(r *sql.Rows) error {
 			var p string
 			if err := r.Scan(&p); err != nil {
 				return err
@@ -100,26 +98,6 @@ func portableType(decl string) string {
 	return "any"
 }
 
-func each(ctx context.Context, q interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}, query string, args []any, fn func(r *sql.Rows) error) (err error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := rows.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
 // Dump implements custos.Dumper: one read transaction on the read pool,
 // whose WAL snapshot stays fixed from its first read to its end while the
 // writer goes on committing. Statements run under ctx alone: a large
@@ -140,37 +118,15 @@ func (db *DB) Dump(ctx context.Context, w custos.DumpWriter) error {
 		return internal("dump: tables", err)
 	}
 	for _, t := range tables {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+sqlutil.QuoteIdent(t.Name)).Scan(&t.Rows); err != nil {
-			return internal("dump: count "+t.Name, err)
-		}
-		if err := w.Table(t); err != nil {
-			return err
-		}
 		cols := make([]string, len(t.Columns))
 		for i, c := range t.Columns {
 			cols[i] = sqlutil.QuoteIdent(c)
 		}
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		var n int64
-		err := each(ctx, tx, `SELECT `+strings.Join(cols, ", ")+` FROM `+sqlutil.QuoteIdent(t.Name), nil, func(r *sql.Rows) error {
-			if err := r.Scan(ptrs...); err != nil {
-				return internal("dump: scan "+t.Name, err)
-			}
-			n++
-			return w.Row(vals)
-		})
-		if err != nil {
+		if err := sqlutil.DumpTable(ctx, tx, w, t, strings.Join(cols, ", "), nil); err != nil {
 			if custos.AsError(err) != nil {
 				return err
 			}
-			return internal("dump: read "+t.Name, err)
-		}
-		if n != t.Rows {
-			return internal("dump", fmt.Errorf("table %s: counted %d rows, read %d", t.Name, t.Rows, n))
+			return internal("dump", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -1,6 +1,8 @@
 package sqlutil
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
@@ -143,4 +145,66 @@ func DumpColumnsMissing(t *custos.DumpTable, target map[string]string) error {
 // NotEmpty is the error of a load into a store that holds rows.
 func NotEmpty(table string) error {
 	return custos.Errorf(custos.ECONFLICT, "The target store is not empty (table %s has rows); restore only into an empty store.", table)
+}
+
+// RowsQuerier is a *sql.Tx or *sql.Conn as the dump and load code uses it.
+type RowsQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Each runs query and calls fn for each row.
+func Each(ctx context.Context, q RowsQuerier, query string, args []any, fn func(r *sql.Rows) error) (err error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := rows.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// DumpTable streams table t to w inside the caller's snapshot
+// transaction: it counts the rows, announces the table, reads selectList
+// (the columns, in t.Columns order) and writes every row, after fix when
+// it is set, and checks that it read as many rows as it counted. Errors
+// name the table, never a value.
+func DumpTable(ctx context.Context, q RowsQuerier, w custos.DumpWriter, t *custos.DumpTable, selectList string, fix func(vals []any)) error {
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+QuoteIdent(t.Name)).Scan(&t.Rows); err != nil {
+		return fmt.Errorf("dump: count %s: %w", t.Name, err)
+	}
+	if err := w.Table(t); err != nil {
+		return err
+	}
+	vals := make([]any, len(t.Columns))
+	ptrs := make([]any, len(t.Columns))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var n int64
+	err := Each(ctx, q, `SELECT `+selectList+` FROM `+QuoteIdent(t.Name), nil, func(r *sql.Rows) error {
+		if err := r.Scan(ptrs...); err != nil {
+			return fmt.Errorf("dump: scan %s: %w", t.Name, err)
+		}
+		if fix != nil {
+			fix(vals)
+		}
+		n++
+		return w.Row(vals)
+	})
+	if err != nil {
+		return err
+	}
+	if n != t.Rows {
+		return fmt.Errorf("dump: table %s: counted %d rows, read %d", t.Name, t.Rows, n)
+	}
+	return nil
 }
