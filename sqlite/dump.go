@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 
@@ -197,50 +196,6 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 }
 
 func loadTable(ctx context.Context, tx *sql.Tx, dt *custos.DumpTable, cols map[string]string, r custos.DumpReader) error {
-	per := max(1, min(loadBatch, 30000/max(1, len(dt.Columns))))
-	full := sqlutil.InsertSQL(dt.Name, dt.Columns, per, sqlutil.QuestionPlaceholder, "")
-	stmt, err := tx.PrepareContext(ctx, full)
-	if err != nil {
-		return internal("load: prepare "+dt.Name, err)
-	}
-	defer stmt.Close()
-	args := make([]any, 0, per*len(dt.Columns))
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		var err error
-		if n == per {
-			_, err = stmt.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, sqlutil.InsertSQL(dt.Name, dt.Columns, n, sqlutil.QuestionPlaceholder, ""), args...)
-		}
-		if err != nil {
-			return formatError(fmt.Errorf("load %s: %w", dt.Name, err), "Row of "+dt.Name)
-		}
-		args, n = args[:0], 0
-		return nil
-	}
-	for {
-		row, err := r.NextRow()
-		if errors.Is(err, io.EOF) {
-			return flush()
-		}
-		if err != nil {
-			return err
-		}
-		for i, v := range row {
-			cv, err := sqlutil.ConvertDumpValue(v, cols[dt.Columns[i]])
-			if err != nil {
-				return custos.Errorf(custos.EINVALID, "Table %s, column %s: %v.", dt.Name, dt.Columns[i], err)
-			}
-			args = append(args, cv)
-		}
-		if n++; n == per {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
+	return sqlutil.LoadTable(ctx, tx, dt, cols, r, loadBatch,
+		sqlutil.LoadSpec{MaxVars: 30000, Placeholder: sqlutil.QuestionPlaceholder, Error: formatError})
 }

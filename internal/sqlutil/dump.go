@@ -3,7 +3,9 @@ package sqlutil
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,4 +209,65 @@ func DumpTable(ctx context.Context, q RowsQuerier, w custos.DumpWriter, t *custo
 		return fmt.Errorf("dump: table %s: counted %d rows, read %d", t.Name, t.Rows, n)
 	}
 	return nil
+}
+
+// LoadSpec is how a store inserts dumped rows: the most variables one
+// statement may carry, its placeholder form, an INSERT override clause
+// ("" or OVERRIDING SYSTEM VALUE), and how it maps a driver error.
+type LoadSpec struct {
+	MaxVars     int
+	Placeholder func(i int) string
+	Override    string
+	Error       func(err error, entity string) error
+}
+
+// LoadTable inserts the rows r gives for dt in batches of up to batch rows
+// (fewer when the statement would exceed spec.MaxVars), converting each
+// value to the column's type in cols.
+func LoadTable(ctx context.Context, tx *sql.Tx, dt *custos.DumpTable, cols map[string]string, r custos.DumpReader, batch int, spec LoadSpec) error {
+	per := max(1, min(batch, spec.MaxVars/max(1, len(dt.Columns))))
+	stmt, err := tx.PrepareContext(ctx, InsertSQL(dt.Name, dt.Columns, per, spec.Placeholder, spec.Override))
+	if err != nil {
+		return spec.Error(fmt.Errorf("load: prepare %s: %w", dt.Name, err), "Row of "+dt.Name)
+	}
+	defer stmt.Close()
+	args := make([]any, 0, per*len(dt.Columns))
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == per {
+			_, err = stmt.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, InsertSQL(dt.Name, dt.Columns, n, spec.Placeholder, spec.Override), args...)
+		}
+		if err != nil {
+			return spec.Error(fmt.Errorf("load %s: %w", dt.Name, err), "Row of "+dt.Name)
+		}
+		args, n = args[:0], 0
+		return nil
+	}
+	for {
+		row, err := r.NextRow()
+		if errors.Is(err, io.EOF) {
+			return flush()
+		}
+		if err != nil {
+			return err
+		}
+		for i, v := range row {
+			cv, err := ConvertDumpValue(v, cols[dt.Columns[i]])
+			if err != nil {
+				return custos.Errorf(custos.EINVALID, "Table %s, column %s: %v.", dt.Name, dt.Columns[i], err)
+			}
+			args = append(args, cv)
+		}
+		if n++; n == per {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
 }
