@@ -298,9 +298,9 @@ func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err er
 }
 
 // openSubject decrypts the fields the decision lets through and masks them.
-// Decryption and masking happen after the transaction has committed the
-// audit event, so the store's single writer is held only for the fetch,
-// the decision and the audit append; dk is nil when no field is visible.
+// Decryption and masking happen after the audit event is committed
+// (runRead), outside every transaction; dk is nil when no field is
+// visible.
 func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[string]custos.FieldDecision) (*custos.Subject, error) {
 	out := &custos.Subject{ID: st.ID, Fields: map[string]string{}, Decisions: map[string]custos.FieldDecision{},
 		Provenance: map[string]custos.Provenance{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
@@ -368,7 +368,7 @@ func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id cus
 		return nil, s.refuse(ctx, ev, d.Reason)
 	}
 	var l *loaded
-	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+	err := s.runRead(ctx, ev, func(tx custos.Tx) (err error) {
 		l, err = s.load(ctx, tx, purposes, id, ev)
 		return err
 	})
@@ -456,7 +456,7 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 	}
 	hash := s.indexer.Load().Index(field, norm)
 	var l *loaded
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
+	err := s.runRead(ctx, ev, func(tx custos.Tx) error {
 		id, err := tx.FindLookup(ctx, field, hash)
 		if err != nil {
 			return err

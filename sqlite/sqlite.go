@@ -63,6 +63,9 @@ type DB struct {
 	read    *sql.DB
 	now     func() time.Time
 	timeout time.Duration
+	// wcache and rcache keep prepared statements of the write and read
+	// pools (stmtcache.go).
+	wcache, rcache *stmtCache
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
@@ -116,6 +119,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	db.wcache, db.rcache = newStmtCache(db.write, db.timeout), newStmtCache(db.read, db.timeout)
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	go db.writer()
 	return db, nil
@@ -178,6 +182,13 @@ func (db *DB) Close() error {
 		<-db.done
 	}
 	var errs []error
+	for _, c := range []*stmtCache{db.rcache, db.wcache} {
+		if c != nil {
+			if err := c.close(); err != nil {
+				errs = append(errs, internal("close statements", err))
+			}
+		}
+	}
 	for _, pool := range []*sql.DB{db.read, db.write} {
 		if pool != nil {
 			if err := pool.Close(); err != nil {
@@ -219,7 +230,7 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 // (each a WAL write and, with synchronous=FULL, an fsync) into one.
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if db.reqs == nil { // during Open: migrations
-		return db.run(ctx, db.write, nil, func(tx *Tx) error { return fn(tx) })
+		return db.run(ctx, db.write, nil, nil, func(tx *Tx) error { return fn(tx) })
 	}
 	if err := ctx.Err(); err != nil {
 		return internal("update", err)
@@ -262,6 +273,9 @@ func (db *DB) writer() {
 			}
 		}
 		db.commitGroup(group)
+		// The write connection is free between groups: prepare the
+		// statements the group ran as text.
+		db.wcache.prepareWanted()
 	}
 }
 
@@ -297,7 +311,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	broken := false
 	for i, r := range group {
@@ -305,7 +319,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 			errs[i] = internal("update", err)
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := tx.exec(ctx, "SAVEPOINT w"); err != nil {
 			broken = true
 			fail(internal("savepoint", err))
 			break
@@ -315,13 +329,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if errs[i] != nil {
 			// The member's audit events are undone with its savepoint.
 			*tx.head = head
-			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
 				broken = true
 				fail(internal("rollback to savepoint", err))
 				break
 			}
 		}
-		if _, err := sqlTx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
 			broken = true
 			fail(internal("release savepoint", err))
 			break
@@ -366,10 +380,17 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 // View runs fn in a read-only transaction on the read pool; it sees one
 // consistent snapshot. Writes inside it fail with EINTERNAL.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
-	return db.run(ctx, db.read, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error { return fn(tx) })
+	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error { return fn(tx) })
+	// The connection is back in the pool: prepare what ran as text.
+	if db.rcache != nil && db.rcache.pending() {
+		db.rcache.prepareWanted()
+	}
+	return err
 }
 
-func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+// run runs fn in one transaction on a connection of pool; cache, when not
+// nil, supplies prepared statements.
+func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
 	cctx, cancel := context.WithTimeout(ctx, db.timeout)
 	conn, err := pool.Conn(cctx)
 	cancel()
@@ -398,7 +419,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fun
 		}
 	}()
 
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err
