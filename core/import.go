@@ -140,7 +140,12 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			e := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 			if p := preps[i]; p != nil {
 				e.SubjectID, e.Fields = p.stored.ID, p.fields
-				err := s.insert(ctx, tx, p, e.ActorID)
+				// The batch goes on after a duplicate, so nothing of a
+				// duplicate row may be written: probe first.
+				err := s.probeDuplicates(ctx, tx, p)
+				if err == nil {
+					err = s.insert(ctx, tx, p, e.ActorID)
+				}
 				switch ce := custos.AsError(err); {
 				case err == nil:
 					res.Status, res.SubjectID = custos.ImportStored, p.stored.ID
