@@ -61,6 +61,7 @@ type DB struct {
 	path    string
 	write   *sql.DB // exactly one connection: SQLite has one writer
 	read    *sql.DB
+	ckpt    *sql.DB // the checkpointer's connection
 	now     func() time.Time
 	timeout time.Duration
 	// wcache and rcache keep prepared statements of the write and read
@@ -70,7 +71,9 @@ type DB struct {
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
 	done   chan struct{}  // closed when the writer has finished
-	once   sync.Once
+	// ckptDone is closed when the checkpointer has finished.
+	ckptDone chan struct{}
+	once     sync.Once
 }
 
 // MaxGroup bounds how many Update calls share one commit.
@@ -120,8 +123,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	db.wcache, db.rcache = newStmtCache(db.write, db.timeout), newStmtCache(db.read, db.timeout)
+	if err := db.openCheckpointer(ctx); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})
+	db.ckptDone = make(chan struct{})
 	go db.writer()
+	go db.checkpointer()
 	return db, nil
 }
 
@@ -136,14 +144,21 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 // group commit (Update) pays that fsync once per group, not per write. secure_delete overwrites deleted content, so a
 // shredded data key does not linger in free pages of the file. The write
 // pool begins transactions IMMEDIATE, taking the write lock at BEGIN rather
-// than failing on a later upgrade; the read pool is query_only.
+// than failing on a later upgrade, and does not checkpoint (the
+// checkpointer does); the read pool is query_only.
 func dsn(path string, write bool) string {
-	s := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
-		"&_foreign_keys=on&_synchronous=full"
 	if write {
-		return s + "&_txlock=immediate"
+		// wal_autocheckpoint off: the checkpointer copies the WAL on a
+		// connection of its own (checkpoint.go).
+		return baseDSN(path) + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	}
-	return s + "&_query_only=on"
+	return baseDSN(path) + "&_query_only=on"
+}
+
+// baseDSN is what every connection to path sets.
+func baseDSN(path string) string {
+	return path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
+		"&_foreign_keys=on&_synchronous=full"
 }
 
 func (db *DB) open(ctx context.Context) error {
@@ -180,6 +195,7 @@ func (db *DB) Close() error {
 	if db.reqs != nil {
 		db.once.Do(func() { close(db.closed) })
 		<-db.done
+		<-db.ckptDone
 	}
 	var errs []error
 	for _, c := range []*stmtCache{db.rcache, db.wcache} {
@@ -189,7 +205,7 @@ func (db *DB) Close() error {
 			}
 		}
 	}
-	for _, pool := range []*sql.DB{db.read, db.write} {
+	for _, pool := range []*sql.DB{db.ckpt, db.read, db.write} {
 		if pool != nil {
 			if err := pool.Close(); err != nil {
 				errs = append(errs, internal("close", err))
@@ -209,7 +225,9 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()
 	var busy, logFrames, checkpointed int
-	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+	// On the checkpointer's connection, so it never runs beside a
+	// background checkpoint.
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return internal("checkpoint", err)
 	}
 	if busy != 0 {

@@ -3,10 +3,12 @@ package sqlite_test
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"custos"
+	"custos/sqlite"
 )
 
 // TestStatementCache checks that statements end up prepared on both pools
@@ -79,5 +81,36 @@ func TestStatementCache(t *testing.T) {
 	}
 	if w2, r2 := db.CachedStatements(); w2 < w || r2 < r {
 		t.Fatalf("statements prepared went from %d/%d to %d/%d, want no fewer", w, r, w2, r2)
+	}
+}
+
+// TestCheckpointer: the writer does not checkpoint, so committed pages
+// reach the database file only through the background checkpointer; a
+// marker written through Update must show up in the main file (not only
+// in the WAL) while the store stays open.
+func TestCheckpointer(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	db := MustOpenDB(t, func() time.Time { return now })
+	marker := []byte("checkpointer-marker-4f1c9a")
+	if err := db.Update(ctx, func(tx custos.Tx) error {
+		return tx.InsertSubject(ctx, &custos.StoredSubject{ID: "sub_marker", Sealed: map[string][]byte{"email": marker},
+			CreatedAt: now, UpdatedAt: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(200 * sqlite.CheckpointEvery)
+	for {
+		b, err := os.ReadFile(db.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, marker) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("marker not in %s after %v: the checkpointer did not copy the WAL", db.Path(), 200*sqlite.CheckpointEvery)
+		}
+		time.Sleep(sqlite.CheckpointEvery / 5)
 	}
 }
