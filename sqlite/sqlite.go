@@ -331,6 +331,25 @@ func (db *DB) commitGroup(group []*writeReq) {
 	}
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	if len(group) == 1 {
+		// A group of one needs no savepoint: its failure rolls back the
+		// whole transaction, which holds nothing else.
+		r := group[0]
+		if errs[0] = r.ctx.Err(); errs[0] != nil {
+			errs[0] = internal("update", errs[0])
+		} else {
+			errs[0] = callFn(r.fn, tx)
+		}
+		if errs[0] != nil {
+			if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+				errs[0] = errors.Join(errs[0], internal("rollback", rerr))
+			}
+		} else if err := sqlTx.Commit(); err != nil {
+			errs[0] = internal("commit", err)
+		}
+		answer()
+		return
+	}
 	broken := false
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
