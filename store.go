@@ -218,6 +218,9 @@ type Tx interface {
 	// ListConsents returns a subject's consent history in the order it was
 	// recorded (empty, not ENOTFOUND, when there is none).
 	ListConsents(ctx context.Context, id SubjectID) ([]*StoredConsent, error)
+	// ListConsentsFor is ListConsents restricted to the given purposes
+	// (the access decision needs only the purposes of the request).
+	ListConsentsFor(ctx context.Context, id SubjectID, purposes []string) ([]*StoredConsent, error)
 	// DeleteConsents removes a subject's consent history (erasure).
 	DeleteConsents(ctx context.Context, id SubjectID) (int, error)
 	// LockKey serialises the transactions that lock key until each ends

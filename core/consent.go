@@ -319,7 +319,8 @@ func (s *Service) subjectBasis(ctx context.Context, tx custos.Tx, id custos.Subj
 	if !s.needsConsent(purposes) {
 		return nil, nil
 	}
-	cs, err := tx.ListConsents(ctx, id)
+	// basis looks only at the request's purposes.
+	cs, err := tx.ListConsentsFor(ctx, id, purposes)
 	if err != nil {
 		return nil, err
 	}

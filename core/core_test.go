@@ -368,3 +368,34 @@ func TestImportRowsResume(t *testing.T) {
 		t.Fatal("resume lost the stored subject id")
 	}
 }
+
+// TestDuplicateLeavesNothing: a create or import row refused as a duplicate
+// on its last lookup key leaves none of its other keys behind, so the same
+// e-mail with a new mobile is accepted afterwards (C5; the create path no
+// longer probes before inserting, the import path does).
+func TestDuplicateLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	a := e.create(t, map[string]string{"name": "一号", "mobile": "13600000101", "email": "a@example.com"})
+	// Lookup keys are inserted in name order: email, member_no, then mobile,
+	// which is the duplicate.
+	_, err := e.svc.CreateSubject(e.admin, []string{"account", "fulfilment", "legal-obligation"}, custos.NewSubject{
+		Fields: map[string]string{"name": "二号", "mobile": "13600000101", "email": "b@example.com", "member_no": "M0000102"}, Provenance: prov})
+	if ce := custos.AsError(err); ce == nil || ce.Code != custos.ECONFLICT || ce.ConflictID != string(a) {
+		t.Fatalf("duplicate create: got %v, want ECONFLICT naming %s", err, a)
+	}
+	if _, err := e.svc.FindSubjectByLookup(e.admin, []string{"account"}, "email", "b@example.com"); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("e-mail of the refused create: got %v, want ENOTFOUND", err)
+	}
+	e.create(t, map[string]string{"name": "二号", "mobile": "13600000102", "email": "b@example.com", "member_no": "M0000102"})
+
+	res, err := e.svc.ImportRows(e.admin, []string{"account"}, "job-dup", []core.ImportInput{
+		{Line: 2, Subject: custos.NewSubject{Fields: map[string]string{"email": "c@example.com", "mobile": "13600000101"}, Provenance: prov}},
+		{Line: 3, Subject: custos.NewSubject{Fields: map[string]string{"email": "c@example.com", "mobile": "13600000103"}, Provenance: prov}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != custos.ImportDuplicate || res[1].Status != custos.ImportStored {
+		t.Fatalf("import statuses %s, %s; want duplicate, stored", res[0].Status, res[1].Status)
+	}
+}

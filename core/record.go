@@ -113,13 +113,13 @@ func (s *Service) FindRecords(ctx context.Context, purposes []string, id custos.
 	if typ != "" && s.catalog.RecordType(typ) == nil {
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("Unknown record type.", custos.Violation{Field: "type", Rule: "field_unknown"}))
 	}
-	// Fetch, decide and audit inside the transaction; decrypt after it,
-	// as subject reads do, so the store's writer is not held for crypto.
+	// Fetch and decide on a read snapshot, audit, and decrypt after the
+	// audit event is committed, as subject reads do (runRead).
 	var (
 		dk      *custos.DataKey
 		visible []*custos.StoredRecord
 	)
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
+	err := s.runRead(ctx, ev, func(tx custos.Tx) error {
 		var err error
 		if dk, err = tx.GetDataKey(ctx, id); err != nil {
 			return notFoundSubject(err)

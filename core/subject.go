@@ -225,14 +225,15 @@ func (s *Service) lookups(vals map[string]string) map[string][]byte {
 
 // insert stores a prepared subject, refusing a duplicate lookup key with
 // ECONFLICT naming the existing subject (C5 de-duplication).
+//
+// The lookup insert itself detects a duplicate (InsertLookup answers
+// ECONFLICT with the owner), so there is no probe before it: a duplicate
+// fails the caller's transaction, which undoes the data key and subject
+// written just before, and a create makes one statement per lookup key
+// instead of two. A caller that goes on in the same transaction after a
+// duplicate (an import batch) must find duplicates first (importTx does,
+// for the whole batch).
 func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor custos.PrincipalID) error {
-	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
-		if other, err := tx.FindLookup(ctx, name, p.lookups[name]); err == nil {
-			return duplicate(name, other)
-		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
-			return err
-		}
-	}
 	if err := tx.InsertDataKey(ctx, p.dk); err != nil {
 		return err
 	}
@@ -298,9 +299,9 @@ func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err er
 }
 
 // openSubject decrypts the fields the decision lets through and masks them.
-// Decryption and masking happen after the transaction has committed the
-// audit event, so the store's single writer is held only for the fetch,
-// the decision and the audit append; dk is nil when no field is visible.
+// Decryption and masking happen after the audit event is committed
+// (runRead), outside every transaction; dk is nil when no field is
+// visible.
 func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[string]custos.FieldDecision) (*custos.Subject, error) {
 	out := &custos.Subject{ID: st.ID, Fields: map[string]string{}, Decisions: map[string]custos.FieldDecision{},
 		Provenance: map[string]custos.Provenance{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
@@ -368,7 +369,7 @@ func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id cus
 		return nil, s.refuse(ctx, ev, d.Reason)
 	}
 	var l *loaded
-	err := s.run(ctx, ev, func(tx custos.Tx) (err error) {
+	err := s.runRead(ctx, ev, func(tx custos.Tx) (err error) {
 		l, err = s.load(ctx, tx, purposes, id, ev)
 		return err
 	})
@@ -456,7 +457,7 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 	}
 	hash := s.indexer.Load().Index(field, norm)
 	var l *loaded
-	err := s.run(ctx, ev, func(tx custos.Tx) error {
+	err := s.runRead(ctx, ev, func(tx custos.Tx) error {
 		id, err := tx.FindLookup(ctx, field, hash)
 		if err != nil {
 			return err

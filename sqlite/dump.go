@@ -16,7 +16,7 @@ var _ custos.Dumper = (*DB)(nil)
 // AppliedMigrations returns the names of the applied migrations, in order.
 func (db *DB) AppliedMigrations(ctx context.Context) ([]string, error) {
 	var applied []string
-	err := db.run(ctx, db.read, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+	err := db.run(ctx, db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
 		return tx.query(ctx, `SELECT name FROM migrations ORDER BY name`, nil, func(s scanner) error {
 			var name string
 			if err := s.Scan(&name); err != nil {

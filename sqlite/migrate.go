@@ -48,7 +48,7 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 	if err != nil {
 		return internal("migrate "+name, err)
 	}
-	return db.run(ctx, db.write, nil, func(tx *Tx) error {
+	return db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		// The row goes first: if another process applied this migration
 		// meanwhile, the primary key stops us before the schema changes.
 		if _, err := tx.exec(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`,
@@ -67,7 +67,7 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 // this binary does not know.
 func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
 	var applied []string
-	err := db.run(ctx, db.read, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+	err := db.run(ctx, db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
 		var n int
 		if err := tx.scanRow(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'migrations'`,
 			nil, &n); err != nil {

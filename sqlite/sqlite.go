@@ -61,13 +61,19 @@ type DB struct {
 	path    string
 	write   *sql.DB // exactly one connection: SQLite has one writer
 	read    *sql.DB
+	ckpt    *sql.DB // the checkpointer's connection
 	now     func() time.Time
 	timeout time.Duration
+	// wcache and rcache keep prepared statements of the write and read
+	// pools (stmtcache.go).
+	wcache, rcache *stmtCache
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
 	done   chan struct{}  // closed when the writer has finished
-	once   sync.Once
+	// ckptDone is closed when the checkpointer has finished.
+	ckptDone chan struct{}
+	once     sync.Once
 }
 
 // MaxGroup bounds how many Update calls share one commit.
@@ -116,8 +122,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	db.wcache, db.rcache = newStmtCache(db.write, db.timeout), newStmtCache(db.read, db.timeout)
+	if err := db.openCheckpointer(ctx); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})
+	db.ckptDone = make(chan struct{})
 	go db.writer()
+	go db.checkpointer()
 	return db, nil
 }
 
@@ -132,14 +144,21 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 // group commit (Update) pays that fsync once per group, not per write. secure_delete overwrites deleted content, so a
 // shredded data key does not linger in free pages of the file. The write
 // pool begins transactions IMMEDIATE, taking the write lock at BEGIN rather
-// than failing on a later upgrade; the read pool is query_only.
+// than failing on a later upgrade, and does not checkpoint (the
+// checkpointer does); the read pool is query_only.
 func dsn(path string, write bool) string {
-	s := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
-		"&_foreign_keys=on&_synchronous=full"
 	if write {
-		return s + "&_txlock=immediate"
+		// wal_autocheckpoint off: the checkpointer copies the WAL on a
+		// connection of its own (checkpoint.go).
+		return baseDSN(path) + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	}
-	return s + "&_query_only=on"
+	return baseDSN(path) + "&_query_only=on"
+}
+
+// baseDSN is what every connection to path sets.
+func baseDSN(path string) string {
+	return path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
+		"&_foreign_keys=on&_synchronous=full"
 }
 
 func (db *DB) open(ctx context.Context) error {
@@ -176,9 +195,17 @@ func (db *DB) Close() error {
 	if db.reqs != nil {
 		db.once.Do(func() { close(db.closed) })
 		<-db.done
+		<-db.ckptDone
 	}
 	var errs []error
-	for _, pool := range []*sql.DB{db.read, db.write} {
+	for _, c := range []*stmtCache{db.rcache, db.wcache} {
+		if c != nil {
+			if err := c.close(); err != nil {
+				errs = append(errs, internal("close statements", err))
+			}
+		}
+	}
+	for _, pool := range []*sql.DB{db.ckpt, db.read, db.write} {
 		if pool != nil {
 			if err := pool.Close(); err != nil {
 				errs = append(errs, internal("close", err))
@@ -198,7 +225,9 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()
 	var busy, logFrames, checkpointed int
-	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+	// On the checkpointer's connection, so it never runs beside a
+	// background checkpoint.
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return internal("checkpoint", err)
 	}
 	if busy != 0 {
@@ -219,7 +248,7 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 // (each a WAL write and, with synchronous=FULL, an fsync) into one.
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if db.reqs == nil { // during Open: migrations
-		return db.run(ctx, db.write, nil, func(tx *Tx) error { return fn(tx) })
+		return db.run(ctx, db.write, nil, nil, func(tx *Tx) error { return fn(tx) })
 	}
 	if err := ctx.Err(); err != nil {
 		return internal("update", err)
@@ -262,6 +291,9 @@ func (db *DB) writer() {
 			}
 		}
 		db.commitGroup(group)
+		// The write connection is free between groups: prepare the
+		// statements the group ran as text.
+		db.wcache.prepareWanted()
 	}
 }
 
@@ -297,15 +329,34 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	if len(group) == 1 {
+		// A group of one needs no savepoint: its failure rolls back the
+		// whole transaction, which holds nothing else.
+		r := group[0]
+		if errs[0] = r.ctx.Err(); errs[0] != nil {
+			errs[0] = internal("update", errs[0])
+		} else {
+			errs[0] = callFn(r.fn, tx)
+		}
+		if errs[0] != nil {
+			if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+				errs[0] = errors.Join(errs[0], internal("rollback", rerr))
+			}
+		} else if err := sqlTx.Commit(); err != nil {
+			errs[0] = internal("commit", err)
+		}
+		answer()
+		return
+	}
 	broken := false
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = internal("update", err)
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := tx.exec(ctx, "SAVEPOINT w"); err != nil {
 			broken = true
 			fail(internal("savepoint", err))
 			break
@@ -315,13 +366,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if errs[i] != nil {
 			// The member's audit events are undone with its savepoint.
 			*tx.head = head
-			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
 				broken = true
 				fail(internal("rollback to savepoint", err))
 				break
 			}
 		}
-		if _, err := sqlTx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
 			broken = true
 			fail(internal("release savepoint", err))
 			break
@@ -366,10 +417,17 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 // View runs fn in a read-only transaction on the read pool; it sees one
 // consistent snapshot. Writes inside it fail with EINTERNAL.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
-	return db.run(ctx, db.read, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error { return fn(tx) })
+	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error { return fn(tx) })
+	// The connection is back in the pool: prepare what ran as text.
+	if db.rcache != nil && db.rcache.pending() {
+		db.rcache.prepareWanted()
+	}
+	return err
 }
 
-func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+// run runs fn in one transaction on a connection of pool; cache, when not
+// nil, supplies prepared statements.
+func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
 	cctx, cancel := context.WithTimeout(ctx, db.timeout)
 	conn, err := pool.Conn(cctx)
 	cancel()
@@ -398,7 +456,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fun
 		}
 	}()
 
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err

@@ -31,6 +31,11 @@ type Tx struct {
 	// transaction: nothing is cached across transactions, so a head
 	// written by another process or a rolled-back group is never used.
 	head *auditHead
+	// cache is the pool's prepared statements (nil: run every statement
+	// as text, as during migrations); stmts holds those bound to this
+	// transaction.
+	cache *stmtCache
+	stmts map[string]*sql.Stmt
 }
 
 // auditHead is the last audit event's seq and hash, once known.
@@ -63,6 +68,9 @@ type scanner interface {
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
+	if s := tx.txStmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
 	return tx.tx.ExecContext(ctx, query, args...)
 }
 
@@ -80,6 +88,9 @@ func (tx *Tx) affected(ctx context.Context, query string, args ...any) (int64, e
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
+	if s := tx.txStmt(ctx, query); s != nil {
+		return fn(s.QueryRowContext(ctx, args...))
+	}
 	return fn(tx.tx.QueryRowContext(ctx, query, args...))
 }
 
@@ -92,7 +103,12 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
-	rows, err := tx.tx.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	if s := tx.txStmt(ctx, query); s != nil {
+		rows, err = s.QueryContext(ctx, args...)
+	} else {
+		rows, err = tx.tx.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package sqlutil
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"custos"
@@ -103,6 +104,22 @@ func (st Stmts) InsertConsent(ctx context.Context, c *custos.StoredConsent) erro
 // ListConsents returns a subject's consent history in recorded order.
 func (st Stmts) ListConsents(ctx context.Context, id custos.SubjectID) ([]*custos.StoredConsent, error) {
 	return queryAll(ctx, st.Q, "Consent", ListConsentsSQL, []any{string(id)}, ScanConsent)
+}
+
+// ListConsentsFor returns a subject's consent history for purposes, in
+// recorded order.
+func (st Stmts) ListConsentsFor(ctx context.Context, id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, error) {
+	if len(purposes) == 0 {
+		return []*custos.StoredConsent{}, nil
+	}
+	args := make([]any, 0, 1+len(purposes))
+	args = append(args, string(id))
+	for _, p := range purposes {
+		args = append(args, p)
+	}
+	q := `SELECT seq, ` + consentColumns + ` FROM consents WHERE subject_id = ? AND purpose IN (?` +
+		strings.Repeat(", ?", len(purposes)-1) + `) ORDER BY seq`
+	return queryAll(ctx, st.Q, "Consent", q, args, ScanConsent)
 }
 
 // DeleteConsents removes a subject's consent history.
