@@ -26,12 +26,22 @@ func Values(n, cols int) string {
 	return b.String()
 }
 
-// Chunks calls fn with [lo, hi) ranges of at most BatchRows covering n
-// items, in order, and stops at the first error.
+// Chunks calls fn with [lo, hi) ranges covering n items, in order, and
+// stops at the first error. The ranges are BatchRows long, and the rest
+// is split into powers of two (64, 32, …, 1), so that a batch statement
+// has one of only eight sizes: the SQLite store keeps prepared statements
+// by their text, and a few texts per statement stay prepared.
 func Chunks(n int, fn func(lo, hi int) error) error {
-	for lo := 0; lo < n; lo += BatchRows {
-		if err := fn(lo, min(lo+BatchRows, n)); err != nil {
-			return err
+	lo := 0
+	for size := BatchRows; size > 0; size /= 2 {
+		for n-lo >= size {
+			if err := fn(lo, lo+size); err != nil {
+				return err
+			}
+			lo += size
+			if size < BatchRows {
+				break
+			}
 		}
 	}
 	return nil
