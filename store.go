@@ -20,6 +20,22 @@ type Store interface {
 	Close() error
 }
 
+// AtEnder is implemented by a Tx that can defer work to the end of its
+// transaction, after everything else the transaction does and just before
+// it commits. A store that shares one commit among several Update calls
+// (PostgreSQL's commit groups) uses it to append their audit events
+// together, under one hold of the append lock.
+type AtEnder interface {
+	// AtEnd registers fn to run in the same transaction once the Update
+	// function that registered it has returned nil; registered functions
+	// run in the order registered. If that Update function returns an
+	// error, fn is dropped and never runs. An error from fn fails the
+	// transaction, which then commits nothing, and is returned by Update.
+	// fn must not rely on anything the Update function does after
+	// registering it.
+	AtEnd(fn func(tx Tx) error)
+}
+
 // StoredSubject is a subject as stored: every value sealed.
 type StoredSubject struct {
 	ID        SubjectID

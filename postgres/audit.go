@@ -22,7 +22,14 @@ const auditColumns = `seq, time, actor_id, action, subject_id, fields, purposes,
 // there, each reads the head its predecessor committed and inserts head+1,
 // so the chain has no gap and no fork. The lock is released at commit or
 // rollback, so a crashed appender frees it. In a View it only reads.
+//
+// At the end of a transaction (work registered with AtEnd), the lock is
+// already held and the head is read once: later calls return the head as
+// the events inserted since have moved it.
 func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	if e := tx.end; e != nil && e.known {
+		return e.seq, e.hash, nil
+	}
 	if err := tx.lockAppend(ctx); err != nil {
 		return 0, nil, formatError(err, "Audit event")
 	}
@@ -36,12 +43,27 @@ func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	} else if err != nil {
 		return 0, nil, formatError(err, "Audit event")
 	}
+	if e := tx.end; e != nil {
+		e.known, e.seq, e.hash = true, seq, orNil(hash)
+	}
 	return seq, orNil(hash), nil
 }
 
 // InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
 // Hash. Returns ECONFLICT if the seq exists.
+//
+// At the end of a transaction an event that follows the head AuditHead
+// returned is kept and written with the others of that end by one
+// statement (flushEvents), before the next checkpoint and before commit.
 func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error {
+	if end := tx.end; end != nil && end.known && e.Seq == end.seq+1 {
+		end.events = append(end.events, e)
+		end.seq, end.hash = e.Seq, e.Hash
+		return nil
+	}
+	if err := tx.flushEvents(ctx); err != nil {
+		return err
+	}
 	fields, err := sqlutil.EncodeList(e.Fields)
 	if err != nil {
 		return internal("audit event", err)
@@ -122,6 +144,9 @@ func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*cus
 // InsertCheckpoint stores a signed checkpoint. Returns ECONFLICT if one
 // exists for c.Seq.
 func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) error {
+	if err := tx.flushEvents(ctx); err != nil {
+		return err
+	}
 	return tx.insert(ctx, "Audit checkpoint", `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature)
 		VALUES ($1, $2, $3, $4, $5)`, c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
 }
@@ -146,4 +171,58 @@ func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, e
 		return nil, formatError(err, "Audit checkpoint")
 	}
 	return cps, nil
+}
+
+// insertEventsSQL inserts a batch of audit events, one array per column:
+// one statement, prepared once, whatever the batch size.
+const insertEventsSQL = `INSERT INTO audit_events (` + auditColumns + `)
+	SELECT seq, time, actor_id, action, subject_id, fields::jsonb, purposes::jsonb, decision, reason, request_id, prev_hash, hash
+	FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		$8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
+		AS e(seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash)
+	ON CONFLICT DO NOTHING`
+
+// flushBatch bounds the events one insertEventsSQL statement carries.
+const flushBatch = 1000
+
+// flushEvents writes the audit events kept at the end of a transaction.
+// Returns ECONFLICT, and keeps nothing, if any of their seqs exists.
+func (tx *Tx) flushEvents(ctx context.Context) error {
+	end := tx.end
+	if end == nil || len(end.events) == 0 {
+		return nil
+	}
+	events := end.events
+	end.events = nil
+	for len(events) > 0 {
+		batch := events[:min(len(events), flushBatch)]
+		events = events[len(batch):]
+		var (
+			seqs, times                                      = make([]int64, len(batch)), make([]int64, len(batch))
+			actors, actions, subs, fields, purps, decs, reas = make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+			reqs                                             = make([]string, len(batch))
+			prevs, hashes                                    = make([][]byte, len(batch)), make([][]byte, len(batch))
+		)
+		for i, e := range batch {
+			f, err := sqlutil.EncodeList(e.Fields)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			p, err := sqlutil.EncodeList(e.Purposes)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			seqs[i], times[i], actors[i], actions[i], subs[i] = e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
+			fields[i], purps[i], decs[i], reas[i], reqs[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
+			prevs[i], hashes[i] = e.PrevHash, e.Hash
+		}
+		n, err := tx.affected(ctx, insertEventsSQL, seqs, times, actors, actions, subs, fields, purps, decs, reas, reqs, prevs, hashes)
+		if err != nil {
+			return formatError(err, "Audit event")
+		}
+		if n != int64(len(batch)) {
+			return conflict("Audit event", nil)
+		}
+	}
+	return nil
 }

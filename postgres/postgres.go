@@ -72,6 +72,10 @@ type Options struct {
 	// MaxConns caps the connections this node opens, leader locks held
 	// by TryLeader included. Defaults to DefaultMaxConns.
 	MaxConns int
+	// Writers is how many commit groups (see Update) run at once, each
+	// on a connection of its own. Defaults to DefaultWriters, and is at
+	// most half of MaxConns (at least one).
+	Writers int
 }
 
 // DB is a custos.Store on one PostgreSQL database (the schema is the first
@@ -83,6 +87,11 @@ type DB struct {
 
 	mu      sync.Mutex
 	leaders map[*leader]struct{} // held TryLeader locks, released by Close
+
+	reqs    chan *writeReq // to the group writers
+	closed  chan struct{}  // closed by Close: no new writes
+	once    sync.Once
+	writers sync.WaitGroup // the group writers, until they have finished
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -129,6 +138,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
 	}
+	writers := opts.Writers
+	if writers <= 0 {
+		writers = DefaultWriters
+	}
+	writers = max(1, min(writers, maxConns/2))
+	db.reqs, db.closed = make(chan *writeReq), make(chan struct{})
+	for range writers {
+		db.writers.Add(1)
+		go db.writer()
+	}
 	return db, nil
 }
 
@@ -141,8 +160,13 @@ func (db *DB) ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the leader locks this handle holds, then closes the pool.
+// Close waits for the writes in flight, releases the leader locks this
+// handle holds, then closes the pool.
 func (db *DB) Close() error {
+	if db.reqs != nil {
+		db.once.Do(func() { close(db.closed) })
+		db.writers.Wait()
+	}
 	db.mu.Lock()
 	held := make([]*leader, 0, len(db.leaders))
 	for l := range db.leaders {
@@ -161,29 +185,6 @@ func (db *DB) Close() error {
 	}
 	return nil
 }
-
-// Update runs fn in a READ COMMITTED write transaction. Writers do not
-// wait for each other except on the rows they both touch and on the audit
-// append lock (Tx.AuditHead). The wait for a pooled connection is bounded
-// by the query timeout. fn's error rolls the transaction back and is
-// returned unchanged.
-//
-// A transaction PostgreSQL aborts as a deadlock victim or for a
-// serialisation failure is run again (up to maxAttempts): fn must be safe
-// to repeat, which core's are (they read, decide and write inside fn).
-func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
-	var err error
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-	}
-	return err
-}
-
-// maxAttempts bounds how often Update re-runs an aborted transaction.
-const maxAttempts = 4
 
 // retryable reports a deadlock (40P01) or serialisation failure (40001).
 func retryable(err error) bool {
@@ -231,6 +232,9 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.runEnds(ctx, false); err != nil {
 		return err
 	}
 	ended = true

@@ -1,0 +1,322 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"custos"
+	"custos/internal/sqlutil"
+
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// DefaultWriters is how many commit groups a node runs at once when
+// Options.Writers is zero.
+const DefaultWriters = 4
+
+// MaxGroup bounds how many Update calls share one commit. Each member
+// that writes gets a subtransaction id; PostgreSQL keeps up to 64 of them
+// per transaction in shared memory and beyond that makes every other
+// snapshot look them up on disk, so a group stays below that.
+const MaxGroup = 48
+
+// writeReq is one Update waiting for a group writer.
+type writeReq struct {
+	ctx      context.Context
+	fn       func(tx custos.Tx) error
+	done     chan error
+	attempts int // times fn was aborted as a deadlock victim or serialisation failure
+}
+
+// endPhase is the state of a transaction's end (Tx.runEnds).
+type endPhase struct {
+	known  bool   // seq and hash hold the head
+	seq    int64  // the chain head as this transaction sees it,
+	hash   []byte // counting the kept events
+	events []*custos.AuditEvent
+}
+
+// AtEnd registers fn to run at the end of the transaction, after the
+// Update function that registered it returned nil, just before commit
+// (custos.AtEnder). In a commit group the work of every member runs there
+// together: the append lock is taken once and the chain head read once
+// for the whole group, and the audit events are written by one statement,
+// so the lock is held for a few statements and one commit flush whatever
+// the group's size.
+func (tx *Tx) AtEnd(fn func(tx custos.Tx) error) { tx.ends = append(tx.ends, fn) }
+
+// runEnds runs the work registered with AtEnd and writes the audit events
+// it kept. locked says the caller took the append lock already.
+func (tx *Tx) runEnds(ctx context.Context, locked bool) error {
+	if len(tx.ends) == 0 {
+		return nil
+	}
+	if !locked {
+		if err := tx.lockAppend(ctx); err != nil {
+			return formatError(err, "Audit event")
+		}
+	}
+	tx.end = &endPhase{}
+	defer func() { tx.end = nil }()
+	for _, fn := range tx.ends {
+		if err := fn(tx); err != nil {
+			return err
+		}
+	}
+	return tx.flushEvents(ctx)
+}
+
+// Update runs fn in a READ COMMITTED write transaction and returns once
+// that transaction is committed. fn's error undoes everything fn wrote
+// and is returned unchanged.
+//
+// Group commit: a few writer goroutines (Options.Writers) each take the
+// Update calls waiting when they start a transaction (up to MaxGroup) and
+// run them in it one after the other, each inside its own SAVEPOINT, so
+// that a failing fn rolls back only its own writes. The work the members
+// left for the end (AtEnd: their audit appends) then runs once for the
+// group, and the group commits once; every caller is answered after the
+// commit. The writers run their groups' statements side by side, and
+// queue only for the append lock, which each group holds for its end
+// and its commit flush. Writers of this and other nodes do not wait for
+// each other except on the rows they both touch and on that lock.
+//
+// A member aborted as a deadlock victim or for a serialisation failure is
+// rolled back to its savepoint and run again (up to maxAttempts); a group
+// whose end or commit is aborted so is run again as a whole. fn must be
+// safe to repeat, which core's are (they read, decide and write inside
+// fn). Once taken by a writer, fn runs to its end even if ctx is
+// cancelled: the answer says whether it was committed.
+func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return internal("update", err)
+	}
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	wait := time.NewTimer(db.timeout)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+		return internal("update", errors.New("timed out waiting for a group writer"))
+	case db.reqs <- r:
+	case <-db.closed:
+		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New("postgres: store closed")}
+	case <-ctx.Done():
+		return internal("update", ctx.Err())
+	}
+	return <-r.done
+}
+
+// maxAttempts bounds how often a member or a group aborted by PostgreSQL
+// is run again.
+const maxAttempts = 4
+
+// writer is one group-commit loop; it exits when the store is closed.
+func (db *DB) writer() {
+	defer db.writers.Done()
+	var carry []*writeReq // members a group left to the next one
+	for {
+		group := make([]*writeReq, 0, MaxGroup)
+		group = append(group, carry...)
+		if len(group) == 0 {
+			select {
+			case r := <-db.reqs:
+				group = append(group, r)
+			case <-db.closed:
+				return
+			}
+		}
+	gather:
+		for len(group) < MaxGroup {
+			select {
+			case r := <-db.reqs:
+				group = append(group, r)
+			default:
+				break gather
+			}
+		}
+		carry = db.commitGroup(group)
+	}
+}
+
+// commitGroup runs group in one transaction, answers the members it ran
+// and returns those it left for the next transaction.
+func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
+	errs := make([]error, len(group))
+	again := make([]bool, len(group))
+	ran := len(group)
+	for attempt := 1; ; attempt++ {
+		clear(errs)
+		clear(again)
+		var err error
+		ran, err = db.runGroup(group, errs, again)
+		if err == nil {
+			break
+		}
+		if retryable(err) && attempt < maxAttempts {
+			continue
+		}
+		// Nothing of the group is committed: every member not failed
+		// with its own error gets the group's.
+		for i := range errs[:ran] {
+			if errs[i] == nil || again[i] {
+				errs[i], again[i] = err, false
+			}
+		}
+		break
+	}
+	for i, r := range group[:ran] {
+		if again[i] {
+			carry = append(carry, r)
+			continue
+		}
+		r.done <- errs[i]
+	}
+	return append(carry, group[ran:]...)
+}
+
+// Savepoint and transaction control, sent by the simple protocol (no
+// parameters), several statements in one round trip where they follow
+// each other.
+const (
+	beginSQL    = `BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT m`
+	nextSQL     = `RELEASE m; SAVEPOINT m`
+	undoSQL     = `ROLLBACK TO m`
+	releaseSQL  = `RELEASE m`
+	commitSQL   = `COMMIT`
+	rollbackSQL = `ROLLBACK`
+)
+
+// runGroup runs the members of group in one transaction, each in the
+// savepoint m, then the work they registered with AtEnd, and commits.
+// It returns how many members it ran (a member that took the append lock
+// itself ends the group, so that the lock is not held while the members
+// after it run) and, if the transaction as a whole failed, why; errs[i]
+// is member i's own error.
+func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, err error) {
+	ran = len(group)
+	ctx := context.Background()
+	cctx, cancel := context.WithTimeout(ctx, db.timeout)
+	conn, err := db.pool.Conn(cctx)
+	cancel()
+	if err != nil {
+		return ran, internal("connect", err)
+	}
+	open := false // a transaction may be open on conn
+	defer func() {
+		if open {
+			// After a failed COMMIT the transaction may be over already;
+			// ROLLBACK then only warns.
+			if _, rerr := control(ctx, conn, db.timeout, rollbackSQL); rerr != nil {
+				// Never hand the pool a connection inside a transaction:
+				// returning ErrBadConn from Raw makes database/sql drop it.
+				if derr := conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(derr, driver.ErrBadConn) {
+					err = errors.Join(err, internal("discard connection", derr))
+				}
+			}
+		}
+		if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, sql.ErrConnDone) && err == nil {
+			err = internal("release", cerr)
+		}
+	}()
+
+	if _, err := control(ctx, conn, db.timeout, beginSQL); err != nil {
+		return ran, internal("begin", err)
+	}
+	open = true
+	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	for i, r := range group {
+		if i > 0 {
+			if tx.locked {
+				ran = i
+				break
+			}
+			if _, err := control(ctx, conn, db.timeout, nextSQL); err != nil {
+				return ran, internal("savepoint", err)
+			}
+		}
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = internal("update", err)
+			continue
+		}
+		ends, locked := len(tx.ends), tx.locked
+		if errs[i] = callFn(r.fn, tx); errs[i] == nil {
+			continue
+		}
+		// The member's writes, and the work it left for the end, are
+		// undone; the savepoint stays for the next member.
+		tx.ends, tx.locked = tx.ends[:ends], locked
+		if _, err := control(ctx, conn, db.timeout, undoSQL); err != nil {
+			return ran, internal("rollback to savepoint", err)
+		}
+		// A deadlock victim runs again in the next group, not this one:
+		// the cycle it was in may go through rows that earlier members
+		// of this group hold until it commits.
+		if retryable(errs[i]) {
+			if r.attempts++; r.attempts < maxAttempts {
+				again[i] = true
+			}
+		}
+	}
+	if len(tx.ends) > 0 {
+		// Release the last savepoint and take the append lock in one
+		// round trip, then run the group's end.
+		if _, err := control(ctx, conn, db.timeout, releaseSQL+"; "+lockAppendSQL); err != nil {
+			return ran, formatError(err, "Audit event")
+		}
+		tx.locked = true
+		if err := tx.runEnds(ctx, true); err != nil {
+			return ran, err
+		}
+		tag, err := control(ctx, conn, db.timeout, commitSQL)
+		open = err != nil
+		return ran, commitResult(tag, err)
+	}
+	tag, err := control(ctx, conn, db.timeout, releaseSQL+"; "+commitSQL)
+	open = err != nil
+	return ran, commitResult(tag, err)
+}
+
+// commitResult maps the outcome of a COMMIT: PostgreSQL answers COMMIT
+// of a failed transaction with ROLLBACK and no error.
+func commitResult(tag string, err error) error {
+	if err != nil {
+		return formatError(fmt.Errorf("commit: %w", err), "Transaction")
+	}
+	if tag != "COMMIT" {
+		return internal("commit", fmt.Errorf("transaction rolled back (%s)", tag))
+	}
+	return nil
+}
+
+// control runs statements without parameters on conn in one round trip
+// and returns the command tag of the last.
+func control(ctx context.Context, conn *sql.Conn, timeout time.Duration, query string) (tag string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		ct, err := c.Conn().Exec(ctx, query)
+		tag = ct.String()
+		return err
+	})
+	return tag, err
+}
+
+// callFn runs fn, turning a panic into an error so one bad request cannot
+// take the writer (and every other request) down with it.
+func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = internal("update", fmt.Errorf("panic in transaction: %v", v))
+		}
+	}()
+	return fn(tx)
+}
