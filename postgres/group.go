@@ -96,18 +96,29 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 		return internal("update", err)
 	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.queued.Add(1)
+	err := db.hand(ctx, r)
+	db.queued.Add(-1)
+	if err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+// hand passes r to a group writer, waiting at most the query timeout.
+func (db *DB) hand(ctx context.Context, r *writeReq) error {
 	wait := time.NewTimer(db.timeout)
 	defer wait.Stop()
 	select {
 	case <-wait.C:
 		return internal("update", errors.New("timed out waiting for a group writer"))
 	case db.reqs <- r:
+		return nil
 	case <-db.closed:
 		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New("postgres: store closed")}
 	case <-ctx.Done():
 		return internal("update", ctx.Err())
 	}
-	return <-r.done
 }
 
 // maxAttempts bounds how often a member or a group aborted by PostgreSQL
@@ -153,6 +164,8 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 		clear(again)
 		var err error
 		ran, err = db.runGroup(group, errs, again)
+		for n := db.largest.Load(); int64(ran) > n && !db.largest.CompareAndSwap(n, int64(ran)); n = db.largest.Load() {
+		}
 		if err == nil {
 			break
 		}

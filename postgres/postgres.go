@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"custos"
@@ -92,6 +93,8 @@ type DB struct {
 	closed  chan struct{}  // closed by Close: no new writes
 	once    sync.Once
 	writers sync.WaitGroup // the group writers, until they have finished
+	queued  atomic.Int64   // Update calls waiting for a writer
+	largest atomic.Int64   // most members a group ran in one transaction
 }
 
 var _ custos.Store = (*DB)(nil)
