@@ -30,14 +30,16 @@ func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	if e := tx.end; e != nil && e.known {
 		return e.seq, e.hash, nil
 	}
-	if err := tx.lockAppend(ctx); err != nil {
+	if tx.end != nil {
+		// runEnds holds the lock already.
+	} else if err := tx.lockAppend(ctx); err != nil {
 		return 0, nil, formatError(err, "Audit event")
 	}
 	var (
 		seq  int64
 		hash []byte
 	)
-	err := tx.scanRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, nil, &seq, &hash)
+	err := tx.scanRow(ctx, headSQL, nil, &seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	} else if err != nil {
@@ -48,6 +50,9 @@ func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	}
 	return seq, orNil(hash), nil
 }
+
+// headSQL reads the chain head.
+const headSQL = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
 
 // InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
 // Hash. Returns ECONFLICT if the seq exists.
@@ -174,55 +179,62 @@ func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, e
 }
 
 // insertEventsSQL inserts a batch of audit events, one array per column:
-// one statement, prepared once, whatever the batch size.
+// one statement, prepared once, whatever the batch size. A seq that exists
+// fails it (unique violation), which aborts the transaction: the events
+// are chained from a head read under the append lock, so that never
+// happens unless something is badly wrong.
 const insertEventsSQL = `INSERT INTO audit_events (` + auditColumns + `)
 	SELECT seq, time, actor_id, action, subject_id, fields::jsonb, purposes::jsonb, decision, reason, request_id, prev_hash, hash
 	FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
-		AS e(seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash)
-	ON CONFLICT DO NOTHING`
+		AS e(seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash)`
 
 // flushBatch bounds the events one insertEventsSQL statement carries.
 const flushBatch = 1000
 
 // flushEvents writes the audit events kept at the end of a transaction.
-// Returns ECONFLICT, and keeps nothing, if any of their seqs exists.
+// A failure leaves the transaction aborted.
 func (tx *Tx) flushEvents(ctx context.Context) error {
 	end := tx.end
-	if end == nil || len(end.events) == 0 {
+	if end == nil {
 		return nil
 	}
-	events := end.events
-	end.events = nil
-	for len(events) > 0 {
-		batch := events[:min(len(events), flushBatch)]
-		events = events[len(batch):]
-		var (
-			seqs, times                                      = make([]int64, len(batch)), make([]int64, len(batch))
-			actors, actions, subs, fields, purps, decs, reas = make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
-			reqs                                             = make([]string, len(batch))
-			prevs, hashes                                    = make([][]byte, len(batch)), make([][]byte, len(batch))
-		)
-		for i, e := range batch {
-			f, err := sqlutil.EncodeList(e.Fields)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			p, err := sqlutil.EncodeList(e.Purposes)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			seqs[i], times[i], actors[i], actions[i], subs[i] = e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
-			fields[i], purps[i], decs[i], reas[i], reqs[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
-			prevs[i], hashes[i] = e.PrevHash, e.Hash
-		}
-		n, err := tx.affected(ctx, insertEventsSQL, seqs, times, actors, actions, subs, fields, purps, decs, reas, reqs, prevs, hashes)
+	for len(end.events) > 0 {
+		batch := end.events[:min(len(end.events), flushBatch)]
+		end.events = end.events[len(batch):]
+		args, err := eventArgs(batch)
 		if err != nil {
-			return formatError(err, "Audit event")
+			return err
 		}
-		if n != int64(len(batch)) {
-			return conflict("Audit event", nil)
+		if _, err := tx.exec(ctx, insertEventsSQL, args...); err != nil {
+			return formatError(err, "Audit event")
 		}
 	}
 	return nil
+}
+
+// eventArgs returns the arguments of insertEventsSQL for events.
+func eventArgs(events []*custos.AuditEvent) ([]any, error) {
+	n := len(events)
+	var (
+		seqs, times                   = make([]int64, n), make([]int64, n)
+		actors, actions, subs, fields = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		purposes, decisions, reasons  = make([]string, n), make([]string, n), make([]string, n)
+		requests                      = make([]string, n)
+		prevs, hashes                 = make([][]byte, n), make([][]byte, n)
+	)
+	for i, e := range events {
+		f, err := sqlutil.EncodeList(e.Fields)
+		if err != nil {
+			return nil, internal("audit event", err)
+		}
+		p, err := sqlutil.EncodeList(e.Purposes)
+		if err != nil {
+			return nil, internal("audit event", err)
+		}
+		seqs[i], times[i], actors[i], actions[i], subs[i] = e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
+		fields[i], purposes[i], decisions[i], reasons[i], requests[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
+		prevs[i], hashes[i] = e.PrevHash, e.Hash
+	}
+	return []any{seqs, times, actors, actions, subs, fields, purposes, decisions, reasons, requests, prevs, hashes}, nil
 }

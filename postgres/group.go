@@ -4,13 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"custos"
 	"custos/internal/sqlutil"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -49,25 +52,25 @@ type endPhase struct {
 // the group's size.
 func (tx *Tx) AtEnd(fn func(tx custos.Tx) error) { tx.ends = append(tx.ends, fn) }
 
-// runEnds runs the work registered with AtEnd and writes the audit events
-// it kept. locked says the caller took the append lock already.
-func (tx *Tx) runEnds(ctx context.Context, locked bool) error {
-	if len(tx.ends) == 0 {
-		return nil
-	}
-	if !locked {
+// runEnds runs the work registered with AtEnd, under the append lock.
+// end, when not nil, holds the head the caller read after taking the lock
+// itself; otherwise runEnds takes the lock and the first AuditHead reads
+// the head. The audit events the work inserts are kept in tx.end, for the
+// caller to write (flushEvents, or commitEvents with the commit).
+func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
+	if end == nil {
 		if err := tx.lockAppend(ctx); err != nil {
 			return formatError(err, "Audit event")
 		}
+		end = &endPhase{}
 	}
-	tx.end = &endPhase{}
-	defer func() { tx.end = nil }()
+	tx.end = end
 	for _, fn := range tx.ends {
 		if err := fn(tx); err != nil {
 			return err
 		}
 	}
-	return tx.flushEvents(ctx)
+	return nil
 }
 
 // Update runs fn in a READ COMMITTED write transaction and returns once
@@ -195,12 +198,13 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // parameters), several statements in one round trip where they follow
 // each other.
 const (
-	beginSQL    = `BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT m`
-	nextSQL     = `RELEASE m; SAVEPOINT m`
-	undoSQL     = `ROLLBACK TO m`
-	releaseSQL  = `RELEASE m`
-	commitSQL   = `COMMIT`
-	rollbackSQL = `ROLLBACK`
+	beginOnlySQL = `BEGIN ISOLATION LEVEL READ COMMITTED`
+	beginSQL     = beginOnlySQL + `; SAVEPOINT m`
+	nextSQL      = `RELEASE m; SAVEPOINT m`
+	undoSQL      = `ROLLBACK TO m`
+	releaseSQL   = `RELEASE m`
+	commitSQL    = `COMMIT`
+	rollbackSQL  = `ROLLBACK`
 )
 
 // runGroup runs the members of group in one transaction, each in the
@@ -209,6 +213,11 @@ const (
 // itself ends the group, so that the lock is not held while the members
 // after it run) and, if the transaction as a whole failed, why; errs[i]
 // is member i's own error.
+//
+// BEGIN and the savepoints are sent lazily (Tx.pending), with a member's
+// first statement: a member that runs none, such as one that only
+// registers an audit append, costs no round trip, and one that fails
+// before its first statement has nothing to roll back.
 func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, err error) {
 	ran = len(group)
 	ctx := context.Background()
@@ -218,9 +227,10 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 	if err != nil {
 		return ran, internal("connect", err)
 	}
-	open := false // a transaction may be open on conn
+	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	defer func() {
-		if open {
+		if tx.begun {
 			// After a failed COMMIT the transaction may be over already;
 			// ROLLBACK then only warns.
 			if _, rerr := control(ctx, conn, db.timeout, rollbackSQL); rerr != nil {
@@ -236,35 +246,34 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 		}
 	}()
 
-	if _, err := control(ctx, conn, db.timeout, beginSQL); err != nil {
-		return ran, internal("begin", err)
-	}
-	open = true
-	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true}
-	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	for i, r := range group {
-		if i > 0 {
-			if tx.locked {
-				ran = i
-				break
-			}
-			if _, err := control(ctx, conn, db.timeout, nextSQL); err != nil {
-				return ran, internal("savepoint", err)
-			}
+		if i > 0 && tx.locked {
+			ran = i
+			break
 		}
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = internal("update", err)
 			continue
 		}
+		if tx.begun {
+			tx.pending = nextSQL
+		} else {
+			tx.pending = beginSQL
+		}
 		ends, locked := len(tx.ends), tx.locked
-		if errs[i] = callFn(r.fn, tx); errs[i] == nil {
+		errs[i] = callFn(r.fn, tx)
+		used := tx.pending == ""
+		tx.pending = ""
+		if errs[i] == nil {
 			continue
 		}
 		// The member's writes, and the work it left for the end, are
 		// undone; the savepoint stays for the next member.
 		tx.ends, tx.locked = tx.ends[:ends], locked
-		if _, err := control(ctx, conn, db.timeout, undoSQL); err != nil {
-			return ran, internal("rollback to savepoint", err)
+		if used {
+			if _, err := control(ctx, conn, db.timeout, undoSQL); err != nil {
+				return ran, internal("rollback to savepoint", err)
+			}
 		}
 		// A deadlock victim runs again in the next group, not this one:
 		// the cycle it was in may go through rows that earlier members
@@ -275,23 +284,124 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 			}
 		}
 	}
-	if len(tx.ends) > 0 {
-		// Release the last savepoint and take the append lock in one
-		// round trip, then run the group's end.
-		if _, err := control(ctx, conn, db.timeout, releaseSQL+"; "+lockAppendSQL); err != nil {
-			return ran, formatError(err, "Audit event")
+	if len(tx.ends) == 0 {
+		if !tx.begun {
+			return ran, nil // no member ran a statement
 		}
-		tx.locked = true
-		if err := tx.runEnds(ctx, true); err != nil {
-			return ran, err
-		}
-		tag, err := control(ctx, conn, db.timeout, commitSQL)
-		open = err != nil
+		tag, err := control(ctx, conn, db.timeout, releaseSQL+"; "+commitSQL)
+		tx.begun = err != nil
 		return ran, commitResult(tag, err)
 	}
-	tag, err := control(ctx, conn, db.timeout, releaseSQL+"; "+commitSQL)
-	open = err != nil
+	// The group's end holds the append lock for two round trips and the
+	// commit flush: one releases the last savepoint (or begins the
+	// transaction), takes the lock and reads the chain head; the other
+	// writes the group's audit events and commits.
+	first := releaseSQL
+	if !tx.begun {
+		first = beginOnlySQL
+	}
+	tx.begun = true
+	end, err := lockHead(ctx, conn, db.timeout, first)
+	if err != nil {
+		return ran, formatError(err, "Audit event")
+	}
+	tx.locked = true
+	if err := tx.runEnds(ctx, end); err != nil {
+		return ran, err
+	}
+	if len(end.events) > flushBatch {
+		if err := tx.flushEvents(ctx); err != nil {
+			return ran, err
+		}
+	}
+	tag, err := commitEvents(ctx, conn, db.timeout, end.events)
+	tx.begun = err != nil
 	return ran, commitResult(tag, err)
+}
+
+// headHexSQL reads the chain head, the hash in hex: lockHead reads it as
+// text.
+const headHexSQL = `SELECT seq, encode(hash, 'hex') FROM audit_events ORDER BY seq DESC LIMIT 1`
+
+// lockHead runs first (releasing the savepoint m, or beginning the
+// transaction), takes the append lock and reads the chain head, in one
+// round trip. The three statements go in one simple
+// query; under READ COMMITTED each takes its snapshot when it starts, so
+// the head is read after the lock is granted and sees what the previous
+// holder committed.
+func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first string) (*endPhase, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	end := &endPhase{known: true}
+	err := conn.Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		results, err := c.PgConn().Exec(ctx, first+"; "+lockAppendSQL+"; "+headHexSQL).ReadAll()
+		if err != nil {
+			return err
+		}
+		rows := results[len(results)-1].Rows
+		if len(rows) == 0 {
+			return nil // an empty chain
+		}
+		if len(rows) != 1 || len(rows[0]) != 2 {
+			return fmt.Errorf("audit head: unexpected result shape")
+		}
+		if end.seq, err = strconv.ParseInt(string(rows[0][0]), 10, 64); err != nil {
+			return fmt.Errorf("audit head seq: %w", err)
+		}
+		hash, err := hex.DecodeString(string(rows[0][1]))
+		if err != nil {
+			return fmt.Errorf("audit head hash: %w", err)
+		}
+		end.hash = orNil(hash)
+		return nil
+	})
+	return end, err
+}
+
+// commitEvents writes events (at most flushBatch) and commits, in one
+// round trip: the two statements go in one pipeline, and if the insert
+// fails PostgreSQL skips the COMMIT. It returns the COMMIT's command tag.
+func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, events []*custos.AuditEvent) (tag string, err error) {
+	if len(events) == 0 {
+		return control(ctx, conn, timeout, commitSQL)
+	}
+	args, err := eventArgs(events)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = conn.Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(insertEventsSQL, args...)
+		b.Queue(commitSQL)
+		br := c.SendBatch(ctx, b)
+		_, ierr := br.Exec()
+		ct, cerr := br.Exec()
+		tag = ct.String()
+		if ierr != nil {
+			return errors.Join(formatError(ierr, "Audit event"), br.Close())
+		}
+		return errors.Join(cerr, br.Close())
+	})
+	return tag, err
+}
+
+// pgxConn returns the pgx connection under a database/sql one.
+func pgxConn(dc any) (*pgx.Conn, error) {
+	c, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("unexpected driver connection %T", dc)
+	}
+	return c.Conn(), nil
 }
 
 // commitResult maps the outcome of a COMMIT: PostgreSQL answers COMMIT
@@ -312,11 +422,11 @@ func control(ctx context.Context, conn *sql.Conn, timeout time.Duration, query s
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err = conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("unexpected driver connection %T", dc)
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
 		}
-		ct, err := c.Conn().Exec(ctx, query)
+		ct, err := c.Exec(ctx, query)
 		tag = ct.String()
 		return err
 	})

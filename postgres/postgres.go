@@ -237,8 +237,13 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := tx.runEnds(ctx, false); err != nil {
-		return err
+	if len(tx.ends) > 0 {
+		if err := tx.runEnds(ctx, nil); err != nil {
+			return err
+		}
+		if err := tx.flushEvents(ctx); err != nil {
+			return err
+		}
 	}
 	ended = true
 	if err := sqlTx.Commit(); err != nil {

@@ -29,6 +29,12 @@ type Tx struct {
 	// writer ends a group after a member that took the lock itself; it is
 	// a hint, never a reason to skip taking the lock.
 	locked bool
+	// pending, in a commit group, is the transaction control (BEGIN,
+	// SAVEPOINT) that must run before the current member's first
+	// statement; sent then, in the same round trip as nothing else, and
+	// cleared. begun records that the group's BEGIN was sent.
+	pending string
+	begun   bool
 	// ends is the work deferred by AtEnd, run by runEnds before commit.
 	ends []func(custos.Tx) error
 	// end is set while runEnds runs: the chain head as this transaction
@@ -52,12 +58,23 @@ var (
 	_ sqlConn        = (*sql.Conn)(nil)
 )
 
-// stmtCtx bounds one statement by the query timeout.
-func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+// stmtCtx bounds one statement by the query timeout, after sending the
+// pending transaction control.
+func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if tx.shared {
 		ctx = context.WithoutCancel(ctx)
 	}
-	return context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	if q := tx.pending; q != "" {
+		// No parameters: pgx sends it by the simple protocol, all its
+		// statements in one round trip.
+		tx.pending, tx.begun = "", true
+		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
+			cancel()
+			return nil, nil, fmt.Errorf("transaction control: %w", err)
+		}
+	}
+	return ctx, cancel, nil
 }
 
 // Now returns the transaction's fixed time: the store clock read once at
@@ -71,7 +88,10 @@ type scanner interface {
 
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx, cancel := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	return tx.tx.ExecContext(ctx, query, args...)
 }
@@ -112,10 +132,18 @@ func insertResult(n int64, err error, entity string) error {
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
-	ctx, cancel := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return fn(errScanner{err})
+	}
 	defer cancel()
 	return fn(tx.tx.QueryRowContext(ctx, query, args...))
 }
+
+// errScanner is a row whose query could not be sent.
+type errScanner struct{ err error }
+
+func (e errScanner) Scan(...any) error { return e.err }
 
 // scanRow runs a query for at most one row and scans it into dest.
 func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any) error {
@@ -124,7 +152,10 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
-	ctx, cancel := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	rows, err := tx.tx.QueryContext(ctx, query, args...)
 	if err != nil {
