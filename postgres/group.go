@@ -264,6 +264,9 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 		errs[i] = callFn(r.fn, tx)
 		used := tx.pending == ""
 		tx.pending = ""
+		if tx.broken != nil {
+			return ran, internal("savepoint", tx.broken)
+		}
 		if errs[i] == nil {
 			continue
 		}

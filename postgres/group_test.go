@@ -418,3 +418,63 @@ func insertSubjects(t *testing.T, db *postgres.DB, ids ...custos.SubjectID) {
 		t.Fatalf("insert subjects: %v", err)
 	}
 }
+
+// TestGroupMemberHidesError checks a member that swallows the error of a
+// statement PostgreSQL failed, leaving the transaction aborted, and
+// returns nil: every member must be answered truthfully, an Update that
+// returned nil having committed its write and one that did not having
+// left none.
+func TestGroupMemberHidesError(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	const members = 4
+	release := blockWriter(t, db, "block")
+	errs := make([]error, members)
+	var wg sync.WaitGroup
+	for i := range members {
+		wg.Go(func() {
+			req := fmt.Sprintf("req_%d", i)
+			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
+				if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+					return err
+				}
+				appendAtEnd(t, tx, req)
+				if i == 1 {
+					// No such subject: the foreign key fails the statement.
+					if err := tx.InsertLookup(t.Context(), "email", []byte("h"), "sub_missing"); err == nil {
+						t.Errorf("InsertLookup for a missing subject: got nil error")
+					}
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, db, members)
+	if err := release(); err != nil {
+		t.Fatalf("blocking Update: %v", err)
+	}
+	wg.Wait()
+	if got := db.LargestGroup(); got < members {
+		t.Fatalf("largest group %d members, want %d: the members did not share a commit", got, members)
+	}
+	audited := map[string]bool{}
+	for _, r := range checkChain(t, db) {
+		audited[r] = true
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		for i := range members {
+			req := fmt.Sprintf("req_%d", i)
+			_, err := tx.GetMeta(t.Context(), req)
+			stored := err == nil
+			if !stored && custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("GetMeta: %v", err)
+			}
+			if stored != (errs[i] == nil) || audited[req] != stored {
+				t.Errorf("member %d: Update returned %v, write stored %v, audited %v", i, errs[i], stored, audited[req])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,6 +35,10 @@ type Tx struct {
 	// cleared. begun records that the group's BEGIN was sent.
 	pending string
 	begun   bool
+	// broken is set when pending failed: the transaction can no longer
+	// be trusted (an earlier member may have left it aborted), and the
+	// group fails as a whole.
+	broken error
 	// ends is the work deferred by AtEnd, run by runEnds before commit.
 	ends []func(custos.Tx) error
 	// end is set while runEnds runs: the chain head as this transaction
@@ -71,7 +75,8 @@ func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc,
 		tx.pending, tx.begun = "", true
 		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
 			cancel()
-			return nil, nil, fmt.Errorf("transaction control: %w", err)
+			tx.broken = fmt.Errorf("transaction control: %w", err)
+			return nil, nil, tx.broken
 		}
 	}
 	return ctx, cancel, nil
