@@ -12,7 +12,9 @@ import (
 type Store interface {
 	// Update runs fn in one write transaction; fn's error rolls it back.
 	// On SQLite writes are serialised by a single write connection; on
-	// PostgreSQL the audit head is locked by AuditHead.
+	// PostgreSQL the audit head is locked by AuditHead. Both stores may
+	// run several Update calls in one transaction (group commit), each
+	// in a savepoint of its own.
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(tx Tx) error) error

@@ -33,7 +33,26 @@ type writeReq struct {
 	fn       func(tx custos.Tx) error
 	done     chan error
 	attempts int // times fn was aborted as a deadlock victim or serialisation failure
+	yields   int // times fn waited longer than memberLockWait and was rolled back
 }
+
+// memberLockWait bounds how long a member waits for a lock (lock_timeout)
+// when members before it in its group ran statements. A member waiting on
+// a row that another group holds until it commits, while its own group
+// holds rows that other group waits for, is a deadlock that PostgreSQL
+// would break only after deadlock_timeout (1 s by default); big groups
+// make such cycles common. Past this wait the member yields: it is rolled
+// back to its savepoint and runs again in the next group, at its head if
+// it is the oldest one carried over, where its group holds no locks yet
+// and it waits as long as it takes. The group's end takes the append
+// lock with the session's lock_timeout (by default none).
+const memberLockWait = 50 * time.Millisecond
+
+// lockLimitSQL sets memberLockWait for the rest of a member.
+var lockLimitSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d`, memberLockWait.Milliseconds())
+
+// maxYields bounds how often a member yields before it is refused.
+const maxYields = 16
 
 // endPhase is the state of a transaction's end (Tx.runEnds).
 type endPhase struct {
@@ -198,13 +217,14 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // parameters), several statements in one round trip where they follow
 // each other.
 const (
-	beginOnlySQL = `BEGIN ISOLATION LEVEL READ COMMITTED`
-	beginSQL     = beginOnlySQL + `; SAVEPOINT m`
-	nextSQL      = `RELEASE m; SAVEPOINT m`
-	undoSQL      = `ROLLBACK TO m`
-	releaseSQL   = `RELEASE m`
-	commitSQL    = `COMMIT`
-	rollbackSQL  = `ROLLBACK`
+	noLockLimitSQL = `SET LOCAL lock_timeout = DEFAULT`
+	beginOnlySQL   = `BEGIN ISOLATION LEVEL READ COMMITTED`
+	beginSQL       = beginOnlySQL + `; SAVEPOINT m`
+	nextSQL        = `RELEASE m; SAVEPOINT m`
+	undoSQL        = `ROLLBACK TO m`
+	releaseSQL     = `RELEASE m`
+	commitSQL      = `COMMIT`
+	rollbackSQL    = `ROLLBACK`
 )
 
 // runGroup runs the members of group in one transaction, each in the
@@ -256,7 +276,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 			continue
 		}
 		if tx.begun {
-			tx.pending = nextSQL
+			tx.pending = nextSQL + "; " + lockLimitSQL
 		} else {
 			tx.pending = beginSQL
 		}
@@ -280,9 +300,15 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 		}
 		// A deadlock victim runs again in the next group, not this one:
 		// the cycle it was in may go through rows that earlier members
-		// of this group hold until it commits.
-		if retryable(errs[i]) {
+		// of this group hold until it commits. So does a member that
+		// waited too long for a lock, first in that group.
+		switch {
+		case retryable(errs[i]):
 			if r.attempts++; r.attempts < maxAttempts {
+				again[i] = true
+			}
+		case lockTimeout(errs[i]):
+			if r.yields++; r.yields < maxYields {
 				again[i] = true
 			}
 		}
@@ -299,7 +325,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 	// commit flush: one releases the last savepoint (or begins the
 	// transaction), takes the lock and reads the chain head; the other
 	// writes the group's audit events and commits.
-	first := releaseSQL
+	first := releaseSQL + "; " + noLockLimitSQL
 	if !tx.begun {
 		first = beginOnlySQL
 	}

@@ -337,10 +337,12 @@ func TestGroupEndFailure(t *testing.T) {
 
 // TestGroupDeadlockVictim builds a deadlock between two commit groups on
 // two nodes, each of whose second member wants the row the other group's
-// first member locked, and wants every member to commit: the victim is
-// rolled back to its savepoint and runs again in a later group, once its
-// own group has committed and freed the row the other waits for. (Run
-// again inside its own group it would meet the same cycle each time.)
+// first member locked, and wants every member to commit: the member that
+// gives up first (after memberLockWait, or as PostgreSQL's deadlock
+// victim) is rolled back to its savepoint and runs again in a later
+// group, once its own group has committed and freed the row the other
+// waits for. (Run again inside its own group it would meet the same cycle
+// each time.)
 func TestGroupDeadlockVictim(t *testing.T) {
 	url := MustCreateSchema(t)
 	a := MustOpen(t, url, postgres.Options{Migrate: true, Writers: 1})

@@ -5,10 +5,14 @@
 // the same error codes, orderings and storage formats, and is the store
 // for running several custos nodes on one database (DESIGN "Scale-out").
 //
-// Concurrency: Update runs at READ COMMITTED and any number of them run at
-// once, on one node or many. The audit chain is kept single and gapless by
-// a transaction-level advisory lock that Tx.AuditHead (and Tx.InsertShred)
-// take before reading the head; it is released at commit or rollback.
+// Concurrency: Update runs at READ COMMITTED. Each node runs a few commit
+// groups at once (Options.Writers), each sharing one transaction and one
+// commit among the Update calls waiting when it starts; nodes run theirs
+// side by side. The audit chain is kept single and gapless by a
+// transaction-level advisory lock that Tx.AuditHead (and Tx.InsertShred)
+// take before reading the head; it is released at commit or rollback. A
+// group takes it once, at its end, for the audit appends its members
+// deferred with Tx.AtEnd (see Update).
 // Background jobs elect a leader with DB.TryLeader, a session-level
 // advisory lock that PostgreSQL frees when its connection goes away.
 //
@@ -187,6 +191,12 @@ func (db *DB) Close() error {
 		return internal("close", err)
 	}
 	return nil
+}
+
+// lockTimeout reports a lock wait cut short by lock_timeout (55P03).
+func lockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
 
 // retryable reports a deadlock (40P01) or serialisation failure (40001).
