@@ -67,8 +67,8 @@ type endPhase struct {
 // (custos.AtEnder). In a commit group the work of every member runs there
 // together: the append lock is taken once and the chain head read once
 // for the whole group, and the audit events are written by one statement,
-// so the lock is held for a few statements and one commit flush whatever
-// the group's size.
+// so the lock is held for two round trips and one commit flush whatever
+// the group's size (see runGroup).
 func (tx *Tx) AtEnd(fn func(tx custos.Tx) error) { tx.ends = append(tx.ends, fn) }
 
 // runEnds runs the work registered with AtEnd, under the append lock.
@@ -108,8 +108,10 @@ func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
 // each other except on the rows they both touch and on that lock.
 //
 // A member aborted as a deadlock victim or for a serialisation failure is
-// rolled back to its savepoint and run again (up to maxAttempts); a group
-// whose end or commit is aborted so is run again as a whole. fn must be
+// rolled back to its savepoint and run again in the next group (up to
+// maxAttempts), and so is one that waited longer than memberLockWait for
+// a lock (up to maxYields); a group whose end or commit is aborted so is
+// run again as a whole. fn must be
 // safe to repeat, which core's are (they read, decide and write inside
 // fn). Once taken by a writer, fn runs to its end even if ctx is
 // cancelled: the answer says whether it was committed.
