@@ -19,7 +19,7 @@ import (
 
 // DefaultWriters is how many commit groups a node runs at once when
 // Options.Writers is zero.
-const DefaultWriters = 4
+const DefaultWriters = 2
 
 // MaxGroup bounds how many Update calls share one commit. Each member
 // that writes gets a subtransaction id; PostgreSQL keeps up to 64 of them
