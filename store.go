@@ -32,8 +32,9 @@ type AtEnder interface {
 	// function that registered it has returned nil; registered functions
 	// run in the order registered. If that Update function returns an
 	// error, fn is dropped and never runs. An error from fn fails the
-	// transaction, which then commits nothing, and is returned by Update.
-	// fn must not rely on anything the Update function does after
+	// transaction, which then commits nothing, and is returned by every
+	// Update call that shared it. fn runs after the Update function has
+	// returned, so it must not depend on what that function changes after
 	// registering it.
 	AtEnd(fn func(tx Tx) error)
 }
