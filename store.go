@@ -95,6 +95,13 @@ type ImportRow struct {
 	Message    string
 }
 
+// Lookup is one blind index entry: (Field, Hash) → SubjectID.
+type Lookup struct {
+	Field     string
+	Hash      []byte
+	SubjectID SubjectID
+}
+
 // StoredConsent is a consent decision as stored: Sealed holds the evidence
 // and guardian details (nil when there are none) under the subject's data
 // key; everything else is ids, names and times.
@@ -152,6 +159,18 @@ type Tx interface {
 	// DeleteLookups removes a subject's entries for field, or all when field is "".
 	DeleteLookups(ctx context.Context, id SubjectID, field string) error
 
+	// Batch forms for an import batch: one statement for many rows (or a
+	// few, in chunks), so the single writer spends its time on the rows
+	// rather than on statements. Each inserts all of its rows or returns
+	// an error; a key that exists already gives ECONFLICT (the caller
+	// fails the whole transaction then).
+	InsertSubjects(ctx context.Context, ss []*StoredSubject) error
+	InsertDataKeys(ctx context.Context, ks []*DataKey) error
+	InsertLookups(ctx context.Context, ls []Lookup) error
+	// FindLookups returns the owners of those of hashes that field has,
+	// keyed by string(hash); a hash nobody has is absent.
+	FindLookups(ctx context.Context, field string, hashes [][]byte) (map[string]SubjectID, error)
+
 	InsertRecord(ctx context.Context, r *StoredRecord) error
 	// ListRecords returns a subject's records, newest first; typ "" for all.
 	ListRecords(ctx context.Context, id SubjectID, typ string) ([]*StoredRecord, error)
@@ -163,6 +182,11 @@ type Tx interface {
 	// GetImportRow returns ENOTFOUND if the line was not handled yet.
 	GetImportRow(ctx context.Context, job string, line int) (*ImportRow, error)
 	InsertImportRow(ctx context.Context, r *ImportRow) error
+	// GetImportRows returns the rows of job recorded for lines, by line;
+	// a line not handled yet is absent.
+	GetImportRows(ctx context.Context, job string, lines []int) (map[int]*ImportRow, error)
+	// InsertImportRows records many lines; ECONFLICT if one exists.
+	InsertImportRows(ctx context.Context, rs []*ImportRow) error
 
 	InsertPrincipal(ctx context.Context, p *Principal) error
 	GetPrincipal(ctx context.Context, id PrincipalID) (*Principal, error)
@@ -195,6 +219,9 @@ type Tx interface {
 	// and serialises appenders until the transaction ends.
 	AuditHead(ctx context.Context) (int64, []byte, error)
 	InsertAuditEvent(ctx context.Context, e *AuditEvent) error
+	// InsertAuditEvents stores events already chained by the caller, in
+	// order, as InsertAuditEvent would one by one.
+	InsertAuditEvents(ctx context.Context, es []*AuditEvent) error
 	FindAuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 	InsertCheckpoint(ctx context.Context, c *AuditCheckpoint) error
 	ListCheckpoints(ctx context.Context) ([]*AuditCheckpoint, error)

@@ -2,12 +2,14 @@ package core
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"custos"
+	"custos/audit"
 )
 
 // MaxJobName bounds import job names.
@@ -114,63 +116,187 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			preps[i] = p
 		}
 	}
-	err = s.store.Update(ctx, func(tx custos.Tx) error {
-		for i, r := range rows {
-			res := results[i]
-			if r.Line <= 0 {
-				continue
+	// The transaction is run again if a concurrent transaction took one of
+	// the batch's lookup keys between the probe and the insert (possible
+	// on PostgreSQL only: SQLite has one writer); the retry sees it.
+	for attempt := 1; ; attempt++ {
+		tried := make([]*custos.ImportResult, len(results))
+		for i, r := range results {
+			c := *r
+			tried[i] = &c
+		}
+		err = s.store.Update(ctx, func(tx custos.Tx) error { return s.importTx(ctx, tx, purposes, job, rows, preps, tried) })
+		if err == nil {
+			results = tried
+			break
+		}
+		if !errors.Is(err, errLookupRace) || attempt == 3 {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+// errLookupRace: a lookup key the probe found free was taken before the
+// insert by another transaction.
+var errLookupRace = &custos.Error{Code: custos.ECONFLICT,
+	Message: "Another write stored the same customer at the same time; send the batch again."}
+
+// importTx is the write transaction of an import batch. The statements
+// are per batch, not per row: one query for the lines already handled,
+// one per lookup field for the keys already taken, then multi-row inserts
+// of the data keys, subjects, lookups, audit events and import rows.
+// Duplicates are decided here, in line order, against the store and the
+// earlier rows of the batch, exactly as inserting row after row would.
+func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string, job string, rows []ImportInput, preps []*prepared, results []*custos.ImportResult) error {
+	lines := make([]int, 0, len(rows))
+	for _, r := range rows {
+		if r.Line > 0 {
+			lines = append(lines, r.Line)
+		}
+	}
+	handled, err := tx.GetImportRows(ctx, job, lines)
+	if err != nil {
+		return err
+	}
+	byField := map[string][][]byte{}
+	for i, p := range preps {
+		if _, done := handled[rows[i].Line]; p == nil || done {
+			continue
+		}
+		for name, h := range p.lookups {
+			byField[name] = append(byField[name], h)
+		}
+	}
+	owners := map[string]map[string]custos.SubjectID{}
+	for _, name := range slices.Sorted(maps.Keys(byField)) {
+		if owners[name], err = tx.FindLookups(ctx, name, byField[name]); err != nil {
+			return err
+		}
+	}
+	var (
+		subs     []*custos.StoredSubject
+		dks      []*custos.DataKey
+		lks      []custos.Lookup
+		captures []*prepared
+		events   []*custos.AuditEvent
+		recs     []*custos.ImportRow
+	)
+	for i, r := range rows {
+		res := results[i]
+		if r.Line <= 0 {
+			continue
+		}
+		if prev, ok := handled[r.Line]; ok {
+			res.Status, res.Previous, res.SubjectID, res.Violations = custos.ImportAlready, prev.Status, prev.SubjectID, prev.Violations
+			res.Message = "handled by an earlier run: " + prev.Status
+			if prev.Message != "" {
+				res.Message += ": " + prev.Message
 			}
-			if prev, err := tx.GetImportRow(ctx, job, r.Line); err == nil {
-				res.Status, res.Previous, res.SubjectID, res.Violations = custos.ImportAlready, prev.Status, prev.SubjectID, prev.Violations
-				res.Message = "handled by an earlier run: " + prev.Status
-				if prev.Message != "" {
-					res.Message += ": " + prev.Message
-				}
-				continue
-			} else if custos.ErrorCode(err) != custos.ENOTFOUND {
-				return err
-			}
-			if r.ParseError != "" {
-				if err := tx.InsertImportRow(ctx, &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status,
-					Violations: res.Violations, Message: res.Message}); err != nil {
-					return err
-				}
-				continue
-			}
+			continue
+		}
+		if r.ParseError == "" {
 			e := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 			if p := preps[i]; p != nil {
-				e.SubjectID, e.Fields = p.stored.ID, p.fields
-				// The batch goes on after a duplicate, so nothing of a
-				// duplicate row may be written: probe first.
-				err := s.probeDuplicates(ctx, tx, p)
-				if err == nil {
-					err = s.insert(ctx, tx, p, e.ActorID)
-				}
-				switch ce := custos.AsError(err); {
-				case err == nil:
-					res.Status, res.SubjectID = custos.ImportStored, p.stored.ID
-				case ce != nil && ce.Code == custos.ECONFLICT:
-					res.Status, res.SubjectID, res.Violations, res.Message = custos.ImportDuplicate, custos.SubjectID(ce.ConflictID), ce.Violations, ce.Message
-					e.SubjectID, e.Decision, e.Reason = res.SubjectID, custos.DecisionDeny, custos.ECONFLICT
-				default:
-					return err
+				if name, other := taken(p, owners); other != "" {
+					ce := custos.AsError(duplicate(name, other))
+					res.Status, res.SubjectID, res.Violations, res.Message = custos.ImportDuplicate, other, ce.Violations, ce.Message
+					e.SubjectID, e.Fields, e.Decision, e.Reason = other, p.fields, custos.DecisionDeny, custos.ECONFLICT
+				} else {
+					id := p.stored.ID
+					for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
+						if owners[name] == nil {
+							owners[name] = map[string]custos.SubjectID{}
+						}
+						owners[name][string(p.lookups[name])] = id
+						lks = append(lks, custos.Lookup{Field: name, Hash: p.lookups[name], SubjectID: id})
+					}
+					subs, dks = append(subs, p.stored), append(dks, p.dk)
+					if p.consent != nil {
+						captures = append(captures, p)
+					}
+					res.Status, res.SubjectID = custos.ImportStored, id
+					e.SubjectID, e.Fields = id, p.fields
 				}
 			} else {
 				e.Decision, e.Reason = custos.DecisionDeny, custos.EINVALID
 				e.Fields = slices.Sorted(maps.Keys(r.Subject.Fields))
 			}
-			if err := s.appendAudit(ctx, tx, e); err != nil {
-				return err
-			}
-			if err := tx.InsertImportRow(ctx, &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status, SubjectID: res.SubjectID,
-				Violations: res.Violations, Message: res.Message}); err != nil {
-				return err
-			}
+			events = append(events, e)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		rec := &custos.ImportRow{Job: job, Line: r.Line, Status: res.Status, SubjectID: res.SubjectID,
+			Violations: res.Violations, Message: res.Message}
+		handled[r.Line] = rec
+		recs = append(recs, rec)
 	}
-	return results, nil
+	if err := tx.InsertDataKeys(ctx, dks); err != nil {
+		return err
+	}
+	if err := tx.InsertSubjects(ctx, subs); err != nil {
+		return err
+	}
+	if err := tx.InsertLookups(ctx, lks); custos.ErrorCode(err) == custos.ECONFLICT {
+		return errLookupRace
+	} else if err != nil {
+		return err
+	}
+	var actor custos.PrincipalID
+	if a := custos.ActorFromContext(ctx); a != nil {
+		actor = a.ID
+	}
+	for _, p := range captures {
+		if p.receipt, err = s.storeCapture(ctx, tx, p.stored.ID, p.consent, p.aead, actor); err != nil {
+			return err
+		}
+	}
+	if err := s.appendAudits(ctx, tx, events); err != nil {
+		return err
+	}
+	return tx.InsertImportRows(ctx, recs)
+}
+
+// taken returns the first lookup field of p, in name order, whose key
+// already has an owner, and that owner ("" when none has).
+func taken(p *prepared, owners map[string]map[string]custos.SubjectID) (string, custos.SubjectID) {
+	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
+		if other, ok := owners[name][string(p.lookups[name])]; ok {
+			return name, other
+		}
+	}
+	return "", ""
+}
+
+// appendAudits chains es onto the log in order inside tx, inserts them
+// in multi-row statements and signs a checkpoint at every CheckpointEvery
+// seq among them, as appendAudit does one by one.
+func (s *Service) appendAudits(ctx context.Context, tx custos.Tx, es []*custos.AuditEvent) error {
+	if len(es) == 0 {
+		return nil
+	}
+	seq, head, err := tx.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
+	every := s.CheckpointEvery
+	if every <= 0 {
+		every = DefaultCheckpointEvery
+	}
+	var signed []*custos.AuditEvent
+	for _, e := range es {
+		e.Time = tx.Now()
+		audit.Chain(seq, head, e)
+		seq, head = e.Seq, e.Hash
+		if s.signer != nil && e.Seq%every == 0 {
+			signed = append(signed, e)
+		}
+	}
+	if err := tx.InsertAuditEvents(ctx, es); err != nil {
+		return err
+	}
+	for _, e := range signed {
+		if err := s.insertCheckpoint(ctx, tx, e.Seq, e.Hash); err != nil {
+			return err
+		}
+	}
+	return nil
 }

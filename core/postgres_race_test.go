@@ -266,3 +266,50 @@ func TestPostgresEraseWhileAppending(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresConcurrentImports: two nodes import batches holding the same
+// customer (same mobile) at the same moment. The lookup probe of both may
+// find the key free; the later insert then finds it taken and the batch is
+// run again, so exactly one node stores the customer, the other answers
+// "duplicate" naming it, and neither fails.
+func TestPostgresConcurrentImports(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	for i := range pgRounds {
+		batch := func() []core.ImportInput {
+			var rows []core.ImportInput
+			for j := range 5 {
+				rows = append(rows, core.ImportInput{Line: j + 1, Subject: custos.NewSubject{
+					Fields: map[string]string{"name": "钱多多", "mobile": pgMobile(10+j, i)}, Provenance: prov}})
+			}
+			return rows
+		}
+		var resA, resB []*custos.ImportResult
+		errA, errB := together(
+			func() (err error) {
+				resA, err = a.svc.ImportRows(admin, []string{"account"}, fmt.Sprintf("a-%d", i), batch())
+				return err
+			},
+			func() (err error) {
+				resB, err = b.svc.ImportRows(admin, []string{"account"}, fmt.Sprintf("b-%d", i), batch())
+				return err
+			})
+		if errA != nil || errB != nil {
+			t.Fatalf("round %d: concurrent imports: a: %v; b: %v", i, errA, errB)
+		}
+		for j := range 5 {
+			ra, rb := resA[j], resB[j]
+			stored, dup := ra, rb
+			if rb.Status == custos.ImportStored {
+				stored, dup = rb, ra
+			}
+			if stored.Status != custos.ImportStored || dup.Status != custos.ImportDuplicate || dup.SubjectID != stored.SubjectID {
+				t.Fatalf("round %d, row %d: got %s %s and %s %s, want one stored and one duplicate of it",
+					i, j, ra.Status, ra.SubjectID, rb.Status, rb.SubjectID)
+			}
+			s, err := a.svc.FindSubjectByLookup(admin, []string{"account"}, "mobile", pgMobile(10+j, i))
+			if err != nil || s.ID != stored.SubjectID {
+				t.Fatalf("round %d, row %d: lookup gives %v, %v; want %s", i, j, s, err, stored.SubjectID)
+			}
+		}
+	}
+}

@@ -231,7 +231,8 @@ func (s *Service) lookups(vals map[string]string) map[string][]byte {
 // fails the caller's transaction, which undoes the data key and subject
 // written just before, and a create makes one statement per lookup key
 // instead of two. A caller that goes on in the same transaction after a
-// duplicate (an import batch) must call probeDuplicates first.
+// duplicate (an import batch) must find duplicates first (importTx does,
+// for the whole batch).
 func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor custos.PrincipalID) error {
 	if err := tx.InsertDataKey(ctx, p.dk); err != nil {
 		return err
@@ -251,19 +252,6 @@ func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor c
 		var err error
 		p.receipt, err = s.storeCapture(ctx, tx, p.stored.ID, p.consent, p.aead, actor)
 		return err
-	}
-	return nil
-}
-
-// probeDuplicates returns the ECONFLICT insert would return for p's first
-// duplicate lookup key, before anything is written.
-func (s *Service) probeDuplicates(ctx context.Context, tx custos.Tx, p *prepared) error {
-	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
-		if other, err := tx.FindLookup(ctx, name, p.lookups[name]); err == nil {
-			return duplicate(name, other)
-		} else if custos.ErrorCode(err) != custos.ENOTFOUND {
-			return err
-		}
 	}
 	return nil
 }

@@ -83,6 +83,28 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
 }
 
+// InsertAuditEvents stores events chained by the caller, in order, in
+// multi-row statements; ECONFLICT if a seq exists.
+func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) error {
+	return sqlutil.Chunks(len(es), func(lo, hi int) error {
+		args := make([]any, 0, 12*(hi-lo))
+		for _, e := range es[lo:hi] {
+			fields, err := sqlutil.EncodeList(e.Fields)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			purposes, err := sqlutil.EncodeList(e.Purposes)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+		}
+		return sqlutil.InsertRows(ctx, stmtQuerier{tx}, "Audit event",
+			`INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)
+	})
+}
+
 // FindAuditEvents returns the events matching every set field of f, in
 // seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
 // events when it is positive (the caller caps it).

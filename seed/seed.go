@@ -14,6 +14,7 @@ package seed
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ const BankCardShare = 0.3
 type Generator struct {
 	r    *rand.Rand
 	ref  time.Time
-	used map[string]struct{} // lookup values (and other ids) handed out, prefixed by kind
+	used map[uint64]struct{} // 64-bit hashes of the lookup values (and other ids) handed out, with their kind
 	last *area               // area of the last subject, for its records
 }
 
@@ -57,7 +58,7 @@ func NewAt(r *rand.Rand, ref time.Time) *Generator {
 	if r == nil {
 		r = rand.New(rand.NewPCG(1, 2))
 	}
-	return &Generator{r: r, ref: ref, used: map[string]struct{}{}}
+	return &Generator{r: r, ref: ref, used: map[uint64]struct{}{}}
 }
 
 // Subject returns a new customer: fields keyed by catalog field name (name,
@@ -96,11 +97,20 @@ func (g *Generator) Subject() custos.NewSubject {
 }
 
 // unique calls gen until it returns a value not handed out before under
-// kind, and records it.
+// kind, and records it. It keeps a 64-bit FNV-1a hash of kind and value
+// rather than the value (8 bytes and no pointer instead of a string of
+// 20–40), so that a million customers' values take about 100 MB instead
+// of about 1 GB (`custos seed -subjects 1000000`). Two different values
+// with one hash only make gen draw again: values stay unique, and the
+// output stays deterministic.
 func (g *Generator) unique(kind string, gen func() string) string {
 	for {
 		v := gen()
-		k := kind + ":" + v
+		h := fnv.New64a()
+		h.Write([]byte(kind))
+		h.Write([]byte{0})
+		h.Write([]byte(v))
+		k := h.Sum64()
 		if _, ok := g.used[k]; !ok {
 			g.used[k] = struct{}{}
 			return v

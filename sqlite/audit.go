@@ -64,6 +64,37 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 	return formatError(err, "Audit event")
 }
 
+// InsertAuditEvents stores events chained by the caller, in order, in
+// multi-row statements, and moves the commit group's head past the last.
+func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) error {
+	err := sqlutil.Chunks(len(es), func(lo, hi int) error {
+		args := make([]any, 0, 12*(hi-lo))
+		for _, e := range es[lo:hi] {
+			fields, err := encodeList(e.Fields)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			purposes, err := encodeList(e.Purposes)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+		}
+		_, err := tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), args...)
+		return err
+	})
+	if tx.head != nil && len(es) > 0 {
+		switch last := es[len(es)-1]; {
+		case err != nil:
+			tx.head.known = false
+		case tx.head.known && last.Seq > tx.head.seq:
+			*tx.head = auditHead{known: true, seq: last.Seq, hash: bytes.Clone(last.Hash)}
+		}
+	}
+	return formatError(err, "Audit event")
+}
+
 // FindAuditEvents returns the events matching every set field of f, in
 // seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
 // events when it is positive (the caller caps it).

@@ -37,6 +37,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "Consent", fn: testConsent},
 		{name: "RightsRequest", fn: testRightsRequest},
 		{name: "ImportRow", fn: testImportRow},
+		{name: "Batch", fn: testBatch},
 		{name: "Principal", fn: testPrincipal},
 		{name: "APIKey", fn: testAPIKey},
 		{name: "PrincipalUpdate", fn: testPrincipalUpdate},

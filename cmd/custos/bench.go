@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -146,6 +147,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
+	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	fs.Usage = func() {
@@ -176,6 +178,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if *warmup < 0 {
 		problems = append(problems, "-warmup must not be negative")
+	}
+	if *reuse && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
+		problems = append(problems, "-reuse needs -data of a SQLite store")
+	}
+	if *reuse && !slices.Equal(workloads, []string{"read"}) {
+		problems = append(problems, "-reuse runs the read workload only (-workloads read)")
 	}
 	if len(problems) > 0 {
 		return &exitError{code: 2, err: errors.New("bench: " + strings.Join(problems, "; "))}
@@ -292,7 +300,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	say("custos on %s (%s), ceiling on %s", srv.Addr(), rep.Store, ceil.addr())
 
 	t0 := time.Now()
-	if err := env.seedSubjects(ctx, n, *subjects, stderr, *quiet); err != nil {
+	if *reuse {
+		stored, err := env.sampleSubjects(ctx, cfg.DBPath(), *subjects)
+		if err != nil {
+			return fmt.Errorf("bench: -reuse: %w", err)
+		}
+		rep.Subjects = len(env.ids)
+		say("reading %d of the %d customers in the store, drawn at random", len(env.ids), stored)
+	} else if err := env.seedSubjects(ctx, n, *subjects, stderr, *quiet); err != nil {
 		return fmt.Errorf("bench: seed: %w", err)
 	}
 	rep.SeedSeconds = time.Since(t0).Seconds()
@@ -619,6 +634,38 @@ func (e *benchEnv) seedSubjects(ctx context.Context, n *node, count int, stderr 
 		return errors.New("no subject was stored")
 	}
 	return nil
+}
+
+// sampleSubjects fills e.ids with up to k distinct subjects of the SQLite
+// store at path, drawn uniformly by rowid, and returns how many subjects
+// the store holds. It reads through a connection of its own.
+func (e *benchEnv) sampleSubjects(ctx context.Context, path string, k int) (int, error) {
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_query_only=on")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var count, maxRow int64
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM subjects`).Scan(&count, &maxRow); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		return 0, errors.New("the store holds no customers (seed it first: custos seed -data DIR)")
+	}
+	rng := rand.New(rand.NewPCG(e.seed, 0x7265757365))
+	seen := map[string]bool{}
+	for tries := 0; len(e.ids) < min(k, int(count)) && tries < 20*k; tries++ {
+		var id string
+		err := db.QueryRowContext(ctx, `SELECT id FROM subjects WHERE rowid = ?`, 1+rng.Int64N(maxRow)).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) || seen[id] {
+			continue
+		} else if err != nil {
+			return 0, err
+		}
+		seen[id] = true
+		e.ids = append(e.ids, id)
+	}
+	return int(count), nil
 }
 
 // checkMasking reads one seeded subject as the read workload does and

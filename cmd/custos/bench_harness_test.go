@@ -66,3 +66,61 @@ func TestBenchHarnessJSON(t *testing.T) {
 		t.Errorf("stdout has no results table:\n%s", stdout.String())
 	}
 }
+
+// TestBenchReuse: `custos bench -reuse` reads the customers a `custos
+// seed` left in a data directory, seeding nothing, and refuses what it
+// cannot do.
+func TestBenchReuse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench harness: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	env := func(string) string { return "" }
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"seed", "-subjects", "40", "-records", "0", "-seed", "9", "-quiet", "--data", dir}, &stdout, &stderr, env); code != 0 {
+		t.Fatalf("seed: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	file := filepath.Join(t.TempDir(), "bench.json")
+	stdout.Reset()
+	stderr.Reset()
+	args := []string{"bench", "-reuse", "-data", dir, "-subjects", "25", "-c", "2", "-duration", "300ms", "-workloads", "read", "-json", file}
+	if code := run(ctx, args, &stdout, &stderr, env); code != 0 {
+		t.Fatalf("bench -reuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("bench JSON: %v", err)
+	}
+	if rep.Subjects != 25 {
+		t.Errorf("subjects read: got %d, want 25 of the 40 seeded", rep.Subjects)
+	}
+	var read *benchResult
+	for i, r := range rep.Results {
+		if r.Workload == "read" {
+			read = &rep.Results[i]
+		}
+	}
+	if read == nil || read.Requests <= 0 || read.Errors != 0 {
+		t.Errorf("read workload: got %+v, want requests and no errors", read)
+	}
+	// It seeded none: the store still holds the 40 customers of the seed.
+	if !bytes.Contains(stderr.Bytes(), []byte("reading 25 of the 40 customers")) {
+		t.Errorf("bench -reuse did not say what it reads:\n%s", stderr.String())
+	}
+	for _, bad := range [][]string{
+		{"bench", "-reuse", "-workloads", "read"},                 // no -data
+		{"bench", "-reuse", "-data", dir, "-workloads", "create"}, // not the read workload
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(ctx, bad, &stdout, &stderr, env); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", bad, code, stderr.String())
+		}
+	}
+}

@@ -738,8 +738,10 @@ func TestImportInterruptedResume(t *testing.T) {
 	}))
 	defer proxy.Close()
 
+	// One batch at a time, so that the batch after the second is never
+	// sent (TestImportInflightResume covers several in flight).
 	args := []string{file, "-token", ps.AppKey, "-purpose", strings.Join(seedPurposes, ","), "-source", "crm", "-batch", "10",
-		"-rejects", rejects, "-quiet"}
+		"-rejects", rejects, "-quiet", "-inflight", "1"}
 	_, code, out, errOut := importCounts(t, ctx, append(args, "-server", proxy.URL)...)
 	select {
 	case <-forwarded:

@@ -11,8 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"custos"
@@ -52,6 +54,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	location := fs.String("location", "", "provenance: location")
 	plan := fs.String("plan", "", "provenance: approved collection plan id (default: the server picks the approved plan of the purpose)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	inflight := fs.Int("inflight", 2, "batches sent before the answer to the first is awaited (1–16): the server prepares one while it writes another")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos import [flags] FILE\n\nEach valid row is stored; each refused row goes to the reject file with its line\nnumber and reasons. Running the same command again resumes without duplicates.")
 		fs.PrintDefaults()
@@ -85,6 +88,9 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	}
 	if *batch < 1 || *batch > custoshttp.MaxImportBatch {
 		problems = append(problems, "-batch must be 1–1000")
+	}
+	if *inflight < 1 || *inflight > maxInflight {
+		problems = append(problems, "-inflight must be 1–16")
 	}
 	if *format == "" {
 		switch {
@@ -129,20 +135,38 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 	}
 	client := custoshttp.NewClient(*server, *token)
+	// Keep a connection per batch in flight (the default keeps two).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = *inflight
+	client.HTTP.Transport = tr
 	purposes := strings.Split(*purpose, ",")
 	bar := newProgress(stderr, total, *quiet)
 	counts := map[string]int{}
 	recovered := 0 // "already" lines refused by an earlier run and reported only now
-	var pending []core.ImportInput
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
+	// Up to -inflight batches are on their way at once; their answers are
+	// taken in line order, so the reject file and the progress stay in
+	// line order. When one fails, the later ones are abandoned: the server
+	// keeps what it committed of them, and the run that resumes the job
+	// gets those lines back as "already", reported then.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		queue  []*sentBatch
+		failed error
+	)
+	stop := func(err error) error {
+		cancel()
+		wg.Wait()
+		bar.done()
+		return err
+	}
+	handle := func(b *sentBatch) error {
+		<-b.done
+		if b.err != nil {
+			return fmt.Errorf("import stopped at line %d (run the same command again to resume): %w", b.rows[0].Line, b.err)
 		}
-		res, err := client.ImportRows(ctx, purposes, job, pending)
-		if err != nil {
-			return fmt.Errorf("import stopped at line %d (run the same command again to resume): %w", pending[0].Line, err)
-		}
-		for _, r := range res {
+		for _, r := range b.res {
 			counts[r.Status]++
 			status := r.Status
 			if r.Status == custos.ImportAlready {
@@ -156,11 +180,11 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			} else if r.Status != custos.ImportRejected && r.Status != custos.ImportDuplicate {
 				continue
 			}
-			b, err := json.Marshal(importReject{Line: r.Line, Job: job, Status: status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
+			enc, err := json.Marshal(importReject{Line: r.Line, Job: job, Status: status, SubjectID: r.SubjectID, Message: r.Message, Violations: r.Violations})
 			if err != nil {
 				return err
 			}
-			if _, err := rw.Write(append(b, '\n')); err != nil {
+			if _, err := rw.Write(append(enc, '\n')); err != nil {
 				return err
 			}
 			reported[r.Line] = true
@@ -168,13 +192,34 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if err := rw.Flush(); err != nil {
 			return err
 		}
-		bar.set(pending[len(pending)-1].Line, counts)
-		pending = pending[:0]
+		bar.set(b.rows[len(b.rows)-1].Line, counts)
 		return nil
 	}
+	// submit sends rows once fewer than -inflight batches are out,
+	// handling the oldest answers first.
+	submit := func(rows []core.ImportInput) error {
+		for len(queue) >= *inflight {
+			b := queue[0]
+			queue = queue[1:]
+			if err := handle(b); err != nil {
+				return err
+			}
+		}
+		b := &sentBatch{rows: rows, done: make(chan struct{})}
+		queue = append(queue, b)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(b.done)
+			b.res, b.err = client.ImportRows(ctx, purposes, job, b.rows)
+		}()
+		return nil
+	}
+	var pending []core.ImportInput
 	for row, err := range rows {
 		if err != nil {
-			return err
+			failed = err
+			break
 		}
 		in := row.ImportInput
 		if row.parseErr != nil {
@@ -185,15 +230,26 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 		pending = append(pending, in)
 		if len(pending) >= *batch {
-			if err := flush(); err != nil {
-				bar.done()
-				return err
+			if err := submit(pending); err != nil {
+				return stop(err)
 			}
+			pending = nil
 		}
 	}
-	if err := flush(); err != nil {
-		bar.done()
-		return err
+	if failed == nil && len(pending) > 0 {
+		if err := submit(pending); err != nil {
+			return stop(err)
+		}
+	}
+	// The batches sent before a read error are still answered and
+	// reported.
+	for _, b := range queue {
+		if err := handle(b); err != nil {
+			return stop(err)
+		}
+	}
+	if failed != nil {
+		return stop(failed)
 	}
 	if err := rw.Flush(); err != nil {
 		return err
@@ -290,6 +346,18 @@ func fileJob(path string) (string, int, error) {
 		}
 	}
 	return "imp-" + hex.EncodeToString(h.Sum(nil))[:24], lines, nil
+}
+
+// maxInflight bounds -inflight.
+const maxInflight = 16
+
+// sentBatch is a batch on its way to the server; done is closed when its
+// answer (res or err) is in.
+type sentBatch struct {
+	rows []core.ImportInput
+	res  []*custos.ImportResult
+	err  error
+	done chan struct{}
 }
 
 type importLine struct {

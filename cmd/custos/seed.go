@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"custos"
@@ -12,18 +13,29 @@ import (
 	"custos/seed"
 )
 
+// seedBatch is one batch of generated customers and, by row, the records
+// to create for each once it is stored.
+type seedBatch struct {
+	rows    []core.ImportInput
+	records [][]custos.NewRecord
+}
+
 func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs, cf := newFlags("seed", stderr)
 	n := fs.Int("subjects", 100, "how many synthetic customers to create")
 	records := fs.Int("records", 2, "records (orders, payments, events) per customer")
 	seedV := fs.Uint64("seed", 0, "random seed (0: from the clock)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	inflight := fs.Int("inflight", 4, "batches of 500 prepared and written at once (1–16)")
 	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
 	}
 	if *n < 1 || *records < 0 {
 		return fmt.Errorf("seed: -subjects must be ≥ 1 and -records ≥ 0")
+	}
+	if *inflight < 1 || *inflight > maxInflight {
+		return fmt.Errorf("seed: -inflight must be 1–16")
 	}
 	node, err := openNode(ctx, cfg, getenv, newLogger(cfg, stderr), true)
 	if err != nil {
@@ -44,36 +56,131 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	consent := syntheticConsent(notice, node.svc.Catalog())
 	job := fmt.Sprintf("seed-%d", *seedV)
 	bar := newProgress(stderr, *n, *quiet)
-	counts := map[string]int{}
-	const batch = 500
-	stored := 0
-	for done := 0; done < *n; {
-		var rows []core.ImportInput
-		for i := 0; i < batch && done+i < *n; i++ {
-			sub := gen.Subject()
-			sub.Consent = consent
-			rows = append(rows, core.ImportInput{Line: done + i + 1, Subject: sub})
+
+	// One goroutine generates (the generator is sequential and never
+	// repeats a lookup value); -inflight workers each import a batch
+	// through the same path as `custos import` (ImportRows: preparation
+	// outside the writer, one write transaction per batch) and then
+	// create its customers' records, several at a time, so that they
+	// share commits.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan seedBatch, *inflight)
+	go func() {
+		defer close(batches)
+		const size = 500
+		for done := 0; done < *n; {
+			b := seedBatch{}
+			for i := 0; i < size && done+i < *n; i++ {
+				sub := gen.Subject()
+				sub.Consent = consent
+				b.rows = append(b.rows, core.ImportInput{Line: done + i + 1, Subject: sub})
+				b.records = append(b.records, gen.Records(*records))
+			}
+			done += len(b.rows)
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
 		}
-		res, err := node.svc.ImportRows(ctx, purposes, job, rows)
-		if err != nil {
-			return err
+	}()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		counts   = map[string]int{}
+		done     int
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
 		}
-		for _, r := range res {
-			counts[r.Status]++
+		mu.Unlock()
+		cancel()
+	}
+	recordPurposes := []string{"fulfilment", "personalisation", "customer-service"}
+	for range *inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				res, err := node.svc.ImportRows(ctx, purposes, job, b.rows)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if err := seedRecords(ctx, node.svc, recordPurposes, res, b.records); err != nil {
+					fail(fmt.Errorf("seed record: %w", err))
+					return
+				}
+				mu.Lock()
+				for _, r := range res {
+					counts[r.Status]++
+				}
+				done += len(b.rows)
+				bar.set(done, counts)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	bar.done()
+	if firstErr != nil {
+		return firstErr
+	}
+	stored := counts[custos.ImportStored]
+	fmt.Fprintf(stdout, "seeded %d synthetic customers with %d records each (seed %d; %d refused)\n", stored, *records, *seedV, *n-stored)
+	return nil
+}
+
+// seedRecords creates the records of the stored rows of one batch, 16 at
+// a time: each is its own durable write, and concurrent writes share
+// commits.
+func seedRecords(ctx context.Context, svc *core.Service, purposes []string, res []*custos.ImportResult, records [][]custos.NewRecord) error {
+	type job struct {
+		id  custos.SubjectID
+		rec custos.NewRecord
+	}
+	jobs := make(chan job)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if _, err := svc.CreateRecord(ctx, purposes, j.id, j.rec); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	func() {
+		defer close(jobs)
+		for i, r := range res {
 			if r.Status != custos.ImportStored {
 				continue
 			}
-			stored++
-			for _, rec := range gen.Records(*records) {
-				if _, err := node.svc.CreateRecord(ctx, []string{"fulfilment", "personalisation", "customer-service"}, r.SubjectID, rec); err != nil {
-					return fmt.Errorf("seed record: %w", err)
+			for _, rec := range records[i] {
+				select {
+				case jobs <- job{r.SubjectID, rec}:
+				case err := <-errs:
+					errs <- err
+					return
 				}
 			}
 		}
-		done += len(rows)
-		bar.set(done, counts)
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
 	}
-	bar.done()
-	fmt.Fprintf(stdout, "seeded %d synthetic customers with %d records each (seed %d; %d refused)\n", stored, *records, *seedV, *n-stored)
-	return nil
 }

@@ -1,0 +1,125 @@
+package sqlutil
+
+import (
+	"context"
+	"strings"
+
+	"custos"
+)
+
+// BatchRows is how many rows one batch statement carries at most, so that
+// a statement stays far below both stores' placeholder limits (SQLite
+// 32,766, PostgreSQL 65,535) and the texts of the statements are few.
+const BatchRows = 128
+
+// Values returns n tuples of cols placeholders: "(?, ?), (?, ?)".
+func Values(n, cols int) string {
+	tuple := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	var b strings.Builder
+	b.Grow(n * (len(tuple) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(tuple)
+	}
+	return b.String()
+}
+
+// Chunks calls fn with [lo, hi) ranges covering n items, in order, and
+// stops at the first error. The ranges are BatchRows long, and the rest
+// is split into powers of two (64, 32, …, 1), so that a batch statement
+// has one of only eight sizes: the SQLite store keeps prepared statements
+// by their text, and a few texts per statement stay prepared.
+func Chunks(n int, fn func(lo, hi int) error) error {
+	lo := 0
+	for size := BatchRows; size > 0; size /= 2 {
+		for n-lo >= size {
+			if err := fn(lo, lo+size); err != nil {
+				return err
+			}
+			lo += size
+			if size < BatchRows {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// InsertRows runs a multi-row INSERT of n rows that must all be new: a
+// row whose key exists is skipped by ON CONFLICT DO NOTHING (which keeps a
+// PostgreSQL transaction usable) and turns into ECONFLICT.
+func InsertRows(ctx context.Context, q Querier, entity, query string, n int, args []any) error {
+	got, err := q.Exec(ctx, query+` ON CONFLICT DO NOTHING`, args...)
+	if err != nil {
+		return q.Error(err, entity)
+	}
+	if got != int64(n) {
+		return custos.Errorf(custos.ECONFLICT, "%s already exists.", entity)
+	}
+	return nil
+}
+
+// InsertSubjects stores ss; ECONFLICT if an id exists.
+func (st Stmts) InsertSubjects(ctx context.Context, ss []*custos.StoredSubject) error {
+	return Chunks(len(ss), func(lo, hi int) error {
+		args := make([]any, 0, 4*(hi-lo))
+		for _, s := range ss[lo:hi] {
+			args = append(args, string(s.ID), EncodeSealed(s.Sealed), Micros(s.CreatedAt), Micros(s.UpdatedAt))
+		}
+		return InsertRows(ctx, st.Q, "Subject", `INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES `+Values(hi-lo, 4), hi-lo, args)
+	})
+}
+
+// InsertDataKeys stores ks; ECONFLICT if a subject has a key.
+func (st Stmts) InsertDataKeys(ctx context.Context, ks []*custos.DataKey) error {
+	return Chunks(len(ks), func(lo, hi int) error {
+		args := make([]any, 0, 5*(hi-lo))
+		for _, k := range ks[lo:hi] {
+			args = append(args, string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, Micros(k.CreatedAt))
+		}
+		return InsertRows(ctx, st.Q, "Data key", `INSERT INTO data_keys (subject_id, version, kek_version, wrapped, created_at) VALUES `+Values(hi-lo, 5), hi-lo, args)
+	})
+}
+
+// InsertLookups stores ls; ECONFLICT if a (field, hash) exists, without
+// naming its owner (FindLookups does).
+func (st Stmts) InsertLookups(ctx context.Context, ls []custos.Lookup) error {
+	return Chunks(len(ls), func(lo, hi int) error {
+		args := make([]any, 0, 3*(hi-lo))
+		for _, l := range ls[lo:hi] {
+			args = append(args, l.Field, l.Hash, string(l.SubjectID))
+		}
+		return InsertRows(ctx, st.Q, "Lookup", `INSERT INTO lookups (field, hash, subject_id) VALUES `+Values(hi-lo, 3), hi-lo, args)
+	})
+}
+
+// FindLookups returns the owners of those of hashes that field has, keyed
+// by string(hash).
+func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) (map[string]custos.SubjectID, error) {
+	out := map[string]custos.SubjectID{}
+	err := Chunks(len(hashes), func(lo, hi int) error {
+		args := make([]any, 0, 1+hi-lo)
+		args = append(args, field)
+		for _, h := range hashes[lo:hi] {
+			args = append(args, h)
+		}
+		q := `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash IN (` + strings.TrimSuffix(strings.Repeat("?, ", hi-lo), ", ") + `)`
+		return st.Q.Query(ctx, q, args, func(s Scanner) error {
+			var (
+				h  []byte
+				id string
+			)
+			if err := s.Scan(&h, &id); err != nil {
+				return err
+			}
+			out[string(h)] = custos.SubjectID(id)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, st.Q.Error(err, "Lookup")
+	}
+	return out, nil
+}

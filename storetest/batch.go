@@ -1,0 +1,130 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"custos"
+)
+
+// testBatch: the batch forms used by an import store exactly what the
+// one-row methods store, for batches that span several statements
+// (more than BatchRows rows and an odd rest), and refuse an existing key
+// with ECONFLICT.
+func testBatch(t *testing.T, open OpenFunc) {
+	s := openStore(t, open)
+	const n = 300
+	var (
+		subs  []*custos.StoredSubject
+		dks   []*custos.DataKey
+		lks   []custos.Lookup
+		rows  []*custos.ImportRow
+		lines []int
+	)
+	for i := range n {
+		id := custos.SubjectID(fmt.Sprintf("sub_%04d", i))
+		subs = append(subs, &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte(fmt.Sprint("ct", i))},
+			CreatedAt: at(0), UpdatedAt: at(0)})
+		dks = append(dks, &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1 + i%2, Wrapped: []byte(fmt.Sprint("w", i)), CreatedAt: at(0)})
+		lks = append(lks, custos.Lookup{Field: "email", Hash: []byte(fmt.Sprint("he", i)), SubjectID: id},
+			custos.Lookup{Field: "mobile", Hash: []byte(fmt.Sprint("hm", i)), SubjectID: id})
+		r := &custos.ImportRow{Job: "job", Line: i + 2, Status: custos.ImportStored, SubjectID: id}
+		if i%7 == 0 {
+			r = &custos.ImportRow{Job: "job", Line: i + 2, Status: custos.ImportRejected, Message: "refused",
+				Violations: []custos.Violation{{Field: "mobile", Rule: "mobile_format", Detail: "11 digits"}}}
+		}
+		rows = append(rows, r)
+		lines = append(lines, i+2)
+	}
+	events := auditEvents(n)
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		must(t, "InsertDataKeys", tx.InsertDataKeys(ctx, dks))
+		must(t, "InsertSubjects", tx.InsertSubjects(ctx, subs))
+		must(t, "InsertLookups", tx.InsertLookups(ctx, lks))
+		must(t, "InsertImportRows", tx.InsertImportRows(ctx, rows))
+		must(t, "AuditHead", func() error { _, _, err := tx.AuditHead(ctx); return err }())
+		must(t, "InsertAuditEvents", tx.InsertAuditEvents(ctx, events))
+		// The commit group's head follows the batch (SQLite keeps it in
+		// memory for the transaction).
+		seq, hash, err := tx.AuditHead(ctx)
+		must(t, "AuditHead after the batch", err)
+		if seq != n || string(hash) != string(events[n-1].Hash) {
+			t.Errorf("AuditHead after the batch: got (%d, %x), want (%d, %x)", seq, hash, n, events[n-1].Hash)
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		for i, want := range subs {
+			got, err := tx.GetSubject(ctx, want.ID)
+			must(t, "GetSubject", err)
+			diff(t, "subject", want, got)
+			k, err := tx.GetDataKey(ctx, want.ID)
+			must(t, "GetDataKey", err)
+			diff(t, "data key", dks[i], k)
+		}
+		for _, l := range lks {
+			got, err := tx.FindLookup(ctx, l.Field, l.Hash)
+			must(t, "FindLookup", err)
+			if got != l.SubjectID {
+				t.Errorf("FindLookup %s %s: got %q, want %q", l.Field, l.Hash, got, l.SubjectID)
+			}
+		}
+		// FindLookups answers the keys that exist, and only those.
+		hashes := [][]byte{[]byte("nobody")}
+		want := map[string]custos.SubjectID{}
+		for _, l := range lks {
+			if l.Field == "mobile" {
+				hashes = append(hashes, l.Hash)
+				want[string(l.Hash)] = l.SubjectID
+			}
+		}
+		got, err := tx.FindLookups(ctx, "mobile", hashes)
+		must(t, "FindLookups", err)
+		diff(t, "FindLookups", want, got)
+		got, err = tx.FindLookups(ctx, "email", [][]byte{[]byte("hm1")})
+		must(t, "FindLookups other field", err)
+		diff(t, "FindLookups other field", map[string]custos.SubjectID{}, got)
+
+		byLine, err := tx.GetImportRows(ctx, "job", append([]int{1, n + 5}, lines...))
+		must(t, "GetImportRows", err)
+		if len(byLine) != n {
+			t.Errorf("GetImportRows: got %d rows, want %d", len(byLine), n)
+		}
+		for _, r := range rows {
+			diff(t, "import row", r, byLine[r.Line])
+		}
+		other, err := tx.GetImportRows(ctx, "other-job", lines)
+		must(t, "GetImportRows other job", err)
+		diff(t, "GetImportRows other job", map[int]*custos.ImportRow{}, other)
+
+		stored, err := tx.FindAuditEvents(ctx, custos.AuditFilter{})
+		must(t, "FindAuditEvents", err)
+		diff(t, "audit events", events, stored)
+		return nil
+	})
+
+	// An existing key is refused, and the transaction is undone.
+	for name, fn := range map[string]func(ctx context.Context, tx custos.Tx) error{
+		"InsertSubjects": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertSubjects(ctx, []*custos.StoredSubject{{ID: "sub_new", Sealed: map[string][]byte{"a": {1}}, CreatedAt: at(0), UpdatedAt: at(0)}, subs[5]})
+		},
+		"InsertDataKeys": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertDataKeys(ctx, []*custos.DataKey{dks[9]})
+		},
+		"InsertLookups": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: []byte("hm7"), SubjectID: subs[8].ID}})
+		},
+		"InsertImportRows": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertImportRows(ctx, []*custos.ImportRow{{Job: "job", Line: n + 1, Status: custos.ImportStored}})
+		},
+	} {
+		err := s.Update(t.Context(), func(tx custos.Tx) error { return fn(t.Context(), tx) })
+		wantCode(t, name+" existing key", err, custos.ECONFLICT)
+	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		_, err := tx.GetSubject(ctx, "sub_new")
+		wantCode(t, "subject of a refused batch", err, custos.ENOTFOUND)
+		return nil
+	})
+}
