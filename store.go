@@ -12,12 +12,31 @@ import (
 type Store interface {
 	// Update runs fn in one write transaction; fn's error rolls it back.
 	// On SQLite writes are serialised by a single write connection; on
-	// PostgreSQL the audit head is locked by AuditHead.
+	// PostgreSQL the audit head is locked by AuditHead. Both stores may
+	// run several Update calls in one transaction (group commit), each
+	// in a savepoint of its own.
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(tx Tx) error) error
 	// Close releases the store.
 	Close() error
+}
+
+// AtEnder is implemented by a Tx that can defer work to the end of its
+// transaction, after everything else the transaction does and just before
+// it commits. A store that shares one commit among several Update calls
+// (PostgreSQL's commit groups) uses it to append their audit events
+// together, under one hold of the append lock.
+type AtEnder interface {
+	// AtEnd registers fn to run in the same transaction once the Update
+	// function that registered it has returned nil; registered functions
+	// run in the order registered. If that Update function returns an
+	// error, fn is dropped and never runs. An error from fn fails the
+	// transaction, which then commits nothing, and is returned by every
+	// Update call that shared it. fn runs after the Update function has
+	// returned, so it must not depend on what that function changes after
+	// registering it.
+	AtEnd(fn func(tx Tx) error)
 }
 
 // StoredSubject is a subject as stored: every value sealed.

@@ -142,7 +142,22 @@ func event(ctx context.Context, action string, sub custos.SubjectID, purposes []
 
 // appendAudit chains e onto the log inside tx and, every CheckpointEvery
 // events, signs a checkpoint of the head in the same transaction.
+//
+// When tx offers it (custos.AtEnder), the append is deferred to the end
+// of the transaction: it still commits with the change it describes, or
+// not at all, but the store can append the events of several requests
+// sharing one commit under one hold of the append lock. e's Seq and Hash
+// are then set only at that end; no caller reads them before.
 func (s *Service) appendAudit(ctx context.Context, tx custos.Tx, e *custos.AuditEvent) error {
+	if at, ok := tx.(custos.AtEnder); ok {
+		at.AtEnd(func(tx custos.Tx) error { return s.chainAudit(ctx, tx, e) })
+		return nil
+	}
+	return s.chainAudit(ctx, tx, e)
+}
+
+// chainAudit is appendAudit's append, run at once.
+func (s *Service) chainAudit(ctx context.Context, tx custos.Tx, e *custos.AuditEvent) error {
 	seq, head, err := tx.AuditHead(ctx)
 	if err != nil {
 		return err

@@ -22,26 +22,53 @@ const auditColumns = `seq, time, actor_id, action, subject_id, fields, purposes,
 // there, each reads the head its predecessor committed and inserts head+1,
 // so the chain has no gap and no fork. The lock is released at commit or
 // rollback, so a crashed appender frees it. In a View it only reads.
+//
+// At the end of a transaction (work registered with AtEnd), the lock is
+// already held and the head is read once: later calls return the head as
+// the events inserted since have moved it.
 func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
-	if err := tx.lockAppend(ctx); err != nil {
+	if e := tx.end; e != nil && e.known {
+		return e.seq, e.hash, nil
+	}
+	if tx.end != nil {
+		// runEnds holds the lock already.
+	} else if err := tx.lockAppend(ctx); err != nil {
 		return 0, nil, formatError(err, "Audit event")
 	}
 	var (
 		seq  int64
 		hash []byte
 	)
-	err := tx.scanRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`, nil, &seq, &hash)
+	err := tx.scanRow(ctx, headSQL, nil, &seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	} else if err != nil {
 		return 0, nil, formatError(err, "Audit event")
 	}
+	if e := tx.end; e != nil {
+		e.known, e.seq, e.hash = true, seq, orNil(hash)
+	}
 	return seq, orNil(hash), nil
 }
 
+// headSQL reads the chain head.
+const headSQL = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+
 // InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
 // Hash. Returns ECONFLICT if the seq exists.
+//
+// At the end of a transaction an event that follows the head AuditHead
+// returned is kept and written with the others of that end by one
+// statement (flushEvents), before the next checkpoint and before commit.
 func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error {
+	if end := tx.end; end != nil && end.known && e.Seq == end.seq+1 {
+		end.events = append(end.events, e)
+		end.seq, end.hash = e.Seq, e.Hash
+		return nil
+	}
+	if err := tx.flushEvents(ctx); err != nil {
+		return err
+	}
 	fields, err := sqlutil.EncodeList(e.Fields)
 	if err != nil {
 		return internal("audit event", err)
@@ -144,6 +171,9 @@ func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*cus
 // InsertCheckpoint stores a signed checkpoint. Returns ECONFLICT if one
 // exists for c.Seq.
 func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) error {
+	if err := tx.flushEvents(ctx); err != nil {
+		return err
+	}
 	return tx.insert(ctx, "Audit checkpoint", `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature)
 		VALUES ($1, $2, $3, $4, $5)`, c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
 }
@@ -168,4 +198,65 @@ func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, e
 		return nil, formatError(err, "Audit checkpoint")
 	}
 	return cps, nil
+}
+
+// insertEventsSQL inserts a batch of audit events, one array per column:
+// one statement, prepared once, whatever the batch size. A seq that exists
+// fails it (unique violation), which aborts the transaction: the events
+// are chained from a head read under the append lock, so that never
+// happens unless something is badly wrong.
+const insertEventsSQL = `INSERT INTO audit_events (` + auditColumns + `)
+	SELECT seq, time, actor_id, action, subject_id, fields::jsonb, purposes::jsonb, decision, reason, request_id, prev_hash, hash
+	FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		$8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
+		AS e(seq, time, actor_id, action, subject_id, fields, purposes, decision, reason, request_id, prev_hash, hash)`
+
+// flushBatch bounds the events one insertEventsSQL statement carries.
+const flushBatch = 1000
+
+// flushEvents writes the audit events kept at the end of a transaction.
+// A failure leaves the transaction aborted.
+func (tx *Tx) flushEvents(ctx context.Context) error {
+	end := tx.end
+	if end == nil {
+		return nil
+	}
+	for len(end.events) > 0 {
+		batch := end.events[:min(len(end.events), flushBatch)]
+		end.events = end.events[len(batch):]
+		args, err := eventArgs(batch)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, insertEventsSQL, args...); err != nil {
+			return formatError(err, "Audit event")
+		}
+	}
+	return nil
+}
+
+// eventArgs returns the arguments of insertEventsSQL for events.
+func eventArgs(events []*custos.AuditEvent) ([]any, error) {
+	n := len(events)
+	var (
+		seqs, times                   = make([]int64, n), make([]int64, n)
+		actors, actions, subs, fields = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		purposes, decisions, reasons  = make([]string, n), make([]string, n), make([]string, n)
+		requests                      = make([]string, n)
+		prevs, hashes                 = make([][]byte, n), make([][]byte, n)
+	)
+	for i, e := range events {
+		f, err := sqlutil.EncodeList(e.Fields)
+		if err != nil {
+			return nil, internal("audit event", err)
+		}
+		p, err := sqlutil.EncodeList(e.Purposes)
+		if err != nil {
+			return nil, internal("audit event", err)
+		}
+		seqs[i], times[i], actors[i], actions[i], subs[i] = e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
+		fields[i], purposes[i], decisions[i], reasons[i], requests[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
+		prevs[i], hashes[i] = e.PrevHash, e.Hash
+	}
+	return []any{seqs, times, actors, actions, subs, fields, purposes, decisions, reasons, requests, prevs, hashes}, nil
 }

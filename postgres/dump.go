@@ -157,7 +157,10 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 		if err := t.lockAppend(ctx); err != nil {
 			return formatError(err, "Lock")
 		}
-		tx := t.tx
+		tx, ok := t.tx.(*sql.Tx) // db.run's transaction, never a commit group's
+		if !ok {
+			return internal("load", fmt.Errorf("unexpected transaction %T", t.tx))
+		}
 		target, err := dumpTables(ctx, tx)
 		if err != nil {
 			return internal("load: tables", err)

@@ -16,3 +16,9 @@ const (
 
 // Redact exposes the password masking of Open's errors.
 var Redact = redact
+
+// Queued returns how many Update calls wait for a group writer.
+func (db *DB) Queued() int64 { return db.queued.Load() }
+
+// LargestGroup returns the most members a group ran in one transaction.
+func (db *DB) LargestGroup() int64 { return db.largest.Load() }

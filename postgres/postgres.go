@@ -5,10 +5,14 @@
 // the same error codes, orderings and storage formats, and is the store
 // for running several custos nodes on one database (DESIGN "Scale-out").
 //
-// Concurrency: Update runs at READ COMMITTED and any number of them run at
-// once, on one node or many. The audit chain is kept single and gapless by
-// a transaction-level advisory lock that Tx.AuditHead (and Tx.InsertShred)
-// take before reading the head; it is released at commit or rollback.
+// Concurrency: Update runs at READ COMMITTED. Each node runs a few commit
+// groups at once (Options.Writers), each sharing one transaction and one
+// commit among the Update calls waiting when it starts; nodes run theirs
+// side by side. The audit chain is kept single and gapless by a
+// transaction-level advisory lock that Tx.AuditHead (and Tx.InsertShred)
+// take before reading the head; it is released at commit or rollback. A
+// group takes it once, at its end, for the audit appends its members
+// deferred with Tx.AtEnd (see Update).
 // Background jobs elect a leader with DB.TryLeader, a session-level
 // advisory lock that PostgreSQL frees when its connection goes away.
 //
@@ -27,6 +31,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"custos"
@@ -72,6 +77,10 @@ type Options struct {
 	// MaxConns caps the connections this node opens, leader locks held
 	// by TryLeader included. Defaults to DefaultMaxConns.
 	MaxConns int
+	// Writers is how many commit groups (see Update) run at once, each
+	// on a connection of its own. Defaults to DefaultWriters, and is at
+	// most half of MaxConns (at least one).
+	Writers int
 }
 
 // DB is a custos.Store on one PostgreSQL database (the schema is the first
@@ -83,6 +92,13 @@ type DB struct {
 
 	mu      sync.Mutex
 	leaders map[*leader]struct{} // held TryLeader locks, released by Close
+
+	reqs    chan *writeReq // to the group writers
+	closed  chan struct{}  // closed by Close: no new writes
+	once    sync.Once
+	writers sync.WaitGroup // the group writers, until they have finished
+	queued  atomic.Int64   // Update calls waiting for a writer
+	largest atomic.Int64   // most members a group ran in one transaction
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -129,6 +145,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	} else if err := db.checkSchema(ctx, opts.Migrate); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)
 	}
+	writers := opts.Writers
+	if writers <= 0 {
+		writers = DefaultWriters
+	}
+	writers = max(1, min(writers, maxConns/2))
+	db.reqs, db.closed = make(chan *writeReq), make(chan struct{})
+	for range writers {
+		db.writers.Add(1)
+		go db.writer()
+	}
 	return db, nil
 }
 
@@ -141,8 +167,13 @@ func (db *DB) ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the leader locks this handle holds, then closes the pool.
+// Close waits for the writes in flight, releases the leader locks this
+// handle holds, then closes the pool.
 func (db *DB) Close() error {
+	if db.reqs != nil {
+		db.once.Do(func() { close(db.closed) })
+		db.writers.Wait()
+	}
 	db.mu.Lock()
 	held := make([]*leader, 0, len(db.leaders))
 	for l := range db.leaders {
@@ -162,28 +193,11 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// Update runs fn in a READ COMMITTED write transaction. Writers do not
-// wait for each other except on the rows they both touch and on the audit
-// append lock (Tx.AuditHead). The wait for a pooled connection is bounded
-// by the query timeout. fn's error rolls the transaction back and is
-// returned unchanged.
-//
-// A transaction PostgreSQL aborts as a deadlock victim or for a
-// serialisation failure is run again (up to maxAttempts): fn must be safe
-// to repeat, which core's are (they read, decide and write inside fn).
-func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
-	var err error
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-	}
-	return err
+// lockTimeout reports a lock wait cut short by lock_timeout (55P03).
+func lockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
-
-// maxAttempts bounds how often Update re-runs an aborted transaction.
-const maxAttempts = 4
 
 // retryable reports a deadlock (40P01) or serialisation failure (40001).
 func retryable(err error) bool {
@@ -232,6 +246,14 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err
+	}
+	if len(tx.ends) > 0 {
+		if err := tx.runEnds(ctx, nil); err != nil {
+			return err
+		}
+		if err := tx.flushEvents(ctx); err != nil {
+			return err
+		}
 	}
 	ended = true
 	if err := sqlTx.Commit(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -460,10 +461,44 @@ func BenchmarkInsertSubjectParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkInsertSubjectGrouped runs the same creates from 16 goroutines
+// with the audit append deferred to the end of the commit group, as core
+// does it (custos.AtEnder), for several numbers of group writers. The
+// immediate appends of BenchmarkInsertSubjectParallel take the append
+// lock inside each member, which ends its group there: one commit each.
+func BenchmarkInsertSubjectGrouped(b *testing.B) {
+	sealed := map[string][]byte{}
+	for _, f := range []string{"email", "phone", "name", "birth_date", "address", "city", "gender", "loyalty_id"} {
+		sealed[f] = bytes.Repeat([]byte{1}, 60)
+	}
+	for _, writers := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			db := MustOpen(b, MustCreateSchema(b), postgres.Options{Migrate: true, Writers: writers})
+			ctx := b.Context()
+			b.SetParallelism(16 / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := insertSubjectAt(ctx, db, sealed, true); err != nil {
+						b.Errorf("Update: %v", err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(db.LargestGroup()), "largest-group")
+		})
+	}
+}
+
 // insertSubject is one subject create as core does it: data key, subject,
 // two lookups and the audit event, in one transaction (the same operations
 // as the SQLite benchmark).
 func insertSubject(ctx context.Context, db *postgres.DB, sealed map[string][]byte) error {
+	return insertSubjectAt(ctx, db, sealed, false)
+}
+
+// insertSubjectAt is insertSubject with the audit append registered with
+// AtEnd when atEnd is set.
+func insertSubjectAt(ctx context.Context, db *postgres.DB, sealed map[string][]byte, atEnd bool) error {
 	id := custos.SubjectID(custos.NewID("sub"))
 	return db.Update(ctx, func(tx custos.Tx) error {
 		now := tx.Now()
@@ -479,13 +514,20 @@ func insertSubject(ctx context.Context, db *postgres.DB, sealed map[string][]byt
 				return err
 			}
 		}
-		seq, head, err := tx.AuditHead(ctx)
-		if err != nil {
-			return err
+		appendEvent := func(tx custos.Tx) error {
+			seq, head, err := tx.AuditHead(ctx)
+			if err != nil {
+				return err
+			}
+			return tx.InsertAuditEvent(ctx, &custos.AuditEvent{Seq: seq + 1, Time: now, ActorID: "prn_bench",
+				Action: custos.AuditSubjectCreate, SubjectID: id, Fields: []string{"email", "phone"},
+				Purposes: []string{"support"}, Decision: custos.DecisionAllow, PrevHash: head, Hash: bytes.Repeat([]byte{3}, 32)})
 		}
-		return tx.InsertAuditEvent(ctx, &custos.AuditEvent{Seq: seq + 1, Time: now, ActorID: "prn_bench",
-			Action: custos.AuditSubjectCreate, SubjectID: id, Fields: []string{"email", "phone"},
-			Purposes: []string{"support"}, Decision: custos.DecisionAllow, PrevHash: head, Hash: bytes.Repeat([]byte{3}, 32)})
+		if atEnd {
+			tx.(custos.AtEnder).AtEnd(appendEvent)
+			return nil
+		}
+		return appendEvent(tx)
 	})
 }
 

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"custos"
@@ -15,13 +16,71 @@ type Tx struct {
 	// Stmts holds the methods whose SQL both stores share.
 	sqlutil.Stmts
 
-	tx      *sql.Tx
+	tx      sqlConn
 	now     time.Time
 	timeout time.Duration
 	write   bool // begun by Update: takes the append lock
+	// shared is set when the transaction carries a commit group: its
+	// statements ignore the caller's cancellation, because pgx answers a
+	// cancelled statement by closing the connection, which would abort
+	// every other request of the group with it.
+	shared bool
+	// locked records that lockAppend ran in this transaction. The group
+	// writer ends a group after a member that took the lock itself; it is
+	// a hint, never a reason to skip taking the lock.
+	locked bool
+	// pending, in a commit group, is the transaction control (BEGIN,
+	// SAVEPOINT) that must run before the current member's first
+	// statement; sent then, in the same round trip as nothing else, and
+	// cleared. begun records that the group's BEGIN was sent.
+	pending string
+	begun   bool
+	// broken is set when pending failed: the transaction can no longer
+	// be trusted (an earlier member may have left it aborted), and the
+	// group fails as a whole.
+	broken error
+	// ends is the work deferred by AtEnd, run by runEnds before commit.
+	ends []func(custos.Tx) error
+	// end is set while runEnds runs: the chain head as this transaction
+	// sees it, and the audit events inserted at the end, written by one
+	// statement.
+	end *endPhase
 }
 
-var _ custos.Tx = (*Tx)(nil)
+// sqlConn is where a Tx runs its statements: a *sql.Tx, or the *sql.Conn
+// of a commit group, whose transaction the group writer begins and ends.
+type sqlConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ custos.Tx      = (*Tx)(nil)
+	_ custos.AtEnder = (*Tx)(nil)
+	_ sqlConn        = (*sql.Tx)(nil)
+	_ sqlConn        = (*sql.Conn)(nil)
+)
+
+// stmtCtx bounds one statement by the query timeout, after sending the
+// pending transaction control.
+func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if tx.shared {
+		ctx = context.WithoutCancel(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	if q := tx.pending; q != "" {
+		// No parameters: pgx sends it by the simple protocol, all its
+		// statements in one round trip.
+		tx.pending, tx.begun = "", true
+		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
+			cancel()
+			tx.broken = fmt.Errorf("transaction control: %w", err)
+			return nil, nil, tx.broken
+		}
+	}
+	return ctx, cancel, nil
+}
 
 // Now returns the transaction's fixed time: the store clock read once at
 // the start of the transaction, in UTC, truncated to the microsecond.
@@ -34,7 +93,10 @@ type scanner interface {
 
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	return tx.tx.ExecContext(ctx, query, args...)
 }
@@ -75,10 +137,18 @@ func insertResult(n int64, err error, entity string) error {
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return fn(errScanner{err})
+	}
 	defer cancel()
 	return fn(tx.tx.QueryRowContext(ctx, query, args...))
 }
+
+// errScanner is a row whose query could not be sent.
+type errScanner struct{ err error }
+
+func (e errScanner) Scan(...any) error { return e.err }
 
 // scanRow runs a query for at most one row and scans it into dest.
 func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any) error {
@@ -87,7 +157,10 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel, err := tx.stmtCtx(ctx)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	rows, err := tx.tx.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -118,9 +191,17 @@ func (tx *Tx) lockAppend(ctx context.Context) error {
 	if !tx.write {
 		return nil
 	}
-	_, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_setting('search_path')), $1)`, appendLockKey)
-	return err
+	if _, err := tx.exec(ctx, lockAppendSQL); err != nil {
+		return err
+	}
+	tx.locked = true
+	return nil
 }
+
+// lockAppendSQL takes the append lock. It has no parameters, so pgx sends
+// it by the simple protocol and the group writer can send it in one round
+// trip with the statement before it.
+var lockAppendSQL = fmt.Sprintf(`SELECT pg_advisory_xact_lock(hashtext(current_setting('search_path')), %d)`, appendLockKey)
 
 // orNil returns b, or nil when b is empty: empty byte slices read back as
 // nil, as on SQLite.

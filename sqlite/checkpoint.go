@@ -10,6 +10,9 @@ import (
 // into the database file.
 const CheckpointEvery = 250 * time.Millisecond
 
+// checkpointEvery is CheckpointEvery, shortened by tests.
+var checkpointEvery = CheckpointEvery
+
 // checkpointer copies the WAL into the database file beside the writer,
 // on a connection of its own, every CheckpointEvery until the store is
 // closed.
@@ -25,7 +28,7 @@ const CheckpointEvery = 250 * time.Millisecond
 // before any checkpoint.
 func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
-	t := time.NewTicker(CheckpointEvery)
+	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -37,14 +40,51 @@ func (db *DB) checkpointer() {
 	}
 }
 
-// checkpointPassive runs one PASSIVE checkpoint. A failure is left to the
-// next round: the WAL only grows meanwhile, and every committed
-// transaction is already durable in it.
+// walResetFrames is the WAL size, in frames (pages), above which the
+// checkpointer makes SQLite start the WAL again from its beginning.
+var walResetFrames = 4096 // 16 MiB of 4 KiB pages
+
+// checkpointPassive runs one PASSIVE checkpoint and, when the WAL has
+// grown past walResetFrames, asks the writer to empty it. A failure is
+// left to the next round: the WAL only grows meanwhile, and every
+// committed transaction is already durable in it.
+//
+// PASSIVE alone is not enough under a sustained write load: SQLite starts
+// the WAL again from its beginning only when a write transaction begins
+// after a checkpoint has copied every frame, and a writer that commits
+// every few milliseconds has almost always added frames by then — a 1M
+// import grew the WAL to 9 GB. A TRUNCATE checkpoint here would not help
+// either: it needs the write lock, and it polls for it with sleeps while
+// the writer takes it again right after each commit. So the writer
+// itself empties the WAL between two commit groups (resetWAL).
 func (db *DB) checkpointPassive() {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	var busy, logFrames, checkpointed int
-	_ = db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed)
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return
+	}
+	if logFrames > walResetFrames {
+		db.walReset.Store(true)
+	}
+}
+
+// resetWAL runs a TRUNCATE checkpoint on the write connection when the
+// checkpointer asked for one; the writer calls it between commit groups,
+// holding no transaction. It copies what the PASSIVE rounds left — little
+// — waits for readers still using the WAL (busy_timeout), and empties the
+// file, so the next commit writes from its beginning. Its failure leaves
+// the request standing for the next round.
+func (db *DB) resetWAL() {
+	if !db.walReset.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
+	defer cancel()
+	var busy, logFrames, checkpointed int
+	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
+		db.walReset.Store(false)
+	}
 }
 
 // openCheckpointer opens the checkpointer's connection.

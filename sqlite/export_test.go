@@ -1,6 +1,9 @@
 package sqlite
 
-import "database/sql"
+import (
+	"database/sql"
+	"time"
+)
 
 // WritePool and ReadPool expose the pools to the external tests.
 func (db *DB) WritePool() *sql.DB { return db.write }
@@ -15,4 +18,20 @@ func (db *DB) CachedStatements() (write, read int) {
 	read = len(db.rcache.stmts)
 	db.rcache.mu.RUnlock()
 	return write, read
+}
+
+// SetWALResetFrames changes the WAL size at which the checkpointer
+// truncates it, until the test ends.
+func SetWALResetFrames(tb interface{ Cleanup(func()) }, n int) {
+	old := walResetFrames
+	walResetFrames = n
+	tb.Cleanup(func() { walResetFrames = old })
+}
+
+// SetCheckpointEvery changes the checkpointer's period, until the test
+// ends; call it before opening the store.
+func SetCheckpointEvery(tb interface{ Cleanup(func()) }, d time.Duration) {
+	old := checkpointEvery
+	checkpointEvery = d
+	tb.Cleanup(func() { checkpointEvery = old })
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"custos"
@@ -73,6 +74,9 @@ type DB struct {
 	done   chan struct{}  // closed when the writer has finished
 	// ckptDone is closed when the checkpointer has finished.
 	ckptDone chan struct{}
+	// walReset is set by the checkpointer when the writer should empty
+	// the WAL between two groups (checkpoint.go).
+	walReset atomic.Bool
 	once     sync.Once
 }
 
@@ -294,6 +298,7 @@ func (db *DB) writer() {
 		// The write connection is free between groups: prepare the
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
+		db.resetWAL()
 	}
 }
 

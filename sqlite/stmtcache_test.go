@@ -114,3 +114,38 @@ func TestCheckpointer(t *testing.T) {
 		time.Sleep(sqlite.CheckpointEvery / 5)
 	}
 }
+
+// TestCheckpointerBoundsWAL: under a sustained write load the WAL must not
+// keep growing; the checkpointer truncates it once it passes the reset
+// size (a 1M import once grew it to 9 GB with PASSIVE checkpoints only).
+func TestCheckpointerBoundsWAL(t *testing.T) {
+	sqlite.SetWALResetFrames(t, 64)
+	sqlite.SetCheckpointEvery(t, 10*time.Millisecond)
+	ctx := t.Context()
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	db := MustOpenDB(t, func() time.Time { return now })
+	blob := bytes.Repeat([]byte{0x5a}, 8<<10)
+	const updates, perUpdate = 600, 8 // about 40 MB of pages in all
+	var maxWAL int64
+	for u := range updates {
+		if err := db.Update(ctx, func(tx custos.Tx) error {
+			for i := range perUpdate {
+				if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: custos.SubjectID(fmt.Sprintf("sub_%d_%d", u, i)),
+					Sealed: map[string][]byte{"address": blob}, CreatedAt: now, UpdatedAt: now}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(db.Path() + "-wal"); err == nil {
+			maxWAL = max(maxWAL, fi.Size())
+		}
+	}
+	const bound = 8 << 20
+	if maxWAL > bound {
+		t.Fatalf("WAL reached %d MiB during %d writes of %d KiB, want at most %d MiB", maxWAL>>20, updates, perUpdate*len(blob)>>10, bound>>20)
+	}
+	t.Logf("largest WAL seen: %.1f MiB", float64(maxWAL)/(1<<20))
+}

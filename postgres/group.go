@@ -1,0 +1,476 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"custos"
+	"custos/internal/sqlutil"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// DefaultWriters is how many commit groups a node runs at once when
+// Options.Writers is zero.
+const DefaultWriters = 2
+
+// MaxGroup bounds how many Update calls share one commit. Each member
+// that writes gets a subtransaction id; PostgreSQL keeps up to 64 of them
+// per transaction in shared memory and beyond that makes every other
+// snapshot look them up on disk, so a group stays below that.
+const MaxGroup = 48
+
+// writeReq is one Update waiting for a group writer.
+type writeReq struct {
+	ctx      context.Context
+	fn       func(tx custos.Tx) error
+	done     chan error
+	attempts int // times fn was aborted as a deadlock victim or serialisation failure
+	yields   int // times fn waited longer than memberLockWait and was rolled back
+}
+
+// memberLockWait bounds how long a member waits for a lock (lock_timeout)
+// when members before it in its group ran statements. A member waiting on
+// a row that another group holds until it commits, while its own group
+// holds rows that other group waits for, is a deadlock that PostgreSQL
+// would break only after deadlock_timeout (1 s by default); big groups
+// make such cycles common. Past this wait the member yields: it is rolled
+// back to its savepoint and runs again in the next group, at its head if
+// it is the oldest one carried over, where its group holds no locks yet
+// and it waits as long as it takes. The group's end takes the append
+// lock with the session's lock_timeout (by default none).
+const memberLockWait = 50 * time.Millisecond
+
+// lockLimitSQL sets memberLockWait for the rest of a member.
+var lockLimitSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d`, memberLockWait.Milliseconds())
+
+// maxYields bounds how often a member yields before it is refused.
+const maxYields = 16
+
+// endPhase is the state of a transaction's end (Tx.runEnds).
+type endPhase struct {
+	known  bool   // seq and hash hold the head
+	seq    int64  // the chain head as this transaction sees it,
+	hash   []byte // counting the kept events
+	events []*custos.AuditEvent
+}
+
+// AtEnd registers fn to run at the end of the transaction, after the
+// Update function that registered it returned nil, just before commit
+// (custos.AtEnder). In a commit group the work of every member runs there
+// together: the append lock is taken once and the chain head read once
+// for the whole group, and the audit events are written by one statement,
+// so the lock is held for two round trips and one commit flush whatever
+// the group's size (see runGroup).
+func (tx *Tx) AtEnd(fn func(tx custos.Tx) error) { tx.ends = append(tx.ends, fn) }
+
+// runEnds runs the work registered with AtEnd, under the append lock.
+// end, when not nil, holds the head the caller read after taking the lock
+// itself; otherwise runEnds takes the lock and the first AuditHead reads
+// the head. The audit events the work inserts are kept in tx.end, for the
+// caller to write (flushEvents, or commitEvents with the commit).
+func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
+	if end == nil {
+		if err := tx.lockAppend(ctx); err != nil {
+			return formatError(err, "Audit event")
+		}
+		end = &endPhase{}
+	}
+	tx.end = end
+	for _, fn := range tx.ends {
+		if err := fn(tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Update runs fn in a READ COMMITTED write transaction and returns once
+// that transaction is committed. fn's error undoes everything fn wrote
+// and is returned unchanged.
+//
+// Group commit: a few writer goroutines (Options.Writers) each take the
+// Update calls waiting when they start a transaction (up to MaxGroup) and
+// run them in it one after the other, each inside its own SAVEPOINT, so
+// that a failing fn rolls back only its own writes. The work the members
+// left for the end (AtEnd: their audit appends) then runs once for the
+// group, and the group commits once; every caller is answered after the
+// commit. The writers run their groups' statements side by side, and
+// queue only for the append lock, which each group holds for its end
+// and its commit flush. Writers of this and other nodes do not wait for
+// each other except on the rows they both touch and on that lock.
+//
+// A member aborted as a deadlock victim or for a serialisation failure is
+// rolled back to its savepoint and run again in the next group (up to
+// maxAttempts), and so is one that waited longer than memberLockWait for
+// a lock (up to maxYields); a group whose end or commit is aborted so is
+// run again as a whole. fn must be
+// safe to repeat, which core's are (they read, decide and write inside
+// fn). Once taken by a writer, fn runs to its end even if ctx is
+// cancelled: the answer says whether it was committed.
+func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return internal("update", err)
+	}
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.queued.Add(1)
+	err := db.hand(ctx, r)
+	db.queued.Add(-1)
+	if err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+// hand passes r to a group writer, waiting at most the query timeout.
+func (db *DB) hand(ctx context.Context, r *writeReq) error {
+	wait := time.NewTimer(db.timeout)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+		return internal("update", errors.New("timed out waiting for a group writer"))
+	case db.reqs <- r:
+		return nil
+	case <-db.closed:
+		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New("postgres: store closed")}
+	case <-ctx.Done():
+		return internal("update", ctx.Err())
+	}
+}
+
+// maxAttempts bounds how often a member or a group aborted by PostgreSQL
+// is run again.
+const maxAttempts = 4
+
+// writer is one group-commit loop; it exits when the store is closed.
+func (db *DB) writer() {
+	defer db.writers.Done()
+	var carry []*writeReq // members a group left to the next one
+	for {
+		group := make([]*writeReq, 0, MaxGroup)
+		group = append(group, carry...)
+		if len(group) == 0 {
+			select {
+			case r := <-db.reqs:
+				group = append(group, r)
+			case <-db.closed:
+				return
+			}
+		}
+	gather:
+		for len(group) < MaxGroup {
+			select {
+			case r := <-db.reqs:
+				group = append(group, r)
+			default:
+				break gather
+			}
+		}
+		carry = db.commitGroup(group)
+	}
+}
+
+// commitGroup runs group in one transaction, answers the members it ran
+// and returns those it left for the next transaction.
+func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
+	errs := make([]error, len(group))
+	again := make([]bool, len(group))
+	ran := len(group)
+	for attempt := 1; ; attempt++ {
+		clear(errs)
+		clear(again)
+		var err error
+		ran, err = db.runGroup(group, errs, again)
+		for n := db.largest.Load(); int64(ran) > n && !db.largest.CompareAndSwap(n, int64(ran)); n = db.largest.Load() {
+		}
+		if err == nil {
+			break
+		}
+		if retryable(err) && attempt < maxAttempts {
+			continue
+		}
+		// Nothing of the group is committed: every member not failed
+		// with its own error gets the group's.
+		for i := range errs[:ran] {
+			if errs[i] == nil || again[i] {
+				errs[i], again[i] = err, false
+			}
+		}
+		break
+	}
+	for i, r := range group[:ran] {
+		if again[i] {
+			carry = append(carry, r)
+			continue
+		}
+		r.done <- errs[i]
+	}
+	return append(carry, group[ran:]...)
+}
+
+// Savepoint and transaction control, sent by the simple protocol (no
+// parameters), several statements in one round trip where they follow
+// each other.
+const (
+	noLockLimitSQL = `SET LOCAL lock_timeout = DEFAULT`
+	beginOnlySQL   = `BEGIN ISOLATION LEVEL READ COMMITTED`
+	beginSQL       = beginOnlySQL + `; SAVEPOINT m`
+	nextSQL        = `RELEASE m; SAVEPOINT m`
+	undoSQL        = `ROLLBACK TO m`
+	releaseSQL     = `RELEASE m`
+	commitSQL      = `COMMIT`
+	rollbackSQL    = `ROLLBACK`
+)
+
+// runGroup runs the members of group in one transaction, each in the
+// savepoint m, then the work they registered with AtEnd, and commits.
+// It returns how many members it ran (a member that took the append lock
+// itself ends the group, so that the lock is not held while the members
+// after it run) and, if the transaction as a whole failed, why; errs[i]
+// is member i's own error.
+//
+// BEGIN and the savepoints are sent lazily (Tx.pending), with a member's
+// first statement: a member that runs none, such as one that only
+// registers an audit append, costs no round trip, and one that fails
+// before its first statement has nothing to roll back.
+func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, err error) {
+	ran = len(group)
+	ctx := context.Background()
+	cctx, cancel := context.WithTimeout(ctx, db.timeout)
+	conn, err := db.pool.Conn(cctx)
+	cancel()
+	if err != nil {
+		return ran, internal("connect", err)
+	}
+	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	defer func() {
+		if tx.begun {
+			// After a failed COMMIT the transaction may be over already;
+			// ROLLBACK then only warns.
+			if _, rerr := control(ctx, conn, db.timeout, rollbackSQL); rerr != nil {
+				// Never hand the pool a connection inside a transaction:
+				// returning ErrBadConn from Raw makes database/sql drop it.
+				if derr := conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(derr, driver.ErrBadConn) {
+					err = errors.Join(err, internal("discard connection", derr))
+				}
+			}
+		}
+		if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, sql.ErrConnDone) && err == nil {
+			err = internal("release", cerr)
+		}
+	}()
+
+	for i, r := range group {
+		if i > 0 && tx.locked {
+			ran = i
+			break
+		}
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = internal("update", err)
+			continue
+		}
+		if tx.begun {
+			tx.pending = nextSQL + "; " + lockLimitSQL
+		} else {
+			tx.pending = beginSQL
+		}
+		ends, locked := len(tx.ends), tx.locked
+		errs[i] = callFn(r.fn, tx)
+		used := tx.pending == ""
+		tx.pending = ""
+		if tx.broken != nil {
+			return ran, internal("savepoint", tx.broken)
+		}
+		if errs[i] == nil {
+			continue
+		}
+		// The member's writes, and the work it left for the end, are
+		// undone; the savepoint stays for the next member.
+		tx.ends, tx.locked = tx.ends[:ends], locked
+		if used {
+			if _, err := control(ctx, conn, db.timeout, undoSQL); err != nil {
+				return ran, internal("rollback to savepoint", err)
+			}
+		}
+		// A deadlock victim runs again in the next group, not this one:
+		// the cycle it was in may go through rows that earlier members
+		// of this group hold until it commits. So does a member that
+		// waited too long for a lock, first in that group.
+		switch {
+		case retryable(errs[i]):
+			if r.attempts++; r.attempts < maxAttempts {
+				again[i] = true
+			}
+		case lockTimeout(errs[i]):
+			if r.yields++; r.yields < maxYields {
+				again[i] = true
+			}
+		}
+	}
+	if len(tx.ends) == 0 {
+		if !tx.begun {
+			return ran, nil // no member ran a statement
+		}
+		tag, err := control(ctx, conn, db.timeout, releaseSQL+"; "+commitSQL)
+		tx.begun = err != nil
+		return ran, commitResult(tag, err)
+	}
+	// The group's end holds the append lock for two round trips and the
+	// commit flush: one releases the last savepoint (or begins the
+	// transaction), takes the lock and reads the chain head; the other
+	// writes the group's audit events and commits.
+	first := releaseSQL + "; " + noLockLimitSQL
+	if !tx.begun {
+		first = beginOnlySQL
+	}
+	tx.begun = true
+	end, err := lockHead(ctx, conn, db.timeout, first)
+	if err != nil {
+		return ran, formatError(err, "Audit event")
+	}
+	tx.locked = true
+	if err := tx.runEnds(ctx, end); err != nil {
+		return ran, err
+	}
+	if len(end.events) > flushBatch {
+		if err := tx.flushEvents(ctx); err != nil {
+			return ran, err
+		}
+	}
+	tag, err := commitEvents(ctx, conn, db.timeout, end.events)
+	tx.begun = err != nil
+	return ran, commitResult(tag, err)
+}
+
+// headHexSQL reads the chain head, the hash in hex: lockHead reads it as
+// text.
+const headHexSQL = `SELECT seq, encode(hash, 'hex') FROM audit_events ORDER BY seq DESC LIMIT 1`
+
+// lockHead runs first (releasing the savepoint m, or beginning the
+// transaction), takes the append lock and reads the chain head, in one
+// round trip. The three statements go in one simple
+// query; under READ COMMITTED each takes its snapshot when it starts, so
+// the head is read after the lock is granted and sees what the previous
+// holder committed.
+func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first string) (*endPhase, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	end := &endPhase{known: true}
+	err := conn.Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		results, err := c.PgConn().Exec(ctx, first+"; "+lockAppendSQL+"; "+headHexSQL).ReadAll()
+		if err != nil {
+			return err
+		}
+		rows := results[len(results)-1].Rows
+		if len(rows) == 0 {
+			return nil // an empty chain
+		}
+		if len(rows) != 1 || len(rows[0]) != 2 {
+			return fmt.Errorf("audit head: unexpected result shape")
+		}
+		if end.seq, err = strconv.ParseInt(string(rows[0][0]), 10, 64); err != nil {
+			return fmt.Errorf("audit head seq: %w", err)
+		}
+		hash, err := hex.DecodeString(string(rows[0][1]))
+		if err != nil {
+			return fmt.Errorf("audit head hash: %w", err)
+		}
+		end.hash = orNil(hash)
+		return nil
+	})
+	return end, err
+}
+
+// commitEvents writes events (at most flushBatch) and commits, in one
+// round trip: the two statements go in one pipeline, and if the insert
+// fails PostgreSQL skips the COMMIT. It returns the COMMIT's command tag.
+func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, events []*custos.AuditEvent) (tag string, err error) {
+	if len(events) == 0 {
+		return control(ctx, conn, timeout, commitSQL)
+	}
+	args, err := eventArgs(events)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = conn.Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(insertEventsSQL, args...)
+		b.Queue(commitSQL)
+		br := c.SendBatch(ctx, b)
+		_, ierr := br.Exec()
+		ct, cerr := br.Exec()
+		tag = ct.String()
+		if ierr != nil {
+			return errors.Join(formatError(ierr, "Audit event"), br.Close())
+		}
+		return errors.Join(cerr, br.Close())
+	})
+	return tag, err
+}
+
+// pgxConn returns the pgx connection under a database/sql one.
+func pgxConn(dc any) (*pgx.Conn, error) {
+	c, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("unexpected driver connection %T", dc)
+	}
+	return c.Conn(), nil
+}
+
+// commitResult maps the outcome of a COMMIT: PostgreSQL answers COMMIT
+// of a failed transaction with ROLLBACK and no error.
+func commitResult(tag string, err error) error {
+	if err != nil {
+		return formatError(fmt.Errorf("commit: %w", err), "Transaction")
+	}
+	if tag != "COMMIT" {
+		return internal("commit", fmt.Errorf("transaction rolled back (%s)", tag))
+	}
+	return nil
+}
+
+// control runs statements without parameters on conn in one round trip
+// and returns the command tag of the last.
+func control(ctx context.Context, conn *sql.Conn, timeout time.Duration, query string) (tag string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = conn.Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		ct, err := c.Exec(ctx, query)
+		tag = ct.String()
+		return err
+	})
+	return tag, err
+}
+
+// callFn runs fn, turning a panic into an error so one bad request cannot
+// take the writer (and every other request) down with it.
+func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = internal("update", fmt.Errorf("panic in transaction: %v", v))
+		}
+	}()
+	return fn(tx)
+}

@@ -1,0 +1,482 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"custos"
+	"custos/audit"
+	"custos/postgres"
+)
+
+// appendAtEnd registers, as core's appendAudit does, the append of one
+// audit event for request req at the end of tx, and returns the event.
+func appendAtEnd(t testing.TB, tx custos.Tx, req string) *custos.AuditEvent {
+	t.Helper()
+	at, ok := tx.(custos.AtEnder)
+	if !ok {
+		t.Fatalf("the PostgreSQL Tx does not offer AtEnd")
+	}
+	e := &custos.AuditEvent{ActorID: "prn_a", Action: custos.AuditSubjectRead, Decision: custos.DecisionAllow, RequestID: req}
+	at.AtEnd(func(tx custos.Tx) error {
+		seq, head, err := tx.AuditHead(context.Background())
+		if err != nil {
+			return err
+		}
+		e.Time = tx.Now()
+		audit.Chain(seq, head, e)
+		return tx.InsertAuditEvent(context.Background(), e)
+	})
+	return e
+}
+
+// checkChain reads the whole audit log through db and wants one chain:
+// seqs 1..n without a gap, each event linked to and hashed over the one
+// before. It returns the request ids in chain order.
+func checkChain(t *testing.T, db *postgres.DB) []string {
+	t.Helper()
+	var events []*custos.AuditEvent
+	err := db.View(t.Context(), func(tx custos.Tx) (err error) {
+		events, err = tx.FindAuditEvents(t.Context(), custos.AuditFilter{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("FindAuditEvents: %v", err)
+	}
+	var (
+		prev []byte
+		reqs []string
+	)
+	for i, e := range events {
+		if i == 0 {
+			prev = e.PrevHash // the genesis hash
+		}
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d: got seq %d, want %d (gap or fork)", i, e.Seq, i+1)
+		}
+		if !bytes.Equal(e.PrevHash, prev) {
+			t.Fatalf("event %d: prev hash %x, want %x (fork)", e.Seq, e.PrevHash, prev)
+		}
+		if want := audit.Hash(prev, e); !bytes.Equal(e.Hash, want) {
+			t.Fatalf("event %d: hash %x, want %x", e.Seq, e.Hash, want)
+		}
+		prev = e.Hash
+		reqs = append(reqs, e.RequestID)
+	}
+	return reqs
+}
+
+// blockWriter occupies db's only writer with an Update that waits for the
+// returned release function, so that the Updates started meanwhile queue
+// and the writer then takes them as one group.
+func blockWriter(t *testing.T, db *postgres.DB, req string) (release func() error) {
+	t.Helper()
+	running, unblock, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- db.Update(t.Context(), func(tx custos.Tx) error {
+			appendAtEnd(t, tx, req)
+			close(running)
+			<-unblock
+			return nil
+		})
+	}()
+	<-running
+	return func() error {
+		close(unblock)
+		return <-done
+	}
+}
+
+// waitQueued waits until n Update calls wait for db's writers.
+func waitQueued(t *testing.T, db *postgres.DB, n int64) {
+	t.Helper()
+	for db.Queued() < n {
+		if t.Context().Err() != nil {
+			t.Fatalf("waiting for %d queued updates: %v", n, t.Context().Err())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestGroupedAppendsTwoNodes appends audit events at the end of commit
+// groups from two nodes on one database — first one forced group of
+// several members on each node at once, then free concurrent load with
+// several writers per node — and wants one chain with no gap and no fork
+// that holds every committed request exactly once.
+func TestGroupedAppendsTwoNodes(t *testing.T) {
+	url := MustCreateSchema(t)
+	nodes := []*postgres.DB{
+		MustOpen(t, url, postgres.Options{Migrate: true, Writers: 1}),
+		MustOpen(t, url, postgres.Options{Writers: 1}),
+	}
+	const members = 12
+	want := map[string]bool{}
+	update := func(db *postgres.DB, req string) error {
+		return db.Update(t.Context(), func(tx custos.Tx) error {
+			if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+				return err
+			}
+			appendAtEnd(t, tx, req)
+			return nil
+		})
+	}
+
+	// One group of `members` on each node, both ending at once.
+	var releases []func() error
+	errs := make(chan error, len(nodes)*members)
+	var wg sync.WaitGroup
+	for n, db := range nodes {
+		blocker := fmt.Sprintf("block_%d", n)
+		want[blocker] = true
+		releases = append(releases, blockWriter(t, db, blocker))
+		for i := range members {
+			req := fmt.Sprintf("group_%d_%d", n, i)
+			want[req] = true
+			wg.Go(func() { errs <- update(db, req) })
+		}
+		waitQueued(t, db, members)
+	}
+	for n, release := range releases {
+		if err := release(); err != nil {
+			t.Fatalf("node %d: blocking Update: %v", n, err)
+		}
+	}
+	wg.Wait()
+	for n, db := range nodes {
+		if got := db.LargestGroup(); got < members {
+			t.Errorf("node %d: largest group %d members, want %d", n, got, members)
+		}
+	}
+
+	// Free concurrent load, four writers per node.
+	nodes = append(nodes,
+		MustOpen(t, url, postgres.Options{Writers: 4}),
+		MustOpen(t, url, postgres.Options{Writers: 4}))
+	const workers, perWorker = 8, 10
+	errs2 := make(chan error, 2*workers*perWorker)
+	for n, db := range nodes[2:] {
+		for w := range workers {
+			for i := range perWorker {
+				want[fmt.Sprintf("load_%d_%d_%d", n, w, i)] = true
+			}
+			wg.Go(func() {
+				for i := range perWorker {
+					errs2 <- update(db, fmt.Sprintf("load_%d_%d_%d", n, w, i))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	close(errs2)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Update in a group: %v", err)
+		}
+	}
+	for err := range errs2 {
+		if err != nil {
+			t.Errorf("Update under load: %v", err)
+		}
+	}
+
+	reqs := checkChain(t, nodes[0])
+	seen := map[string]int{}
+	for _, r := range reqs {
+		seen[r]++
+	}
+	for r := range want {
+		if seen[r] != 1 {
+			t.Errorf("request %s: %d events, want 1", r, seen[r])
+		}
+	}
+	if len(reqs) != len(want) {
+		t.Errorf("events: got %d, want %d", len(reqs), len(want))
+	}
+}
+
+// TestGroupMemberFailure checks that a member of a commit group whose
+// function fails leaves neither its writes nor the audit event it
+// registered, while the other members of its group commit theirs. Members
+// that run no statement (only an audit append, as a read's separate
+// append does) take part too, failing and not.
+func TestGroupMemberFailure(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	errBoom := errors.New("boom")
+	const members = 12
+	// Member i writes a meta row unless i%4 >= 2, and fails if i is odd.
+	writes := func(i int) bool { return i%4 < 2 }
+	fails := func(i int) bool { return i%2 == 1 }
+	release := blockWriter(t, db, "block")
+	errs := make([]error, members)
+	var wg sync.WaitGroup
+	for i := range members {
+		wg.Go(func() {
+			req := fmt.Sprintf("req_%d", i)
+			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
+				if writes(i) {
+					if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+						return err
+					}
+				}
+				appendAtEnd(t, tx, req)
+				if fails(i) {
+					return errBoom
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, db, members)
+	if err := release(); err != nil {
+		t.Fatalf("blocking Update: %v", err)
+	}
+	wg.Wait()
+	if got := db.LargestGroup(); got < members {
+		t.Fatalf("largest group %d members, want %d: the members did not share a commit", got, members)
+	}
+	for i, err := range errs {
+		if fails(i) && !errors.Is(err, errBoom) {
+			t.Errorf("failing member %d: got %v, want its own error", i, err)
+		}
+		if !fails(i) && err != nil {
+			t.Errorf("member %d: %v", i, err)
+		}
+	}
+	got := checkChain(t, db)
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r] = true
+	}
+	want := 1 // the blocker
+	for i := range members {
+		req := fmt.Sprintf("req_%d", i)
+		if seen[req] != !fails(i) {
+			t.Errorf("%s: audited %v, want %v", req, seen[req], !fails(i))
+		}
+		if !fails(i) {
+			want++
+		}
+	}
+	if len(got) != want {
+		t.Errorf("events: got %d (%v), want %d", len(got), got, want)
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		for i := range members {
+			_, err := tx.GetMeta(t.Context(), fmt.Sprintf("req_%d", i))
+			if stored := writes(i) && !fails(i); stored && err != nil {
+				t.Errorf("member %d's write: %v", i, err)
+			} else if !stored && custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Errorf("member %d's write: got %v, want ENOTFOUND", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupEndFailure checks that a failure at the end of a commit group
+// fails every member of the group and commits nothing of it.
+func TestGroupEndFailure(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	errBoom := errors.New("boom at the end")
+	const members = 6
+	release := blockWriter(t, db, "block")
+	errs := make([]error, members)
+	var wg sync.WaitGroup
+	for i := range members {
+		wg.Go(func() {
+			req := fmt.Sprintf("req_%d", i)
+			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
+				if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+					return err
+				}
+				appendAtEnd(t, tx, req)
+				if i == members-1 {
+					tx.(custos.AtEnder).AtEnd(func(custos.Tx) error { return errBoom })
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, db, members)
+	if err := release(); err != nil {
+		t.Fatalf("blocking Update: %v", err)
+	}
+	wg.Wait()
+	if got := db.LargestGroup(); got < members {
+		t.Fatalf("largest group %d members, want %d: the members did not share a transaction", got, members)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, errBoom) {
+			t.Errorf("member %d: got %v, want the group's end failure", i, err)
+		}
+	}
+	if got := checkChain(t, db); len(got) != 1 || got[0] != "block" {
+		t.Errorf("events: got %v, want only the blocker's", got)
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		for i := range members {
+			if _, err := tx.GetMeta(t.Context(), fmt.Sprintf("req_%d", i)); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Errorf("member %d's write: got %v, want ENOTFOUND", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupDeadlockVictim builds a deadlock between two commit groups on
+// two nodes, each of whose second member wants the row the other group's
+// first member locked, and wants every member to commit: the member that
+// gives up first (after memberLockWait, or as PostgreSQL's deadlock
+// victim) is rolled back to its savepoint and runs again in a later
+// group, once its own group has committed and freed the row the other
+// waits for. (Run again inside its own group it would meet the same cycle
+// each time.)
+func TestGroupDeadlockVictim(t *testing.T) {
+	url := MustCreateSchema(t)
+	a := MustOpen(t, url, postgres.Options{Migrate: true, Writers: 1})
+	b := MustOpen(t, url, postgres.Options{Writers: 1})
+	insertSubjects(t, a, "sub_x", "sub_y")
+
+	aHasX, bHasY := make(chan struct{}), make(chan struct{})
+	var once [2]sync.Once
+	lock := func(db *postgres.DB, req string, id custos.SubjectID, wait <-chan struct{}, signal chan struct{}, o *sync.Once) func() error {
+		return func() error {
+			return db.Update(t.Context(), func(tx custos.Tx) error {
+				if wait != nil {
+					<-wait
+				}
+				if _, err := tx.GetSubject(t.Context(), id); err != nil { // FOR UPDATE
+					return err
+				}
+				appendAtEnd(t, tx, req)
+				if signal != nil {
+					o.Do(func() { close(signal) })
+				}
+				return nil
+			})
+		}
+	}
+	steps := []struct {
+		db    *postgres.DB
+		first func() error
+		then  func() error
+	}{
+		{a, lock(a, "a1", "sub_x", nil, aHasX, &once[0]), lock(a, "a2", "sub_y", bHasY, nil, nil)},
+		{b, lock(b, "b1", "sub_y", nil, bHasY, &once[1]), lock(b, "b2", "sub_x", aHasX, nil, nil)},
+	}
+	var releases []func() error
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for n, s := range steps {
+		releases = append(releases, blockWriter(t, s.db, fmt.Sprintf("block_%d", n)))
+		wg.Go(func() { errs <- s.first() })
+		waitQueued(t, s.db, 1)
+		wg.Go(func() { errs <- s.then() })
+		waitQueued(t, s.db, 2)
+	}
+	for n, release := range releases {
+		if err := release(); err != nil {
+			t.Fatalf("node %d: blocking Update: %v", n, err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Update: %v", err)
+		}
+	}
+	reqs := checkChain(t, a)
+	if len(reqs) != 6 {
+		t.Errorf("events: got %v, want the two blockers and the four members", reqs)
+	}
+}
+
+// insertSubjects stores bare subjects with the given ids.
+func insertSubjects(t *testing.T, db *postgres.DB, ids ...custos.SubjectID) {
+	t.Helper()
+	err := db.Update(t.Context(), func(tx custos.Tx) error {
+		for _, id := range ids {
+			if err := tx.InsertSubject(t.Context(), &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"email": {1}},
+				CreatedAt: tx.Now(), UpdatedAt: tx.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("insert subjects: %v", err)
+	}
+}
+
+// TestGroupMemberHidesError checks a member that swallows the error of a
+// statement PostgreSQL failed, leaving the transaction aborted, and
+// returns nil: every member must be answered truthfully, an Update that
+// returned nil having committed its write and one that did not having
+// left none.
+func TestGroupMemberHidesError(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	const members = 4
+	release := blockWriter(t, db, "block")
+	errs := make([]error, members)
+	var wg sync.WaitGroup
+	for i := range members {
+		wg.Go(func() {
+			req := fmt.Sprintf("req_%d", i)
+			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
+				if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+					return err
+				}
+				appendAtEnd(t, tx, req)
+				if i == 1 {
+					// No such subject: the foreign key fails the statement.
+					if err := tx.InsertLookup(t.Context(), "email", []byte("h"), "sub_missing"); err == nil {
+						t.Errorf("InsertLookup for a missing subject: got nil error")
+					}
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, db, members)
+	if err := release(); err != nil {
+		t.Fatalf("blocking Update: %v", err)
+	}
+	wg.Wait()
+	if got := db.LargestGroup(); got < members {
+		t.Fatalf("largest group %d members, want %d: the members did not share a commit", got, members)
+	}
+	audited := map[string]bool{}
+	for _, r := range checkChain(t, db) {
+		audited[r] = true
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		for i := range members {
+			req := fmt.Sprintf("req_%d", i)
+			_, err := tx.GetMeta(t.Context(), req)
+			stored := err == nil
+			if !stored && custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Fatalf("GetMeta: %v", err)
+			}
+			if stored != (errs[i] == nil) || audited[req] != stored {
+				t.Errorf("member %d: Update returned %v, write stored %v, audited %v", i, errs[i], stored, audited[req])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
