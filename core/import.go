@@ -268,11 +268,22 @@ func taken(p *prepared, owners map[string]map[string]custos.SubjectID) (string, 
 
 // appendAudits chains es onto the log in order inside tx, inserts them
 // in multi-row statements and signs a checkpoint at every CheckpointEvery
-// seq among them, as appendAudit does one by one.
+// seq among them, as appendAudit does one by one; like it, it defers the
+// work to the end of the transaction when tx offers that
+// (custos.AtEnder).
 func (s *Service) appendAudits(ctx context.Context, tx custos.Tx, es []*custos.AuditEvent) error {
 	if len(es) == 0 {
 		return nil
 	}
+	if at, ok := tx.(custos.AtEnder); ok {
+		at.AtEnd(func(tx custos.Tx) error { return s.chainAudits(ctx, tx, es) })
+		return nil
+	}
+	return s.chainAudits(ctx, tx, es)
+}
+
+// chainAudits is appendAudits' append, run at once.
+func (s *Service) chainAudits(ctx context.Context, tx custos.Tx, es []*custos.AuditEvent) error {
 	seq, head, err := tx.AuditHead(ctx)
 	if err != nil {
 		return err

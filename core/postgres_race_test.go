@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/audit"
 	"custos/core"
 	"custos/keys"
 	"custos/postgres"
@@ -311,5 +312,32 @@ func TestPostgresConcurrentImports(t *testing.T) {
 				t.Fatalf("round %d, row %d: lookup gives %v, %v; want %s", i, j, s, err, stored.SubjectID)
 			}
 		}
+	}
+	// One chain, no gap and no fork, with one import event per row.
+	var events []*custos.AuditEvent
+	if err := a.db.View(admin, func(tx custos.Tx) (err error) {
+		events, err = tx.FindAuditEvents(admin, custos.AuditFilter{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	imports := 0
+	for _, e := range events {
+		if e.Action == custos.AuditSubjectImport {
+			imports++
+		}
+	}
+	if imports != 2*5*pgRounds {
+		t.Errorf("got %d import events, want %d", imports, 2*5*pgRounds)
+	}
+	seq := func(yield func(*custos.AuditEvent, error) bool) {
+		for _, e := range events {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+	if r := audit.Verify(seq, nil, nil); !r.OK {
+		t.Errorf("audit chain after concurrent imports: %+v (problem %+v)", r, r.Problem)
 	}
 }

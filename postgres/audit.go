@@ -84,8 +84,22 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 }
 
 // InsertAuditEvents stores events chained by the caller, in order, in
-// multi-row statements; ECONFLICT if a seq exists.
+// multi-row statements; ECONFLICT if a seq exists. At the end of a
+// transaction, events that follow the head AuditHead returned are kept
+// and written with the others of that end, as InsertAuditEvent does.
 func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) error {
+	if len(es) == 0 {
+		return nil
+	}
+	if end := tx.end; end != nil && end.known && follows(end.seq, es) {
+		end.events = append(end.events, es...)
+		last := es[len(es)-1]
+		end.seq, end.hash = last.Seq, last.Hash
+		return nil
+	}
+	if err := tx.flushEvents(ctx); err != nil {
+		return err
+	}
 	return sqlutil.Chunks(len(es), func(lo, hi int) error {
 		args := make([]any, 0, 12*(hi-lo))
 		for _, e := range es[lo:hi] {
@@ -103,6 +117,17 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 		return sqlutil.InsertRows(ctx, stmtQuerier{tx}, "Audit event",
 			`INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)
 	})
+}
+
+// follows reports whether es are the seqs after seq, one by one.
+func follows(seq int64, es []*custos.AuditEvent) bool {
+	for _, e := range es {
+		if e.Seq != seq+1 {
+			return false
+		}
+		seq = e.Seq
+	}
+	return true
 }
 
 // FindAuditEvents returns the events matching every set field of f, in
