@@ -53,7 +53,7 @@ var walResetFrames = 4096 // 16 MiB of 4 KiB pages
 // the WAL again from its beginning only when a write transaction begins
 // after a checkpoint has copied every frame, and a writer that commits
 // every few milliseconds has almost always added frames by then — a 1M
-// import grew the WAL to 9 GB. A TRUNCATE checkpoint here would not help
+// import grew the WAL to 9 GB. A RESTART checkpoint here would not help
 // either: it needs the write lock, and it polls for it with sleeps while
 // the writer takes it again right after each commit. So the writer
 // itself empties the WAL between two commit groups (resetWAL).
@@ -69,11 +69,12 @@ func (db *DB) checkpointPassive() {
 	}
 }
 
-// resetWAL runs a TRUNCATE checkpoint on the write connection when the
+// resetWAL runs a RESTART checkpoint on the write connection when the
 // checkpointer asked for one; the writer calls it between commit groups,
 // holding no transaction. It copies what the PASSIVE rounds left — little
-// — waits for readers still using the WAL (busy_timeout), and empties the
-// file, so the next commit writes from its beginning. Its failure leaves
+// — and waits for readers still using the WAL (busy_timeout), so that the
+// next commit writes the WAL from its beginning, reusing the file's blocks
+// (journal_size_limit trims a file that grew larger). Its failure leaves
 // the request standing for the next round.
 func (db *DB) resetWAL() {
 	if !db.walReset.Load() {
@@ -82,7 +83,7 @@ func (db *DB) resetWAL() {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	var busy, logFrames, checkpointed int
-	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
+	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
 		db.walReset.Store(false)
 	}
 }

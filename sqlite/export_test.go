@@ -20,8 +20,8 @@ func (db *DB) CachedStatements() (write, read int) {
 	return write, read
 }
 
-// SetWALResetFrames changes the WAL size at which the checkpointer
-// truncates it, until the test ends.
+// SetWALResetFrames changes the WAL size at which the writer starts the
+// WAL again, until the test ends.
 func SetWALResetFrames(tb interface{ Cleanup(func()) }, n int) {
 	old := walResetFrames
 	walResetFrames = n

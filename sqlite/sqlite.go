@@ -154,7 +154,9 @@ func dsn(path string, write bool) string {
 	if write {
 		// wal_autocheckpoint off: the checkpointer copies the WAL on a
 		// connection of its own (checkpoint.go).
-		return baseDSN(path) + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+		// journal_size_limit trims the WAL back to 64 MiB when it is
+		// started again after growing larger.
+		return baseDSN(path) + "&_pragma=journal_size_limit(67108864)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	}
 	return baseDSN(path) + "&_query_only=on"
 }

@@ -116,7 +116,7 @@ func TestCheckpointer(t *testing.T) {
 }
 
 // TestCheckpointerBoundsWAL: under a sustained write load the WAL must not
-// keep growing; the checkpointer truncates it once it passes the reset
+// keep growing; the writer starts it again once it passes the reset
 // size (a 1M import once grew it to 9 GB with PASSIVE checkpoints only).
 func TestCheckpointerBoundsWAL(t *testing.T) {
 	sqlite.SetWALResetFrames(t, 64)
