@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,17 +23,7 @@ func TestBenchHarnessJSON(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	args := []string{"bench", "-subjects", "200", "-c", "2", "-duration", "300ms", "-workloads", "create,read,lookup,mixed", "-json", file}
-	if code := run(ctx, args, &stdout, &stderr, func(string) string { return "" }); code != 0 {
-		t.Fatalf("custos bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep benchReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("bench JSON: %v", err)
-	}
+	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
 	got := map[string]benchResult{}
 	for _, r := range rep.Results {
 		if r.Concurrency != 2 {
@@ -86,17 +77,7 @@ func TestBenchReuse(t *testing.T) {
 	stdout.Reset()
 	stderr.Reset()
 	args := []string{"bench", "-reuse", "-data", dir, "-subjects", "25", "-c", "2", "-duration", "300ms", "-workloads", "read", "-json", file}
-	if code := run(ctx, args, &stdout, &stderr, env); code != 0 {
-		t.Fatalf("bench -reuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep benchReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("bench JSON: %v", err)
-	}
+	rep := runBenchJSON(t, ctx, args, file, env, &stdout, &stderr)
 	if rep.Subjects != 25 {
 		t.Errorf("subjects read: got %d, want 25 of the 40 seeded", rep.Subjects)
 	}
@@ -123,4 +104,22 @@ func TestBenchReuse(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2\n%s", bad, code, stderr.String())
 		}
 	}
+}
+
+// runBenchJSON runs custos with args (a bench writing its JSON report to
+// file) and returns the report.
+func runBenchJSON(t *testing.T, ctx context.Context, args []string, file string, env func(string) string, stdout, stderr *bytes.Buffer) benchReport {
+	t.Helper()
+	if code := run(ctx, args, stdout, stderr, env); code != 0 {
+		t.Fatalf("custos %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("bench JSON: %v", err)
+	}
+	return rep
 }

@@ -758,16 +758,7 @@ func TestImportInterruptedResume(t *testing.T) {
 	if code != 0 || counts != [4]int{10, 0, 0, 20} {
 		t.Fatalf("resumed import: code %d, counts %v, want [10 0 0 20]\n%s\n%s", code, counts, out, errOut)
 	}
-	action := custos.AuditSubjectImport
-	stored := map[custos.SubjectID]int{}
-	denied := 0
-	for _, ev := range allAuditEvents(t, admin, custos.AuditFilter{Action: &action}) {
-		if ev.Decision != custos.DecisionAllow {
-			denied++
-			continue
-		}
-		stored[ev.SubjectID]++
-	}
+	stored, denied := importAudit(t, admin)
 	if len(stored) != 29 || denied != 1 {
 		t.Errorf("got %d stored subjects and %d refused rows, want 29 and 1", len(stored), denied)
 	}

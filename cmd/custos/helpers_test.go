@@ -522,3 +522,19 @@ func luhn(body string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// importAudit counts the import audit events: subjects stored (by id, how
+// often) and rows refused.
+func importAudit(tb testing.TB, admin *custoshttp.Client) (stored map[custos.SubjectID]int, denied int) {
+	tb.Helper()
+	action := custos.AuditSubjectImport
+	stored = map[custos.SubjectID]int{}
+	for _, ev := range allAuditEvents(tb, admin, custos.AuditFilter{Action: &action}) {
+		if ev.Decision != custos.DecisionAllow {
+			denied++
+			continue
+		}
+		stored[ev.SubjectID]++
+	}
+	return stored, denied
+}

@@ -217,16 +217,7 @@ func TestImportInflightResume(t *testing.T) {
 	if got := rejectLines(t, rejects); !slices.Equal(got, bad) {
 		t.Errorf("after resuming, the reject file has lines %v, want %v (each once, in line order)", got, bad)
 	}
-	action := custos.AuditSubjectImport
-	stored := map[custos.SubjectID]int{}
-	denied := 0
-	for _, ev := range allAuditEvents(t, admin, custos.AuditFilter{Action: &action}) {
-		if ev.Decision != custos.DecisionAllow {
-			denied++
-			continue
-		}
-		stored[ev.SubjectID]++
-	}
+	stored, denied := importAudit(t, admin)
 	if len(stored) != 56 || denied != 4 {
 		t.Errorf("got %d stored subjects and %d refused rows in the audit log, want 56 and 4", len(stored), denied)
 	}
