@@ -103,6 +103,21 @@ func waitQueued(t *testing.T, db *postgres.DB, n int64) {
 	}
 }
 
+// releaseGroup waits until members Updates are queued behind the blocking
+// one, releases it, waits for the members, and checks that they shared
+// one group.
+func releaseGroup(t *testing.T, db *postgres.DB, release func() error, wg *sync.WaitGroup, members int64) {
+	t.Helper()
+	waitQueued(t, db, members)
+	if err := release(); err != nil {
+		t.Fatalf("blocking Update: %v", err)
+	}
+	wg.Wait()
+	if got := db.LargestGroup(); got < members {
+		t.Fatalf("largest group %d members, want %d: the members did not share a transaction", got, members)
+	}
+}
+
 // TestGroupedAppendsTwoNodes appends audit events at the end of commit
 // groups from two nodes on one database — first one forced group of
 // several members on each node at once, then free concurrent load with
@@ -232,14 +247,7 @@ func TestGroupMemberFailure(t *testing.T) {
 			})
 		})
 	}
-	waitQueued(t, db, members)
-	if err := release(); err != nil {
-		t.Fatalf("blocking Update: %v", err)
-	}
-	wg.Wait()
-	if got := db.LargestGroup(); got < members {
-		t.Fatalf("largest group %d members, want %d: the members did not share a commit", got, members)
-	}
+	releaseGroup(t, db, release, &wg, members)
 	for i, err := range errs {
 		if fails(i) && !errors.Is(err, errBoom) {
 			t.Errorf("failing member %d: got %v, want its own error", i, err)
@@ -306,14 +314,7 @@ func TestGroupEndFailure(t *testing.T) {
 			})
 		})
 	}
-	waitQueued(t, db, members)
-	if err := release(); err != nil {
-		t.Fatalf("blocking Update: %v", err)
-	}
-	wg.Wait()
-	if got := db.LargestGroup(); got < members {
-		t.Fatalf("largest group %d members, want %d: the members did not share a transaction", got, members)
-	}
+	releaseGroup(t, db, release, &wg, members)
 	for i, err := range errs {
 		if !errors.Is(err, errBoom) {
 			t.Errorf("member %d: got %v, want the group's end failure", i, err)
@@ -450,14 +451,7 @@ func TestGroupMemberHidesError(t *testing.T) {
 			})
 		})
 	}
-	waitQueued(t, db, members)
-	if err := release(); err != nil {
-		t.Fatalf("blocking Update: %v", err)
-	}
-	wg.Wait()
-	if got := db.LargestGroup(); got < members {
-		t.Fatalf("largest group %d members, want %d: the members did not share a commit", got, members)
-	}
+	releaseGroup(t, db, release, &wg, members)
 	audited := map[string]bool{}
 	for _, r := range checkChain(t, db) {
 		audited[r] = true
