@@ -103,11 +103,20 @@ func waitQueued(t *testing.T, db *postgres.DB, n int64) {
 	}
 }
 
-// releaseGroup waits until members Updates are queued behind the blocking
-// one, releases it, waits for the members, and checks that they shared
-// one group.
-func releaseGroup(t *testing.T, db *postgres.DB, release func() error, wg *sync.WaitGroup, members int64) {
+// groupMembers blocks db's only writer, queues members Updates behind it,
+// each running member(i, "req_i", tx), releases the writer, checks that
+// the members shared one group, and returns their errors.
+func groupMembers(t *testing.T, db *postgres.DB, members int64, member func(i int, req string, tx custos.Tx) error) []error {
 	t.Helper()
+	release := blockWriter(t, db, "block")
+	errs := make([]error, members)
+	var wg sync.WaitGroup
+	for i := range int(members) {
+		wg.Go(func() {
+			req := fmt.Sprintf("req_%d", i)
+			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error { return member(i, req, tx) })
+		})
+	}
 	waitQueued(t, db, members)
 	if err := release(); err != nil {
 		t.Fatalf("blocking Update: %v", err)
@@ -116,6 +125,7 @@ func releaseGroup(t *testing.T, db *postgres.DB, release func() error, wg *sync.
 	if got := db.LargestGroup(); got < members {
 		t.Fatalf("largest group %d members, want %d: the members did not share a transaction", got, members)
 	}
+	return errs
 }
 
 // TestGroupedAppendsTwoNodes appends audit events at the end of commit
@@ -227,27 +237,18 @@ func TestGroupMemberFailure(t *testing.T) {
 	// Member i writes a meta row unless i%4 >= 2, and fails if i is odd.
 	writes := func(i int) bool { return i%4 < 2 }
 	fails := func(i int) bool { return i%2 == 1 }
-	release := blockWriter(t, db, "block")
-	errs := make([]error, members)
-	var wg sync.WaitGroup
-	for i := range members {
-		wg.Go(func() {
-			req := fmt.Sprintf("req_%d", i)
-			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
-				if writes(i) {
-					if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
-						return err
-					}
-				}
-				appendAtEnd(t, tx, req)
-				if fails(i) {
-					return errBoom
-				}
-				return nil
-			})
-		})
-	}
-	releaseGroup(t, db, release, &wg, members)
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		if writes(i) {
+			if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+				return err
+			}
+		}
+		appendAtEnd(t, tx, req)
+		if fails(i) {
+			return errBoom
+		}
+		return nil
+	})
 	for i, err := range errs {
 		if fails(i) && !errors.Is(err, errBoom) {
 			t.Errorf("failing member %d: got %v, want its own error", i, err)
@@ -296,25 +297,16 @@ func TestGroupEndFailure(t *testing.T) {
 	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
 	errBoom := errors.New("boom at the end")
 	const members = 6
-	release := blockWriter(t, db, "block")
-	errs := make([]error, members)
-	var wg sync.WaitGroup
-	for i := range members {
-		wg.Go(func() {
-			req := fmt.Sprintf("req_%d", i)
-			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
-				if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
-					return err
-				}
-				appendAtEnd(t, tx, req)
-				if i == members-1 {
-					tx.(custos.AtEnder).AtEnd(func(custos.Tx) error { return errBoom })
-				}
-				return nil
-			})
-		})
-	}
-	releaseGroup(t, db, release, &wg, members)
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, req)
+		if i == members-1 {
+			tx.(custos.AtEnder).AtEnd(func(custos.Tx) error { return errBoom })
+		}
+		return nil
+	})
 	for i, err := range errs {
 		if !errors.Is(err, errBoom) {
 			t.Errorf("member %d: got %v, want the group's end failure", i, err)
@@ -430,28 +422,19 @@ func insertSubjects(t *testing.T, db *postgres.DB, ids ...custos.SubjectID) {
 func TestGroupMemberHidesError(t *testing.T) {
 	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
 	const members = 4
-	release := blockWriter(t, db, "block")
-	errs := make([]error, members)
-	var wg sync.WaitGroup
-	for i := range members {
-		wg.Go(func() {
-			req := fmt.Sprintf("req_%d", i)
-			errs[i] = db.Update(t.Context(), func(tx custos.Tx) error {
-				if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
-					return err
-				}
-				appendAtEnd(t, tx, req)
-				if i == 1 {
-					// No such subject: the foreign key fails the statement.
-					if err := tx.InsertLookup(t.Context(), "email", []byte("h"), "sub_missing"); err == nil {
-						t.Errorf("InsertLookup for a missing subject: got nil error")
-					}
-				}
-				return nil
-			})
-		})
-	}
-	releaseGroup(t, db, release, &wg, members)
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, req)
+		if i == 1 {
+			// No such subject: the foreign key fails the statement.
+			if err := tx.InsertLookup(t.Context(), "email", []byte("h"), "sub_missing"); err == nil {
+				t.Errorf("InsertLookup for a missing subject: got nil error")
+			}
+		}
+		return nil
+	})
 	audited := map[string]bool{}
 	for _, r := range checkChain(t, db) {
 		audited[r] = true
