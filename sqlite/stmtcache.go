@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,8 @@ type stmtCache struct {
 
 	wantMu sync.Mutex
 	want   map[string]struct{}
+	// wanted is len(want), read without the lock on every View.
+	wanted atomic.Int64
 }
 
 func newStmtCache(pool *sql.DB, timeout time.Duration) *stmtCache {
@@ -63,6 +66,7 @@ func (c *stmtCache) get(query string) *sql.Stmt {
 	c.wantMu.Lock()
 	if len(c.want) < maxCachedStmts {
 		c.want[query] = struct{}{}
+		c.wanted.Store(int64(len(c.want)))
 	}
 	c.wantMu.Unlock()
 	return nil
@@ -79,6 +83,7 @@ func (c *stmtCache) prepareWanted() {
 	}
 	want := c.want
 	c.want = map[string]struct{}{}
+	c.wanted.Store(0)
 	c.wantMu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -106,11 +111,7 @@ func (c *stmtCache) prepareWanted() {
 }
 
 // pending reports whether prepareWanted has work.
-func (c *stmtCache) pending() bool {
-	c.wantMu.Lock()
-	defer c.wantMu.Unlock()
-	return len(c.want) > 0
-}
+func (c *stmtCache) pending() bool { return c.wanted.Load() > 0 }
 
 // close closes every statement; later prepares are closed at once.
 func (c *stmtCache) close() error {
