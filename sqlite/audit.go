@@ -42,6 +42,12 @@ func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
 // InsertAuditEvent stores e as given: the caller sets Seq, PrevHash and
 // Hash. Returns ECONFLICT if the seq exists.
 func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error {
+	if tx.buffering && tx.head != nil && tx.head.known && e.Seq == tx.head.seq+1 {
+		// End work (finish): held back and written with the others.
+		tx.auditBuf = append(tx.auditBuf, e)
+		*tx.head = auditHead{known: true, seq: e.Seq, hash: bytes.Clone(e.Hash)}
+		return nil
+	}
 	fields, err := encodeList(e.Fields)
 	if err != nil {
 		return internal("audit event", err)

@@ -19,6 +19,11 @@ func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 // GetDataKey returns the subject's data key, or ENOTFOUND (never created,
 // or shredded).
 func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.DataKey, error) {
+	if tx.rc != nil {
+		if k := tx.rc.getKey(id); k != nil {
+			return k, nil
+		}
+	}
 	var k *custos.DataKey
 	err := tx.queryRow(ctx, `SELECT `+dataKeyColumns+` FROM data_keys WHERE subject_id = ?`, []any{string(id)},
 		func(s scanner) (err error) {
@@ -28,12 +33,16 @@ func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.Data
 	if err != nil {
 		return nil, formatError(err, "Data key")
 	}
+	if tx.rc != nil {
+		tx.rc.putKey(tx.stamp, k)
+	}
 	return k, nil
 }
 
 // UpdateDataKey replaces every column of k.SubjectID's key with k (a
 // rewrap under another master key, or a new version). Returns ENOTFOUND.
 func (tx *Tx) UpdateDataKey(ctx context.Context, k *custos.DataKey) error {
+	defer tx.about(k.SubjectID)()
 	n, err := tx.affected(ctx, `UPDATE data_keys SET version = ?, kek_version = ?, wrapped = ?, created_at = ? WHERE subject_id = ?`,
 		k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt), string(k.SubjectID))
 	return mustAffect(n, err, "Data key")
@@ -42,6 +51,7 @@ func (tx *Tx) UpdateDataKey(ctx context.Context, k *custos.DataKey) error {
 // DeleteDataKey deletes (shreds) the subject's key. The file overwrites
 // deleted content (secure_delete). Returns ENOTFOUND.
 func (tx *Tx) DeleteDataKey(ctx context.Context, id custos.SubjectID) error {
+	defer tx.about(id)()
 	n, err := tx.affected(ctx, `DELETE FROM data_keys WHERE subject_id = ?`, string(id))
 	return mustAffect(n, err, "Data key")
 }

@@ -148,6 +148,9 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 				h.known = false
 			}
 		}()
+		if inv := t.(*Tx).inv; inv != nil {
+			inv.all = true // rows written below bypass Tx.note
+		}
 		tx := t.(*Tx).tx
 		// Foreign keys are checked at commit, so a dump whose tables
 		// came in another order (another store's) still loads.

@@ -30,10 +30,19 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 
 // FindLookup returns the subject owning (field, hash), or ENOTFOUND.
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
+	if tx.rc != nil {
+		if id, ok := tx.rc.getLookup(field, hash); ok {
+			return id, nil
+		}
+	}
 	var id string
 	if err := tx.scanRow(ctx, `SELECT subject_id FROM lookups WHERE field = ? AND hash = ?`,
 		[]any{field, hash}, &id); err != nil {
 		return "", formatError(err, "Lookup")
+	}
+	if tx.rc != nil {
+		// Kept once the subject's entry exists (GetSubject fills it).
+		tx.lookedUp = append(tx.lookedUp, lookupHit{field, hash, custos.SubjectID(id)})
 	}
 	return custos.SubjectID(id), nil
 }
@@ -41,6 +50,7 @@ func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos
 // DeleteLookups removes a subject's entries for field, or all when field
 // is "". Deleting nothing is not an error.
 func (tx *Tx) DeleteLookups(ctx context.Context, id custos.SubjectID, field string) error {
+	defer tx.about(id)()
 	var err error
 	if field == "" {
 		_, err = tx.exec(ctx, `DELETE FROM lookups WHERE subject_id = ?`, string(id))

@@ -48,6 +48,8 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 	if err != nil {
 		return internal("migrate "+name, err)
 	}
+	// Other processes' read caches may hold rows the migration changes.
+	defer db.gen.add()
 	return db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		// The row goes first: if another process applied this migration
 		// meanwhile, the primary key stops us before the schema changes.

@@ -55,6 +55,11 @@ type Options struct {
 	// NoSchemaCheck opens the store whatever its schema state, for custos
 	// migrate, which reports and applies what is pending itself.
 	NoSchemaCheck bool
+	// ReadCache is how many customers' rows reads keep in memory
+	// (readcache.go); 0 means DefaultReadCache, a negative number turns
+	// the cache off. Writes keep other processes' caches coherent either
+	// way.
+	ReadCache int
 }
 
 // DB is a custos.Store on one SQLite database file.
@@ -68,6 +73,10 @@ type DB struct {
 	// wcache and rcache keep prepared statements of the write and read
 	// pools (stmtcache.go).
 	wcache, rcache *stmtCache
+	// gen is the counter shared with other processes on this file; rc
+	// the read cache, nil when off (readcache.go).
+	gen *sharedGen
+	rc  *readCache
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
@@ -118,6 +127,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if db.timeout <= 0 {
 		db.timeout = DefaultQueryTimeout
 	}
+	gen, err := openSharedGen(path)
+	if err != nil {
+		return nil, &custos.Error{Code: custos.EINTERNAL, Message: "Cannot open the database.", Err: fmt.Errorf("sqlite: open: %w", err)}
+	}
+	db.gen = gen
 	if err := db.open(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -127,6 +141,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	db.wcache, db.rcache = newStmtCache(db.write, db.timeout), newStmtCache(db.read, db.timeout)
+	if opts.ReadCache >= 0 {
+		size := opts.ReadCache
+		if size == 0 {
+			size = DefaultReadCache
+		}
+		db.rc = newReadCache(size, db.gen)
+	}
 	if err := db.openCheckpointer(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -218,6 +239,9 @@ func (db *DB) Close() error {
 			}
 		}
 	}
+	if err := db.gen.close(); err != nil {
+		errs = append(errs, internal("close", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -308,7 +332,13 @@ func (db *DB) writer() {
 // savepoint, commits, and answers each caller.
 func (db *DB) commitGroup(group []*writeReq) {
 	errs := make([]error, len(group))
+	var inv *invalidation
 	answer := func() {
+		// Whether or not the group committed, the cached rows it
+		// touched are dropped before any caller is answered.
+		if inv != nil && !inv.empty() {
+			db.invalidate(inv)
+		}
 		for i, r := range group {
 			r.done <- errs[i]
 		}
@@ -336,16 +366,17 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache, inv: &invalidation{}}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	inv = tx.inv
 	if len(group) == 1 {
 		// A group of one needs no savepoint: its failure rolls back the
 		// whole transaction, which holds nothing else.
 		r := group[0]
 		if errs[0] = r.ctx.Err(); errs[0] != nil {
 			errs[0] = internal("update", errs[0])
-		} else {
-			errs[0] = callFn(r.fn, tx)
+		} else if errs[0] = callFn(r.fn, tx); errs[0] == nil {
+			errs[0] = tx.finish(ctx)
 		}
 		if errs[0] != nil {
 			if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
@@ -363,26 +394,48 @@ func (db *DB) commitGroup(group []*writeReq) {
 			errs[i] = internal("update", err)
 			continue
 		}
-		if _, err := tx.exec(ctx, "SAVEPOINT w"); err != nil {
+		// The member's savepoint is opened by its first statement
+		// (Tx.before): a member that only leaves work for the end, as a
+		// read leaves its audit event, costs no statement here.
+		tx.sp, tx.spErr = spPending, nil
+		head, ends := *tx.head, len(tx.ends)
+		errs[i] = callFn(r.fn, tx)
+		opened := tx.sp == spOpen
+		tx.sp = spNone
+		if tx.spErr != nil {
 			broken = true
-			fail(internal("savepoint", err))
+			fail(internal("savepoint", tx.spErr))
 			break
 		}
-		head := *tx.head
-		errs[i] = callFn(r.fn, tx)
 		if errs[i] != nil {
-			// The member's audit events are undone with its savepoint.
+			// The member's audit events and end work are undone with it.
 			*tx.head = head
-			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
+			tx.ends = tx.ends[:ends]
+			if opened {
+				if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
+					broken = true
+					fail(internal("rollback to savepoint", err))
+					break
+				}
+			}
+		}
+		if opened {
+			if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
 				broken = true
-				fail(internal("rollback to savepoint", err))
+				fail(internal("release savepoint", err))
 				break
 			}
 		}
-		if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
-			broken = true
-			fail(internal("release savepoint", err))
-			break
+	}
+	if !broken {
+		// The members' end work (their audit events) for the whole group.
+		if err := tx.finish(ctx); err != nil {
+			fail(err)
+			if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+				fail(internal("rollback", rerr))
+			}
+			answer()
+			return
 		}
 	}
 	if broken {
@@ -410,6 +463,17 @@ func (db *DB) commitGroup(group []*writeReq) {
 	answer()
 }
 
+// invalidate tells other processes on this file, then this process's read
+// cache, that inv's rows changed.
+func (db *DB) invalidate(inv *invalidation) {
+	if db.rc == nil {
+		db.gen.add()
+		return
+	}
+	db.rc.advanceShared()
+	db.rc.invalidate(inv)
+}
+
 // callFn runs fn, turning a panic into an error so one bad request cannot
 // take the writer (and every other request) down with it.
 func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
@@ -424,7 +488,17 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 // View runs fn in a read-only transaction on the read pool; it sees one
 // consistent snapshot. Writes inside it fail with EINTERNAL.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
-	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error { return fn(tx) })
+	var stamp cacheStamp
+	if db.rc != nil {
+		// Before the snapshot: fills are checked against this stamp.
+		stamp = db.rc.begin()
+	}
+	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+		if db.rc != nil {
+			tx.rc, tx.stamp = db.rc, stamp
+		}
+		return fn(tx)
+	})
 	// The connection is back in the pool: prepare what ran as text.
 	if db.rcache != nil && db.rcache.pending() {
 		db.rcache.prepareWanted()
@@ -466,6 +540,9 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.finish(ctx); err != nil {
 		return err
 	}
 	ended = true

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"time"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -16,6 +17,12 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 
 // GetSubject returns the subject with id, or ENOTFOUND.
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
+	if tx.rc != nil {
+		if st := tx.rc.getSubject(id); st != nil {
+			tx.cacheLookups(id)
+			return st, nil
+		}
+	}
 	var (
 		sealed                       []byte
 		created, updated, restricted int64
@@ -29,13 +36,19 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	if err != nil {
 		return nil, internal("subject", err)
 	}
-	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
-		RestrictedUntil: sqlutil.OptTime(restricted)}, nil
+	st := &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
+		RestrictedUntil: sqlutil.OptTime(restricted)}
+	if tx.rc != nil {
+		tx.rc.putSubject(tx.stamp, st)
+		tx.cacheLookups(id)
+	}
+	return st, nil
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the
 // creation time is kept. Returns ENOTFOUND.
 func (tx *Tx) UpdateSubject(ctx context.Context, s *custos.StoredSubject) error {
+	defer tx.about(s.ID)()
 	n, err := tx.affected(ctx, `UPDATE subjects SET sealed = ?, updated_at = ? WHERE id = ?`,
 		sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.UpdatedAt), string(s.ID))
 	return mustAffect(n, err, "Subject")
@@ -44,8 +57,43 @@ func (tx *Tx) UpdateSubject(ctx context.Context, s *custos.StoredSubject) error 
 // DeleteSubject deletes the subject row. Its lookups and records must be
 // deleted first. Returns ENOTFOUND.
 func (tx *Tx) DeleteSubject(ctx context.Context, id custos.SubjectID) error {
+	defer tx.about(id)()
 	n, err := tx.affected(ctx, `DELETE FROM subjects WHERE id = ?`, string(id))
 	return mustAffect(n, err, "Subject")
+}
+
+// RestrictSubject sets restricted_until; the zero time lifts it. ENOTFOUND.
+func (tx *Tx) RestrictSubject(ctx context.Context, id custos.SubjectID, until time.Time) error {
+	defer tx.about(id)()
+	return tx.Stmts.RestrictSubject(ctx, id, until)
+}
+
+// InsertConsent appends a consent decision and sets c.Seq.
+func (tx *Tx) InsertConsent(ctx context.Context, c *custos.StoredConsent) error {
+	defer tx.about(c.SubjectID)()
+	return tx.Stmts.InsertConsent(ctx, c)
+}
+
+// DeleteConsents removes a subject's consent history.
+func (tx *Tx) DeleteConsents(ctx context.Context, id custos.SubjectID) (int, error) {
+	defer tx.about(id)()
+	return tx.Stmts.DeleteConsents(ctx, id)
+}
+
+// ListConsentsFor returns a subject's consent history for purposes, in
+// recorded order; a View answers it from the read cache when it can.
+func (tx *Tx) ListConsentsFor(ctx context.Context, id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, error) {
+	if tx.rc == nil {
+		return tx.Stmts.ListConsentsFor(ctx, id, purposes)
+	}
+	if l, ok := tx.rc.getConsents(id, purposes); ok {
+		return l, nil
+	}
+	l, err := tx.Stmts.ListConsentsFor(ctx, id, purposes)
+	if err == nil {
+		tx.rc.putConsents(tx.stamp, id, purposes, l)
+	}
+	return l, err
 }
 
 // CountSubjects returns the number of subjects.

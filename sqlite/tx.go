@@ -36,6 +36,135 @@ type Tx struct {
 	// transaction.
 	cache *stmtCache
 	stmts map[string]*sql.Stmt
+
+	// rc is the read cache, set on View transactions only; stamp is what
+	// the cache looked like when the View began (readcache.go).
+	rc    *readCache
+	stamp cacheStamp
+	// inv collects, on write transactions, the customers whose cached
+	// rows the statements change; subject names the customer the
+	// statement running now changes (set by about).
+	inv     *invalidation
+	subject custos.SubjectID
+	// sp is the state of the commit-group member's savepoint, which its
+	// first statement opens (before); spErr is why opening it failed.
+	sp    spState
+	spErr error
+	// ends is the work deferred with AtEnd; while finish runs it,
+	// buffering holds audit events back in auditBuf so that they are
+	// written together.
+	ends      []func(custos.Tx) error
+	buffering bool
+	auditBuf  []*custos.AuditEvent
+	// lookedUp holds blind-index answers of this View waiting for their
+	// subject's cache entry (GetSubject starts it).
+	lookedUp []lookupHit
+}
+
+type lookupHit struct {
+	field string
+	hash  []byte
+	id    custos.SubjectID
+}
+
+// cacheLookups keeps this View's blind-index answers that led to id, now
+// that id's entry exists.
+func (tx *Tx) cacheLookups(id custos.SubjectID) {
+	for _, h := range tx.lookedUp {
+		if h.id == id {
+			tx.rc.putLookup(tx.stamp, h.field, h.hash, id)
+		}
+	}
+}
+
+type spState uint8
+
+const (
+	spNone    spState = iota
+	spPending         // to be opened by the next statement
+	spOpen
+)
+
+var _ custos.AtEnder = (*Tx)(nil)
+
+// AtEnd registers fn to run at the end of the transaction, after the
+// Update function that registered it returned nil, just before commit
+// (custos.AtEnder). In a commit group the members' end work runs there
+// together, after every member: a group's audit events are written by
+// one multi-row statement, and a member that only appends an audit event
+// (a read) runs no statement of its own.
+func (tx *Tx) AtEnd(fn func(tx custos.Tx) error) { tx.ends = append(tx.ends, fn) }
+
+// finish runs the end work, holding the audit events it inserts back
+// until the last (or until another statement needs them written).
+func (tx *Tx) finish(ctx context.Context) error {
+	if len(tx.ends) == 0 {
+		return nil
+	}
+	ends := tx.ends
+	tx.ends = nil
+	tx.buffering = true
+	defer func() { tx.buffering, tx.auditBuf = false, nil }()
+	for _, fn := range ends {
+		if err := fn(tx); err != nil {
+			return err
+		}
+	}
+	return tx.flushAudit(ctx)
+}
+
+// flushAudit writes the audit events held back.
+func (tx *Tx) flushAudit(ctx context.Context) error {
+	buf := tx.auditBuf
+	if len(buf) == 0 {
+		return nil
+	}
+	tx.auditBuf = nil
+	return tx.InsertAuditEvents(ctx, buf)
+}
+
+// before runs ahead of every statement: it opens the commit-group
+// member's savepoint on its first statement, and writes held-back audit
+// events before anything that may read them or refer to them.
+func (tx *Tx) before(ctx context.Context) error {
+	if tx.sp == spPending {
+		tx.sp = spOpen
+		sctx, cancel := tx.stmtCtx(ctx)
+		defer cancel()
+		if _, err := tx.tx.ExecContext(sctx, "SAVEPOINT w"); err != nil {
+			tx.spErr = err
+			return err
+		}
+	}
+	if len(tx.auditBuf) > 0 {
+		return tx.flushAudit(ctx)
+	}
+	return nil
+}
+
+// about declares that the statements run until the returned function is
+// called change only rows of customer id, so that the read cache drops
+// just that customer's entry; without it, a statement changing a cached
+// table empties the whole cache.
+func (tx *Tx) about(id custos.SubjectID) func() {
+	prev := tx.subject
+	tx.subject = id
+	return func() { tx.subject = prev }
+}
+
+// note records what query changes in cached tables.
+func (tx *Tx) note(query string) {
+	if tx.inv == nil || !changesCached(query) {
+		return
+	}
+	if tx.subject == "" {
+		tx.inv.all = true
+		return
+	}
+	if tx.inv.ids == nil {
+		tx.inv.ids = map[custos.SubjectID]struct{}{}
+	}
+	tx.inv.ids[tx.subject] = struct{}{}
 }
 
 // auditHead is the last audit event's seq and hash, once known.
@@ -66,6 +195,10 @@ type scanner interface {
 
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := tx.before(ctx); err != nil {
+		return nil, err
+	}
+	tx.note(query)
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	if s := tx.txStmt(ctx, query); s != nil {
@@ -86,6 +219,10 @@ func (tx *Tx) affected(ctx context.Context, query string, args ...any) (int64, e
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
+	if err := tx.before(ctx); err != nil {
+		return err
+	}
+	tx.note(query)
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	if s := tx.txStmt(ctx, query); s != nil {
@@ -101,6 +238,10 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
+	if err := tx.before(ctx); err != nil {
+		return err
+	}
+	tx.note(query)
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
 	var rows *sql.Rows

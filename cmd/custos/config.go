@@ -32,8 +32,11 @@ type Config struct {
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
 	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
 	MaxConns  int    `json:"max_conns"`  // PostgreSQL: connection pool size per node (0 = 16)
-	TLSCert   string `json:"tls_cert"`   // PEM certificate file: serve HTTPS
-	TLSKey    string `json:"tls_key"`    // PEM private key file
+	// ReadCache is how many customers' stored rows a SQLite node keeps in
+	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
+	ReadCache int    `json:"read_cache"`
+	TLSCert   string `json:"tls_cert"` // PEM certificate file: serve HTTPS
+	TLSKey    string `json:"tls_key"`  // PEM private key file
 	// InsecureHTTP allows plain HTTP on a non-loopback address (behind a
 	// TLS-terminating proxy on a trusted network).
 	InsecureHTTP bool `json:"insecure_http"`
@@ -65,6 +68,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("max_conns %d: want 0 (default) or more", c.MaxConns)
+	}
+	if c.ReadCache < -1 {
+		return fmt.Errorf("read_cache %d: want -1 (off), 0 (default) or a number of customers", c.ReadCache)
 	}
 	if c.Data == "" {
 		return errors.New("data: a directory is required")
@@ -163,6 +169,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
 	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
+	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
 	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (env CUSTOS_INSECURE_HTTP=1)")
@@ -181,7 +188,7 @@ type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
 	retention                                               string
 	migrate                                                 bool
-	maxConns                                                int
+	maxConns, readCache                                     int
 	tlsCert, tlsKey                                         string
 	shredLedger                                             string
 	insecureHTTP                                            bool
@@ -249,6 +256,15 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CUSTOS_MAX_CONNS %q: want a positive integer", v)
 		}
 		c.MaxConns = n
+	}
+	if f.readCache != 0 {
+		c.ReadCache = f.readCache
+	} else if v := getenv("CUSTOS_READ_CACHE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("CUSTOS_READ_CACHE %q: want an integer (-1: off)", v)
+		}
+		c.ReadCache = n
 	}
 	if f.noPlans || getenv("CUSTOS_NO_PLANS") == "1" || getenv("CUSTOS_NO_PLANS") == "true" {
 		c.NoPlans = true

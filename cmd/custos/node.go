@@ -81,7 +81,7 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 		n.store, n.pg = db, db
 		return n, nil
 	}
-	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate})
+	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate, ReadCache: cfg.ReadCache})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}

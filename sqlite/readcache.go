@@ -1,0 +1,391 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"custos"
+)
+
+// DefaultReadCache is how many customers the read cache holds when
+// Options.ReadCache is 0.
+const DefaultReadCache = 50_000
+
+// readCache keeps, per customer, what a read fetches before it decides
+// and decrypts: the stored subject row (ciphertext), the wrapped data key,
+// the consent rows per purpose list, and the blind-index keys that led to
+// the customer. It holds nothing the database file does not hold, and
+// nothing in plaintext: decrypting still needs the master key, and
+// shredding deletes the entry in the same step that commits the deletion.
+//
+// Only read transactions (View) use it, and only positive answers are
+// kept. Coherence, in this process: every write transaction records the
+// customers whose cached rows it changes (Tx.about); after it commits (or
+// fails), and before its callers are answered, their entries are deleted
+// and the generation advances. A View notes the generation when it
+// starts and may fill an entry only if no invalidation happened since,
+// so a row read from a snapshot older than a commit is never kept after
+// that commit's invalidation. A statement that changes a cached table
+// without naming its customer empties the whole cache.
+//
+// Across processes (custos retention run, keys rotate or another command
+// on the same file while serve runs): every process that commits such a
+// change advances a counter in a small shared file (DB-cachegen) before
+// and after its commit; a View that finds the counter moved by another
+// process empties its cache first. Writing the file with other tools
+// while custos runs is not supported (docs/deploy.md).
+type readCache struct {
+	max    int // per shard
+	seed   maphash.Seed
+	gen    atomic.Uint64 // local invalidations
+	shards [cacheShards]cacheShard
+
+	shared *sharedGen
+	// seen is the shared counter's value this process has accounted for:
+	// its own advances, and foreign ones after which it emptied itself.
+	seen   atomic.Uint64
+	bumpMu sync.Mutex
+
+	flushes atomic.Uint64 // whole-cache flushes, for tests
+}
+
+const cacheShards = 16
+
+type cacheShard struct {
+	mu      sync.Mutex
+	entries map[custos.SubjectID]*cacheEntry
+	lookups map[string]custos.SubjectID // field\x00hash → subject
+}
+
+type cacheEntry struct {
+	subject  *custos.StoredSubject
+	key      *custos.DataKey
+	consents map[string][]*custos.StoredConsent // purposes joined by \x00
+	lookups  []string
+}
+
+// cacheStamp is what a View notes at its start.
+type cacheStamp struct {
+	gen, shared uint64
+}
+
+func newReadCache(size int, shared *sharedGen) *readCache {
+	per := max(size/cacheShards, 1)
+	c := &readCache{max: per, seed: maphash.MakeSeed(), shared: shared}
+	for i := range c.shards {
+		c.shards[i].entries = map[custos.SubjectID]*cacheEntry{}
+		c.shards[i].lookups = map[string]custos.SubjectID{}
+	}
+	c.seen.Store(shared.load())
+	return c
+}
+
+func (c *readCache) shard(id custos.SubjectID) *cacheShard {
+	return &c.shards[maphash.String(c.seed, string(id))%cacheShards]
+}
+
+// begin is called when a View starts: it empties the cache if another
+// process changed cached tables since it last looked, and returns the
+// stamp that fills must match.
+func (c *readCache) begin() cacheStamp {
+	if cur := c.shared.load(); cur != c.seen.Load() {
+		c.bumpMu.Lock()
+		c.flushAll()
+		c.seen.Store(cur)
+		c.bumpMu.Unlock()
+	}
+	return cacheStamp{gen: c.gen.Load(), shared: c.shared.load()}
+}
+
+// valid reports whether nothing was invalidated since stamp; call it with
+// the shard's lock held.
+func (c *readCache) valid(stamp cacheStamp) bool {
+	return c.gen.Load() == stamp.gen && c.shared.load() == stamp.shared
+}
+
+func (c *readCache) flushAll() {
+	c.gen.Add(1)
+	c.flushes.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.entries)
+		clear(s.lookups)
+		s.mu.Unlock()
+	}
+}
+
+// advanceShared moves the shared counter for a change this process is
+// committing, accounting for it so that this process does not empty
+// itself; a foreign advance in between leaves seen behind, and the next
+// View empties the cache.
+func (c *readCache) advanceShared() {
+	c.bumpMu.Lock()
+	if v := c.shared.add(); v == c.seen.Load()+1 {
+		c.seen.Store(v)
+	}
+	c.bumpMu.Unlock()
+}
+
+// invalidate deletes the entries of ids (all entries when all is set)
+// after a write that changed them.
+func (c *readCache) invalidate(inv *invalidation) {
+	if inv.all {
+		c.flushAll()
+		return
+	}
+	c.gen.Add(1)
+	for id := range inv.ids {
+		s := c.shard(id)
+		s.mu.Lock()
+		if e := s.entries[id]; e != nil {
+			for _, k := range e.lookups {
+				delete(s.lookups, k)
+			}
+			delete(s.entries, id)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[id]; e != nil {
+		st := *e.subject
+		st.Sealed = maps.Clone(e.subject.Sealed)
+		return &st
+	}
+	return nil
+}
+
+// putSubject starts an entry for a subject row read in a View stamped
+// stamp.
+func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject) {
+	s := c.shard(st.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.valid(stamp) || s.entries[st.ID] != nil {
+		return
+	}
+	if len(s.entries) >= c.max {
+		// Evict one entry; map order is random enough for a cache whose
+		// misses cost one indexed read.
+		for id, e := range s.entries {
+			for _, k := range e.lookups {
+				delete(s.lookups, k)
+			}
+			delete(s.entries, id)
+			break
+		}
+	}
+	cp := *st
+	cp.Sealed = maps.Clone(st.Sealed)
+	s.entries[st.ID] = &cacheEntry{subject: &cp}
+}
+
+func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[id]; e != nil && e.key != nil {
+		k := *e.key
+		return &k
+	}
+	return nil
+}
+
+// putKey adds a data key to an existing entry.
+func (c *readCache) putKey(stamp cacheStamp, k *custos.DataKey) {
+	s := c.shard(k.SubjectID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[k.SubjectID]; e != nil && c.valid(stamp) {
+		cp := *k
+		e.key = &cp
+	}
+}
+
+func consentKey(purposes []string) string { return strings.Join(purposes, "\x00") }
+
+func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, bool) {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[id]
+	if e == nil {
+		return nil, false
+	}
+	l, ok := e.consents[consentKey(purposes)]
+	if !ok {
+		return nil, false
+	}
+	return copyConsents(l), true
+}
+
+func (c *readCache) putConsents(stamp cacheStamp, id custos.SubjectID, purposes []string, l []*custos.StoredConsent) {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[id]
+	if e == nil || !c.valid(stamp) {
+		return
+	}
+	if e.consents == nil {
+		e.consents = map[string][]*custos.StoredConsent{}
+	}
+	if len(e.consents) < 8 { // purpose lists a caller uses; bounded
+		e.consents[consentKey(purposes)] = copyConsents(l)
+	}
+}
+
+func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {
+	out := make([]*custos.StoredConsent, len(l))
+	for i, c := range l {
+		cp := *c
+		out[i] = &cp
+	}
+	return out
+}
+
+func lookupKey(field string, hash []byte) string { return field + "\x00" + string(hash) }
+
+func (c *readCache) getLookup(field string, hash []byte) (custos.SubjectID, bool) {
+	k := lookupKey(field, hash)
+	s := &c.shards[maphash.String(c.seed, k)%cacheShards]
+	s.mu.Lock()
+	id, ok := s.lookups[k]
+	s.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	// The mapping is kept only while its subject's entry is.
+	if c.getSubjectPresent(id) {
+		return id, true
+	}
+	return "", false
+}
+
+func (c *readCache) getSubjectPresent(id custos.SubjectID) bool {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries[id] != nil
+}
+
+// putLookup records that (field, hash) led to id, whose entry must exist.
+// The mapping lives in the shard of the key and is listed on the entry,
+// so that invalidating the subject removes it.
+func (c *readCache) putLookup(stamp cacheStamp, field string, hash []byte, id custos.SubjectID) {
+	k := lookupKey(field, hash)
+	ks := &c.shards[maphash.String(c.seed, k)%cacheShards]
+	s := c.shard(id)
+	// Lock order: subject shard, then key shard (they may be the same).
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[id]
+	if e == nil || !c.valid(stamp) || len(e.lookups) >= 8 {
+		return
+	}
+	if ks != s {
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+	}
+	ks.lookups[k] = id
+	e.lookups = append(e.lookups, k)
+}
+
+// invalidation is what one write transaction changed in cached tables.
+type invalidation struct {
+	ids map[custos.SubjectID]struct{}
+	all bool
+}
+
+func (inv *invalidation) empty() bool { return !inv.all && len(inv.ids) == 0 }
+
+// cachedTables matches statements that change rows the read cache holds.
+// Inserts of new subject, data key and lookup rows change no cached row
+// (only rows that exist are cached), unless they replace one.
+var cachedTables = regexp.MustCompile(`(?is)^\s*(UPDATE\s+(OR\s+\w+\s+)?|DELETE\s+FROM\s+|INSERT\s+(OR\s+\w+\s+)?INTO\s+|REPLACE\s+INTO\s+)"?(subjects|data_keys|consents|lookups)"?[\s(]`)
+
+var statementKinds sync.Map // query → bool (changes cached rows)
+
+// changesCached reports whether query may change a row the read cache
+// holds.
+func changesCached(query string) bool {
+	if v, ok := statementKinds.Load(query); ok {
+		return v.(bool)
+	}
+	m := cachedTables.FindStringSubmatch(query)
+	changes := false
+	if m != nil {
+		verb := strings.ToUpper(strings.TrimSpace(m[1]))
+		switch {
+		case strings.HasPrefix(verb, "INSERT") && !strings.Contains(verb, " OR "):
+			// A plain insert adds a row; an upsert may change one.
+			up := strings.ToUpper(query)
+			changes = m[4] == "consents" || strings.Contains(up, "DO UPDATE")
+		default:
+			changes = true
+		}
+	}
+	if len(query) < 4096 { // batch texts vary with their row count; long ones are rare
+
+		statementKinds.Store(query, changes)
+	}
+	return changes
+}
+
+// sharedGen is a counter in a file mapped into every custos process that
+// opens the database, advanced by each commit that changes cached rows.
+type sharedGen struct {
+	mem []byte
+	p   *uint64
+}
+
+func openSharedGen(dbPath string) (*sharedGen, error) {
+	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < 8 {
+		if err := f.Truncate(8); err != nil {
+			return nil, err
+		}
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, 8, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s-cachegen: %w", dbPath, err)
+	}
+	if len(mem) < 8 {
+		return nil, errors.New("short mapping")
+	}
+	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0]))}, nil
+}
+
+func (g *sharedGen) load() uint64 { return atomic.LoadUint64(g.p) }
+func (g *sharedGen) add() uint64  { return atomic.AddUint64(g.p, 1) }
+
+func (g *sharedGen) close() error {
+	if g == nil || g.mem == nil {
+		return nil
+	}
+	err := syscall.Munmap(g.mem)
+	g.mem, g.p = nil, nil
+	return err
+}
