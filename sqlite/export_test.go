@@ -1,8 +1,11 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"time"
+
+	"custos"
 )
 
 // WritePool and ReadPool expose the pools to the external tests.
@@ -34,4 +37,10 @@ func SetCheckpointEvery(tb interface{ Cleanup(func()) }, d time.Duration) {
 	old := checkpointEvery
 	checkpointEvery = d
 	tb.Cleanup(func() { checkpointEvery = old })
+}
+
+// ExecUntracked runs query in tx as a statement that names no customer.
+func ExecUntracked(ctx context.Context, tx custos.Tx, query string) error {
+	_, err := tx.(*Tx).exec(ctx, query)
+	return err
 }

@@ -55,7 +55,31 @@ type readCache struct {
 	seen   atomic.Uint64
 	bumpMu sync.Mutex
 
-	flushes atomic.Uint64 // whole-cache flushes, for tests
+	hits, misses, flushes atomic.Uint64
+}
+
+// ReadCacheStats counts the read cache's answers for subject rows, and
+// how often it was emptied whole.
+type ReadCacheStats struct {
+	Hits, Misses, Flushes uint64
+	Entries               int
+}
+
+// ReadCacheStats reports the read cache's counters; all zero when it is
+// off.
+func (db *DB) ReadCacheStats() ReadCacheStats {
+	c := db.rc
+	if c == nil {
+		return ReadCacheStats{}
+	}
+	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Flushes: c.flushes.Load()}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		st.Entries += len(s.entries)
+		s.mu.Unlock()
+	}
+	return st
 }
 
 const cacheShards = 16
@@ -162,10 +186,12 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.entries[id]; e != nil {
+		c.hits.Add(1)
 		st := *e.subject
 		st.Sealed = maps.Clone(e.subject.Sealed)
 		return &st
 	}
+	c.misses.Add(1)
 	return nil
 }
 

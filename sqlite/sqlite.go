@@ -487,6 +487,9 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 
 // View runs fn in a read-only transaction on the read pool; it sees one
 // consistent snapshot. Writes inside it fail with EINTERNAL.
+//
+// The transaction begins with fn's first statement: a read the read cache
+// answers whole takes no connection at all.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
 	var stamp cacheStamp
 	if db.rc != nil {
@@ -507,38 +510,47 @@ func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
 }
 
 // run runs fn in one transaction on a connection of pool; cache, when not
-// nil, supplies prepared statements.
+// nil, supplies prepared statements. A read-only transaction is begun by
+// its first statement (Tx.before); a write transaction at once.
 func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
-	cctx, cancel := context.WithTimeout(ctx, db.timeout)
-	conn, err := pool.Conn(cctx)
-	cancel()
-	if err != nil {
-		return internal("connect", err)
-	}
-	defer func() {
-		if cerr := conn.Close(); cerr != nil && err == nil {
-			err = internal("release", cerr)
+	var conn *sql.Conn
+	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	tx.begin = func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, db.timeout)
+		c, err := pool.Conn(cctx)
+		cancel()
+		if err != nil {
+			return internal("connect", err)
 		}
-	}()
-
-	sqlTx, err := conn.BeginTx(ctx, opts)
-	if err != nil {
-		return internal("begin", err)
+		sqlTx, err := c.BeginTx(ctx, opts)
+		if err != nil {
+			return errors.Join(internal("begin", err), c.Close())
+		}
+		conn, tx.tx = c, sqlTx
+		return nil
 	}
 	ended := false
 	defer func() {
 		// Also runs when fn panics, so the connection is never returned
 		// to the pool inside a transaction.
-		if ended {
+		if conn == nil {
 			return
 		}
-		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			err = errors.Join(err, internal("rollback", rerr))
+		if !ended {
+			if rerr := tx.tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+				err = errors.Join(err, internal("rollback", rerr))
+			}
+		}
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = internal("release", cerr)
 		}
 	}()
-
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
-	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	if opts == nil || !opts.ReadOnly {
+		if err := tx.before(ctx); err != nil {
+			return err
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -546,7 +558,10 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 		return err
 	}
 	ended = true
-	if err := sqlTx.Commit(); err != nil {
+	if conn == nil {
+		return nil
+	}
+	if err := tx.tx.Commit(); err != nil {
 		return internal("commit", err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"custos"
@@ -46,6 +47,9 @@ type Tx struct {
 	// statement running now changes (set by about).
 	inv     *invalidation
 	subject custos.SubjectID
+	// begin, when tx is nil, begins the transaction (run: a read-only
+	// transaction begins with its first statement).
+	begin func(ctx context.Context) error
 	// sp is the state of the commit-group member's savepoint, which its
 	// first statement opens (before); spErr is why opening it failed.
 	sp    spState
@@ -127,6 +131,14 @@ func (tx *Tx) flushAudit(ctx context.Context) error {
 // member's savepoint on its first statement, and writes held-back audit
 // events before anything that may read them or refer to them.
 func (tx *Tx) before(ctx context.Context) error {
+	if tx.tx == nil {
+		if tx.begin == nil {
+			return internal("statement", errors.New("no transaction"))
+		}
+		if err := tx.begin(ctx); err != nil {
+			return err
+		}
+	}
 	if tx.sp == spPending {
 		tx.sp = spOpen
 		sctx, cancel := tx.stmtCtx(ctx)
