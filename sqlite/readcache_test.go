@@ -202,7 +202,9 @@ func TestReadCacheUntrackedWrite(t *testing.T) {
 	if st := db.ReadCacheStats(); st.Flushes != before.Flushes {
 		t.Fatalf("a write to records flushed the cache: %+v", st)
 	}
-	if err := db.Update(ctx, func(tx custos.Tx) error { return sqlite.ExecUntracked(ctx, tx, `UPDATE subjects SET updated_at = updated_at + 1`) }); err != nil {
+	if err := db.Update(ctx, func(tx custos.Tx) error {
+		return sqlite.ExecUntracked(ctx, tx, `UPDATE subjects SET updated_at = updated_at + 1`)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if st := db.ReadCacheStats(); st.Flushes != before.Flushes+1 || st.Entries != 0 {
