@@ -240,13 +240,27 @@ func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor c
 	if err := tx.InsertSubject(ctx, p.stored); err != nil {
 		return err
 	}
-	for _, name := range slices.Sorted(maps.Keys(p.lookups)) {
-		if err := tx.InsertLookup(ctx, name, p.lookups[name], p.stored.ID); err != nil {
-			if e := custos.AsError(err); e != nil && e.Code == custos.ECONFLICT {
-				return duplicate(name, custos.SubjectID(e.ConflictID))
+	// All of the customer's blind-index keys in one statement; only when
+	// one is taken are the owners looked up, to name the first field (in
+	// name order) that another customer has.
+	names := slices.Sorted(maps.Keys(p.lookups))
+	lks := make([]custos.Lookup, len(names))
+	for i, name := range names {
+		lks[i] = custos.Lookup{Field: name, Hash: p.lookups[name], SubjectID: p.stored.ID}
+	}
+	if err := tx.InsertLookups(ctx, lks); custos.ErrorCode(err) == custos.ECONFLICT {
+		for _, l := range lks {
+			owner, err := tx.FindLookup(ctx, l.Field, l.Hash)
+			if err != nil {
+				return err
 			}
-			return err
+			if owner != p.stored.ID {
+				return duplicate(l.Field, owner)
+			}
 		}
+		return err
+	} else if err != nil {
+		return err
 	}
 	if p.consent != nil {
 		var err error
