@@ -356,6 +356,15 @@ func decode(r *http.Request, v any) error {
 
 func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	if sub, ok := v.(*custos.Subject); ok {
+		if b, ok := appendSubject(make([]byte, 0, 1024), sub); ok {
+			w.WriteHeader(status)
+			if _, err := w.Write(b); err != nil {
+				s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
+			}
+			return
+		}
+	}
 	w.WriteHeader(status)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)

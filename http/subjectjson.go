@@ -1,0 +1,161 @@
+package http
+
+import (
+	"maps"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"custos"
+)
+
+// appendSubject appends the JSON encoding/json gives s (with a trailing
+// newline, as json.Encoder writes it) without reflection: a subject is the
+// answer to every read, and encoding its three maps by reflection cost
+// more than deciding, decrypting and masking it together. ok is false
+// for a subject this encoder does not cover (one carrying a consent
+// receipt); the caller then uses encoding/json. TestAppendSubject and
+// FuzzAppendSubject hold it byte for byte to encoding/json.
+func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
+	if s == nil || s.ConsentReceipt != nil {
+		return b, false
+	}
+	start, ok := len(b), true
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, string(s.ID))
+	b = append(b, `,"fields":`...)
+	if s.Fields == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '{')
+		for i, k := range slices.Sorted(maps.Keys(s.Fields)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, s.Fields[k])
+		}
+		b = append(b, '}')
+	}
+	if len(s.Decisions) > 0 {
+		b = append(b, `,"decisions":{`...)
+		for i, k := range slices.Sorted(maps.Keys(s.Decisions)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			d := s.Decisions[k]
+			b = appendJSONString(b, k)
+			b = append(b, `:{"outcome":`...)
+			b = appendJSONString(b, string(d.Outcome))
+			b = append(b, `,"reason":`...)
+			b = appendJSONString(b, d.Reason)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if len(s.Provenance) > 0 {
+		b = append(b, `,"provenance":{`...)
+		for i, k := range slices.Sorted(maps.Keys(s.Provenance)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			p := s.Provenance[k]
+			b = appendJSONString(b, k)
+			b = append(b, `:{"collector":`...)
+			b = appendJSONString(b, p.Collector)
+			b = append(b, `,"channel":`...)
+			b = appendJSONString(b, p.Channel)
+			if p.Location != "" {
+				b = append(b, `,"location":`...)
+				b = appendJSONString(b, p.Location)
+			}
+			b = append(b, `,"source":`...)
+			b = appendJSONString(b, p.Source)
+			if p.Plan != "" {
+				b = append(b, `,"plan":`...)
+				b = appendJSONString(b, p.Plan)
+			}
+			b = append(b, `,"time":`...)
+			b = appendJSONTime(b, p.Time, &ok)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"created_at":`...)
+	b = appendJSONTime(b, s.CreatedAt, &ok)
+	b = append(b, `,"updated_at":`...)
+	b = appendJSONTime(b, s.UpdatedAt, &ok)
+	if !ok {
+		// A time encoding/json refuses: let it report the error.
+		return b[:start], false
+	}
+	return append(b, "}\n"...), true
+}
+
+// appendJSONTime appends t as time.Time.MarshalJSON writes it, clearing
+// ok if that refuses t.
+func appendJSONTime(b []byte, t time.Time, ok *bool) []byte {
+	j, err := t.MarshalJSON()
+	if err != nil {
+		*ok = false
+		return b
+	}
+	return append(b, j...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString is encoding/json's string encoding with HTML escaping
+// (its default): <, > and & as \u003c, \u003e, \u0026; control characters
+// escaped; invalid UTF-8 as \ufffd; U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

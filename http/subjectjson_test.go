@@ -1,0 +1,99 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"custos"
+)
+
+// encodingJSON is what json.Encoder (HTML escaping on) writes for v.
+func encodingJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// nasty strings: HTML, quotes, controls, invalid UTF-8, separators,
+// Chinese text.
+var nasty = []string{"", "张伟", "a<b>&c", `q"\`, "\x00\x01\x1f\x7f", "\b\f\n\r\t", "\xff\xfe", "\u2028\u2029",
+	"138****5678", "上海市浦东新区", "x\xe4\xb8", "emoji 😀", "</script>"}
+
+func randomSubject(r *rand.Rand) *custos.Subject {
+	pick := func() string { return nasty[r.IntN(len(nasty))] + nasty[r.IntN(len(nasty))] }
+	loc := time.FixedZone("", (r.IntN(48)-24)*1800)
+	at := func() time.Time { return time.Unix(r.Int64N(4e9), r.Int64N(1e9)).In(loc) }
+	s := &custos.Subject{ID: custos.SubjectID(pick()), CreatedAt: at(), UpdatedAt: at()}
+	if r.IntN(8) > 0 {
+		s.Fields = map[string]string{}
+	}
+	for range r.IntN(6) {
+		if s.Fields != nil {
+			s.Fields[pick()] = pick()
+		}
+	}
+	if r.IntN(3) > 0 {
+		s.Decisions = map[string]custos.FieldDecision{}
+		for range r.IntN(6) {
+			s.Decisions[pick()] = custos.FieldDecision{Outcome: custos.Outcome(pick()), Reason: pick()}
+		}
+	}
+	if r.IntN(3) > 0 {
+		s.Provenance = map[string]custos.Provenance{}
+		for range r.IntN(4) {
+			s.Provenance[pick()] = custos.Provenance{Collector: pick(), Channel: pick(), Location: pick(), Source: pick(), Plan: pick(), Time: at()}
+		}
+	}
+	return s
+}
+
+// TestAppendSubject: the reflection-free encoder writes what
+// encoding/json writes, byte for byte, for subjects full of strings that
+// need escaping, and hands back what it does not cover.
+func TestAppendSubject(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 3000 {
+		s := randomSubject(r)
+		got, ok := appendSubject(nil, s)
+		if !ok {
+			t.Fatalf("subject %d: not encoded", i)
+		}
+		if want := encodingJSON(t, s); !bytes.Equal(got, want) {
+			t.Fatalf("subject %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	// Not covered: a receipt, a time encoding/json refuses.
+	if _, ok := appendSubject(nil, &custos.Subject{ConsentReceipt: &custos.ConsentReceipt{}}); ok {
+		t.Error("a subject with a consent receipt was encoded")
+	}
+	if b, ok := appendSubject([]byte("x"), &custos.Subject{CreatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}); ok || string(b) != "x" {
+		t.Errorf("year 10000: %q, %v; want the buffer untouched and false", b, ok)
+	}
+}
+
+// FuzzAppendSubject holds the encoder to encoding/json on arbitrary
+// strings.
+func FuzzAppendSubject(f *testing.F) {
+	for _, s := range nasty {
+		f.Add(s, s, s)
+	}
+	f.Fuzz(func(t *testing.T, id, k, v string) {
+		s := &custos.Subject{ID: custos.SubjectID(id), Fields: map[string]string{k: v, v: k},
+			Decisions:  map[string]custos.FieldDecision{k: {Outcome: custos.Outcome(v), Reason: id}},
+			Provenance: map[string]custos.Provenance{v: {Collector: k, Channel: id, Location: v, Source: k, Time: time.Unix(1, 2)}},
+			CreatedAt:  time.Unix(3, 4).UTC(), UpdatedAt: time.Unix(5, 6)}
+		got, ok := appendSubject(nil, s)
+		if !ok {
+			t.Fatal("not encoded")
+		}
+		if want := encodingJSON(t, s); !bytes.Equal(got, want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+	})
+}
