@@ -33,6 +33,7 @@ import (
 	"custos/core"
 	custoshttp "custos/http"
 	"custos/seed"
+	"custos/sqlite"
 )
 
 // The load generator is a closed loop: each of c workers sends one request,
@@ -122,6 +123,9 @@ type benchResult struct {
 	CeilingRPS      float64 `json:"ceiling_throughput"`
 	Ratio           float64 `json:"ratio_to_ceiling"`
 	RowsPerSec      float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second
+	// CacheHitRate is the share of subject rows reads found in the SQLite
+	// read cache during the window (omitted when no read looked).
+	CacheHitRate float64 `json:"read_cache_hit_rate,omitempty"`
 	Samples         int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
@@ -293,6 +297,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		gen:      &benchGen{g: seed.New(rand.New(rand.NewPCG(*seedV, 0x62656e6368)))},
 		erasable: &benchPool{},
 		seed:     *seedV,
+	}
+	if n.sqlite != nil {
+		env.cache = n.sqlite.ReadCacheStats
 	}
 	if err := env.principals(ctx, n); err != nil {
 		return fmt.Errorf("bench: principals: %w", err)
@@ -543,6 +550,8 @@ type benchEnv struct {
 	addrs    []string // addresses for the update workload
 	erasable *benchPool
 	jobs     atomic.Int64
+	// cache reports the SQLite read cache's counters (nil on PostgreSQL).
+	cache func() sqlite.ReadCacheStats
 }
 
 // principals creates, through the API as the admin, one principal per role
@@ -985,6 +994,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	// The clock goroutine takes the CPU and peak-RSS readings at the
 	// edges of the measured window, not when the last straggler is in.
 	var cpu0, cpu1 time.Duration
+	var cache0, cache1 sqlite.ReadCacheStats
 	var rss int64
 	measured := make(chan struct{})
 	go func() {
@@ -1002,8 +1012,14 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 					benchResetPeakRSS()
 				}
 				cpu0, _ = benchUsage()
+				if env.cache != nil {
+					cache0 = env.cache()
+				}
 			} else {
 				cpu1, rss = benchUsage()
+				if env.cache != nil {
+					cache1 = env.cache()
+				}
 			}
 		}
 	}()
@@ -1099,6 +1115,9 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	}
 	res.ErrorCodes = cl
 	res.CPUSeconds = (cpu1 - cpu0).Seconds()
+	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
+		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
+	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
 	}
@@ -1206,6 +1225,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		var notes []string
 		if r.RowsPerSec > 0 {
 			notes = append(notes, fmt.Sprintf("%.0f rows/s stored", r.RowsPerSec))
+		}
+		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
+			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
 		}
 		if len(r.ErrorCodes) > 0 {
 			var cs []string
