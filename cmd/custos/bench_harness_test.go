@@ -50,6 +50,14 @@ func TestBenchHarnessJSON(t *testing.T) {
 			t.Errorf("%s: p50 %.3f ms, p99 %.3f ms; want 0 < p50 ≤ p99", name, r.P50ms, r.P99ms)
 		}
 	}
+	// lookup reads the customers read just before: the read cache
+	// answers most of them, and the report says so.
+	if r := got["lookup"]; r.CacheHitRate <= 0 || r.CacheHitRate > 1 {
+		t.Errorf("lookup: read cache hit rate %.3f, want in (0, 1]", r.CacheHitRate)
+	}
+	if r := got["create"]; r.CacheHitRate != 0 {
+		t.Errorf("create: read cache hit rate %.3f, want 0 (creates read nothing)", r.CacheHitRate)
+	}
 	if len(rep.Results) != 5 {
 		t.Errorf("results: got %d rows, want 5 (ceiling + 4 workloads)", len(rep.Results))
 	}
