@@ -32,6 +32,9 @@ type Config struct {
 	LogLevel  string `json:"log_level"`  // debug, info, warn, error
 	Migrate   bool   `json:"migrate"`    // PostgreSQL: apply pending migrations at start
 	MaxConns  int    `json:"max_conns"`  // PostgreSQL: connection pool size per node (0 = 16)
+	// PGWriters is how many PostgreSQL commit groups a node runs at once
+	// (0 = 2; at most half of max_conns). docs/deploy.md.
+	PGWriters int `json:"pg_writers"`
 	// ReadCache is how many customers' stored rows a SQLite node keeps in
 	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
 	ReadCache int    `json:"read_cache"`
@@ -68,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("max_conns %d: want 0 (default) or more", c.MaxConns)
+	}
+	if c.PGWriters < 0 {
+		return fmt.Errorf("pg_writers %d: want 0 (default) or more", c.PGWriters)
 	}
 	if c.ReadCache < -1 {
 		return fmt.Errorf("read_cache %d: want -1 (off), 0 (default) or a number of customers", c.ReadCache)
@@ -169,6 +175,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.data, "data", "", "data directory (env CUSTOS_DATA; default ./custos-data)")
 	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
+	fs.IntVar(&f.pgWriters, "pg-writers", 0, "PostgreSQL: commit groups run at once per node (env CUSTOS_PG_WRITERS; default 2, at most half of --max-conns)")
 	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
@@ -188,7 +195,7 @@ type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
 	retention                                               string
 	migrate                                                 bool
-	maxConns, readCache                                     int
+	maxConns, readCache, pgWriters                          int
 	tlsCert, tlsKey                                         string
 	shredLedger                                             string
 	insecureHTTP                                            bool
@@ -256,6 +263,15 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CUSTOS_MAX_CONNS %q: want a positive integer", v)
 		}
 		c.MaxConns = n
+	}
+	if f.pgWriters > 0 {
+		c.PGWriters = f.pgWriters
+	} else if v := getenv("CUSTOS_PG_WRITERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("CUSTOS_PG_WRITERS %q: want a positive integer", v)
+		}
+		c.PGWriters = n
 	}
 	if f.readCache != 0 {
 		c.ReadCache = f.readCache
