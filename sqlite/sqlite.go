@@ -177,7 +177,7 @@ func dsn(path string, write bool) string {
 		// connection of its own (checkpoint.go).
 		// journal_size_limit trims the WAL back to 64 MiB when it is
 		// started again after growing larger.
-		return baseDSN(path) + "&_pragma=journal_size_limit(67108864)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+		return baseDSN(path) + "&_pragma=journal_size_limit(67108864)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	}
 	return baseDSN(path) + "&_query_only=on"
 }
