@@ -27,42 +27,22 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 	if s.Fields == nil {
 		b = append(b, "null"...)
 	} else {
-		b = append(b, '{')
-		for i, k := range slices.Sorted(maps.Keys(s.Fields)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, s.Fields[k])
-		}
-		b = append(b, '}')
+		b = appendJSONMap(b, s.Fields, appendJSONString)
 	}
 	if len(s.Decisions) > 0 {
-		b = append(b, `,"decisions":{`...)
-		for i, k := range slices.Sorted(maps.Keys(s.Decisions)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			d := s.Decisions[k]
-			b = appendJSONString(b, k)
-			b = append(b, `:{"outcome":`...)
+		b = append(b, `,"decisions":`...)
+		b = appendJSONMap(b, s.Decisions, func(b []byte, d custos.FieldDecision) []byte {
+			b = append(b, `{"outcome":`...)
 			b = appendJSONString(b, string(d.Outcome))
 			b = append(b, `,"reason":`...)
 			b = appendJSONString(b, d.Reason)
-			b = append(b, '}')
-		}
-		b = append(b, '}')
+			return append(b, '}')
+		})
 	}
 	if len(s.Provenance) > 0 {
-		b = append(b, `,"provenance":{`...)
-		for i, k := range slices.Sorted(maps.Keys(s.Provenance)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			p := s.Provenance[k]
-			b = appendJSONString(b, k)
-			b = append(b, `:{"collector":`...)
+		b = append(b, `,"provenance":`...)
+		b = appendJSONMap(b, s.Provenance, func(b []byte, p custos.Provenance) []byte {
+			b = append(b, `{"collector":`...)
 			b = appendJSONString(b, p.Collector)
 			b = append(b, `,"channel":`...)
 			b = appendJSONString(b, p.Channel)
@@ -78,9 +58,8 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 			}
 			b = append(b, `,"time":`...)
 			b = appendJSONTime(b, p.Time, &ok)
-			b = append(b, '}')
-		}
-		b = append(b, '}')
+			return append(b, '}')
+		})
 	}
 	b = append(b, `,"created_at":`...)
 	b = appendJSONTime(b, s.CreatedAt, &ok)
@@ -91,6 +70,21 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 		return b[:start], false
 	}
 	return append(b, "}\n"...), true
+}
+
+// appendJSONMap appends m as encoding/json does: keys sorted, each value
+// appended by value.
+func appendJSONMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = value(b, m[k])
+	}
+	return append(b, '}')
 }
 
 // appendJSONTime appends t as time.Time.MarshalJSON writes it, clearing

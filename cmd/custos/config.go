@@ -255,32 +255,26 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	if f.insecureHTTP || getenv("CUSTOS_INSECURE_HTTP") == "1" || getenv("CUSTOS_INSECURE_HTTP") == "true" {
 		c.InsecureHTTP = true
 	}
-	if f.maxConns > 0 {
-		c.MaxConns = f.maxConns
-	} else if v := getenv("CUSTOS_MAX_CONNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("CUSTOS_MAX_CONNS %q: want a positive integer", v)
+	for _, n := range []struct {
+		flag int
+		env  string
+		min  int
+		dst  *int
+	}{
+		{f.maxConns, "CUSTOS_MAX_CONNS", 1, &c.MaxConns},
+		{f.pgWriters, "CUSTOS_PG_WRITERS", 1, &c.PGWriters},
+		{f.readCache, "CUSTOS_READ_CACHE", -1, &c.ReadCache},
+	} {
+		// A flag's zero means "not given", as 0 means "default" in the file.
+		if n.flag != 0 {
+			*n.dst = n.flag
+		} else if v := getenv(n.env); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < n.min {
+				return c, fmt.Errorf("%s %q: want an integer of at least %d", n.env, v, n.min)
+			}
+			*n.dst = i
 		}
-		c.MaxConns = n
-	}
-	if f.pgWriters > 0 {
-		c.PGWriters = f.pgWriters
-	} else if v := getenv("CUSTOS_PG_WRITERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("CUSTOS_PG_WRITERS %q: want a positive integer", v)
-		}
-		c.PGWriters = n
-	}
-	if f.readCache != 0 {
-		c.ReadCache = f.readCache
-	} else if v := getenv("CUSTOS_READ_CACHE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return c, fmt.Errorf("CUSTOS_READ_CACHE %q: want an integer (-1: off)", v)
-		}
-		c.ReadCache = n
 	}
 	if f.noPlans || getenv("CUSTOS_NO_PLANS") == "1" || getenv("CUSTOS_NO_PLANS") == "true" {
 		c.NoPlans = true
