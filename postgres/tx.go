@@ -45,6 +45,9 @@ type Tx struct {
 	// sees it, and the audit events inserted at the end, written by one
 	// statement.
 	end *endPhase
+	// keys holds, in a read-only transaction, the data keys GetSubject
+	// read with their subjects (nil: the subject has none).
+	keys map[custos.SubjectID]*custos.DataKey
 }
 
 // sqlConn is where a Tx runs its statements: a *sql.Tx, or the *sql.Conn

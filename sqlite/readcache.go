@@ -1,10 +1,10 @@
 package sqlite
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"maps"
 	"os"
 	"regexp"
 	"strings"
@@ -187,9 +187,7 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	defer s.mu.Unlock()
 	if e := s.entries[id]; e != nil {
 		c.hits.Add(1)
-		st := *e.subject
-		st.Sealed = maps.Clone(e.subject.Sealed)
-		return &st
+		return cloneSubject(e.subject)
 	}
 	c.misses.Add(1)
 	return nil
@@ -215,9 +213,30 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject) {
 			break
 		}
 	}
+	s.entries[st.ID] = &cacheEntry{subject: cloneSubject(st)}
+}
+
+// cloneSubject copies st down to its bytes: what the cache holds and what
+// a caller gets never share memory.
+func cloneSubject(st *custos.StoredSubject) *custos.StoredSubject {
 	cp := *st
-	cp.Sealed = maps.Clone(st.Sealed)
-	s.entries[st.ID] = &cacheEntry{subject: &cp}
+	cp.Sealed = make(map[string][]byte, len(st.Sealed))
+	n := 0
+	for _, v := range st.Sealed {
+		n += len(v)
+	}
+	buf := make([]byte, 0, n) // one allocation for every value
+	for k, v := range st.Sealed {
+		buf = append(buf, v...)
+		cp.Sealed[k] = buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
+	return &cp
+}
+
+func cloneKey(k *custos.DataKey) *custos.DataKey {
+	cp := *k
+	cp.Wrapped = bytes.Clone(k.Wrapped)
+	return &cp
 }
 
 func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
@@ -225,8 +244,7 @@ func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.entries[id]; e != nil && e.key != nil {
-		k := *e.key
-		return &k
+		return cloneKey(e.key)
 	}
 	return nil
 }
@@ -237,8 +255,7 @@ func (c *readCache) putKey(stamp cacheStamp, k *custos.DataKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.entries[k.SubjectID]; e != nil && c.valid(stamp) {
-		cp := *k
-		e.key = &cp
+		e.key = cloneKey(k)
 	}
 }
 
@@ -279,6 +296,7 @@ func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {
 	out := make([]*custos.StoredConsent, len(l))
 	for i, c := range l {
 		cp := *c
+		cp.Sealed = bytes.Clone(c.Sealed)
 		out[i] = &cp
 	}
 	return out

@@ -97,6 +97,28 @@ func TestReadCacheCoherent(t *testing.T) {
 		t.Fatalf("cached read: %+v after %+v, want one more hit and no miss", st, before)
 	}
 
+	// What a read gets is its own: changing it leaves the cache as it was.
+	err := db.View(ctx, func(tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, "s2")
+		if err != nil {
+			return err
+		}
+		st.Sealed["name"][0] = 'X'
+		st.Sealed["other"] = []byte("y")
+		k, err := tx.GetDataKey(ctx, "s2")
+		if err != nil {
+			return err
+		}
+		k.Wrapped[0] = 'X'
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := readAll(db, "s2"); err != nil || string(s.sealed) != "v0" || string(s.key.Wrapped) != "wrapped" {
+		t.Fatalf("after a caller changed its copy: sealed %q, key %q, err %v; want v0 and wrapped", s.sealed, s.key.Wrapped, err)
+	}
+
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	steps := []struct {
 		name  string

@@ -47,6 +47,44 @@ func testDataKey(t *testing.T, open OpenFunc) {
 		return tx.DeleteDataKey(ctx, "sub_a")
 	})
 
+	// A read asks for the subject, then its key, in one snapshot (a store
+	// may fetch both at once): the answers match what was written, with
+	// and without a key, and a key shredded after the snapshot ended is
+	// gone from the next one.
+	subB := &custos.StoredSubject{ID: "sub_b", Sealed: map[string][]byte{"email": {2}}, CreatedAt: at(0), UpdatedAt: at(0)}
+	keyB := &custos.DataKey{SubjectID: "sub_b", Version: 1, KEKVersion: 2, Wrapped: []byte("wrapped-b"), CreatedAt: at(0)}
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		must(t, "InsertSubject", tx.InsertSubject(ctx, subB))
+		must(t, "InsertSubject", tx.InsertSubject(ctx, &custos.StoredSubject{ID: "sub_nokey",
+			Sealed: map[string][]byte{"email": {3}}, CreatedAt: at(0), UpdatedAt: at(0)}))
+		return tx.InsertDataKey(ctx, keyB)
+	})
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		st, err := tx.GetSubject(ctx, "sub_b")
+		must(t, "GetSubject", err)
+		diff(t, "subject", subB, st)
+		got, err := tx.GetDataKey(ctx, "sub_b")
+		must(t, "GetDataKey after GetSubject", err)
+		diff(t, "data key read after its subject", keyB, got)
+		got.Wrapped[0] = 'X' // the caller's copy
+		again, err := tx.GetDataKey(ctx, "sub_b")
+		must(t, "GetDataKey again", err)
+		diff(t, "data key read twice", keyB, again)
+		_, err = tx.GetSubject(ctx, "sub_nokey")
+		must(t, "GetSubject without key", err)
+		_, err = tx.GetDataKey(ctx, "sub_nokey")
+		wantCode(t, "GetDataKey of a subject without one", err, custos.ENOTFOUND)
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx custos.Tx) error { return tx.DeleteDataKey(ctx, "sub_b") })
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		_, err := tx.GetSubject(ctx, "sub_b")
+		must(t, "GetSubject after shredding", err)
+		_, err = tx.GetDataKey(ctx, "sub_b")
+		wantCode(t, "GetDataKey after shredding", err, custos.ENOTFOUND)
+		return nil
+	})
+
 	tests := []struct {
 		name string
 		fn   func(ctx context.Context, tx custos.Tx) error

@@ -126,7 +126,7 @@ type benchResult struct {
 	// CacheHitRate is the share of subject rows reads found in the SQLite
 	// read cache during the window (omitted when no read looked).
 	CacheHitRate float64 `json:"read_cache_hit_rate,omitempty"`
-	Samples         int     `json:"latency_samples"`
+	Samples      int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
