@@ -147,6 +147,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	warmup := fs.Duration("warmup", time.Second, "unmeasured warm-up before each step (at most a fifth of -duration)")
 	wlFlag := fs.String("workloads", "all", "comma-separated: "+strings.Join(benchWorkloads, ",")+" (or all)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	svgOut := fs.String("svg", "", "also draw the results as an SVG chart in this file (share of the ceiling, targets marked)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the custos workload steps to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
@@ -389,6 +390,15 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return err
 		}
 		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if *svgOut != "" {
+		var buf bytes.Buffer
+		if err := benchSVG(&buf, rep); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*svgOut, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
