@@ -27,9 +27,9 @@ func benchCreateTarget(store string) float64 {
 // store's target. Labels carry req/s, p50 and p99, and errors if any.
 func benchSVG(w io.Writer, rep *benchReport) error {
 	const (
-		width  = 860
+		width  = 960
 		left   = 150 // label column
-		right  = 200 // value column
+		right  = 300 // value column
 		barH   = 18
 		gap    = 6
 		top    = 58

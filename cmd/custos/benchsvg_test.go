@@ -67,7 +67,7 @@ func TestBenchSVG(t *testing.T) {
 	if len(bars) != 5 {
 		t.Fatalf("got %d bars, want 5: %+v", len(bars), bars)
 	}
-	const plot = 860 - 150 - 200
+	const plot = 960 - 150 - 300
 	for i, want := range []float64{0.25, 0.5, 0.125, 1} {
 		if got := bars[i].Width / plot; got < want-0.001 || got > want+0.001 {
 			t.Errorf("bar %d: %.3f of the plot, want %.3f", i, got, want)
