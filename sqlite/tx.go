@@ -45,8 +45,8 @@ type Tx struct {
 	// inv collects, on write transactions, the customers whose cached
 	// rows the statements change; subject names the customer the
 	// statement running now changes (set by about).
-	inv     *invalidation
-	subject custos.SubjectID
+	inv      *invalidation
+	subjects []custos.SubjectID
 	// begin, when tx is nil, begins the transaction (run: a read-only
 	// transaction begins with its first statement).
 	begin func(ctx context.Context) error
@@ -155,13 +155,13 @@ func (tx *Tx) before(ctx context.Context) error {
 }
 
 // about declares that the statements run until the returned function is
-// called change only rows of customer id, so that the read cache drops
-// just that customer's entry; without it, a statement changing a cached
+// called change only rows of the customers ids, so that the read cache
+// drops just their entries; without it, a statement changing a cached
 // table empties the whole cache.
-func (tx *Tx) about(id custos.SubjectID) func() {
-	prev := tx.subject
-	tx.subject = id
-	return func() { tx.subject = prev }
+func (tx *Tx) about(ids ...custos.SubjectID) func() {
+	prev := tx.subjects
+	tx.subjects = ids
+	return func() { tx.subjects = prev }
 }
 
 // note records what query changes in cached tables.
@@ -169,14 +169,16 @@ func (tx *Tx) note(query string) {
 	if tx.inv == nil || !changesCached(query) {
 		return
 	}
-	if tx.subject == "" {
+	if len(tx.subjects) == 0 {
 		tx.inv.all = true
 		return
 	}
 	if tx.inv.ids == nil {
 		tx.inv.ids = map[custos.SubjectID]struct{}{}
 	}
-	tx.inv.ids[tx.subject] = struct{}{}
+	for _, id := range tx.subjects {
+		tx.inv.ids[id] = struct{}{}
+	}
 }
 
 // auditHead is the last audit event's seq and hash, once known.
