@@ -43,7 +43,7 @@ type Tx struct {
 	rc    *readCache
 	stamp cacheStamp
 	// inv collects, on write transactions, the customers whose cached
-	// rows the statements change; subject names the customer the
+	// rows the statements change; subjects names the customers the
 	// statement running now changes (set by about).
 	inv      *invalidation
 	subjects []custos.SubjectID
