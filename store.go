@@ -172,6 +172,9 @@ type Tx interface {
 	FindLookups(ctx context.Context, field string, hashes [][]byte) (map[string]SubjectID, error)
 
 	InsertRecord(ctx context.Context, r *StoredRecord) error
+	// InsertRecords stores many records (an import batch's) in a few
+	// statements; ECONFLICT if an id exists.
+	InsertRecords(ctx context.Context, rs []*StoredRecord) error
 	// ListRecords returns a subject's records, newest first; typ "" for all.
 	ListRecords(ctx context.Context, id SubjectID, typ string) ([]*StoredRecord, error)
 	DeleteRecords(ctx context.Context, id SubjectID) (int, error)
@@ -234,6 +237,10 @@ type Tx interface {
 	ListNotices(ctx context.Context) ([]*Notice, error)
 	// InsertConsent appends a consent decision and sets c.Seq.
 	InsertConsent(ctx context.Context, c *StoredConsent) error
+	// InsertConsents appends many consent decisions in order (an import
+	// batch's), as InsertConsent would one by one, and sets each Seq;
+	// ECONFLICT if an id exists.
+	InsertConsents(ctx context.Context, cs []*StoredConsent) error
 	// ListConsents returns a subject's consent history in the order it was
 	// recorded (empty, not ENOTFOUND, when there is none).
 	ListConsents(ctx context.Context, id SubjectID) ([]*StoredConsent, error)

@@ -526,7 +526,25 @@ func (s *Service) reaskAfter() time.Duration {
 // storeCapture writes a checked capture for subject id inside tx, seals
 // its evidence and signs the receipt.
 func (s *Service) storeCapture(ctx context.Context, tx custos.Tx, id custos.SubjectID, p *capturePlan, aead *keys.AEAD, actor custos.PrincipalID) (*custos.ConsentReceipt, error) {
-	now := tx.Now()
+	rc, err := s.stampCapture(id, p, aead, actor, tx.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range p.entries {
+		if err := tx.InsertConsent(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.signReceipt(rc); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// stampCapture makes a checked capture's entries the consents of subject
+// id at now (ids, time, actor), seals their evidence, and returns the
+// receipt, not yet signed. The caller inserts p.entries and signs it.
+func (s *Service) stampCapture(id custos.SubjectID, p *capturePlan, aead *keys.AEAD, actor custos.PrincipalID, now time.Time) (*custos.ConsentReceipt, error) {
 	rc := &custos.ConsentReceipt{ReceiptID: custos.NewID("rcp"), SubjectID: id, NoticeVersion: p.notice.Version,
 		NoticeHash: p.notice.Hash, At: now}
 	for _, e := range p.entries {
@@ -538,16 +556,24 @@ func (s *Service) storeCapture(ctx context.Context, tx custos.Tx, id custos.Subj
 			}
 			e.Sealed = ct
 		}
-		if err := tx.InsertConsent(ctx, e); err != nil {
-			return nil, err
-		}
 		rc.Channel, rc.ByGuardian = e.Channel, e.ByGuardian
 		rc.Decisions = append(rc.Decisions, custos.ReceiptEntry{Purpose: e.Purpose, Scope: e.Scope, Action: e.Action})
 	}
-	if err := s.signReceipt(rc); err != nil {
-		return nil, err
-	}
 	return rc, nil
+}
+
+// captureView is the consents in force of a new subject whose only
+// consents are those of capture p (nil: none), as newConsentView would
+// read them back once stored.
+func (s *Service) captureView(p *capturePlan) *consentView {
+	v := &consentView{cat: s.catalog, latest: map[consentKey]*custos.StoredConsent{}, notices: map[int]*custos.Notice{}}
+	if p != nil {
+		v.notices[p.notice.Version] = p.notice
+		for _, e := range p.entries {
+			v.latest[consentKey{e.Purpose, e.Scope}] = e
+		}
+	}
+	return v
 }
 
 // receiptMessage is what a receipt's signature covers: the receipt as JSON
@@ -854,7 +880,12 @@ func (s *Service) checkBasis(ctx context.Context, tx custos.Tx, id custos.Subjec
 	if err != nil || basis == nil {
 		return err
 	}
-	d := s.decideBasis(ctx, action, purposes, fields, records, basis)
+	return basisError(s.decideBasis(ctx, action, purposes, fields, records, basis), fields, records)
+}
+
+// basisError refuses, naming each, the fields and record types that the
+// decision d (taken with the subject's consents) denies; nil when none.
+func basisError(d policy.Decision, fields, records []string) error {
 	var vs []custos.Violation
 	for _, f := range fields {
 		if fd := d.Fields[f]; fd.Outcome == custos.Denied {

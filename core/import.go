@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -63,6 +64,109 @@ func parseRule(s string) bool {
 // A line the client could not parse is recorded as rejected but not
 // audited: it carries no data about anyone.
 func (s *Service) ImportRows(ctx context.Context, purposes []string, job string, rows []ImportInput) ([]*custos.ImportResult, error) {
+	return s.importRows(ctx, purposes, job, rows, nil)
+}
+
+// ImportRecords are records to create with an import batch: ByRow[i] are
+// the records of the batch's rows[i], declared for Purposes.
+type ImportRecords struct {
+	Purposes []string
+	ByRow    [][]custos.NewRecord
+}
+
+// ImportRowsWithRecords is ImportRows that also creates, in the batch's
+// one write transaction, the records of each row the batch stores (none
+// for a row refused, found a duplicate or handled by an earlier run).
+// Each record passes what CreateRecord checks — the decision for
+// recs.Purposes, the record rules, the plan, the customer's consents
+// (those captured with the row) — is sealed under its customer's data
+// key and gets one audit event, appended with the batch's. A record
+// that would be refused refuses the whole batch: nothing of it is
+// stored, the refusal is audited, and the EINVALID error names the line,
+// the record and the rule (never a value).
+func (s *Service) ImportRowsWithRecords(ctx context.Context, purposes []string, job string, rows []ImportInput, recs ImportRecords) ([]*custos.ImportResult, error) {
+	if len(recs.ByRow) != len(rows) {
+		return nil, custos.Invalid("One list of records per row is needed.",
+			custos.Violation{Field: "records", Rule: "one_per_row", Detail: fmt.Sprintf("%d rows, %d lists", len(rows), len(recs.ByRow))})
+	}
+	return s.importRows(ctx, purposes, job, rows, &recs)
+}
+
+// rowRecords are a stored row's records, sealed and ready to insert, or
+// the refusal of the first that broke a rule.
+type rowRecords struct {
+	recs    []*custos.StoredRecord
+	refusal *recordRefusal
+}
+
+// recordRefusal is a record refused while its batch was prepared; it
+// fails the batch only if its row is stored.
+type recordRefusal struct {
+	line, index int
+	ev          *custos.AuditEvent
+	err         *custos.Error
+}
+
+func (r *recordRefusal) Error() string {
+	return fmt.Sprintf("line %d record %d: %v", r.line, r.index, r.err)
+}
+
+// draftRows runs CreateRecord's checks on each prepared row's records
+// outside the writer and seals them. A decision refusing the request as
+// a whole is returned as refused (the batch is refused); a record that
+// breaks a rule is kept in its row's refusal.
+func (s *Service) draftRows(ctx context.Context, recs *ImportRecords, rows []ImportInput, preps []*prepared, now time.Time) (out []rowRecords, refused string, refusedEv *custos.AuditEvent, err error) {
+	var cited []string
+	for i, p := range preps {
+		for _, in := range recs.ByRow[i] {
+			if p != nil && in.Provenance.Plan != "" && !slices.Contains(cited, in.Provenance.Plan) {
+				cited = append(cited, in.Provenance.Plan)
+			}
+		}
+	}
+	ps, err := s.loadPlans(ctx, recs.Purposes, cited, now)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	basis := s.needsConsent(recs.Purposes)
+	out = make([]rowRecords, len(rows))
+	for i, p := range preps {
+		if p == nil {
+			continue
+		}
+		id := p.stored.ID
+		view := s.captureView(p.consent)
+		for j, in := range recs.ByRow[i] {
+			ev := event(ctx, custos.AuditRecordCreate, id, recs.Purposes, []string{"record:" + in.Type})
+			d := s.decide(ctx, custos.ActRecordCreate, recs.Purposes, nil, []string{in.Type})
+			if !d.Allowed {
+				return nil, d.Reason, ev, nil
+			}
+			dr, vs := s.draftRecord(d, in, ps, now)
+			var rerr error
+			if len(vs) > 0 {
+				rerr = errRecordNotStored(vs)
+			} else if basis {
+				// CreateRecord's checkBasis, with the consents the row
+				// captures: a new customer has no others.
+				rerr = basisError(s.decideBasis(ctx, custos.ActRecordCreate, recs.Purposes, nil, []string{in.Type}, view.basis), nil, []string{in.Type})
+			}
+			if rerr != nil {
+				out[i].refusal = &recordRefusal{line: rows[i].Line, index: j, ev: ev, err: custos.AsError(rerr)}
+				break
+			}
+			r, err := s.sealRecord(dr, id, p.aead, p.dk.Version)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			out[i].recs = append(out[i].recs, r)
+		}
+	}
+	return out, "", nil, nil
+}
+
+// importRows is ImportRows, with the records of recs when not nil.
+func (s *Service) importRows(ctx context.Context, purposes []string, job string, rows []ImportInput, recs *ImportRecords) ([]*custos.ImportResult, error) {
 	ev := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 	d := s.decide(ctx, custos.ActImport, purposes, nil, nil)
 	if !d.Allowed {
@@ -86,6 +190,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 	}
 	results := make([]*custos.ImportResult, len(rows))
 	preps := make([]*prepared, len(rows))
+	nt := &noticeOnce{}
 	for i, r := range rows {
 		res := &custos.ImportResult{Line: r.Line}
 		results[i] = res
@@ -102,7 +207,7 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			}
 			continue
 		}
-		p, refused, err := s.prepare(ctx, custos.ActImport, purposes, r.Subject, ps, now)
+		p, refused, err := s.prepare(ctx, custos.ActImport, purposes, r.Subject, ps, nt, now)
 		switch {
 		case refused != "":
 			return nil, s.refuse(ctx, ev, refused)
@@ -116,6 +221,21 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			preps[i] = p
 		}
 	}
+	var (
+		rowRecs    []rowRecords
+		recPurpose []string
+	)
+	if recs != nil {
+		var refused string
+		var rev *custos.AuditEvent
+		if rowRecs, refused, rev, err = s.draftRows(ctx, recs, rows, preps, now); err != nil {
+			return nil, err
+		} else if refused != "" {
+			rev.SubjectID = "" // nothing of the batch is stored
+			return nil, s.refuse(ctx, rev, refused)
+		}
+		recPurpose = recs.Purposes
+	}
 	// The transaction is run again if a concurrent transaction took one of
 	// the batch's lookup keys between the probe and the insert (possible
 	// on PostgreSQL only: SQLite has one writer); the retry sees it.
@@ -125,16 +245,49 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 			c := *r
 			tried[i] = &c
 		}
-		err = s.store.Update(ctx, func(tx custos.Tx) error { return s.importTx(ctx, tx, purposes, job, rows, preps, tried) })
+		err = s.store.Update(ctx, func(tx custos.Tx) error {
+			return s.importTx(ctx, tx, purposes, job, rows, preps, tried, recPurpose, rowRecs)
+		})
 		if err == nil {
 			results = tried
 			break
+		}
+		var rr *recordRefusal
+		if errors.As(err, &rr) {
+			// The customer was not stored either: the event names no one.
+			rr.ev.SubjectID = ""
+			return nil, s.auditRefusal(ctx, rr.ev, recordBatchError(rr))
 		}
 		if !errors.Is(err, errLookupRace) || attempt == 3 {
 			return nil, err
 		}
 	}
+	// The receipts of the consents captured with the rows are signed once
+	// the batch is committed, outside the single writer: they are handed
+	// back, not stored, so signing them inside the transaction would
+	// only hold the writer longer.
+	for i, p := range preps {
+		if p != nil && p.receipt != nil && results[i].Status == custos.ImportStored {
+			if err := s.signReceipt(p.receipt); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return results, nil
+}
+
+// recordBatchError is the error of a batch refused for one of its
+// records: EINVALID naming the line, the record (by its index in the
+// row's list) and each rule it broke.
+func recordBatchError(rr *recordRefusal) error {
+	vs := make([]custos.Violation, len(rr.err.Violations))
+	for i, v := range rr.err.Violations {
+		v.Field = fmt.Sprintf("records[%d].%s", rr.index, v.Field)
+		vs[i] = v
+	}
+	return &custos.Error{Code: custos.EINVALID, Err: rr.err,
+		Message:    fmt.Sprintf("Line %d: a record was refused (%s), so nothing of the batch was stored.", rr.line, rr.err.Message),
+		Violations: vs}
 }
 
 // errLookupRace: a lookup key the probe found free was taken before the
@@ -148,7 +301,13 @@ var errLookupRace = &custos.Error{Code: custos.ECONFLICT,
 // of the data keys, subjects, lookups, audit events and import rows.
 // Duplicates are decided here, in line order, against the store and the
 // earlier rows of the batch, exactly as inserting row after row would.
-func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string, job string, rows []ImportInput, preps []*prepared, results []*custos.ImportResult) error {
+//
+// With records (recPurposes, rowRecs), the records of each row stored
+// are inserted too, with one audit event each after the rows' events; a
+// stored row whose records were refused fails the transaction with its
+// *recordRefusal.
+func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string, job string, rows []ImportInput, preps []*prepared, results []*custos.ImportResult,
+	recPurposes []string, rowRecs []rowRecords) error {
 	lines := make([]int, 0, len(rows))
 	for _, r := range rows {
 		if r.Line > 0 {
@@ -181,6 +340,8 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 		captures []*prepared
 		events   []*custos.AuditEvent
 		recs     []*custos.ImportRow
+		records  []*custos.StoredRecord
+		recEvs   []*custos.AuditEvent
 	)
 	for i, r := range rows {
 		res := results[i]
@@ -217,6 +378,16 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 					}
 					res.Status, res.SubjectID = custos.ImportStored, id
 					e.SubjectID, e.Fields = id, p.fields
+					if rowRecs != nil {
+						if rr := rowRecs[i]; rr.refusal != nil {
+							return rr.refusal
+						}
+						for _, r := range rowRecs[i].recs {
+							r.CreatedAt = tx.Now()
+							records = append(records, r)
+							recEvs = append(recEvs, event(ctx, custos.AuditRecordCreate, id, recPurposes, []string{"record:" + r.Type}))
+						}
+					}
 				}
 			} else {
 				e.Decision, e.Reason = custos.DecisionDeny, custos.EINVALID
@@ -240,16 +411,27 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 	} else if err != nil {
 		return err
 	}
+	if err := tx.InsertRecords(ctx, records); err != nil {
+		return err
+	}
 	var actor custos.PrincipalID
 	if a := custos.ActorFromContext(ctx); a != nil {
 		actor = a.ID
 	}
+	// The consents captured with the rows, in row order, in a few
+	// statements (storeCapture's, but for the batch); the receipts are
+	// signed by the caller once the batch is committed.
+	var consents []*custos.StoredConsent
 	for _, p := range captures {
-		if p.receipt, err = s.storeCapture(ctx, tx, p.stored.ID, p.consent, p.aead, actor); err != nil {
+		if p.receipt, err = s.stampCapture(p.stored.ID, p.consent, p.aead, actor, tx.Now()); err != nil {
 			return err
 		}
+		consents = append(consents, p.consent.entries...)
 	}
-	if err := s.appendAudits(ctx, tx, events); err != nil {
+	if err := tx.InsertConsents(ctx, consents); err != nil {
+		return err
+	}
+	if err := s.appendAudits(ctx, tx, append(events, recEvs...)); err != nil {
 		return err
 	}
 	return tx.InsertImportRows(ctx, recs)

@@ -4,11 +4,18 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"custos"
 	"custos/audit"
 	"custos/core"
+	"custos/keys"
+	"custos/postgres"
 )
 
 // TestImportBatchAudit: a batch's events are chained in line order, one
@@ -101,5 +108,299 @@ func TestImportBatchAudit(t *testing.T) {
 	}
 	if r := audit.Verify(seq, cps, signer.Public()); !r.OK || r.Checkpoints != wantCps {
 		t.Errorf("audit verify: %+v (problem %+v)", r, r.Problem)
+	}
+}
+
+// importStores runs fn on a fresh SQLite store, and on a fresh PostgreSQL
+// schema when CUSTOS_TEST_POSTGRES is set.
+func importStores(t *testing.T, fn func(t *testing.T, store custos.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		fn(t, openSQLite(t, filepath.Join(t.TempDir(), "custos.db"), nil))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		u := pgSchemaURL(t) // skips without CUSTOS_TEST_POSTGRES
+		db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+		fn(t, db)
+	})
+}
+
+// auditLog returns the whole audit log and its checkpoints, and checks
+// that the chain and the signed checkpoints verify.
+func auditLog(t *testing.T, store custos.Store, signer *keys.Signer) []*custos.AuditEvent {
+	t.Helper()
+	var (
+		events []*custos.AuditEvent
+		cps    []*custos.AuditCheckpoint
+	)
+	if err := store.View(t.Context(), func(tx custos.Tx) (err error) {
+		if events, err = tx.FindAuditEvents(t.Context(), custos.AuditFilter{}); err != nil {
+			return err
+		}
+		cps, err = tx.ListCheckpoints(t.Context())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seq := func(yield func(*custos.AuditEvent, error) bool) {
+		for _, e := range events {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+	if r := audit.Verify(seq, cps, signer.Public()); !r.OK {
+		t.Errorf("audit verify: %+v (problem %+v)", r, r.Problem)
+	}
+	return events
+}
+
+var importRecordPurposes = []string{"personalisation"}
+
+// recordRow is a row of name and mobile, with a consent to personalisation
+// (under notice 1) when consent is set.
+func recordRow(line int, mobile string, consent bool, recs ...custos.NewRecord) (core.ImportInput, []custos.NewRecord) {
+	in := core.ImportInput{Line: line, Subject: custos.NewSubject{
+		Fields: map[string]string{"name": "导入", "mobile": mobile}, Provenance: prov}}
+	if consent {
+		yes := true
+		in.Subject.Consent = &custos.ConsentCapture{NoticeVersion: 1, Channel: "app", Evidence: "form 7",
+			Decisions: []custos.ConsentDecision{{Purpose: "personalisation", Granted: &yes}}}
+	}
+	return in, recs
+}
+
+func newRecord(typ string, daysAgo int, data map[string]any) custos.NewRecord {
+	return custos.NewRecord{Type: typ, OccurredAt: time.Now().UTC().Add(-time.Duration(daysAgo) * 24 * time.Hour).Truncate(time.Microsecond),
+		Data: data, Provenance: prov}
+}
+
+// TestImportRowsWithRecords: the records of the rows a batch stores are
+// created in its transaction, readable and decrypted as CreateRecord's,
+// each with its own audit event; rows refused, found duplicate or sent
+// again get none (a bad record on such a row does not matter); consents
+// captured with the rows are stored with increasing seqs; the log
+// verifies.
+func TestImportRowsWithRecords(t *testing.T) {
+	importStores(t, func(t *testing.T, store custos.Store) {
+		svc, admin, _, signer := newService(t, store)
+		svc.CheckpointEvery = 4
+		publishPersonalisation(t, svc, admin)
+		var (
+			rows []core.ImportInput
+			recs [][]custos.NewRecord
+		)
+		add := func(in core.ImportInput, r []custos.NewRecord) { rows, recs = append(rows, in), append(recs, r) }
+		add(recordRow(2, "13700000002", true,
+			newRecord("browsing", 3, map[string]any{"sku": "A-1"}),
+			newRecord("order", 2, map[string]any{"order_no": "O-9", "amount": "128.00"}),
+			newRecord("search", 1, map[string]any{"q": "tea"})))
+		add(recordRow(3, "13700000002", true, custos.NewRecord{Type: "order"})) // duplicate of line 2: its bad record is never tried
+		add(recordRow(4, "137", true, newRecord("order", 1, nil)))              // invalid mobile: rejected
+		add(recordRow(5, "13700000005", true))                                  // stored, no records
+		add(recordRow(6, "13700000006", true, newRecord("order", 5, map[string]any{"order_no": "O-6"})))
+		res, err := svc.ImportRowsWithRecords(admin, []string{"account"}, "job-rec", rows,
+			core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{custos.ImportStored, custos.ImportDuplicate, custos.ImportRejected, custos.ImportStored, custos.ImportStored}
+		for i, r := range res {
+			if r.Status != want[i] {
+				t.Fatalf("line %d: %s, want %s", r.Line, r.Status, want[i])
+			}
+		}
+		for _, i := range []int{0, 3, 4} {
+			got, err := svc.FindRecords(admin, importRecordPurposes, res[i].SubjectID, "")
+			if err != nil {
+				t.Fatalf("FindRecords line %d: %v", res[i].Line, err)
+			}
+			if len(got) != len(recs[i]) {
+				t.Fatalf("line %d: got %d records, want %d", res[i].Line, len(got), len(recs[i]))
+			}
+			for _, in := range recs[i] {
+				found := false
+				for _, r := range got {
+					if r.Type == in.Type && r.OccurredAt.Equal(in.OccurredAt) {
+						found = true
+						if diff := cmp.Diff(in.Data, r.Data); diff != "" {
+							t.Errorf("line %d %s data (-sent +read):\n%s", res[i].Line, in.Type, diff)
+						}
+						if r.Provenance.Collector != prov.Collector || r.Provenance.Time.IsZero() {
+							t.Errorf("line %d %s provenance: %+v", res[i].Line, in.Type, r.Provenance)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("line %d: no %s record read back", res[i].Line, in.Type)
+				}
+			}
+		}
+		if err := store.View(t.Context(), func(tx custos.Tx) error {
+			for _, i := range []int{0, 3, 4} {
+				cs, err := tx.ListConsents(t.Context(), res[i].SubjectID)
+				if err != nil {
+					return err
+				}
+				if len(cs) != 1 || cs[0].Purpose != "personalisation" || !cs[0].Granted() || cs[0].Seq == 0 || cs[0].Sealed == nil {
+					t.Errorf("line %d consents: %+v, want one sealed grant of personalisation with a seq", res[i].Line, cs)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+
+		// The same lines again: all "already", no second record.
+		res2, err := svc.ImportRowsWithRecords(admin, []string{"account"}, "job-rec", rows,
+			core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res2 {
+			if r.Status != custos.ImportAlready {
+				t.Errorf("line %d sent again: %s, want already", r.Line, r.Status)
+			}
+		}
+		events := auditLog(t, store, signer)
+		var created []custos.SubjectID
+		for _, e := range events {
+			if e.Action == custos.AuditRecordCreate {
+				if e.Decision != custos.DecisionAllow || !slices.Equal(e.Purposes, importRecordPurposes) || len(e.Fields) != 1 {
+					t.Errorf("record event: %+v", e)
+				}
+				created = append(created, e.SubjectID)
+			}
+		}
+		wantCreated := []custos.SubjectID{res[0].SubjectID, res[0].SubjectID, res[0].SubjectID, res[4].SubjectID}
+		if !slices.Equal(created, wantCreated) {
+			t.Errorf("record.create events for %v, want %v", created, wantCreated)
+		}
+	})
+}
+
+// TestImportRowsRecordRefused: a record that breaks a rule, or that the
+// customer's consents do not cover, refuses the whole batch — no subject,
+// consent, record or import row of it is stored — with an EINVALID error
+// naming the line, the record and the rule, and one audited refusal; the
+// decision on consent is the one CreateRecord takes. Sent again fixed,
+// the batch is stored as new.
+func TestImportRowsRecordRefused(t *testing.T) {
+	tests := []struct {
+		name      string
+		consent   bool
+		bad       custos.NewRecord
+		field     string
+		rule      string
+		createErr bool // CreateRecord refuses the same record for a subject with the same consents
+	}{
+		{name: "occurred_at missing", consent: true, bad: custos.NewRecord{Type: "order", Provenance: prov},
+			field: "records[1].occurred_at", rule: "required", createErr: true},
+		{name: "unknown type", consent: true, bad: newRecord("telepathy", 1, nil),
+			field: "records[1].type", rule: "field_unknown", createErr: true},
+		{name: "no consent", consent: false, bad: newRecord("browsing", 1, nil),
+			field: "records[0].type", rule: "no_consent", createErr: true}, // alone: without consent no record rests on personalisation
+		{name: "consented", consent: true, bad: newRecord("browsing", 1, nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			importStores(t, func(t *testing.T, store custos.Store) {
+				svc, admin, _, signer := newService(t, store)
+				publishPersonalisation(t, svc, admin)
+				ok := newRecord("order", 2, map[string]any{"order_no": "O-1"})
+				r2, rec2 := recordRow(2, "13700000012", true, ok)
+				r3, rec3 := recordRow(3, "13700000013", tt.consent, ok, tt.bad)
+				if !tt.consent {
+					rec3 = rec3[1:]
+				}
+				rows, recs := []core.ImportInput{r2, r3}, [][]custos.NewRecord{rec2, rec3}
+
+				// CreateRecord's answer for the same record, on a subject
+				// with the same consents, stored on its own.
+				ref, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Fields: map[string]string{"name": "参照"},
+					Provenance: prov, Consent: r3.Subject.Consent})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, createErr := svc.CreateRecord(admin, importRecordPurposes, ref.ID, tt.bad)
+				if (createErr != nil) != tt.createErr {
+					t.Fatalf("CreateRecord: %v, want error %v", createErr, tt.createErr)
+				}
+				before := len(auditLog(t, store, signer))
+
+				res, err := svc.ImportRowsWithRecords(admin, []string{"account"}, "job-bad", rows,
+					core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
+				if !tt.createErr {
+					if err != nil || res[1].Status != custos.ImportStored {
+						t.Fatalf("batch: %v, %+v; want stored as CreateRecord stored it", err, res)
+					}
+					return
+				}
+				e := custos.AsError(err)
+				if e == nil || e.Code != custos.EINVALID {
+					t.Fatalf("batch: %v, want EINVALID", err)
+				}
+				if !strings.Contains(e.Message, "Line 3") || len(e.Violations) == 0 || e.Violations[0].Field != tt.field || e.Violations[0].Rule != tt.rule {
+					t.Errorf("batch error %q %+v, want line 3, %s %s", e.Message, e.Violations, tt.field, tt.rule)
+				}
+				if ce := custos.AsError(createErr); ce == nil || len(ce.Violations) == 0 || ce.Violations[0].Rule != tt.rule {
+					t.Errorf("CreateRecord refused %+v, want rule %s as the batch", createErr, tt.rule)
+				}
+				if err := store.View(t.Context(), func(tx custos.Tx) error {
+					n, err := tx.CountSubjects(t.Context())
+					if err != nil {
+						return err
+					}
+					if n != 1 { // the reference subject
+						t.Errorf("%d subjects after the refused batch, want only the reference", n)
+					}
+					done, err := tx.GetImportRows(t.Context(), "job-bad", []int{2, 3})
+					if err != nil {
+						return err
+					}
+					if len(done) != 0 {
+						t.Errorf("import rows of the refused batch: %v", done)
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				events := auditLog(t, store, signer)
+				if len(events) != before+1 {
+					t.Fatalf("%d events after the refused batch, want %d (the refusal)", len(events), before+1)
+				}
+				last := events[len(events)-1]
+				if last.Action != custos.AuditRecordCreate || last.Decision != custos.DecisionDeny || last.Reason != custos.EINVALID || last.SubjectID != "" {
+					t.Errorf("refusal event %+v", last)
+				}
+
+				// Fixed, the batch is new: stored, not "already".
+				recs[1] = recs[1][:len(recs[1])-1]
+				res, err = svc.ImportRowsWithRecords(admin, []string{"account"}, "job-bad", rows,
+					core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range res {
+					if r.Status != custos.ImportStored {
+						t.Errorf("line %d fixed: %s, want stored", r.Line, r.Status)
+					}
+				}
+				if tt.consent {
+					got, err := svc.FindRecords(admin, importRecordPurposes, res[1].SubjectID, "")
+					if err != nil || len(got) != 1 {
+						t.Errorf("records of line 3 fixed: %d, %v; want 1", len(got), err)
+					}
+				}
+				auditLog(t, store, signer)
+			})
+		})
 	}
 }

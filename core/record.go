@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"custos"
+	"custos/keys"
+	"custos/policy"
 )
 
 // MaxRecordData is the largest record document accepted, in bytes of JSON.
@@ -16,19 +18,23 @@ type sealedRecord struct {
 	Provenance custos.Provenance `json:"provenance"`
 }
 
-// CreateRecord implements custos.SubjectService.
-func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos.SubjectID, in custos.NewRecord) (*custos.Record, error) {
-	ev := event(ctx, custos.AuditRecordCreate, id, purposes, []string{"record:" + in.Type})
-	d := s.decide(ctx, custos.ActRecordCreate, purposes, nil, []string{in.Type})
-	if !d.Allowed {
-		return nil, s.refuse(ctx, ev, d.Reason)
-	}
+// recordDraft is a record that passed the decision and its own rules and
+// waits to be sealed under its subject's data key.
+type recordDraft struct {
+	rec  *custos.StoredRecord // ID, Type, Category and OccurredAt set; no subject yet
+	doc  []byte               // what rec.Sealed will seal
+	prov custos.Provenance
+}
+
+// draftRecord checks in against the decision d (taken for in.Type) and
+// the record rules, outside any transaction, and returns the draft or
+// the violations (never a value).
+func (s *Service) draftRecord(d policy.Decision, in custos.NewRecord, ps *plans, now time.Time) (*recordDraft, []custos.Violation) {
 	var vs []custos.Violation
 	rt := s.catalog.RecordType(in.Type)
 	if fd := d.Records[in.Type]; fd.Outcome == custos.Denied {
 		vs = append(vs, custos.Violation{Field: "type", Rule: fd.Reason, Detail: deniedDetail(fd.Reason)})
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
 	if in.OccurredAt.IsZero() {
 		vs = append(vs, custos.Violation{Field: "occurred_at", Rule: "required", Detail: "RFC 3339 time"})
 	} else if in.OccurredAt.After(now.Add(24 * time.Hour)) {
@@ -37,10 +43,6 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	prov := in.Provenance
 	prov.Time = now
 	vs = append(vs, checkProvenance(prov)...)
-	ps, err := s.loadPlans(ctx, purposes, []string{prov.Plan}, now)
-	if err != nil {
-		return nil, err
-	}
 	planID, pvs := ps.check(s.RequirePlan, prov.Plan, nil, []string{in.Type}, now)
 	vs = append(vs, pvs...)
 	prov.Plan = planID
@@ -51,10 +53,47 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 		vs = append(vs, custos.Violation{Field: "data", Rule: "max_size", Detail: "at most 64 KiB"})
 	}
 	if len(vs) > 0 {
-		return nil, s.auditRefusal(ctx, ev, &custos.Error{Code: custos.EINVALID, Message: "The record was not stored.", Violations: vs})
+		return nil, vs
 	}
-	r := &custos.StoredRecord{ID: custos.RecordID(custos.NewID("rec")), SubjectID: id, Type: rt.Name, Category: rt.Category,
+	r := &custos.StoredRecord{ID: custos.RecordID(custos.NewID("rec")), Type: rt.Name, Category: rt.Category,
 		OccurredAt: in.OccurredAt.UTC().Truncate(time.Microsecond)}
+	return &recordDraft{rec: r, doc: doc, prov: prov}, nil
+}
+
+// seal seals the draft for subject id under its data key (aead, key
+// version) and returns the record to insert; CreatedAt is the caller's.
+func (s *Service) sealRecord(dr *recordDraft, id custos.SubjectID, aead *keys.AEAD, version int) (*custos.StoredRecord, error) {
+	r := *dr.rec
+	r.SubjectID = id
+	var err error
+	if r.Sealed, err = aead.Seal(dr.doc, dekAAD("records", r.Type, id, r.ID, version), s.rand); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// errRecordNotStored is the refusal of a record that broke a rule.
+func errRecordNotStored(vs []custos.Violation) error {
+	return &custos.Error{Code: custos.EINVALID, Message: "The record was not stored.", Violations: vs}
+}
+
+// CreateRecord implements custos.SubjectService.
+func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos.SubjectID, in custos.NewRecord) (*custos.Record, error) {
+	ev := event(ctx, custos.AuditRecordCreate, id, purposes, []string{"record:" + in.Type})
+	d := s.decide(ctx, custos.ActRecordCreate, purposes, nil, []string{in.Type})
+	if !d.Allowed {
+		return nil, s.refuse(ctx, ev, d.Reason)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ps, err := s.loadPlans(ctx, purposes, []string{in.Provenance.Plan}, now)
+	if err != nil {
+		return nil, err
+	}
+	dr, vs := s.draftRecord(d, in, ps, now)
+	if len(vs) > 0 {
+		return nil, s.auditRefusal(ctx, ev, errRecordNotStored(vs))
+	}
+	var r *custos.StoredRecord
 	err = s.run(ctx, ev, func(tx custos.Tx) error {
 		// Reading the subject first locks it on PostgreSQL, so an erasure
 		// running at the same time cannot leave an orphan record.
@@ -76,7 +115,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 		if err != nil {
 			return err
 		}
-		if r.Sealed, err = aead.Seal(doc, dekAAD("records", r.Type, id, r.ID, dk.Version), s.rand); err != nil {
+		if r, err = s.sealRecord(dr, id, aead, dk.Version); err != nil {
 			return err
 		}
 		r.CreatedAt = tx.Now()
@@ -85,7 +124,7 @@ func (s *Service) CreateRecord(ctx context.Context, purposes []string, id custos
 	if err != nil {
 		return nil, err
 	}
-	return &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt, Provenance: prov}, nil
+	return &custos.Record{ID: r.ID, SubjectID: id, Type: r.Type, Category: r.Category, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt, Provenance: dr.prov}, nil
 }
 
 func notFoundSubject(err error) error {

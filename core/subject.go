@@ -107,9 +107,35 @@ func deniedDetail(reason string) string {
 	return ""
 }
 
+// noticeOnce reads the current notice at most once, for the subjects
+// prepared by one request (an import batch's rows share one read). Not
+// safe for concurrent use.
+type noticeOnce struct {
+	read   bool
+	notice *custos.Notice
+}
+
+// get returns the current notice (nil when none is published), read on
+// the first call.
+func (o *noticeOnce) get(ctx context.Context, store custos.Store) (*custos.Notice, error) {
+	if o.read {
+		return o.notice, nil
+	}
+	err := store.View(ctx, func(tx custos.Tx) (err error) {
+		o.notice, err = currentNotice(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	o.read = true
+	return o.notice, nil
+}
+
 // prepare decides, validates, and seals a new subject outside any
-// transaction, so the write lock is held only for the inserts.
-func (s *Service) prepare(ctx context.Context, action string, purposes []string, in custos.NewSubject, ps *plans, now time.Time) (p *prepared, refused string, err error) {
+// transaction, so the write lock is held only for the inserts. nt gives
+// the current notice when the subject comes with a consent capture.
+func (s *Service) prepare(ctx context.Context, action string, purposes []string, in custos.NewSubject, ps *plans, nt *noticeOnce, now time.Time) (p *prepared, refused string, err error) {
 	fields := slices.Sorted(maps.Keys(in.Fields))
 	d := s.decide(ctx, action, purposes, fields, nil)
 	if !d.Allowed {
@@ -120,13 +146,9 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	// captured with it.
 	var plan *capturePlan
 	if in.Consent != nil || s.needsConsent(purposes) {
-		view := &consentView{cat: s.catalog, latest: map[consentKey]*custos.StoredConsent{}, notices: map[int]*custos.Notice{}}
 		if in.Consent != nil {
-			var notice *custos.Notice
-			if err := s.store.View(ctx, func(tx custos.Tx) (err error) {
-				notice, err = currentNotice(ctx, tx)
-				return err
-			}); err != nil {
+			notice, err := nt.get(ctx, s.store)
+			if err != nil {
 				return nil, "", err
 			}
 			var cvs []custos.Violation
@@ -135,14 +157,8 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 				v.Field = "consent." + v.Field
 				vs = append(vs, v)
 			}
-			if plan != nil {
-				view.notices[notice.Version] = notice
-				for _, e := range plan.entries {
-					view.latest[consentKey{e.Purpose, e.Scope}] = e
-				}
-			}
 		}
-		d = s.decideBasis(ctx, action, purposes, fields, nil, view.basis)
+		d = s.decideBasis(ctx, action, purposes, fields, nil, s.captureView(plan).basis)
 	}
 	if len(in.Fields) == 0 {
 		vs = append(vs, custos.Violation{Field: "fields", Rule: "required", Detail: "at least one field"})
@@ -283,7 +299,7 @@ func (s *Service) CreateSubject(ctx context.Context, purposes []string, in custo
 	if err != nil {
 		return nil, err
 	}
-	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, ps, now)
+	p, refused, err := s.prepare(ctx, custos.ActSubjectCreate, purposes, in, ps, &noticeOnce{}, now)
 	if refused != "" {
 		return nil, s.refuse(ctx, ev, refused)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"custos"
 )
@@ -125,6 +126,110 @@ func testBatch(t *testing.T, open OpenFunc) {
 	view(t, s, func(ctx context.Context, tx custos.Tx) error {
 		_, err := tx.GetSubject(ctx, "sub_new")
 		wantCode(t, "subject of a refused batch", err, custos.ENOTFOUND)
+		return nil
+	})
+}
+
+// testBatchRecords: InsertRecords and InsertConsents (a seeded import
+// batch's records and consents) store exactly what InsertRecord and
+// InsertConsent store one by one, for batches spanning several
+// statements; InsertConsents sets each Seq in the order given; an
+// existing id is refused with ECONFLICT and the transaction undone.
+func testBatchRecords(t *testing.T, open OpenFunc) {
+	s := openStore(t, open)
+	insertSubjects(t, s, "sub_a", "sub_b")
+	const n = 203 // 128 + 64 + 8 + 2 + 1: five statements
+	var (
+		recs []*custos.StoredRecord
+		cs   []*custos.StoredConsent
+	)
+	for i := range n {
+		sub := custos.SubjectID("sub_a")
+		if i%3 == 0 {
+			sub = "sub_b"
+		}
+		recs = append(recs, &custos.StoredRecord{ID: custos.RecordID(fmt.Sprintf("rec_%04d", i)), SubjectID: sub, Type: "order", Category: "orders",
+			OccurredAt: at(time.Duration(i) * time.Minute), CreatedAt: at(time.Hour), Sealed: []byte(fmt.Sprint("sealed ", i))})
+		if i == 7 {
+			recs[i].RestrictedUntil = at(48 * time.Hour)
+		}
+		c := &custos.StoredConsent{ID: fmt.Sprintf("con_%04d", i), SubjectID: sub, Purpose: "marketing", Action: custos.ConsentGranted,
+			NoticeVersion: 1, At: at(time.Duration(i) * time.Second), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"}
+		if i%5 == 0 {
+			c.Scope, c.Action, c.ByGuardian, c.Sealed = "sensitive:health", custos.ConsentRefused, true, []byte{byte(i), 1}
+		}
+		cs = append(cs, c)
+	}
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		must(t, "InsertRecords", tx.InsertRecords(ctx, recs))
+		must(t, "InsertConsents", tx.InsertConsents(ctx, cs))
+		must(t, "InsertRecords none", tx.InsertRecords(ctx, nil))
+		must(t, "InsertConsents none", tx.InsertConsents(ctx, nil))
+		return nil
+	})
+	for i := 1; i < n; i++ {
+		if cs[i].Seq <= cs[i-1].Seq {
+			t.Fatalf("InsertConsents: seq %d (%s) after %d, want increasing in the order given", cs[i].Seq, cs[i].ID, cs[i-1].Seq)
+		}
+	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		for _, sub := range []custos.SubjectID{"sub_a", "sub_b"} {
+			var wantRecs []*custos.StoredRecord
+			var wantCons []*custos.StoredConsent
+			for i := n - 1; i >= 0; i-- { // ListRecords: newest first
+				if recs[i].SubjectID == sub {
+					wantRecs = append(wantRecs, recs[i])
+				}
+			}
+			for _, c := range cs {
+				if c.SubjectID == sub {
+					wantCons = append(wantCons, c)
+				}
+			}
+			got, err := tx.ListRecords(ctx, sub, "")
+			must(t, "ListRecords", err)
+			diff(t, "records of "+string(sub), wantRecs, got)
+			gotCons, err := tx.ListConsents(ctx, sub)
+			must(t, "ListConsents", err)
+			diff(t, "consents of "+string(sub), wantCons, gotCons)
+		}
+		return nil
+	})
+
+	for name, fn := range map[string]func(ctx context.Context, tx custos.Tx) error{
+		"InsertRecords": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertRecords(ctx, []*custos.StoredRecord{{ID: "rec_new", SubjectID: "sub_a", Type: "order", Category: "orders",
+				OccurredAt: at(0), CreatedAt: at(0), Sealed: []byte("x")}, recs[100]})
+		},
+		"InsertConsents": func(ctx context.Context, tx custos.Tx) error {
+			return tx.InsertConsents(ctx, []*custos.StoredConsent{{ID: "con_new", SubjectID: "sub_a", Purpose: "marketing",
+				Action: custos.ConsentGranted, NoticeVersion: 1, At: at(0), Channel: "app", InitiatedBy: "customer"}, cs[150]})
+		},
+		"InsertConsents same id twice": func(ctx context.Context, tx custos.Tx) error {
+			c := &custos.StoredConsent{ID: "con_twice", SubjectID: "sub_a", Purpose: "marketing", Action: custos.ConsentGranted,
+				NoticeVersion: 1, At: at(0), Channel: "app", InitiatedBy: "customer"}
+			d := *c
+			return tx.InsertConsents(ctx, []*custos.StoredConsent{c, &d})
+		},
+	} {
+		err := s.Update(t.Context(), func(tx custos.Tx) error { return fn(t.Context(), tx) })
+		wantCode(t, name+" existing id", err, custos.ECONFLICT)
+	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		got, err := tx.ListRecords(ctx, "sub_a", "")
+		must(t, "ListRecords", err)
+		for _, r := range got {
+			if r.ID == "rec_new" {
+				t.Errorf("record of a refused batch was stored")
+			}
+		}
+		gotCons, err := tx.ListConsents(ctx, "sub_a")
+		must(t, "ListConsents", err)
+		for _, c := range gotCons {
+			if c.ID == "con_new" || c.ID == "con_twice" {
+				t.Errorf("consent %s of a refused batch was stored", c.ID)
+			}
+		}
 		return nil
 	})
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "RightsRequest", fn: testRightsRequest},
 		{name: "ImportRow", fn: testImportRow},
 		{name: "Batch", fn: testBatch},
+		{name: "BatchRecords", fn: testBatchRecords},
 		{name: "Principal", fn: testPrincipal},
 		{name: "APIKey", fn: testAPIKey},
 		{name: "PrincipalUpdate", fn: testPrincipalUpdate},

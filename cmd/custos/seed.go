@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -14,19 +17,20 @@ import (
 )
 
 // seedBatch is one batch of generated customers and, by row, the records
-// to create for each once it is stored.
+// to create for each, in the batch's transaction, if it is stored.
 type seedBatch struct {
 	rows    []core.ImportInput
 	records [][]custos.NewRecord
 }
 
-func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) (err error) {
 	fs, cf := newFlags("seed", stderr)
 	n := fs.Int("subjects", 100, "how many synthetic customers to create")
 	records := fs.Int("records", 2, "records (orders, payments, events) per customer")
 	seedV := fs.Uint64("seed", 0, "random seed (0: from the clock)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	inflight := fs.Int("inflight", 4, "batches of 500 prepared and written at once (1–16)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the seeding to this file")
 	cfg, err := cf.parse(fs, args, getenv)
 	if err != nil {
 		return err
@@ -43,6 +47,21 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	defer node.Close()
 	printAdminKey(stdout, node)
+	if *cpuProfile != "" {
+		prof, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return errors.Join(fmt.Errorf("seed: cpu profile: %w", err), prof.Close())
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := prof.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("seed: cpu profile: %w", cerr)
+			}
+		}()
+	}
 	if *seedV == 0 {
 		*seedV = uint64(time.Now().UnixNano())
 	}
@@ -59,10 +78,10 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 
 	// One goroutine generates (the generator is sequential and never
 	// repeats a lookup value); -inflight workers each import a batch
-	// through the same path as `custos import` (ImportRows: preparation
-	// outside the writer, one write transaction per batch) and then
-	// create its customers' records, several at a time, so that they
-	// share commits.
+	// through the same path as `custos import` (preparation outside the
+	// writer, one write transaction per batch), whose transaction also
+	// creates the records of the customers it stores
+	// (ImportRowsWithRecords).
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan seedBatch, *inflight)
@@ -106,13 +125,10 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				res, err := node.svc.ImportRows(ctx, purposes, job, b.rows)
+				res, err := node.svc.ImportRowsWithRecords(ctx, purposes, job, b.rows,
+					core.ImportRecords{Purposes: recordPurposes, ByRow: b.records})
 				if err != nil {
 					fail(err)
-					return
-				}
-				if err := seedRecords(ctx, node.svc, recordPurposes, res, b.records); err != nil {
-					fail(fmt.Errorf("seed record: %w", err))
 					return
 				}
 				mu.Lock()
@@ -133,54 +149,4 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	stored := counts[custos.ImportStored]
 	fmt.Fprintf(stdout, "seeded %d synthetic customers with %d records each (seed %d; %d refused)\n", stored, *records, *seedV, *n-stored)
 	return nil
-}
-
-// seedRecords creates the records of the stored rows of one batch, 16 at
-// a time: each is its own durable write, and concurrent writes share
-// commits.
-func seedRecords(ctx context.Context, svc *core.Service, purposes []string, res []*custos.ImportResult, records [][]custos.NewRecord) error {
-	type job struct {
-		id  custos.SubjectID
-		rec custos.NewRecord
-	}
-	jobs := make(chan job)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if _, err := svc.CreateRecord(ctx, purposes, j.id, j.rec); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	func() {
-		defer close(jobs)
-		for i, r := range res {
-			if r.Status != custos.ImportStored {
-				continue
-			}
-			for _, rec := range records[i] {
-				select {
-				case jobs <- job{r.SubjectID, rec}:
-				case err := <-errs:
-					errs <- err
-					return
-				}
-			}
-		}
-	}()
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
 }

@@ -123,3 +123,55 @@ func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) 
 	}
 	return out, nil
 }
+
+// InsertRecords stores rs; their subjects must exist. ECONFLICT if an id
+// exists.
+func (st Stmts) InsertRecords(ctx context.Context, rs []*custos.StoredRecord) error {
+	return Chunks(len(rs), func(lo, hi int) error {
+		args := make([]any, 0, 8*(hi-lo))
+		for _, r := range rs[lo:hi] {
+			args = append(args, string(r.ID), string(r.SubjectID), r.Type, r.Category, Micros(r.OccurredAt), Micros(r.CreatedAt),
+				r.Sealed, OptMicros(r.RestrictedUntil))
+		}
+		return InsertRows(ctx, st.Q, "Record", `INSERT INTO records (id, subject_id, type, category, occurred_at, created_at, sealed, restricted_until) VALUES `+
+			Values(hi-lo, 8), hi-lo, args)
+	})
+}
+
+// InsertConsents appends cs in order, as InsertConsent would one by one,
+// and sets each one's Seq. ECONFLICT if an id exists. The seqs are
+// matched to the rows by id: neither store promises to return the rows
+// of a multi-row INSERT … RETURNING in the order of its VALUES.
+func (st Stmts) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) error {
+	return Chunks(len(cs), func(lo, hi int) error {
+		args := make([]any, 0, 12*(hi-lo))
+		byID := make(map[string]*custos.StoredConsent, hi-lo)
+		for _, c := range cs[lo:hi] {
+			args = append(args, ConsentArgs(c)...)
+			byID[c.ID] = c
+		}
+		got := 0
+		q := `INSERT INTO consents (` + consentColumns + `) VALUES ` + Values(hi-lo, 12) + ` ON CONFLICT DO NOTHING RETURNING id, seq`
+		err := st.Q.Query(ctx, q, args, func(s Scanner) error {
+			var (
+				id  string
+				seq int64
+			)
+			if err := s.Scan(&id, &seq); err != nil {
+				return err
+			}
+			if c := byID[id]; c != nil {
+				c.Seq = seq
+				got++
+			}
+			return nil
+		})
+		if err != nil {
+			return st.Q.Error(err, "Consent")
+		}
+		if got != hi-lo {
+			return custos.Errorf(custos.ECONFLICT, "Consent already exists.")
+		}
+		return nil
+	})
+}
