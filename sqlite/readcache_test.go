@@ -150,6 +150,17 @@ func TestReadCacheCoherent(t *testing.T) {
 			}
 			return nil
 		}},
+		{"consents in a batch", func(tx custos.Tx) error {
+			return tx.InsertConsents(ctx, []*custos.StoredConsent{
+				{ID: "c3", SubjectID: "s1", Purpose: "marketing", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
+				{ID: "c4", SubjectID: "s9", Purpose: "marketing", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
+			})
+		}, func(s snapshot, err error) error {
+			if err != nil || s.consents != 3 {
+				return fmt.Errorf("%d consents, err %v; want 3", s.consents, err)
+			}
+			return nil
+		}},
 		{"key rewrap", func(tx custos.Tx) error {
 			return tx.UpdateDataKey(ctx, &custos.DataKey{SubjectID: "s1", Version: 2, KEKVersion: 2, Wrapped: []byte("rewrapped"), CreatedAt: now})
 		}, func(s snapshot, err error) error {

@@ -74,6 +74,17 @@ func (tx *Tx) InsertConsent(ctx context.Context, c *custos.StoredConsent) error 
 	return tx.Stmts.InsertConsent(ctx, c)
 }
 
+// InsertConsents appends consent decisions in multi-row statements and
+// sets their Seqs; the read cache drops their customers' entries.
+func (tx *Tx) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) error {
+	ids := make([]custos.SubjectID, len(cs))
+	for i, c := range cs {
+		ids[i] = c.SubjectID
+	}
+	defer tx.about(ids...)()
+	return tx.Stmts.InsertConsents(ctx, cs)
+}
+
 // DeleteConsents removes a subject's consent history.
 func (tx *Tx) DeleteConsents(ctx context.Context, id custos.SubjectID) (int, error) {
 	defer tx.about(id)()
