@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,14 +172,32 @@ func (c *readCache) invalidate(inv *invalidation) {
 	for id := range inv.ids {
 		s := c.shard(id)
 		s.mu.Lock()
+		var keys []string
 		if e := s.entries[id]; e != nil {
-			for _, k := range e.lookups {
-				delete(s.lookups, k)
-			}
+			keys = e.lookups
 			delete(s.entries, id)
 		}
 		s.mu.Unlock()
+		c.dropLookups(keys, id)
 	}
+}
+
+// dropLookups deletes the blind-index mappings keys → id. The caller
+// holds no shard lock: a mapping lives in the shard of its key, and two
+// shard locks are never held at once.
+func (c *readCache) dropLookups(keys []string, id custos.SubjectID) {
+	for _, k := range keys {
+		ks := c.keyShard(k)
+		ks.mu.Lock()
+		if ks.lookups[k] == id {
+			delete(ks.lookups, k)
+		}
+		ks.mu.Unlock()
+	}
+}
+
+func (c *readCache) keyShard(k string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, k)%cacheShards]
 }
 
 func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
@@ -198,22 +217,26 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject) {
 	s := c.shard(st.ID)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !c.valid(stamp) || s.entries[st.ID] != nil {
+		s.mu.Unlock()
 		return
 	}
+	var (
+		evicted custos.SubjectID
+		keys    []string
+	)
 	if len(s.entries) >= c.max {
 		// Evict one entry; map order is random enough for a cache whose
 		// misses cost one indexed read.
 		for id, e := range s.entries {
-			for _, k := range e.lookups {
-				delete(s.lookups, k)
-			}
+			evicted, keys = id, e.lookups
 			delete(s.entries, id)
 			break
 		}
 	}
 	s.entries[st.ID] = &cacheEntry{subject: cloneSubject(st)}
+	s.mu.Unlock()
+	c.dropLookups(keys, evicted)
 }
 
 // cloneSubject copies st down to its bytes: what the cache holds and what
@@ -304,49 +327,54 @@ func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {
 
 func lookupKey(field string, hash []byte) string { return field + "\x00" + string(hash) }
 
+// getLookup answers a blind-index lookup from the cache. The mapping
+// key → subject lives in the shard of the key; it counts only while that
+// subject's entry lists the key (an entry starts with none, so a mapping
+// left from before an invalidation, such as a mobile number since
+// corrected, is never used).
 func (c *readCache) getLookup(field string, hash []byte) (custos.SubjectID, bool) {
 	k := lookupKey(field, hash)
-	s := &c.shards[maphash.String(c.seed, k)%cacheShards]
-	s.mu.Lock()
-	id, ok := s.lookups[k]
-	s.mu.Unlock()
+	ks := c.keyShard(k)
+	ks.mu.Lock()
+	id, ok := ks.lookups[k]
+	ks.mu.Unlock()
 	if !ok {
 		return "", false
 	}
-	// The mapping is kept only while its subject's entry is.
-	if c.getSubjectPresent(id) {
-		return id, true
-	}
-	return "", false
-}
-
-func (c *readCache) getSubjectPresent(id custos.SubjectID) bool {
 	s := c.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.entries[id] != nil
+	e := s.entries[id]
+	vouched := e != nil && slices.Contains(e.lookups, k)
+	s.mu.Unlock()
+	if !vouched {
+		c.dropLookups([]string{k}, id)
+		return "", false
+	}
+	return id, true
 }
 
-// putLookup records that (field, hash) led to id, whose entry must exist.
-// The mapping lives in the shard of the key and is listed on the entry,
-// so that invalidating the subject removes it.
+// putLookup records that (field, hash) led to id, whose entry must exist:
+// first on the entry, then in the key's shard (never both locks at once).
 func (c *readCache) putLookup(stamp cacheStamp, field string, hash []byte, id custos.SubjectID) {
 	k := lookupKey(field, hash)
-	ks := &c.shards[maphash.String(c.seed, k)%cacheShards]
 	s := c.shard(id)
-	// Lock order: subject shard, then key shard (they may be the same).
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.entries[id]
 	if e == nil || !c.valid(stamp) || len(e.lookups) >= 8 {
+		s.mu.Unlock()
 		return
 	}
-	if ks != s {
-		ks.mu.Lock()
-		defer ks.mu.Unlock()
+	if !slices.Contains(e.lookups, k) {
+		e.lookups = append(e.lookups, k)
+	}
+	s.mu.Unlock()
+	ks := c.keyShard(k)
+	ks.mu.Lock()
+	if len(ks.lookups) >= 8*c.max {
+		clear(ks.lookups) // mappings whose entries went unnoticed; a bound
 	}
 	ks.lookups[k] = id
-	e.lookups = append(e.lookups, k)
+	ks.mu.Unlock()
 }
 
 // invalidation is what one write transaction changed in cached tables.

@@ -413,3 +413,91 @@ func TestAtEndGroup(t *testing.T) {
 		t.Fatalf("meta written by a transaction whose end failed: %v", err)
 	}
 }
+
+// TestReadCacheLookupsConcurrent: readers look customers up by key and
+// read them on many goroutines while their keys change (a corrected
+// mobile number). Nobody deadlocks, and after each change the old key
+// finds nobody and the new one finds the customer.
+func TestReadCacheLookupsConcurrent(t *testing.T) {
+	ctx := context.Background()
+	// A cache far smaller than the customers read keeps evicting and
+	// filling entries, as a busy node does.
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "custos.db"), sqlite.Options{Migrate: true, ReadCache: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const n = 48
+	ids := make([]custos.SubjectID, n)
+	keys := make([]atomic.Value, n) // current lookup hash per subject
+	for i := range ids {
+		ids[i] = custos.SubjectID(fmt.Sprintf("s%02d", i))
+		seedCached(t, db, ids[i])
+		keys[i].Store("h-" + string(ids[i]))
+	}
+	find := func(hash string) (custos.SubjectID, error) {
+		var id custos.SubjectID
+		err := db.View(ctx, func(tx custos.Tx) error {
+			var err error
+			if id, err = tx.FindLookup(ctx, "mobile", []byte(hash)); err != nil {
+				return err
+			}
+			_, err = tx.GetSubject(ctx, id)
+			return err
+		})
+		return id, err
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i = (i*7 + 3) % n {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				hash := keys[i].Load().(string)
+				if _, err := find(hash); err != nil && custos.ErrorCode(err) != custos.ENOTFOUND {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	watchdog := time.AfterFunc(60*time.Second, func() { panic("TestReadCacheLookupsConcurrent: no progress in 60 s (deadlock?)") })
+	defer watchdog.Stop()
+	for round := range 400 {
+		i := round % n
+		old := keys[i].Load().(string)
+		fresh := fmt.Sprintf("h-%s-%d", ids[i], round)
+		err = db.Update(ctx, func(tx custos.Tx) error {
+			if err := tx.DeleteLookups(ctx, ids[i], "mobile"); err != nil {
+				return err
+			}
+			return tx.InsertLookup(ctx, "mobile", []byte(fresh), ids[i])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i].Store(fresh)
+		if id, err := find(old); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatalf("round %d: the corrected-away key still finds %q (err %v)", round, id, err)
+		}
+		// Twice: the first may fill the cache, the second is answered by it.
+		for range 2 {
+			if id, err := find(fresh); err != nil || id != ids[i] {
+				t.Fatalf("round %d: the new key finds %q, err %v; want %s", round, id, err, ids[i])
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
