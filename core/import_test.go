@@ -15,7 +15,6 @@ import (
 	"custos/audit"
 	"custos/core"
 	"custos/keys"
-	"custos/postgres"
 )
 
 // TestImportBatchAudit: a batch's events are chained in line order, one
@@ -118,17 +117,7 @@ func importStores(t *testing.T, fn func(t *testing.T, store custos.Store)) {
 		fn(t, openSQLite(t, filepath.Join(t.TempDir(), "custos.db"), nil))
 	})
 	t.Run("postgres", func(t *testing.T) {
-		u := pgSchemaURL(t) // skips without CUSTOS_TEST_POSTGRES
-		db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := db.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		})
-		fn(t, db)
+		fn(t, openPostgres(t, pgSchemaURL(t))) // skips without CUSTOS_TEST_POSTGRES
 	})
 }
 

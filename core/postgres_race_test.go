@@ -55,20 +55,27 @@ func newPGNodes(t *testing.T) (a, b pgNode, admin context.Context) {
 		t.Fatal(err)
 	}
 	node := func() pgNode {
-		db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := db.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		})
+		db := openPostgres(t, u)
 		return pgNode{db: db, svc: core.New(db, custos.DefaultCatalog(), ring, signer, nil)}
 	}
 	a, b = node(), node()
 	admin = custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
 	return a, b, admin
+}
+
+// openPostgres opens (and migrates) the store at u, closed when t ends.
+func openPostgres(t *testing.T, u string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return db
 }
 
 // pgSchemaURL creates an empty schema in the test database, drops it when
