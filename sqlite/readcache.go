@@ -122,10 +122,14 @@ func (c *readCache) shard(id custos.SubjectID) *cacheShard {
 // process changed cached tables since it last looked, and returns the
 // stamp that fills must match.
 func (c *readCache) begin() cacheStamp {
-	if cur := c.shared.load(); cur != c.seen.Load() {
+	if c.shared.load() != c.seen.Load() {
 		c.bumpMu.Lock()
-		c.flushAll()
-		c.seen.Store(cur)
+		// Again under the lock: this process's own advance may have been
+		// half done (counter moved, seen not yet) when first looked.
+		if cur := c.shared.load(); cur != c.seen.Load() {
+			c.flushAll()
+			c.seen.Store(cur)
+		}
 		c.bumpMu.Unlock()
 	}
 	return cacheStamp{gen: c.gen.Load(), shared: c.shared.load()}
