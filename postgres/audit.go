@@ -69,18 +69,26 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 	if err := tx.flushEvents(ctx); err != nil {
 		return err
 	}
+	args, err := auditArgs(e)
+	if err != nil {
+		return err
+	}
+	return tx.insert(ctx, "Audit event", `INSERT INTO audit_events (`+auditColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, args...)
+}
+
+// auditArgs are e's values in auditColumns order.
+func auditArgs(e *custos.AuditEvent) ([]any, error) {
 	fields, err := sqlutil.EncodeList(e.Fields)
 	if err != nil {
-		return internal("audit event", err)
+		return nil, internal("audit event", err)
 	}
 	purposes, err := sqlutil.EncodeList(e.Purposes)
 	if err != nil {
-		return internal("audit event", err)
+		return nil, internal("audit event", err)
 	}
-	return tx.insert(ctx, "Audit event", `INSERT INTO audit_events (`+auditColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
-		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+	return []any{e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash}, nil
 }
 
 // InsertAuditEvents stores events chained by the caller, in order, in
@@ -103,16 +111,11 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 	return sqlutil.Chunks(len(es), func(lo, hi int) error {
 		args := make([]any, 0, 12*(hi-lo))
 		for _, e := range es[lo:hi] {
-			fields, err := sqlutil.EncodeList(e.Fields)
+			a, err := auditArgs(e)
 			if err != nil {
-				return internal("audit event", err)
+				return err
 			}
-			purposes, err := sqlutil.EncodeList(e.Purposes)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
-				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+			args = append(args, a...)
 		}
 		return sqlutil.InsertRows(ctx, stmtQuerier{tx}, "Audit event",
 			`INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)

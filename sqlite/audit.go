@@ -48,26 +48,7 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 		*tx.head = auditHead{known: true, seq: e.Seq, hash: bytes.Clone(e.Hash)}
 		return nil
 	}
-	fields, err := encodeList(e.Fields)
-	if err != nil {
-		return internal("audit event", err)
-	}
-	purposes, err := encodeList(e.Purposes)
-	if err != nil {
-		return internal("audit event", err)
-	}
-	_, err = tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
-		e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
-	if tx.head != nil {
-		switch {
-		case err != nil:
-			tx.head.known = false // read it again rather than guess
-		case tx.head.known && e.Seq > tx.head.seq:
-			*tx.head = auditHead{known: true, seq: e.Seq, hash: bytes.Clone(e.Hash)}
-		}
-	}
-	return formatError(err, "Audit event")
+	return tx.InsertAuditEvents(ctx, []*custos.AuditEvent{e})
 }
 
 // InsertAuditEvents stores events chained by the caller, in order, in
