@@ -13,8 +13,12 @@ type Store interface {
 	// Update runs fn in one write transaction; fn's error rolls it back.
 	// On SQLite writes are serialised by a single write connection; on
 	// PostgreSQL the audit head is locked by AuditHead. Both stores may
-	// run several Update calls in one transaction (group commit), each
-	// in a savepoint of its own.
+	// run several Update calls in one transaction (group commit), and
+	// either may run fn again in a new transaction when another member
+	// of its group fails (SQLite) or on a deadlock or serialisation
+	// failure (PostgreSQL): fn must have no effect outside tx except
+	// through what a later run overwrites (assign results, never append
+	// to a slice declared outside fn).
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(tx Tx) error) error

@@ -786,8 +786,10 @@ func (s *Service) ConsentState(ctx context.Context, id custos.SubjectID) (*custo
 	if err := s.requireAction(ctx, ev, custos.ActConsentRead); err != nil {
 		return nil, err
 	}
-	st := &custos.ConsentState{SubjectID: id, Current: []*custos.Consent{}, History: []*custos.Consent{}, Ask: []string{}}
+	st := &custos.ConsentState{}
 	err := s.run(ctx, ev, func(tx custos.Tx) error {
+		// fn may run again (custos.Store): start from nothing.
+		*st = custos.ConsentState{SubjectID: id, Current: []*custos.Consent{}, History: []*custos.Consent{}, Ask: []string{}}
 		aead, fields, err := s.ageFields(ctx, tx, id)
 		if err != nil {
 			return err

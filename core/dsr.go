@@ -975,6 +975,7 @@ func (s *Service) CheckRightsDeadlines(ctx context.Context) (near, overdue []*cu
 	now := time.Now()
 	horizon := s.calendar().Deadline(now, warn)
 	err = s.store.Update(ctx, func(tx custos.Tx) error {
+		near, overdue = nil, nil // fn may run again (custos.Store)
 		rs, err := tx.ListRightsRequests(ctx, custos.RightsFilter{DueBefore: horizon})
 		if err != nil {
 			return err

@@ -71,6 +71,7 @@ func (s *Service) loadHeld(ctx context.Context, reqID, action string) (*custos.R
 		if err != nil {
 			return err
 		}
+		h.recips = nil // fn may run again (custos.Store)
 		for _, r := range rcps {
 			if !r.Disabled {
 				h.recips = append(h.recips, r.Name)

@@ -22,6 +22,7 @@ func (s *Service) Rewrap(ctx context.Context, ring *keys.Keyring, progress func(
 	done := 0
 	for {
 		var batch []*custos.DataKey
+		rewrapped := 0 // set by fn, which may run again (custos.Store)
 		err := s.store.Update(ctx, func(tx custos.Tx) error {
 			var err error
 			if batch, err = tx.ListDataKeys(ctx, after, RewrapBatch); err != nil {
@@ -44,7 +45,7 @@ func (s *Service) Rewrap(ctx context.Context, ring *keys.Keyring, progress func(
 				}
 				n++
 			}
-			done += n
+			rewrapped = n
 			if n == 0 && len(batch) < RewrapBatch {
 				return nil
 			}
@@ -54,6 +55,7 @@ func (s *Service) Rewrap(ctx context.Context, ring *keys.Keyring, progress func(
 		if err != nil {
 			return done, err
 		}
+		done += rewrapped
 		if progress != nil {
 			progress(done)
 		}

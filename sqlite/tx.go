@@ -87,6 +87,10 @@ const (
 	spNone    spState = iota
 	spPending         // to be opened by the next statement
 	spOpen
+	// A member run without a savepoint (an optimistic group, see
+	// commitGroup): spWatch until its first statement, then spRan.
+	spWatch
+	spRan
 )
 
 var _ custos.AtEnder = (*Tx)(nil)
@@ -138,6 +142,9 @@ func (tx *Tx) before(ctx context.Context) error {
 		if err := tx.begin(ctx); err != nil {
 			return err
 		}
+	}
+	if tx.sp == spWatch {
+		tx.sp = spRan
 	}
 	if tx.sp == spPending {
 		tx.sp = spOpen

@@ -1,0 +1,115 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"custos"
+)
+
+// TestOptimisticGroup checks the commit group's two ways of running its
+// members: without savepoints while every member succeeds or fails before
+// writing, and again from the start, each member in its own savepoint,
+// once a member fails after writing — which must still undo that
+// member's writes alone (nothing lost, nothing half-written).
+func TestOptimisticGroup(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	refused := custos.Errorf(custos.EINVALID, "refused")
+
+	runs := map[string]int{}
+	// put writes key and counts its runs; fail makes it fail after (or,
+	// with early, before) writing.
+	put := func(key string, fail, early bool) func(tx custos.Tx) error {
+		return func(tx custos.Tx) error {
+			runs[key]++
+			if fail && early {
+				return refused
+			}
+			if err := tx.SetMeta(ctx, key, "v"); err != nil {
+				return err
+			}
+			if fail {
+				return refused
+			}
+			return nil
+		}
+	}
+	stored := func(key string) bool {
+		t.Helper()
+		err := db.View(ctx, func(tx custos.Tx) error {
+			_, err := tx.GetMeta(ctx, key)
+			return err
+		})
+		if err != nil && custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	type want struct {
+		key    string
+		ok     bool
+		runs   int
+		stored bool
+	}
+	for _, tc := range []struct {
+		name    string
+		members []func(tx custos.Tx) error
+		want    []want
+	}{
+		{"all succeed: one run each",
+			[]func(tx custos.Tx) error{put("a1", false, false), put("b1", false, false), put("c1", false, false)},
+			[]want{{"a1", true, 1, true}, {"b1", true, 1, true}, {"c1", true, 1, true}}},
+		{"a member fails before writing: no second run",
+			[]func(tx custos.Tx) error{put("a2", false, false), put("b2", true, true), put("c2", false, false)},
+			[]want{{"a2", true, 1, true}, {"b2", false, 1, false}, {"c2", true, 1, true}}},
+		{"a member fails after writing: the group runs again with savepoints",
+			[]func(tx custos.Tx) error{put("a3", false, false), put("b3", true, false), put("c3", false, false)},
+			// c3 never ran in the first run: it stopped at b3.
+			[]want{{"a3", true, 2, true}, {"b3", false, 2, false}, {"c3", true, 1, true}}},
+		{"two members fail after writing",
+			[]func(tx custos.Tx) error{put("a4", true, false), put("b4", false, false), put("c4", true, false), put("d4", false, false)},
+			[]want{{"a4", false, 2, false}, {"b4", true, 1, true}, {"c4", false, 1, false}, {"d4", true, 1, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := runGroup(t, db, tc.members...)
+			for i, w := range tc.want {
+				if ok := errs[i] == nil; ok != w.ok {
+					t.Errorf("%s: error %v, want success %v", w.key, errs[i], w.ok)
+				}
+				if !w.ok && !errors.Is(errs[i], refused) && custos.ErrorCode(errs[i]) != custos.EINVALID {
+					t.Errorf("%s: error %v, want its own refusal", w.key, errs[i])
+				}
+				if runs[w.key] != w.runs {
+					t.Errorf("%s ran %d times, want %d", w.key, runs[w.key], w.runs)
+				}
+				if got := stored(w.key); got != w.stored {
+					t.Errorf("%s stored %v, want %v", w.key, got, w.stored)
+				}
+			}
+		})
+	}
+
+	// A member that panics after writing is undone alone too.
+	errs := runGroup(t, db,
+		put("a5", false, false),
+		func(tx custos.Tx) error {
+			if err := tx.SetMeta(ctx, "b5", "v"); err != nil {
+				return err
+			}
+			panic("bad request")
+		},
+		put("c5", false, false))
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("panicking member: errors %v", errs)
+	}
+	if !stored("a5") || stored("b5") || !stored("c5") {
+		t.Errorf("panicking member: stored a5 %v b5 %v c5 %v, want true false true", stored("a5"), stored("b5"), stored("c5"))
+	}
+}
