@@ -51,26 +51,37 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 	return tx.InsertAuditEvents(ctx, []*custos.AuditEvent{e})
 }
 
-// InsertAuditEvents stores events chained by the caller, in order, in
-// multi-row statements, and moves the commit group's head past the last.
+// InsertAuditEvents stores events chained by the caller, in order, and
+// moves the commit group's head past the last.
+//
+// One single-row statement per event, not one multi-row statement: an
+// INSERT of several rows into a table with a unique key may fail half
+// way, so SQLite first copies every page it changes into a statement
+// journal (spilled to a temporary file past 64 KiB) to be able to undo
+// it alone — a random page of the subject index per event, and the last
+// page of each other index. That copy cost a read group's audit insert
+// 40 % of its time; the prepared single-row statement needs none
+// (BENCHMARKS.md).
 func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) error {
-	err := sqlutil.Chunks(len(es), func(lo, hi int) error {
-		args := make([]any, 0, 12*(hi-lo))
-		for _, e := range es[lo:hi] {
-			fields, err := encodeList(e.Fields)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			purposes, err := encodeList(e.Purposes)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
-				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+	var err error
+	args := make([]any, 12)
+	for _, e := range es {
+		fields, ferr := encodeList(e.Fields)
+		if ferr != nil {
+			err = internal("audit event", ferr)
+			break
 		}
-		_, err := tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), args...)
-		return err
-	})
+		purposes, perr := encodeList(e.Purposes)
+		if perr != nil {
+			err = internal("audit event", perr)
+			break
+		}
+		args = append(args[:0], e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+			e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
+		if _, err = tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			break
+		}
+	}
 	if tx.head != nil && len(es) > 0 {
 		switch last := es[len(es)-1]; {
 		case err != nil:

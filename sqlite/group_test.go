@@ -113,3 +113,64 @@ func TestOptimisticGroup(t *testing.T) {
 		t.Errorf("panicking member: stored a5 %v b5 %v c5 %v, want true false true", stored("a5"), stored("b5"), stored("c5"))
 	}
 }
+
+// TestEndAuditInsertFails checks the end work's audit insert, which runs
+// without a statement journal (OR ROLLBACK): when it fails, SQLite rolls
+// the whole transaction back, every member of the group is answered with
+// an error, nothing of the group is stored, and the write connection
+// serves the next group.
+func TestEndAuditInsertFails(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if errs := runGroup(t, db, func(tx custos.Tx) error { return appendEvent(ctx, tx, 1) }); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	// Each member writes a key and leaves two audit events for the end:
+	// a good one (seq 2, 3) and, for the last member, one reusing seq 1.
+	member := func(key string, n int, dup bool) func(tx custos.Tx) error {
+		return func(tx custos.Tx) error {
+			if err := tx.SetMeta(ctx, key, "v"); err != nil {
+				return err
+			}
+			tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
+				if err := appendEvent(ctx, tx, n); err != nil {
+					return err
+				}
+				if !dup {
+					return nil
+				}
+				e := &custos.AuditEvent{Seq: 1, Time: tx.Now(), ActorID: "prn_test", Action: custos.AuditSubjectRead, Decision: custos.DecisionAllow, Hash: []byte("x")}
+				return tx.InsertAuditEvent(ctx, e)
+			})
+			return nil
+		}
+	}
+	errs := runGroup(t, db, member("e1", 2, false), member("e2", 3, true))
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("member %d: no error, want the group's failure", i)
+		}
+	}
+	for _, key := range []string{"e1", "e2"} {
+		err := db.View(ctx, func(tx custos.Tx) error {
+			_, err := tx.GetMeta(ctx, key)
+			return err
+		})
+		if custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Errorf("%s after the failed group: %v, want not found", key, err)
+		}
+	}
+	checkChain(t, db, 1)
+	// The connection is usable: the next group commits and chains on.
+	errs = runGroup(t, db, member("f1", 2, false), member("f2", 3, false))
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d of the next group: %v", i, err)
+		}
+	}
+	checkChain(t, db, 3)
+}
