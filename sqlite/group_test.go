@@ -114,11 +114,11 @@ func TestOptimisticGroup(t *testing.T) {
 	}
 }
 
-// TestEndAuditInsertFails checks the end work's audit insert, which runs
-// without a statement journal (OR ROLLBACK): when it fails, SQLite rolls
-// the whole transaction back, every member of the group is answered with
-// an error, nothing of the group is stored, and the write connection
-// serves the next group.
+// TestEndAuditInsertFails checks the end work's audit insert (one
+// single-row statement per event): when one fails half way through the
+// group's events, every member of the group is answered with an error,
+// nothing of the group is stored, and the write connection serves the
+// next group.
 func TestEndAuditInsertFails(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
