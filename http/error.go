@@ -1,7 +1,9 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -53,7 +55,12 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 	if e := custos.AsError(err); e != nil {
 		p.Errors, p.ExistingID = e.Violations, e.ConflictID
 	}
-	if code == custos.EINTERNAL || code == custos.ESEALED {
+	switch {
+	case code == custos.EINTERNAL && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away (or gave up waiting) before the answer:
+		// nothing failed in custos, and nobody reads this answer.
+		logger.Info("client went away before the answer", "request_id", p.RequestID, "method", r.Method, "path", r.URL.Path)
+	case code == custos.EINTERNAL || code == custos.ESEALED:
 		// The cause may name internals but never personal data: values
 		// are never formatted into errors anywhere in custos.
 		logger.Error("request failed", "request_id", p.RequestID, "code", code, "err", err)
