@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -60,7 +61,11 @@ func newService(t testing.TB, store custos.Store) (*core.Service, context.Contex
 // newEnvOn is an env on the SQLite store db.
 func newEnvOn(t testing.TB, db *sqlite.DB) *env {
 	t.Helper()
-	svc, admin, ring, _ := newService(t, db)
+	var store custos.Store = db
+	if os.Getenv("CUSTOS_TEST_REPEAT") != "" {
+		store = &repeatStore{Store: db}
+	}
+	svc, admin, ring, _ := newService(t, store)
 	return &env{svc: svc, db: db, ring: ring, admin: admin}
 }
 

@@ -335,19 +335,23 @@ func (d *WebhookDeliverer) deliver(ctx context.Context, dl *custos.WebhookDelive
 		})
 	}
 	code, cause := d.post(ctx, ev, rcp)
-	return d.record(ctx, dl, func(dl *custos.WebhookDelivery, now time.Time) {
+	err := d.record(ctx, dl, func(dl *custos.WebhookDelivery, now time.Time) {
 		dl.Attempts++
 		dl.LastAttemptAt, dl.LastCode = now, code
 		if cause == "" {
 			dl.Status, dl.DeliveredAt, dl.LastError = custos.DeliveryDelivered, now, ""
-			d.delivered.Add(1)
 			return
 		}
-		d.failed.Add(1)
 		dl.Status, dl.LastError, dl.NextAttemptAt = custos.DeliveryRetrying, cause, now.Add(d.Backoff(dl.Attempts))
-		d.Logger.Info("webhook delivery failed; will retry", "event_id", dl.EventID, "recipient_id", dl.RecipientID,
-			"attempts", dl.Attempts, "reason", cause)
 	})
+	if cause == "" {
+		d.delivered.Add(1)
+		return err
+	}
+	d.failed.Add(1)
+	d.Logger.Info("webhook delivery failed; will retry", "event_id", dl.EventID, "recipient_id", dl.RecipientID,
+		"attempts", dl.Attempts, "reason", cause)
+	return err
 }
 
 // post sends ev to rcp and returns the HTTP status and "" on a 2xx, or a
@@ -399,10 +403,17 @@ func (d *WebhookDeliverer) post(ctx context.Context, ev *custos.OutboxEvent, rcp
 // (shutdown): the POST happened, and the record says so.
 func (d *WebhookDeliverer) record(ctx context.Context, dl *custos.WebhookDelivery, change func(*custos.WebhookDelivery, time.Time)) error {
 	ctx = context.WithoutCancel(ctx)
-	return d.Service.store.Update(ctx, func(tx custos.Tx) error {
-		change(dl, tx.Now())
-		return tx.UpdateWebhookDelivery(ctx, dl)
+	var out custos.WebhookDelivery
+	err := d.Service.store.Update(ctx, func(tx custos.Tx) error {
+		// The function may run again (custos.Store): change a fresh copy.
+		out = *dl
+		change(&out, tx.Now())
+		return tx.UpdateWebhookDelivery(ctx, &out)
 	})
+	if err == nil {
+		*dl = out
+	}
+	return err
 }
 
 // alert raises, once per delivery, the unacknowledged-recipient alert: an
