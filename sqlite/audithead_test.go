@@ -26,6 +26,18 @@ func appendEvent(ctx context.Context, tx custos.Tx, n int) error {
 	return tx.InsertAuditEvent(ctx, e)
 }
 
+// openInternal opens a migrated store in a temporary directory for the
+// package's internal tests, closed at cleanup.
+func openInternal(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // runGroup commits fns as one commit group, the way the writer goroutine
 // does (the writer is idle, so the single write connection is free), and
 // returns each member's error.
@@ -81,11 +93,7 @@ func checkChain(t *testing.T, db *DB, want int64) {
 // is chained onto, not overwritten.
 func TestAuditHeadInCommitGroup(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openInternal(t)
 	refused := errors.New("refused")
 
 	errs := runGroup(t, db, func(tx custos.Tx) error { return appendEvent(ctx, tx, 1) })

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"custos"
@@ -16,11 +15,7 @@ import (
 // member's writes alone (nothing lost, nothing half-written).
 func TestOptimisticGroup(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openInternal(t)
 	refused := custos.Errorf(custos.EINVALID, "refused")
 
 	runs := map[string]int{}
@@ -121,11 +116,7 @@ func TestOptimisticGroup(t *testing.T) {
 // next group.
 func TestEndAuditInsertFails(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openInternal(t)
 	if errs := runGroup(t, db, func(tx custos.Tx) error { return appendEvent(ctx, tx, 1) }); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
