@@ -372,9 +372,8 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache, inv: &invalidation{}}
-	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
-	inv = tx.inv
+	inv = &invalidation{}
+	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv)
 	if len(group) == 1 {
 		// A group of one needs no savepoint: its failure rolls back the
 		// whole transaction, which holds nothing else.
@@ -413,8 +412,8 @@ func (db *DB) commitGroup(group []*writeReq) {
 			answer()
 			return
 		}
-		tx = &Tx{tx: sqlTx, now: tx.now, timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache, inv: inv}
-		tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+		// Same clock; the invalidations of both runs are kept.
+		tx = db.groupTx(sqlTx, tx.now, inv)
 		clear(errs)
 		_, gerr = runMembers(ctx, tx, group, errs, true)
 	}
@@ -451,6 +450,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 	}
 	answer()
+}
+
+// groupTx is the Tx of a commit group's transaction sqlTx.
+func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation) *Tx {
+	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache, inv: inv}
+	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	return tx
 }
 
 // runMembers runs the group's members in tx, each member's outcome in
