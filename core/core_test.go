@@ -62,6 +62,8 @@ func newService(t testing.TB, store custos.Store) (*core.Service, context.Contex
 func newEnvOn(t testing.TB, db *sqlite.DB) *env {
 	t.Helper()
 	var store custos.Store = db
+	// CUSTOS_TEST_REPEAT=1 runs every Update function twice (repeatStore),
+	// as a store may: the whole core suite must pass that way too.
 	if os.Getenv("CUSTOS_TEST_REPEAT") != "" {
 		store = &repeatStore{Store: db}
 	}
