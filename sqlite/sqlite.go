@@ -176,12 +176,9 @@ func dsn(path string, write bool) string {
 		// wal_autocheckpoint off: the checkpointer copies the WAL on a
 		// connection of its own (checkpoint.go).
 		// journal_size_limit trims the WAL back to 64 MiB when it is
-		// started again after growing larger. A 64 MiB page cache (the
-		// default is 2 MiB) holds what an import batch touches: its
-		// blind-index keys land on a few thousand random pages, and a
-		// smaller cache spilled them into the WAL in mid-transaction and
-		// read them back (BENCHMARKS.md, third session).
-		return baseDSN(path) + "&_pragma=cache_size(-65536)&_pragma=journal_size_limit(67108864)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+		// started again after growing larger. The page cache is sized
+		// by tuneCache (pagecache.go).
+		return baseDSN(path) + writeCacheDSN() + "&_pragma=journal_size_limit(67108864)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	}
 	return baseDSN(path) + "&_query_only=on"
 }
@@ -309,7 +306,8 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 // writer is the group-commit loop; it exits when the store is closed.
 func (db *DB) writer() {
 	defer close(db.done)
-	for {
+	_ = db.tuneCache() // a failure keeps the small cache until the next check
+	for groups := 1; ; groups++ {
 		var first *writeReq
 		select {
 		case first = <-db.reqs:
@@ -331,6 +329,9 @@ func (db *DB) writer() {
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
 		db.resetWAL()
+		if groups%tuneCacheEvery == 0 {
+			_ = db.tuneCache()
+		}
 	}
 }
 

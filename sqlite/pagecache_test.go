@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"testing"
+)
+
+// writeConnPragma reads one integer pragma on the write connection.
+func writeConnPragma(t *testing.T, db *DB, name string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v); err != nil {
+		t.Fatalf("PRAGMA %s: %v", name, err)
+	}
+	return v
+}
+
+func TestWantCacheKiB(t *testing.T) {
+	for _, c := range []struct {
+		pages, pageSize, want int64
+	}{
+		{0, 4096, smallCacheKiB},
+		{262143, 4096, smallCacheKiB}, // just under 1 GiB
+		{262144, 4096, largeCacheKiB},
+		{10_000_000, 4096, largeCacheKiB},
+		{16383, 65536, smallCacheKiB},
+		{16384, 65536, largeCacheKiB},
+		{5, 0, smallCacheKiB}, // no page size read: stay small
+	} {
+		if got := wantCacheKiB(c.pages, c.pageSize); got != c.want {
+			t.Errorf("wantCacheKiB(%d, %d) = %d KiB, want %d", c.pages, c.pageSize, got, c.want)
+		}
+	}
+}
+
+// TestWriteCacheSize: a small store's writer has the small page cache and
+// may still hold 64 MiB of changed pages before spilling; once the store
+// is past the size where the commit-time cache walk happens, tuneCache
+// gives it the large cache, and back.
+func TestWriteCacheSize(t *testing.T) {
+	old := largeCacheFrom
+	t.Cleanup(func() { largeCacheFrom = old })
+	db := openInternal(t)
+
+	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
+		t.Errorf("cache_size on a new store = %d, want -%d (KiB)", got, smallCacheKiB)
+	}
+	// cache_spill reports the spill threshold in pages: 64 MiB of 4 KiB
+	// pages and their headers, far above the small cache's 2,048 pages.
+	if got := writeConnPragma(t, db, "cache_spill"); got < spillKiB/4*9/10 || got > spillKiB/4 {
+		t.Errorf("cache_spill = %d pages, want about %d", got, spillKiB/4)
+	}
+
+	largeCacheFrom = 4096 // every store is "large" now
+	if err := db.tuneCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := writeConnPragma(t, db, "cache_size"); got != -largeCacheKiB {
+		t.Errorf("cache_size past the threshold = %d, want -%d", got, largeCacheKiB)
+	}
+	largeCacheFrom = old
+	if err := db.tuneCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
+		t.Errorf("cache_size back under the threshold = %d, want -%d", got, smallCacheKiB)
+	}
+}
