@@ -43,8 +43,8 @@ const BankCardShare = 0.3
 type Generator struct {
 	r    *rand.Rand
 	ref  time.Time
-	used seen // the lookup values (and other ids) handed out, with their kind
-	last *area               // area of the last subject, for its records
+	used seen  // the lookup values (and other ids) handed out, with their kind
+	last *area // area of the last subject, for its records
 }
 
 // New returns a Generator drawing from r, with ages and record times
