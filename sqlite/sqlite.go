@@ -87,6 +87,9 @@ type DB struct {
 	// the WAL between two groups (checkpoint.go).
 	walReset atomic.Bool
 	once     sync.Once
+
+	// The writer's counters (WriterStats).
+	groups, members, reruns, busyNanos atomic.Uint64
 }
 
 // MaxGroup bounds how many Update calls share one commit.
@@ -314,6 +317,7 @@ func (db *DB) writer() {
 		case <-db.closed:
 			return
 		}
+		t0 := time.Now()
 		group := []*writeReq{first}
 	gather:
 		for len(group) < MaxGroup {
@@ -325,6 +329,8 @@ func (db *DB) writer() {
 			}
 		}
 		db.commitGroup(group)
+		db.groups.Add(1)
+		db.members.Add(uint64(len(group)))
 		// The write connection is free between groups: prepare the
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
@@ -332,6 +338,8 @@ func (db *DB) writer() {
 		if groups%tuneCacheEvery == 0 {
 			_ = db.tuneCache()
 		}
+		// Busy: from the first request of the group to the next wait.
+		db.busyNanos.Add(uint64(time.Since(t0)))
 	}
 }
 
@@ -403,6 +411,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 	// savepoint. Update functions may run more than once (custos.Store).
 	retry, gerr := runMembers(ctx, tx, group, errs, false)
 	if retry {
+		db.reruns.Add(1)
 		if rerr := sqlTx.Rollback(); rerr != nil {
 			fail(internal("rollback", rerr))
 			answer()

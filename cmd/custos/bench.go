@@ -126,6 +126,11 @@ type benchResult struct {
 	// CacheHitRate is the share of subject rows reads found in the SQLite
 	// read cache during the window (omitted when no read looked).
 	CacheHitRate float64 `json:"read_cache_hit_rate,omitempty"`
+	// WriterBusy is the share of the window the SQLite writer spent on
+	// commit groups, and GroupSize the mean write requests per group
+	// (omitted on PostgreSQL, or when nothing was written).
+	WriterBusy float64 `json:"writer_busy,omitempty"`
+	GroupSize  float64 `json:"group_size,omitempty"`
 	Samples      int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
@@ -300,7 +305,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		seed:     *seedV,
 	}
 	if n.sqlite != nil {
-		env.cache = n.sqlite.ReadCacheStats
+		env.cache, env.writer = n.sqlite.ReadCacheStats, n.sqlite.WriterStats
 	}
 	if err := env.principals(ctx, n); err != nil {
 		return fmt.Errorf("bench: principals: %w", err)
@@ -560,8 +565,10 @@ type benchEnv struct {
 	addrs    []string // addresses for the update workload
 	erasable *benchPool
 	jobs     atomic.Int64
-	// cache reports the SQLite read cache's counters (nil on PostgreSQL).
-	cache func() sqlite.ReadCacheStats
+	// cache and writer report the SQLite read cache's and writer's
+	// counters (nil on PostgreSQL).
+	cache  func() sqlite.ReadCacheStats
+	writer func() sqlite.WriterStats
 }
 
 // principals creates, through the API as the admin, one principal per role
@@ -1005,6 +1012,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	// edges of the measured window, not when the last straggler is in.
 	var cpu0, cpu1 time.Duration
 	var cache0, cache1 sqlite.ReadCacheStats
+	var writer0, writer1 sqlite.WriterStats
 	var rss int64
 	measured := make(chan struct{})
 	go func() {
@@ -1023,12 +1031,12 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				}
 				cpu0, _ = benchUsage()
 				if env.cache != nil {
-					cache0 = env.cache()
+					cache0, writer0 = env.cache(), env.writer()
 				}
 			} else {
 				cpu1, rss = benchUsage()
 				if env.cache != nil {
-					cache1 = env.cache()
+					cache1, writer1 = env.cache(), env.writer()
 				}
 			}
 		}
@@ -1127,6 +1135,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	res.CPUSeconds = (cpu1 - cpu0).Seconds()
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
+	}
+	if groups := writer1.Groups - writer0.Groups; groups > 0 && d > 0 {
+		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(d)
+		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
 	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
@@ -1238,6 +1250,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
+		}
+		if r.GroupSize > 0 && r.Workload != "ceiling" {
+			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit", r.WriterBusy*100, r.GroupSize))
 		}
 		if len(r.ErrorCodes) > 0 {
 			var cs []string

@@ -58,6 +58,15 @@ func TestBenchHarnessJSON(t *testing.T) {
 	if r := got["create"]; r.CacheHitRate != 0 {
 		t.Errorf("create: read cache hit rate %.3f, want 0 (creates read nothing)", r.CacheHitRate)
 	}
+	// Every create waits for the writer: its busy share and the writes per
+	// commit are reported (two workers: at most two writes share a commit;
+	// busy is counted when a group ends, so it may pass 1 by a group).
+	if r := got["create"]; r.WriterBusy <= 0 || r.WriterBusy > 1.05 || r.GroupSize < 1 || r.GroupSize > 2 {
+		t.Errorf("create: writer busy %.3f, %.2f writes per commit; want busy in (0, 1] and 1–2 per commit", r.WriterBusy, r.GroupSize)
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("writes per commit")) {
+		t.Errorf("stdout does not note the writer:\n%s", stdout.String())
+	}
 	if len(rep.Results) != 5 {
 		t.Errorf("results: got %d rows, want 5 (ceiling + 4 workloads)", len(rep.Results))
 	}

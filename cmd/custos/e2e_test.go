@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -394,6 +395,10 @@ func TestEndToEnd(t *testing.T) {
 	if m.Status != http.StatusOK || !strings.Contains(string(m.Body), "custos_http_requests_total") ||
 		!strings.Contains(string(m.Body), "POST /v1/subjects") {
 		t.Errorf("GET /metrics: got %d\n%s", m.Status, m.Body)
+	}
+	// The SQLite writer's counters: the writes above ran in commit groups.
+	if g := regexp.MustCompile(`(?m)^custos_sqlite_commit_groups_total (\d+)$`).FindSubmatch(m.Body); g == nil || string(g[1]) == "0" {
+		t.Errorf("GET /metrics: no commit groups counted\n%s", m.Body)
 	}
 	oa := rawRequest(t, http.MethodGet, srv.URL+"/v1/openapi.json", "", "", nil)
 	var doc struct {

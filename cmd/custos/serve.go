@@ -65,6 +65,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	n.svc.Rights = core.RightsOptions{Calendar: n.rights.calendar, Notifier: n.rights.notifier, OTP: n.rights.otp}
 	srv := custoshttp.NewServer(n.svc, logger)
 	srv.ExtraMetrics = n.rights.deliverer.WriteMetrics
+	if n.sqlite != nil {
+		srv.ExtraMetrics = func(w io.Writer) {
+			n.rights.deliverer.WriteMetrics(w)
+			n.sqlite.WriteMetrics(w)
+		}
+	}
 	srv.Ready = func(ctx context.Context) error {
 		return n.store.View(ctx, func(tx custos.Tx) error {
 			_, err := tx.GetMeta(ctx, "bootstrap_admin")

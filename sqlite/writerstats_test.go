@@ -1,0 +1,89 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+
+	"custos"
+)
+
+// TestWriterStats: every Update is counted once as a group member, the
+// groups are no more than the members, a group run again after a failing
+// member is counted as a rerun, and /metrics shows the same numbers.
+func TestWriterStats(t *testing.T) {
+	ctx := context.Background()
+	db := openInternal(t)
+	before := db.WriterStats()
+
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := db.Update(ctx, func(tx custos.Tx) error {
+				return tx.SetMeta(ctx, fmt.Sprintf("k%d", i), "v")
+			}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	st := db.WriterStats()
+	if got := st.Members - before.Members; got != n {
+		t.Errorf("members counted = %d, want %d", got, n)
+	}
+	if g := st.Groups - before.Groups; g < 1 || g > n {
+		t.Errorf("groups counted = %d for %d writes", g, n)
+	}
+	if st.Busy <= before.Busy {
+		t.Errorf("busy time did not grow: %v → %v", before.Busy, st.Busy)
+	}
+
+	// A member failing after it wrote makes its group run again.
+	refused := custos.Errorf(custos.EINVALID, "refused")
+	errs := runGroup(t, db,
+		func(tx custos.Tx) error { return tx.SetMeta(ctx, "a", "v") },
+		func(tx custos.Tx) error {
+			if err := tx.SetMeta(ctx, "b", "v"); err != nil {
+				return err
+			}
+			return refused
+		})
+	if errs[0] != nil || custos.ErrorCode(errs[1]) != custos.EINVALID {
+		t.Fatalf("group errors = %v", errs)
+	}
+	if got := db.WriterStats().Reruns - st.Reruns; got != 1 {
+		t.Errorf("reruns counted = %d, want 1", got)
+	}
+
+	var b bytes.Buffer
+	db.WriteMetrics(&b)
+	final := db.WriterStats()
+	for name, want := range map[string]uint64{
+		"custos_sqlite_commit_groups_total": final.Groups,
+		"custos_sqlite_group_members_total": final.Members,
+		"custos_sqlite_group_reruns_total":  final.Reruns,
+	} {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(b.String())
+		if m == nil {
+			t.Errorf("metrics lack %s:\n%s", name, b.String())
+			continue
+		}
+		if got, _ := strconv.ParseUint(m[1], 10, 64); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^custos_sqlite_writer_busy_seconds_total (\d+\.\d+)$`).FindStringSubmatch(b.String())
+	if m == nil {
+		t.Fatalf("metrics lack the busy seconds:\n%s", b.String())
+	}
+	if sec, _ := strconv.ParseFloat(m[1], 64); sec <= 0 || sec > final.Busy.Seconds() {
+		t.Errorf("busy seconds = %s, want in (0, %v]", m[1], final.Busy.Seconds())
+	}
+}
