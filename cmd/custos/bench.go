@@ -131,7 +131,7 @@ type benchResult struct {
 	// (omitted on PostgreSQL, or when nothing was written).
 	WriterBusy float64 `json:"writer_busy,omitempty"`
 	GroupSize  float64 `json:"group_size,omitempty"`
-	Samples      int     `json:"latency_samples"`
+	Samples    int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
