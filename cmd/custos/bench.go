@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,6 +155,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	svgOut := fs.String("svg", "", "also draw the results as an SVG chart in this file (share of the ceiling, targets marked)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the custos workload steps to this file")
+	traceOut := fs.String("trace", "", "write an execution trace of the custos workload steps to this file (go tool trace; -pprof=sched shows where goroutines waited for a CPU)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
@@ -362,6 +364,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		defer pprof.StopCPUProfile() // a no-op once stopped
 	}
+	var traceFile *os.File
+	if *traceOut != "" {
+		if traceFile, err = os.Create(*traceOut); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer traceFile.Close() // on early return; closed and checked below otherwise
+		if err := trace.Start(traceFile); err != nil {
+			return fmt.Errorf("bench: trace: %w", err)
+		}
+		defer trace.Stop() // a no-op once stopped
+	}
 	for _, name := range workloads {
 		for _, c := range conc {
 			wl := env.workload(name)
@@ -373,6 +386,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if _, err := run(name, c, wl, ceilings[c]); err != nil {
 				return err
 			}
+		}
+	}
+	if traceFile != nil {
+		trace.Stop()
+		if err := traceFile.Close(); err != nil {
+			return fmt.Errorf("bench: trace: %w", err)
 		}
 	}
 	if prof != nil {
