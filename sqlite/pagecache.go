@@ -13,8 +13,8 @@ import (
 // seen, so after any such swap the next commit "truncates" the cache to
 // the database's size, and while the database is smaller than 1 GiB that
 // truncation walks the whole cache's hash table (pcache1TruncateUnsafe)
-// though it removes nothing. With the 64 MiB cache the import wants, that
-// walk was a seventh of the writer's time on a small store (BENCHMARKS.md,
+// though it removes nothing. With a 64 MiB cache that walk took a fifth of
+// the writer's CPU time in a read benchmark on a small store (BENCHMARKS.md,
 // fifth session). So below 1 GiB the writer keeps a small cache — the
 // database then fits in the OS page cache anyway — and lets a transaction
 // hold up to 64 MiB of changed pages before it spills them into the WAL
