@@ -328,9 +328,11 @@ func (db *DB) writer() {
 				break gather
 			}
 		}
-		db.commitGroup(group)
+		// Counted before the callers are answered, so that a caller
+		// sees its own write in WriterStats.
 		db.groups.Add(1)
 		db.members.Add(uint64(len(group)))
+		db.commitGroup(group)
 		// The write connection is free between groups: prepare the
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
