@@ -353,28 +353,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		ceilings[c] = res.Throughput
 	}
-	var prof *os.File
-	if *cpuProfile != "" {
-		if prof, err = os.Create(*cpuProfile); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer prof.Close() // on early return; closed and checked below otherwise
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile() // a no-op once stopped
+	prof, err := startBenchRecording(*cpuProfile, "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
 	}
-	var traceFile *os.File
-	if *traceOut != "" {
-		if traceFile, err = os.Create(*traceOut); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer traceFile.Close() // on early return; closed and checked below otherwise
-		if err := trace.Start(traceFile); err != nil {
-			return fmt.Errorf("bench: trace: %w", err)
-		}
-		defer trace.Stop() // a no-op once stopped
+	defer prof.finish() // on early return; finished and checked below otherwise
+	traced, err := startBenchRecording(*traceOut, "trace", trace.Start, trace.Stop)
+	if err != nil {
+		return err
 	}
+	defer traced.finish()
 	for _, name := range workloads {
 		for _, c := range conc {
 			wl := env.workload(name)
@@ -388,17 +376,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			}
 		}
 	}
-	if traceFile != nil {
-		trace.Stop()
-		if err := traceFile.Close(); err != nil {
-			return fmt.Errorf("bench: trace: %w", err)
-		}
-	}
-	if prof != nil {
-		pprof.StopCPUProfile()
-		if err := prof.Close(); err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
-		}
+	if err := errors.Join(traced.finish(), prof.finish()); err != nil {
+		return err
 	}
 	if *memProfile != "" {
 		if err := benchWriteAllocs(*memProfile); err != nil {
@@ -425,6 +404,45 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := os.WriteFile(*svgOut, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
+	}
+	return nil
+}
+
+// benchRecording is a CPU profile or an execution trace of the workload
+// steps being written to a file.
+type benchRecording struct {
+	f    *os.File
+	stop func()
+	what string
+}
+
+// startBenchRecording creates path and starts recording into it; nothing
+// when path is empty.
+func startBenchRecording(path, what string, start func(io.Writer) error, stop func()) (*benchRecording, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: %s: %w", what, err)
+	}
+	return &benchRecording{f: f, stop: stop, what: what}, nil
+}
+
+// finish stops the recording and closes its file; later calls do nothing.
+func (r *benchRecording) finish() error {
+	if r == nil || r.f == nil {
+		return nil
+	}
+	r.stop()
+	err := r.f.Close()
+	r.f = nil
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", r.what, err)
 	}
 	return nil
 }

@@ -22,7 +22,10 @@ func TestBenchHarnessJSON(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "-subjects", "200", "-c", "2", "-duration", "300ms", "-workloads", "create,read,lookup,mixed", "-json", file}
+	dir := t.TempDir()
+	cpuFile, traceFile := filepath.Join(dir, "cpu.prof"), filepath.Join(dir, "bench.trace")
+	args := []string{"bench", "-subjects", "200", "-c", "2", "-duration", "300ms", "-workloads", "create,read,lookup,mixed", "-json", file,
+		"-cpuprofile", cpuFile, "-trace", traceFile}
 	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
 	got := map[string]benchResult{}
 	for _, r := range rep.Results {
@@ -66,6 +69,13 @@ func TestBenchHarnessJSON(t *testing.T) {
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte("writes per commit")) {
 		t.Errorf("stdout does not note the writer:\n%s", stdout.String())
+	}
+	// The profile and the trace of the workload steps are written whole.
+	if b, err := os.ReadFile(cpuFile); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("-cpuprofile: want a gzipped pprof file, got %d bytes, %v", len(b), err)
+	}
+	if b, err := os.ReadFile(traceFile); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1024 {
+		t.Errorf("-trace: want a Go execution trace, got %d bytes, %v", len(b), err)
 	}
 	if len(rep.Results) != 5 {
 		t.Errorf("results: got %d rows, want 5 (ceiling + 4 workloads)", len(rep.Results))
