@@ -140,7 +140,12 @@ const loadBatch = 1000
 
 // Load implements custos.Dumper in one write transaction.
 func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
-	return db.Update(ctx, func(t custos.Tx) error {
+	return db.Update(ctx, loadFn(ctx, r))
+}
+
+// loadFn is Load's Update function.
+func loadFn(ctx context.Context, r custos.DumpReader) func(t custos.Tx) error {
+	return func(t custos.Tx) error {
 		// The rows below bypass InsertAuditEvent, so the group's audit
 		// head is read from the table again afterwards.
 		defer func() {
@@ -150,6 +155,14 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 		}()
 		if inv := t.(*Tx).inv; inv != nil {
 			inv.all = true // rows written below bypass Tx.note
+		}
+		// The rows go in through the raw transaction: say first that this
+		// member writes, so that a failure part way is undone with it
+		// (its savepoint, or the group's second run) when the load shares
+		// a commit group with other writes; alone, the group's rollback
+		// undoes it anyway.
+		if err := t.(*Tx).before(ctx); err != nil {
+			return err
 		}
 		tx := t.(*Tx).tx
 		// Foreign keys are checked at commit, so a dump whose tables
@@ -195,7 +208,7 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 				return err
 			}
 		}
-	})
+	}
 }
 
 func loadTable(ctx context.Context, tx *sql.Tx, dt *custos.DumpTable, cols map[string]string, r custos.DumpReader) error {
