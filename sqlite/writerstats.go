@@ -11,9 +11,9 @@ import (
 // how many groups ran again with savepoints after a member failed, and
 // how long the writer was busy with groups (running them, committing and
 // syncing, answering, and the WAL reset between two groups) rather than
-// waiting for requests. Busy time over
-// wall time near 1 means writes queue for the writer; the mean group size
-// says how many writes share one commit and its fsync.
+// waiting for requests. Busy time over wall time near 1 means writes
+// queue for the writer; the mean group size says how many writes share
+// one commit and its fsync.
 type WriterStats struct {
 	Groups, Members, Reruns uint64
 	Busy                    time.Duration
@@ -29,8 +29,12 @@ func (db *DB) WriterStats() WriterStats {
 // format (for /metrics).
 func (db *DB) WriteMetrics(w io.Writer) {
 	st := db.WriterStats()
-	fmt.Fprintf(w, "# HELP custos_sqlite_commit_groups_total Commit groups the SQLite writer ran.\n# TYPE custos_sqlite_commit_groups_total counter\ncustos_sqlite_commit_groups_total %d\n", st.Groups)
-	fmt.Fprintf(w, "# HELP custos_sqlite_group_members_total Write requests in those groups.\n# TYPE custos_sqlite_group_members_total counter\ncustos_sqlite_group_members_total %d\n", st.Members)
-	fmt.Fprintf(w, "# HELP custos_sqlite_group_reruns_total Groups run again with savepoints after a member failed.\n# TYPE custos_sqlite_group_reruns_total counter\ncustos_sqlite_group_reruns_total %d\n", st.Reruns)
-	fmt.Fprintf(w, "# HELP custos_sqlite_writer_busy_seconds_total Time the writer spent on groups rather than waiting.\n# TYPE custos_sqlite_writer_busy_seconds_total counter\ncustos_sqlite_writer_busy_seconds_total %.6f\n", st.Busy.Seconds())
+	for _, m := range []struct{ name, help, value string }{
+		{"custos_sqlite_commit_groups_total", "Commit groups the SQLite writer ran.", fmt.Sprint(st.Groups)},
+		{"custos_sqlite_group_members_total", "Write requests in those groups.", fmt.Sprint(st.Members)},
+		{"custos_sqlite_group_reruns_total", "Groups run again with savepoints after a member failed.", fmt.Sprint(st.Reruns)},
+		{"custos_sqlite_writer_busy_seconds_total", "Time the writer spent on groups rather than waiting.", fmt.Sprintf("%.6f", st.Busy.Seconds())},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %s\n", m.name, m.help, m.name, m.name, m.value)
+	}
 }
