@@ -38,3 +38,5 @@ func (q stmtQuerier) BoolColumn(col string) string { return col + "::int" }
 func (q stmtQuerier) Now() time.Time { return q.tx.now }
 
 func (q stmtQuerier) Greatest() string { return "GREATEST" }
+
+func (q stmtQuerier) ArrayParams() bool { return true }

@@ -39,3 +39,5 @@ func (q stmtQuerier) BoolColumn(col string) string { return col }
 func (q stmtQuerier) Now() time.Time { return q.tx.now }
 
 func (q stmtQuerier) Greatest() string { return "MAX" }
+
+func (q stmtQuerier) ArrayParams() bool { return false }

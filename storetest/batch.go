@@ -86,6 +86,9 @@ func testBatch(t *testing.T, open OpenFunc) {
 		got, err = tx.FindLookups(ctx, "email", [][]byte{[]byte("hm1")})
 		must(t, "FindLookups other field", err)
 		diff(t, "FindLookups other field", map[string]custos.SubjectID{}, got)
+		got, err = tx.FindLookups(ctx, "mobile", nil)
+		must(t, "FindLookups of no hashes", err)
+		diff(t, "FindLookups of no hashes", map[string]custos.SubjectID{}, got)
 
 		byLine, err := tx.GetImportRows(ctx, "job", append([]int{1, n + 5}, lines...))
 		must(t, "GetImportRows", err)
@@ -98,6 +101,9 @@ func testBatch(t *testing.T, open OpenFunc) {
 		other, err := tx.GetImportRows(ctx, "other-job", lines)
 		must(t, "GetImportRows other job", err)
 		diff(t, "GetImportRows other job", map[int]*custos.ImportRow{}, other)
+		none, err := tx.GetImportRows(ctx, "job", nil)
+		must(t, "GetImportRows of no lines", err)
+		diff(t, "GetImportRows of no lines", map[int]*custos.ImportRow{}, none)
 
 		stored, err := tx.FindAuditEvents(ctx, custos.AuditFilter{})
 		must(t, "FindAuditEvents", err)

@@ -31,6 +31,12 @@ type Querier interface {
 	// Greatest is the SQL function giving the largest of its arguments
 	// (GREATEST on PostgreSQL, the scalar MAX on SQLite).
 	Greatest() string
+	// ArrayParams says that a list goes as one array parameter,
+	// "col = ANY(?)" (PostgreSQL), not as "col IN (?, ?, …)" (SQLite). A
+	// prepared statement's generic plan on PostgreSQL took an IN list of
+	// parameters as a filter over every row of the key's first column,
+	// building the array again for each (BENCHMARKS.md, fifth session).
+	ArrayParams() bool
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.
 	Error(err error, entity string) error

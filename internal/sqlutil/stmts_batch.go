@@ -99,25 +99,33 @@ func (st Stmts) InsertLookups(ctx context.Context, ls []custos.Lookup) error {
 // by string(hash).
 func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) (map[string]custos.SubjectID, error) {
 	out := map[string]custos.SubjectID{}
-	err := Chunks(len(hashes), func(lo, hi int) error {
-		args := make([]any, 0, 1+hi-lo)
-		args = append(args, field)
-		for _, h := range hashes[lo:hi] {
-			args = append(args, h)
+	scan := func(s Scanner) error {
+		var (
+			h  []byte
+			id string
+		)
+		if err := s.Scan(&h, &id); err != nil {
+			return err
 		}
-		q := `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash IN (` + strings.TrimSuffix(strings.Repeat("?, ", hi-lo), ", ") + `)`
-		return st.Q.Query(ctx, q, args, func(s Scanner) error {
-			var (
-				h  []byte
-				id string
-			)
-			if err := s.Scan(&h, &id); err != nil {
-				return err
+		out[string(h)] = custos.SubjectID(id)
+		return nil
+	}
+	const query = `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash `
+	var err error
+	if st.Q.ArrayParams() {
+		if len(hashes) > 0 {
+			err = st.Q.Query(ctx, query+`= ANY(?)`, []any{field, hashes}, scan)
+		}
+	} else {
+		err = Chunks(len(hashes), func(lo, hi int) error {
+			args := make([]any, 0, 1+hi-lo)
+			args = append(args, field)
+			for _, h := range hashes[lo:hi] {
+				args = append(args, h)
 			}
-			out[string(h)] = custos.SubjectID(id)
-			return nil
+			return st.Q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
 		})
-	})
+	}
 	if err != nil {
 		return nil, st.Q.Error(err, "Lookup")
 	}

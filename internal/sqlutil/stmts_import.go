@@ -3,7 +3,6 @@ package sqlutil
 import (
 	"context"
 	"encoding/json"
-	"strings"
 
 	"custos"
 )
@@ -74,23 +73,34 @@ func (st Stmts) InsertImportRow(ctx context.Context, r *custos.ImportRow) error 
 // GetImportRows returns the rows of job recorded for lines, by line.
 func (st Stmts) GetImportRows(ctx context.Context, job string, lines []int) (map[int]*custos.ImportRow, error) {
 	out := map[int]*custos.ImportRow{}
-	err := Chunks(len(lines), func(lo, hi int) error {
-		args := make([]any, 0, 1+hi-lo)
-		args = append(args, job)
-		for _, l := range lines[lo:hi] {
-			args = append(args, l)
+	scan := func(s Scanner) error {
+		r, err := scanImportRow(s, job)
+		if err != nil {
+			return err
 		}
-		q := `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line IN (` +
-			strings.TrimSuffix(strings.Repeat("?, ", hi-lo), ", ") + `)`
-		return st.Q.Query(ctx, q, args, func(s Scanner) error {
-			r, err := scanImportRow(s, job)
-			if err != nil {
-				return err
+		out[r.Line] = r
+		return nil
+	}
+	const query = `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line `
+	var err error
+	if st.Q.ArrayParams() {
+		if len(lines) > 0 {
+			all := make([]int64, len(lines))
+			for i, l := range lines {
+				all[i] = int64(l)
 			}
-			out[r.Line] = r
-			return nil
+			err = st.Q.Query(ctx, query+`= ANY(?)`, []any{job, all}, scan)
+		}
+	} else {
+		err = Chunks(len(lines), func(lo, hi int) error {
+			args := make([]any, 0, 1+hi-lo)
+			args = append(args, job)
+			for _, l := range lines[lo:hi] {
+				args = append(args, l)
+			}
+			return st.Q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
 		})
-	})
+	}
 	if err != nil {
 		return nil, st.Q.Error(err, "Import row")
 	}
