@@ -110,26 +110,32 @@ func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) 
 		out[string(h)] = custos.SubjectID(id)
 		return nil
 	}
-	const query = `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash `
-	var err error
-	if st.Q.ArrayParams() {
-		if len(hashes) > 0 {
-			err = st.Q.Query(ctx, query+`= ANY(?)`, []any{field, hashes}, scan)
-		}
-	} else {
-		err = Chunks(len(hashes), func(lo, hi int) error {
-			args := make([]any, 0, 1+hi-lo)
-			args = append(args, field)
-			for _, h := range hashes[lo:hi] {
-				args = append(args, h)
-			}
-			return st.Q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
-		})
-	}
+	err := queryIn(ctx, st.Q, `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash `, field, hashes, scan)
 	if err != nil {
 		return nil, st.Q.Error(err, "Lookup")
 	}
 	return out, nil
+}
+
+// queryIn runs query, which ends in "AND col ", completed with the list
+// condition for values after the lead argument: "= ANY(?)" with one array
+// where the store takes lists as arrays (Querier.ArrayParams), else
+// "IN (?, …)" in chunks of parameters. No values, no query.
+func queryIn[T any](ctx context.Context, q Querier, query string, lead any, values []T, scan func(Scanner) error) error {
+	if len(values) == 0 {
+		return nil
+	}
+	if q.ArrayParams() {
+		return q.Query(ctx, query+`= ANY(?)`, []any{lead, values}, scan)
+	}
+	return Chunks(len(values), func(lo, hi int) error {
+		args := make([]any, 0, 1+hi-lo)
+		args = append(args, lead)
+		for _, v := range values[lo:hi] {
+			args = append(args, v)
+		}
+		return q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
+	})
 }
 
 // InsertRecords stores rs; their subjects must exist. ECONFLICT if an id

@@ -81,26 +81,11 @@ func (st Stmts) GetImportRows(ctx context.Context, job string, lines []int) (map
 		out[r.Line] = r
 		return nil
 	}
-	const query = `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line `
-	var err error
-	if st.Q.ArrayParams() {
-		if len(lines) > 0 {
-			all := make([]int64, len(lines))
-			for i, l := range lines {
-				all[i] = int64(l)
-			}
-			err = st.Q.Query(ctx, query+`= ANY(?)`, []any{job, all}, scan)
-		}
-	} else {
-		err = Chunks(len(lines), func(lo, hi int) error {
-			args := make([]any, 0, 1+hi-lo)
-			args = append(args, job)
-			for _, l := range lines[lo:hi] {
-				args = append(args, l)
-			}
-			return st.Q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
-		})
+	all := make([]int64, len(lines))
+	for i, l := range lines {
+		all[i] = int64(l)
 	}
+	err := queryIn(ctx, st.Q, `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line `, job, all, scan)
 	if err != nil {
 		return nil, st.Q.Error(err, "Import row")
 	}
