@@ -156,15 +156,10 @@ func loadFn(ctx context.Context, r custos.DumpReader) func(t custos.Tx) error {
 		if inv := t.(*Tx).inv; inv != nil {
 			inv.all = true // rows written below bypass Tx.note
 		}
-		// The rows go in through the raw transaction: say first that this
-		// member writes, so that a failure part way is undone with it
-		// (its savepoint, or the group's second run) when the load shares
-		// a commit group with other writes; alone, the group's rollback
-		// undoes it anyway.
-		if err := t.(*Tx).before(ctx); err != nil {
+		tx, err := t.(*Tx).raw(ctx)
+		if err != nil {
 			return err
 		}
-		tx := t.(*Tx).tx
 		// Foreign keys are checked at commit, so a dump whose tables
 		// came in another order (another store's) still loads.
 		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {

@@ -131,6 +131,18 @@ func (tx *Tx) flushAudit(ctx context.Context) error {
 	return tx.InsertAuditEvents(ctx, buf)
 }
 
+// raw returns the transaction itself, for statements that bypass the
+// Tx methods (a restore's bulk load). It runs what a statement's start
+// runs (before), so that the member counts as one that wrote: if it then
+// fails, its writes are undone with it even when it shares a commit group
+// with other writes (TestLoadFailsInGroup).
+func (tx *Tx) raw(ctx context.Context) (*sql.Tx, error) {
+	if err := tx.before(ctx); err != nil {
+		return nil, err
+	}
+	return tx.tx, nil
+}
+
 // before runs ahead of every statement: it opens the commit-group
 // member's savepoint on its first statement, and writes held-back audit
 // events before anything that may read them or refer to them.
