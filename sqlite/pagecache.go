@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // The write connection's page cache.
@@ -43,13 +44,18 @@ func writeCacheDSN() string {
 }
 
 // largeCacheFrom is the database size in bytes from which the writer
-// uses the large cache: the lock-byte page, changed only by tests.
-var largeCacheFrom int64 = pendingByte
+// uses the large cache: the lock-byte page. Tests lower it while a
+// writer may be reading it, hence atomic; zero means pendingByte.
+var largeCacheFrom atomic.Int64
 
 // wantCacheKiB is the cache the write connection should have for a
 // database of pages pages of pageSize bytes.
 func wantCacheKiB(pages, pageSize int64) int64 {
-	if pageSize > 0 && pages >= largeCacheFrom/pageSize {
+	from := largeCacheFrom.Load()
+	if from == 0 {
+		from = pendingByte
+	}
+	if pageSize > 0 && pages >= from/pageSize {
 		return largeCacheKiB
 	}
 	return smallCacheKiB

@@ -44,8 +44,7 @@ func TestWantCacheKiB(t *testing.T) {
 // is past the size where the commit-time cache walk happens, tuneCache
 // gives it the large cache, and back.
 func TestWriteCacheSize(t *testing.T) {
-	old := largeCacheFrom
-	t.Cleanup(func() { largeCacheFrom = old })
+	t.Cleanup(func() { largeCacheFrom.Store(0) })
 	db := openInternal(t)
 
 	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
@@ -57,14 +56,14 @@ func TestWriteCacheSize(t *testing.T) {
 		t.Errorf("cache_spill = %d pages, want about %d", got, spillKiB/4)
 	}
 
-	largeCacheFrom = 4096 // every store is "large" now
+	largeCacheFrom.Store(4096) // every store is "large" now
 	if err := db.tuneCache(); err != nil {
 		t.Fatal(err)
 	}
 	if got := writeConnPragma(t, db, "cache_size"); got != -largeCacheKiB {
 		t.Errorf("cache_size past the threshold = %d, want -%d", got, largeCacheKiB)
 	}
-	largeCacheFrom = old
+	largeCacheFrom.Store(0)
 	if err := db.tuneCache(); err != nil {
 		t.Fatal(err)
 	}
