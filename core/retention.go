@@ -353,10 +353,9 @@ func idFraction(id string) float64 {
 	if !ok || len(rest) < 4 {
 		return 0
 	}
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
 	v := 0
 	for _, c := range rest[:4] {
-		v = v*32 + strings.IndexRune(alphabet, c)
+		v = v*32 + max(strings.IndexRune(custos.IDAlphabet, c), 0)
 	}
 	return float64(v) / float64(32*32*32*32)
 }

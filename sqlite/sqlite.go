@@ -89,7 +89,7 @@ type DB struct {
 	once     sync.Once
 
 	// The writer's counters (WriterStats).
-	groups, members, reruns, busyNanos atomic.Uint64
+	groups, members, reruns, busyNanos, pages atomic.Uint64
 }
 
 // MaxGroup bounds how many Update calls share one commit.
@@ -350,11 +350,17 @@ func (db *DB) writer() {
 func (db *DB) commitGroup(group []*writeReq) {
 	errs := make([]error, len(group))
 	var inv *invalidation
+	var conn *sql.Conn
 	answer := func() {
 		// Whether or not the group committed, the cached rows it
-		// touched are dropped before any caller is answered.
+		// touched are dropped before any caller is answered; its
+		// pages are counted before, too, so that a caller sees its
+		// own write in WriterStats.
 		if inv != nil && !inv.empty() {
 			db.invalidate(inv)
+		}
+		if conn != nil {
+			db.countPages(conn)
 		}
 		for i, r := range group {
 			r.done <- errs[i]

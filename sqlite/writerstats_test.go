@@ -15,7 +15,8 @@ import (
 
 // TestWriterStats: every Update is counted once as a group member, the
 // groups are no more than the members, a group run again after a failing
-// member is counted as a rerun, and /metrics shows the same numbers.
+// member is counted as a rerun, the pages written are counted, and
+// /metrics shows the same numbers.
 func TestWriterStats(t *testing.T) {
 	ctx := context.Background()
 	db := openInternal(t)
@@ -41,6 +42,11 @@ func TestWriterStats(t *testing.T) {
 	}
 	if g := st.Groups - before.Groups; g < 1 || g > n {
 		t.Errorf("groups counted = %d for %d writes", g, n)
+	}
+	// Every committed group wrote at least one page (its meta row's leaf)
+	// to the WAL, and was counted before its callers were answered.
+	if p, g := st.Pages-before.Pages, st.Groups-before.Groups; p < g {
+		t.Errorf("pages counted = %d for %d groups", p, g)
 	}
 	// Busy time is added when the writer goes back to waiting, just after
 	// it answered the last group.
@@ -76,6 +82,7 @@ func TestWriterStats(t *testing.T) {
 		"custos_sqlite_commit_groups_total": final.Groups,
 		"custos_sqlite_group_members_total": final.Members,
 		"custos_sqlite_group_reruns_total":  final.Reruns,
+		"custos_sqlite_pages_written_total": final.Pages,
 	} {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(b.String())
 		if m == nil {

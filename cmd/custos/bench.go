@@ -130,9 +130,12 @@ type benchResult struct {
 	// WriterBusy is the share of the window the SQLite writer spent on
 	// commit groups, and GroupSize the mean write requests per group
 	// (omitted on PostgreSQL, or when nothing was written).
-	WriterBusy float64 `json:"writer_busy,omitempty"`
-	GroupSize  float64 `json:"group_size,omitempty"`
-	Samples    int     `json:"latency_samples"`
+	// PagesPerWrite is the mean database pages the writer wrote to the
+	// WAL per write request: a commit's I/O.
+	WriterBusy    float64 `json:"writer_busy,omitempty"`
+	GroupSize     float64 `json:"group_size,omitempty"`
+	PagesPerWrite float64 `json:"pages_per_write,omitempty"`
+	Samples       int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -1176,6 +1179,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	if groups := writer1.Groups - writer0.Groups; groups > 0 && d > 0 {
 		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(d)
 		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
+		res.PagesPerWrite = float64(writer1.Pages-writer0.Pages) / float64(writer1.Members-writer0.Members)
 	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
@@ -1289,7 +1293,7 @@ func benchTable(w io.Writer, rep *benchReport) {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
 		}
 		if r.GroupSize > 0 && r.Workload != "ceiling" {
-			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit", r.WriterBusy*100, r.GroupSize))
+			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
 		}
 		if len(r.ErrorCodes) > 0 {
 			var cs []string
