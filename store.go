@@ -43,6 +43,17 @@ type AtEnder interface {
 	AtEnd(fn func(tx Tx) error)
 }
 
+// NewSubjectInserter is implemented by a Tx that can store a new
+// customer's data key, row and blind-index keys in one statement:
+// PostgreSQL, where that is one round trip instead of three inside the
+// commit group's transaction (BENCHMARKS.md, sixth session). A key that
+// exists already gives ECONFLICT naming the data key, the subject or the
+// lookup, and what the statement stored stays in the transaction, to be
+// undone with the Update function's error as any other write.
+type NewSubjectInserter interface {
+	InsertNewSubject(ctx context.Context, k *DataKey, s *StoredSubject, ls []Lookup) error
+}
+
 // StoredSubject is a subject as stored: every value sealed.
 type StoredSubject struct {
 	ID        SubjectID

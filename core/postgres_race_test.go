@@ -348,3 +348,53 @@ func TestPostgresConcurrentImports(t *testing.T) {
 		t.Errorf("audit chain after concurrent imports: %+v (problem %+v)", r, r.Problem)
 	}
 }
+
+// TestPGDuplicateCreate: on PostgreSQL, where a create writes its data key,
+// row and lookup keys in one statement (custos.NewSubjectInserter), a
+// create refused as a duplicate still names the existing customer and
+// leaves none of its own keys behind, and concurrent creates of one mobile
+// number store exactly one customer (C5).
+func TestPGDuplicateCreate(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	purposes := []string{"account", "fulfilment", "legal-obligation"}
+	first, err := a.svc.CreateSubject(admin, purposes, custos.NewSubject{
+		Fields: map[string]string{"name": "一号", "mobile": "13600000201", "email": "a@example.com"}, Provenance: prov})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.svc.CreateSubject(admin, purposes, custos.NewSubject{
+		Fields: map[string]string{"name": "二号", "mobile": "13600000201", "email": "b@example.com"}, Provenance: prov})
+	if ce := custos.AsError(err); ce == nil || ce.Code != custos.ECONFLICT || ce.ConflictID != string(first.ID) {
+		t.Fatalf("duplicate create: got %v, want ECONFLICT naming %s", err, first.ID)
+	}
+	if _, err := a.svc.FindSubjectByLookup(admin, []string{"account"}, "email", "b@example.com"); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("e-mail of the refused create: got %v, want ENOTFOUND", err)
+	}
+
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			svc := []*core.Service{a.svc, b.svc}[i%2]
+			_, errs[i] = svc.CreateSubject(admin, purposes, custos.NewSubject{
+				Fields: map[string]string{"name": "三号", "mobile": "13600000202", "email": fmt.Sprintf("c%d@example.com", i)}, Provenance: prov})
+		}()
+	}
+	wg.Wait()
+	stored := 0
+	for i, err := range errs {
+		switch custos.ErrorCode(err) {
+		case "":
+			stored++
+		case custos.ECONFLICT:
+		default:
+			t.Errorf("create %d: %v", i, err)
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("%d of %d concurrent creates of one mobile number stored, want 1", stored, n)
+	}
+}

@@ -14,6 +14,48 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 		string(s.ID), sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.CreatedAt), sqlutil.Micros(s.UpdatedAt))
 }
 
+var _ custos.NewSubjectInserter = (*Tx)(nil)
+
+// insertNewSubject writes a data key, a subject and its lookup keys: three
+// inserts in one statement, each counting the rows it stored. The lookups'
+// foreign key on the subject is checked at the end of the statement, when
+// the subject row is there.
+const insertNewSubject = `WITH k AS (
+	INSERT INTO data_keys (` + dataKeyColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
+), s AS (
+	INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES ($6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1
+), l AS (
+	INSERT INTO lookups (field, hash, subject_id) SELECT * FROM unnest($10::text[], $11::bytea[], $12::text[])
+	ON CONFLICT DO NOTHING RETURNING 1
+) SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM s), (SELECT count(*) FROM l)`
+
+// InsertNewSubject stores a new customer's data key, row and lookup keys
+// in one round trip (custos.NewSubjectInserter): inside a commit group each
+// round trip waits for the server, and a create made three.
+func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos.StoredSubject, ls []custos.Lookup) error {
+	fields, hashes, ids := make([]string, len(ls)), make([][]byte, len(ls)), make([]string, len(ls))
+	for i, l := range ls {
+		fields[i], hashes[i], ids[i] = l.Field, l.Hash, string(l.SubjectID)
+	}
+	var nk, ns, nl int
+	err := tx.queryRow(ctx, insertNewSubject, []any{
+		string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt),
+		string(s.ID), sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.CreatedAt), sqlutil.Micros(s.UpdatedAt),
+		fields, hashes, ids,
+	}, func(sc scanner) error { return sc.Scan(&nk, &ns, &nl) })
+	switch {
+	case err != nil:
+		return formatError(err, "Subject")
+	case nk == 0:
+		return conflict("Data key", nil)
+	case ns == 0:
+		return conflict("Subject", nil)
+	case nl < len(ls):
+		return conflict("Lookup", nil)
+	}
+	return nil
+}
+
 // GetSubject returns the subject with id, or ENOTFOUND.
 //
 // In a read-only transaction (View: one REPEATABLE READ snapshot) the

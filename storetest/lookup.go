@@ -106,3 +106,87 @@ func testLookupConflict(t *testing.T, open OpenFunc) {
 		t.Errorf("InsertLookup own duplicate: got %v, want ECONFLICT naming sub_a", err)
 	}
 }
+
+// testNewSubject: a store's one-statement insert of a new customer
+// (custos.NewSubjectInserter) stores the data key, the row and every
+// lookup key; a taken lookup key, data key or id gives ECONFLICT naming
+// it, and the caller's error undoes what the statement stored.
+func testNewSubject(t *testing.T, open OpenFunc) {
+	s := openStore(t, open)
+	newSubject := func(id custos.SubjectID, hashes ...string) (*custos.DataKey, *custos.StoredSubject, []custos.Lookup) {
+		k := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1, Wrapped: []byte("wrapped " + id), CreatedAt: at(0)}
+		sub := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"email": []byte("sealed " + id)}, CreatedAt: at(0), UpdatedAt: at(0)}
+		var ls []custos.Lookup
+		for i, h := range hashes {
+			ls = append(ls, custos.Lookup{Field: []string{"email", "mobile"}[i], Hash: []byte(h), SubjectID: id})
+		}
+		return k, sub, ls
+	}
+	// Asked in a transaction, skipped outside it: the Update function may
+	// run on the store's writer goroutine, which t.Skip must not stop.
+	var has bool
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		_, has = tx.(custos.NewSubjectInserter)
+		return nil
+	})
+	if !has {
+		t.Skip("this store's Tx has no one-statement insert (custos.NewSubjectInserter)")
+	}
+	insert := func(ctx context.Context, tx custos.Tx, id custos.SubjectID, hashes ...string) error {
+		k, sub, ls := newSubject(id, hashes...)
+		return tx.(custos.NewSubjectInserter).InsertNewSubject(ctx, k, sub, ls)
+	}
+	update(t, s, func(ctx context.Context, tx custos.Tx) error { return insert(ctx, tx, "sub_a", "ea", "ma") })
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		sub, err := tx.GetSubject(ctx, "sub_a")
+		must(t, "GetSubject", err)
+		if string(sub.Sealed["email"]) != "sealed sub_a" {
+			t.Errorf("sealed = %q", sub.Sealed["email"])
+		}
+		k, err := tx.GetDataKey(ctx, "sub_a")
+		must(t, "GetDataKey", err)
+		if string(k.Wrapped) != "wrapped sub_a" {
+			t.Errorf("wrapped = %q", k.Wrapped)
+		}
+		for field, h := range map[string]string{"email": "ea", "mobile": "ma"} {
+			owner, err := tx.FindLookup(ctx, field, []byte(h))
+			must(t, "FindLookup "+field, err)
+			if owner != "sub_a" {
+				t.Errorf("FindLookup %s = %q, want sub_a", field, owner)
+			}
+		}
+		return nil
+	})
+
+	// A taken lookup key, data key or id: ECONFLICT naming it, and nothing
+	// of the failed customer is left once the caller gives up.
+	for _, c := range []struct {
+		id     custos.SubjectID
+		hashes []string
+		entity string
+	}{
+		{"sub_b", []string{"eb", "ma"}, "Lookup"},
+		{"sub_a", []string{"ec", "mc"}, "Data key"},
+	} {
+		err := s.Update(t.Context(), func(tx custos.Tx) error {
+			err := insert(t.Context(), tx, c.id, c.hashes...)
+			wantCode(t, "InsertNewSubject "+string(c.id), err, custos.ECONFLICT)
+			if e := custos.AsError(err); e == nil || e.Message != c.entity+" already exists." {
+				t.Errorf("InsertNewSubject %s: %v, want %q already exists", c.id, err, c.entity)
+			}
+			return err
+		})
+		wantCode(t, "Update", err, custos.ECONFLICT)
+	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		_, err := tx.GetSubject(ctx, "sub_b")
+		wantCode(t, "GetSubject sub_b", err, custos.ENOTFOUND)
+		_, err = tx.GetDataKey(ctx, "sub_b")
+		wantCode(t, "GetDataKey sub_b", err, custos.ENOTFOUND)
+		for field, h := range map[string]string{"email": "eb", "mobile": "ec"} {
+			_, err := tx.FindLookup(ctx, field, []byte(h))
+			wantCode(t, "FindLookup "+field, err, custos.ENOTFOUND)
+		}
+		return nil
+	})
+}

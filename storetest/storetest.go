@@ -31,6 +31,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "DataKeyList", fn: testDataKeyList},
 		{name: "Lookup", fn: testLookup},
 		{name: "LookupConflict", fn: testLookupConflict},
+		{name: "NewSubject", fn: testNewSubject},
 		{name: "Record", fn: testRecord},
 		{name: "Shred", fn: testShred},
 		{name: "Notice", fn: testNotice},
