@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"custos/internal/sqlutil"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // stmtQuerier lets the statements shared with the other store
@@ -18,7 +20,20 @@ func (q stmtQuerier) Exec(ctx context.Context, query string, args ...any) (int64
 }
 
 func (q stmtQuerier) Query(ctx context.Context, query string, args []any, fn func(sqlutil.Scanner) error) error {
-	return q.tx.query(ctx, sqlutil.Dollar(query), args, func(s scanner) error { return fn(s) })
+	return q.tx.query(ctx, sqlutil.Dollar(query), planEachTime(args), func(s scanner) error { return fn(s) })
+}
+
+// planEachTime turns a leading sqlutil.PlanEachTime into pgx's exec mode
+// for an unnamed statement, which PostgreSQL plans for the parameters it
+// comes with, instead of the cached prepared statement whose generic plan
+// was made once.
+func planEachTime(args []any) []any {
+	if len(args) > 0 {
+		if _, ok := args[0].(sqlutil.PlanEachTime); ok {
+			return append([]any{pgx.QueryExecModeExec}, args[1:]...)
+		}
+	}
+	return args
 }
 
 func (q stmtQuerier) QueryRow(ctx context.Context, query string, args []any, fn func(sqlutil.Scanner) error) error {

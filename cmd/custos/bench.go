@@ -114,8 +114,10 @@ type benchResult struct {
 	// "http_NNN", "transport", "row_<status>"), in order of first sight.
 	ErrorCodes []benchCode `json:"error_codes,omitempty"`
 	// LateErrors counts failures of requests that completed after the
-	// window (not in Errors, nor in the error codes).
-	LateErrors int64 `json:"errors_after_window"`
+	// window (not in Errors, nor in the error codes); LateErrorCodes are
+	// their codes, as ErrorCodes.
+	LateErrors     int64       `json:"errors_after_window"`
+	LateErrorCodes []benchCode `json:"error_codes_after_window,omitempty"`
 	// CPU seconds (user+system) used by the whole process — server and load
 	// generator — during the measured window.
 	CPUSeconds      float64 `json:"cpu_seconds"`
@@ -928,6 +930,7 @@ type benchWorker struct {
 	seen     int64 // measured requests
 	errs     int64
 	lateErrs int64 // errors of requests completing after the window
+	late     map[string]*benchCodeSeen
 	rows     int64
 	codes    map[string]*benchCodeSeen
 	maxNanos int64
@@ -952,10 +955,43 @@ func (w *benchWorker) record(d time.Duration) {
 
 func (w *benchWorker) fail(code string) {
 	w.errs++
-	c := w.codes[code]
+	benchCount(w.codes, code)
+}
+
+// benchMergeCodes adds a worker's error counts to the step's.
+func benchMergeCodes(into, from map[string]*benchCodeSeen) {
+	for k, v := range from {
+		if c := into[k]; c == nil {
+			into[k] = &benchCodeSeen{count: v.count, first: v.first}
+		} else {
+			c.count += v.count
+			if v.first.Before(c.first) {
+				c.first = v.first
+			}
+		}
+	}
+}
+
+// benchFirstCodes lists the first five codes seen, in order of first sight.
+func benchFirstCodes(codes map[string]*benchCodeSeen) []benchCode {
+	var cl []benchCode
+	for _, k := range slices.SortedFunc(maps.Keys(codes), func(a, b string) int {
+		return cmp.Or(codes[a].first.Compare(codes[b].first), strings.Compare(a, b))
+	}) {
+		cl = append(cl, benchCode{Code: k, Count: codes[k].count})
+	}
+	if len(cl) > 5 {
+		cl = cl[:5]
+	}
+	return cl
+}
+
+// benchCount counts one error of code in codes.
+func benchCount(codes map[string]*benchCodeSeen, code string) {
+	c := codes[code]
 	if c == nil {
 		c = &benchCodeSeen{first: time.Now()}
-		w.codes[code] = c
+		codes[code] = c
 	}
 	c.count++
 }
@@ -1038,7 +1074,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	workers := make([]*benchWorker, c)
 	for i := range workers {
 		workers[i] = &benchWorker{env: env, rng: rand.New(rand.NewPCG(env.seed, uint64(i)+uint64(c)<<32)),
-			samples: make([]int64, 0, prealloc), limit: limit, codes: map[string]*benchCodeSeen{}}
+			samples: make([]int64, 0, prealloc), limit: limit, codes: map[string]*benchCodeSeen{},
+			late: map[string]*benchCodeSeen{}}
 	}
 	// Leftovers of the last step are not this step's cost: collect them
 	// and hand the memory back, so the step's peak RSS starts low.
@@ -1111,6 +1148,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				if !t1.Before(deadline) {
 					if code != "" {
 						w.lateErrs++
+						benchCount(w.late, code)
 					}
 					continue
 				}
@@ -1129,7 +1167,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		return res, err
 	}
 	res.Seconds = d.Seconds()
-	codes := map[string]*benchCodeSeen{}
+	codes, late := map[string]*benchCodeSeen{}, map[string]*benchCodeSeen{}
 	var lat []benchWeighted
 	var rows int64
 	exact := true
@@ -1138,16 +1176,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.Errors += w.errs
 		res.LateErrors += w.lateErrs
 		res.MaxMs = max(res.MaxMs, float64(w.maxNanos)/1e6)
-		for k, v := range w.codes {
-			if c := codes[k]; c == nil {
-				codes[k] = &benchCodeSeen{count: v.count, first: v.first}
-			} else {
-				c.count += v.count
-				if v.first.Before(c.first) {
-					c.first = v.first
-				}
-			}
-		}
+		benchMergeCodes(codes, w.codes)
+		benchMergeCodes(late, w.late)
 		weight := 1.0
 		if w.seen > int64(len(w.samples)) {
 			exact = false
@@ -1162,16 +1192,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	res.P50ms, res.P95ms, res.P99ms = benchPercentiles(lat, exact)
 	res.Throughput = float64(res.Requests) / res.Seconds
 	res.RowsPerSec = float64(rows) / res.Seconds
-	var cl []benchCode
-	for _, k := range slices.SortedFunc(maps.Keys(codes), func(a, b string) int {
-		return cmp.Or(codes[a].first.Compare(codes[b].first), strings.Compare(a, b))
-	}) {
-		cl = append(cl, benchCode{Code: k, Count: codes[k].count})
-	}
-	if len(cl) > 5 {
-		cl = cl[:5]
-	}
-	res.ErrorCodes = cl
+	res.ErrorCodes, res.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
 	res.CPUSeconds = (cpu1 - cpu0).Seconds()
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
@@ -1295,15 +1316,18 @@ func benchTable(w io.Writer, rep *benchReport) {
 		if r.GroupSize > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
 		}
-		if len(r.ErrorCodes) > 0 {
+		codeList := func(cl []benchCode) string {
 			var cs []string
-			for _, c := range r.ErrorCodes {
+			for _, c := range cl {
 				cs = append(cs, fmt.Sprintf("%s×%d", c.Code, c.Count))
 			}
-			notes = append(notes, "errors: "+strings.Join(cs, ", "))
+			return strings.Join(cs, ", ")
+		}
+		if len(r.ErrorCodes) > 0 {
+			notes = append(notes, "errors: "+codeList(r.ErrorCodes))
 		}
 		if r.LateErrors > 0 {
-			notes = append(notes, fmt.Sprintf("%d errors among the requests that completed after the window", r.LateErrors))
+			notes = append(notes, fmt.Sprintf("%d errors among the requests that completed after the window (%s)", r.LateErrors, codeList(r.LateErrorCodes)))
 		}
 		if r.Note != "" {
 			notes = append(notes, r.Note)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,27 @@ func runBenchJSON(t *testing.T, ctx context.Context, args []string, file string,
 		t.Fatalf("bench JSON: %v", err)
 	}
 	return rep
+}
+
+// TestBenchCodes: the error codes of a step — those inside the window and
+// those of requests that completed after it — are the workers' counts
+// added up, listed in order of first sight, at most five.
+func TestBenchCodes(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 17, 0, 0, 0, time.UTC)
+	a := map[string]*benchCodeSeen{"transport": {count: 2, first: t0.Add(3 * time.Second)}, "EINTERNAL": {count: 1, first: t0.Add(time.Second)}}
+	b := map[string]*benchCodeSeen{"transport": {count: 5, first: t0}}
+	for i, code := range []string{"c1", "c2", "c3", "c4"} {
+		b[code] = &benchCodeSeen{count: 1, first: t0.Add(time.Duration(10+i) * time.Second)}
+	}
+	step := map[string]*benchCodeSeen{}
+	benchMergeCodes(step, a)
+	benchMergeCodes(step, b)
+	got := benchFirstCodes(step)
+	want := []benchCode{{"transport", 7}, {"EINTERNAL", 1}, {"c1", 1}, {"c2", 1}, {"c3", 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("codes = %v, want %v", got, want)
+	}
+	if got := benchFirstCodes(map[string]*benchCodeSeen{}); got != nil {
+		t.Fatalf("no codes = %v, want nil", got)
+	}
 }

@@ -36,6 +36,7 @@ type Querier interface {
 	// prepared statement's generic plan on PostgreSQL took an IN list of
 	// parameters as a filter over every row of the key's first column,
 	// building the array again for each (BENCHMARKS.md, fifth session).
+	// Such a query's arguments begin with PlanEachTime.
 	ArrayParams() bool
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.

@@ -117,16 +117,26 @@ func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) 
 	return out, nil
 }
 
+// PlanEachTime, as a query's first argument, asks a store that caches
+// query plans (PostgreSQL) to plan this run for its actual parameters. A
+// list query's cached generic plan is made without knowing how long the
+// list is or, early on, how large the table will grow: on PostgreSQL the
+// import's duplicate check was planned once as a sequential scan of
+// lookups while the table was small, and later took 60 s a batch
+// (BENCHMARKS.md, sixth session).
+type PlanEachTime struct{}
+
 // queryIn runs query, which ends in "AND col ", completed with the list
-// condition for values after the lead argument: "= ANY(?)" with one array
-// where the store takes lists as arrays (Querier.ArrayParams), else
-// "IN (?, …)" in chunks of parameters. No values, no query.
+// condition for values after the lead argument: "= ANY(?)" with one array,
+// planned for it (PlanEachTime), where the store takes lists as arrays
+// (Querier.ArrayParams), else "IN (?, …)" in chunks of parameters. No
+// values, no query.
 func queryIn[T any](ctx context.Context, q Querier, query string, lead any, values []T, scan func(Scanner) error) error {
 	if len(values) == 0 {
 		return nil
 	}
 	if q.ArrayParams() {
-		return q.Query(ctx, query+`= ANY(?)`, []any{lead, values}, scan)
+		return q.Query(ctx, query+`= ANY(?)`, []any{PlanEachTime{}, lead, values}, scan)
 	}
 	return Chunks(len(values), func(lo, hi int) error {
 		args := make([]any, 0, 1+hi-lo)
