@@ -427,10 +427,7 @@ func TestOpenHidesPassword(t *testing.T) {
 func BenchmarkInsertSubject(b *testing.B) {
 	db := MustOpenDB(b, nil)
 	ctx := b.Context()
-	sealed := map[string][]byte{}
-	for _, f := range []string{"email", "phone", "name", "birth_date", "address", "city", "gender", "loyalty_id"} {
-		sealed[f] = bytes.Repeat([]byte{1}, 60)
-	}
+	sealed := storetest.BenchSealed()
 	var i int
 	for b.Loop() {
 		i++
@@ -446,10 +443,7 @@ func BenchmarkInsertSubject(b *testing.B) {
 func BenchmarkInsertSubjectParallel(b *testing.B) {
 	db := MustOpenDB(b, nil)
 	ctx := b.Context()
-	sealed := map[string][]byte{}
-	for _, f := range []string{"email", "phone", "name", "birth_date", "address", "city", "gender", "loyalty_id"} {
-		sealed[f] = bytes.Repeat([]byte{1}, 60)
-	}
+	sealed := storetest.BenchSealed()
 	b.SetParallelism(4)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -467,10 +461,7 @@ func BenchmarkInsertSubjectParallel(b *testing.B) {
 // immediate appends of BenchmarkInsertSubjectParallel take the append
 // lock inside each member, which ends its group there: one commit each.
 func BenchmarkInsertSubjectGrouped(b *testing.B) {
-	sealed := map[string][]byte{}
-	for _, f := range []string{"email", "phone", "name", "birth_date", "address", "city", "gender", "loyalty_id"} {
-		sealed[f] = bytes.Repeat([]byte{1}, 60)
-	}
+	sealed := storetest.BenchSealed()
 	for _, writers := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			db := MustOpen(b, MustCreateSchema(b), postgres.Options{Migrate: true, Writers: writers})
@@ -500,34 +491,10 @@ func insertSubject(ctx context.Context, db *postgres.DB, sealed map[string][]byt
 // AtEnd when atEnd is set.
 func insertSubjectAt(ctx context.Context, db *postgres.DB, sealed map[string][]byte, atEnd bool) error {
 	id := custos.SubjectID(custos.NewID("sub"))
+	lks := []custos.Lookup{{Field: "email", Hash: []byte("email" + string(id)), SubjectID: id},
+		{Field: "phone", Hash: []byte("phone" + string(id)), SubjectID: id}}
 	return db.Update(ctx, func(tx custos.Tx) error {
-		now := tx.Now()
-		if err := tx.InsertDataKey(ctx, &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1,
-			Wrapped: bytes.Repeat([]byte{2}, 60), CreatedAt: now}); err != nil {
-			return err
-		}
-		if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
-			return err
-		}
-		for _, f := range []string{"email", "phone"} {
-			if err := tx.InsertLookup(ctx, f, []byte(f+string(id)), id); err != nil {
-				return err
-			}
-		}
-		appendEvent := func(tx custos.Tx) error {
-			seq, head, err := tx.AuditHead(ctx)
-			if err != nil {
-				return err
-			}
-			return tx.InsertAuditEvent(ctx, &custos.AuditEvent{Seq: seq + 1, Time: now, ActorID: "prn_bench",
-				Action: custos.AuditSubjectCreate, SubjectID: id, Fields: []string{"email", "phone"},
-				Purposes: []string{"support"}, Decision: custos.DecisionAllow, PrevHash: head, Hash: bytes.Repeat([]byte{3}, 32)})
-		}
-		if atEnd {
-			tx.(custos.AtEnder).AtEnd(appendEvent)
-			return nil
-		}
-		return appendEvent(tx)
+		return storetest.CreateCustomer(ctx, tx, id, sealed, lks, atEnd)
 	})
 }
 

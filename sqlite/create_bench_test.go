@@ -1,14 +1,13 @@
 package sqlite_test
 
 import (
-	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"syscall"
 	"testing"
 	"time"
 
 	"custos"
+	"custos/storetest"
 )
 
 // BenchmarkCreateGroup runs what a customer create asks of the store —
@@ -21,10 +20,7 @@ import (
 func BenchmarkCreateGroup(b *testing.B) {
 	db := MustOpenDB(b, nil)
 	ctx := b.Context()
-	sealed := map[string][]byte{}
-	for _, f := range []string{"name", "mobile", "email", "id_number", "address", "birth_date", "member_no", "city"} {
-		sealed[f] = bytes.Repeat([]byte{1}, 60)
-	}
+	sealed := storetest.BenchSealed()
 	fields := []string{"email", "id_number", "member_no", "mobile"}
 	create := func() error {
 		id := custos.SubjectID(custos.NewID("sub"))
@@ -34,28 +30,7 @@ func BenchmarkCreateGroup(b *testing.B) {
 			_, _ = rand.Read(lks[i].Hash)
 		}
 		return db.Update(ctx, func(tx custos.Tx) error {
-			now := tx.Now()
-			if err := tx.InsertDataKey(ctx, &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1,
-				Wrapped: bytes.Repeat([]byte{2}, 60), CreatedAt: now}); err != nil {
-				return err
-			}
-			if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
-				return err
-			}
-			if err := tx.InsertLookups(ctx, lks); err != nil {
-				return err
-			}
-			tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
-				seq, head, err := tx.AuditHead(ctx)
-				if err != nil {
-					return err
-				}
-				h := sha256.Sum256(append(head, byte(seq)))
-				return tx.InsertAuditEvent(ctx, &custos.AuditEvent{Seq: seq + 1, Time: now, ActorID: "prn_bench",
-					Action: custos.AuditSubjectCreate, SubjectID: id, Fields: fields,
-					Purposes: []string{"account"}, Decision: custos.DecisionAllow, PrevHash: head, Hash: h[:]})
-			})
-			return nil
+			return storetest.CreateCustomer(ctx, tx, id, sealed, lks, true)
 		})
 	}
 	// A store of some size, so that blind-index keys land on pages of a

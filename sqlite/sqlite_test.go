@@ -303,37 +303,16 @@ func TestQueryTimeout(t *testing.T) {
 func BenchmarkInsertSubject(b *testing.B) {
 	db := MustOpenDB(b, nil)
 	ctx := b.Context()
-	sealed := map[string][]byte{}
-	for _, f := range []string{"email", "phone", "name", "birth_date", "address", "city", "gender", "loyalty_id"} {
-		sealed[f] = bytes.Repeat([]byte{1}, 60)
-	}
+	sealed := storetest.BenchSealed()
 	var i int
 	for b.Loop() {
 		i++
 		id := custos.SubjectID(custos.NewID("sub"))
-		err := db.Update(ctx, func(tx custos.Tx) error {
-			now := tx.Now()
-			if err := tx.InsertDataKey(ctx, &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1,
-				Wrapped: bytes.Repeat([]byte{2}, 60), CreatedAt: now}); err != nil {
-				return err
-			}
-			if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
-				return err
-			}
-			for _, f := range []string{"email", "phone"} {
-				if err := tx.InsertLookup(ctx, f, []byte(f+string(id)), id); err != nil {
-					return err
-				}
-			}
-			seq, head, err := tx.AuditHead(ctx)
-			if err != nil {
-				return err
-			}
-			return tx.InsertAuditEvent(ctx, &custos.AuditEvent{Seq: seq + 1, Time: now, ActorID: "prn_bench",
-				Action: custos.AuditSubjectCreate, SubjectID: id, Fields: []string{"email", "phone"},
-				Purposes: []string{"support"}, Decision: custos.DecisionAllow, PrevHash: head, Hash: bytes.Repeat([]byte{3}, 32)})
-		})
-		if err != nil {
+		lks := []custos.Lookup{{Field: "email", Hash: []byte("email" + string(id)), SubjectID: id},
+			{Field: "mobile", Hash: []byte("mobile" + string(id)), SubjectID: id}}
+		if err := db.Update(ctx, func(tx custos.Tx) error {
+			return storetest.CreateCustomer(ctx, tx, id, sealed, lks, false)
+		}); err != nil {
 			b.Fatalf("Update %d: %v", i, err)
 		}
 	}
