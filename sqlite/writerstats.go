@@ -21,7 +21,7 @@ import (
 // Pages is how many database pages the writer wrote to the WAL (SQLite's
 // SQLITE_DBSTATUS_CACHE_WRITE): each is a 4 KiB frame written with two
 // system calls at commit, so pages per write is what a commit costs in
-// I/O (BENCHMARKS.md, fifth session onwards).
+// I/O (BENCHMARKS.md, sixth session).
 type WriterStats struct {
 	Groups, Members, Reruns, Pages uint64
 	Busy                           time.Duration
