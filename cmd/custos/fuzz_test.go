@@ -34,19 +34,22 @@ func FuzzConfigFile(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "custos.json"), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		fs := flag.NewFlagSet("fuzz", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		cf := bindFlags(fs)
-		getenv := func(k string) string {
-			if k == "CUSTOS_DATA" {
-				return dir
+		load := func(data []byte) (Config, error) {
+			if err := os.WriteFile(filepath.Join(dir, "custos.json"), data, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			return ""
+			fs := flag.NewFlagSet("fuzz", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cf := bindFlags(fs)
+			getenv := func(k string) string {
+				if k == "CUSTOS_DATA" {
+					return dir
+				}
+				return ""
+			}
+			return cf.load(getenv)
 		}
-		c, err := cf.load(getenv)
+		c, err := load(data)
 		if err == nil {
 			if verr := c.Validate(); verr != nil {
 				t.Fatalf("load succeeded but Validate fails: %v", verr)
@@ -65,9 +68,17 @@ func FuzzConfigFile(f *testing.F) {
 			if rest := strings.Replace(string(data), string(m[0]), "", 1); strings.Contains(rest, secret) {
 				continue // the same text stands elsewhere in the input, not as a password
 			}
-			if strings.Contains(msg, secret) {
-				t.Fatalf("error leaks password value %q: %s", secret, msg)
+			if !strings.Contains(msg, secret) {
+				continue
 			}
+			// The value may be part of the message's own words ("s://" of
+			// "postgres://"): it leaked only if the message loses it when
+			// the value is masked in the input.
+			masked := strings.Replace(string(m[0]), secret, strings.Repeat("#", len(secret)), 1)
+			if _, merr := load([]byte(strings.Replace(string(data), string(m[0]), masked, 1))); merr != nil && strings.Contains(merr.Error(), secret) {
+				continue
+			}
+			t.Fatalf("error leaks password value %q: %s", secret, msg)
 		}
 	})
 }
