@@ -46,7 +46,8 @@ type AtEnder interface {
 // NewSubjectInserter is implemented by a Tx that can store a new
 // customer's data key, row and blind-index keys in one statement:
 // PostgreSQL, where that is one round trip instead of three inside the
-// commit group's transaction (BENCHMARKS.md, sixth session). A key that
+// commit group's transaction (BENCHMARKS.md, sixth session). ls are s's
+// own keys: they are stored under s.ID whatever their SubjectID. A key that
 // exists already gives ECONFLICT naming the data key, the subject or the
 // lookup, and what the statement stored stays in the transaction, to be
 // undone with the Update function's error as any other write.

@@ -263,11 +263,13 @@ func (s *Service) insert(ctx context.Context, tx custos.Tx, p *prepared, actor c
 	var err error
 	if ins, ok := tx.(custos.NewSubjectInserter); ok {
 		err = ins.InsertNewSubject(ctx, p.dk, p.stored, lks)
-	} else if err = tx.InsertDataKey(ctx, p.dk); err != nil {
-		return err
-	} else if err = tx.InsertSubject(ctx, p.stored); err != nil {
-		return err
 	} else {
+		if err := tx.InsertDataKey(ctx, p.dk); err != nil {
+			return err
+		}
+		if err := tx.InsertSubject(ctx, p.stored); err != nil {
+			return err
+		}
 		err = tx.InsertLookups(ctx, lks)
 	}
 	if custos.ErrorCode(err) == custos.ECONFLICT {

@@ -25,7 +25,7 @@ const insertNewSubject = `WITH k AS (
 ), s AS (
 	INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES ($6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1
 ), l AS (
-	INSERT INTO lookups (field, hash, subject_id) SELECT * FROM unnest($10::text[], $11::bytea[], $12::text[])
+	INSERT INTO lookups (field, hash, subject_id) SELECT f, h, $6 FROM unnest($10::text[], $11::bytea[]) AS u(f, h)
 	ON CONFLICT DO NOTHING RETURNING 1
 ) SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM s), (SELECT count(*) FROM l)`
 
@@ -33,15 +33,15 @@ const insertNewSubject = `WITH k AS (
 // in one round trip (custos.NewSubjectInserter): inside a commit group each
 // round trip waits for the server, and a create made three.
 func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos.StoredSubject, ls []custos.Lookup) error {
-	fields, hashes, ids := make([]string, len(ls)), make([][]byte, len(ls)), make([]string, len(ls))
+	fields, hashes := make([]string, len(ls)), make([][]byte, len(ls))
 	for i, l := range ls {
-		fields[i], hashes[i], ids[i] = l.Field, l.Hash, string(l.SubjectID)
+		fields[i], hashes[i] = l.Field, l.Hash
 	}
 	var nk, ns, nl int
 	err := tx.queryRow(ctx, insertNewSubject, []any{
 		string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt),
 		string(s.ID), sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.CreatedAt), sqlutil.Micros(s.UpdatedAt),
-		fields, hashes, ids,
+		fields, hashes,
 	}, func(sc scanner) error { return sc.Scan(&nk, &ns, &nl) })
 	switch {
 	case err != nil:
