@@ -25,6 +25,10 @@ var codes = map[string]int{
 	custos.EINTERNAL:     http.StatusInternalServerError,
 }
 
+// RetryAfterUnavailable is the Retry-After (seconds) sent with an
+// EUNAVAILABLE answer.
+const RetryAfterUnavailable = "5"
+
 // ProblemTypeBase prefixes every problem type URI (RFC 9457 §3.1.1).
 const ProblemTypeBase = "https://custos.dev/problems/"
 
@@ -64,6 +68,11 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 		// The cause may name internals but never personal data: values
 		// are never formatted into errors anywhere in custos.
 		logger.Error("request failed", "request_id", p.RequestID, "code", code, "err", err)
+	case code == custos.EUNAVAILABLE:
+		// Refused for now (a busy store, a missing dependency): worth an
+		// operator's look when it repeats, and the client may retry.
+		logger.Warn("request refused for now", "request_id", p.RequestID, "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", RetryAfterUnavailable)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // TestErrorClientGone checks how an internal error is logged: at error
@@ -54,5 +56,42 @@ func TestErrorClientGone(t *testing.T) {
 	}
 	if !errors.Is(&custos.Error{Code: custos.EINTERNAL, Err: context.Canceled}, context.Canceled) {
 		t.Fatal("custos.Error does not unwrap to its cause")
+	}
+}
+
+// TestBusyAnswer checks what a client gets when its write waited for the
+// store's writer until its request's deadline (issue #7: contention is
+// queued while the answer can still be delivered): the request carries a
+// deadline before the connection's write timeout, and the refusal is a
+// 503 with Retry-After and the busy message, logged at warn level.
+func TestBusyAnswer(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	s := &Server{Logger: logger, mux: http.NewServeMux(), metrics: newMetrics()}
+	var deadline time.Time
+	var hasDeadline bool
+	s.mux.HandleFunc("/busy", func(w http.ResponseWriter, r *http.Request) {
+		deadline, hasDeadline = r.Context().Deadline()
+		// The request's time runs out (sooner here) while the write
+		// waits for a writer that never takes it.
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Millisecond)
+		defer cancel()
+		Error(w, r, logger, sqlutil.Hand(ctx, make(chan int), 1, time.Minute, nil, nil))
+	})
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/busy", nil))
+	end := time.Now()
+	if set := deadline.Add(-RequestTimeout); !hasDeadline || set.Before(start) || set.After(end) || RequestTimeout >= writeTimeout {
+		t.Errorf("request deadline %v after the start (set: %v), want %v, before the write timeout %v", deadline.Sub(start), hasDeadline, RequestTimeout, writeTimeout)
+	}
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != RetryAfterUnavailable {
+		t.Errorf("status %d, Retry-After %q; want 503 and %q", rec.Code, rec.Header().Get("Retry-After"), RetryAfterUnavailable)
+	}
+	if !strings.Contains(rec.Body.String(), `"code":"unavailable"`) || !strings.Contains(rec.Body.String(), "busy") {
+		t.Errorf("body %s, want the unavailable code and the busy message", rec.Body)
+	}
+	if !strings.Contains(buf.String(), "level=WARN") {
+		t.Errorf("log %q, want a warning", buf.String())
 	}
 }

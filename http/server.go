@@ -28,6 +28,17 @@ import (
 // MaxBody is the largest request body accepted (batch imports included).
 const MaxBody = 8 << 20
 
+// RequestTimeout is each request's deadline, set on its context. It ends
+// before the connection's write timeout (writeTimeout), so that work still
+// queued then (a write waiting for the store's writer, sqlutil.Hand) is
+// refused with a retry-later answer the client can still read, instead of
+// being done for an answer the connection can no longer carry.
+const RequestTimeout = 55 * time.Second
+
+// writeTimeout bounds writing an answer, counted from the request's
+// headers.
+const writeTimeout = RequestTimeout + 5*time.Second
+
 // Server is the HTTP front of a custos node.
 type Server struct {
 	Service *core.Service
@@ -209,7 +220,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = "req_" + hex.EncodeToString(b)
 		}
 	}
-	ctx := custos.NewContextWithRequestID(r.Context(), id)
+	ctx, cancel := context.WithTimeout(custos.NewContextWithRequestID(r.Context(), id), RequestTimeout)
+	defer cancel()
 	r = r.WithContext(ctx)
 	w.Header().Set("X-Request-ID", id)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -382,7 +394,7 @@ func (s *Server) Listen(addr string) error {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},

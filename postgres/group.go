@@ -113,8 +113,10 @@ func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
 // a lock (up to maxYields); a group whose end or commit is aborted so is
 // run again as a whole. fn must be
 // safe to repeat, which core's are (they read, decide and write inside
-// fn). Once taken by a writer, fn runs to its end even if ctx is
-// cancelled: the answer says whether it was committed.
+// fn). A call waits for a writer until ctx's deadline, or at most the
+// query timeout when ctx has none (sqlutil.Hand). Once taken by a writer,
+// fn runs to its end even if ctx is cancelled: the answer says whether it
+// was committed.
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return internal("update", err)
@@ -129,20 +131,12 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	return <-r.done
 }
 
-// hand passes r to a group writer, waiting at most the query timeout.
+var errClosed = sqlutil.ClosedError("postgres")
+
+// hand passes r to a group writer (sqlutil.Hand: until ctx's deadline,
+// or at most the query timeout without one).
 func (db *DB) hand(ctx context.Context, r *writeReq) error {
-	wait := time.NewTimer(db.timeout)
-	defer wait.Stop()
-	select {
-	case <-wait.C:
-		return internal("update", errors.New("timed out waiting for a group writer"))
-	case db.reqs <- r:
-		return nil
-	case <-db.closed:
-		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New("postgres: store closed")}
-	case <-ctx.Done():
-		return internal("update", ctx.Err())
-	}
+	return sqlutil.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed)
 }
 
 // maxAttempts bounds how often a member or a group aborted by PostgreSQL

@@ -270,6 +270,8 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
+var errClosed = sqlutil.ClosedError("sqlite")
+
 // Update runs fn in a write transaction and returns once that transaction
 // is committed. fn's error undoes everything fn wrote and is returned
 // unchanged.
@@ -281,7 +283,8 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 // so fn may run more than once); the group is then committed once and
 // every caller is answered after the commit. Under concurrent load this
 // turns N commits (each a WAL write and, with synchronous=FULL, an fsync)
-// into one.
+// into one. A call waits for the writer until ctx's deadline, or at most
+// the query timeout when ctx has none (sqlutil.Hand).
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if db.reqs == nil { // during Open: migrations
 		return db.run(ctx, db.write, nil, nil, func(tx *Tx) error { return fn(tx) })
@@ -290,16 +293,8 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 		return internal("update", err)
 	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	wait := time.NewTimer(db.timeout)
-	defer wait.Stop()
-	select {
-	case <-wait.C:
-		return internal("update", errors.New("timed out waiting for the write connection"))
-	case db.reqs <- r:
-	case <-db.closed:
-		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New("sqlite: store closed")}
-	case <-ctx.Done():
-		return internal("update", ctx.Err())
+	if err := sqlutil.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed); err != nil {
+		return err
 	}
 	// Once taken, the request runs to its end even if ctx is cancelled:
 	// the answer says whether it was committed.

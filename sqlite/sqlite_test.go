@@ -291,9 +291,19 @@ func TestQueryTimeout(t *testing.T) {
 	}()
 	<-hold
 	err = db.Update(ctx, func(tx custos.Tx) error { return nil })
+	if custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Errorf("blocked Update: got %v, want EUNAVAILABLE (busy, retry later)", err)
+	}
+	// With a deadline of its own (an HTTP request's), an Update waits
+	// past the query timeout for as long as that deadline allows.
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() { waited <- db.Update(dctx, func(tx custos.Tx) error { return nil }) }()
+	time.Sleep(10 * 50 * time.Millisecond)
 	close(release)
-	if custos.ErrorCode(err) != custos.EINTERNAL {
-		t.Errorf("blocked Update: got %v, want EINTERNAL", err)
+	if err := <-waited; err != nil {
+		t.Errorf("Update with a deadline, held for 10 query timeouts: %v, want it to wait and commit", err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("holding Update: %v", err)

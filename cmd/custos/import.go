@@ -211,7 +211,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		go func() {
 			defer wg.Done()
 			defer close(b.done)
-			b.res, b.err = client.ImportRows(ctx, purposes, job, b.rows)
+			b.res, b.err = importBatch(ctx, client, purposes, job, b.rows)
 		}()
 		return nil
 	}
@@ -477,5 +477,31 @@ func (p *progress) set(line int, counts map[string]int) {
 func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
+	}
+}
+
+// busyRetries is how often a batch refused because the server was busy
+// (EUNAVAILABLE: it waited for the store's writer until its request's
+// time was up, and nothing of it was written) is sent again, after the
+// answer's wait.
+const busyRetries = 5
+
+// busyWait is the pause before such a batch is sent again.
+var busyWait = 5 * time.Second
+
+// importBatch sends rows, again after a busy refusal (busyRetries).
+func importBatch(ctx context.Context, client *custoshttp.Client, purposes []string, job string, rows []core.ImportInput) ([]*custos.ImportResult, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := client.ImportRows(ctx, purposes, job, rows)
+		if custos.ErrorCode(err) != custos.EUNAVAILABLE || attempt == busyRetries {
+			return res, err
+		}
+		t := time.NewTimer(busyWait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
 	}
 }

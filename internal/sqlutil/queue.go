@@ -1,0 +1,59 @@
+package sqlutil
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"custos"
+)
+
+// ErrBusyMessage is what a caller is told when its write waited for a
+// writer until it had to give up.
+const ErrBusyMessage = "The store is busy: the write waited for its turn until the request's time was up; nothing was written. Retry later."
+
+// Hand passes r to a store's writer over reqs, waiting for one to take it.
+//
+// How long it waits: until ctx's deadline when ctx has one. That is the
+// caller's own bound (an HTTP request's ends before its answer could no
+// longer be delivered), so contention is queued as long as the work can
+// still be answered and refused only after. Without a deadline it waits
+// at most fallback (the store's query timeout). Either way the refusal is
+// EUNAVAILABLE, a retry-later answer: nothing was written. A caller that
+// went away (ctx cancelled) gets EINTERNAL with the cause, and closed
+// makes it return closedErr.
+func Hand[T any](ctx context.Context, reqs chan<- T, r T, fallback time.Duration, closed <-chan struct{}, closedErr error) error {
+	select { // a writer is ready: no timer needed
+	case reqs <- r:
+		return nil
+	default:
+	}
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(fallback)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case reqs <- r:
+		return nil
+	case <-expired:
+		return busy(errors.New("queue wait exceeded the query timeout"))
+	case <-closed:
+		return closedErr
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return busy(ctx.Err())
+		}
+		return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: ctx.Err()}
+	}
+}
+
+func busy(cause error) error {
+	return &custos.Error{Code: custos.EUNAVAILABLE, Message: ErrBusyMessage, Err: cause}
+}
+
+// ClosedError is the answer to a write handed to a store that is closing.
+func ClosedError(store string) error {
+	return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New(store + ": store closed")}
+}
