@@ -86,6 +86,43 @@ func TestBenchHarnessJSON(t *testing.T) {
 	}
 }
 
+// TestBenchImportDrain: an import step whose batches outlast a short
+// window reports, besides the rows stored inside the window, the rate
+// counting the batches in flight at its end over the window and their
+// drain. Every worker's last batch starts before the window closes and
+// ends after it, so that rate counts at least one more batch per worker.
+func TestBenchImportDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench harness: skipped with -short")
+	}
+	file := filepath.Join(t.TempDir(), "bench.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-subjects", "50", "-c", "2", "-duration", "300ms", "-workloads", "import", "-json", file}
+	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
+	var r *benchResult
+	for i := range rep.Results {
+		if rep.Results[i].Workload == "import" {
+			r = &rep.Results[i]
+		}
+	}
+	if r == nil {
+		t.Fatalf("no import step in %+v", rep.Results)
+	}
+	if r.Errors != 0 || r.LateErrors != 0 {
+		t.Fatalf("import: %d errors, %d after the window (%v %v), want none", r.Errors, r.LateErrors, r.ErrorCodes, r.LateErrorCodes)
+	}
+	inWindow := r.RowsPerSec * r.Seconds
+	all := r.RowsPerSecDrained * (r.Seconds + r.DrainSeconds)
+	if r.DrainSeconds <= 0 || all < inWindow+2*benchImportBatch-0.5 {
+		t.Errorf("import: %.0f rows in the window, %.0f with the %.3fs drain; want at least %d more (one batch per worker)", inWindow, all, r.DrainSeconds, 2*benchImportBatch)
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("counting the requests in flight")) {
+		t.Errorf("stdout does not give the drained rate:\n%s", stdout.String())
+	}
+}
+
 // TestBenchReuse: `custos bench -reuse` reads the customers a `custos
 // seed` left in a data directory, seeding nothing, and refuses what it
 // cannot do.
