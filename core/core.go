@@ -70,7 +70,16 @@ type Service struct {
 	sweeping  atomic.Bool                            // a retention sweep runs in this process
 	auth      authCache
 	plans     planCache
+	imports   chan struct{} // one token per import batch in work (ImportConcurrency)
 }
+
+// ImportConcurrency is how many import batches a node works on at once.
+// The rest wait their turn before anything of them is prepared: 256
+// batches of 500 rows prepared at once held 1 GiB and, sealing and hashing
+// side by side with the store's own work, cut a PostgreSQL node's import
+// rate to less than half of what 16 batches in flight reach (BENCHMARKS.md,
+// seventh session). 16 keeps a commit group as large as it is useful.
+const ImportConcurrency = 16
 
 var (
 	_ custos.SubjectService   = (*Service)(nil)
@@ -83,7 +92,8 @@ func New(store custos.Store, cat *custos.Catalog, ring *keys.Keyring, signer *ke
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{store: store, catalog: cat, signer: signer, rand: rand.Reader, logger: logger}
+	s := &Service{store: store, catalog: cat, signer: signer, rand: rand.Reader, logger: logger,
+		imports: make(chan struct{}, ImportConcurrency)}
 	s.SetKeyring(ring)
 	return s
 }

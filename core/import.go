@@ -166,6 +166,27 @@ func (s *Service) draftRows(ctx context.Context, recs *ImportRecords, rows []Imp
 }
 
 // importRows is ImportRows, with the records of recs when not nil.
+// importTurn waits until fewer than ImportConcurrency batches are in work
+// on this node, as long as ctx allows (a request's deadline): a batch
+// refused for time is EUNAVAILABLE, retry later, with nothing written.
+func (s *Service) importTurn(ctx context.Context) (release func(), err error) {
+	select {
+	case s.imports <- struct{}{}:
+		return func() { <-s.imports }, nil
+	default:
+	}
+	select {
+	case s.imports <- struct{}{}:
+		return func() { <-s.imports }, nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &custos.Error{Code: custos.EUNAVAILABLE, Err: ctx.Err(),
+				Message: "Busy: the import batch waited for its turn until the request's time was up; nothing was written. Retry later."}
+		}
+		return nil, &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: ctx.Err()}
+	}
+}
+
 func (s *Service) importRows(ctx context.Context, purposes []string, job string, rows []ImportInput, recs *ImportRecords) ([]*custos.ImportResult, error) {
 	ev := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 	d := s.decide(ctx, custos.ActImport, purposes, nil, nil)
@@ -177,6 +198,11 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 		return nil, s.auditRefusal(ctx, ev, custos.Invalid("The import job name is missing or too long.",
 			custos.Violation{Field: "job", Rule: "required", Detail: "1–128 bytes"}))
 	}
+	release, err := s.importTurn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	var cited []string
 	for _, r := range rows {

@@ -25,6 +25,9 @@ var codes = map[string]int{
 	custos.EINTERNAL:     http.StatusInternalServerError,
 }
 
+// TimeUpMessage answers a request whose time ran out inside custos.
+const TimeUpMessage = "The request's time ran out while custos was busy. Retry later."
+
 // RetryAfterUnavailable is the Retry-After (seconds) sent with an
 // EUNAVAILABLE answer.
 const RetryAfterUnavailable = "5"
@@ -50,6 +53,12 @@ type Problem struct {
 // error level, with its cause; its message is never shown to the client.
 func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	code := custos.ErrorCode(err)
+	if code == custos.EINTERNAL && errors.Is(err, context.DeadlineExceeded) && errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+		// The request's own time (RequestTimeout) ran out inside custos:
+		// the node is overloaded, which the client may retry, not a fault.
+		err = &custos.Error{Code: custos.EUNAVAILABLE, Message: TimeUpMessage, Err: err}
+		code = custos.EUNAVAILABLE
+	}
 	status, ok := codes[code]
 	if !ok {
 		status = http.StatusInternalServerError

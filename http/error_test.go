@@ -95,3 +95,35 @@ func TestBusyAnswer(t *testing.T) {
 		t.Errorf("log %q, want a warning", buf.String())
 	}
 }
+
+// TestTimeUpAnswer: an internal error caused by the request's own deadline
+// (RequestTimeout ran out inside custos) is answered as a retry-later 503,
+// while the same cause without the request's deadline passed stays an
+// internal error.
+func TestTimeUpAnswer(t *testing.T) {
+	cause := &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: context.DeadlineExceeded}
+	for _, tc := range []struct {
+		name    string
+		expired bool
+		status  int
+	}{
+		{"request time up", true, http.StatusServiceUnavailable},
+		{"a deadline of custos's own", false, http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			if tc.expired {
+				ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			}
+			defer cancel()
+			rec := httptest.NewRecorder()
+			Error(rec, httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx), slog.New(slog.DiscardHandler), cause)
+			if rec.Code != tc.status {
+				t.Errorf("status %d, want %d", rec.Code, tc.status)
+			}
+			if tc.expired && (!strings.Contains(rec.Body.String(), TimeUpMessage) || rec.Header().Get("Retry-After") == "") {
+				t.Errorf("body %s, Retry-After %q; want the time-up message and a Retry-After", rec.Body, rec.Header().Get("Retry-After"))
+			}
+		})
+	}
+}
