@@ -29,7 +29,7 @@ type Client struct {
 
 // NewClient returns a client for baseURL ("http://127.0.0.1:8743").
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: ClientTimeout}}
 }
 
 var _ custos.SubjectService = (*Client)(nil)

@@ -127,3 +127,36 @@ func TestTimeUpAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestBudget: an import batch gets ImportRequestTimeout (its
+// connection's write deadline moved past it: without that the budget
+// falls back to RequestTimeout), any other request RequestTimeout.
+func TestRequestBudget(t *testing.T) {
+	s := &Server{Logger: slog.New(slog.DiscardHandler), mux: http.NewServeMux(), metrics: newMetrics()}
+	got := map[string]time.Duration{}
+	record := func(w http.ResponseWriter, r *http.Request) {
+		d, _ := r.Context().Deadline()
+		got[r.Method+" "+r.URL.Path] = time.Until(d)
+	}
+	s.mux.HandleFunc("POST /v1/imports/{job}/rows", record)
+	s.mux.HandleFunc("GET /v1/subjects/{id}", record)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for _, c := range []struct{ method, path string }{{http.MethodPost, "/v1/imports/j1/rows"}, {http.MethodGet, "/v1/subjects/sub_1"}} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if d := got["POST /v1/imports/j1/rows"]; d <= RequestTimeout || d > ImportRequestTimeout {
+		t.Errorf("import batch: %v left, want about %v", d, ImportRequestTimeout)
+	}
+	if d := got["GET /v1/subjects/sub_1"]; d <= 0 || d > RequestTimeout {
+		t.Errorf("read: %v left, want about %v", d, RequestTimeout)
+	}
+	if ClientTimeout <= ImportRequestTimeout {
+		t.Errorf("client timeout %v, want past the longest request deadline %v", ClientTimeout, ImportRequestTimeout)
+	}
+}

@@ -35,9 +35,36 @@ const MaxBody = 8 << 20
 // being done for an answer the connection can no longer carry.
 const RequestTimeout = 55 * time.Second
 
+// ImportRequestTimeout is the deadline of an import batch (POST
+// /v1/imports/{job}/rows), whose connection may also write its answer
+// that much later. A batch is large and bulk loads send many at once: up
+// to ImportConcurrency are in work per node and the rest wait their turn
+// (a PostgreSQL node on two cores stored 2,000 rows a second with 256
+// batches of 500 in flight, so the last waited a minute). Waiting is what
+// the client wants then; the answer still comes within this bound.
+const ImportRequestTimeout = 5 * time.Minute
+
+// ClientTimeout is how long a client of this server (custos import,
+// Client) waits for an answer: past the longest request deadline, so
+// that it gets the server's answer, a retry-later one included.
+const ClientTimeout = ImportRequestTimeout + 15*time.Second
+
 // writeTimeout bounds writing an answer, counted from the request's
-// headers.
-const writeTimeout = RequestTimeout + 5*time.Second
+// headers; writeMargin is how much later than its request's deadline an
+// answer may still be written.
+const (
+	writeMargin  = 5 * time.Second
+	writeTimeout = RequestTimeout + writeMargin
+)
+
+// requestTimeout is r's deadline (RequestTimeout, or ImportRequestTimeout
+// for an import batch).
+func requestTimeout(r *http.Request) time.Duration {
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/imports/") && strings.HasSuffix(r.URL.Path, "/rows") {
+		return ImportRequestTimeout
+	}
+	return RequestTimeout
+}
 
 // Server is the HTTP front of a custos node.
 type Server struct {
@@ -220,7 +247,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = "req_" + hex.EncodeToString(b)
 		}
 	}
-	ctx, cancel := context.WithTimeout(custos.NewContextWithRequestID(r.Context(), id), RequestTimeout)
+	budget := requestTimeout(r)
+	if budget > RequestTimeout {
+		// The connection's write deadline was set from writeTimeout when
+		// the request was read; move it past this request's own.
+		if err := http.NewResponseController(w).SetWriteDeadline(start.Add(budget + writeMargin)); err != nil {
+			budget = RequestTimeout
+		}
+	}
+	ctx, cancel := context.WithTimeout(custos.NewContextWithRequestID(r.Context(), id), budget)
 	defer cancel()
 	r = r.WithContext(ctx)
 	w.Header().Set("X-Request-ID", id)

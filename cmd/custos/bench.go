@@ -310,7 +310,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer tr.CloseIdleConnections()
 	env := &benchEnv{
-		http:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		http:     &http.Client{Transport: tr, Timeout: custoshttp.ClientTimeout},
 		base:     "http://" + srv.Addr(),
 		ceiling:  "http://" + ceil.addr(),
 		gen:      &benchGen{g: seed.New(rand.New(rand.NewPCG(*seedV, 0x62656e6368)))},
