@@ -165,7 +165,6 @@ func (s *Service) draftRows(ctx context.Context, recs *ImportRecords, rows []Imp
 	return out, "", nil, nil
 }
 
-// importRows is ImportRows, with the records of recs when not nil.
 // importTurn waits until fewer than ImportConcurrency batches are in work
 // on this node, as long as ctx allows (a request's deadline): a batch
 // refused for time is EUNAVAILABLE, retry later, with nothing written.
@@ -187,6 +186,7 @@ func (s *Service) importTurn(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// importRows is ImportRows, with the records of recs when not nil.
 func (s *Service) importRows(ctx context.Context, purposes []string, job string, rows []ImportInput, recs *ImportRecords) ([]*custos.ImportResult, error) {
 	ev := event(ctx, custos.AuditSubjectImport, "", purposes, nil)
 	d := s.decide(ctx, custos.ActImport, purposes, nil, nil)

@@ -184,9 +184,9 @@ func dsn(path string, write bool) string {
 		// temp_store=MEMORY keeps statement journals in memory. A
 		// multi-row INSERT of blind-index keys journals every random
 		// leaf page it changes (128 rows: up to 520 KiB), and past
-		// SQLite's 64 KiB that went to a temporary file, two write calls
-		// a page: seeds of 100,000 customers took 13–25 % less time
-		// without it (BENCHMARKS.md, seventh session). The price is paid
+		// SQLite's 64 KiB that had gone to a temporary file, two write
+		// calls a page. Kept in memory, seeds of 100,000 customers took
+		// 13–25 % less time (BENCHMARKS.md, seventh session). The price is paid
 		// only when a commit group runs again with savepoints after a
 		// member failed: SQLite then walks the in-memory journal's 1 KiB
 		// chunks, and a group of 16 import batches of 1,000 rows took

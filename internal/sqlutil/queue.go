@@ -10,7 +10,7 @@ import (
 
 // ErrBusyMessage is what a caller is told when its write waited for a
 // writer until it had to give up.
-const ErrBusyMessage = "The store is busy: the write waited for its turn until the request's time was up; nothing was written. Retry later."
+const ErrBusyMessage = "The store is busy: the write waited for its turn until its time was up; nothing was written. Retry later."
 
 // Hand passes r to a store's writer over reqs, waiting for one to take it.
 //
