@@ -11,6 +11,7 @@ import (
 
 	"custos"
 	"custos/audit"
+	"custos/internal/queue"
 )
 
 // MaxJobName bounds import job names.
@@ -166,24 +167,14 @@ func (s *Service) draftRows(ctx context.Context, recs *ImportRecords, rows []Imp
 }
 
 // importTurn waits until fewer than ImportConcurrency batches are in work
-// on this node, as long as ctx allows (a request's deadline): a batch
-// refused for time is EUNAVAILABLE, retry later, with nothing written.
+// on this node, as long as ctx allows (queue.Hand: a request's deadline,
+// without bound when there is none); a batch refused for time is
+// EUNAVAILABLE, retry later, with nothing written.
 func (s *Service) importTurn(ctx context.Context) (release func(), err error) {
-	select {
-	case s.imports <- struct{}{}:
-		return func() { <-s.imports }, nil
-	default:
+	if err := queue.Hand(ctx, s.imports, struct{}{}, 0, nil, nil); err != nil {
+		return nil, err
 	}
-	select {
-	case s.imports <- struct{}{}:
-		return func() { <-s.imports }, nil
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, &custos.Error{Code: custos.EUNAVAILABLE, Err: ctx.Err(),
-				Message: "Busy: the import batch waited for its turn until the request's time was up; nothing was written. Retry later."}
-		}
-		return nil, &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: ctx.Err()}
-	}
+	return func() { <-s.imports }, nil
 }
 
 // importRows is ImportRows, with the records of recs when not nil.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"custos"
-	"custos/internal/sqlutil"
+	"custos/internal/queue"
 )
 
 // TestErrorClientGone checks how an internal error is logged: at error
@@ -76,7 +76,7 @@ func TestBusyAnswer(t *testing.T) {
 		// waits for a writer that never takes it.
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Millisecond)
 		defer cancel()
-		Error(w, r, logger, sqlutil.Hand(ctx, make(chan int), 1, time.Minute, nil, nil))
+		Error(w, r, logger, queue.Hand(ctx, make(chan int), 1, time.Minute, nil, nil))
 	})
 	start := time.Now()
 	rec := httptest.NewRecorder()

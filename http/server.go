@@ -30,7 +30,7 @@ const MaxBody = 8 << 20
 
 // RequestTimeout is each request's deadline, set on its context. It ends
 // before the connection's write timeout (writeTimeout), so that work still
-// queued then (a write waiting for the store's writer, sqlutil.Hand) is
+// queued then (a write waiting for the store's writer, queue.Hand) is
 // refused with a retry-later answer the client can still read, instead of
 // being done for an answer the connection can no longer carry.
 const RequestTimeout = 55 * time.Second

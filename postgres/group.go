@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/queue"
 	"custos/internal/sqlutil"
 
 	"github.com/jackc/pgx/v5"
@@ -114,7 +115,7 @@ func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
 // run again as a whole. fn must be
 // safe to repeat, which core's are (they read, decide and write inside
 // fn). A call waits for a writer until ctx's deadline, or at most the
-// query timeout when ctx has none (sqlutil.Hand). Once taken by a writer,
+// query timeout when ctx has none (queue.Hand). Once taken by a writer,
 // fn runs to its end even if ctx is cancelled: the answer says whether it
 // was committed.
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
@@ -131,12 +132,12 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	return <-r.done
 }
 
-var errClosed = sqlutil.ClosedError("postgres")
+var errClosed = queue.ClosedError("postgres")
 
-// hand passes r to a group writer (sqlutil.Hand: until ctx's deadline,
+// hand passes r to a group writer (queue.Hand: until ctx's deadline,
 // or at most the query timeout without one).
 func (db *DB) hand(ctx context.Context, r *writeReq) error {
-	return sqlutil.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed)
+	return queue.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed)
 }
 
 // maxAttempts bounds how often a member or a group aborted by PostgreSQL

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/queue"
 	"custos/internal/sqlutil"
 
 	"modernc.org/sqlite"
@@ -282,7 +283,7 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
-var errClosed = sqlutil.ClosedError("sqlite")
+var errClosed = queue.ClosedError("sqlite")
 
 // Update runs fn in a write transaction and returns once that transaction
 // is committed. fn's error undoes everything fn wrote and is returned
@@ -296,7 +297,7 @@ var errClosed = sqlutil.ClosedError("sqlite")
 // every caller is answered after the commit. Under concurrent load this
 // turns N commits (each a WAL write and, with synchronous=FULL, an fsync)
 // into one. A call waits for the writer until ctx's deadline, or at most
-// the query timeout when ctx has none (sqlutil.Hand).
+// the query timeout when ctx has none (queue.Hand).
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if db.reqs == nil { // during Open: migrations
 		return db.run(ctx, db.write, nil, nil, func(tx *Tx) error { return fn(tx) })
@@ -305,7 +306,7 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 		return internal("update", err)
 	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	if err := sqlutil.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed); err != nil {
+	if err := queue.Hand(ctx, db.reqs, r, db.timeout, db.closed, errClosed); err != nil {
 		return err
 	}
 	// Once taken, the request runs to its end even if ctx is cancelled:

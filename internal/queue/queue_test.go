@@ -1,4 +1,4 @@
-package sqlutil_test
+package queue_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"custos"
-	"custos/internal/sqlutil"
+	"custos/internal/queue"
 )
 
 // TestHand checks how long a write waits for a store's writer: until its
@@ -17,7 +17,7 @@ import (
 // otherwise; a refusal is a retry-later EUNAVAILABLE.
 func TestHand(t *testing.T) {
 	const fallback = 20 * time.Millisecond
-	closedErr := sqlutil.ClosedError("test")
+	closedErr := queue.ClosedError("test")
 	t.Run("taken after the fallback while the deadline lasts", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
@@ -27,7 +27,7 @@ func TestHand(t *testing.T) {
 			time.Sleep(10 * fallback)
 			got <- <-reqs
 		}()
-		if err := sqlutil.Hand(ctx, reqs, 7, fallback, nil, closedErr); err != nil {
+		if err := queue.Hand(ctx, reqs, 7, fallback, nil, closedErr); err != nil {
 			t.Fatalf("Hand: %v, want the writer to take it", err)
 		}
 		if v := <-got; v != 7 {
@@ -35,15 +35,15 @@ func TestHand(t *testing.T) {
 		}
 	})
 	t.Run("no deadline: refused after the fallback", func(t *testing.T) {
-		err := sqlutil.Hand(t.Context(), make(chan int), 7, fallback, nil, closedErr)
-		if custos.ErrorCode(err) != custos.EUNAVAILABLE || custos.ErrorMessage(err) != sqlutil.ErrBusyMessage {
+		err := queue.Hand(t.Context(), make(chan int), 7, fallback, nil, closedErr)
+		if custos.ErrorCode(err) != custos.EUNAVAILABLE || custos.ErrorMessage(err) != queue.ErrBusyMessage {
 			t.Errorf("Hand: %v (%s), want EUNAVAILABLE with the busy message", err, custos.ErrorCode(err))
 		}
 	})
 	t.Run("deadline passes: refused", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 3*fallback)
 		defer cancel()
-		err := sqlutil.Hand(ctx, make(chan int), 7, fallback, nil, closedErr)
+		err := queue.Hand(ctx, make(chan int), 7, fallback, nil, closedErr)
 		if custos.ErrorCode(err) != custos.EUNAVAILABLE || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Hand: %v (%s), want EUNAVAILABLE caused by the deadline", err, custos.ErrorCode(err))
 		}
@@ -51,7 +51,7 @@ func TestHand(t *testing.T) {
 	t.Run("caller gone", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(fallback/2, cancel)
-		err := sqlutil.Hand(ctx, make(chan int), 7, time.Minute, nil, closedErr)
+		err := queue.Hand(ctx, make(chan int), 7, time.Minute, nil, closedErr)
 		if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, context.Canceled) {
 			t.Errorf("Hand: %v, want EINTERNAL caused by the cancellation", err)
 		}
@@ -59,7 +59,7 @@ func TestHand(t *testing.T) {
 	t.Run("store closed", func(t *testing.T) {
 		closed := make(chan struct{})
 		close(closed)
-		if err := sqlutil.Hand(t.Context(), make(chan int), 7, time.Minute, closed, closedErr); err != closedErr {
+		if err := queue.Hand(t.Context(), make(chan int), 7, time.Minute, closed, closedErr); err != closedErr {
 			t.Errorf("Hand: %v, want %v", err, closedErr)
 		}
 	})

@@ -1,4 +1,6 @@
-package sqlutil
+// Package queue hands work to a bounded set of workers (a store's writer,
+// a node's import slots), waiting as long as the caller's deadline allows.
+package queue
 
 import (
 	"context"
@@ -8,17 +10,19 @@ import (
 	"custos"
 )
 
-// ErrBusyMessage is what a caller is told when its write waited for a
-// writer until it had to give up.
-const ErrBusyMessage = "The store is busy: the write waited for its turn until its time was up; nothing was written. Retry later."
+// ErrBusyMessage is what a caller is told when its work waited for its
+// turn until it had to give up.
+const ErrBusyMessage = "Custos is busy: the request waited for its turn until its time was up; nothing of it was written. Retry later."
 
-// Hand passes r to a store's writer over reqs, waiting for one to take it.
+// Hand passes r over reqs (to a store's writer, or into a buffered channel
+// of slots), waiting for it to be taken.
 //
 // How long it waits: until ctx's deadline when ctx has one. That is the
 // caller's own bound (an HTTP request's ends before its answer could no
 // longer be delivered), so contention is queued as long as the work can
 // still be answered and refused only after. Without a deadline it waits
-// at most fallback (the store's query timeout). Either way the refusal is
+// at most fallback (the store's query timeout), or without bound when
+// fallback is not positive. Either way the refusal is
 // EUNAVAILABLE, a retry-later answer: nothing was written. A caller that
 // went away (ctx cancelled) gets EINTERNAL with the cause, and closed
 // makes it return closedErr.
@@ -29,7 +33,7 @@ func Hand[T any](ctx context.Context, reqs chan<- T, r T, fallback time.Duration
 	default:
 	}
 	var expired <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok {
+	if _, ok := ctx.Deadline(); !ok && fallback > 0 {
 		t := time.NewTimer(fallback)
 		defer t.Stop()
 		expired = t.C
