@@ -136,6 +136,12 @@ type ImportResult struct {
 	Previous   string      `json:"previous,omitempty"`
 	Violations []Violation `json:"errors,omitempty"`
 	Message    string      `json:"message,omitempty"`
+	// ConsentReceipt is, for a row stored with a consent captured
+	// (NewSubject.Consent), the signed receipt of that consent, as
+	// CreateSubject returns it: the importing system hands it to the
+	// customer (C4). Not kept by custos, so a line answered "already"
+	// has none.
+	ConsentReceipt *ConsentReceipt `json:"consent_receipt,omitempty"`
 }
 
 // Import row statuses.

@@ -73,6 +73,10 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 type ImportRecords struct {
 	Purposes []string
 	ByRow    [][]custos.NewRecord
+	// NoReceipts: the caller has no one to hand the consent receipts of
+	// the batch's rows to (custos seed's synthetic customers), so they
+	// are neither signed nor returned. The consents are stored as ever.
+	NoReceipts bool
 }
 
 // ImportRowsWithRecords is ImportRows that also creates, in the batch's
@@ -281,13 +285,17 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 	}
 	// The receipts of the consents captured with the rows are signed once
 	// the batch is committed, outside the single writer: they are handed
-	// back, not stored, so signing them inside the transaction would
-	// only hold the writer longer.
+	// back in the rows' results, not stored, so signing them inside the
+	// transaction would only hold the writer longer.
+	if recs != nil && recs.NoReceipts {
+		return results, nil
+	}
 	for i, p := range preps {
 		if p != nil && p.receipt != nil && results[i].Status == custos.ImportStored {
 			if err := s.signReceipt(p.receipt); err != nil {
 				return nil, err
 			}
+			results[i].ConsentReceipt = p.receipt
 		}
 	}
 	return results, nil

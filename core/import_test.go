@@ -393,3 +393,82 @@ func TestImportRowsRecordRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestImportConsentReceipts: a row stored with a consent captured gets the
+// signed receipt of that consent in its result, as CreateSubject returns
+// one (C4); a duplicate, a rejected row and a line sent again get none.
+// With NoReceipts (custos seed) the consents are stored but no receipt is
+// signed or returned.
+func TestImportConsentReceipts(t *testing.T) {
+	importStores(t, func(t *testing.T, store custos.Store) {
+		svc, admin, _, _ := newService(t, store)
+		publishPersonalisation(t, svc, admin)
+		var rows []core.ImportInput
+		for _, r := range []struct {
+			line    int
+			mobile  string
+			consent bool
+		}{{1, "13700000011", true}, {2, "13700000011", true}, {3, "137", true}, {4, "13700000014", false}, {5, "13700000015", true}} {
+			in, _ := recordRow(r.line, r.mobile, r.consent)
+			rows = append(rows, in)
+		}
+		res, err := svc.ImportRows(admin, []string{"account"}, "job-receipts", rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus := []string{custos.ImportStored, custos.ImportDuplicate, custos.ImportRejected, custos.ImportStored, custos.ImportStored}
+		wantReceipt := []bool{true, false, false, false, true}
+		for i, r := range res {
+			if r.Status != wantStatus[i] {
+				t.Fatalf("line %d: %s, want %s", r.Line, r.Status, wantStatus[i])
+			}
+			rc := r.ConsentReceipt
+			if (rc != nil) != wantReceipt[i] {
+				t.Fatalf("line %d (%s): receipt %v, want one: %v", r.Line, r.Status, rc != nil, wantReceipt[i])
+			}
+			if rc == nil {
+				continue
+			}
+			if rc.SubjectID != r.SubjectID || rc.NoticeVersion != 1 || len(rc.Decisions) != 1 || rc.Decisions[0].Purpose != "personalisation" {
+				t.Errorf("line %d receipt: %+v", r.Line, rc)
+			}
+			if !svc.VerifyReceipt(rc) {
+				t.Errorf("line %d: receipt does not verify", r.Line)
+			}
+			forged := *rc
+			forged.SubjectID = res[3].SubjectID
+			if svc.VerifyReceipt(&forged) {
+				t.Errorf("line %d: a receipt moved to another customer verifies", r.Line)
+			}
+		}
+		again, err := svc.ImportRows(admin, []string{"account"}, "job-receipts", rows[:1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again[0].Status != custos.ImportAlready || again[0].ConsentReceipt != nil {
+			t.Errorf("line 1 sent again: %s with receipt %v, want already without one", again[0].Status, again[0].ConsentReceipt != nil)
+		}
+
+		in, _ := recordRow(1, "13700000021", true)
+		res, err = svc.ImportRowsWithRecords(admin, []string{"account"}, "job-no-receipts", []core.ImportInput{in},
+			core.ImportRecords{Purposes: importRecordPurposes, ByRow: [][]custos.NewRecord{nil}, NoReceipts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Status != custos.ImportStored || res[0].ConsentReceipt != nil {
+			t.Fatalf("NoReceipts: %s with receipt %v, want stored without one", res[0].Status, res[0].ConsentReceipt != nil)
+		}
+		if err := store.View(t.Context(), func(tx custos.Tx) error {
+			cs, err := tx.ListConsents(t.Context(), res[0].SubjectID)
+			if err != nil {
+				return err
+			}
+			if len(cs) != 1 || cs[0].Purpose != "personalisation" || !cs[0].Granted() {
+				t.Errorf("NoReceipts: consents %+v, want the grant of personalisation stored", cs)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

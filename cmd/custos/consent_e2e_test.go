@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/core"
 	custoshttp "custos/http"
 )
 
@@ -275,5 +276,51 @@ func wantViolations(tb testing.TB, what string, err error, want ...string) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		tb.Errorf("%s: violations %v, want %v", what, got, want)
+	}
+}
+
+// TestImportConsentReceiptEndToEnd: a row imported over HTTP with a
+// consent captured comes back with the signed receipt of that consent
+// (C4), which the public verify endpoint accepts; a row without consent
+// comes back without one.
+func TestImportConsentReceiptEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	srv := startServer(t, t.TempDir())
+	admin := srv.client(srv.AdminKey)
+	n1 := publishNotice(t, admin, testNotice())
+	prov := custos.Provenance{Collector: "store-pos", Channel: "store", Source: "paper form", Location: "shop 12"}
+	loc := decision("personalisation", true)
+	loc.Category = "behaviour"
+	rows := []core.ImportInput{
+		{Line: 1, Subject: custos.NewSubject{Fields: map[string]string{"name": "韩梅梅", "mobile": "13911113333"}, Provenance: prov,
+			Consent: &custos.ConsentCapture{NoticeVersion: 1, Channel: "paper", Evidence: "paper form 88",
+				Decisions: []custos.ConsentDecision{decision("marketing", true), decision("personalisation", false), loc}}}},
+		{Line: 2, Subject: custos.NewSubject{Fields: map[string]string{"name": "李雷", "mobile": "13911114444"}, Provenance: prov}},
+	}
+	res, err := admin.ImportRows(ctx, []string{"account"}, "pos-2026-11", rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].Status != custos.ImportStored || res[1].Status != custos.ImportStored {
+		for _, r := range res {
+			t.Logf("line %d: %s %s %+v", r.Line, r.Status, r.Message, r.Violations)
+		}
+		t.Fatal("want both lines stored")
+	}
+	rc := res[0].ConsentReceipt
+	if rc == nil || rc.SubjectID != res[0].SubjectID || rc.NoticeHash != n1.Hash || len(rc.Decisions) != 3 || len(rc.Signature) == 0 {
+		t.Fatalf("line 1 receipt: %+v", rc)
+	}
+	if res[1].ConsentReceipt != nil {
+		t.Errorf("line 2 (no consent) has a receipt: %+v", res[1].ConsentReceipt)
+	}
+	public := srv.client("")
+	if ok, err := public.VerifyReceipt(ctx, rc); err != nil || !ok {
+		t.Errorf("imported receipt verify: %v %v, want valid", ok, err)
+	}
+	forged := *rc
+	forged.Decisions = forged.Decisions[:1]
+	if ok, err := public.VerifyReceipt(ctx, &forged); err != nil || ok {
+		t.Errorf("tampered imported receipt verify: %v %v, want invalid", ok, err)
 	}
 }

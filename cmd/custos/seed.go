@@ -126,7 +126,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			defer wg.Done()
 			for b := range batches {
 				res, err := node.svc.ImportRowsWithRecords(ctx, purposes, job, b.rows,
-					core.ImportRecords{Purposes: recordPurposes, ByRow: b.records})
+					core.ImportRecords{Purposes: recordPurposes, ByRow: b.records, NoReceipts: true})
 				if err != nil {
 					fail(err)
 					return
