@@ -69,7 +69,8 @@ func (s *Service) ImportRows(ctx context.Context, purposes []string, job string,
 }
 
 // ImportRecords are records to create with an import batch: ByRow[i] are
-// the records of the batch's rows[i], declared for Purposes.
+// the records of the batch's rows[i], declared for Purposes; and whether
+// the batch's consent receipts are wanted.
 type ImportRecords struct {
 	Purposes []string
 	ByRow    [][]custos.NewRecord
