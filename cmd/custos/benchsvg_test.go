@@ -86,3 +86,30 @@ func TestBenchSVG(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchSVGLabel: an import step is labelled with the rows it stored a
+// second, counting its drain when it had one, not with its batches'
+// share of the ceiling; errors after the window are named.
+func TestBenchSVGLabel(t *testing.T) {
+	for _, tt := range []struct {
+		r    benchResult
+		want []string
+		not  []string
+	}{
+		{benchResult{Workload: "read", Throughput: 5000, Ratio: 0.25, P50ms: 3, P99ms: 9}, []string{"25.0 %", "5000/s"}, []string{"rows/s", "errors"}},
+		{benchResult{Workload: "import", Throughput: 13, Ratio: 0.0003, RowsPerSec: 6500}, []string{"6500 rows/s", "13 batches/s"}, []string{"%"}},
+		{benchResult{Workload: "import", Throughput: 11, RowsPerSec: 1200, RowsPerSecDrained: 6170, LateErrors: 2}, []string{"6170 rows/s", "2 after the window"}, []string{"1200"}},
+	} {
+		got := benchSVGLabel(tt.r)
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s label %q lacks %q", tt.r.Workload, got, w)
+			}
+		}
+		for _, n := range tt.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%s label %q has %q", tt.r.Workload, got, n)
+			}
+		}
+	}
+}
