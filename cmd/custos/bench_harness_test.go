@@ -16,12 +16,7 @@ import (
 // JSON report: every requested workload ran, without errors, against a
 // measured ceiling.
 func TestBenchHarnessJSON(t *testing.T) {
-	if testing.Short() {
-		t.Skip("bench harness: skipped with -short")
-	}
-	file := filepath.Join(t.TempDir(), "bench.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx, file := benchTest(t)
 	var stdout, stderr bytes.Buffer
 	dir := t.TempDir()
 	cpuFile, traceFile := filepath.Join(dir, "cpu.prof"), filepath.Join(dir, "bench.trace")
@@ -92,12 +87,7 @@ func TestBenchHarnessJSON(t *testing.T) {
 // drain. Every worker's last batch starts before the window closes and
 // ends after it, so that rate counts at least one more batch per worker.
 func TestBenchImportDrain(t *testing.T) {
-	if testing.Short() {
-		t.Skip("bench harness: skipped with -short")
-	}
-	file := filepath.Join(t.TempDir(), "bench.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx, file := benchTest(t)
 	var stdout, stderr bytes.Buffer
 	args := []string{"bench", "-subjects", "50", "-c", "2", "-duration", "300ms", "-workloads", "import", "-json", file}
 	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
@@ -127,18 +117,13 @@ func TestBenchImportDrain(t *testing.T) {
 // seed` left in a data directory, seeding nothing, and refuses what it
 // cannot do.
 func TestBenchReuse(t *testing.T) {
-	if testing.Short() {
-		t.Skip("bench harness: skipped with -short")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx, file := benchTest(t)
 	dir := t.TempDir()
 	env := func(string) string { return "" }
 	var stdout, stderr bytes.Buffer
 	if code := run(ctx, []string{"seed", "-subjects", "40", "-records", "0", "-seed", "9", "-quiet", "--data", dir}, &stdout, &stderr, env); code != 0 {
 		t.Fatalf("seed: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
-	file := filepath.Join(t.TempDir(), "bench.json")
 	stdout.Reset()
 	stderr.Reset()
 	args := []string{"bench", "-reuse", "-data", dir, "-subjects", "25", "-c", "2", "-duration", "300ms", "-workloads", "read", "-json", file}
@@ -173,6 +158,18 @@ func TestBenchReuse(t *testing.T) {
 
 // runBenchJSON runs custos with args (a bench writing its JSON report to
 // file) and returns the report.
+// benchTest skips a bench harness test under -short, and gives it a
+// context of 60 s and a file for the JSON report.
+func benchTest(t *testing.T) (context.Context, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("bench harness: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx, filepath.Join(t.TempDir(), "bench.json")
+}
+
 func runBenchJSON(t *testing.T, ctx context.Context, args []string, file string, env func(string) string, stdout, stderr *bytes.Buffer) benchReport {
 	t.Helper()
 	if code := run(ctx, args, stdout, stderr, env); code != 0 {
