@@ -115,14 +115,15 @@ func benchSVG(w io.Writer, rep *benchReport) error {
 // instead, with the batches still in flight at the window's end when some
 // were (RowsPerSecDrained).
 func benchSVGLabel(r benchResult) string {
-	label := fmt.Sprintf("%.1f %% · %.0f/s · p50 %s p99 %s ms", r.Ratio*100, r.Throughput, benchMs(r.P50ms), benchMs(r.P99ms))
+	rate := fmt.Sprintf("%.1f %% · %.0f/s", r.Ratio*100, r.Throughput)
 	if r.Workload == "import" {
 		rows := r.RowsPerSec
 		if r.RowsPerSecDrained > 0 {
 			rows = r.RowsPerSecDrained
 		}
-		label = fmt.Sprintf("%.0f rows/s · %.0f batches/s · p50 %s p99 %s ms", rows, r.Throughput, benchMs(r.P50ms), benchMs(r.P99ms))
+		rate = fmt.Sprintf("%.0f rows/s · %.0f batches/s", rows, r.Throughput)
 	}
+	label := fmt.Sprintf("%s · p50 %s p99 %s ms", rate, benchMs(r.P50ms), benchMs(r.P99ms))
 	if r.Errors > 0 {
 		label += fmt.Sprintf(" · %d errors", r.Errors)
 	}
