@@ -98,6 +98,21 @@ type ErasureReceipt struct {
 	Records   int       `json:"records"`
 }
 
+// ReadBatchMax is the most subjects one batch read (FindSubjectsByID,
+// POST /v1/subjects/read) may name: a page of a customer-service list or a
+// sync step, small enough that one request stays short and a bulk download
+// still takes many requests, each audited per subject.
+const ReadBatchMax = 100
+
+// SubjectRead is one subject of a batch read: the subject as
+// FindSubjectByID returns it, or, in Err, the error it would have returned
+// for that subject alone (ENOTFOUND, EFORBIDDEN).
+type SubjectRead struct {
+	ID      SubjectID
+	Subject *Subject
+	Err     error
+}
+
 // SubjectService stores and reads customers. Every method takes the acting
 // principal from ctx (ActorFromContext) and the declared purposes, runs the
 // access decision, and writes one audit event in the same transaction.
@@ -109,6 +124,14 @@ type SubjectService interface {
 	// FindSubjectByID returns the subject with each field plain, masked or
 	// left out. Returns ENOTFOUND, EFORBIDDEN.
 	FindSubjectByID(ctx context.Context, purposes []string, id SubjectID) (*Subject, error)
+	// FindSubjectsByID reads up to ReadBatchMax subjects at once, each as
+	// FindSubjectByID would, with one audit event per subject; the results
+	// follow the order of ids. A subject that cannot be read (not found,
+	// restricted) is a result with Err, not a failed call. Returns EINVALID
+	// for an empty, oversized, duplicated or malformed list, EFORBIDDEN when
+	// the decision refuses the request as a whole (every subject is then
+	// audited as refused).
+	FindSubjectsByID(ctx context.Context, purposes []string, ids []SubjectID) ([]SubjectRead, error)
 	// FindSubjectByLookup finds a subject by a lookup field's value through
 	// its blind index. Returns ENOTFOUND, EINVALID, EFORBIDDEN.
 	FindSubjectByLookup(ctx context.Context, purposes []string, field, value string) (*Subject, error)

@@ -276,8 +276,16 @@ func (s *Service) runRead(ctx context.Context, e *custos.AuditEvent, fn func(tx 
 // refuse audits a request the access decision refused as a whole and
 // returns EFORBIDDEN naming the reason code (never a value).
 func (s *Service) refuse(ctx context.Context, e *custos.AuditEvent, reason string) error {
-	e.Decision, e.Reason = custos.DecisionDeny, reason
-	if err := s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudit(ctx, tx, e) }); err != nil {
+	return s.refuseAll(ctx, []*custos.AuditEvent{e}, reason)
+}
+
+// refuseAll is refuse for a request about several subjects: each of their
+// events es is audited as refused, in one transaction.
+func (s *Service) refuseAll(ctx context.Context, es []*custos.AuditEvent, reason string) error {
+	for _, e := range es {
+		e.Decision, e.Reason = custos.DecisionDeny, reason
+	}
+	if err := s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudits(ctx, tx, es) }); err != nil {
 		return err
 	}
 	if reason == policy.ReasonPrincipalUnknown {

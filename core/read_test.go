@@ -25,7 +25,7 @@ func (s *auditFailing) Update(ctx context.Context, fn func(tx custos.Tx) error) 
 
 // TestReadWithoutAuditReturnsNothing: reads fetch on a snapshot and append
 // their audit event in a write transaction of their own; when that append
-// fails, the read, the lookup and the record list fail and return no data
+// fails, the read, the batch read, the lookup and the record list fail and return no data
 // (STYLE §5: no access without its audit record).
 func TestReadWithoutAuditReturnsNothing(t *testing.T) {
 	db := openSQLite(t, filepath.Join(t.TempDir(), "custos.db"), nil)
@@ -47,6 +47,9 @@ func TestReadWithoutAuditReturnsNothing(t *testing.T) {
 	store.failing.Store(true)
 	if got, err := svc.FindSubjectByID(admin, []string{"fulfilment"}, s.ID); custos.ErrorCode(err) != custos.EINTERNAL || got != nil {
 		t.Fatalf("read whose audit append fails: got %v, %v; want EINTERNAL and nothing", got, err)
+	}
+	if got, err := svc.FindSubjectsByID(admin, []string{"fulfilment"}, []custos.SubjectID{s.ID}); custos.ErrorCode(err) != custos.EINTERNAL || got != nil {
+		t.Fatalf("batch read whose audit append fails: got %v, %v; want EINTERNAL and nothing", got, err)
 	}
 	if got, err := svc.FindSubjectByLookup(admin, []string{"fulfilment"}, "mobile", "13900003333"); custos.ErrorCode(err) != custos.EINTERNAL || got != nil {
 		t.Fatalf("lookup whose audit append fails: got %v, %v; want EINTERNAL and nothing", got, err)

@@ -264,6 +264,10 @@ var routeTable = map[string]routeSpec{
 			}
 			return "/v1/subjects/lookup", custoshttp.LookupRequest{Field: f, Value: e.sharedLK[f]}
 		}},
+	"POST /v1/subjects/read": {auth: true, action: custos.ActSubjectRead, purpose: true, success: 200,
+		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
+			return "/v1/subjects/read", custoshttp.ReadRequest{IDs: []custos.SubjectID{e.subject}}
+		}},
 	"GET /v1/subjects/{id}": {auth: true, action: custos.ActSubjectRead, purpose: true, success: 200,
 		build: func(e *matrixEnv, _ *custos.Role, _ string) (string, any) {
 			return "/v1/subjects/" + string(e.subject), nil

@@ -138,6 +138,23 @@ func (c *Client) FindSubjectByID(ctx context.Context, purposes []string, id cust
 	return &s, nil
 }
 
+// FindSubjectsByID implements custos.SubjectService: a result's Err is
+// the problem the server answered for that subject, as a *custos.Error.
+func (c *Client) FindSubjectsByID(ctx context.Context, purposes []string, ids []custos.SubjectID) ([]custos.SubjectRead, error) {
+	var out ReadResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/subjects/read", purposes, ReadRequest{IDs: ids}, &out); err != nil {
+		return nil, err
+	}
+	rs := make([]custos.SubjectRead, len(out.Results))
+	for i, res := range out.Results {
+		rs[i] = custos.SubjectRead{ID: res.ID, Subject: res.Subject}
+		if p := res.Error; p != nil {
+			rs[i].Err = &custos.Error{Code: p.Code, Message: p.Detail, Violations: p.Errors, ConflictID: p.ExistingID}
+		}
+	}
+	return rs, nil
+}
+
 // FindSubjectByLookup implements custos.SubjectService.
 func (c *Client) FindSubjectByLookup(ctx context.Context, purposes []string, field, value string) (*custos.Subject, error) {
 	var s custos.Subject

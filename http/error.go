@@ -59,15 +59,8 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 		err = &custos.Error{Code: custos.EUNAVAILABLE, Message: TimeUpMessage, Err: err}
 		code = custos.EUNAVAILABLE
 	}
-	status, ok := codes[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	p := Problem{Type: ProblemTypeBase + code, Title: http.StatusText(status), Status: status, Code: code,
-		Detail: custos.ErrorMessage(err), RequestID: custos.RequestIDFromContext(r.Context())}
-	if e := custos.AsError(err); e != nil {
-		p.Errors, p.ExistingID = e.Violations, e.ConflictID
-	}
+	p := problem(r, err)
+	status := p.Status
 	switch {
 	case code == custos.EINTERNAL && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away (or gave up waiting) before the answer:
@@ -89,4 +82,20 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 	if err := json.NewEncoder(w).Encode(p); err != nil {
 		logger.Debug("writing problem failed", "request_id", p.RequestID, "err", err)
 	}
+}
+
+// problem is err as a problem document: its status, stable code, safe
+// message and violations, never a value.
+func problem(r *http.Request, err error) Problem {
+	code := custos.ErrorCode(err)
+	status, ok := codes[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	p := Problem{Type: ProblemTypeBase + code, Title: http.StatusText(status), Status: status, Code: code,
+		Detail: custos.ErrorMessage(err), RequestID: custos.RequestIDFromContext(r.Context())}
+	if e := custos.AsError(err); e != nil {
+		p.Errors, p.ExistingID = e.Violations, e.ConflictID
+	}
+	return p
 }

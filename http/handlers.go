@@ -107,6 +107,54 @@ func (s *Server) handleSubjectLookup(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, http.StatusOK, sub, err)
 }
 
+// ReadRequest is the body of POST /v1/subjects/read.
+type ReadRequest struct {
+	IDs []custos.SubjectID `json:"ids"`
+}
+
+// ReadResponse is the answer to POST /v1/subjects/read: one result per id
+// asked, in the order asked.
+type ReadResponse struct {
+	Results []ReadResult `json:"results"`
+}
+
+// ReadResult is one subject of a batch read: the subject as GET
+// /v1/subjects/{id} returns it, or the problem that request would have
+// answered for it alone.
+type ReadResult struct {
+	ID      custos.SubjectID `json:"id"`
+	Subject *custos.Subject  `json:"subject,omitempty"`
+	Error   *Problem         `json:"error,omitempty"`
+}
+
+func (s *Server) handleSubjectRead(w http.ResponseWriter, r *http.Request) {
+	ps, err := purposes(r)
+	if err != nil {
+		Error(w, r, s.Logger, err)
+		return
+	}
+	var in ReadRequest
+	if err := decode(r, &in); err != nil {
+		Error(w, r, s.Logger, err)
+		return
+	}
+	rs, err := s.Service.FindSubjectsByID(r.Context(), ps, in.IDs)
+	if err != nil {
+		Error(w, r, s.Logger, err)
+		return
+	}
+	out := ReadResponse{Results: make([]ReadResult, len(rs))}
+	for i, res := range rs {
+		out.Results[i] = ReadResult{ID: res.ID, Subject: res.Subject}
+		if res.Err != nil {
+			p := problem(r, res.Err)
+			p.RequestID = "" // the answer's, not the subject's
+			out.Results[i].Error = &p
+		}
+	}
+	s.encode(w, r, http.StatusOK, &out)
+}
+
 func subjectID(r *http.Request) (custos.SubjectID, error) {
 	id := r.PathValue("id")
 	if !custos.ValidID("sub", id) {

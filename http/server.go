@@ -163,6 +163,7 @@ func NewServer(svc *core.Service, logger *slog.Logger) *Server {
 		{"POST /v1/principals/{id}/keys", s.handleAPIKeyCreate, true},
 		{"POST /v1/subjects", s.handleSubjectCreate, true},
 		{"POST /v1/subjects/lookup", s.handleSubjectLookup, true},
+		{"POST /v1/subjects/read", s.handleSubjectRead, true},
 		{"GET /v1/subjects/{id}", s.handleSubjectGet, true},
 		{"PATCH /v1/subjects/{id}", s.handleSubjectUpdate, true},
 		{"DELETE /v1/subjects/{id}", s.handleSubjectErase, true},
@@ -404,14 +405,20 @@ func decode(r *http.Request, v any) error {
 
 func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	if sub, ok := v.(*custos.Subject); ok {
-		if b, ok := appendSubject(make([]byte, 0, 1024), sub); ok {
-			w.WriteHeader(status)
-			if _, err := w.Write(b); err != nil {
-				s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
-			}
-			return
+	var b []byte
+	var ok bool
+	switch v := v.(type) {
+	case *custos.Subject:
+		b, ok = appendSubject(make([]byte, 0, 1024), v)
+	case *ReadResponse:
+		b, ok = appendReadResponse(make([]byte, 0, 1024*len(v.Results)), v)
+	}
+	if ok {
+		w.WriteHeader(status)
+		if _, err := w.Write(b); err != nil {
+			s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
 		}
+		return
 	}
 	w.WriteHeader(status)
 	if err := json.NewEncoder(w).Encode(v); err != nil {

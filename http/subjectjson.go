@@ -1,6 +1,7 @@
 package http
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"time"
@@ -70,6 +71,43 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 		return b[:start], false
 	}
 	return append(b, "}\n"...), true
+}
+
+// appendReadResponse appends the JSON encoding/json gives rs, as
+// appendSubject does for one subject; ok is false when a subject or a
+// problem is one this encoder does not cover (TestAppendReadResponse).
+func appendReadResponse(b []byte, rs *ReadResponse) (out []byte, ok bool) {
+	start := len(b)
+	b = append(b, `{"results":`...)
+	if rs.Results == nil {
+		return append(b, "null}\n"...), true
+	}
+	b = append(b, '[')
+	for i := range rs.Results {
+		res := &rs.Results[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = appendJSONString(b, string(res.ID))
+		if res.Subject != nil {
+			b = append(b, `,"subject":`...)
+			if b, ok = appendSubject(b, res.Subject); !ok {
+				return b[:start], false
+			}
+			b = b[:len(b)-1] // appendSubject's newline
+		}
+		if res.Error != nil {
+			pb, err := json.Marshal(res.Error)
+			if err != nil {
+				return b[:start], false
+			}
+			b = append(b, `,"error":`...)
+			b = append(b, pb...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...), true
 }
 
 // appendJSONMap appends m as encoding/json does: keys sorted, each value

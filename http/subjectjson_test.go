@@ -97,3 +97,37 @@ func FuzzAppendSubject(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendReadResponse holds the batch read's encoder to encoding/json:
+// subjects and problems mixed, an empty and a nil list; a result whose
+// subject the encoder does not cover leaves the buffer as it was.
+func TestAppendReadResponse(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 300 {
+		rs := &ReadResponse{Results: []ReadResult{}}
+		for j := range r.IntN(6) {
+			res := ReadResult{ID: custos.SubjectID(nasty[r.IntN(len(nasty))])}
+			if r.IntN(3) == 0 {
+				res.Error = &Problem{Type: ProblemTypeBase + custos.ENOTFOUND, Title: "Not Found", Status: 404, Code: custos.ENOTFOUND,
+					Detail: nasty[r.IntN(len(nasty))], Errors: []custos.Violation{{Field: "subject", Rule: nasty[j%len(nasty)]}}}
+			} else {
+				res.Subject = randomSubject(r)
+			}
+			rs.Results = append(rs.Results, res)
+		}
+		got, ok := appendReadResponse(nil, rs)
+		if !ok {
+			t.Fatalf("response %d: not encoded", i)
+		}
+		if want := encodingJSON(t, rs); !bytes.Equal(got, want) {
+			t.Fatalf("response %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	if got, ok := appendReadResponse(nil, &ReadResponse{}); !ok || !bytes.Equal(got, encodingJSON(t, &ReadResponse{})) {
+		t.Errorf("nil results: %s, %v", got, ok)
+	}
+	bad := &ReadResponse{Results: []ReadResult{{ID: "sub_a", Subject: randomSubject(r)}, {ID: "sub_b", Subject: &custos.Subject{ConsentReceipt: &custos.ConsentReceipt{}}}}}
+	if b, ok := appendReadResponse([]byte("x"), bad); ok || string(b) != "x" {
+		t.Errorf("a subject with a receipt: %q, %v; want the buffer untouched and false", b, ok)
+	}
+}

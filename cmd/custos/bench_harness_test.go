@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +21,7 @@ func TestBenchHarnessJSON(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	dir := t.TempDir()
 	cpuFile, traceFile := filepath.Join(dir, "cpu.prof"), filepath.Join(dir, "bench.trace")
-	args := []string{"bench", "-subjects", "200", "-c", "2", "-duration", "300ms", "-workloads", "create,read,lookup,mixed", "-json", file,
+	args := []string{"bench", "-subjects", "200", "-c", "2", "-duration", "300ms", "-workloads", "create,read,lookup,read-batch,mixed", "-json", file,
 		"-cpuprofile", cpuFile, "-trace", traceFile}
 	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
 	got := map[string]benchResult{}
@@ -34,7 +35,7 @@ func TestBenchHarnessJSON(t *testing.T) {
 	if !ok || ceil.Throughput <= 0 {
 		t.Fatalf("ceiling: got %+v, want a positive throughput", ceil)
 	}
-	for _, name := range []string{"create", "read", "lookup", "mixed"} {
+	for _, name := range []string{"create", "read", "lookup", "read-batch", "mixed"} {
 		r, ok := got[name]
 		switch {
 		case !ok:
@@ -53,6 +54,14 @@ func TestBenchHarnessJSON(t *testing.T) {
 	// answers most of them, and the report says so.
 	if r := got["lookup"]; r.CacheHitRate <= 0 || r.CacheHitRate > 1 {
 		t.Errorf("lookup: read cache hit rate %.3f, want in (0, 1]", r.CacheHitRate)
+	}
+	// Every batch read returned all of its customers, and the report
+	// counts them.
+	if r := got["read-batch"]; math.Abs(r.RowsPerSec/r.Throughput-benchReadBatch) > 1e-9 {
+		t.Errorf("read-batch: %.1f customers/s at %.1f req/s, want %d a request", r.RowsPerSec, r.Throughput, benchReadBatch)
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("customers/s read, 20 a request")) {
+		t.Errorf("stdout does not give the customers read:\n%s", stdout.String())
 	}
 	if r := got["create"]; r.CacheHitRate != 0 {
 		t.Errorf("create: read cache hit rate %.3f, want 0 (creates read nothing)", r.CacheHitRate)
@@ -73,8 +82,8 @@ func TestBenchHarnessJSON(t *testing.T) {
 	if b, err := os.ReadFile(traceFile); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1024 {
 		t.Errorf("-trace: want a Go execution trace, got %d bytes, %v", len(b), err)
 	}
-	if len(rep.Results) != 5 {
-		t.Errorf("results: got %d rows, want 5 (ceiling + 4 workloads)", len(rep.Results))
+	if len(rep.Results) != 6 {
+		t.Errorf("results: got %d rows, want 6 (ceiling + 5 workloads)", len(rep.Results))
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte("vs ceiling")) {
 		t.Errorf("stdout has no results table:\n%s", stdout.String())

@@ -113,7 +113,8 @@ func benchSVG(w io.Writer, rep *benchReport) error {
 // benchSVGLabel is the text beside a step's bar. An import step's share of
 // the ceiling counts batches, so its label gives the rows stored a second
 // instead, with the batches still in flight at the window's end when some
-// were (RowsPerSecDrained).
+// were (RowsPerSecDrained); a read-batch step's gives the customers read a
+// second.
 func benchSVGLabel(r benchResult) string {
 	rate := fmt.Sprintf("%.1f %% · %.0f/s", r.Ratio*100, r.Throughput)
 	if r.Workload == "import" {
@@ -122,6 +123,9 @@ func benchSVGLabel(r benchResult) string {
 			rows = r.RowsPerSecDrained
 		}
 		rate = fmt.Sprintf("%.0f rows/s · %.0f batches/s", rows, r.Throughput)
+	}
+	if r.Workload == "read-batch" {
+		rate = fmt.Sprintf("%.0f customers/s · %.0f req/s", r.RowsPerSec, r.Throughput)
 	}
 	label := fmt.Sprintf("%s · p50 %s p99 %s ms", rate, benchMs(r.P50ms), benchMs(r.P99ms))
 	if r.Errors > 0 {

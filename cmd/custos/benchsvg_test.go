@@ -99,6 +99,7 @@ func TestBenchSVGLabel(t *testing.T) {
 		{benchResult{Workload: "read", Throughput: 5000, Ratio: 0.25, P50ms: 3, P99ms: 9}, []string{"25.0 %", "5000/s"}, []string{"rows/s", "errors"}},
 		{benchResult{Workload: "import", Throughput: 13, Ratio: 0.0003, RowsPerSec: 6500}, []string{"6500 rows/s", "13 batches/s"}, []string{"%"}},
 		{benchResult{Workload: "import", Throughput: 11, RowsPerSec: 1200, RowsPerSecDrained: 6170, LateErrors: 2}, []string{"6170 rows/s", "2 after the window"}, []string{"1200"}},
+		{benchResult{Workload: "read-batch", Throughput: 700, Ratio: 0.02, RowsPerSec: 14000}, []string{"14000 customers/s", "700 req/s"}, []string{"%", "rows"}},
 	} {
 		got := benchSVGLabel(tt.r)
 		for _, w := range tt.want {

@@ -23,6 +23,7 @@ import (
 
 	"custos"
 	"custos/backup"
+	custoshttp "custos/http"
 	"custos/keys"
 )
 
@@ -264,6 +265,15 @@ func TestCanary(t *testing.T) {
 	if l := leaks(canaries, masked.Body); len(l) > 0 {
 		t.Errorf("a masked read (marketing) reveals %v:\n%s", l, masked.Body)
 	}
+	batch := rawRequest(t, http.MethodPost, srv.URL+"/v1/subjects/read", ps.MarketingKey, "marketing", custoshttp.ReadRequest{IDs: []custos.SubjectID{subA.ID}})
+	if batch.Status != http.StatusOK || !bytes.Contains(batch.Body, []byte(`"subject":{`)) {
+		t.Fatalf("marketing batch read: %d %s", batch.Status, batch.Body)
+	}
+	if l := leaks(canaries, batch.Body); len(l) > 0 {
+		t.Errorf("a masked batch read (marketing) reveals %v:\n%s", l, batch.Body)
+	}
+	r = rawRequest(t, http.MethodPost, srv.URL+"/v1/subjects/read", ps.MarketingKey, "marketing", map[string][]string{"ids": {string(subA.ID), a.mobile}})
+	raw = append(raw, r.Body)
 	records := rawRequest(t, http.MethodGet, srv.URL+"/v1/subjects/"+string(subA.ID)+"/records", ps.CSKey, "customer-service", nil)
 	if records.Status != http.StatusOK {
 		t.Fatalf("records: %d %s", records.Status, records.Body)
