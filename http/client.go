@@ -69,7 +69,7 @@ func (c *Client) do(ctx context.Context, method, path string, purposes []string,
 		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || p.Code == "" {
 			return &custos.Error{Code: custos.EINTERNAL, Message: fmt.Sprintf("HTTP %d", resp.StatusCode)}
 		}
-		return &custos.Error{Code: p.Code, Message: p.Detail, Violations: p.Errors, ConflictID: p.ExistingID}
+		return p.err()
 	}
 	if out == nil {
 		return nil
@@ -149,7 +149,7 @@ func (c *Client) FindSubjectsByID(ctx context.Context, purposes []string, ids []
 	for i, res := range out.Results {
 		rs[i] = custos.SubjectRead{ID: res.ID, Subject: res.Subject}
 		if p := res.Error; p != nil {
-			rs[i].Err = &custos.Error{Code: p.Code, Message: p.Detail, Violations: p.Errors, ConflictID: p.ExistingID}
+			rs[i].Err = p.err()
 		}
 	}
 	return rs, nil
@@ -499,4 +499,9 @@ func (c *Client) SetPrerequisites(ctx context.Context, id custos.PrincipalID, pr
 // LiftRestriction ends a restriction the customer asked for.
 func (c *Client) LiftRestriction(ctx context.Context, id custos.SubjectID, reason string) error {
 	return c.do(ctx, http.MethodPost, "/v1/subjects/"+url.PathEscape(string(id))+"/restriction/lift", nil, LiftRequest{Reason: reason}, nil)
+}
+
+// err is the problem as the error the server's handler was given.
+func (p *Problem) err() *custos.Error {
+	return &custos.Error{Code: p.Code, Message: p.Detail, Violations: p.Errors, ConflictID: p.ExistingID}
 }

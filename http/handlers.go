@@ -92,15 +92,23 @@ type LookupRequest struct {
 	Value string `json:"value"`
 }
 
-func (s *Server) handleSubjectLookup(w http.ResponseWriter, r *http.Request) {
+// purposeBody reads the declared purposes and decodes the body into v,
+// answering the problem itself when either is bad.
+func (s *Server) purposeBody(w http.ResponseWriter, r *http.Request, v any) ([]string, bool) {
 	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
+	if err == nil {
+		if err = decode(r, v); err == nil {
+			return ps, true
+		}
 	}
+	Error(w, r, s.Logger, err)
+	return nil, false
+}
+
+func (s *Server) handleSubjectLookup(w http.ResponseWriter, r *http.Request) {
 	var in LookupRequest
-	if err := decode(r, &in); err != nil {
-		Error(w, r, s.Logger, err)
+	ps, ok := s.purposeBody(w, r, &in)
+	if !ok {
 		return
 	}
 	sub, err := s.Service.FindSubjectByLookup(r.Context(), ps, in.Field, in.Value)
@@ -128,14 +136,9 @@ type ReadResult struct {
 }
 
 func (s *Server) handleSubjectRead(w http.ResponseWriter, r *http.Request) {
-	ps, err := purposes(r)
-	if err != nil {
-		Error(w, r, s.Logger, err)
-		return
-	}
 	var in ReadRequest
-	if err := decode(r, &in); err != nil {
-		Error(w, r, s.Logger, err)
+	ps, ok := s.purposeBody(w, r, &in)
+	if !ok {
 		return
 	}
 	rs, err := s.Service.FindSubjectsByID(r.Context(), ps, in.IDs)
