@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -95,7 +94,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 			if err != nil {
 				return err
 			}
-			if err := json.Unmarshal(pt, &entries); err != nil {
+			if entries, err = decodeProvenance(pt); err != nil {
 				return err
 			}
 		}

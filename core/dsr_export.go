@@ -93,7 +93,7 @@ func (s *Service) loadHeld(ctx context.Context, reqID, action string) (*custos.R
 			return nil, nil, err
 		}
 		if name == provenanceField {
-			if err := json.Unmarshal(pt, &h.prov); err != nil {
+			if h.prov, err = decodeProvenance(pt); err != nil {
 				return nil, nil, err
 			}
 			continue

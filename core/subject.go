@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -211,12 +210,6 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	return p, "", nil
 }
 
-func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenance) (string, error) {
-	entries := append(prev, provenanceEntry{Fields: fields, Provenance: p})
-	b, err := json.Marshal(entries)
-	return string(b), err
-}
-
 func (s *Service) sealFields(aead *keys.AEAD, id custos.SubjectID, version int, vals map[string]string) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(vals))
 	for name, v := range vals {
@@ -378,8 +371,8 @@ func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[st
 		if err != nil {
 			return nil, err
 		}
-		var entries []provenanceEntry
-		if err := json.Unmarshal(pt, &entries); err != nil {
+		entries, err := decodeProvenance(pt)
+		if err != nil {
 			return nil, err
 		}
 		for _, e := range entries {
@@ -521,7 +514,8 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 	if err != nil {
 		return nil, err
 	}
-	d := s.decideBasis(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil, basis)
+	names := storedFields(st)
+	d := s.decideBasis(ctx, custos.ActSubjectRead, purposes, names, nil, basis)
 	if needsGrant(d.Fields) {
 		// Step 5: an active grant of the actor may make a confidential
 		// field plain; the read's audit event names the grants used.
@@ -531,13 +525,13 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 			return nil, err
 		}
 		if hook := s.grantHook(gs, actor, custos.UseView, st.ID, st.CreatedAt, now); hook != nil {
-			d = s.decideFull(ctx, custos.ActSubjectRead, purposes, storedFields(st), nil, basis, hook)
+			d = s.decideFull(ctx, custos.ActSubjectRead, purposes, names, nil, basis, hook)
 			ev.Reason = grantReason(d.Grants)
 		}
 	}
 	l := &loaded{st: st, d: d.Fields}
-	ev.Fields = nil
-	for _, name := range storedFields(st) {
+	ev.Fields = names[:0] // names is this call's own slice
+	for _, name := range names {
 		if d.Fields[name].Outcome != custos.Denied {
 			ev.Fields = append(ev.Fields, name)
 		}
