@@ -159,15 +159,11 @@ func (db *DB) writer() {
 				return
 			}
 		}
-	gather:
-		for len(group) < MaxGroup {
-			select {
-			case r := <-db.reqs:
-				group = append(group, r)
-			default:
-				break gather
-			}
-		}
+		// No yield before the group, unlike SQLite's writer: with
+		// two writers and a network round trip per statement, 3
+		// interleaved pairs gave creates at c=16 +0 to +29 % but reads
+		// at c=64 −6 to −14 % (BENCHMARKS.md, tenth session).
+		group = queue.Gather(db.reqs, group, MaxGroup, 0)
 		carry = db.commitGroup(group)
 	}
 }

@@ -96,6 +96,14 @@ type DB struct {
 // MaxGroup bounds how many Update calls share one commit.
 const MaxGroup = 128
 
+// gatherYields is how often the writer lets the goroutines ready to run
+// queue their writes before it begins a group (queue.Gather). At c=64
+// reads, groups grew from about 4 to 16 writes per commit; in 5
+// interleaved pairs, reads at c=64 rose in 4 of 5 (−5 to +23 %) and their
+// p99 fell in all 5 (BENCHMARKS.md, tenth session). A variable so that a
+// test can show the difference.
+var gatherYields = 1
+
 // writeReq is one Update waiting for the writer.
 type writeReq struct {
 	ctx  context.Context
@@ -326,16 +334,7 @@ func (db *DB) writer() {
 			return
 		}
 		t0 := time.Now()
-		group := []*writeReq{first}
-	gather:
-		for len(group) < MaxGroup {
-			select {
-			case r := <-db.reqs:
-				group = append(group, r)
-			default:
-				break gather
-			}
-		}
+		group := queue.Gather(db.reqs, []*writeReq{first}, MaxGroup, gatherYields)
 		// Counted before the callers are answered, so that a caller
 		// sees its own write in WriterStats.
 		db.groups.Add(1)

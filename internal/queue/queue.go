@@ -5,6 +5,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 
 	"custos"
@@ -60,4 +61,30 @@ func busy(cause error) error {
 // ClosedError is the answer to a write handed to a store that is closing.
 func ClosedError(store string) error {
 	return &custos.Error{Code: custos.EINTERNAL, Message: "Internal error.", Err: errors.New(store + ": store closed")}
+}
+
+// Gather is a group-commit writer's gathering of a group: it appends to
+// group what waits in reqs, without blocking, until group holds max
+// requests. Then, up to yields times, it lets the goroutines ready to run
+// go first (runtime.Gosched) and takes what they queued meanwhile. Those
+// are requests a moment away from their write (a read about to append its
+// audit event), which would otherwise wait out this commit and pay for
+// the next one; on an idle node nothing is ready and the yield returns at
+// once. BENCHMARKS.md (tenth session) has the figures.
+func Gather[T any](reqs <-chan T, group []T, max, yields int) []T {
+	for ; ; yields-- {
+	take:
+		for len(group) < max {
+			select {
+			case r := <-reqs:
+				group = append(group, r)
+			default:
+				break take
+			}
+		}
+		if yields <= 0 || len(group) >= max {
+			return group
+		}
+		runtime.Gosched()
+	}
 }

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,4 +64,27 @@ func TestHand(t *testing.T) {
 			t.Errorf("Hand: %v, want %v", err, closedErr)
 		}
 	})
+}
+
+// TestGather checks that a group takes what waits, in order, never more
+// than its bound and never blocking when nothing (more) waits, with or
+// without yields.
+func TestGather(t *testing.T) {
+	for _, yields := range []int{0, 1, 3} {
+		reqs := make(chan int, 10)
+		for i := range 5 {
+			reqs <- i
+		}
+		g := queue.Gather(reqs, []int{-1}, 4, yields)
+		if want := []int{-1, 0, 1, 2}; !slices.Equal(g, want) {
+			t.Errorf("yields %d: group %v, want %v (bounded at 4)", yields, g, want)
+		}
+		g = queue.Gather(reqs, g[:0], 4, yields)
+		if want := []int{3, 4}; !slices.Equal(g, want) {
+			t.Errorf("yields %d: second group %v, want %v", yields, g, want)
+		}
+		if g = queue.Gather(reqs, nil, 4, yields); len(g) != 0 {
+			t.Errorf("yields %d: empty queue gave %v", yields, g)
+		}
+	}
 }
