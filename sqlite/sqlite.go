@@ -98,10 +98,12 @@ const MaxGroup = 128
 
 // gatherYields is how often the writer lets the goroutines ready to run
 // queue their writes before it begins a group (queue.Gather). At c=64
-// reads, groups grew from about 4 to 16 writes per commit; in 5
+// reads, groups grew from 4–6 to about 16 writes per commit; in 5
 // interleaved pairs, reads at c=64 rose in 4 of 5 (−5 to +23 %) and their
-// p99 fell in all 5 (BENCHMARKS.md, tenth session). A variable so that a
-// test can show the difference.
+// p99 fell in all 5 (BENCHMARKS.md, tenth session). Imports, where the
+// goroutines let go first are batches being sealed, showed no difference
+// beyond the host's noise. A variable so that a test can show the
+// difference.
 var gatherYields = 1
 
 // writeReq is one Update waiting for the writer.
