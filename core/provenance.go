@@ -109,27 +109,20 @@ type provDecoder struct {
 	err error
 }
 
-func (d *provDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errProvenance
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *provDecoder) uvarint() uint64 { return next(d, binary.Uvarint) }
 
-func (d *provDecoder) varint() int64 {
+func (d *provDecoder) varint() int64 { return next(d, binary.Varint) }
+
+// next reads one varint with read (binary.Uvarint or binary.Varint).
+func next[T any](d *provDecoder, read func([]byte) (T, int)) T {
+	var zero T
 	if d.err != nil {
-		return 0
+		return zero
 	}
-	v, n := binary.Varint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
 		d.err = errProvenance
-		return 0
+		return zero
 	}
 	d.b = d.b[n:]
 	return v
