@@ -100,9 +100,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 		}
 		prov := upd.Provenance
 		prov.Time, prov.Plan = tx.Now(), planID
-		if vals[provenanceField], err = encodeProvenance(entries, fields, prov); err != nil {
-			return err
-		}
+		vals[provenanceField] = encodeProvenance(entries, fields, prov)
 		sealed, err := s.sealFields(aead, id, dk.Version, vals)
 		if err != nil {
 			return err

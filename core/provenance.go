@@ -29,7 +29,9 @@ import (
 // fixed zone of that offset otherwise.
 const provenanceV1 = 0x01
 
-func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenance) (string, error) {
+// encodeProvenance returns prev with an entry for fields appended, in the
+// binary form.
+func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenance) string {
 	entries := append(prev, provenanceEntry{Fields: fields, Provenance: p})
 	b := []byte{provenanceV1}
 	b = binary.AppendUvarint(b, uint64(len(entries)))
@@ -53,7 +55,7 @@ func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenan
 		b = binary.AppendUvarint(b, uint64(pv.Time.Nanosecond()))
 		b = binary.AppendVarint(b, int64(off))
 	}
-	return string(b), nil
+	return string(b)
 }
 
 var errProvenance = errors.New("provenance: malformed sealed list")

@@ -25,10 +25,7 @@ func provenanceSamples() []provenanceEntry {
 // provenance a read shows must not change with the storage format).
 func TestProvenanceBinaryMatchesJSON(t *testing.T) {
 	all := provenanceSamples()
-	enc, err := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
-	if err != nil {
-		t.Fatal(err)
-	}
+	enc := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
 	if enc[0] != provenanceV1 {
 		t.Fatalf("first byte %#x, want %#x", enc[0], provenanceV1)
 	}
@@ -68,7 +65,7 @@ func TestProvenanceBinaryMatchesJSON(t *testing.T) {
 // never a panic or a shorter list.
 func TestProvenanceMalformed(t *testing.T) {
 	all := provenanceSamples()
-	enc, _ := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
+	enc := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
 	for n := 1; n < len(enc); n++ {
 		if got, err := decodeProvenance([]byte(enc[:n])); err == nil {
 			t.Fatalf("%d of %d bytes decoded to %d entries, want an error", n, len(enc), len(got))
@@ -85,7 +82,7 @@ func TestProvenanceMalformed(t *testing.T) {
 
 func FuzzDecodeProvenance(f *testing.F) {
 	all := provenanceSamples()
-	enc, _ := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
+	enc := encodeProvenance(all[:2:2], all[2].Fields, all[2].Provenance)
 	f.Add([]byte(enc))
 	f.Add([]byte{provenanceV1, 0})
 	f.Add([]byte(`[{"fields":["mobile"],"provenance":{"time":"2026-11-25T09:30:00Z"}}]`))
@@ -99,7 +96,7 @@ func FuzzDecodeProvenance(f *testing.F) {
 			return
 		}
 		last := entries[len(entries)-1]
-		again, _ := encodeProvenance(slices.Clone(entries[:len(entries)-1]), last.Fields, last.Provenance)
+		again := encodeProvenance(slices.Clone(entries[:len(entries)-1]), last.Fields, last.Provenance)
 		back, err := decodeProvenance([]byte(again))
 		if err != nil || !reflect.DeepEqual(back, entries) {
 			t.Fatalf("%x decoded to %+v, which re-encoded decodes to %+v (%v)", b, entries, back, err)
@@ -109,7 +106,7 @@ func FuzzDecodeProvenance(f *testing.F) {
 
 func BenchmarkDecodeProvenance(b *testing.B) {
 	all := provenanceSamples()
-	enc, _ := encodeProvenance(all[:1:1], all[1].Fields, all[1].Provenance)
+	enc := encodeProvenance(all[:1:1], all[1].Fields, all[1].Provenance)
 	js, _ := json.Marshal(all[:2])
 	b.Run("binary", func(b *testing.B) {
 		for b.Loop() {

@@ -186,10 +186,7 @@ func (s *Service) prepare(ctx context.Context, action string, purposes []string,
 	dk := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: kv, Wrapped: wrapped, CreatedAt: now}
 	prov := in.Provenance
 	prov.Time, prov.Plan = now, planID
-	vals[provenanceField], err = encodeProvenance(nil, fields, prov)
-	if err != nil {
-		return nil, "", err
-	}
+	vals[provenanceField] = encodeProvenance(nil, fields, prov)
 	aead, err := keys.NewAEAD(dek)
 	keys.Zero(dek)
 	if err != nil {
@@ -530,7 +527,7 @@ func (s *Service) load(ctx context.Context, tx custos.Tx, purposes []string, id 
 		}
 	}
 	l := &loaded{st: st, d: d.Fields}
-	ev.Fields = names[:0] // names is this call's own slice
+	ev.Fields = nil
 	for _, name := range names {
 		if d.Fields[name].Outcome != custos.Denied {
 			ev.Fields = append(ev.Fields, name)

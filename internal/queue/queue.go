@@ -64,17 +64,17 @@ func ClosedError(store string) error {
 }
 
 // Gather is a group-commit writer's gathering of a group: it appends to
-// group what waits in reqs, without blocking, until group holds max
+// group what waits in reqs, without blocking, until group holds limit
 // requests. Then, up to yields times, it lets the goroutines ready to run
 // go first (runtime.Gosched) and takes what they queued meanwhile. Those
 // are requests a moment away from their write (a read about to append its
 // audit event), which would otherwise wait out this commit and pay for
 // the next one; on an idle node nothing is ready and the yield returns at
 // once. BENCHMARKS.md (tenth session) has the figures.
-func Gather[T any](reqs <-chan T, group []T, max, yields int) []T {
+func Gather[T any](reqs <-chan T, group []T, limit, yields int) []T {
 	for ; ; yields-- {
 	take:
-		for len(group) < max {
+		for len(group) < limit {
 			select {
 			case r := <-reqs:
 				group = append(group, r)
@@ -82,7 +82,7 @@ func Gather[T any](reqs <-chan T, group []T, max, yields int) []T {
 				break take
 			}
 		}
-		if yields <= 0 || len(group) >= max {
+		if yields <= 0 || len(group) >= limit {
 			return group
 		}
 		runtime.Gosched()
