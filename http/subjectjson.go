@@ -128,12 +128,15 @@ func appendJSONMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte
 // appendJSONTime appends t as time.Time.MarshalJSON writes it, clearing
 // ok if that refuses t.
 func appendJSONTime(b []byte, t time.Time, ok *bool) []byte {
-	j, err := t.MarshalJSON()
+	// time.Time's MarshalJSON is its text form (RFC 3339 with
+	// nanoseconds, an error outside years 0–9999) in quotes; appended in
+	// place it allocates nothing.
+	out, err := t.AppendText(append(b, '"'))
 	if err != nil {
 		*ok = false
 		return b
 	}
-	return append(b, j...)
+	return append(out, '"')
 }
 
 const hexDigits = "0123456789abcdef"
