@@ -31,11 +31,7 @@ func TestProvenanceStoredAsJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dek, err := e.ring.Unwrap(dk.KEKVersion, dk.Wrapped)
-		if err != nil {
-			t.Fatal(err)
-		}
-		aead, err := keys.NewAEAD(dek)
+		aead, err := keys.NewAEAD(mustUnwrap(t, e.ring, dk))
 		if err != nil {
 			t.Fatal(err)
 		}
