@@ -26,6 +26,19 @@ type Store interface {
 	Close() error
 }
 
+// Glancer is implemented by a store that can run a read-only function
+// without a transaction when it reads with one statement: on PostgreSQL a
+// transaction costs two round trips of its own (BEGIN, COMMIT).
+type Glancer interface {
+	// Glance runs fn as View does, except that the store may first run it
+	// outside a transaction; if fn then asks for a second statement, or
+	// for a write, that request fails and fn runs again from its start
+	// in View, whatever the first run returned. fn must only read, and
+	// have no effect outside tx except through what a later run
+	// overwrites.
+	Glance(ctx context.Context, fn func(tx Tx) error) error
+}
+
 // AtEnder is implemented by a Tx that can defer work to the end of its
 // transaction, after everything else the transaction does and just before
 // it commits. A store that shares one commit among several Update calls

@@ -267,7 +267,22 @@ func (s *Service) auditFailure(ctx context.Context, e *custos.AuditEvent, err er
 // check (erased stays erased, withdrawal applies to the next request).
 // The audit event records the decision taken on that snapshot.
 func (s *Service) runRead(ctx context.Context, e *custos.AuditEvent, fn func(tx custos.Tx) error) error {
-	if err := s.store.View(ctx, fn); err != nil {
+	return s.runReadWith(ctx, e, s.store.View, fn)
+}
+
+// glanceRead is runRead for a read of one subject, which a store that can
+// (custos.Glancer: PostgreSQL) runs outside a transaction when fn reads
+// with one statement. fn must be safe to run twice.
+func (s *Service) glanceRead(ctx context.Context, e *custos.AuditEvent, fn func(tx custos.Tx) error) error {
+	if g, ok := s.store.(custos.Glancer); ok {
+		return s.runReadWith(ctx, e, g.Glance, fn)
+	}
+	return s.runRead(ctx, e, fn)
+}
+
+// runReadWith is runRead with view in place of the store's View.
+func (s *Service) runReadWith(ctx context.Context, e *custos.AuditEvent, view func(context.Context, func(custos.Tx) error) error, fn func(tx custos.Tx) error) error {
+	if err := view(ctx, fn); err != nil {
 		return s.auditFailure(ctx, e, err)
 	}
 	return s.store.Update(ctx, func(tx custos.Tx) error { return s.appendAudit(ctx, tx, e) })

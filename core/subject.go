@@ -401,7 +401,7 @@ func (s *Service) FindSubjectByID(ctx context.Context, purposes []string, id cus
 		return nil, s.refuse(ctx, ev, d.Reason)
 	}
 	var l *loaded
-	err := s.runRead(ctx, ev, func(tx custos.Tx) (err error) {
+	err := s.glanceRead(ctx, ev, func(tx custos.Tx) (err error) {
 		l, err = s.load(ctx, tx, purposes, id, ev)
 		return err
 	})
@@ -568,7 +568,7 @@ func (s *Service) FindSubjectByLookup(ctx context.Context, purposes []string, fi
 	}
 	hash := s.indexer.Load().Index(field, norm)
 	var l *loaded
-	err := s.runRead(ctx, ev, func(tx custos.Tx) error {
+	err := s.glanceRead(ctx, ev, func(tx custos.Tx) error {
 		id, err := tx.FindLookup(ctx, field, hash)
 		if err != nil {
 			return err

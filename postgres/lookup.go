@@ -31,7 +31,20 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 }
 
 // FindLookup returns the subject owning (field, hash), or ENOTFOUND.
+//
+// In a read-only transaction or a Glance it reads the owner with its data
+// key and consents in the same statement (readSubject), for the
+// GetSubject that a lookup asks for next.
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
+	if !tx.write {
+		st, err := tx.readSubject(ctx, "Lookup", `s.id = (SELECT subject_id FROM lookups WHERE field = $1 AND hash = $2)`,
+			[]any{field, hash})
+		if err != nil {
+			return "", err
+		}
+		tx.found = st
+		return st.ID, nil
+	}
 	var id string
 	if err := tx.scanRow(ctx, `SELECT subject_id FROM lookups WHERE field = $1 AND hash = $2`,
 		[]any{field, hash}, &id); err != nil {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -58,54 +57,38 @@ func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos
 
 // GetSubject returns the subject with id, or ENOTFOUND.
 //
-// In a read-only transaction (View: one REPEATABLE READ snapshot) the
-// subject's data key comes back in the same round trip and is kept for
-// GetDataKey, which a read asks for next: a read is then one query
-// shorter.
+// In a read-only transaction (View: one REPEATABLE READ snapshot) or a
+// Glance, the subject's data key and consent history come back in the
+// same statement and are kept for GetDataKey and ListConsentsFor, which a
+// read asks for next (readSubject); after FindLookup read the subject,
+// it is not read again.
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
-	var (
-		sealed                       []byte
-		created, updated, restricted int64
-		err                          error
-	)
 	if tx.write {
 		// In a write transaction the row is locked until commit: a
 		// correction, an erasure and a record append on the same subject
 		// (from any node) take turns instead of overwriting each other or
 		// racing a delete.
-		err = tx.scanRow(ctx, `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = $1 FOR UPDATE`,
-			[]any{string(id)}, &sealed, &created, &updated, &restricted)
-	} else {
 		var (
-			version, kekVersion sql.NullInt64
-			wrapped             []byte
-			keyCreated          sql.NullInt64
+			sealed                       []byte
+			created, updated, restricted int64
 		)
-		err = tx.scanRow(ctx, `SELECT s.sealed, s.created_at, s.updated_at, s.restricted_until,
-			k.version, k.kek_version, k.wrapped, k.created_at
-			FROM subjects s LEFT JOIN data_keys k ON k.subject_id = s.id WHERE s.id = $1`,
-			[]any{string(id)}, &sealed, &created, &updated, &restricted, &version, &kekVersion, &wrapped, &keyCreated)
-		if err == nil {
-			var k *custos.DataKey
-			if version.Valid {
-				k = &custos.DataKey{SubjectID: id, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
-					Wrapped: orNil(wrapped), CreatedAt: sqlutil.Time(keyCreated.Int64)}
-			}
-			if tx.keys == nil {
-				tx.keys = map[custos.SubjectID]*custos.DataKey{}
-			}
-			tx.keys[id] = k
+		err := tx.scanRow(ctx, `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = $1 FOR UPDATE`,
+			[]any{string(id)}, &sealed, &created, &updated, &restricted)
+		if err != nil {
+			return nil, formatError(err, "Subject")
 		}
+		m, err := sqlutil.DecodeSealed(sealed)
+		if err != nil {
+			return nil, internal("subject", err)
+		}
+		return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
+			RestrictedUntil: sqlutil.OptTime(restricted)}, nil
 	}
-	if err != nil {
-		return nil, formatError(err, "Subject")
+	if st := tx.found; st != nil && st.ID == id {
+		tx.found = nil
+		return st, nil
 	}
-	m, err := sqlutil.DecodeSealed(sealed)
-	if err != nil {
-		return nil, internal("subject", err)
-	}
-	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
-		RestrictedUntil: sqlutil.OptTime(restricted)}, nil
+	return tx.readSubject(ctx, "Subject", `s.id = $1`, []any{string(id)})
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the

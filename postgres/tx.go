@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"custos"
@@ -45,9 +46,18 @@ type Tx struct {
 	// sees it, and the audit events inserted at the end, written by one
 	// statement.
 	end *endPhase
-	// keys holds, in a read-only transaction, the data keys GetSubject
-	// read with their subjects (nil: the subject has none).
-	keys map[custos.SubjectID]*custos.DataKey
+	// keys and consents hold, in a read-only transaction or a Glance, the
+	// data keys (nil: the subject has none) and consent histories that
+	// readSubject read with their subjects.
+	keys     map[custos.SubjectID]*custos.DataKey
+	consents map[custos.SubjectID][]*custos.StoredConsent
+	// glance is set in a Glance, which runs outside a transaction and
+	// sends one SELECT: sent records that it went, refused that fn asked
+	// for more (errNeedsTransaction) and must run again in View.
+	glance, sent, refused bool
+	// found is the subject FindLookup read in a read-only transaction,
+	// handed to the GetSubject that follows.
+	found *custos.StoredSubject
 }
 
 // sqlConn is where a Tx runs its statements: a *sql.Tx, or the *sql.Conn
@@ -66,8 +76,16 @@ var (
 )
 
 // stmtCtx bounds one statement by the query timeout, after sending the
-// pending transaction control.
-func (tx *Tx) stmtCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
+// pending transaction control. In a Glance it lets the first statement
+// through if it is a SELECT, and refuses any other.
+func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, context.CancelFunc, error) {
+	if tx.glance {
+		if tx.sent || !strings.HasPrefix(query, "SELECT ") {
+			tx.refused = true
+			return nil, nil, errNeedsTransaction
+		}
+		tx.sent = true
+	}
 	if tx.shared {
 		ctx = context.WithoutCancel(ctx)
 	}
@@ -96,7 +114,7 @@ type scanner interface {
 
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx, cancel, err := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +158,7 @@ func insertResult(n int64, err error, entity string) error {
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
-	ctx, cancel, err := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return fn(errScanner{err})
 	}
@@ -160,7 +178,7 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
-	ctx, cancel, err := tx.stmtCtx(ctx)
+	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return err
 	}

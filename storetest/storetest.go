@@ -30,6 +30,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "DataKey", fn: testDataKey},
 		{name: "DataKeyList", fn: testDataKeyList},
 		{name: "Lookup", fn: testLookup},
+		{name: "ReadSubject", fn: testReadSubject},
 		{name: "LookupConflict", fn: testLookupConflict},
 		{name: "NewSubject", fn: testNewSubject},
 		{name: "Record", fn: testRecord},
