@@ -57,12 +57,10 @@ func (tx *Tx) readSubject(ctx context.Context, entity, where string, args []any)
 			return err
 		}
 		if st == nil {
-			m, err := sqlutil.DecodeSealed(sealed)
-			if err != nil {
+			var err error
+			if st, err = sqlutil.Subject(custos.SubjectID(id), sealed, created, updated, restricted); err != nil {
 				return internal("subject", err)
 			}
-			st = &custos.StoredSubject{ID: custos.SubjectID(id), Sealed: m, CreatedAt: sqlutil.Time(created),
-				UpdatedAt: sqlutil.Time(updated), RestrictedUntil: sqlutil.OptTime(restricted)}
 			if version.Valid {
 				key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
 					Wrapped: orNil(wrapped), CreatedAt: sqlutil.Time(keyAt.Int64)}

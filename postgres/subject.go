@@ -77,12 +77,11 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		if err != nil {
 			return nil, formatError(err, "Subject")
 		}
-		m, err := sqlutil.DecodeSealed(sealed)
+		st, err := sqlutil.Subject(id, sealed, created, updated, restricted)
 		if err != nil {
 			return nil, internal("subject", err)
 		}
-		return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
-			RestrictedUntil: sqlutil.OptTime(restricted)}, nil
+		return st, nil
 	}
 	if st := tx.found; st != nil && st.ID == id {
 		tx.found = nil

@@ -32,12 +32,10 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	if err != nil {
 		return nil, formatError(err, "Subject")
 	}
-	m, err := sqlutil.DecodeSealed(sealed)
+	st, err := sqlutil.Subject(id, sealed, created, updated, restricted)
 	if err != nil {
 		return nil, internal("subject", err)
 	}
-	st := &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: sqlutil.Time(created), UpdatedAt: sqlutil.Time(updated),
-		RestrictedUntil: sqlutil.OptTime(restricted)}
 	if tx.rc != nil {
 		tx.rc.putSubject(tx.stamp, st)
 		tx.cacheLookups(id)

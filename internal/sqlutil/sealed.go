@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"custos"
 )
 
 // sealedVersion is the first byte of every encoded sealed map, so the format
@@ -110,3 +112,15 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 // Time converts stored Unix microseconds back to a UTC time. The zero
 // time.Time round-trips to the zero time.Time.
 func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// Subject builds a subject from its stored row: the sealed column
+// (EncodeSealed) and the times in Unix microseconds, restricted 0 meaning
+// not restricted.
+func Subject(id custos.SubjectID, sealed []byte, created, updated, restricted int64) (*custos.StoredSubject, error) {
+	m, err := DecodeSealed(sealed)
+	if err != nil {
+		return nil, err
+	}
+	return &custos.StoredSubject{ID: id, Sealed: m, CreatedAt: Time(created), UpdatedAt: Time(updated),
+		RestrictedUntil: OptTime(restricted)}, nil
+}
