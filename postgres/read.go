@@ -21,10 +21,12 @@ import (
 // ListConsentsFor, and GetSubject after FindLookup) answer from what it
 // read.
 
-// subjectReadSQL is the SELECT list and joins of readSubject. The
-// subject's columns come back with each of its consents (a customer has a
-// few), or once with NULL consent columns when it has none.
-const subjectReadSQL = `SELECT s.id, s.sealed, s.created_at, s.updated_at, s.restricted_until,
+// subjectReadSQL is the SELECT list and joins of readSubject: a row for
+// each of the subject's consents, in recorded order, or one with NULL
+// consent columns when it has none. Only the first row carries the
+// sealed fields, so that a long consent history does not repeat them.
+const subjectReadSQL = `SELECT s.id, CASE WHEN row_number() OVER (ORDER BY c.seq) = 1 THEN s.sealed END,
+	s.created_at, s.updated_at, s.restricted_until,
 	k.version, k.kek_version, k.wrapped, k.created_at,
 	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
 	FROM subjects s
