@@ -3,12 +3,15 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"custos"
 	"custos/internal/sqlutil"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Tx is one store transaction, begun by DB.Update or DB.View. Each
@@ -112,8 +115,86 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
+// pipelines reports whether a statement with args goes out in the same
+// round trip as the pending transaction control (withPending): in a
+// commit group, a member's first statement, unless it asks for an exec
+// mode of its own (planEachTime), which a pgx batch does not take.
+func (tx *Tx) pipelines(args []any) bool {
+	if tx.pending == "" {
+		return false
+	}
+	if len(args) > 0 {
+		if _, ok := args[0].(pgx.QueryExecMode); ok {
+			return false
+		}
+	}
+	_, ok := tx.tx.(*sql.Conn)
+	return ok
+}
+
+// withPending sends the pending transaction control (BEGIN or the
+// member's SAVEPOINT, each a statement of its own) and query in one pgx
+// batch, one round trip where it took two, and hands fn the results from
+// query's on. A failed control statement breaks the transaction, as in
+// stmtCtx, and query's result is not read.
+func (tx *Tx) withPending(ctx context.Context, query string, args []any, fn func(br pgx.BatchResults) error) error {
+	if tx.shared {
+		ctx = context.WithoutCancel(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	defer cancel()
+	controls := strings.Split(tx.pending, "; ")
+	tx.pending, tx.begun = "", true
+	return tx.tx.(*sql.Conn).Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			tx.broken = fmt.Errorf("transaction control: %w", err)
+			return tx.broken
+		}
+		b := &pgx.Batch{}
+		for _, q := range controls {
+			b.Queue(q)
+		}
+		b.Queue(query, args...)
+		br := c.SendBatch(ctx, b)
+		for range controls {
+			if _, err := br.Exec(); err != nil {
+				tx.broken = fmt.Errorf("transaction control: %w", err)
+				_ = br.Close()
+				return tx.broken
+			}
+		}
+		err = fn(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// rowsAffected is the sql.Result of a statement sent by withPending.
+type rowsAffected int64
+
+func (n rowsAffected) LastInsertId() (int64, error) {
+	return 0, errors.New("postgres: LastInsertId is not supported")
+}
+
+func (n rowsAffected) RowsAffected() (int64, error) { return int64(n), nil }
+
 // exec runs one statement under the query timeout.
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx.pipelines(args) {
+		var n rowsAffected
+		err := tx.withPending(ctx, query, args, func(br pgx.BatchResults) error {
+			ct, err := br.Exec()
+			n = rowsAffected(ct.RowsAffected())
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return nil, err
@@ -158,6 +239,17 @@ func insertResult(n int64, err error, entity string) error {
 // queryRow runs a query for at most one row and calls fn to scan it; no
 // row makes Scan return sql.ErrNoRows.
 func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s scanner) error) error {
+	if tx.pipelines(args) {
+		sent := false
+		err := tx.withPending(ctx, query, args, func(br pgx.BatchResults) error {
+			sent = true
+			return fn(br.QueryRow())
+		})
+		if !sent {
+			return fn(errScanner{err})
+		}
+		return err
+	}
 	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return fn(errScanner{err})
@@ -178,6 +270,21 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
+	if tx.pipelines(args) {
+		return tx.withPending(ctx, query, args, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				if err := fn(rows); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
 	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
 		return err
