@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 )
 
@@ -41,13 +42,51 @@ func (db *DB) checkpointer() {
 }
 
 // walResetFrames is the WAL size, in frames (pages), above which the
-// checkpointer makes SQLite start the WAL again from its beginning.
+// checkpointer makes SQLite start the WAL again from its beginning, for
+// a database of up to ten times that; a larger database lets its WAL grow
+// to a tenth of its size (walLimitFor).
 var walResetFrames = 4096 // 16 MiB of 4 KiB pages
 
+// maxWALResetFrames bounds the WAL a large database lets grow before the
+// writer starts it again.
+const maxWALResetFrames = 65536 // 256 MiB of 4 KiB pages
+
+// walLimitFor is the WAL size, in frames, above which a database of pages
+// pages is asked to start its WAL again, when that is above
+// walResetFrames: a tenth of the database, at most maxWALResetFrames.
+//
+// Why it grows with the database: starting the WAL again (resetWAL) runs
+// on the writer and first copies every frame the PASSIVE rounds have not,
+// which is at least the last commit group's. A bulk write's groups are
+// large (a seed's 2,000 customers with six random blind-index keys each:
+// about 12,000 frames), so with a 16 MiB WAL the writer restarted it after
+// every group and did all the copying itself, 250 ms a time: 12 % of a
+// seed's CPU samples, on the writer, while the checkpointer on the other
+// core found nothing to copy. With a WAL of up to 256 MiB the checkpointer
+// copies each group while the writer runs the next, and the writer's
+// restart copies only the last group every 20 or so. Seeds of 100,000
+// onto a 1M store: 36.3/37.4/38.0 s → 32.2/32.3/32.6 s (BENCHMARKS.md,
+// twelfth session). The price is disk: the WAL keeps its largest size
+// (walSizeLimit), up to about 256 MiB beside a database of 2.5 GiB and
+// more.
+func walLimitFor(pages int64) int64 {
+	return min(pages/10, maxWALResetFrames)
+}
+
+// walSizeLimit is the journal_size_limit, in bytes, for a WAL asked to
+// start again past frames frames of pageSize bytes: twice that, at least
+// the 64 MiB of the DSN, so that a WAL that grew that far keeps its
+// blocks instead of being cut back and grown again (and a grown file's
+// flush also writes its new size).
+func walSizeLimit(frames, pageSize int64) int64 {
+	return max(64<<20, 2*frames*(pageSize+24))
+}
+
 // checkpointPassive runs one PASSIVE checkpoint and, when the WAL has
-// grown past walResetFrames, asks the writer to empty it. A failure is
-// left to the next round: the WAL only grows meanwhile, and every
-// committed transaction is already durable in it.
+// grown past walResetFrames (or walLimitFor the database's size), asks the
+// writer to empty it. A failure is left to the next round: the WAL only
+// grows meanwhile, and every committed transaction is already durable in
+// it.
 //
 // PASSIVE alone is not enough under a sustained write load: SQLite starts
 // the WAL again from its beginning only when a write transaction begins
@@ -64,7 +103,16 @@ func (db *DB) checkpointPassive() {
 	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return
 	}
-	if logFrames > walResetFrames {
+	var pages, pageSize int64
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return
+	}
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return
+	}
+	limit := max(int64(walResetFrames), walLimitFor(pages))
+	db.walSizeLimit.Store(walSizeLimit(limit, pageSize))
+	if int64(logFrames) > limit {
 		db.walReset.Store(true)
 	}
 }
@@ -74,14 +122,20 @@ func (db *DB) checkpointPassive() {
 // holding no transaction. It copies what the PASSIVE rounds left — little
 // — and waits for readers still using the WAL (busy_timeout), so that the
 // next commit writes the WAL from its beginning, reusing the file's blocks
-// (journal_size_limit trims a file that grew larger). Its failure leaves
-// the request standing for the next round.
+// (journal_size_limit, set here to walSizeLimit, trims a file that grew
+// larger). Its failure leaves the request standing for the next round.
 func (db *DB) resetWAL() {
 	if !db.walReset.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
+	// The first commit after the restart cuts the WAL back to this. Set
+	// at every restart, which is rare, so that a write connection the
+	// pool opened again has it too; a failure keeps the DSN's 64 MiB.
+	if want := db.walSizeLimit.Load(); want > 0 {
+		_, _ = db.write.ExecContext(ctx, fmt.Sprintf("PRAGMA journal_size_limit = %d", want))
+	}
 	var busy, logFrames, checkpointed int
 	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
 		db.walReset.Store(false)

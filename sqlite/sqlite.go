@@ -87,7 +87,11 @@ type DB struct {
 	// walReset is set by the checkpointer when the writer should empty
 	// the WAL between two groups (checkpoint.go).
 	walReset atomic.Bool
-	once     sync.Once
+	// walSizeLimit is the journal_size_limit the checkpointer wants for
+	// the database's size; the writer sets it when it restarts the WAL
+	// (checkpoint.go).
+	walSizeLimit atomic.Int64
+	once         sync.Once
 
 	// The writer's counters (WriterStats).
 	groups, members, reruns, busyNanos, pages atomic.Uint64
@@ -190,8 +194,9 @@ func dsn(path string, write bool) string {
 		// wal_autocheckpoint off: the checkpointer copies the WAL on a
 		// connection of its own (checkpoint.go).
 		// journal_size_limit trims the WAL back to 64 MiB when it is
-		// started again after growing larger. The page cache is sized
-		// by tuneCache (pagecache.go).
+		// started again after growing larger; for a large database the
+		// writer raises it (walSizeLimit, checkpoint.go). The page
+		// cache is sized by tuneCache (pagecache.go).
 		// temp_store=MEMORY keeps statement journals in memory. A
 		// multi-row INSERT of blind-index keys journals every random
 		// leaf page it changes (128 rows: up to 520 KiB), and past
