@@ -43,8 +43,7 @@ func TestWALLimitFollowsDatabaseSize(t *testing.T) {
 
 	// The store applies it: the checkpointer's round computes the limit
 	// for the database it sees, and a restart by the writer sets it on
-	// the write connection.
-	// No background rounds: this test runs them itself.
+	// the write connection. No background rounds: the test runs them.
 	oldFrames, oldEvery := walResetFrames, checkpointEvery
 	walResetFrames, checkpointEvery = 4, time.Hour
 	t.Cleanup(func() { walResetFrames, checkpointEvery = oldFrames, oldEvery })
