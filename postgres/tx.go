@@ -89,10 +89,7 @@ func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, conte
 		}
 		tx.sent = true
 	}
-	if tx.shared {
-		ctx = context.WithoutCancel(ctx)
-	}
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := tx.timed(ctx)
 	if q := tx.pending; q != "" {
 		// No parameters: pgx sends it by the simple protocol, all its
 		// statements in one round trip.
@@ -104,6 +101,16 @@ func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, conte
 		}
 	}
 	return ctx, cancel, nil
+}
+
+// timed is ctx for one statement: bounded by the query timeout and, in a
+// commit group (shared), not cancelled with the member's request: a
+// cancelled statement would abort the transaction the other members share.
+func (tx *Tx) timed(ctx context.Context) (context.Context, context.CancelFunc) {
+	if tx.shared {
+		ctx = context.WithoutCancel(ctx)
+	}
+	return context.WithTimeout(ctx, tx.timeout)
 }
 
 // Now returns the transaction's fixed time: the store clock read once at
@@ -138,10 +145,7 @@ func (tx *Tx) pipelines(args []any) bool {
 // query's on. A failed control statement breaks the transaction, as in
 // stmtCtx, and query's result is not read.
 func (tx *Tx) withPending(ctx context.Context, query string, args []any, fn func(br pgx.BatchResults) error) error {
-	if tx.shared {
-		ctx = context.WithoutCancel(ctx)
-	}
-	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
+	ctx, cancel := tx.timed(ctx)
 	defer cancel()
 	controls := strings.Split(tx.pending, "; ")
 	tx.pending, tx.begun = "", true
