@@ -99,7 +99,14 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
 	where, args := []string{"seq > ?"}, []any{f.AfterSeq}
 	if f.SubjectID != nil {
-		where, args = append(where, "subject_id = ?"), append(args, string(*f.SubjectID))
+		// The subject's events are found through their blocks and the
+		// scan of those not yet filed (auditindex.go).
+		filedTo, err := tx.auditFiledTo(ctx)
+		if err != nil {
+			return nil, formatError(err, "Audit event")
+		}
+		sub, subArgs := auditSubjectSeqs(string(*f.SubjectID), f.AfterSeq, filedTo)
+		where, args = append(where, "seq IN ("+sub+")"), append(args, subArgs...)
 	}
 	if f.ActorID != nil {
 		where, args = append(where, "actor_id = ?"), append(args, string(*f.ActorID))

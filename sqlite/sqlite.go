@@ -333,12 +333,25 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 func (db *DB) writer() {
 	defer close(db.done)
 	_ = db.tuneCache() // a failure keeps the small cache until the next check
+	// backlog: audit events may wait to be filed (auditindex.go), on
+	// start and after a filing that stopped at its bound. They are
+	// filed while no write waits.
+	backlog := true
 	for groups := 1; ; groups++ {
 		var first *writeReq
+		var idle <-chan time.Time
+		if backlog {
+			idle = time.After(auditIdleWait)
+		}
 		select {
 		case first = <-db.reqs:
 		case <-db.closed:
 			return
+		case <-idle:
+			n, err := db.fileAuditEvents(true)
+			backlog = err == nil && n == auditFileMax
+			groups--
+			continue
 		}
 		t0 := time.Now()
 		group := queue.Gather(db.reqs, []*writeReq{first}, MaxGroup, gatherYields)
@@ -351,6 +364,10 @@ func (db *DB) writer() {
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
 		db.resetWAL()
+		if groups%auditFileEvery == 0 {
+			n, err := db.fileAuditEvents(false)
+			backlog = backlog || (err == nil && n == auditFileMax)
+		}
 		if groups%tuneCacheEvery == 0 {
 			_ = db.tuneCache()
 		}
