@@ -20,7 +20,9 @@ func quietAuditFiling(t *testing.T, chunk, most int64) {
 	t.Helper()
 	oldChunk, oldMax, oldEvery, oldIdle := auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait
 	auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait = chunk, most, 1<<30, time.Hour
-	t.Cleanup(func() { auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait = oldChunk, oldMax, oldEvery, oldIdle })
+	t.Cleanup(func() {
+		auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait = oldChunk, oldMax, oldEvery, oldIdle
+	})
 }
 
 // appendRandomEvents chains n events onto the log in one transaction, each
