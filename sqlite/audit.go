@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -97,35 +96,18 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 // seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
 // events when it is positive (the caller caps it).
 func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
-	where, args := []string{"seq > ?"}, []any{f.AfterSeq}
-	if f.SubjectID != nil {
-		// The subject's events are found through their blocks and the
-		// scan of those not yet filed (auditindex.go).
-		filedTo, err := tx.auditFiledTo(ctx)
-		if err != nil {
-			return nil, formatError(err, "Audit event")
-		}
-		sub, subArgs := auditSubjectSeqs(string(*f.SubjectID), f.AfterSeq, filedTo)
-		where, args = append(where, "seq IN ("+sub+")"), append(args, subArgs...)
+	// Through the filed index entries and the scan of the events not
+	// filed yet (auditindex.go).
+	where, args, err := tx.auditWhere(ctx, f)
+	if err != nil {
+		return nil, formatError(err, "Audit event")
 	}
-	if f.ActorID != nil {
-		where, args = append(where, "actor_id = ?"), append(args, string(*f.ActorID))
-	}
-	if f.Action != nil {
-		where, args = append(where, "action = ?"), append(args, *f.Action)
-	}
-	if f.Since != nil {
-		where, args = append(where, "time >= ?"), append(args, sqlutil.Micros(*f.Since))
-	}
-	if f.Until != nil {
-		where, args = append(where, "time < ?"), append(args, sqlutil.Micros(*f.Until))
-	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq`
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + where + ` ORDER BY seq`
 	if f.Limit > 0 {
 		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	events := []*custos.AuditEvent{}
-	err := tx.query(ctx, q, args, func(s scanner) error {
+	err = tx.query(ctx, q, args, func(s scanner) error {
 		var (
 			e                        custos.AuditEvent
 			t                        int64

@@ -4,41 +4,45 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	"custos"
+	"custos/internal/sqlutil"
 )
 
-// The audit log's index by subject, filed in blocks (migration 0009).
+// The audit log's indexes, filed in blocks (migration 0009).
 //
-// An index entry keyed by subject lands on a random leaf of its B-tree,
-// and SQLite's WAL takes whole pages: with audit_events_subject_id every
-// read's audit event wrote a 4 KiB frame for a 40-byte entry, which was
-// most of a read's commit (1.9 → 0.7 pages per write without it,
-// BENCHMARKS.md, tenth and thirteenth sessions). So the writer files
-// committed events into audit_subject_blocks afterwards, auditFileChunk
-// or more at a time, sorted: keyed by (block, subject, seq) with a block
-// of 2^auditBlockShift consecutive events, one filing writes only into
-// the pages of the blocks it covers. Until filed, an event is found by a
-// scan of the events after audit_subject_indexed.seq (FindAuditEvents).
+// An index entry lands on a page of its B-tree, and SQLite's WAL takes
+// whole pages: with the indexes on subject_id, actor_id, action and time,
+// every read's audit event wrote a random 4 KiB subject leaf and the last
+// leaf of three more trees, most of a read's commit (BENCHMARKS.md,
+// thirteenth session). So the writer files committed events into
+// audit_blocks afterwards, auditFileChunk or more at a time, sorted: keyed
+// by (block, key, seq) with a block of 2^auditBlockShift consecutive
+// events, one filing writes only into the pages of the blocks it covers.
+// Until filed, an event is found by a scan of the events after
+// audit_blocks_filed.seq (FindAuditEvents).
 //
-// Who files: the writer of any process, between two commit groups, in a
-// transaction of its own that reads where filing stopped, files from
-// there and moves the mark. Filing is an optimisation only: a failure
-// leaves the events to the scan and to the next round.
+// Who files: the writer of any process, between two commit groups and
+// while no write waits, in a transaction of its own that reads where
+// filing stopped, files from there and moves the mark. Filing is an
+// optimisation only: a failure leaves the events to the scan and to the
+// next round.
 
-// auditBlockShift sets the block size: 16,384 events, about 45 leaf
-// pages of entries. A query by subject probes each block once (610 probes
-// at ten million events). Changing it needs a migration: filed entries
-// carry their block.
+// auditBlockShift sets the block size: 16,384 events. A query probes each
+// block once (610 probes at ten million events). The migration that
+// filed existing events wrote it too.
 const auditBlockShift = 14
 
-// auditFileChunk is how many unfiled events make the writer file them;
-// auditFileMax bounds one filing, so that the groups waiting behind it
-// wait for a few milliseconds, not for a whole backlog (a store loaded
-// from a dump starts with every event unfiled). auditFileEvery is how
-// many commit groups the writer runs between two looks at the log's
-// head; auditIdleWait how long it waits for a write before it files a
-// backlog. Variables so that tests can file small logs.
+// auditFileChunk is how many unfiled events make the writer file them
+// between groups; auditFileMax bounds one filing, so that the groups
+// waiting behind it wait for milliseconds, not for a whole backlog (a
+// store loaded from a dump starts with every event unfiled).
+// auditFileEvery is how many commit groups the writer runs between two
+// looks at the log's head; auditIdleWait how long it waits for a write
+// before it files a backlog. Variables so that tests can file small logs.
 var (
 	auditIdleWait        = time.Millisecond
 	auditFileChunk int64 = 4096
@@ -46,17 +50,33 @@ var (
 	auditFileEvery       = 16
 )
 
-// fileAuditEvents files the unfiled audit events into
-// audit_subject_blocks when there are auditFileChunk of them or force is
-// set, at most auditFileMax per call. It runs on the write connection
-// between groups. It returns how many it filed.
+// Each event's entries: its subject, actor, action and time, under these
+// prefixes. Times are microseconds as 20 digits, so that keys sort as
+// the times do; a time before 1970, which custos never writes, is filed
+// as 0.
+const (
+	auditKeySubject = "s"
+	auditKeyActor   = "a"
+	auditKeyAction  = "c"
+	auditKeyTime    = "t"
+)
+
+// auditTimeKey is the key of time t.
+func auditTimeKey(t time.Time) string {
+	return fmt.Sprintf("%s%020d", auditKeyTime, max(sqlutil.Micros(t), 0))
+}
+
+// fileAuditEvents files the unfiled audit events into audit_blocks when
+// there are auditFileChunk of them or force is set, at most auditFileMax
+// per call. It runs on the write connection between groups. It returns
+// how many it filed.
 func (db *DB) fileAuditEvents(force bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	var filed int64
 	err := db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		var from, head int64
-		if err := tx.scanRow(ctx, `SELECT coalesce((SELECT seq FROM audit_subject_indexed), 0),
+		if err := tx.scanRow(ctx, `SELECT coalesce((SELECT seq FROM audit_blocks_filed), 0),
 			coalesce((SELECT max(seq) FROM audit_events), 0)`, nil, &from, &head); err != nil {
 			return err
 		}
@@ -66,12 +86,16 @@ func (db *DB) fileAuditEvents(force bool) (int64, error) {
 		to := min(head, from+auditFileMax)
 		// OR IGNORE: an entry filed already (it cannot be, below the
 		// mark) must not stop the filing for good.
-		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_subject_blocks (block, subject_id, seq)
-			SELECT seq >> ?, subject_id, seq FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY 1, 2, 3`,
-			auditBlockShift, from, to); err != nil {
+		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq)
+			SELECT seq >> ?1, ?3 || subject_id, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
+			UNION ALL SELECT seq >> ?1, ?4 || actor_id, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
+			UNION ALL SELECT seq >> ?1, ?5 || action, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
+			UNION ALL SELECT seq >> ?1, ?6 || printf('%020d', max(time, 0)), seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
+			ORDER BY 1, 2, 3`,
+			auditBlockShift, from, auditKeySubject, auditKeyActor, auditKeyAction, auditKeyTime, to); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, `INSERT INTO audit_subject_indexed (one, seq) VALUES (1, ?)
+		if _, err := tx.exec(ctx, `INSERT INTO audit_blocks_filed (one, seq) VALUES (1, ?)
 			ON CONFLICT (one) DO UPDATE SET seq = excluded.seq`, to); err != nil {
 			return err
 		}
@@ -84,33 +108,97 @@ func (db *DB) fileAuditEvents(force bool) (int64, error) {
 	return filed, nil
 }
 
-// auditSubjectSeqs is the subquery of the seqs of subject's events after
-// after: those filed, probed block by block, and those not yet filed,
-// scanned. filedTo is audit_subject_indexed.seq in the reading
-// transaction.
-func auditSubjectSeqs(subject string, after, filedTo int64) (string, []any) {
-	var b strings.Builder
-	var args []any
-	if filedTo > after {
-		// One probe per block: (block, subject) is the key's prefix,
-		// which a range over block alone would not use for subject.
-		b.WriteString(`WITH RECURSIVE blocks(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM blocks WHERE n < ?)
-			SELECT x.seq FROM blocks JOIN audit_subject_blocks AS x ON x.block = blocks.n AND x.subject_id = ? AND x.seq > ? AND x.seq <= ?
-			UNION ALL `)
-		args = append(args, (after+1)>>auditBlockShift, filedTo>>auditBlockShift, subject, after, filedTo)
-	}
-	b.WriteString(`SELECT seq FROM audit_events WHERE seq > ? AND subject_id = ?`)
-	args = append(args, max(after, filedTo), subject)
-	return b.String(), args
-}
-
 // auditFiledTo returns the seq every audit event up to is filed under in
-// audit_subject_blocks, in tx's snapshot.
+// audit_blocks, in tx's snapshot.
 func (tx *Tx) auditFiledTo(ctx context.Context) (int64, error) {
 	var seq int64
-	err := tx.scanRow(ctx, `SELECT seq FROM audit_subject_indexed`, nil, &seq)
+	err := tx.scanRow(ctx, `SELECT seq FROM audit_blocks_filed`, nil, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return seq, err
+}
+
+// auditProbe is the condition on the filed entries that f's most
+// selective filter gives — subject, actor, time, action, in that order —
+// as key ranges [lo, hi] (inclusive), or ok false when f has none of
+// them. Every event f matches has an entry in the range; the query
+// applies f's filters to the events themselves as well.
+func auditProbe(f custos.AuditFilter) (lo, hi string, ok bool) {
+	switch {
+	case f.SubjectID != nil:
+		k := auditKeySubject + string(*f.SubjectID)
+		return k, k, true
+	case f.ActorID != nil:
+		k := auditKeyActor + string(*f.ActorID)
+		return k, k, true
+	case f.Since != nil || f.Until != nil:
+		lo, hi = auditKeyTime, auditKeyTime+"~" // "~" sorts after every digit
+		if f.Since != nil {
+			lo = auditTimeKey(*f.Since)
+		}
+		if f.Until != nil {
+			hi = auditTimeKey(*f.Until)
+		}
+		return lo, hi, true
+	case f.Action != nil:
+		k := auditKeyAction + *f.Action
+		return k, k, true
+	}
+	return "", "", false
+}
+
+// auditFiledSeqs is the subquery of the seqs after after, up to filedTo,
+// whose entries lie in [lo, hi]: one probe of each block, by the key's
+// prefix (block, key), which a range over block alone would not use.
+func auditFiledSeqs(lo, hi string, after, filedTo int64) (string, []any) {
+	return `WITH RECURSIVE blocks(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM blocks WHERE n < ?)
+		SELECT x.seq FROM blocks JOIN audit_blocks AS x ON x.block = blocks.n AND x.key >= ? AND x.key <= ? AND x.seq > ? AND x.seq <= ?`,
+		[]any{(after + 1) >> auditBlockShift, filedTo >> auditBlockShift, lo, hi, after, filedTo}
+}
+
+// auditWhere returns the condition and arguments that find f's events in
+// tx: f's filters on the events, and, when f has one the filed entries
+// can narrow, seq among those entries' or past the filed ones.
+func (tx *Tx) auditWhere(ctx context.Context, f custos.AuditFilter) (string, []any, error) {
+	var conds []string
+	var args []any
+	add := func(cond string, arg any) { conds, args = append(conds, cond), append(args, arg) }
+	if f.SubjectID != nil {
+		add("subject_id = ?", string(*f.SubjectID))
+	}
+	if f.ActorID != nil {
+		add("actor_id = ?", string(*f.ActorID))
+	}
+	if f.Action != nil {
+		add("action = ?", *f.Action)
+	}
+	if f.Since != nil {
+		add("time >= ?", sqlutil.Micros(*f.Since))
+	}
+	if f.Until != nil {
+		add("time < ?", sqlutil.Micros(*f.Until))
+	}
+	filters, filterArgs := strings.Join(conds, " AND "), args
+	where, whereArgs := "seq > ?", []any{f.AfterSeq}
+	if len(conds) > 0 {
+		where, whereArgs = where+" AND "+filters, append(whereArgs, filterArgs...)
+	}
+	lo, hi, ok := auditProbe(f)
+	if !ok {
+		return where, whereArgs, nil
+	}
+	filedTo, err := tx.auditFiledTo(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if filedTo <= f.AfterSeq {
+		return where, whereArgs, nil // all unfiled: the scan
+	}
+	// The filed events through their entries, the rest by the scan.
+	sub, subArgs := auditFiledSeqs(lo, hi, f.AfterSeq, filedTo)
+	where = where + " AND seq IN (" + sub + " UNION ALL SELECT seq FROM audit_events WHERE seq > ? AND " + filters + ")"
+	whereArgs = append(whereArgs, subArgs...)
+	whereArgs = append(append(whereArgs, filedTo), filterArgs...)
+	return where, whereArgs, nil
 }

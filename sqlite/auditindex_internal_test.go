@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -25,8 +26,12 @@ func quietAuditFiling(t *testing.T, chunk, most int64) {
 	})
 }
 
+// auditTestEpoch is the earliest time of appendRandomEvents' events.
+var auditTestEpoch = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
 // appendRandomEvents chains n events onto the log in one transaction, each
-// about one of subjects (or none) with one of two actions.
+// about one of subjects (or none), by one of three actors, with one of two
+// actions, at a time in the 28 hours from auditTestEpoch, in no order.
 func appendRandomEvents(t *testing.T, db *DB, r *rand.Rand, subjects []custos.SubjectID, n int) {
 	t.Helper()
 	ctx := context.Background()
@@ -37,7 +42,8 @@ func appendRandomEvents(t *testing.T, db *DB, r *rand.Rand, subjects []custos.Su
 		}
 		es := make([]*custos.AuditEvent, n)
 		for i := range es {
-			e := &custos.AuditEvent{Time: tx.Now(), ActorID: "prn_test", Action: custos.AuditSubjectRead,
+			e := &custos.AuditEvent{Time: auditTestEpoch.Add(time.Duration(r.IntN(100_000)) * time.Second),
+				ActorID: custos.PrincipalID(fmt.Sprintf("prn_%d", r.IntN(3))), Action: custos.AuditSubjectRead,
 				Purposes: []string{"account"}, Decision: custos.DecisionAllow}
 			if r.IntN(3) == 0 {
 				e.Action = custos.AuditSubjectCreate
@@ -55,7 +61,7 @@ func appendRandomEvents(t *testing.T, db *DB, r *rand.Rand, subjects []custos.Su
 	}
 }
 
-// filedTo reads audit_subject_indexed.
+// filedTo reads audit_blocks_filed.
 func filedTo(t *testing.T, db *DB) int64 {
 	t.Helper()
 	var seq int64
@@ -69,9 +75,9 @@ func filedTo(t *testing.T, db *DB) int64 {
 	return seq
 }
 
-// checkSubjectQueries compares FindAuditEvents by subject, with every
-// other filter the query takes, against the whole log filtered here.
-func checkSubjectQueries(t *testing.T, db *DB, r *rand.Rand, subjects []custos.SubjectID, state string) {
+// checkAuditQueries compares FindAuditEvents, with each filter it takes
+// alone and in pairs, against the whole log filtered here.
+func checkAuditQueries(t *testing.T, db *DB, r *rand.Rand, subjects []custos.SubjectID, state string) {
 	t.Helper()
 	ctx := context.Background()
 	var all []*custos.AuditEvent
@@ -84,70 +90,103 @@ func checkSubjectQueries(t *testing.T, db *DB, r *rand.Rand, subjects []custos.S
 	}
 	last := int64(len(all))
 	filed := filedTo(t, db)
-	afters := []int64{0, 1, filed - 1, filed, filed + 1, last - 1, last, 1<<auditBlockShift - 1, 1 << auditBlockShift,
-		1<<auditBlockShift + 1, 2 << auditBlockShift, r.Int64N(last + 1), r.Int64N(last + 1)}
-	read := custos.AuditSubjectRead
-	for _, sub := range append(slices.Clone(subjects), "", "sub_nobody") {
+	afters := []int64{0, filed - 1, filed, filed + 1, last - 1, 1<<auditBlockShift - 1, 1 << auditBlockShift, r.Int64N(last + 1)}
+	read, nobody, actor := custos.AuditSubjectRead, custos.SubjectID("sub_nobody"), custos.PrincipalID("prn_1")
+	at := func() *time.Time {
+		tm := auditTestEpoch.Add(time.Duration(r.IntN(110_000)-5_000) * time.Second)
+		return &tm
+	}
+	var filters []custos.AuditFilter
+	for _, sub := range append(slices.Clone(subjects), "", nobody) {
+		filters = append(filters, custos.AuditFilter{SubjectID: &sub}, custos.AuditFilter{SubjectID: &sub, Action: &read},
+			custos.AuditFilter{SubjectID: &sub, Since: at()})
+	}
+	filters = append(filters, custos.AuditFilter{ActorID: &actor}, custos.AuditFilter{ActorID: &actor, Until: at()},
+		custos.AuditFilter{Action: &read}, custos.AuditFilter{Since: at()}, custos.AuditFilter{Until: at()},
+		custos.AuditFilter{Since: at(), Until: at()}, custos.AuditFilter{Action: &read, Since: at()}, custos.AuditFilter{})
+	match := func(f custos.AuditFilter, e *custos.AuditEvent) bool {
+		return e.Seq > f.AfterSeq && (f.SubjectID == nil || e.SubjectID == *f.SubjectID) &&
+			(f.ActorID == nil || e.ActorID == *f.ActorID) && (f.Action == nil || e.Action == *f.Action) &&
+			(f.Since == nil || !e.Time.Before(*f.Since)) && (f.Until == nil || e.Time.Before(*f.Until))
+	}
+	for _, f := range filters {
 		for _, after := range afters {
 			if after < 0 {
 				continue
 			}
-			for _, limit := range []int{0, 1, 7} {
-				for _, action := range []*string{nil, &read} {
-					f := custos.AuditFilter{SubjectID: &sub, AfterSeq: after, Limit: limit, Action: action}
-					var want []int64
-					for _, e := range all {
-						if e.SubjectID == sub && e.Seq > after && (action == nil || e.Action == *action) && (limit == 0 || len(want) < limit) {
-							want = append(want, e.Seq)
-						}
+			for _, limit := range []int{0, 7} {
+				f.AfterSeq, f.Limit = after, limit
+				var want []int64
+				for _, e := range all {
+					if match(f, e) && (limit == 0 || len(want) < limit) {
+						want = append(want, e.Seq)
 					}
-					var got []*custos.AuditEvent
-					if err := db.View(ctx, func(tx custos.Tx) error {
-						var err error
-						got, err = tx.FindAuditEvents(ctx, f)
-						return err
-					}); err != nil {
-						t.Fatalf("%s: subject %q after %d limit %d: %v", state, sub, after, limit, err)
-					}
-					gotSeqs := make([]int64, len(got))
-					for i, e := range got {
-						gotSeqs[i] = e.Seq
-						if e.SubjectID != sub {
-							t.Fatalf("%s: subject %q: got event %d of subject %q", state, sub, e.Seq, e.SubjectID)
-						}
-					}
-					if !slices.Equal(gotSeqs, want) {
-						t.Fatalf("%s (filed to %d of %d): subject %q after %d limit %d action %v:\n got %v\nwant %v",
-							state, filed, last, sub, after, limit, action != nil, gotSeqs, want)
-					}
+				}
+				var got []*custos.AuditEvent
+				if err := db.View(ctx, func(tx custos.Tx) error {
+					var err error
+					got, err = tx.FindAuditEvents(ctx, f)
+					return err
+				}); err != nil {
+					t.Fatalf("%s: %+v: %v", state, f, err)
+				}
+				gotSeqs := make([]int64, len(got))
+				for i, e := range got {
+					gotSeqs[i] = e.Seq
+				}
+				if !slices.Equal(gotSeqs, want) {
+					t.Fatalf("%s (filed to %d of %d): %s:\n got %v\nwant %v", state, filed, last, describeFilter(f), gotSeqs, want)
 				}
 			}
 		}
 	}
 }
 
-// TestAuditSubjectBlocks: the audit query by subject (S5: every access
-// traceable) finds exactly the events a scan of the whole log finds,
-// whatever part of the log is filed into blocks — none, part of a block,
-// up to a block's edge, all — across three blocks, with the seq, limit
-// and action filters; and filing puts each event under its block.
-func TestAuditSubjectBlocks(t *testing.T) {
+// describeFilter prints the set fields of f.
+func describeFilter(f custos.AuditFilter) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "after %d limit %d", f.AfterSeq, f.Limit)
+	if f.SubjectID != nil {
+		fmt.Fprintf(&b, " subject %q", *f.SubjectID)
+	}
+	if f.ActorID != nil {
+		fmt.Fprintf(&b, " actor %q", *f.ActorID)
+	}
+	if f.Action != nil {
+		fmt.Fprintf(&b, " action %q", *f.Action)
+	}
+	if f.Since != nil {
+		fmt.Fprintf(&b, " since %s", f.Since.Format(time.RFC3339))
+	}
+	if f.Until != nil {
+		fmt.Fprintf(&b, " until %s", f.Until.Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// TestAuditBlocks: the audit query (S5: every access traceable) finds
+// exactly the events a scan of the whole log finds, by subject, actor,
+// action and time, with the seq and limit bounds, whatever part of the
+// log is filed into blocks — none, part of a block, up to a block's
+// edge, all — across three blocks; and filing puts each event's four
+// entries under its block.
+func TestAuditBlocks(t *testing.T) {
 	quietAuditFiling(t, 1000, 3000)
 	db := openInternal(t)
 	r := rand.New(rand.NewPCG(13, 7))
 	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c", "sub_d", "sub_e", "sub_f", "sub_g"}
 	block := int64(1) << auditBlockShift
 
-	checkSubjectQueries(t, db, r, subjects, "empty log")
+	checkAuditQueries(t, db, r, subjects, "empty log")
 	appendRandomEvents(t, db, r, subjects, 700)
-	checkSubjectQueries(t, db, r, subjects, "nothing filed")
+	checkAuditQueries(t, db, r, subjects, "nothing filed")
 	if n, err := db.fileAuditEvents(false); err != nil || n != 0 {
 		t.Fatalf("fileAuditEvents below the chunk: filed %d, %v; want nothing", n, err)
 	}
 	if n, err := db.fileAuditEvents(true); err != nil || n != 700 {
 		t.Fatalf("fileAuditEvents(force): filed %d, %v; want 700", n, err)
 	}
-	checkSubjectQueries(t, db, r, subjects, "all filed")
+	checkAuditQueries(t, db, r, subjects, "all filed")
 
 	// Up to and past the first block's edge, in steps of at most
 	// auditFileMax.
@@ -160,12 +199,12 @@ func TestAuditSubjectBlocks(t *testing.T) {
 	if n, err := db.fileAuditEvents(true); err != nil || filedTo(t, db) != block {
 		t.Fatalf("fileAuditEvents(force): filed %d, %v, up to %d; want up to %d", n, err, filedTo(t, db), block)
 	}
-	checkSubjectQueries(t, db, r, subjects, "one block filed")
+	checkAuditQueries(t, db, r, subjects, "one block filed")
 	appendRandomEvents(t, db, r, subjects, int(block)+2500)
 	if _, err := db.fileAuditEvents(false); err != nil {
 		t.Fatal(err)
 	}
-	checkSubjectQueries(t, db, r, subjects, "part of the second block filed")
+	checkAuditQueries(t, db, r, subjects, "part of the second block filed")
 	for {
 		n, err := db.fileAuditEvents(true)
 		if err != nil {
@@ -175,22 +214,25 @@ func TestAuditSubjectBlocks(t *testing.T) {
 			break
 		}
 	}
-	checkSubjectQueries(t, db, r, subjects, "three blocks filed")
+	checkAuditQueries(t, db, r, subjects, "three blocks filed")
 	if got, want := filedTo(t, db), 2*block+2500; got != want {
 		t.Fatalf("filed to %d, want %d", got, want)
 	}
 
+	// Four entries an event, each under its block and naming the event.
 	var wrong, entries int64
-	if err := db.read.QueryRow(`SELECT (SELECT count(*) FROM audit_subject_blocks WHERE block <> seq >> ?),
-		(SELECT count(*) FROM audit_subject_blocks JOIN audit_events USING (seq, subject_id))`, auditBlockShift).Scan(&wrong, &entries); err != nil {
+	if err := db.read.QueryRow(`SELECT (SELECT count(*) FROM audit_blocks WHERE block <> seq >> ?),
+		(SELECT count(*) FROM audit_blocks AS x JOIN audit_events AS e USING (seq) WHERE x.key IN
+			('s' || e.subject_id, 'a' || e.actor_id, 'c' || e.action, 't' || printf('%020d', e.time)))`,
+		auditBlockShift).Scan(&wrong, &entries); err != nil {
 		t.Fatal(err)
 	}
-	if wrong != 0 || entries != 2*block+2500 {
-		t.Errorf("audit_subject_blocks: %d entries under the wrong block, %d matching an event; want 0 and %d", wrong, entries, 2*block+2500)
+	if wrong != 0 || entries != 4*(2*block+2500) {
+		t.Errorf("audit_blocks: %d entries under the wrong block, %d matching their event; want 0 and %d", wrong, entries, 4*(2*block+2500))
 	}
 
 	// Each block is probed through the key, not scanned.
-	sub, args := auditSubjectSeqs("sub_a", 0, 2*block)
+	sub, args := auditFiledSeqs("ssub_a", "ssub_a", 0, 2*block)
 	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+sub, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -205,15 +247,15 @@ func TestAuditSubjectBlocks(t *testing.T) {
 		plan = append(plan, detail)
 	}
 	rows.Close()
-	if p := strings.Join(plan, "; "); !strings.Contains(p, "SEARCH x USING PRIMARY KEY (block=? AND subject_id=? AND seq>? AND seq<?)") {
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "SEARCH x USING PRIMARY KEY (block=? AND key>? AND key<?)") {
 		t.Errorf("query plan does not probe each block by its key: %s", p)
 	}
 }
 
-// TestAuditSubjectBlocksMigration: migration 0009 files the events a
-// store already holds and drops the per-event index, and the writer files
-// a backlog while no write waits.
-func TestAuditSubjectBlocksMigration(t *testing.T) {
+// TestAuditBlocksMigration: migration 0009 files the events a store
+// already holds and drops the per-event indexes, and the writer files a
+// backlog while no write waits.
+func TestAuditBlocksMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "custos.db")
 	quietAuditFiling(t, 1<<40, 1<<40)
@@ -225,9 +267,12 @@ func TestAuditSubjectBlocksMigration(t *testing.T) {
 	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c"}
 	appendRandomEvents(t, db, r, subjects, 5000)
 	// The schema as it was before 0009.
-	if _, err := db.write.ExecContext(ctx, `DROP TABLE audit_subject_blocks; DROP TABLE audit_subject_indexed;
+	if _, err := db.write.ExecContext(ctx, `DROP TABLE audit_blocks; DROP TABLE audit_blocks_filed;
 		CREATE INDEX audit_events_subject_id ON audit_events (subject_id);
-		DELETE FROM migrations WHERE name = '0009_audit_subject_blocks.sql'`); err != nil {
+		CREATE INDEX audit_events_actor_id ON audit_events (actor_id);
+		CREATE INDEX audit_events_action ON audit_events (action);
+		CREATE INDEX audit_events_time ON audit_events (time);
+		DELETE FROM migrations WHERE name = '0009_audit_blocks.sql'`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -240,10 +285,10 @@ func TestAuditSubjectBlocksMigration(t *testing.T) {
 		t.Errorf("after the migration: filed to %d, want 5000", got)
 	}
 	var idx int
-	if err := db.read.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'audit_events_subject_id'`).Scan(&idx); err != nil || idx != 0 {
-		t.Errorf("audit_events_subject_id after the migration: %d, %v; want it dropped", idx, err)
+	if err := db.read.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'audit_events'`).Scan(&idx); err != nil || idx != 0 {
+		t.Errorf("indexes on audit_events after the migration: %d, %v; want them dropped", idx, err)
 	}
-	checkSubjectQueries(t, db, r, subjects, "migrated")
+	checkAuditQueries(t, db, r, subjects, "migrated")
 	appendRandomEvents(t, db, r, subjects, 3000)
 	db.Close()
 
@@ -262,5 +307,5 @@ func TestAuditSubjectBlocksMigration(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	checkSubjectQueries(t, db, r, subjects, "backlog filed")
+	checkAuditQueries(t, db, r, subjects, "backlog filed")
 }
