@@ -25,8 +25,8 @@ import (
 // Until filed, an event is found by a scan of the events after
 // audit_blocks_filed.seq (FindAuditEvents).
 //
-// Who files: the writer of any process, between two commit groups and
-// while no write waits, in a transaction of its own that reads where
+// Who files: the writer of any process, after a commit group once its
+// groups inserted auditFileChunk events, and while no write waits, in a transaction of its own that reads where
 // filing stopped, files from there and moves the mark. Filing is an
 // optimisation only: a failure leaves the events to the scan and to the
 // next round.
@@ -37,17 +37,17 @@ import (
 const auditBlockShift = 14
 
 // auditFileChunk is how many unfiled events make the writer file them
-// between groups; auditFileMax bounds one filing, so that the groups
+// after a group; auditFileMax bounds one filing, so that the groups
 // waiting behind it wait for milliseconds, not for a whole backlog (a
-// store loaded from a dump starts with every event unfiled).
-// auditFileEvery is how many commit groups the writer runs between two
-// looks at the log's head; auditIdleWait how long it waits for a write
-// before it files a backlog. Variables so that tests can file small logs.
+// store loaded from a dump starts with every event unfiled), which is
+// filed while no write waits, after auditIdleWait. Variables so that
+// tests can file small logs.
+// auditWriterFiles is false in tests that file by hand.
 var (
-	auditIdleWait        = time.Millisecond
-	auditFileChunk int64 = 4096
-	auditFileMax   int64 = 4 * 4096
-	auditFileEvery       = 16
+	auditIdleWait          = time.Millisecond
+	auditFileChunk   int64 = 4096
+	auditFileMax     int64 = 4 * 4096
+	auditWriterFiles       = true
 )
 
 // Each event's entries: its subject, actor, action and time, under these
@@ -69,18 +69,20 @@ func auditTimeKey(t time.Time) string {
 // fileAuditEvents files the unfiled audit events into audit_blocks when
 // there are auditFileChunk of them or force is set, at most auditFileMax
 // per call. It runs on the write connection between groups. It returns
-// how many it filed.
-func (db *DB) fileAuditEvents(force bool) (int64, error) {
+// how many it filed and how many it left, and sets db.auditUnfiled to
+// the latter; a failure sets it to zero, so that the writer tries again
+// after another chunk.
+func (db *DB) fileAuditEvents(force bool) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
-	var filed int64
-	err := db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
+	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		var from, head int64
 		if err := tx.scanRow(ctx, `SELECT coalesce((SELECT seq FROM audit_blocks_filed), 0),
 			coalesce((SELECT max(seq) FROM audit_events), 0)`, nil, &from, &head); err != nil {
 			return err
 		}
 		if head <= from || (!force && head-from < auditFileChunk) {
+			rest = max(head-from, 0)
 			return nil
 		}
 		to := min(head, from+auditFileMax)
@@ -99,13 +101,15 @@ func (db *DB) fileAuditEvents(force bool) (int64, error) {
 			ON CONFLICT (one) DO UPDATE SET seq = excluded.seq`, to); err != nil {
 			return err
 		}
-		filed = to - from
+		filed, rest = to-from, head-to
 		return nil
 	})
 	if err != nil {
-		return 0, formatError(err, "Audit index")
+		db.auditUnfiled.Store(0)
+		return 0, 0, formatError(err, "Audit index")
 	}
-	return filed, nil
+	db.auditUnfiled.Store(rest)
+	return filed, rest, nil
 }
 
 // auditFiledTo returns the seq every audit event up to is filed under in

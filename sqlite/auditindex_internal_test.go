@@ -19,11 +19,9 @@ import (
 // for the test, which files them by calling fileAuditEvents.
 func quietAuditFiling(t *testing.T, chunk, most int64) {
 	t.Helper()
-	oldChunk, oldMax, oldEvery, oldIdle := auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait
-	auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait = chunk, most, 1<<30, time.Hour
-	t.Cleanup(func() {
-		auditFileChunk, auditFileMax, auditFileEvery, auditIdleWait = oldChunk, oldMax, oldEvery, oldIdle
-	})
+	oldChunk, oldMax, oldWriter := auditFileChunk, auditFileMax, auditWriterFiles
+	auditFileChunk, auditFileMax, auditWriterFiles = chunk, most, false
+	t.Cleanup(func() { auditFileChunk, auditFileMax, auditWriterFiles = oldChunk, oldMax, oldWriter })
 }
 
 // auditTestEpoch is the earliest time of appendRandomEvents' events.
@@ -180,11 +178,11 @@ func TestAuditBlocks(t *testing.T) {
 	checkAuditQueries(t, db, r, subjects, "empty log")
 	appendRandomEvents(t, db, r, subjects, 700)
 	checkAuditQueries(t, db, r, subjects, "nothing filed")
-	if n, err := db.fileAuditEvents(false); err != nil || n != 0 {
-		t.Fatalf("fileAuditEvents below the chunk: filed %d, %v; want nothing", n, err)
+	if n, rest, err := db.fileAuditEvents(false); err != nil || n != 0 || rest != 700 {
+		t.Fatalf("fileAuditEvents below the chunk: filed %d, left %d, %v; want nothing filed, 700 left", n, rest, err)
 	}
-	if n, err := db.fileAuditEvents(true); err != nil || n != 700 {
-		t.Fatalf("fileAuditEvents(force): filed %d, %v; want 700", n, err)
+	if n, rest, err := db.fileAuditEvents(true); err != nil || n != 700 || rest != 0 {
+		t.Fatalf("fileAuditEvents(force): filed %d, left %d, %v; want 700 filed, none left", n, rest, err)
 	}
 	checkAuditQueries(t, db, r, subjects, "all filed")
 
@@ -192,21 +190,21 @@ func TestAuditBlocks(t *testing.T) {
 	// auditFileMax.
 	appendRandomEvents(t, db, r, subjects, int(block)-700)
 	for filedTo(t, db) < block-auditFileChunk {
-		if n, err := db.fileAuditEvents(false); err != nil || n > auditFileMax || n < auditFileChunk {
+		if n, _, err := db.fileAuditEvents(false); err != nil || n > auditFileMax || n < auditFileChunk {
 			t.Fatalf("fileAuditEvents: filed %d, %v; want %d to %d", n, err, auditFileChunk, auditFileMax)
 		}
 	}
-	if n, err := db.fileAuditEvents(true); err != nil || filedTo(t, db) != block {
+	if n, _, err := db.fileAuditEvents(true); err != nil || filedTo(t, db) != block {
 		t.Fatalf("fileAuditEvents(force): filed %d, %v, up to %d; want up to %d", n, err, filedTo(t, db), block)
 	}
 	checkAuditQueries(t, db, r, subjects, "one block filed")
 	appendRandomEvents(t, db, r, subjects, int(block)+2500)
-	if _, err := db.fileAuditEvents(false); err != nil {
+	if _, _, err := db.fileAuditEvents(false); err != nil {
 		t.Fatal(err)
 	}
 	checkAuditQueries(t, db, r, subjects, "part of the second block filed")
 	for {
-		n, err := db.fileAuditEvents(true)
+		n, _, err := db.fileAuditEvents(true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +292,7 @@ func TestAuditBlocksMigration(t *testing.T) {
 
 	// A backlog (here 3,000 events, as a store loaded from a dump has
 	// its whole log) is filed by the writer in steps while idle.
-	auditFileChunk, auditFileMax, auditIdleWait = 100, 400, time.Millisecond
+	auditFileChunk, auditFileMax, auditWriterFiles = 100, 400, true
 	db, err = Open(ctx, path, Options{Migrate: true})
 	if err != nil {
 		t.Fatal(err)
@@ -308,4 +306,29 @@ func TestAuditBlocksMigration(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	checkAuditQueries(t, db, r, subjects, "backlog filed")
+}
+
+// TestAuditFilingKeepsUp: under writes that never leave the writer idle,
+// it files after the groups once they inserted a chunk of events, so the
+// unfiled tail that queries scan stays short (a seed or an import).
+func TestAuditFilingKeepsUp(t *testing.T) {
+	quietAuditFiling(t, 100, 400)
+	oldIdle := auditIdleWait
+	auditWriterFiles, auditIdleWait = true, time.Hour
+	t.Cleanup(func() { auditIdleWait = oldIdle })
+	db := openInternal(t)
+	r := rand.New(rand.NewPCG(13, 9))
+	for range 50 {
+		appendRandomEvents(t, db, r, []custos.SubjectID{"sub_a"}, 60)
+	}
+	// The writer files after the group that answered the last append;
+	// give it the moment that takes.
+	deadline := time.Now().Add(10 * time.Second)
+	for filedTo(t, db) < 3000-auditFileChunk && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := filedTo(t, db); got < 3000-auditFileChunk {
+		t.Errorf("after 3,000 events in groups of 60: filed to %d, want at least %d", got, 3000-auditFileChunk)
+	}
+	checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 }

@@ -14,7 +14,7 @@ import (
 // goroutines, so that reads share commit groups as they do at c=64 (issue
 // #7's read targets). The log holds 100,000 events first. It reports the
 // writer's busy time and the pages written per read, which the audit
-// index by subject dominated while it was kept per event (BENCHMARKS.md,
+// indexes dominated while they were kept per event (BENCHMARKS.md,
 // thirteenth session).
 func BenchmarkReadAuditGroup(b *testing.B) {
 	db := MustOpenDB(b, nil)

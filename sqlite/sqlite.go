@@ -91,6 +91,10 @@ type DB struct {
 	// the database's size; the writer sets it when it restarts the WAL
 	// (checkpoint.go).
 	walSizeLimit atomic.Int64
+	// auditUnfiled is about how many audit events wait to be filed:
+	// those the groups inserted since the last filing, which sets it to
+	// what it left (auditindex.go).
+	auditUnfiled atomic.Int64
 	once         sync.Once
 
 	// The writer's counters (WriterStats).
@@ -336,7 +340,7 @@ func (db *DB) writer() {
 	// backlog: audit events may wait to be filed (auditindex.go), on
 	// start and after a filing that stopped at its bound. They are
 	// filed while no write waits.
-	backlog := true
+	backlog := auditWriterFiles
 	for groups := 1; ; groups++ {
 		var first *writeReq
 		var idle <-chan time.Time
@@ -348,8 +352,8 @@ func (db *DB) writer() {
 		case <-db.closed:
 			return
 		case <-idle:
-			n, err := db.fileAuditEvents(true)
-			backlog = err == nil && n == auditFileMax
+			_, rest, err := db.fileAuditEvents(true)
+			backlog = err == nil && rest > 0
 			groups--
 			continue
 		}
@@ -364,9 +368,10 @@ func (db *DB) writer() {
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
 		db.resetWAL()
-		if groups%auditFileEvery == 0 {
-			n, err := db.fileAuditEvents(false)
-			backlog = backlog || (err == nil && n == auditFileMax)
+		if auditWriterFiles && db.auditUnfiled.Load() >= auditFileChunk {
+			// A failure waits for another chunk of events.
+			_, rest, _ := db.fileAuditEvents(false)
+			backlog = backlog || rest >= auditFileChunk
 		}
 		if groups%tuneCacheEvery == 0 {
 			_ = db.tuneCache()
@@ -503,7 +508,8 @@ func (db *DB) commitGroup(group []*writeReq) {
 
 // groupTx is the Tx of a commit group's transaction sqlTx.
 func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation) *Tx {
-	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &auditHead{}, cache: db.wcache, inv: inv}
+	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &auditHead{}, unfiled: &db.auditUnfiled,
+		cache: db.wcache, inv: inv}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	return tx
 }

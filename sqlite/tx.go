@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"custos"
@@ -32,6 +33,10 @@ type Tx struct {
 	// transaction: nothing is cached across transactions, so a head
 	// written by another process or a rolled-back group is never used.
 	head *auditHead
+	// unfiled, on a group's transaction, counts the audit events it
+	// inserts, for the writer's filing (auditindex.go); an event a
+	// rollback takes back is counted too, which only files sooner.
+	unfiled *atomic.Int64
 	// cache is the pool's prepared statements (nil: run every statement
 	// as text, as during migrations); stmts holds those bound to this
 	// transaction.
