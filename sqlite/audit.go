@@ -100,42 +100,54 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 // seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
 // events when it is positive (the caller caps it).
 func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
-	// Through the filed index entries and the scan of the events not
-	// filed yet (auditindex.go).
-	where, args, err := tx.auditWhere(ctx, f)
+	// Block by block through the filed index entries, then the scan of
+	// the events not filed yet (auditindex.go), until f.Limit.
+	parts, err := tx.auditParts(ctx, f)
 	if err != nil {
 		return nil, formatError(err, "Audit event")
-	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + where + ` ORDER BY seq`
-	if f.Limit > 0 {
-		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	events := []*custos.AuditEvent{}
-	err = tx.query(ctx, q, args, func(s scanner) error {
-		var (
-			e                        custos.AuditEvent
-			t                        int64
-			actor, sub, fields, purp string
-		)
-		if err := s.Scan(&e.Seq, &t, &actor, &e.Action, &sub, &fields, &purp, &e.Decision, &e.Reason,
-			&e.RequestID, &e.PrevHash, &e.Hash); err != nil {
+	for _, p := range parts {
+		q, args := `SELECT `+auditColumns+` FROM audit_events WHERE `+p.where+` ORDER BY seq`, p.args
+		if f.Limit > 0 {
+			if len(events) >= f.Limit {
+				break
+			}
+			q, args = q+` LIMIT ?`, append(args, f.Limit-len(events))
+		}
+		if err := tx.query(ctx, q, args, func(s scanner) error {
+			e, err := scanAuditEvent(s)
+			if err == nil {
+				events = append(events, e)
+			}
 			return err
+		}); err != nil {
+			return nil, formatError(err, "Audit event")
 		}
-		var err error
-		if e.Fields, err = decodeList(fields); err != nil {
-			return internal("audit fields", err)
-		}
-		if e.Purposes, err = decodeList(purp); err != nil {
-			return internal("audit purposes", err)
-		}
-		e.Time, e.ActorID, e.SubjectID = sqlutil.Time(t), custos.PrincipalID(actor), custos.SubjectID(sub)
-		events = append(events, &e)
-		return nil
-	})
-	if err != nil {
-		return nil, formatError(err, "Audit event")
 	}
 	return events, nil
+}
+
+// scanAuditEvent reads one row of auditColumns.
+func scanAuditEvent(s scanner) (*custos.AuditEvent, error) {
+	var (
+		e                        custos.AuditEvent
+		t                        int64
+		actor, sub, fields, purp string
+	)
+	if err := s.Scan(&e.Seq, &t, &actor, &e.Action, &sub, &fields, &purp, &e.Decision, &e.Reason,
+		&e.RequestID, &e.PrevHash, &e.Hash); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.Fields, err = decodeList(fields); err != nil {
+		return nil, internal("audit fields", err)
+	}
+	if e.Purposes, err = decodeList(purp); err != nil {
+		return nil, internal("audit purposes", err)
+	}
+	e.Time, e.ActorID, e.SubjectID = sqlutil.Time(t), custos.PrincipalID(actor), custos.SubjectID(sub)
+	return &e, nil
 }
 
 // InsertCheckpoint stores a signed checkpoint. Returns ECONFLICT if one

@@ -152,22 +152,30 @@ func auditProbe(f custos.AuditFilter) (lo, hi string, ok bool) {
 	return "", "", false
 }
 
-// auditFiledSeqs is the subquery of the seqs after after, up to filedTo,
-// whose entries lie in [lo, hi]: one probe of each block, by the key's
-// prefix (block, key), which a range over block alone would not use.
-func auditFiledSeqs(lo, hi string, after, filedTo int64) (string, []any) {
-	return `WITH RECURSIVE blocks(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM blocks WHERE n < ?)
-		SELECT x.seq FROM blocks JOIN audit_blocks AS x ON x.block = blocks.n AND x.key >= ? AND x.key <= ? AND x.seq > ? AND x.seq <= ?`,
-		[]any{(after + 1) >> auditBlockShift, filedTo >> auditBlockShift, lo, hi, after, filedTo}
+// auditBlockProbe is the condition of a query part that finds the
+// events of one block through their entries in [lo, hi]: the key's
+// prefix (block, key) is probed, and the events read by seq.
+const auditBlockProbe = `seq IN (SELECT seq FROM audit_blocks WHERE block = ? AND key >= ? AND key <= ? AND seq > ? AND seq <= ?)`
+
+// auditPart is one statement's condition of an audit query.
+type auditPart struct {
+	where string
+	args  []any
 }
 
-// auditWhere returns the condition and arguments that find f's events in
-// tx: f's filters on the events, and, when f has one the filed entries
-// can narrow, seq among those entries' or past the filed ones.
-func (tx *Tx) auditWhere(ctx context.Context, f custos.AuditFilter) (string, []any, error) {
+// auditParts returns the conditions that find f's events in tx, to run in
+// order, each part's events after the previous part's: f's filters on the
+// events and seq > f.AfterSeq, and, when f has a filter the filed entries
+// can narrow, one part for each block of filed events past f.AfterSeq
+// (found through their entries) and a last one for the events past the
+// filed ones (scanned). A query with a small limit then stops after the
+// first blocks that hold enough events, and one with a rare filter costs
+// one probe per block.
+func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart, error) {
 	var conds []string
 	var args []any
 	add := func(cond string, arg any) { conds, args = append(conds, cond), append(args, arg) }
+	add("seq > ?", f.AfterSeq)
 	if f.SubjectID != nil {
 		add("subject_id = ?", string(*f.SubjectID))
 	}
@@ -183,26 +191,19 @@ func (tx *Tx) auditWhere(ctx context.Context, f custos.AuditFilter) (string, []a
 	if f.Until != nil {
 		add("time < ?", sqlutil.Micros(*f.Until))
 	}
-	filters, filterArgs := strings.Join(conds, " AND "), args
-	where, whereArgs := "seq > ?", []any{f.AfterSeq}
-	if len(conds) > 0 {
-		where, whereArgs = where+" AND "+filters, append(whereArgs, filterArgs...)
-	}
+	filters := strings.Join(conds, " AND ")
 	lo, hi, ok := auditProbe(f)
 	if !ok {
-		return where, whereArgs, nil
+		return []auditPart{{filters, args}}, nil
 	}
 	filedTo, err := tx.auditFiledTo(ctx)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if filedTo <= f.AfterSeq {
-		return where, whereArgs, nil // all unfiled: the scan
+	var parts []auditPart
+	for b := (f.AfterSeq + 1) >> auditBlockShift; f.AfterSeq < filedTo && b <= filedTo>>auditBlockShift; b++ {
+		parts = append(parts, auditPart{auditBlockProbe + " AND " + filters,
+			append([]any{b, lo, hi, f.AfterSeq, filedTo}, args...)})
 	}
-	// The filed events through their entries, the rest by the scan.
-	sub, subArgs := auditFiledSeqs(lo, hi, f.AfterSeq, filedTo)
-	where = where + " AND seq IN (" + sub + " UNION ALL SELECT seq FROM audit_events WHERE seq > ? AND " + filters + ")"
-	whereArgs = append(whereArgs, subArgs...)
-	whereArgs = append(append(whereArgs, filedTo), filterArgs...)
-	return where, whereArgs, nil
+	return append(parts, auditPart{"seq > ? AND " + filters, append([]any{filedTo}, args...)}), nil
 }
