@@ -37,16 +37,18 @@ import (
 const auditBlockShift = 14
 
 // auditFileChunk is how many unfiled events make the writer file them
-// after a group; auditFileMax bounds one filing, so that the groups
-// waiting behind it wait for milliseconds, not for a whole backlog (a
-// store loaded from a dump starts with every event unfiled), which is
-// filed while no write waits, after auditIdleWait. Variables so that
+// after a group, and how many it files there at most: filing takes about
+// 8 µs an event, so the groups waiting behind a filing wait about 8 ms.
+// With 4,096 the wait was 25–45 ms, and reads' p99 at c=64 rose from
+// 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth session). A backlog (a
+// store loaded from a dump starts with every event unfiled) is filed while
+// no write waits, after auditIdleWait, up to auditFileIdleMax at a time.
+// auditWriterFiles is false in tests that file by hand. Variables so that
 // tests can file small logs.
-// auditWriterFiles is false in tests that file by hand.
 var (
 	auditIdleWait          = time.Millisecond
-	auditFileChunk   int64 = 4096
-	auditFileMax     int64 = 4 * 4096
+	auditFileChunk   int64 = 1024
+	auditFileIdleMax int64 = 16 * 1024
 	auditWriterFiles       = true
 )
 
@@ -66,13 +68,13 @@ func auditTimeKey(t time.Time) string {
 	return fmt.Sprintf("%s%020d", auditKeyTime, max(sqlutil.Micros(t), 0))
 }
 
-// fileAuditEvents files the unfiled audit events into audit_blocks when
-// there are auditFileChunk of them or force is set, at most auditFileMax
-// per call. It runs on the write connection between groups. It returns
-// how many it filed and how many it left, and sets db.auditUnfiled to
-// the latter; a failure sets it to zero, so that the writer tries again
-// after another chunk.
-func (db *DB) fileAuditEvents(force bool) (filed, rest int64, err error) {
+// fileAuditEvents files up to most unfiled audit events into
+// audit_blocks, when there are auditFileChunk of them or force is set. It
+// runs on the write connection between groups. It returns how many it
+// filed and how many it left, and sets db.auditUnfiled to the latter; a
+// failure sets it to zero, so that the writer tries again after another
+// chunk.
+func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
@@ -85,7 +87,7 @@ func (db *DB) fileAuditEvents(force bool) (filed, rest int64, err error) {
 			rest = max(head-from, 0)
 			return nil
 		}
-		to := min(head, from+auditFileMax)
+		to := min(head, from+most)
 		// OR IGNORE: an entry filed already (it cannot be, below the
 		// mark) must not stop the filing for good.
 		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq)

@@ -19,9 +19,9 @@ import (
 // for the test, which files them by calling fileAuditEvents.
 func quietAuditFiling(t *testing.T, chunk, most int64) {
 	t.Helper()
-	oldChunk, oldMax, oldWriter := auditFileChunk, auditFileMax, auditWriterFiles
-	auditFileChunk, auditFileMax, auditWriterFiles = chunk, most, false
-	t.Cleanup(func() { auditFileChunk, auditFileMax, auditWriterFiles = oldChunk, oldMax, oldWriter })
+	oldChunk, oldMax, oldWriter := auditFileChunk, auditFileIdleMax, auditWriterFiles
+	auditFileChunk, auditFileIdleMax, auditWriterFiles = chunk, most, false
+	t.Cleanup(func() { auditFileChunk, auditFileIdleMax, auditWriterFiles = oldChunk, oldMax, oldWriter })
 }
 
 // auditTestEpoch is the earliest time of appendRandomEvents' events.
@@ -178,33 +178,33 @@ func TestAuditBlocks(t *testing.T) {
 	checkAuditQueries(t, db, r, subjects, "empty log")
 	appendRandomEvents(t, db, r, subjects, 700)
 	checkAuditQueries(t, db, r, subjects, "nothing filed")
-	if n, rest, err := db.fileAuditEvents(false); err != nil || n != 0 || rest != 700 {
+	if n, rest, err := db.fileAuditEvents(false, auditFileIdleMax); err != nil || n != 0 || rest != 700 {
 		t.Fatalf("fileAuditEvents below the chunk: filed %d, left %d, %v; want nothing filed, 700 left", n, rest, err)
 	}
-	if n, rest, err := db.fileAuditEvents(true); err != nil || n != 700 || rest != 0 {
+	if n, rest, err := db.fileAuditEvents(true, auditFileIdleMax); err != nil || n != 700 || rest != 0 {
 		t.Fatalf("fileAuditEvents(force): filed %d, left %d, %v; want 700 filed, none left", n, rest, err)
 	}
 	checkAuditQueries(t, db, r, subjects, "all filed")
 
 	// Up to and past the first block's edge, in steps of at most
-	// auditFileMax.
+	// auditFileIdleMax.
 	appendRandomEvents(t, db, r, subjects, int(block)-700)
 	for filedTo(t, db) < block-auditFileChunk {
-		if n, _, err := db.fileAuditEvents(false); err != nil || n > auditFileMax || n < auditFileChunk {
-			t.Fatalf("fileAuditEvents: filed %d, %v; want %d to %d", n, err, auditFileChunk, auditFileMax)
+		if n, _, err := db.fileAuditEvents(false, auditFileIdleMax); err != nil || n > auditFileIdleMax || n < auditFileChunk {
+			t.Fatalf("fileAuditEvents: filed %d, %v; want %d to %d", n, err, auditFileChunk, auditFileIdleMax)
 		}
 	}
-	if n, _, err := db.fileAuditEvents(true); err != nil || filedTo(t, db) != block {
+	if n, _, err := db.fileAuditEvents(true, auditFileIdleMax); err != nil || filedTo(t, db) != block {
 		t.Fatalf("fileAuditEvents(force): filed %d, %v, up to %d; want up to %d", n, err, filedTo(t, db), block)
 	}
 	checkAuditQueries(t, db, r, subjects, "one block filed")
 	appendRandomEvents(t, db, r, subjects, int(block)+2500)
-	if _, _, err := db.fileAuditEvents(false); err != nil {
+	if _, _, err := db.fileAuditEvents(false, auditFileIdleMax); err != nil {
 		t.Fatal(err)
 	}
 	checkAuditQueries(t, db, r, subjects, "part of the second block filed")
 	for {
-		n, _, err := db.fileAuditEvents(true)
+		n, _, err := db.fileAuditEvents(true, auditFileIdleMax)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +292,7 @@ func TestAuditBlocksMigration(t *testing.T) {
 
 	// A backlog (here 3,000 events, as a store loaded from a dump has
 	// its whole log) is filed by the writer in steps while idle.
-	auditFileChunk, auditFileMax, auditWriterFiles = 100, 400, true
+	auditFileChunk, auditFileIdleMax, auditWriterFiles = 100, 400, true
 	db, err = Open(ctx, path, Options{Migrate: true})
 	if err != nil {
 		t.Fatal(err)

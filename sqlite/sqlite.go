@@ -352,7 +352,7 @@ func (db *DB) writer() {
 		case <-db.closed:
 			return
 		case <-idle:
-			_, rest, err := db.fileAuditEvents(true)
+			_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
 			backlog = err == nil && rest > 0
 			groups--
 			continue
@@ -370,7 +370,7 @@ func (db *DB) writer() {
 		db.resetWAL()
 		if auditWriterFiles && db.auditUnfiled.Load() >= auditFileChunk {
 			// A failure waits for another chunk of events.
-			_, rest, _ := db.fileAuditEvents(false)
+			_, rest, _ := db.fileAuditEvents(false, auditFileChunk)
 			backlog = backlog || rest >= auditFileChunk
 		}
 		if groups%tuneCacheEvery == 0 {
