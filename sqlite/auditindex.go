@@ -19,21 +19,21 @@ import (
 // every read's audit event wrote a random 4 KiB subject leaf and the last
 // leaf of three more trees, most of a read's commit (BENCHMARKS.md,
 // thirteenth session). So the writer files committed events into
-// audit_blocks afterwards, auditFileChunk or more at a time, sorted: keyed
-// by (block, key, seq) with a block of 2^auditBlockShift consecutive
-// events, one filing writes only into the pages of the blocks it covers.
-// Until filed, an event is found by a scan of the events after
+// audit_blocks afterwards, auditFileChunk at a time, sorted: keyed by
+// (block, key, seq) with a block of 2^auditBlockShift consecutive events,
+// one filing writes only into the pages of the blocks it covers. Until
+// filed, an event is found by a scan of the events after
 // audit_blocks_filed.seq (FindAuditEvents).
 //
 // Who files: the writer of any process, after a commit group once its
-// groups inserted auditFileChunk events, and while no write waits, in a transaction of its own that reads where
-// filing stopped, files from there and moves the mark. Filing is an
-// optimisation only: a failure leaves the events to the scan and to the
-// next round.
+// groups inserted auditFileChunk events, and while no write waits, in a
+// transaction of its own that reads where filing stopped, files from
+// there and moves the mark. Filing is an optimisation only: a failure
+// leaves the events to the scan and to the next round.
 
-// auditBlockShift sets the block size: 16,384 events. A query probes each
-// block once (610 probes at ten million events). The migration that
-// filed existing events wrote it too.
+// auditBlockShift sets the block size: 16,384 events. A query with a rare
+// filter probes each block once (610 probes at ten million events). The
+// migration that filed existing events wrote it too.
 const auditBlockShift = 14
 
 // auditFileChunk is how many unfiled events make the writer file them
