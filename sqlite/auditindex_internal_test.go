@@ -309,26 +309,37 @@ func TestAuditBlocksMigration(t *testing.T) {
 }
 
 // TestAuditFilingKeepsUp: under writes that never leave the writer idle,
-// it files after the groups once they inserted a chunk of events, so the
-// unfiled tail that queries scan stays short (a seed or an import).
+// it files after the groups once they inserted a chunk of events, and as
+// many more as a group inserted, so the unfiled tail that queries scan
+// stays short, with small groups (reads) and with groups larger than the
+// chunk (a seed's or an import's).
 func TestAuditFilingKeepsUp(t *testing.T) {
-	quietAuditFiling(t, 100, 400)
-	oldIdle := auditIdleWait
-	auditWriterFiles, auditIdleWait = true, time.Hour
-	t.Cleanup(func() { auditIdleWait = oldIdle })
-	db := openInternal(t)
-	r := rand.New(rand.NewPCG(13, 9))
-	for range 50 {
-		appendRandomEvents(t, db, r, []custos.SubjectID{"sub_a"}, 60)
+	for _, c := range []struct {
+		name        string
+		groupEvents int
+	}{{"small groups", 60}, {"groups larger than the chunk", 250}} {
+		t.Run(c.name, func(t *testing.T) {
+			quietAuditFiling(t, 100, 400)
+			oldIdle := auditIdleWait
+			auditWriterFiles, auditIdleWait = true, time.Hour
+			t.Cleanup(func() { auditIdleWait = oldIdle })
+			db := openInternal(t)
+			r := rand.New(rand.NewPCG(13, 9))
+			const groups = 40
+			for range groups {
+				appendRandomEvents(t, db, r, []custos.SubjectID{"sub_a"}, c.groupEvents)
+			}
+			// The writer files after the group that answered the last
+			// append; give it the moment that takes.
+			total, want := int64(groups*c.groupEvents), int64(groups*c.groupEvents-c.groupEvents)
+			deadline := time.Now().Add(10 * time.Second)
+			for filedTo(t, db) < want && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got := filedTo(t, db); got < want {
+				t.Errorf("after %d events in groups of %d: filed to %d, want at least %d", total, c.groupEvents, got, want)
+			}
+			checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
+		})
 	}
-	// The writer files after the group that answered the last append;
-	// give it the moment that takes.
-	deadline := time.Now().Add(10 * time.Second)
-	for filedTo(t, db) < 3000-auditFileChunk && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if got := filedTo(t, db); got < 3000-auditFileChunk {
-		t.Errorf("after 3,000 events in groups of 60: filed to %d, want at least %d", got, 3000-auditFileChunk)
-	}
-	checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 }

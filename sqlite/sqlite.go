@@ -357,7 +357,7 @@ func (db *DB) writer() {
 			groups--
 			continue
 		}
-		t0 := time.Now()
+		t0, unfiled0 := time.Now(), db.auditUnfiled.Load()
 		group := queue.Gather(db.reqs, []*writeReq{first}, MaxGroup, gatherYields)
 		// Counted before the callers are answered, so that a caller
 		// sees its own write in WriterStats.
@@ -368,9 +368,12 @@ func (db *DB) writer() {
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
 		db.resetWAL()
-		if auditWriterFiles && db.auditUnfiled.Load() >= auditFileChunk {
-			// A failure waits for another chunk of events.
-			_, rest, _ := db.fileAuditEvents(false, auditFileChunk)
+		if unfiled := db.auditUnfiled.Load(); auditWriterFiles && unfiled >= auditFileChunk {
+			// A chunk, and as many more as this group inserted, so
+			// that bulk groups (an import's, a seed's) are filed as
+			// they come, each after a wait in proportion to its own
+			// length. A failure waits for another chunk of events.
+			_, rest, _ := db.fileAuditEvents(false, auditFileChunk+max(unfiled-unfiled0, 0))
 			backlog = backlog || rest >= auditFileChunk
 		}
 		if groups%tuneCacheEvery == 0 {
