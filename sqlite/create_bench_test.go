@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/sqlite"
 	"custos/storetest"
 )
 
@@ -52,6 +53,12 @@ func BenchmarkCreateGroup(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	reportWriter(b, db, before, cpu0)
+}
+
+// reportWriter reports, per write since before and cpu0, the process's
+// CPU, the writer's busy time and pages, and the writes per commit.
+func reportWriter(b *testing.B, db *sqlite.DB, before sqlite.WriterStats, cpu0 time.Duration) {
 	after := db.WriterStats()
 	n := float64(after.Members - before.Members)
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/n, "cpu-µs/op")

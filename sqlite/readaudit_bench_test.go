@@ -57,10 +57,5 @@ func BenchmarkReadAuditGroup(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	after := db.WriterStats()
-	n := float64(after.Members - before.Members)
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/n, "cpu-µs/op")
-	b.ReportMetric(float64((after.Busy-before.Busy).Microseconds())/n, "writer-µs/op")
-	b.ReportMetric(n/float64(after.Groups-before.Groups), "writes/commit")
-	b.ReportMetric(float64(after.Pages-before.Pages)/n, "pages/op")
+	reportWriter(b, db, before, cpu0)
 }
