@@ -38,11 +38,11 @@ const auditBlockShift = 14
 
 // auditFileChunk is how many unfiled events make the writer file them
 // after a group, and how many it files there at most besides as many as
-// that group inserted: filing takes about 8 µs an event, so the reads
+// that group inserted. Filing takes about 8 µs an event, so the reads
 // waiting behind a filing wait about 8 ms, and a bulk group's filing
-// keeps pace with it.
-// With 4,096 the wait was 25–45 ms, and reads' p99 at c=64 rose from
-// 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth session). A backlog (a
+// keeps pace with the group. With 4,096 the wait was 25–45 ms, and reads'
+// p99 at c=64 rose from 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth
+// session). A backlog (a
 // store loaded from a dump starts with every event unfiled) is filed while
 // no write waits, after auditIdleWait, up to auditFileIdleMax at a time.
 // auditWriterFiles is false in tests that file by hand. Variables so that
