@@ -211,3 +211,49 @@ func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart
 	}
 	return append(parts, auditPart{"seq > ? AND " + filters, append([]any{filedTo}, args...)}), nil
 }
+
+// CheckAuditIndex returns the first audit event up to the filing mark
+// that lacks one of its four entries in audit_blocks, or 0 when none
+// does (custos audit verify). The entries are derived data outside the
+// hash chain: someone who can write the database could delete them to
+// hide events from audit queries, and this finds that.
+func (db *DB) CheckAuditIndex(ctx context.Context) (int64, error) {
+	var seq int64
+	err := db.run(ctx, db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+		return tx.scanRow(ctx, `SELECT coalesce(min(e.seq), 0) FROM audit_events AS e
+			WHERE e.seq <= coalesce((SELECT seq FROM audit_blocks_filed), 0) AND 4 > (SELECT count(*) FROM audit_blocks AS x
+				WHERE x.block = e.seq >> ?1 AND x.seq = e.seq AND x.key IN
+					(?2 || e.subject_id, ?3 || e.actor_id, ?4 || e.action, ?5 || printf('%020d', max(e.time, 0))))`,
+			[]any{auditBlockShift, auditKeySubject, auditKeyActor, auditKeyAction, auditKeyTime}, &seq)
+	})
+	if err != nil {
+		return 0, formatError(err, "Audit index")
+	}
+	return seq, nil
+}
+
+// RepairAuditIndex files again every audit event from the first one
+// CheckAuditIndex finds, and returns it (0: nothing to repair). The
+// entries still there are kept (filing ignores them).
+func (db *DB) RepairAuditIndex(ctx context.Context) (int64, error) {
+	seq, err := db.CheckAuditIndex(ctx)
+	if err != nil || seq == 0 {
+		return seq, err
+	}
+	err = db.Update(ctx, func(t custos.Tx) error {
+		_, err := t.(*Tx).exec(ctx, `UPDATE audit_blocks_filed SET seq = min(seq, ?)`, seq-1)
+		return err
+	})
+	if err != nil {
+		return 0, formatError(err, "Audit index")
+	}
+	for {
+		_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
+		if err != nil {
+			return 0, err
+		}
+		if rest == 0 {
+			return seq, nil
+		}
+	}
+}

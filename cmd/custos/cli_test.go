@@ -872,3 +872,49 @@ func TestSeedAuditVerifies(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditVerifyIndex: someone with write access to a SQLite database
+// deletes an event's entry from the audit query index, which lies outside
+// the hash chain, so that GET /v1/audit would not find the event (S5).
+// `custos audit verify` names the event and exits non-zero; with
+// --reindex it files the events again, and the index verifies.
+func TestAuditVerifyIndex(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	populate(t, src, 4, 11)
+	code, out, errOut := runCLI(t, ctx, "audit", "verify", "--data", src)
+	if code != 0 || !strings.Contains(out, "audit index OK") {
+		t.Fatalf("untouched store: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	const k = 5
+	db, err := sql.Open("sqlite", filepath.Join(src, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every event filed (as the migration files them), then one entry gone.
+	mustExec(t, db, `DELETE FROM audit_blocks`)
+	mustExec(t, db, `INSERT INTO audit_blocks (block, key, seq)
+		SELECT seq >> 14, 's' || subject_id, seq FROM audit_events
+		UNION ALL SELECT seq >> 14, 'a' || actor_id, seq FROM audit_events
+		UNION ALL SELECT seq >> 14, 'c' || action, seq FROM audit_events
+		UNION ALL SELECT seq >> 14, 't' || printf('%020d', max(time, 0)), seq FROM audit_events`)
+	mustExec(t, db, `UPDATE audit_blocks_filed SET seq = (SELECT max(seq) FROM audit_events)`)
+	mustExec(t, db, `DELETE FROM audit_blocks WHERE seq = ? AND key LIKE 's%'`, k)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, _ = runCLI(t, ctx, "audit", "verify", "--data", src)
+	if code == 0 || !strings.Contains(out, fmt.Sprintf("audit index INCOMPLETE at event %d:", k)) || !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("index missing event %d's entry: code %d, want non-zero naming it with the chain OK:\n%s", k, code, out)
+	}
+	code, out, errOut = runCLI(t, ctx, "audit", "verify", "--data", src, "--reindex")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("audit index repaired: events from %d filed again", k)) || !strings.Contains(out, "audit index OK") {
+		t.Fatalf("--reindex: code %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, ctx, "audit", "verify", "--data", src)
+	if code != 0 || !strings.Contains(out, "audit index OK") {
+		t.Fatalf("after --reindex: code %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -50,7 +50,7 @@ commands:
   keys rotate   make a new master key version and re-wrap every data key
   keys status   show master key versions and the data keys each wraps
   keys retire   -version N: drop a master key version no data key uses
-  audit verify  recompute the audit hash chain; exit 0 when whole, 1 naming the first bad event
+  audit verify  recompute the audit hash chain and check SQLite's audit index; exit 0 when whole, 1 naming the first bad event
   retention     run [--dry-run] | certificates | verify ID: retention sweep and destruction certificates
   backup        --out FILE: encrypted, signed snapshot of the live store (docs/backup.md)
   backup verify FILE: check a backup's signature and every chunk; exit 1 when broken
