@@ -65,6 +65,16 @@ const (
 	auditKeyTime    = "t"
 )
 
+// auditEntryKeys are the SQL expressions of an audit_events row's four
+// keys, which filing stores and CheckAuditIndex looks for (and migration
+// 0009 wrote alike). auditTimeKey is the time's in Go.
+var auditEntryKeys = []string{
+	`'` + auditKeySubject + `' || subject_id`,
+	`'` + auditKeyActor + `' || actor_id`,
+	`'` + auditKeyAction + `' || action`,
+	`'` + auditKeyTime + `' || printf('%020d', max(time, 0))`,
+}
+
 // auditTimeKey is the key of time t.
 func auditTimeKey(t time.Time) string {
 	return fmt.Sprintf("%s%020d", auditKeyTime, max(sqlutil.Micros(t), 0))
@@ -92,13 +102,12 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		to := min(head, from+most)
 		// OR IGNORE: an entry filed already (it cannot be, below the
 		// mark) must not stop the filing for good.
-		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq)
-			SELECT seq >> ?1, ?3 || subject_id, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
-			UNION ALL SELECT seq >> ?1, ?4 || actor_id, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
-			UNION ALL SELECT seq >> ?1, ?5 || action, seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
-			UNION ALL SELECT seq >> ?1, ?6 || printf('%020d', max(time, 0)), seq FROM audit_events WHERE seq > ?2 AND seq <= ?7
-			ORDER BY 1, 2, 3`,
-			auditBlockShift, from, auditKeySubject, auditKeyActor, auditKeyAction, auditKeyTime, to); err != nil {
+		selects := make([]string, len(auditEntryKeys))
+		for i, k := range auditEntryKeys {
+			selects[i] = `SELECT seq >> ?1, ` + k + `, seq FROM audit_events WHERE seq > ?2 AND seq <= ?3`
+		}
+		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq) `+
+			strings.Join(selects, ` UNION ALL `)+` ORDER BY 1, 2, 3`, auditBlockShift, from, to); err != nil {
 			return err
 		}
 		if _, err := tx.exec(ctx, `INSERT INTO audit_blocks_filed (one, seq) VALUES (1, ?)
@@ -220,11 +229,11 @@ func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart
 func (db *DB) CheckAuditIndex(ctx context.Context) (int64, error) {
 	var seq int64
 	err := db.run(ctx, db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+		// The keys' columns are the event's: audit_blocks has none of them.
 		return tx.scanRow(ctx, `SELECT coalesce(min(e.seq), 0) FROM audit_events AS e
-			WHERE e.seq <= coalesce((SELECT seq FROM audit_blocks_filed), 0) AND 4 > (SELECT count(*) FROM audit_blocks AS x
-				WHERE x.block = e.seq >> ?1 AND x.seq = e.seq AND x.key IN
-					(?2 || e.subject_id, ?3 || e.actor_id, ?4 || e.action, ?5 || printf('%020d', max(e.time, 0))))`,
-			[]any{auditBlockShift, auditKeySubject, auditKeyActor, auditKeyAction, auditKeyTime}, &seq)
+			WHERE e.seq <= coalesce((SELECT seq FROM audit_blocks_filed), 0) AND ? > (SELECT count(*) FROM audit_blocks AS x
+				WHERE x.block = e.seq >> ? AND x.seq = e.seq AND x.key IN (`+strings.Join(auditEntryKeys, ", ")+`))`,
+			[]any{len(auditEntryKeys), auditBlockShift}, &seq)
 	})
 	if err != nil {
 		return 0, formatError(err, "Audit index")
