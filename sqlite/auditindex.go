@@ -249,8 +249,10 @@ func (db *DB) RepairAuditIndex(ctx context.Context) (int64, error) {
 	if err != nil || seq == 0 {
 		return seq, err
 	}
-	err = db.Update(ctx, func(t custos.Tx) error {
-		_, err := t.(*Tx).exec(ctx, `UPDATE audit_blocks_filed SET seq = min(seq, ?)`, seq-1)
+	// On the write connection, as filing runs, rather than as a commit
+	// group member.
+	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
+		_, err := tx.exec(ctx, `UPDATE audit_blocks_filed SET seq = min(seq, ?)`, seq-1)
 		return err
 	})
 	if err != nil {
