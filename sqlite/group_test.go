@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"custos"
 )
@@ -167,6 +170,77 @@ func TestEndAuditInsertFails(t *testing.T) {
 		}
 	}
 	checkChain(t, db, 3)
+}
+
+// TestMemberTimesOut checks a member whose statement runs past the query
+// timeout. SQLite then rolls the whole transaction back itself (an
+// interrupted write ends its transaction), so the group's ROLLBACK finds
+// none. The member gets its own error; the others of its group run again
+// without it and are stored; the slow member's rows are not; and the
+// write connection serves the next group. Before, the other members were
+// answered "cannot rollback - no transaction is active" (a 10M seed failed
+// that way when its process was paused past the timeout).
+func TestMemberTimesOut(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true, QueryTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	put := func(key string) func(tx custos.Tx) error {
+		return func(tx custos.Tx) error { return tx.SetMeta(ctx, key, "v") }
+	}
+	// Inserts rows until the query timeout interrupts it.
+	slow := func(prefix string) func(tx custos.Tx) error {
+		return func(tx custos.Tx) error {
+			_, err := tx.(*Tx).exec(ctx, `INSERT INTO meta (key, value)
+				WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000)
+				SELECT ? || x, 'v' FROM c`, prefix)
+			return err
+		}
+	}
+	count := func(prefix string) int {
+		t.Helper()
+		var n int
+		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM meta WHERE key LIKE ? || '%'`, prefix).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name    string
+		members []func(tx custos.Tx) error
+		ok      []bool
+	}{
+		{"alone", []func(tx custos.Tx) error{slow("s1-")}, []bool{false}},
+		{"first of three", []func(tx custos.Tx) error{slow("s2-"), put("a2"), put("b2")}, []bool{false, true, true}},
+		{"between two", []func(tx custos.Tx) error{put("a3"), slow("s3-"), put("b3")}, []bool{true, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := runGroup(t, db, tc.members...)
+			for i, ok := range tc.ok {
+				if (errs[i] == nil) != ok {
+					t.Errorf("member %d: error %v, want success %v", i, errs[i], ok)
+				}
+				if errs[i] != nil && strings.Contains(errs[i].Error(), "no transaction is active") {
+					t.Errorf("member %d: %v: the ROLLBACK's failure, not the member's own", i, errs[i])
+				}
+			}
+		})
+	}
+	for _, key := range []string{"a2", "b2", "a3", "b3"} {
+		if count(key) != 1 {
+			t.Errorf("%s not stored", key)
+		}
+	}
+	for _, prefix := range []string{"s1-", "s2-", "s3-"} {
+		if n := count(prefix); n != 0 {
+			t.Errorf("the slow member's rows %s*: %d stored, want none", prefix, n)
+		}
+	}
+	if errs := runGroup(t, db, put("after")); errs[0] != nil || count("after") != 1 {
+		t.Errorf("the next group: %v", errs[0])
+	}
 }
 
 // TestGatherYield checks that the writer lets requests that are ready to

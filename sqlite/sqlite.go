@@ -440,7 +440,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 			errs[0] = tx.finish(ctx)
 		}
 		if errs[0] != nil {
-			if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 				errs[0] = errors.Join(errs[0], internal("rollback", rerr))
 			}
 		} else if err := sqlTx.Commit(); err != nil {
@@ -456,10 +456,17 @@ func (db *DB) commitGroup(group []*writeReq) {
 	// writes that only a savepoint could undo, so the transaction is
 	// rolled back and the whole group runs again, each member in its own
 	// savepoint. Update functions may run more than once (custos.Store).
-	retry, gerr := runMembers(ctx, tx, group, errs, false)
-	if retry {
+	failed, gerr := runMembers(ctx, tx, group, errs, false, -1)
+	if failed >= 0 {
 		db.reruns.Add(1)
-		if rerr := sqlTx.Rollback(); rerr != nil {
+		skip := -1
+		if rerr := sqlTx.Rollback(); endedTx(rerr) {
+			// The failed member's statement ended the transaction
+			// (interrupted at the query timeout, a full disk):
+			// SQLite rolled it back. The member keeps its error and
+			// is not run again.
+			skip = failed
+		} else if rerr != nil {
 			fail(internal("rollback", rerr))
 			answer()
 			return
@@ -471,8 +478,12 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 		// Same clock; the invalidations of both runs are kept.
 		tx = db.groupTx(sqlTx, tx.now, inv)
-		clear(errs)
-		_, gerr = runMembers(ctx, tx, group, errs, true)
+		for i := range errs {
+			if i != skip {
+				errs[i] = nil
+			}
+		}
+		_, gerr = runMembers(ctx, tx, group, errs, true, skip)
 	}
 	if gerr != nil {
 		// Nothing of this group is committed; every caller not already
@@ -483,7 +494,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 				errs[i] = internal("group", errors.New("transaction aborted"))
 			}
 		}
-		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
 		answer()
@@ -492,7 +503,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 	// The members' end work (their audit events) for the whole group.
 	if err := tx.finish(ctx); err != nil {
 		fail(err)
-		if rerr := sqlTx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
 		answer()
@@ -518,12 +529,17 @@ func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation) *Tx {
 }
 
 // runMembers runs the group's members in tx, each member's outcome in
-// errs. With savepoints each member runs in its own, so that a failing
-// member's writes are undone alone. Without, a member that fails after
-// running a statement stops the run and asks for it again with
-// savepoints (retry). A non-nil error breaks the whole transaction.
-func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, savepoints bool) (retry bool, err error) {
+// errs, except the member at index skip (-1: none), which keeps its error.
+// With savepoints each member runs in its own, so that a failing member's
+// writes are undone alone. Without, a member that fails after running a
+// statement stops the run: failed is its index (-1: none), and the group
+// must run again with savepoints. A non-nil error breaks the whole
+// transaction.
+func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, savepoints bool, skip int) (failed int, err error) {
 	for i, r := range group {
+		if i == skip {
+			continue
+		}
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = internal("update", err)
 			continue
@@ -540,32 +556,32 @@ func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, sa
 		sp := tx.sp
 		tx.sp = spNone
 		if tx.spErr != nil {
-			return false, internal("savepoint", tx.spErr)
+			return -1, internal("savepoint", tx.spErr)
 		}
 		if errs[i] == nil {
 			if sp == spOpen {
 				if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
-					return false, internal("release savepoint", err)
+					return -1, internal("release savepoint", err)
 				}
 			}
 			continue
 		}
 		if sp == spRan {
-			return true, nil
+			return i, nil
 		}
 		// The member's audit events and end work are undone with it.
 		*tx.head = head
 		tx.ends = tx.ends[:ends]
 		if sp == spOpen {
 			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
-				return false, internal("rollback to savepoint", err)
+				return -1, internal("rollback to savepoint", err)
 			}
 			if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
-				return false, internal("release savepoint", err)
+				return -1, internal("release savepoint", err)
 			}
 		}
 	}
-	return false, nil
+	return -1, nil
 }
 
 // invalidate tells other processes on this file, then this process's read
@@ -643,7 +659,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 			return
 		}
 		if !ended {
-			if rerr := tx.tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			if rerr := rollbackError(tx.tx.Rollback()); rerr != nil {
 				err = errors.Join(err, internal("rollback", rerr))
 			}
 		}
@@ -670,6 +686,25 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 		return internal("commit", err)
 	}
 	return nil
+}
+
+// endedTx reports whether err, a ROLLBACK's, says the transaction had
+// already ended. SQLite rolls a transaction back itself when a write
+// statement in it is interrupted (the query timeout) or fails with a full
+// disk, an I/O error or no memory; the ROLLBACK then finds none.
+func endedTx(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_ERROR &&
+		strings.Contains(se.Error(), "no transaction is active")
+}
+
+// rollbackError is err, a Rollback's, unless it says that there was
+// nothing left to roll back.
+func rollbackError(err error) error {
+	if errors.Is(err, sql.ErrTxDone) || endedTx(err) {
+		return nil
+	}
+	return err
 }
 
 // formatError translates a driver error into a *custos.Error, in this one
