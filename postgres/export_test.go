@@ -22,3 +22,9 @@ func (db *DB) Queued() int64 { return db.queued.Load() }
 
 // LargestGroup returns the most members a group ran in one transaction.
 func (db *DB) LargestGroup() int64 { return db.largest.Load() }
+
+// Undeferred returns how many groups ran again without deferring.
+func (db *DB) Undeferred() int64 { return db.undeferred.Load() }
+
+// DeferredSent returns how many statements commit groups sent deferred.
+func (db *DB) DeferredSent() int64 { return db.deferredSent.Load() }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"custos"
@@ -174,15 +175,28 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 	errs := make([]error, len(group))
 	again := make([]bool, len(group))
 	ran := len(group)
+	deferring := true
 	for attempt := 1; ; attempt++ {
 		clear(errs)
 		clear(again)
 		var err error
-		ran, err = db.runGroup(group, errs, again)
+		ran, err = db.runGroup(group, errs, again, deferring)
 		for n := db.largest.Load(); int64(ran) > n && !db.largest.CompareAndSwap(n, int64(ran)); n = db.largest.Load() {
 		}
 		if err == nil {
 			break
+		}
+		var de *errDeferred
+		if deferring && errors.As(err, &de) {
+			// A deferred statement failed, or its check did (a
+			// duplicate): run the group again with every statement
+			// answered where it is made, so that its member sees the
+			// failure and deals with it (core names the duplicate
+			// field), as outside a group.
+			deferring = false
+			db.undeferred.Add(1)
+			attempt--
+			continue
 		}
 		if retryable(err) && attempt < maxAttempts {
 			continue
@@ -231,7 +245,7 @@ const (
 // first statement: a member that runs none, such as one that only
 // registers an audit append, costs no round trip, and one that fails
 // before its first statement has nothing to roll back.
-func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, err error) {
+func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring bool) (ran int, err error) {
 	ran = len(group)
 	ctx := context.Background()
 	cctx, cancel := context.WithTimeout(ctx, db.timeout)
@@ -240,7 +254,8 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 	if err != nil {
 		return ran, internal("connect", err)
 	}
-	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true}
+	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true,
+		deferring: deferring && len(group) > 1, flushed: &db.deferredSent}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	defer func() {
 		if tx.begun {
@@ -274,6 +289,8 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 			tx.pending = beginSQL
 		}
 		ends, locked := len(tx.ends), tx.locked
+		begun, queued := tx.begun, len(tx.deferred)
+		tx.memberSent = false
 		errs[i] = callFn(r.fn, tx)
 		used := tx.pending == ""
 		tx.pending = ""
@@ -284,8 +301,14 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 			continue
 		}
 		// The member's writes, and the work it left for the end, are
-		// undone; the savepoint stays for the next member.
+		// undone; the savepoint stays for the next member. What it
+		// queued and did not send is dropped; if it sent nothing, not
+		// even its transaction control went out.
 		tx.ends, tx.locked = tx.ends[:ends], locked
+		tx.deferred = tx.deferred[:queued]
+		if !tx.memberSent {
+			used, tx.begun = false, begun
+		}
 		if used {
 			if _, err := control(ctx, conn, db.timeout, undoSQL); err != nil {
 				return ran, internal("rollback to savepoint", err)
@@ -307,6 +330,9 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 		}
 	}
 	if len(tx.ends) == 0 {
+		if err := tx.flushDeferred(ctx); err != nil {
+			return ran, err
+		}
 		if !tx.begun {
 			return ran, nil // no member ran a statement
 		}
@@ -323,8 +349,18 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool) (ran int, 
 		first = beginOnlySQL
 	}
 	tx.begun = true
-	end, err := lockHead(ctx, conn, db.timeout, first)
+	var end *endPhase
+	if len(tx.deferred) > 0 {
+		// The deferred statements go in the same round trip.
+		end, err = tx.deferredLockHead(ctx, first)
+	} else {
+		end, err = lockHead(ctx, conn, db.timeout, first)
+	}
 	if err != nil {
+		var de *errDeferred
+		if errors.As(err, &de) {
+			return ran, err
+		}
 		return ran, formatError(err, "Audit event")
 	}
 	tx.locked = true
@@ -375,6 +411,36 @@ func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first 
 			return fmt.Errorf("audit head seq: %w", err)
 		}
 		hash, err := hex.DecodeString(string(rows[0][1]))
+		if err != nil {
+			return fmt.Errorf("audit head hash: %w", err)
+		}
+		end.hash = orNil(hash)
+		return nil
+	})
+	return end, err
+}
+
+// deferredLockHead is lockHead after the deferred statements, in one pgx
+// batch: first (releasing the savepoint m), the append lock and the chain
+// head follow them. Each statement of the batch has its own snapshot
+// under READ COMMITTED, as in lockHead's simple query.
+func (tx *Tx) deferredLockHead(ctx context.Context, first string) (*endPhase, error) {
+	end := &endPhase{known: true}
+	tail := append(strings.Split(first, "; "), lockAppendSQL, headHexSQL)
+	err := tx.sendDeferred(ctx, tail, func(br pgx.BatchResults) error {
+		for range tail[:len(tail)-1] {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		var hexHash string
+		switch err := br.QueryRow().Scan(&end.seq, &hexHash); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil // an empty chain
+		case err != nil:
+			return fmt.Errorf("audit head: %w", err)
+		}
+		hash, err := hex.DecodeString(hexHash)
 		if err != nil {
 			return fmt.Errorf("audit head hash: %w", err)
 		}

@@ -457,3 +457,160 @@ func TestGroupMemberHidesError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGroupDeferredInserts checks the commit group's deferred creates: in
+// a group of several, InsertNewSubject is queued and sent with the other
+// members' in one batch before the next statement a member sends itself
+// or the group's end. A queued insert that conflicts sends the group
+// round again without deferring, where its member sees ECONFLICT naming
+// what is taken; a member that fails after queueing loses its insert
+// alone, even as the group's first (whose BEGIN was queued with it); a
+// member that sends a statement after queueing runs it after its insert.
+func TestGroupDeferredInserts(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	ctx := t.Context()
+	insert := func(tx custos.Tx, id string, hashes ...string) error {
+		sid := custos.SubjectID(id)
+		now := tx.Now()
+		k := &custos.DataKey{SubjectID: sid, Version: 1, KEKVersion: 1, Wrapped: []byte("wrapped " + id), CreatedAt: now}
+		s := &custos.StoredSubject{ID: sid, Sealed: map[string][]byte{"email": []byte("sealed " + id)}, CreatedAt: now, UpdatedAt: now}
+		var ls []custos.Lookup
+		for i, h := range hashes {
+			ls = append(ls, custos.Lookup{Field: []string{"email", "mobile"}[i], Hash: []byte(h), SubjectID: sid})
+		}
+		return tx.(custos.NewSubjectInserter).InsertNewSubject(ctx, k, s, ls)
+	}
+	if err := db.Update(ctx, func(tx custos.Tx) error { return insert(tx, "sub_taken", "e_taken", "m_taken") }); err != nil {
+		t.Fatal(err)
+	}
+	stored := func(id string) bool {
+		t.Helper()
+		err := db.View(ctx, func(tx custos.Tx) error {
+			_, err := tx.GetSubject(ctx, custos.SubjectID(id))
+			return err
+		})
+		if err != nil && custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	errBoom := errors.New("boom")
+	const (
+		failsAfter = 0 // queues its insert, then fails
+		duplicate  = 3 // its mobile is sub_taken's
+		thenMeta   = 6 // queues its insert, then writes a meta row about it
+	)
+	undeferred := db.Undeferred()
+	errs := groupMembers(t, db, 8, func(i int, req string, tx custos.Tx) error {
+		id := "sub_" + req
+		mobile := "m_" + req
+		if i == duplicate {
+			mobile = "m_taken"
+		}
+		if err := insert(tx, id, "e_"+req, mobile); err != nil {
+			return err
+		}
+		if i == thenMeta {
+			// The subject must be there first: a meta row naming it
+			// is written only if it is.
+			if _, err := tx.GetSubject(ctx, custos.SubjectID(id)); err != nil {
+				return err
+			}
+			if err := tx.SetMeta(ctx, req, "after its insert"); err != nil {
+				return err
+			}
+		}
+		appendAtEnd(t, tx, req)
+		if i == failsAfter {
+			return errBoom
+		}
+		return nil
+	})
+	for i, err := range errs {
+		switch i {
+		case failsAfter:
+			if !errors.Is(err, errBoom) {
+				t.Errorf("member %d: %v, want its own error", i, err)
+			}
+		case duplicate:
+			if e := custos.AsError(err); e == nil || e.Code != custos.ECONFLICT || e.Message != "Lookup already exists." {
+				t.Errorf("member %d: %v, want ECONFLICT Lookup already exists.", i, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("member %d: %v", i, err)
+			}
+		}
+		req := fmt.Sprintf("req_%d", i)
+		if want := i != failsAfter && i != duplicate; stored("sub_"+req) != want {
+			t.Errorf("sub_%s stored %v, want %v", req, !want, want)
+		}
+	}
+	if got := db.Undeferred() - undeferred; got != 1 {
+		t.Errorf("groups run again without deferring: %d, want 1 (the duplicate's)", got)
+	}
+	err := db.View(ctx, func(tx custos.Tx) error {
+		_, err := tx.GetMeta(ctx, fmt.Sprintf("req_%d", thenMeta))
+		return err
+	})
+	if err != nil {
+		t.Errorf("member %d's meta row: %v", thenMeta, err)
+	}
+
+	// A group without a conflict: every member's insert deferred and
+	// none run again, but the one of a member that fails after queueing
+	// it, which is never sent.
+	sent := db.DeferredSent()
+	undeferred = db.Undeferred()
+	errs = groupMembers(t, db, 8, func(i int, req string, tx custos.Tx) error {
+		if err := insert(tx, "sub_b"+req, "e_b"+req, "m_b"+req); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, "b"+req)
+		if i == 2 {
+			return errBoom
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if (err == nil) != (i != 2) {
+			t.Errorf("second group, member %d: %v", i, err)
+		}
+		if req := fmt.Sprintf("req_%d", i); stored("sub_b"+req) != (i != 2) {
+			t.Errorf("sub_b%s stored %v, want %v", req, i == 2, i != 2)
+		}
+	}
+	if got := db.DeferredSent() - sent; got != 7 {
+		t.Errorf("second group: %d statements sent deferred, want 7", got)
+	}
+	if db.Undeferred() != undeferred {
+		t.Errorf("second group ran again without deferring")
+	}
+
+	// A duplicate found at the group's end, where the queue goes out
+	// with the append lock: the group runs again as in the first.
+	undeferred = db.Undeferred()
+	errs = groupMembers(t, db, 4, func(i int, req string, tx custos.Tx) error {
+		mobile := "m_c" + req
+		if i == 1 {
+			mobile = "m_taken"
+		}
+		if err := insert(tx, "sub_c"+req, "e_c"+req, mobile); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, "c"+req)
+		return nil
+	})
+	for i, err := range errs {
+		if (custos.ErrorCode(err) == custos.ECONFLICT) != (i == 1) || (err != nil && i != 1) {
+			t.Errorf("third group, member %d: %v", i, err)
+		}
+		if req := fmt.Sprintf("req_%d", i); stored("sub_c"+req) != (i != 1) {
+			t.Errorf("sub_c%s stored %v, want %v", req, i == 1, i != 1)
+		}
+	}
+	if got := db.Undeferred() - undeferred; got != 1 {
+		t.Errorf("third group: run again without deferring %d times, want 1", got)
+	}
+	checkChain(t, db)
+}

@@ -99,6 +99,11 @@ type DB struct {
 	writers sync.WaitGroup // the group writers, until they have finished
 	queued  atomic.Int64   // Update calls waiting for a writer
 	largest atomic.Int64   // most members a group ran in one transaction
+	// undeferred counts groups run again without deferring after a
+	// deferred statement or its check failed (commitGroup).
+	undeferred atomic.Int64
+	// deferredSent counts the statements commit groups sent deferred.
+	deferredSent atomic.Int64
 }
 
 var _ custos.Store = (*DB)(nil)

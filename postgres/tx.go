@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"custos"
@@ -61,6 +62,123 @@ type Tx struct {
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
+	// deferring is set in a commit group's first run when the group has
+	// more than one member: a statement whose only answer is a check
+	// (InsertNewSubject) is then queued in deferred, with the member's
+	// transaction control, instead of sent, and the queue goes out in one
+	// round trip before the next statement sent or the group's end
+	// (flushDeferred). If a queued statement fails or its check does, the
+	// group runs again without deferring, where the member sees the
+	// failure itself (errDeferred).
+	deferring bool
+	deferred  []deferredStmt
+	// flushed counts the deferred statements sent (DB.deferredSent).
+	flushed *atomic.Int64
+	// memberSent records that the current member of a commit group sent
+	// something, its own statements or the deferred queue.
+	memberSent bool
+}
+
+// deferredStmt is a statement queued by a commit group member, with the
+// transaction control that goes before it, and the check of its one row.
+type deferredStmt struct {
+	controls []string
+	query    string
+	args     []any
+	check    func(row pgx.Row) error
+}
+
+// errDeferred wraps the failure of a deferred statement or of its check:
+// the group runs again without deferring (commitGroup).
+type errDeferred struct{ err error }
+
+func (e *errDeferred) Error() string { return "deferred statement: " + e.err.Error() }
+func (e *errDeferred) Unwrap() error { return e.err }
+
+// deferQuery queues query, to be sent with the member's pending
+// transaction control at the next flush, and reports whether it did: only
+// in a commit group that defers, for a statement pgx can batch.
+func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error) bool {
+	if !tx.deferring || tx.glance {
+		return false
+	}
+	if len(args) > 0 {
+		if _, ok := args[0].(pgx.QueryExecMode); ok {
+			return false
+		}
+	}
+	d := deferredStmt{query: query, args: args, check: check}
+	if tx.pending != "" {
+		d.controls = strings.Split(tx.pending, "; ")
+		tx.pending, tx.begun = "", true
+	}
+	tx.deferred = append(tx.deferred, d)
+	return true
+}
+
+// flushDeferred sends the deferred statements, each after its
+// transaction control, in one pgx batch, and checks their rows. A failure
+// breaks the transaction (tx.broken) as an errDeferred.
+func (tx *Tx) flushDeferred(ctx context.Context) error {
+	return tx.sendDeferred(ctx, nil, nil)
+}
+
+// sendDeferred is flushDeferred, with the statements tail (without
+// parameters) after the deferred ones in the same batch: read gets their
+// results, and its error is returned as it is.
+func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.BatchResults) error) error {
+	if len(tx.deferred) == 0 && len(tail) == 0 {
+		return nil
+	}
+	queued := tx.deferred
+	tx.deferred, tx.memberSent = nil, true
+	ctx, cancel := tx.timed(ctx)
+	defer cancel()
+	var derr error // a deferred statement's or check's failure
+	err := tx.tx.(*sql.Conn).Raw(func(dc any) error {
+		c, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, d := range queued {
+			for _, q := range d.controls {
+				b.Queue(q)
+			}
+			b.Queue(d.query, d.args...)
+		}
+		for _, q := range tail {
+			b.Queue(q)
+		}
+		br := c.SendBatch(ctx, b)
+		for _, d := range queued {
+			for range d.controls {
+				if _, derr = br.Exec(); derr != nil {
+					return errors.Join(derr, br.Close())
+				}
+			}
+			if derr = d.check(br.QueryRow()); derr != nil {
+				return errors.Join(derr, br.Close())
+			}
+		}
+		if read != nil {
+			if err := read(br); err != nil {
+				return errors.Join(err, br.Close())
+			}
+		}
+		return br.Close()
+	})
+	if derr != nil || (err != nil && len(tail) == 0) {
+		tx.broken = &errDeferred{err}
+		return tx.broken
+	}
+	if err != nil {
+		return err
+	}
+	if tx.flushed != nil {
+		tx.flushed.Add(int64(len(queued)))
+	}
+	return nil
 }
 
 // sqlConn is where a Tx runs its statements: a *sql.Tx, or the *sql.Conn
@@ -89,6 +207,10 @@ func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, conte
 		}
 		tx.sent = true
 	}
+	if err := tx.flushDeferred(ctx); err != nil {
+		return nil, nil, err
+	}
+	tx.memberSent = true
 	ctx, cancel := tx.timed(ctx)
 	if q := tx.pending; q != "" {
 		// No parameters: pgx sends it by the simple protocol, all its
@@ -145,6 +267,10 @@ func (tx *Tx) pipelines(args []any) bool {
 // query's on. A failed control statement breaks the transaction, as in
 // stmtCtx, and query's result is not read.
 func (tx *Tx) withPending(ctx context.Context, query string, args []any, fn func(br pgx.BatchResults) error) error {
+	if err := tx.flushDeferred(ctx); err != nil {
+		return err
+	}
+	tx.memberSent = true
 	ctx, cancel := tx.timed(ctx)
 	defer cancel()
 	controls := strings.Split(tx.pending, "; ")
