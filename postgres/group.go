@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -210,6 +211,10 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 		}
 		break
 	}
+	// Counted before the callers are answered, so that a caller sees its
+	// own write in GroupStats.
+	db.groups.Add(1)
+	db.members.Add(int64(ran))
 	for i, r := range group[:ran] {
 		if again[i] {
 			carry = append(carry, r)
@@ -218,6 +223,39 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 		r.done <- errs[i]
 	}
 	return append(carry, group[ran:]...)
+}
+
+// GroupStats counts the commit-group writers' work since the store was
+// opened: how many groups they ran and how many Update calls those held
+// (members per group is how many writes share one commit), how many
+// statements went out deferred (a group of creates' inserts, sent in one
+// round trip) and how many groups ran again without deferring because a
+// deferred statement failed (a duplicate among the creates).
+type GroupStats struct {
+	Groups, Members, Deferred, Undeferred int64
+}
+
+// GroupStats reports the writers' counters.
+func (db *DB) GroupStats() GroupStats {
+	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
+		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load()}
+}
+
+// WriteMetrics appends the writers' counters to w in Prometheus' text
+// format (for /metrics).
+func (db *DB) WriteMetrics(w io.Writer) {
+	st := db.GroupStats()
+	for _, m := range []struct {
+		name, help string
+		value      int64
+	}{
+		{"custos_pg_commit_groups_total", "Commit groups this node's PostgreSQL writers ran.", st.Groups},
+		{"custos_pg_group_members_total", "Write requests in those groups.", st.Members},
+		{"custos_pg_deferred_statements_total", "Statements the groups sent deferred, several members' in one round trip.", st.Deferred},
+		{"custos_pg_groups_undeferred_total", "Groups run again without deferring after a deferred statement failed.", st.Undeferred},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.value)
+	}
 }
 
 // Savepoint and transaction control, sent by the simple protocol (no

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -585,6 +586,23 @@ func TestGroupDeferredInserts(t *testing.T) {
 	}
 	if db.Undeferred() != undeferred {
 		t.Errorf("second group ran again without deferring")
+	}
+	// /metrics and the bench report the same counters.
+	st := db.GroupStats()
+	if st.Deferred != db.DeferredSent() || st.Undeferred != db.Undeferred() || st.Members < 17 || st.Groups < 3 || st.Groups > st.Members {
+		t.Errorf("GroupStats %+v: want the deferred counters, and 17 or more members in 3 or more groups", st)
+	}
+	var metrics strings.Builder
+	db.WriteMetrics(&metrics)
+	for _, line := range []string{
+		fmt.Sprintf("custos_pg_deferred_statements_total %d\n", st.Deferred),
+		fmt.Sprintf("custos_pg_groups_undeferred_total %d\n", st.Undeferred),
+		fmt.Sprintf("custos_pg_group_members_total %d\n", st.Members),
+		fmt.Sprintf("custos_pg_commit_groups_total %d\n", st.Groups),
+	} {
+		if !strings.Contains(metrics.String(), line) {
+			t.Errorf("metrics lack %q:\n%s", line, metrics.String())
+		}
 	}
 
 	// A duplicate found at the group's end, where the queue goes out

@@ -104,6 +104,9 @@ type DB struct {
 	undeferred atomic.Int64
 	// deferredSent counts the statements commit groups sent deferred.
 	deferredSent atomic.Int64
+	// groups and members count the commit groups the writers ran and the
+	// Update calls in them (GroupStats).
+	groups, members atomic.Int64
 }
 
 var _ custos.Store = (*DB)(nil)

@@ -33,6 +33,7 @@ import (
 	"custos"
 	"custos/core"
 	custoshttp "custos/http"
+	"custos/postgres"
 	"custos/seed"
 	"custos/sqlite"
 )
@@ -146,7 +147,13 @@ type benchResult struct {
 	WriterBusy    float64 `json:"writer_busy,omitempty"`
 	GroupSize     float64 `json:"group_size,omitempty"`
 	PagesPerWrite float64 `json:"pages_per_write,omitempty"`
-	Samples       int     `json:"latency_samples"`
+	// DeferredStatements is how many statements PostgreSQL commit groups
+	// sent deferred in the window (a group of creates' inserts, in one
+	// round trip), and GroupsUndeferred how many groups ran again without
+	// deferring because one of those failed (omitted on SQLite).
+	DeferredStatements int64 `json:"deferred_statements,omitempty"`
+	GroupsUndeferred   int64 `json:"groups_undeferred,omitempty"`
+	Samples            int   `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -322,6 +329,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if n.sqlite != nil {
 		env.cache, env.writer = n.sqlite.ReadCacheStats, n.sqlite.WriterStats
+	} else if n.pg != nil {
+		env.groups = n.pg.GroupStats
 	}
 	if err := env.principals(ctx, n); err != nil {
 		return fmt.Errorf("bench: principals: %w", err)
@@ -620,6 +629,9 @@ type benchEnv struct {
 	// counters (nil on PostgreSQL).
 	cache  func() sqlite.ReadCacheStats
 	writer func() sqlite.WriterStats
+	// groups reports the PostgreSQL commit groups' counters (nil on
+	// SQLite).
+	groups func() postgres.GroupStats
 }
 
 // principals creates, through the API as the admin, one principal per role
@@ -1122,6 +1134,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	var cpu0, cpu1 time.Duration
 	var cache0, cache1 sqlite.ReadCacheStats
 	var writer0, writer1 sqlite.WriterStats
+	var groups0, groups1 postgres.GroupStats
 	var rss int64
 	measured := make(chan struct{})
 	go func() {
@@ -1142,10 +1155,16 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				if env.cache != nil {
 					cache0, writer0 = env.cache(), env.writer()
 				}
+				if env.groups != nil {
+					groups0 = env.groups()
+				}
 			} else {
 				cpu1, rss = benchUsage()
 				if env.cache != nil {
 					cache1, writer1 = env.cache(), env.writer()
+				}
+				if env.groups != nil {
+					groups1 = env.groups()
 				}
 			}
 		}
@@ -1238,6 +1257,11 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(d)
 		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
 		res.PagesPerWrite = float64(writer1.Pages-writer0.Pages) / float64(writer1.Members-writer0.Members)
+	}
+	if groups := groups1.Groups - groups0.Groups; groups > 0 {
+		res.GroupSize = float64(groups1.Members-groups0.Members) / float64(groups)
+		res.DeferredStatements = groups1.Deferred - groups0.Deferred
+		res.GroupsUndeferred = groups1.Undeferred - groups0.Undeferred
 	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
@@ -1355,8 +1379,12 @@ func benchTable(w io.Writer, rep *benchReport) {
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
 		}
-		if r.GroupSize > 0 && r.Workload != "ceiling" {
+		if r.GroupSize > 0 && r.Workload != "ceiling" && r.WriterBusy > 0 {
 			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
+		} else if r.GroupSize > 0 && r.Workload != "ceiling" {
+			// PostgreSQL's commit groups.
+			notes = append(notes, fmt.Sprintf("%.1f writes per commit, %d statements sent deferred, %d groups run again without deferring",
+				r.GroupSize, r.DeferredStatements, r.GroupsUndeferred))
 		}
 		codeList := func(cl []benchCode) string {
 			var cs []string

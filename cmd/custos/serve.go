@@ -70,6 +70,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			n.rights.deliverer.WriteMetrics(w)
 			n.sqlite.WriteMetrics(w)
 		}
+	} else if n.pg != nil {
+		srv.ExtraMetrics = func(w io.Writer) {
+			n.rights.deliverer.WriteMetrics(w)
+			n.pg.WriteMetrics(w)
+		}
 	}
 	srv.Ready = func(ctx context.Context) error {
 		return n.store.View(ctx, func(tx custos.Tx) error {
