@@ -343,8 +343,12 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		// queued and did not send is dropped; if it sent nothing, not
 		// even its transaction control went out.
 		tx.ends, tx.locked = tx.ends[:ends], locked
-		tx.deferred = tx.deferred[:queued]
-		if !tx.memberSent {
+		if tx.memberSent {
+			// A send emptied the queue: what it holds now came after,
+			// from this member.
+			tx.deferred = nil
+		} else {
+			tx.deferred = tx.deferred[:queued]
 			used, tx.begun = false, begun
 		}
 		if used {

@@ -568,19 +568,28 @@ func TestGroupDeferredInserts(t *testing.T) {
 			return err
 		}
 		appendAtEnd(t, tx, "b"+req)
-		if i == 2 {
+		if i == 5 {
+			// Sends the queue, its own insert with it, then fails:
+			// the insert is rolled back with the member.
+			if _, err := tx.GetSubject(ctx, custos.SubjectID("sub_b"+req)); err != nil {
+				return err
+			}
+		}
+		if i == 2 || i == 5 {
 			return errBoom
 		}
 		return nil
 	})
 	for i, err := range errs {
-		if (err == nil) != (i != 2) {
+		fails := i == 2 || i == 5
+		if (err == nil) != !fails {
 			t.Errorf("second group, member %d: %v", i, err)
 		}
-		if req := fmt.Sprintf("req_%d", i); stored("sub_b"+req) != (i != 2) {
-			t.Errorf("sub_b%s stored %v, want %v", req, i == 2, i != 2)
+		if req := fmt.Sprintf("req_%d", i); stored("sub_b"+req) != !fails {
+			t.Errorf("sub_b%s stored %v, want %v", req, fails, !fails)
 		}
 	}
+	// Member 2's insert never went out; member 5's went, and was undone.
 	if got := db.DeferredSent() - sent; got != 7 {
 		t.Errorf("second group: %d statements sent deferred, want 7", got)
 	}
