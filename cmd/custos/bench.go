@@ -153,7 +153,9 @@ type benchResult struct {
 	// deferring because one of those failed (omitted on SQLite).
 	DeferredStatements int64 `json:"deferred_statements,omitempty"`
 	GroupsUndeferred   int64 `json:"groups_undeferred,omitempty"`
-	Samples            int   `json:"latency_samples"`
+	// pgGroups says that GroupSize counts PostgreSQL's commit groups.
+	pgGroups bool
+	Samples  int `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -1262,6 +1264,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.GroupSize = float64(groups1.Members-groups0.Members) / float64(groups)
 		res.DeferredStatements = groups1.Deferred - groups0.Deferred
 		res.GroupsUndeferred = groups1.Undeferred - groups0.Undeferred
+		res.pgGroups = true
 	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
@@ -1379,10 +1382,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
 		}
-		if r.GroupSize > 0 && r.Workload != "ceiling" && r.WriterBusy > 0 {
+		if r.GroupSize > 0 && r.Workload != "ceiling" && !r.pgGroups {
 			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
 		} else if r.GroupSize > 0 && r.Workload != "ceiling" {
-			// PostgreSQL's commit groups.
 			notes = append(notes, fmt.Sprintf("%.1f writes per commit, %d statements sent deferred, %d groups run again without deferring",
 				r.GroupSize, r.DeferredStatements, r.GroupsUndeferred))
 		}
