@@ -153,13 +153,13 @@ type benchResult struct {
 	// deferring because one of those failed (omitted on SQLite).
 	DeferredStatements int64 `json:"deferred_statements,omitempty"`
 	GroupsUndeferred   int64 `json:"groups_undeferred,omitempty"`
-	// pgGroups says that GroupSize counts PostgreSQL's commit groups.
-	pgGroups bool
-	Samples  int `json:"latency_samples"`
+	Samples            int   `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
 	Note         string  `json:"note,omitempty"`
+	// pgGroups says that GroupSize counts PostgreSQL's commit groups.
+	pgGroups bool
 }
 
 // benchCode counts one error code.
