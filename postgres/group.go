@@ -245,17 +245,12 @@ func (db *DB) GroupStats() GroupStats {
 // format (for /metrics).
 func (db *DB) WriteMetrics(w io.Writer) {
 	st := db.GroupStats()
-	for _, m := range []struct {
-		name, help string
-		value      int64
-	}{
-		{"custos_pg_commit_groups_total", "Commit groups this node's PostgreSQL writers ran.", st.Groups},
-		{"custos_pg_group_members_total", "Write requests in those groups.", st.Members},
-		{"custos_pg_deferred_statements_total", "Statements the groups sent deferred, several members' in one round trip.", st.Deferred},
-		{"custos_pg_groups_undeferred_total", "Groups run again without deferring after a deferred statement failed.", st.Undeferred},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.value)
-	}
+	sqlutil.WriteCounters(w, []sqlutil.Counter{
+		{Name: "custos_pg_commit_groups_total", Help: "Commit groups this node's PostgreSQL writers ran.", Value: fmt.Sprint(st.Groups)},
+		{Name: "custos_pg_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
+		{Name: "custos_pg_deferred_statements_total", Help: "Statements the groups sent deferred, several members' in one round trip.", Value: fmt.Sprint(st.Deferred)},
+		{Name: "custos_pg_groups_undeferred_total", Help: "Groups run again without deferring after a deferred statement failed.", Value: fmt.Sprint(st.Undeferred)},
+	})
 }
 
 // Savepoint and transaction control, sent by the simple protocol (no

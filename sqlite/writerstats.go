@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"custos/internal/sqlutil"
+
 	"modernc.org/sqlite"
 )
 
@@ -37,15 +39,13 @@ func (db *DB) WriterStats() WriterStats {
 // format (for /metrics).
 func (db *DB) WriteMetrics(w io.Writer) {
 	st := db.WriterStats()
-	for _, m := range []struct{ name, help, value string }{
-		{"custos_sqlite_commit_groups_total", "Commit groups the SQLite writer ran.", fmt.Sprint(st.Groups)},
-		{"custos_sqlite_group_members_total", "Write requests in those groups.", fmt.Sprint(st.Members)},
-		{"custos_sqlite_group_reruns_total", "Groups run again with savepoints after a member failed.", fmt.Sprint(st.Reruns)},
-		{"custos_sqlite_pages_written_total", "Database pages the SQLite writer wrote to the WAL.", fmt.Sprint(st.Pages)},
-		{"custos_sqlite_writer_busy_seconds_total", "Time the writer spent on groups rather than waiting.", fmt.Sprintf("%.6f", st.Busy.Seconds())},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %s\n", m.name, m.help, m.name, m.name, m.value)
-	}
+	sqlutil.WriteCounters(w, []sqlutil.Counter{
+		{Name: "custos_sqlite_commit_groups_total", Help: "Commit groups the SQLite writer ran.", Value: fmt.Sprint(st.Groups)},
+		{Name: "custos_sqlite_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
+		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again with savepoints after a member failed.", Value: fmt.Sprint(st.Reruns)},
+		{Name: "custos_sqlite_pages_written_total", Help: "Database pages the SQLite writer wrote to the WAL.", Value: fmt.Sprint(st.Pages)},
+		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
+	})
 }
 
 // countPages adds the pages the write connection wrote to the WAL since

@@ -1,0 +1,19 @@
+package sqlutil
+
+import (
+	"fmt"
+	"io"
+)
+
+// Counter is one counter of a store's /metrics series: its name, help
+// text and value, formatted.
+type Counter struct {
+	Name, Help, Value string
+}
+
+// WriteCounters appends counters to w in Prometheus' text format.
+func WriteCounters(w io.Writer, counters []Counter) {
+	for _, c := range counters {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %s\n", c.Name, c.Help, c.Name, c.Name, c.Value)
+	}
+}
