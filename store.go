@@ -65,8 +65,9 @@ type AtEnder interface {
 // lookup, and what the statement stored stays in the transaction, to be
 // undone with the Update function's error as any other write.
 //
-// In a commit group of several Update calls the store may send the
-// statement later, with the other members', and return nil at once. If it
+// In a commit group of Update calls the store may send the statement
+// later, with the other members' or the group's end, and return nil at
+// once. If it
 // then fails, the store runs the whole group again with every statement
 // answered where it is made, so the function sees the ECONFLICT then; a
 // function must not take a nil here as proof that nothing is taken

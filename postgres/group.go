@@ -288,7 +288,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		return ran, internal("connect", err)
 	}
 	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true,
-		deferring: deferring && len(group) > 1, flushed: &db.deferredSent}
+		deferring: deferring, flushed: &db.deferredSent}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	defer func() {
 		if tx.begun {

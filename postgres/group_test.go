@@ -459,10 +459,10 @@ func TestGroupMemberHidesError(t *testing.T) {
 	}
 }
 
-// TestGroupDeferredInserts checks the commit group's deferred creates: in
-// a group of several, InsertNewSubject is queued and sent with the other
-// members' in one batch before the next statement a member sends itself
-// or the group's end. A queued insert that conflicts sends the group
+// TestGroupDeferredInserts checks the commit group's deferred creates:
+// InsertNewSubject is queued and sent with the other members' in one batch
+// before the next statement a member sends itself or with the group's end
+// (a lone create's too). A queued insert that conflicts sends the group
 // round again without deferring, where its member sees ECONFLICT naming
 // what is taken; a member that fails after queueing loses its insert
 // alone, even as the group's first (whose BEGIN was queued with it); a
@@ -481,8 +481,21 @@ func TestGroupDeferredInserts(t *testing.T) {
 		}
 		return tx.(custos.NewSubjectInserter).InsertNewSubject(ctx, k, s, ls)
 	}
+	// A lone create is deferred too: its insert goes with the group's
+	// end. A lone duplicate runs again and gets its ECONFLICT.
+	sent0, undeferred0 := db.DeferredSent(), db.Undeferred()
 	if err := db.Update(ctx, func(tx custos.Tx) error { return insert(tx, "sub_taken", "e_taken", "m_taken") }); err != nil {
 		t.Fatal(err)
+	}
+	if got := db.DeferredSent() - sent0; got != 1 {
+		t.Errorf("a lone create: %d statements sent deferred, want 1", got)
+	}
+	err := db.Update(ctx, func(tx custos.Tx) error { return insert(tx, "sub_lone", "e_lone", "m_taken") })
+	if e := custos.AsError(err); e == nil || e.Code != custos.ECONFLICT || e.Message != "Lookup already exists." {
+		t.Errorf("a lone duplicate: %v, want ECONFLICT Lookup already exists.", err)
+	}
+	if got := db.Undeferred() - undeferred0; got != 1 {
+		t.Errorf("a lone duplicate: run again without deferring %d times, want 1", got)
 	}
 	stored := func(id string) bool {
 		t.Helper()
@@ -550,7 +563,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 	if got := db.Undeferred() - undeferred; got != 1 {
 		t.Errorf("groups run again without deferring: %d, want 1 (the duplicate's)", got)
 	}
-	err := db.View(ctx, func(tx custos.Tx) error {
+	err = db.View(ctx, func(tx custos.Tx) error {
 		_, err := tx.GetMeta(ctx, fmt.Sprintf("req_%d", thenMeta))
 		return err
 	})

@@ -58,9 +58,9 @@ func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos
 		}
 		return nil
 	}
-	// In a commit group of several, sent with the other members'
-	// (Tx.deferring): a group of creates takes one round trip for all of
-	// them instead of one each.
+	// In a commit group, sent with the other members' and the group's
+	// end (Tx.deferring): a group of creates takes no round trip of its
+	// own for them, where it took one each.
 	if tx.deferQuery(insertNewSubject, args, func(row pgx.Row) error { return check(row) }) {
 		return nil
 	}

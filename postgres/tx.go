@@ -62,8 +62,8 @@ type Tx struct {
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
-	// deferring is set in a commit group's first run when the group has
-	// more than one member: a statement whose only answer is a check
+	// deferring is set in a commit group's first run: a statement whose
+	// only answer is a check
 	// (InsertNewSubject) is then queued in deferred, with the member's
 	// transaction control, instead of sent, and the queue goes out in one
 	// round trip before the next statement sent or the group's end
