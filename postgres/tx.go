@@ -99,7 +99,7 @@ func (e *errDeferred) Unwrap() error { return e.err }
 // transaction control at the next flush, and reports whether it did: only
 // in a commit group that defers, for a statement pgx can batch.
 func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error) bool {
-	if !tx.deferring || tx.glance {
+	if !tx.deferring {
 		return false
 	}
 	if len(args) > 0 {
