@@ -447,14 +447,19 @@ func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first 
 		if end.seq, err = strconv.ParseInt(string(rows[0][0]), 10, 64); err != nil {
 			return fmt.Errorf("audit head seq: %w", err)
 		}
-		hash, err := hex.DecodeString(string(rows[0][1]))
-		if err != nil {
-			return fmt.Errorf("audit head hash: %w", err)
-		}
-		end.hash = orNil(hash)
-		return nil
+		return end.setHash(string(rows[0][1]))
 	})
 	return end, err
+}
+
+// setHash sets the head's hash from headHexSQL's text.
+func (end *endPhase) setHash(hexHash string) error {
+	hash, err := hex.DecodeString(hexHash)
+	if err != nil {
+		return fmt.Errorf("audit head hash: %w", err)
+	}
+	end.hash = orNil(hash)
+	return nil
 }
 
 // deferredLockHead is lockHead after the deferred statements, in one pgx
@@ -477,12 +482,7 @@ func (tx *Tx) deferredLockHead(ctx context.Context, first string) (*endPhase, er
 		case err != nil:
 			return fmt.Errorf("audit head: %w", err)
 		}
-		hash, err := hex.DecodeString(hexHash)
-		if err != nil {
-			return fmt.Errorf("audit head hash: %w", err)
-		}
-		end.hash = orNil(hash)
-		return nil
+		return end.setHash(hexHash)
 	})
 	return end, err
 }
