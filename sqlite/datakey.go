@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -17,8 +18,15 @@ func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 }
 
 // GetDataKey returns the subject's data key, or ENOTFOUND (never created,
-// or shredded).
+// or shredded). In a View it answers with the key GetSubject read, or the
+// read cache's.
 func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.DataKey, error) {
+	if k, ok := tx.keys[id]; ok {
+		if k == nil {
+			return nil, formatError(sql.ErrNoRows, "Data key")
+		}
+		return cloneKey(k), nil
+	}
 	if tx.rc != nil {
 		if k := tx.rc.getKey(id); k != nil {
 			return k, nil
@@ -32,9 +40,6 @@ func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.Data
 		})
 	if err != nil {
 		return nil, formatError(err, "Data key")
-	}
-	if tx.rc != nil {
-		tx.rc.putKey(tx.stamp, k)
 	}
 	return k, nil
 }

@@ -92,10 +92,10 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	subject  *custos.StoredSubject
-	key      *custos.DataKey
-	consents map[string][]*custos.StoredConsent // purposes joined by \x00
-	lookups  []string
+	subject *custos.StoredSubject
+	key     *custos.DataKey         // nil: none
+	history []*custos.StoredConsent // every consent, in recorded order
+	lookups []string
 }
 
 // cacheStamp is what a View notes at its start.
@@ -216,9 +216,13 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	return nil
 }
 
-// putSubject starts an entry for a subject row read in a View stamped
-// stamp.
-func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject) {
+// putSubject adds an entry for a subject row, its data key (nil: none)
+// and its consent history, read together in a View stamped stamp.
+func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) {
+	e := &cacheEntry{subject: cloneSubject(st), history: copyConsents(history)}
+	if key != nil {
+		e.key = cloneKey(key)
+	}
 	s := c.shard(st.ID)
 	s.mu.Lock()
 	if !c.valid(stamp) || s.entries[st.ID] != nil {
@@ -238,7 +242,7 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject) {
 			break
 		}
 	}
-	s.entries[st.ID] = &cacheEntry{subject: cloneSubject(st)}
+	s.entries[st.ID] = e
 	s.mu.Unlock()
 	c.dropLookups(keys, evicted)
 }
@@ -266,6 +270,8 @@ func cloneKey(k *custos.DataKey) *custos.DataKey {
 	return &cp
 }
 
+// getKey returns the cached data key of id, or nil when id has no entry
+// or its entry no key.
 func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	s := c.shard(id)
 	s.mu.Lock()
@@ -276,18 +282,8 @@ func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	return nil
 }
 
-// putKey adds a data key to an existing entry.
-func (c *readCache) putKey(stamp cacheStamp, k *custos.DataKey) {
-	s := c.shard(k.SubjectID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.entries[k.SubjectID]; e != nil && c.valid(stamp) {
-		e.key = cloneKey(k)
-	}
-}
-
-func consentKey(purposes []string) string { return strings.Join(purposes, "\x00") }
-
+// getConsents returns the cached consents of id for purposes, in recorded
+// order; false when id has no entry.
 func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, bool) {
 	s := c.shard(id)
 	s.mu.Lock()
@@ -296,27 +292,7 @@ func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*cust
 	if e == nil {
 		return nil, false
 	}
-	l, ok := e.consents[consentKey(purposes)]
-	if !ok {
-		return nil, false
-	}
-	return copyConsents(l), true
-}
-
-func (c *readCache) putConsents(stamp cacheStamp, id custos.SubjectID, purposes []string, l []*custos.StoredConsent) {
-	s := c.shard(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.entries[id]
-	if e == nil || !c.valid(stamp) {
-		return
-	}
-	if e.consents == nil {
-		e.consents = map[string][]*custos.StoredConsent{}
-	}
-	if len(e.consents) < 8 { // purpose lists a caller uses; bounded
-		e.consents[consentKey(purposes)] = copyConsents(l)
-	}
+	return consentsFor(e.history, purposes), true
 }
 
 func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {

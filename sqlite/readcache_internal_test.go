@@ -31,7 +31,7 @@ func TestReadCacheNoLockOrder(t *testing.T) {
 				key := []byte(fmt.Sprint((i*17 + g) % 89))
 				switch i % 5 {
 				case 0:
-					c.putSubject(stamp, &custos.StoredSubject{ID: id})
+					c.putSubject(stamp, &custos.StoredSubject{ID: id}, nil, nil)
 				case 1, 2:
 					c.putLookup(stamp, "mobile", key, id)
 				case 3:

@@ -618,6 +618,7 @@ func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
 		stamp = db.rc.begin()
 	}
 	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
+		tx.view = true
 		if db.rc != nil {
 			tx.rc, tx.stamp = db.rc, stamp
 		}

@@ -47,6 +47,12 @@ type Tx struct {
 	// the cache looked like when the View began (readcache.go).
 	rc    *readCache
 	stamp cacheStamp
+	// view marks a View. Its GetSubject reads the subject's data key and
+	// consent history too (readSubject) and keeps them here for
+	// GetDataKey and ListConsentsFor; a nil key is none.
+	view     bool
+	keys     map[custos.SubjectID]*custos.DataKey
+	consents map[custos.SubjectID][]*custos.StoredConsent
 	// inv collects, on write transactions, the customers whose cached
 	// rows the statements change; subjects names the customers the
 	// statement running now changes (set by about).

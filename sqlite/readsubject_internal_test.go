@@ -1,0 +1,161 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"custos"
+)
+
+// TestViewReadsSubjectWhole: a View reads a subject with its data key and
+// consent history in one statement (readSubject), and answers GetDataKey
+// and ListConsentsFor from it; its answers, with the read cache on and
+// off, and again from the cache, are those of a write transaction, which
+// reads each apart. Issue #7 (10M scale), R1 (consent per purpose).
+func TestViewReadsSubjectWhole(t *testing.T) {
+	for _, cache := range []int{0, -1} {
+		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
+			ctx := context.Background()
+			db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true, ReadCache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			err = db.Update(ctx, func(tx custos.Tx) error {
+				for _, id := range []custos.SubjectID{"whole", "bare"} {
+					if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte("n-" + id), "mobile": []byte("m")},
+						CreatedAt: now, UpdatedAt: now}); err != nil {
+						return err
+					}
+				}
+				if err := tx.InsertDataKey(ctx, &custos.DataKey{SubjectID: "whole", Version: 2, KEKVersion: 3, Wrapped: []byte("wrapped"), CreatedAt: now}); err != nil {
+					return err
+				}
+				// Purposes interleaved, so that order and filter both show.
+				for i, p := range []string{"marketing", "account", "marketing", "analytics", "account"} {
+					action := custos.ConsentGranted
+					if i == 2 {
+						action = custos.ConsentWithdrawn
+					}
+					if err := tx.InsertConsent(ctx, &custos.StoredConsent{ID: fmt.Sprintf("c%d", i), SubjectID: "whole", Purpose: p,
+						Scope: "purpose", Action: action, NoticeVersion: i + 1, At: now.Add(time.Duration(i) * time.Second),
+						Channel: "app", InitiatedBy: "subject", ByGuardian: i == 3, ActorID: "prn_x", Sealed: []byte{byte(i)}}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			type answer struct {
+				Subject  *custos.StoredSubject
+				Key      *custos.DataKey
+				KeyErr   string
+				Consents map[string][]*custos.StoredConsent
+			}
+			lists := [][]string{{"marketing"}, {"account", "analytics"}, {"none"}, {}, {"marketing", "account", "analytics"}}
+			read := func(tx custos.Tx, id custos.SubjectID) (a answer, err error) {
+				if a.Subject, err = tx.GetSubject(ctx, id); err != nil {
+					return a, err
+				}
+				a.Consents = map[string][]*custos.StoredConsent{}
+				for _, ps := range lists {
+					cs, err := tx.ListConsentsFor(ctx, id, ps)
+					if err != nil {
+						return a, err
+					}
+					a.Consents[strings.Join(ps, ",")] = cs
+				}
+				a.Key, err = tx.GetDataKey(ctx, id)
+				if err != nil {
+					a.KeyErr = custos.ErrorCode(err) + ": " + err.Error()
+					return a, nil
+				}
+				// A second answer of the same transaction is not the first's.
+				a.Key.Wrapped[0] = 'X'
+				if a.Key, err = tx.GetDataKey(ctx, id); err != nil {
+					return a, err
+				}
+				return a, nil
+			}
+			for _, id := range []custos.SubjectID{"whole", "bare"} {
+				var want answer
+				if err := db.Update(ctx, func(tx custos.Tx) (err error) { want, err = read(tx, id); return err }); err != nil {
+					t.Fatal(err)
+				}
+				if id == "whole" && (want.Key == nil || len(want.Consents["marketing"]) != 2 || len(want.Consents["account,analytics"]) != 3) {
+					t.Fatalf("%s in a write transaction: %+v; the seed is wrong", id, want)
+				}
+				if id == "bare" && (want.Key != nil || !strings.HasPrefix(want.KeyErr, custos.ENOTFOUND)) {
+					t.Fatalf("%s in a write transaction: key %+v, %s; want ENOTFOUND", id, want.Key, want.KeyErr)
+				}
+				for run := range 3 { // a miss, then hits when the cache is on
+					var got answer
+					if err := db.View(ctx, func(tx custos.Tx) (err error) { got, err = read(tx, id); return err }); err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Errorf("%s, View %d:\n got %+v\nwant %+v", id, run, got, want)
+					}
+					// What a View returns is its caller's own.
+					got.Subject.Sealed["name"][0] = 'X'
+					for _, cs := range got.Consents {
+						for _, c := range cs {
+							c.Sealed[0], c.Purpose = 'X', "changed"
+						}
+					}
+					if got.Key != nil {
+						got.Key.Wrapped[0] = 'X'
+					}
+				}
+			}
+			err = db.View(ctx, func(tx custos.Tx) error { _, err := tx.GetSubject(ctx, "missing"); return err })
+			if err == nil || custos.ErrorCode(err) != custos.ENOTFOUND || !strings.Contains(err.Error(), "Subject") {
+				t.Errorf("View of a missing subject: %v, want ENOTFOUND naming the subject", err)
+			}
+		})
+	}
+}
+
+// TestSubjectReadPlan: readSubject's statement finds the subject, its key
+// and its consents through their indexes, in recorded order, without a
+// scan or a sort.
+func TestSubjectReadPlan(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+subjectReadSQL, "sub_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	rows.Close()
+	p := strings.Join(plan, "; ")
+	for _, want := range []string{"SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)",
+		"SEARCH k USING INDEX sqlite_autoindex_data_keys_1 (subject_id=?)", "SEARCH c USING INDEX consents_subject (subject_id=?)"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("plan %q: want %q", p, want)
+		}
+	}
+	if strings.Contains(p, "SCAN") || strings.Contains(p, "TEMP B-TREE") {
+		t.Errorf("plan %q scans or sorts", p)
+	}
+}
