@@ -33,6 +33,9 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 						CreatedAt: now, UpdatedAt: now}); err != nil {
 						return err
 					}
+					if err := tx.InsertLookup(ctx, "mobile", []byte("h-"+id), id); err != nil {
+						return err
+					}
 				}
 				if err := tx.InsertDataKey(ctx, &custos.DataKey{SubjectID: "whole", Version: 2, KEKVersion: 3, Wrapped: []byte("wrapped"), CreatedAt: now}); err != nil {
 					return err
@@ -61,7 +64,13 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 				Consents map[string][]*custos.StoredConsent
 			}
 			lists := [][]string{{"marketing"}, {"account", "analytics"}, {"none"}, {}, {"marketing", "account", "analytics"}}
-			read := func(tx custos.Tx, id custos.SubjectID) (a answer, err error) {
+			read := func(tx custos.Tx, id custos.SubjectID, byLookup bool) (a answer, err error) {
+				if byLookup {
+					found, err := tx.FindLookup(ctx, "mobile", []byte("h-"+id))
+					if err != nil || found != id {
+						return a, fmt.Errorf("FindLookup: %q, %v; want %q", found, err, id)
+					}
+				}
 				if a.Subject, err = tx.GetSubject(ctx, id); err != nil {
 					return a, err
 				}
@@ -87,7 +96,7 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 			}
 			for _, id := range []custos.SubjectID{"whole", "bare"} {
 				var want answer
-				if err := db.Update(ctx, func(tx custos.Tx) (err error) { want, err = read(tx, id); return err }); err != nil {
+				if err := db.Update(ctx, func(tx custos.Tx) (err error) { want, err = read(tx, id, false); return err }); err != nil {
 					t.Fatal(err)
 				}
 				if id == "whole" && (want.Key == nil || len(want.Consents["marketing"]) != 2 || len(want.Consents["account,analytics"]) != 3) {
@@ -96,13 +105,15 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 				if id == "bare" && (want.Key != nil || !strings.HasPrefix(want.KeyErr, custos.ENOTFOUND)) {
 					t.Fatalf("%s in a write transaction: key %+v, %s; want ENOTFOUND", id, want.Key, want.KeyErr)
 				}
-				for run := range 3 { // a miss, then hits when the cache is on
+				// By lookup first (a miss), then by id and by lookup again
+				// (hits when the cache is on).
+				for run, byLookup := range []bool{true, false, true} {
 					var got answer
-					if err := db.View(ctx, func(tx custos.Tx) (err error) { got, err = read(tx, id); return err }); err != nil {
+					if err := db.View(ctx, func(tx custos.Tx) (err error) { got, err = read(tx, id, byLookup); return err }); err != nil {
 						t.Fatal(err)
 					}
 					if !reflect.DeepEqual(got, want) {
-						t.Errorf("%s, View %d:\n got %+v\nwant %+v", id, run, got, want)
+						t.Errorf("%s, View %d (by lookup %v):\n got %+v\nwant %+v", id, run, byLookup, got, want)
 					}
 					// What a View returns is its caller's own.
 					got.Subject.Sealed["name"][0] = 'X'
@@ -120,6 +131,19 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 			if err == nil || custos.ErrorCode(err) != custos.ENOTFOUND || !strings.Contains(err.Error(), "Subject") {
 				t.Errorf("View of a missing subject: %v, want ENOTFOUND naming the subject", err)
 			}
+			err = db.View(ctx, func(tx custos.Tx) error { _, err := tx.FindLookup(ctx, "mobile", []byte("h-missing")); return err })
+			if err == nil || custos.ErrorCode(err) != custos.ENOTFOUND || !strings.Contains(err.Error(), "Lookup") {
+				t.Errorf("View of a missing lookup key: %v, want ENOTFOUND naming the lookup", err)
+			}
+			if cache == 0 {
+				// The first View by lookup filled the cache, and its
+				// GetSubject was answered by what FindLookup read: the two
+				// later Views of each subject hit, and only the missing
+				// subject missed.
+				if st := db.ReadCacheStats(); st.Entries != 2 || st.Hits != 4 || st.Misses != 1 {
+					t.Errorf("read cache %+v, want 2 entries, 4 hits and 1 miss", st)
+				}
+			}
 		})
 	}
 }
@@ -134,28 +158,38 @@ func TestSubjectReadPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+subjectReadSQL, "sub_x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+	for _, c := range []struct {
+		where string
+		args  []any
+		want  string
+	}{
+		{`s.id = ?`, []any{"sub_x"}, "SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)"},
+		{`s.id = (SELECT subject_id FROM lookups WHERE field = ? AND hash = ?)`, []any{"mobile", []byte("h")},
+			"SEARCH lookups USING PRIMARY KEY (field=? AND hash=?)"},
+	} {
+		rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+subjectReadSQL+` WHERE `+c.where+` ORDER BY c.seq`, c.args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, detail)
-	}
-	rows.Close()
-	p := strings.Join(plan, "; ")
-	for _, want := range []string{"SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)",
-		"SEARCH k USING INDEX sqlite_autoindex_data_keys_1 (subject_id=?)", "SEARCH c USING INDEX consents_subject (subject_id=?)"} {
-		if !strings.Contains(p, want) {
-			t.Errorf("plan %q: want %q", p, want)
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
 		}
-	}
-	if strings.Contains(p, "SCAN") || strings.Contains(p, "TEMP B-TREE") {
-		t.Errorf("plan %q scans or sorts", p)
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		for _, want := range []string{c.want, "SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)",
+			"SEARCH k USING INDEX sqlite_autoindex_data_keys_1 (subject_id=?)", "SEARCH c USING INDEX consents_subject (subject_id=?)"} {
+			if !strings.Contains(p, want) {
+				t.Errorf("plan %q: want %q", p, want)
+			}
+		}
+		if strings.Contains(p, "SCAN") || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("plan %q scans or sorts", p)
+		}
 	}
 }

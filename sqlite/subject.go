@@ -21,6 +21,10 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 // GetSubject returns the subject with id, or ENOTFOUND. In a View it
 // reads the subject's data key and consent history with it (readSubject).
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
+	if st := tx.found; st != nil && st.ID == id {
+		tx.found = nil // read by FindLookup in this View
+		return st, nil
+	}
 	if tx.rc != nil {
 		if st := tx.rc.getSubject(id); st != nil {
 			tx.cacheLookups(id)
@@ -28,7 +32,11 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		}
 	}
 	if tx.view {
-		return tx.readSubject(ctx, id)
+		st, err := tx.readSubject(ctx, "Subject", `s.id = ?`, []any{string(id)})
+		if err == nil && tx.rc != nil {
+			tx.cacheLookups(id)
+		}
+		return st, err
 	}
 	var (
 		sealed                       []byte
@@ -50,31 +58,32 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 // a row per consent in recorded order, or one with NULL consent columns
 // when it has none. The sealed fields come with every row; a history is
 // a few rows long.
-const subjectReadSQL = `SELECT s.sealed, s.created_at, s.updated_at, s.restricted_until,
+const subjectReadSQL = `SELECT s.id, s.sealed, s.created_at, s.updated_at, s.restricted_until,
 	k.version, k.kek_version, k.wrapped, k.created_at,
 	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
 	FROM subjects s
 	LEFT JOIN data_keys k ON k.subject_id = s.id
-	LEFT JOIN consents c ON c.subject_id = s.id
-	WHERE s.id = ? ORDER BY c.seq`
+	LEFT JOIN consents c ON c.subject_id = s.id`
 
-// readSubject reads, in a View, subject id with its data key and consent
-// history in one statement, where reading them apart took three. A read
+// readSubject reads, in a View, the subject WHERE where (with args) with
+// its data key and consent history in one statement, where reading them
+// apart took three (four after a lookup by blind index). A read
 // that misses the read cache costs SQLite's work per statement (a
 // statement to step and reset, a row to copy out) more than its page
 // fetches: at 10,000,000 customers, where most reads miss, that was the
 // difference from a small store (BENCHMARKS.md, fourteenth and fifteenth
 // sessions). The key and the consents are kept for GetDataKey and
 // ListConsentsFor of the same View, and in the read cache with the
-// subject. ENOTFOUND names the subject.
-func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
+// subject. ENOTFOUND names entity.
+func (tx *Tx) readSubject(ctx context.Context, entity, where string, args []any) (*custos.StoredSubject, error) {
 	var (
 		st       *custos.StoredSubject
 		key      *custos.DataKey
 		consents = []*custos.StoredConsent{}
 	)
-	err := tx.query(ctx, subjectReadSQL, []any{string(id)}, func(s scanner) error {
+	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error {
 		var (
+			id                           string
 			sealed, wrapped, cSealed     []byte
 			created, updated, restricted int64
 			version, kekVersion, keyAt   sql.NullInt64
@@ -82,23 +91,23 @@ func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.Sto
 			cid, purpose, scope, action  sql.NullString
 			channel, initiated, actor    sql.NullString
 		)
-		if err := s.Scan(&sealed, &created, &updated, &restricted,
+		if err := s.Scan(&id, &sealed, &created, &updated, &restricted,
 			&version, &kekVersion, &wrapped, &keyAt,
 			&seq, &cid, &purpose, &scope, &action, &notice, &at, &channel, &initiated, &guardian, &actor, &cSealed); err != nil {
 			return err
 		}
 		if st == nil {
 			var err error
-			if st, err = sqlutil.Subject(id, sealed, created, updated, restricted); err != nil {
+			if st, err = sqlutil.Subject(custos.SubjectID(id), sealed, created, updated, restricted); err != nil {
 				return internal("subject", err)
 			}
 			if version.Valid {
-				key = &custos.DataKey{SubjectID: id, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
+				key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
 					Wrapped: wrapped, CreatedAt: sqlutil.Time(keyAt.Int64)}
 			}
 		}
 		if seq.Valid {
-			consents = append(consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: id,
+			consents = append(consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: st.ID,
 				Purpose: purpose.String, Scope: scope.String, Action: action.String, NoticeVersion: int(notice.Int64),
 				At: sqlutil.Time(at.Int64), Channel: channel.String, InitiatedBy: initiated.String,
 				ByGuardian: guardian.Int64 != 0, ActorID: custos.PrincipalID(actor.String), Sealed: cSealed})
@@ -106,19 +115,18 @@ func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.Sto
 		return nil
 	})
 	if err != nil {
-		return nil, formatError(err, "Subject")
+		return nil, formatError(err, entity)
 	}
 	if st == nil {
-		return nil, formatError(sql.ErrNoRows, "Subject")
+		return nil, formatError(sql.ErrNoRows, entity)
 	}
 	if tx.keys == nil {
 		tx.keys = map[custos.SubjectID]*custos.DataKey{}
 		tx.consents = map[custos.SubjectID][]*custos.StoredConsent{}
 	}
-	tx.keys[id], tx.consents[id] = key, consents
+	tx.keys[st.ID], tx.consents[st.ID] = key, consents
 	if tx.rc != nil {
 		tx.rc.putSubject(tx.stamp, st, key, consents)
-		tx.cacheLookups(id)
 	}
 	return st, nil
 }

@@ -53,6 +53,9 @@ type Tx struct {
 	view     bool
 	keys     map[custos.SubjectID]*custos.DataKey
 	consents map[custos.SubjectID][]*custos.StoredConsent
+	// found is the subject a View's FindLookup read, for the GetSubject
+	// that follows.
+	found *custos.StoredSubject
 	// inv collects, on write transactions, the customers whose cached
 	// rows the statements change; subjects names the customers the
 	// statement running now changes (set by about).
