@@ -216,9 +216,18 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	return nil
 }
 
+// maxCachedHistory is the longest consent history the cache keeps; a
+// customer with a longer one (a consent granted and withdrawn over and
+// over) is read from the database each time, so that an entry stays near
+// the 1–2 KiB docs/deploy.md sizes the cache by.
+const maxCachedHistory = 64
+
 // putSubject adds an entry for a subject row, its data key (nil: none)
 // and its consent history, read together in a View stamped stamp.
 func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) {
+	if len(history) > maxCachedHistory {
+		return
+	}
 	e := &cacheEntry{subject: cloneSubject(st), history: copyConsents(history)}
 	if key != nil {
 		e.key = cloneKey(key)

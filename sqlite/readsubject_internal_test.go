@@ -193,3 +193,59 @@ func TestSubjectReadPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestLongHistoryNotCached: a customer whose consent history is longer
+// than maxCachedHistory is read whole but not kept in the read cache, so
+// that an entry stays small.
+func TestLongHistoryNotCached(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	seed := func(id custos.SubjectID, consents int) {
+		err := db.Update(ctx, func(tx custos.Tx) error {
+			if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte("n")}, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+			for i := range consents {
+				action := custos.ConsentGranted
+				if i%2 == 1 {
+					action = custos.ConsentWithdrawn
+				}
+				if err := tx.InsertConsent(ctx, &custos.StoredConsent{ID: fmt.Sprintf("%s-%d", id, i), SubjectID: id, Purpose: "marketing",
+					Scope: "purpose", Action: action, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed("short", maxCachedHistory)
+	seed("long", maxCachedHistory+1)
+	for range 2 {
+		for id, want := range map[custos.SubjectID]int{"short": maxCachedHistory, "long": maxCachedHistory + 1} {
+			err := db.View(ctx, func(tx custos.Tx) error {
+				if _, err := tx.GetSubject(ctx, id); err != nil {
+					return err
+				}
+				cs, err := tx.ListConsentsFor(ctx, id, []string{"marketing"})
+				if err == nil && len(cs) != want {
+					err = fmt.Errorf("%d consents, want %d", len(cs), want)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+	}
+	if st := db.ReadCacheStats(); st.Entries != 1 || st.Hits != 1 || st.Misses != 3 {
+		t.Errorf("read cache %+v, want 1 entry (short), 1 hit and 3 misses", st)
+	}
+}
