@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 
 	"custos"
@@ -19,14 +18,12 @@ func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 // GetDataKey returns the subject's data key, or ENOTFOUND (never created,
 // or shredded).
 func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.DataKey, error) {
-	if k, ok := tx.keys[id]; ok {
+	if k, ok := tx.reads.Key(id); ok {
 		// Read with the subject, in this read-only snapshot (GetSubject).
 		if k == nil {
 			return nil, custos.Errorf(custos.ENOTFOUND, "Data key not found.")
 		}
-		cp := *k
-		cp.Wrapped = bytes.Clone(k.Wrapped)
-		return &cp, nil
+		return k, nil
 	}
 	var k *custos.DataKey
 	err := tx.queryRow(ctx, `SELECT `+dataKeyColumns+` FROM data_keys WHERE subject_id = $1`, []any{string(id)},

@@ -1,11 +1,9 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
-	"slices"
 	"time"
 
 	"custos"
@@ -21,92 +19,36 @@ import (
 // ListConsentsFor, and GetSubject after FindLookup) answer from what it
 // read.
 
-// subjectReadSQL is the SELECT list and joins of readSubject: a row for
-// each of the subject's consents, in recorded order, or one with NULL
-// consent columns when it has none. Only the first row carries the
-// sealed fields, so that a long consent history does not repeat them.
-const subjectReadSQL = `SELECT s.id, CASE WHEN row_number() OVER (ORDER BY c.seq) = 1 THEN s.sealed END,
-	s.created_at, s.updated_at, s.restricted_until,
-	k.version, k.kek_version, k.wrapped, k.created_at,
-	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
-	FROM subjects s
-	LEFT JOIN data_keys k ON k.subject_id = s.id
-	LEFT JOIN consents c ON c.subject_id = s.id`
+// subjectReadSQL is the SELECT list and joins of readSubject
+// (sqlutil.SubjectReadSQL). Only the first row carries the sealed fields,
+// so that a long consent history does not repeat them.
+var subjectReadSQL = sqlutil.SubjectReadSQL(`CASE WHEN row_number() OVER (ORDER BY c.seq) = 1 THEN s.sealed END`)
 
 // readSubject reads, in a read-only transaction or a Glance, one subject
 // (WHERE where, with args) with its data key and consent history, keeps
 // the key and the consents for GetDataKey and ListConsentsFor, and returns
 // the subject. ENOTFOUND names entity.
 func (tx *Tx) readSubject(ctx context.Context, entity, where string, args []any) (*custos.StoredSubject, error) {
-	var (
-		st       *custos.StoredSubject
-		key      *custos.DataKey
-		consents = []*custos.StoredConsent{}
-	)
-	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error {
-		var (
-			id                           string
-			sealed, wrapped, cSealed     []byte
-			created, updated, restricted int64
-			version, kekVersion, keyAt   sql.NullInt64
-			seq, notice, at, guardian    sql.NullInt64
-			cid, purpose, scope, action  sql.NullString
-			channel, initiated, actor    sql.NullString
-		)
-		if err := s.Scan(&id, &sealed, &created, &updated, &restricted,
-			&version, &kekVersion, &wrapped, &keyAt,
-			&seq, &cid, &purpose, &scope, &action, &notice, &at, &channel, &initiated, &guardian, &actor, &cSealed); err != nil {
-			return err
-		}
-		if st == nil {
-			var err error
-			if st, err = sqlutil.Subject(custos.SubjectID(id), sealed, created, updated, restricted); err != nil {
-				return internal("subject", err)
-			}
-			if version.Valid {
-				key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
-					Wrapped: orNil(wrapped), CreatedAt: sqlutil.Time(keyAt.Int64)}
-			}
-		}
-		if seq.Valid {
-			consents = append(consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: st.ID,
-				Purpose: purpose.String, Scope: scope.String, Action: action.String, NoticeVersion: int(notice.Int64),
-				At: sqlutil.Time(at.Int64), Channel: channel.String, InitiatedBy: initiated.String,
-				ByGuardian: guardian.Int64 != 0, ActorID: custos.PrincipalID(actor.String), Sealed: orNil(cSealed)})
-		}
-		return nil
-	})
+	var r sqlutil.SubjectRead
+	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error { return r.Scan(s) })
 	if err != nil {
 		return nil, formatError(err, entity)
 	}
-	if st == nil {
+	if r.Subject == nil {
 		return nil, formatError(sql.ErrNoRows, entity)
 	}
-	if tx.keys == nil {
-		tx.keys = map[custos.SubjectID]*custos.DataKey{}
-		tx.consents = map[custos.SubjectID][]*custos.StoredConsent{}
-	}
-	tx.keys[st.ID], tx.consents[st.ID] = key, consents
-	return st, nil
+	tx.reads.Keep(&r)
+	return r.Subject, nil
 }
 
 // ListConsentsFor returns a subject's consent history for purposes, in
 // recorded order. After GetSubject or FindLookup read the subject in this
 // read-only transaction, it filters the history read with it.
 func (tx *Tx) ListConsentsFor(ctx context.Context, id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, error) {
-	all, ok := tx.consents[id]
-	if !ok {
-		return tx.Stmts.ListConsentsFor(ctx, id, purposes)
+	if l, ok := tx.reads.ConsentsFor(id, purposes); ok {
+		return l, nil
 	}
-	out := []*custos.StoredConsent{}
-	for _, c := range all {
-		if slices.Contains(purposes, c.Purpose) {
-			cp := *c
-			cp.Sealed = bytes.Clone(c.Sealed)
-			out = append(out, &cp)
-		}
-	}
-	return out, nil
+	return tx.Stmts.ListConsentsFor(ctx, id, purposes)
 }
 
 // errNeedsTransaction fails the second statement of a Glance.

@@ -50,11 +50,9 @@ type Tx struct {
 	// sees it, and the audit events inserted at the end, written by one
 	// statement.
 	end *endPhase
-	// keys and consents hold, in a read-only transaction or a Glance, the
-	// data keys (nil: the subject has none) and consent histories that
-	// readSubject read with their subjects.
-	keys     map[custos.SubjectID]*custos.DataKey
-	consents map[custos.SubjectID][]*custos.StoredConsent
+	// reads holds, in a read-only transaction or a Glance, the data keys
+	// and consent histories that readSubject read with their subjects.
+	reads sqlutil.SubjectReads
 	// glance is set in a Glance, which runs outside a transaction and
 	// sends one SELECT: sent records that it went, refused that fn asked
 	// for more (errNeedsTransaction) and must run again in View.

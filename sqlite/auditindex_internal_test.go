@@ -230,21 +230,7 @@ func TestAuditBlocks(t *testing.T) {
 	}
 
 	// Each block is probed through the key, not scanned.
-	rows, err := db.read.Query(`EXPLAIN QUERY PLAN SELECT seq FROM audit_events WHERE `+auditBlockProbe, 1, "ssub_a", "ssub_a", 0, 2*block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	rows.Close()
-	if p := strings.Join(plan, "; "); !strings.Contains(p, "SEARCH audit_blocks USING PRIMARY KEY (block=? AND key>? AND key<?)") ||
+	if p := queryPlan(t, db, `SELECT seq FROM audit_events WHERE `+auditBlockProbe, 1, "ssub_a", "ssub_a", 0, 2*block); !strings.Contains(p, "SEARCH audit_blocks USING PRIMARY KEY (block=? AND key>? AND key<?)") ||
 		!strings.Contains(p, "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid=?)") {
 		t.Errorf("query plan does not probe each block by its key: %s", p)
 	}

@@ -21,11 +21,11 @@ func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 // or shredded). In a View it answers with the key GetSubject read, or the
 // read cache's.
 func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.DataKey, error) {
-	if k, ok := tx.keys[id]; ok {
+	if k, ok := tx.reads.Key(id); ok {
 		if k == nil {
 			return nil, formatError(sql.ErrNoRows, "Data key")
 		}
-		return cloneKey(k), nil
+		return k, nil
 	}
 	if tx.rc != nil {
 		if k := tx.rc.getKey(id); k != nil {

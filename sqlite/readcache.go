@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // DefaultReadCache is how many customers the read cache holds when
@@ -301,7 +302,7 @@ func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*cust
 	if e == nil {
 		return nil, false
 	}
-	return consentsFor(e.history, purposes), true
+	return sqlutil.ConsentsFor(e.history, purposes), true
 }
 
 func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {

@@ -21,13 +21,9 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 	for _, cache := range []int{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
 			ctx := context.Background()
-			db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true, ReadCache: cache})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
+			db := openWithCache(t, cache)
 			now := time.Now().UTC().Truncate(time.Microsecond)
-			err = db.Update(ctx, func(tx custos.Tx) error {
+			err := db.Update(ctx, func(tx custos.Tx) error {
 				for _, id := range []custos.SubjectID{"whole", "bare"} {
 					if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte("n-" + id), "mobile": []byte("m")},
 						CreatedAt: now, UpdatedAt: now}); err != nil {
@@ -152,12 +148,7 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 // and its consents through their indexes, in recorded order, without a
 // scan or a sort.
 func TestSubjectReadPlan(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openInternal(t)
 	for _, c := range []struct {
 		where string
 		args  []any
@@ -167,21 +158,7 @@ func TestSubjectReadPlan(t *testing.T) {
 		{`s.id = (SELECT subject_id FROM lookups WHERE field = ? AND hash = ?)`, []any{"mobile", []byte("h")},
 			"SEARCH lookups USING PRIMARY KEY (field=? AND hash=?)"},
 	} {
-		rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+subjectReadSQL+` WHERE `+c.where+` ORDER BY c.seq`, c.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		p := strings.Join(plan, "; ")
+		p := queryPlan(t, db, subjectReadSQL+` WHERE `+c.where+` ORDER BY c.seq`, c.args...)
 		for _, want := range []string{c.want, "SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)",
 			"SEARCH k USING INDEX sqlite_autoindex_data_keys_1 (subject_id=?)", "SEARCH c USING INDEX consents_subject (subject_id=?)"} {
 			if !strings.Contains(p, want) {
@@ -199,11 +176,7 @@ func TestSubjectReadPlan(t *testing.T) {
 // that an entry stays small.
 func TestLongHistoryNotCached(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openInternal(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	seed := func(id custos.SubjectID, consents int) {
 		err := db.Update(ctx, func(tx custos.Tx) error {
@@ -248,4 +221,40 @@ func TestLongHistoryNotCached(t *testing.T) {
 	if st := db.ReadCacheStats(); st.Entries != 1 || st.Hits != 1 || st.Misses != 3 {
 		t.Errorf("read cache %+v, want 1 entry (short), 1 hit and 3 misses", st)
 	}
+}
+
+// openWithCache is openInternal with a read cache of cache customers
+// (Options.ReadCache).
+func openWithCache(t *testing.T, cache int) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true, ReadCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// queryPlan returns SQLite's plan for query on the read pool, its steps
+// joined by "; ".
+func queryPlan(t *testing.T, db *DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "; ")
 }

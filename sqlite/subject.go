@@ -1,10 +1,8 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"slices"
 	"time"
 
 	"custos"
@@ -54,81 +52,34 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	return st, nil
 }
 
-// subjectReadSQL reads a subject with its data key and consent history:
-// a row per consent in recorded order, or one with NULL consent columns
-// when it has none. The sealed fields come with every row; a history is
-// a few rows long.
-const subjectReadSQL = `SELECT s.id, s.sealed, s.created_at, s.updated_at, s.restricted_until,
-	k.version, k.kek_version, k.wrapped, k.created_at,
-	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
-	FROM subjects s
-	LEFT JOIN data_keys k ON k.subject_id = s.id
-	LEFT JOIN consents c ON c.subject_id = s.id`
+// subjectReadSQL reads a subject with its data key and consent history
+// (sqlutil.SubjectReadSQL). The sealed fields come with every row; a
+// history is a few rows long.
+var subjectReadSQL = sqlutil.SubjectReadSQL(`s.sealed`)
 
 // readSubject reads, in a View, the subject WHERE where (with args) with
 // its data key and consent history in one statement, where reading them
-// apart took three (four after a lookup by blind index). A read
-// that misses the read cache costs SQLite's work per statement (a
-// statement to step and reset, a row to copy out) more than its page
-// fetches: at 10,000,000 customers, where most reads miss, that was the
-// difference from a small store (BENCHMARKS.md, fourteenth and fifteenth
-// sessions). The key and the consents are kept for GetDataKey and
-// ListConsentsFor of the same View, and in the read cache with the
+// apart took three (four after a lookup by blind index): each statement
+// costs SQLite a step and a reset and the driver a row, beside the page
+// fetches, and a read that misses the read cache spent about a fifth
+// less CPU in the store this way (BenchmarkViewRead; BENCHMARKS.md,
+// fifteenth session). The key and the consents are kept for GetDataKey
+// and ListConsentsFor of the same View, and in the read cache with the
 // subject. ENOTFOUND names entity.
 func (tx *Tx) readSubject(ctx context.Context, entity, where string, args []any) (*custos.StoredSubject, error) {
-	var (
-		st       *custos.StoredSubject
-		key      *custos.DataKey
-		consents = []*custos.StoredConsent{}
-	)
-	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error {
-		var (
-			id                           string
-			sealed, wrapped, cSealed     []byte
-			created, updated, restricted int64
-			version, kekVersion, keyAt   sql.NullInt64
-			seq, notice, at, guardian    sql.NullInt64
-			cid, purpose, scope, action  sql.NullString
-			channel, initiated, actor    sql.NullString
-		)
-		if err := s.Scan(&id, &sealed, &created, &updated, &restricted,
-			&version, &kekVersion, &wrapped, &keyAt,
-			&seq, &cid, &purpose, &scope, &action, &notice, &at, &channel, &initiated, &guardian, &actor, &cSealed); err != nil {
-			return err
-		}
-		if st == nil {
-			var err error
-			if st, err = sqlutil.Subject(custos.SubjectID(id), sealed, created, updated, restricted); err != nil {
-				return internal("subject", err)
-			}
-			if version.Valid {
-				key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
-					Wrapped: wrapped, CreatedAt: sqlutil.Time(keyAt.Int64)}
-			}
-		}
-		if seq.Valid {
-			consents = append(consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: st.ID,
-				Purpose: purpose.String, Scope: scope.String, Action: action.String, NoticeVersion: int(notice.Int64),
-				At: sqlutil.Time(at.Int64), Channel: channel.String, InitiatedBy: initiated.String,
-				ByGuardian: guardian.Int64 != 0, ActorID: custos.PrincipalID(actor.String), Sealed: cSealed})
-		}
-		return nil
-	})
+	var r sqlutil.SubjectRead
+	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error { return r.Scan(s) })
 	if err != nil {
 		return nil, formatError(err, entity)
 	}
-	if st == nil {
+	if r.Subject == nil {
 		return nil, formatError(sql.ErrNoRows, entity)
 	}
-	if tx.keys == nil {
-		tx.keys = map[custos.SubjectID]*custos.DataKey{}
-		tx.consents = map[custos.SubjectID][]*custos.StoredConsent{}
-	}
-	tx.keys[st.ID], tx.consents[st.ID] = key, consents
+	tx.reads.Keep(&r)
 	if tx.rc != nil {
-		tx.rc.putSubject(tx.stamp, st, key, consents)
+		tx.rc.putSubject(tx.stamp, r.Subject, r.Key, r.Consents)
 	}
-	return st, nil
+	return r.Subject, nil
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the
@@ -181,8 +132,8 @@ func (tx *Tx) DeleteConsents(ctx context.Context, id custos.SubjectID) (int, err
 // recorded order. In a View it filters the history GetSubject read, or
 // the read cache's.
 func (tx *Tx) ListConsentsFor(ctx context.Context, id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, error) {
-	if all, ok := tx.consents[id]; ok {
-		return consentsFor(all, purposes), nil
+	if l, ok := tx.reads.ConsentsFor(id, purposes); ok {
+		return l, nil
 	}
 	if tx.rc != nil {
 		if l, ok := tx.rc.getConsents(id, purposes); ok {
@@ -190,20 +141,6 @@ func (tx *Tx) ListConsentsFor(ctx context.Context, id custos.SubjectID, purposes
 		}
 	}
 	return tx.Stmts.ListConsentsFor(ctx, id, purposes)
-}
-
-// consentsFor copies the consents of history whose purpose is one of
-// purposes, in order.
-func consentsFor(history []*custos.StoredConsent, purposes []string) []*custos.StoredConsent {
-	out := []*custos.StoredConsent{}
-	for _, c := range history {
-		if slices.Contains(purposes, c.Purpose) {
-			cp := *c
-			cp.Sealed = bytes.Clone(c.Sealed)
-			out = append(out, &cp)
-		}
-	}
-	return out
 }
 
 // CountSubjects returns the number of subjects.

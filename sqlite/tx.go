@@ -48,11 +48,10 @@ type Tx struct {
 	rc    *readCache
 	stamp cacheStamp
 	// view marks a View. Its GetSubject reads the subject's data key and
-	// consent history too (readSubject) and keeps them here for
-	// GetDataKey and ListConsentsFor; a nil key is none.
-	view     bool
-	keys     map[custos.SubjectID]*custos.DataKey
-	consents map[custos.SubjectID][]*custos.StoredConsent
+	// consent history too (readSubject) and keeps them in reads for
+	// GetDataKey and ListConsentsFor.
+	view  bool
+	reads sqlutil.SubjectReads
 	// found is the subject a View's FindLookup read, for the GetSubject
 	// that follows.
 	found *custos.StoredSubject

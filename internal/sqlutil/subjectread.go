@@ -1,0 +1,123 @@
+package sqlutil
+
+import (
+	"bytes"
+	"database/sql"
+	"slices"
+
+	"custos"
+)
+
+// SubjectReadSQL is the SELECT list and joins of a read of one subject
+// (s) with its data key (k) and consent history (c), which both stores
+// run on a read that would otherwise take a statement for each: a row
+// for each consent, or one with NULL consent columns when there is none;
+// the statement adds its WHERE and ORDER BY c.seq. sealed is the
+// expression for the subject's sealed column (a store may send it with
+// the first row only).
+func SubjectReadSQL(sealed string) string {
+	return `SELECT s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
+	k.version, k.kek_version, k.wrapped, k.created_at,
+	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
+	FROM subjects s
+	LEFT JOIN data_keys k ON k.subject_id = s.id
+	LEFT JOIN consents c ON c.subject_id = s.id`
+}
+
+// SubjectRead collects the rows of a SubjectReadSQL statement.
+type SubjectRead struct {
+	Subject  *custos.StoredSubject // nil until a row is scanned
+	Key      *custos.DataKey       // nil: the subject has none
+	Consents []*custos.StoredConsent
+}
+
+// Scan reads one row: the subject and its key from the first, a consent
+// from each. An error decoding the sealed column is returned as is.
+func (r *SubjectRead) Scan(s Scanner) error {
+	var (
+		id                           string
+		sealed, wrapped, cSealed     []byte
+		created, updated, restricted int64
+		version, kekVersion, keyAt   sql.NullInt64
+		seq, notice, at, guardian    sql.NullInt64
+		cid, purpose, scope, action  sql.NullString
+		channel, initiated, actor    sql.NullString
+	)
+	if err := s.Scan(&id, &sealed, &created, &updated, &restricted,
+		&version, &kekVersion, &wrapped, &keyAt,
+		&seq, &cid, &purpose, &scope, &action, &notice, &at, &channel, &initiated, &guardian, &actor, &cSealed); err != nil {
+		return err
+	}
+	if r.Subject == nil {
+		st, err := Subject(custos.SubjectID(id), sealed, created, updated, restricted)
+		if err != nil {
+			return err
+		}
+		r.Subject, r.Consents = st, []*custos.StoredConsent{}
+		if version.Valid {
+			r.Key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
+				Wrapped: orNil(wrapped), CreatedAt: Time(keyAt.Int64)}
+		}
+	}
+	if seq.Valid {
+		r.Consents = append(r.Consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: r.Subject.ID,
+			Purpose: purpose.String, Scope: scope.String, Action: action.String, NoticeVersion: int(notice.Int64),
+			At: Time(at.Int64), Channel: channel.String, InitiatedBy: initiated.String,
+			ByGuardian: guardian.Int64 != 0, ActorID: custos.PrincipalID(actor.String), Sealed: orNil(cSealed)})
+	}
+	return nil
+}
+
+// SubjectReads keeps what a read-only transaction's SubjectReadSQL
+// statements fetched with their subjects, so that its later GetDataKey
+// and ListConsentsFor answer without a statement. Its zero value is
+// empty; every answer is the caller's own copy.
+type SubjectReads struct {
+	keys     map[custos.SubjectID]*custos.DataKey
+	consents map[custos.SubjectID][]*custos.StoredConsent
+}
+
+// Keep records r's key and consents (r.Subject must be set).
+func (s *SubjectReads) Keep(r *SubjectRead) {
+	if s.keys == nil {
+		s.keys = map[custos.SubjectID]*custos.DataKey{}
+		s.consents = map[custos.SubjectID][]*custos.StoredConsent{}
+	}
+	s.keys[r.Subject.ID], s.consents[r.Subject.ID] = r.Key, r.Consents
+}
+
+// Key returns the data key kept for id: ok is false when none was read
+// with id, and the key nil when id has none.
+func (s *SubjectReads) Key(id custos.SubjectID) (k *custos.DataKey, ok bool) {
+	k, ok = s.keys[id]
+	if k != nil {
+		cp := *k
+		cp.Wrapped = bytes.Clone(k.Wrapped)
+		k = &cp
+	}
+	return k, ok
+}
+
+// ConsentsFor returns the consents kept for id whose purpose is one of
+// purposes, in recorded order; ok is false when none were read with id.
+func (s *SubjectReads) ConsentsFor(id custos.SubjectID, purposes []string) (l []*custos.StoredConsent, ok bool) {
+	history, ok := s.consents[id]
+	if !ok {
+		return nil, false
+	}
+	return ConsentsFor(history, purposes), true
+}
+
+// ConsentsFor copies the consents of history whose purpose is one of
+// purposes, in order.
+func ConsentsFor(history []*custos.StoredConsent, purposes []string) []*custos.StoredConsent {
+	out := []*custos.StoredConsent{}
+	for _, c := range history {
+		if slices.Contains(purposes, c.Purpose) {
+			cp := *c
+			cp.Sealed = bytes.Clone(c.Sealed)
+			out = append(out, &cp)
+		}
+	}
+	return out
+}
