@@ -28,34 +28,29 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 	return &custos.Error{Code: custos.ECONFLICT, Message: "Lookup already exists.", ConflictID: string(owner)}
 }
 
-// FindLookup returns the subject owning (field, hash), or ENOTFOUND. In a
-// View it reads the subject, its data key and its consents in the same
-// statement (readSubject), for the GetSubject that follows.
+// FindLookup returns the subject owning (field, hash), or ENOTFOUND.
+//
+// A View's lookup that misses the read cache runs this one-row probe,
+// and the GetSubject that follows reads the subject with its key and
+// consents (readSubject) unless the cache has it. Reading the subject in
+// the probe's statement instead saved a statement where the subject is
+// not cached (a store far larger than the cache) but cost lookups on
+// 10,000 customers 1–33 % of their throughput, where it mostly is
+// (BENCHMARKS.md, fifteenth session).
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
 	if tx.rc != nil {
 		if id, ok := tx.rc.getLookup(field, hash); ok {
 			return id, nil
 		}
 	}
-	if tx.view {
-		// The subject comes with its key, for the GetSubject that follows
-		// (readSubject).
-		st, err := tx.readSubject(ctx, "Lookup", `s.id = (SELECT subject_id FROM lookups WHERE field = ? AND hash = ?)`,
-			[]any{field, hash})
-		if err != nil {
-			return "", err
-		}
-		tx.found = st
-		if tx.rc != nil {
-			tx.lookedUp = append(tx.lookedUp, lookupHit{field, hash, st.ID})
-			tx.cacheLookups(st.ID)
-		}
-		return st.ID, nil
-	}
 	var id string
 	if err := tx.scanRow(ctx, `SELECT subject_id FROM lookups WHERE field = ? AND hash = ?`,
 		[]any{field, hash}, &id); err != nil {
 		return "", formatError(err, "Lookup")
+	}
+	if tx.rc != nil {
+		// Kept once the subject's entry exists (GetSubject fills it).
+		tx.lookedUp = append(tx.lookedUp, lookupHit{field, hash, custos.SubjectID(id)})
 	}
 	return custos.SubjectID(id), nil
 }

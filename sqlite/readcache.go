@@ -94,7 +94,7 @@ type cacheShard struct {
 
 type cacheEntry struct {
 	subject *custos.StoredSubject
-	key     *custos.DataKey         // nil: none
+	key     *custos.DataKey         // nil: none read (GetDataKey asks the database)
 	history []*custos.StoredConsent // every consent, in recorded order
 	lookups []string
 }

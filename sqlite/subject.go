@@ -19,10 +19,6 @@ func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error 
 // GetSubject returns the subject with id, or ENOTFOUND. In a View it
 // reads the subject's data key and consent history with it (readSubject).
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
-	if st := tx.found; st != nil && st.ID == id {
-		tx.found = nil // read by FindLookup in this View
-		return st, nil
-	}
 	if tx.rc != nil {
 		if st := tx.rc.getSubject(id); st != nil {
 			tx.cacheLookups(id)
@@ -59,7 +55,7 @@ var subjectReadSQL = sqlutil.SubjectReadSQL(`s.sealed`)
 
 // readSubject reads, in a View, the subject WHERE where (with args) with
 // its data key and consent history in one statement, where reading them
-// apart took three (four after a lookup by blind index): each statement
+// apart took three: each statement
 // costs SQLite a step and a reset and the driver a row, beside the page
 // fetches, and a read that misses the read cache spent about a fifth
 // less CPU in the store this way (BenchmarkViewRead; BENCHMARKS.md,

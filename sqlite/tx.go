@@ -52,9 +52,6 @@ type Tx struct {
 	// GetDataKey and ListConsentsFor.
 	view  bool
 	reads sqlutil.SubjectReads
-	// found is the subject a View's FindLookup read, for the GetSubject
-	// that follows.
-	found *custos.StoredSubject
 	// inv collects, on write transactions, the customers whose cached
 	// rows the statements change; subjects names the customers the
 	// statement running now changes (set by about).
