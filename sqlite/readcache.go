@@ -25,9 +25,10 @@ const DefaultReadCache = 50_000
 // readCache keeps, per customer, what a read fetches before it decides
 // and decrypts: the stored subject row (ciphertext), the wrapped data key,
 // the whole consent history (one statement reads all three: readSubject),
-// and the blind-index keys that led to the customer. It holds nothing the database file does not hold, and
-// nothing in plaintext: decrypting still needs the master key, and
-// shredding deletes the entry in the same step that commits the deletion.
+// and the blind-index keys that led to the customer. It holds nothing the
+// database file does not hold, and nothing in plaintext: decrypting still
+// needs the master key, and shredding deletes the entry in the same step
+// that commits the deletion.
 //
 // Only read transactions (View) use it, and only positive answers are
 // kept. Coherence, in this process: every write transaction records the
