@@ -19,9 +19,8 @@ import (
 // read misses it, as 84–86 % of reads did at 10,000,000 customers (issue
 // #7's scale target; BENCHMARKS.md, fifteenth session); with it on (hit)
 // every read after the first finds its customer there. It reports the
-// process's CPU per read beside ns/op.
-// The lookup cases find the customer by a blind-index key first, as a
-// lookup by mobile does.
+// process's CPU per read beside ns/op. The lookup cases find the
+// customer by a blind-index key first, as a lookup by mobile does.
 func BenchmarkViewRead(b *testing.B) {
 	b.Run("miss", func(b *testing.B) { benchmarkViewRead(b, -1, false) })
 	b.Run("hit", func(b *testing.B) { benchmarkViewRead(b, 0, false) })
