@@ -16,7 +16,8 @@ import (
 // consent history in one statement (readSubject), and answers GetDataKey
 // and ListConsentsFor from it; its answers, with the read cache on and
 // off, and again from the cache, are those of a write transaction, which
-// reads each apart. Issue #7 (10M scale), R1 (consent per purpose).
+// reads each apart. Issue #7 (10M scale); U2 (the consents a decision
+// sees are exactly those of the purposes asked).
 func TestViewReadsSubjectWhole(t *testing.T) {
 	for _, cache := range []int{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
