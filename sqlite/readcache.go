@@ -232,7 +232,7 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 	}
 	e := &cacheEntry{subject: cloneSubject(st), history: copyConsents(history)}
 	if key != nil {
-		e.key = cloneKey(key)
+		e.key = sqlutil.CloneKey(key)
 	}
 	s := c.shard(st.ID)
 	s.mu.Lock()
@@ -275,12 +275,6 @@ func cloneSubject(st *custos.StoredSubject) *custos.StoredSubject {
 	return &cp
 }
 
-func cloneKey(k *custos.DataKey) *custos.DataKey {
-	cp := *k
-	cp.Wrapped = bytes.Clone(k.Wrapped)
-	return &cp
-}
-
 // getKey returns the cached data key of id, or nil when id has no entry
 // or its entry no key.
 func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
@@ -288,7 +282,7 @@ func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.entries[id]; e != nil && e.key != nil {
-		return cloneKey(e.key)
+		return sqlutil.CloneKey(e.key)
 	}
 	return nil
 }

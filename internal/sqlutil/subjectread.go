@@ -91,11 +91,16 @@ func (s *SubjectReads) Keep(r *SubjectRead) {
 func (s *SubjectReads) Key(id custos.SubjectID) (k *custos.DataKey, ok bool) {
 	k, ok = s.keys[id]
 	if k != nil {
-		cp := *k
-		cp.Wrapped = bytes.Clone(k.Wrapped)
-		k = &cp
+		k = CloneKey(k)
 	}
 	return k, ok
+}
+
+// CloneKey copies k down to its bytes.
+func CloneKey(k *custos.DataKey) *custos.DataKey {
+	cp := *k
+	cp.Wrapped = bytes.Clone(k.Wrapped)
+	return &cp
 }
 
 // ConsentsFor returns the consents kept for id whose purpose is one of
