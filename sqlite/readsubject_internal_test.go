@@ -163,7 +163,7 @@ func TestViewReadsSubjectWhole(t *testing.T) {
 // scan or a sort.
 func TestSubjectReadPlan(t *testing.T) {
 	db := openInternal(t)
-	p := queryPlan(t, db, subjectReadSQL+` WHERE s.id = ? ORDER BY c.seq`, "sub_x")
+	p := queryPlan(t, db, subjectReadSQL, "sub_x")
 	for _, want := range []string{"SEARCH s USING INDEX sqlite_autoindex_subjects_1 (id=?)",
 		"SEARCH k USING INDEX sqlite_autoindex_data_keys_1 (subject_id=?)", "SEARCH c USING INDEX consents_subject (subject_id=?)"} {
 		if !strings.Contains(p, want) {

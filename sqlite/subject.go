@@ -26,7 +26,7 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		}
 	}
 	if tx.view {
-		st, err := tx.readSubject(ctx, "Subject", `s.id = ?`, []any{string(id)})
+		st, err := tx.readSubject(ctx, id)
 		if err == nil && tx.rc != nil {
 			tx.cacheLookups(id)
 		}
@@ -48,28 +48,27 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	return st, nil
 }
 
-// subjectReadSQL reads a subject with its data key and consent history
-// (sqlutil.SubjectReadSQL). The sealed fields come with every row; a
-// history is a few rows long.
-var subjectReadSQL = sqlutil.SubjectReadSQL(`s.sealed`)
+// subjectReadSQL reads a subject by id with its data key and consent
+// history (sqlutil.SubjectReadSQL). The sealed fields come with every row;
+// a history is a few rows long.
+var subjectReadSQL = sqlutil.SubjectReadSQL(`s.sealed`) + ` WHERE s.id = ? ORDER BY c.seq`
 
-// readSubject reads, in a View, the subject WHERE where (with args) with
-// its data key and consent history in one statement, where reading them
-// apart took three: each statement
-// costs SQLite a step and a reset and the driver a row, beside the page
-// fetches, and a read that misses the read cache spent about a fifth
-// less CPU in the store this way (BenchmarkViewRead; BENCHMARKS.md,
+// readSubject reads, in a View, subject id with its data key and consent
+// history in one statement, where reading them apart took three: each
+// statement costs SQLite a step and a reset and the driver a row, beside
+// the page fetches, and a read that misses the read cache spent about a
+// fifth less CPU in the store this way (BenchmarkViewRead; BENCHMARKS.md,
 // fifteenth session). The key and the consents are kept for GetDataKey
 // and ListConsentsFor of the same View, and in the read cache with the
-// subject. ENOTFOUND names entity.
-func (tx *Tx) readSubject(ctx context.Context, entity, where string, args []any) (*custos.StoredSubject, error) {
+// subject.
+func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
 	var r sqlutil.SubjectRead
-	err := tx.query(ctx, subjectReadSQL+` WHERE `+where+` ORDER BY c.seq`, args, func(s scanner) error { return r.Scan(s) })
+	err := tx.query(ctx, subjectReadSQL, []any{string(id)}, func(s scanner) error { return r.Scan(s) })
 	if err != nil {
-		return nil, formatError(err, entity)
+		return nil, formatError(err, "Subject")
 	}
 	if r.Subject == nil {
-		return nil, formatError(sql.ErrNoRows, entity)
+		return nil, formatError(sql.ErrNoRows, "Subject")
 	}
 	tx.reads.Keep(&r)
 	if tx.rc != nil {
