@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -225,15 +224,16 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 const maxCachedHistory = 64
 
 // putSubject adds an entry for a subject row, its data key (nil: none)
-// and its consent history, read together in a View stamped stamp.
+// and its consent history, read together in a View stamped stamp. The
+// entry keeps its own copy of st, which the View hands to its caller; key
+// and history it keeps as they are: they come from the View's
+// sqlutil.SubjectReads, which, like the cache, only ever hands out
+// copies, so neither is ever changed.
 func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) {
 	if len(history) > maxCachedHistory {
 		return
 	}
-	e := &cacheEntry{subject: cloneSubject(st), history: copyConsents(history)}
-	if key != nil {
-		e.key = sqlutil.CloneKey(key)
-	}
+	e := &cacheEntry{subject: cloneSubject(st), key: key, history: history}
 	s := c.shard(st.ID)
 	s.mu.Lock()
 	if !c.valid(stamp) || s.entries[st.ID] != nil {
@@ -298,16 +298,6 @@ func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*cust
 		return nil, false
 	}
 	return sqlutil.ConsentsFor(e.history, purposes), true
-}
-
-func copyConsents(l []*custos.StoredConsent) []*custos.StoredConsent {
-	out := make([]*custos.StoredConsent, len(l))
-	for i, c := range l {
-		cp := *c
-		cp.Sealed = bytes.Clone(c.Sealed)
-		out[i] = &cp
-	}
-	return out
 }
 
 func lookupKey(field string, hash []byte) string { return field + "\x00" + string(hash) }

@@ -26,11 +26,7 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		}
 	}
 	if tx.view {
-		st, err := tx.readSubject(ctx, id)
-		if err == nil && tx.rc != nil {
-			tx.cacheLookups(id)
-		}
-		return st, err
+		return tx.readSubject(ctx, id)
 	}
 	var (
 		sealed                       []byte
@@ -73,6 +69,7 @@ func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.Sto
 	tx.reads.Keep(&r)
 	if tx.rc != nil {
 		tx.rc.putSubject(tx.stamp, r.Subject, r.Key, r.Consents)
+		tx.cacheLookups(id)
 	}
 	return r.Subject, nil
 }
