@@ -1,6 +1,11 @@
 package postgres
 
-import "database/sql"
+import (
+	"context"
+	"database/sql"
+
+	"custos"
+)
 
 // Pool exposes the connection pool to the external tests.
 func (db *DB) Pool() *sql.DB { return db.pool }
@@ -28,3 +33,11 @@ func (db *DB) Undeferred() int64 { return db.undeferred.Load() }
 
 // DeferredSent returns how many statements commit groups sent deferred.
 func (db *DB) DeferredSent() int64 { return db.deferredSent.Load() }
+
+// TxID returns the id of tx's transaction, assigning one if it has none,
+// as PostgreSQL's xid type prints it.
+func TxID(ctx context.Context, tx custos.Tx) (string, error) {
+	var xid string
+	err := tx.(*Tx).scanRow(ctx, `SELECT xid(pg_current_xact_id())::text`, nil, &xid)
+	return xid, err
+}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -651,6 +652,97 @@ func TestGroupDeferredInserts(t *testing.T) {
 	}
 	if got := db.Undeferred() - undeferred; got != 1 {
 		t.Errorf("third group: run again without deferring %d times, want 1", got)
+	}
+	checkChain(t, db)
+}
+
+// TestGroupCommitFlushed checks that an Update with an audit event
+// returns only once its commit record is on disk (an acknowledged write
+// is durable). pg_walinspect reads only WAL that has been flushed, so the
+// test looks for the group's commit record there, right after Update
+// returns: lone groups, and groups of several members at once. A group
+// that committed with synchronous_commit off, as the sixteenth session's
+// early lock release first did without a working flush after it
+// (BENCHMARKS.md), fails here.
+func TestGroupCommitFlushed(t *testing.T) {
+	url := MustCreateSchema(t)
+	admin, err := sql.Open("pgx", testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var had bool
+	if err := admin.QueryRowContext(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect')`).Scan(&had); err != nil {
+		t.Fatal(err)
+	}
+	if !had {
+		if _, err := admin.ExecContext(t.Context(), `CREATE EXTENSION IF NOT EXISTS pg_walinspect WITH SCHEMA public`); err != nil {
+			t.Fatalf("pg_walinspect (PostgreSQL 15 contrib, superuser): %v", err)
+		}
+		t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), `DROP EXTENSION IF EXISTS pg_walinspect`) })
+	}
+	db := MustOpen(t, url, postgres.Options{Migrate: true})
+
+	// flushed reports whether the commit record of transaction xid,
+	// written after start, is in the WAL flushed to disk.
+	flushed := func(start, xid string) bool {
+		t.Helper()
+		var n int
+		err := admin.QueryRowContext(t.Context(), `SELECT count(*) FROM public.pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())
+			WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%' AND xid::text = $2`, start, xid).Scan(&n)
+		if err != nil {
+			// Also when start is not before the flushed end: nothing
+			// written since start is on disk.
+			var ins, fl string
+			_ = admin.QueryRowContext(t.Context(), `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text`).Scan(&ins, &fl)
+			t.Fatalf("commit of xid %s not flushed: pg_get_wal_records_info from %s (WAL inserted to %s, flushed to %s): %v", xid, start, ins, fl, err)
+		}
+		return n == 1
+	}
+	insertLSN := func() string {
+		t.Helper()
+		var lsn string
+		if err := admin.QueryRowContext(t.Context(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	member := func(req string, xid *string) func(tx custos.Tx) error {
+		return func(tx custos.Tx) (err error) {
+			appendAtEnd(t, tx, req)
+			*xid, err = postgres.TxID(t.Context(), tx)
+			return err
+		}
+	}
+
+	for i := range 10 {
+		start, req := insertLSN(), fmt.Sprintf("lone_%d", i)
+		var xid string
+		if err := db.Update(t.Context(), member(req, &xid)); err != nil {
+			t.Fatalf("Update %s: %v", req, err)
+		}
+		if !flushed(start, xid) {
+			t.Fatalf("Update %s returned before its commit (xid %s) was flushed", req, xid)
+		}
+	}
+
+	// Groups: every member's answer comes after the group's flush.
+	grouped := MustOpen(t, url, postgres.Options{Writers: 1})
+	for round := range 3 {
+		start := insertLSN()
+		const n = 4
+		xids := make([]string, n)
+		errs := groupMembers(t, grouped, n, func(i int, req string, tx custos.Tx) error {
+			return member(fmt.Sprintf("r%d_%s", round, req), &xids[i])(tx)
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d member %d: %v", round, i, err)
+			}
+			if !flushed(start, xids[i]) {
+				t.Fatalf("round %d member %d answered before its group's commit (xid %s) was flushed", round, i, xids[i])
+			}
+		}
 	}
 	checkChain(t, db)
 }
