@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -666,11 +665,10 @@ func TestGroupDeferredInserts(t *testing.T) {
 // (BENCHMARKS.md), fails here.
 func TestGroupCommitFlushed(t *testing.T) {
 	url := MustCreateSchema(t)
-	admin, err := sql.Open("pgx", testURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	db := MustOpen(t, url, postgres.Options{Migrate: true})
+	// The store's own pool: the extension and the WAL functions are
+	// database-wide, named with their schema.
+	admin := db.Pool()
 	var had bool
 	if err := admin.QueryRowContext(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect')`).Scan(&had); err != nil {
 		t.Fatal(err)
@@ -679,9 +677,9 @@ func TestGroupCommitFlushed(t *testing.T) {
 		if _, err := admin.ExecContext(t.Context(), `CREATE EXTENSION IF NOT EXISTS pg_walinspect WITH SCHEMA public`); err != nil {
 			t.Fatalf("pg_walinspect (PostgreSQL 15 contrib, superuser): %v", err)
 		}
+		// Registered after MustOpen, so it runs before the store closes.
 		t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), `DROP EXTENSION IF EXISTS pg_walinspect`) })
 	}
-	db := MustOpen(t, url, postgres.Options{Migrate: true})
 
 	// flushed reports whether the commit record of transaction xid,
 	// written after start, is in the WAL flushed to disk.
