@@ -665,7 +665,8 @@ func TestGroupDeferredInserts(t *testing.T) {
 // (BENCHMARKS.md), fails here.
 func TestGroupCommitFlushed(t *testing.T) {
 	url := MustCreateSchema(t)
-	db := MustOpen(t, url, postgres.Options{Migrate: true})
+	// One writer, so that groupMembers can gather members behind it.
+	db := MustOpen(t, url, postgres.Options{Migrate: true, Writers: 1})
 	// The store's own pool: the extension and the WAL functions are
 	// database-wide, named with their schema.
 	admin := db.Pool()
@@ -725,12 +726,11 @@ func TestGroupCommitFlushed(t *testing.T) {
 	}
 
 	// Groups: every member's answer comes after the group's flush.
-	grouped := MustOpen(t, url, postgres.Options{Writers: 1})
 	for round := range 3 {
 		start := insertLSN()
 		const n = 4
 		xids := make([]string, n)
-		errs := groupMembers(t, grouped, n, func(i int, req string, tx custos.Tx) error {
+		errs := groupMembers(t, db, n, func(i int, req string, tx custos.Tx) error {
 			return member(fmt.Sprintf("r%d_%s", round, req), &xids[i])(tx)
 		})
 		for i, err := range errs {
