@@ -335,13 +335,19 @@ func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err er
 // (runRead), outside every transaction; dk is nil when no field is
 // visible.
 func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[string]custos.FieldDecision) (*custos.Subject, error) {
-	out := &custos.Subject{ID: st.ID, Fields: map[string]string{}, Decisions: map[string]custos.FieldDecision{},
-		Provenance: map[string]custos.Provenance{}, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
+	// Each map is made at its final size: growing them field by field was
+	// a fifth of a masked read's allocations (BenchmarkReadMaskedHTTP).
+	decisions, visible := make(map[string]custos.FieldDecision, len(st.Sealed)), 0
 	for name := range st.Sealed {
 		if name != provenanceField {
-			out.Decisions[name] = d[name]
+			decisions[name] = d[name]
+			if d[name].Outcome != custos.Denied {
+				visible++
+			}
 		}
 	}
+	out := &custos.Subject{ID: st.ID, Fields: make(map[string]string, visible), Decisions: decisions,
+		Provenance: make(map[string]custos.Provenance, visible), CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt}
 	if dk == nil {
 		return out, nil
 	}

@@ -2,7 +2,6 @@ package http
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -114,7 +113,13 @@ func appendReadResponse(b []byte, rs *ReadResponse) (out []byte, ok bool) {
 // appended by value.
 func appendJSONMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
 	b = append(b, '{')
-	for i, k := range slices.Sorted(maps.Keys(m)) {
+	var arr [32]string // a subject's fields fit: no allocation for the keys
+	keys := arr[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -159,7 +159,8 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 	}
 
 	write := Write(req.Action)
-	d := Decision{Allowed: true, Fields: map[string]custos.FieldDecision{}, Records: map[string]custos.FieldDecision{}, Grants: map[string]string{}}
+	d := Decision{Allowed: true, Fields: make(map[string]custos.FieldDecision, len(req.Fields)),
+		Records: make(map[string]custos.FieldDecision, len(req.Records)), Grants: map[string]string{}}
 	for _, name := range req.Fields {
 		f := cat.Field(name)
 		if f == nil {

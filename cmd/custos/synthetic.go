@@ -20,7 +20,17 @@ func syntheticNotice(ctx context.Context, svc *core.Service, stderr io.Writer) (
 	} else if custos.ErrorCode(err) != custos.ENOTFOUND {
 		return nil, err
 	}
-	cat := svc.Catalog()
+	n, err = svc.PublishNotice(ctx, syntheticNoticeContent(svc.Catalog()))
+	if err != nil {
+		return nil, fmt.Errorf("publish a synthetic notice: %w", err)
+	}
+	fmt.Fprintf(stderr, "published notice version %d for synthetic customers (the store had none)\n", n.Version)
+	return n, nil
+}
+
+// syntheticNoticeContent presents every purpose of cat, for synthetic
+// customers only.
+func syntheticNoticeContent(cat *custos.Catalog) custos.NoticeContent {
 	c := custos.NoticeContent{Controller: "custos synthetic data", Contact: "nobody@example.invalid",
 		Text: map[string]custos.NoticeText{
 			"zh-CN": {Title: "合成数据声明", Body: "本声明仅用于合成测试数据，不适用于真实客户。", Rights: "不适用。"},
@@ -35,12 +45,7 @@ func syntheticNotice(ctx context.Context, svc *core.Service, stderr io.Writer) (
 		}
 		c.Purposes = append(c.Purposes, np)
 	}
-	n, err = svc.PublishNotice(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("publish a synthetic notice: %w", err)
-	}
-	fmt.Fprintf(stderr, "published notice version %d for synthetic customers (the store had none)\n", n.Version)
-	return n, nil
+	return c
 }
 
 // syntheticConsent is a sign-up form granting every consent-based purpose
