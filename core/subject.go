@@ -335,8 +335,8 @@ func (s *Service) auditRefusal(ctx context.Context, e *custos.AuditEvent, err er
 // (runRead), outside every transaction; dk is nil when no field is
 // visible.
 func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[string]custos.FieldDecision) (*custos.Subject, error) {
-	// Each map is made at its final size: growing them field by field was
-	// a fifth of a masked read's allocations (BenchmarkReadMaskedHTTP).
+	// Each map is made at its final size instead of growing field by
+	// field (BenchmarkReadMaskedHTTP).
 	decisions, visible := make(map[string]custos.FieldDecision, len(st.Sealed)), 0
 	for name := range st.Sealed {
 		if name != provenanceField {
