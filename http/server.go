@@ -413,32 +413,30 @@ const maxPooledEncode = 64 << 10
 
 func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	var ok bool
 	bp := encodeBufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	b, ok := (*bp)[:0], false
+	// Once written, the answer is copied (or failed); a buffer a batch
+	// read grew past maxPooledEncode goes to the collector.
+	defer func() {
+		if cap(b) <= maxPooledEncode {
+			*bp = b
+			encodeBufs.Put(bp)
+		}
+	}()
 	switch v := v.(type) {
 	case *custos.Subject:
 		b, ok = appendSubject(b, v)
 	case *ReadResponse:
 		b, ok = appendReadResponse(b, v)
 	}
-	if ok {
-		w.WriteHeader(status)
-		if _, err := w.Write(b); err != nil {
-			s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
-		}
-	}
-	// Write has copied b (or failed); a buffer a batch read grew past
-	// maxPooledEncode goes to the collector instead of staying pooled.
-	if cap(b) <= maxPooledEncode {
-		*bp = b
-		encodeBufs.Put(bp)
-	}
-	if ok {
-		return
-	}
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	var err error
+	if ok {
+		_, err = w.Write(b)
+	} else {
+		err = json.NewEncoder(w).Encode(v)
+	}
+	if err != nil {
 		s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
 	}
 }
