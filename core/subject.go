@@ -340,8 +340,9 @@ func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[st
 	decisions, visible := make(map[string]custos.FieldDecision, len(st.Sealed)), 0
 	for name := range st.Sealed {
 		if name != provenanceField {
-			decisions[name] = d[name]
-			if d[name].Outcome != custos.Denied {
+			fd := d[name]
+			decisions[name] = fd
+			if fd.Outcome != custos.Denied {
 				visible++
 			}
 		}

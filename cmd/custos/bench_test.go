@@ -86,10 +86,7 @@ func BenchmarkReadMaskedHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n, err := admin.PublishNotice(ctx, syntheticNoticeContent(cat))
-	if err != nil {
-		b.Fatal(err)
-	}
+	n := publishNotice(b, admin, syntheticNoticeContent(cat))
 	in := seed.New(rand.New(rand.NewPCG(103, 1))).Subject()
 	in.Consent = syntheticConsent(n, cat)
 	s, err := ps.App.CreateSubject(ctx, seedPurposes, in)
