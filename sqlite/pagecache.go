@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // The write connection's page cache.
@@ -33,9 +34,17 @@ const (
 	pendingByte = 1 << 30
 )
 
-// tuneCacheEvery is how many commit groups the writer runs between two
-// looks at the database's size (tuneCache).
+// The writer looks at the database's size (tuneCache) every
+// tuneCacheEvery commit groups, and after a group that ends
+// tuneCacheInterval or more after its last look. The interval is what
+// matters under a bulk load: an import's or a seed's groups are whole
+// batches of 500 customers, so 1,024 groups came only after half a
+// million customers, and a 1M seed ran most of its way past 1 GiB with
+// the small cache (BENCHMARKS.md, eighteenth session). A variable so
+// that a test can shorten it before it opens a store.
 const tuneCacheEvery = 1024
+
+var tuneCacheInterval = time.Second
 
 // writeCacheDSN is the part of the write connection's DSN that sizes its
 // page cache as it starts: small, until tuneCache has seen the database.

@@ -2,7 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
+
+	"custos"
 )
 
 // writeConnPragma reads one integer pragma on the write connection.
@@ -69,5 +73,37 @@ func TestWriteCacheSize(t *testing.T) {
 	}
 	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
 		t.Errorf("cache_size back under the threshold = %d, want -%d", got, smallCacheKiB)
+	}
+}
+
+// TestWriterRetunesCacheByTime: the writer looks at the store's size again
+// once tuneCacheInterval has passed, long before tuneCacheEvery groups, so
+// that a bulk load (whole batches a group) gets the large cache as soon as
+// the store passes the threshold.
+func TestWriterRetunesCacheByTime(t *testing.T) {
+	old := tuneCacheInterval
+	tuneCacheInterval = 5 * time.Millisecond
+	t.Cleanup(func() { tuneCacheInterval = old; largeCacheFrom.Store(0) })
+	db := openInternal(t) // closed before the cleanup above restores
+	ctx := context.Background()
+	write := func(i int) {
+		t.Helper()
+		if err := db.Update(ctx, func(tx custos.Tx) error {
+			return tx.(*Tx).SetMeta(ctx, "retune-test", fmt.Sprint(i))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
+		t.Fatalf("cache_size on a new store = %d, want -%d (KiB)", got, smallCacheKiB)
+	}
+	largeCacheFrom.Store(4096) // every store is "large" now
+	time.Sleep(2 * tuneCacheInterval)
+	write(1) // a group that ends past the interval: the writer looks after it
+	write(2) // answered only once the writer is done with the look
+	if got := writeConnPragma(t, db, "cache_size"); got != -largeCacheKiB {
+		t.Errorf("cache_size two groups after the store passed the threshold = %d, want -%d (tuneCacheEvery is %d groups)",
+			got, largeCacheKiB, tuneCacheEvery)
 	}
 }

@@ -337,6 +337,7 @@ func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 func (db *DB) writer() {
 	defer close(db.done)
 	_ = db.tuneCache() // a failure keeps the small cache until the next check
+	tuned := time.Now()
 	// backlog: audit events may wait to be filed (auditindex.go), on
 	// start and after a filing that stopped at its bound. They are
 	// filed while no write waits.
@@ -376,8 +377,9 @@ func (db *DB) writer() {
 			_, rest, _ := db.fileAuditEvents(false, auditFileChunk+max(unfiled-unfiled0, 0))
 			backlog = backlog || rest >= auditFileChunk
 		}
-		if groups%tuneCacheEvery == 0 {
+		if groups%tuneCacheEvery == 0 || time.Since(tuned) >= tuneCacheInterval {
 			_ = db.tuneCache()
+			tuned = time.Now()
 		}
 		// Busy: from the first request of the group to the next wait.
 		db.busyNanos.Add(uint64(time.Since(t0)))
