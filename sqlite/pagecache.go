@@ -34,16 +34,13 @@ const (
 	pendingByte = 1 << 30
 )
 
-// The writer looks at the database's size (tuneCache) every
-// tuneCacheEvery commit groups, and after a group that ends
-// tuneCacheInterval or more after its last look. The interval is what
-// matters under a bulk load: an import's or a seed's groups are whole
-// batches of 500 customers, so 1,024 groups came only after half a
-// million customers, and a 1M seed ran most of its way past 1 GiB with
-// the small cache (BENCHMARKS.md, eighteenth session). A variable so
-// that a test can shorten it before it opens a store.
-const tuneCacheEvery = 1024
-
+// tuneCacheInterval is how often the writer looks at the database's size
+// (tuneCache): after the first group that ends this long after its last
+// look. It looked every 1,024 commit groups before, but an import's or a
+// seed's groups are whole batches of 500 customers, so a 1M seed ran most
+// of its way past 1 GiB with the small cache (BENCHMARKS.md, eighteenth
+// session). A look is three pragmas on the write connection. A variable
+// so that a test can shorten it before it opens a store.
 var tuneCacheInterval = time.Second
 
 // writeCacheDSN is the part of the write connection's DSN that sizes its
@@ -71,8 +68,8 @@ func wantCacheKiB(pages, pageSize int64) int64 {
 }
 
 // tuneCache sets the write connection's cache size for the database's
-// current size. The writer calls it when it starts and every
-// tuneCacheEvery groups, between two groups. A failure leaves the cache as
+// current size. The writer calls it when it starts and then between two
+// groups, every tuneCacheInterval. A failure leaves the cache as
 // it was until the next look.
 func (db *DB) tuneCache() error {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)

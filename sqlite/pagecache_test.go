@@ -77,9 +77,9 @@ func TestWriteCacheSize(t *testing.T) {
 }
 
 // TestWriterRetunesCacheByTime: the writer looks at the store's size again
-// once tuneCacheInterval has passed, long before tuneCacheEvery groups, so
-// that a bulk load (whole batches a group) gets the large cache as soon as
-// the store passes the threshold.
+// after the first group that ends tuneCacheInterval after its last look,
+// however few groups ran, so that a bulk load (whole batches a group) gets
+// the large cache soon after the store passes the threshold.
 func TestWriterRetunesCacheByTime(t *testing.T) {
 	old := tuneCacheInterval
 	tuneCacheInterval = 5 * time.Millisecond
@@ -103,7 +103,7 @@ func TestWriterRetunesCacheByTime(t *testing.T) {
 	write(1) // a group that ends past the interval: the writer looks after it
 	write(2) // answered only once the writer is done with the look
 	if got := writeConnPragma(t, db, "cache_size"); got != -largeCacheKiB {
-		t.Errorf("cache_size two groups after the store passed the threshold = %d, want -%d (tuneCacheEvery is %d groups)",
-			got, largeCacheKiB, tuneCacheEvery)
+		t.Errorf("cache_size two groups after the store passed the threshold = %d, want -%d",
+			got, largeCacheKiB)
 	}
 }

@@ -342,7 +342,7 @@ func (db *DB) writer() {
 	// start and after a filing that stopped at its bound. They are
 	// filed while no write waits.
 	backlog := auditWriterFiles
-	for groups := 1; ; groups++ {
+	for {
 		var first *writeReq
 		var idle <-chan time.Time
 		if backlog {
@@ -355,7 +355,6 @@ func (db *DB) writer() {
 		case <-idle:
 			_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
 			backlog = err == nil && rest > 0
-			groups--
 			continue
 		}
 		t0, unfiled0 := time.Now(), db.auditUnfiled.Load()
@@ -377,7 +376,7 @@ func (db *DB) writer() {
 			_, rest, _ := db.fileAuditEvents(false, auditFileChunk+max(unfiled-unfiled0, 0))
 			backlog = backlog || rest >= auditFileChunk
 		}
-		if groups%tuneCacheEvery == 0 || time.Since(tuned) >= tuneCacheInterval {
+		if time.Since(tuned) >= tuneCacheInterval {
 			_ = db.tuneCache()
 			tuned = time.Now()
 		}
