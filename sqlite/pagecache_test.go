@@ -89,7 +89,7 @@ func TestWriterRetunesCacheByTime(t *testing.T) {
 	write := func(i int) {
 		t.Helper()
 		if err := db.Update(ctx, func(tx custos.Tx) error {
-			return tx.(*Tx).SetMeta(ctx, "retune-test", fmt.Sprint(i))
+			return tx.SetMeta(ctx, "retune-test", fmt.Sprint(i))
 		}); err != nil {
 			t.Fatal(err)
 		}
