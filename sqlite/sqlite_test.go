@@ -190,7 +190,7 @@ func TestPragmas(t *testing.T) {
 	}{
 		{pragma: "busy_timeout", write: 10000, read: 10000},
 		{pragma: "foreign_keys", write: 1, read: 1},
-		{pragma: "synchronous", write: 2, read: 2}, // FULL: a create is acknowledged only once on disk
+		{pragma: "synchronous", write: 2, read: 2}, // FULL: a create is acknowledged only once on disk; walvfs.go relies on it
 		{pragma: "secure_delete", write: 1, read: 1},
 		{pragma: "query_only", write: 0, read: 1},
 	}

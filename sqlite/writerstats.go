@@ -21,9 +21,10 @@ import (
 // one commit and its fsync.
 //
 // Pages is how many database pages the writer wrote to the WAL (SQLite's
-// SQLITE_DBSTATUS_CACHE_WRITE): each is a 4 KiB frame written with two
-// system calls at commit, so pages per write is what a commit costs in
-// I/O (BENCHMARKS.md, sixth session).
+// SQLITE_DBSTATUS_CACHE_WRITE): each is a 4 KiB frame of the WAL, which
+// the write connection's VFS gathers into writes of up to 31 frames
+// (walvfs.go), so pages per write is what a commit costs in I/O
+// (BENCHMARKS.md, sixth and nineteenth sessions).
 type WriterStats struct {
 	Groups, Members, Reruns, Pages uint64
 	Busy                           time.Duration

@@ -1,0 +1,300 @@
+package sqlite
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"modernc.org/libc"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The write connection's WAL writes, gathered.
+//
+// SQLite writes a commit's WAL frames one at a time, each with two write
+// calls: its 24-byte header, then its 4 KiB page (walWriteOneFrame). A
+// commit group of creates writes about 63 frames, so 126 pwrite calls,
+// and those calls took 28 % of the writer goroutine's CPU in a create
+// profile (bench/profiles/create-sqlite-c16-session16.prof: 1.62 s of
+// 5.70 s in libc.Xpwrite). On this host a pwrite of 4 KiB into the page
+// cache costs about 1.9 µs when idle and 3.7 µs under load, and one
+// pwrite of the same 260 KB costs 20 µs including the copy
+// (BENCHMARKS.md, nineteenth session).
+//
+// So the write connection opens the database through walVFS, a VFS that
+// is the default ("unix") one in every respect but this: a file opened as
+// a WAL gathers consecutive writes in a buffer and hands them to the
+// default VFS as one write when the buffer is full, when a write does not
+// follow on from the last, and before anything else is done with the file
+// — sync, read, truncate, size, file control, close. SQLite publishes a
+// commit to other connections (the WAL index header in shared memory)
+// only after the frames are written and, with synchronous=FULL, after the
+// WAL is synced (sqlite3WalFrames), and the sync flushes the buffer first;
+// so what another connection can see is always in the file, and what is
+// acknowledged is on disk, as before. That holds only with
+// synchronous=FULL, which the write connection always sets
+// (TestPragmas), and only the write connection uses this VFS. Readers and
+// the checkpointer never write the WAL and open it as before.
+//
+// Frames written and then rolled back stay in the buffer until the next
+// write or sync, where SQLite would have written them at once; they lie
+// beyond the WAL's last commit either way, where no reader looks.
+
+// walVFSName is the name the VFS is registered under.
+const walVFSName = "custos-wal"
+
+// walBufSize is the most a WAL file gathers before it writes: 31 frames
+// of a 4 KiB page. It is the largest write the default VFS makes in one
+// call: its seekAndWriteFd keeps only a length's low 17 bits
+// (nBuf &= 0x1ffff), so a longer write comes back short and fails with
+// SQLITE_FULL.
+const walBufSize = 0x1ffff
+
+var walVFS struct {
+	once sync.Once
+	err  error
+
+	base    uintptr // *Tsqlite3_vfs: the default VFS
+	vfs     uintptr // *Tsqlite3_vfs: ours, in C memory
+	extra   uintptr // offset of our handle in a file struct
+	mu      sync.Mutex
+	methods map[uintptr]uintptr // default io methods → ours (wrapMethods)
+
+	files sync.Map // handle → *walFile
+	next  atomic.Uintptr
+}
+
+// walFile is one WAL opened through walVFS.
+type walFile struct {
+	name string
+	mu   sync.Mutex
+	base *sqlite3.Tsqlite3_io_methods // the default VFS's methods for it
+	mem  uintptr                      // buf's memory, C memory from libc
+	buf  []byte
+	off  int64 // file offset of buf[0]
+	// asked counts the writes SQLite made, issued those the default VFS
+	// was given (for tests).
+	asked, issued int64
+}
+
+// registerWALVFS registers walVFS once, before the first connection that
+// names it opens.
+func registerWALVFS() error {
+	walVFS.once.Do(func() {
+		tls := libc.NewTLS()
+		defer tls.Close()
+		base := sqlite3.Xsqlite3_vfs_find(tls, 0)
+		if base == 0 {
+			walVFS.err = fmt.Errorf("sqlite: no default VFS")
+			return
+		}
+		b := (*sqlite3.Tsqlite3_vfs)(cptr(base))
+		name, err := libc.CString(walVFSName)
+		if err != nil {
+			walVFS.err = err
+			return
+		}
+		v := libc.Xcalloc(tls, 1, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_vfs{})))
+		if v == 0 {
+			walVFS.err = fmt.Errorf("sqlite: out of memory")
+			return
+		}
+		ours := (*sqlite3.Tsqlite3_vfs)(cptr(v))
+		*ours = *b
+		ours.FpNext = 0
+		ours.FzName = name
+		walVFS.extra = (uintptr(b.FszOsFile) + 7) &^ 7
+		ours.FszOsFile = int32(walVFS.extra + unsafe.Sizeof(uintptr(0)))
+		*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&ours.FxOpen)) = walvfsOpen
+		walVFS.base = base
+		walVFS.vfs = v
+		walVFS.methods = map[uintptr]uintptr{}
+		if rc := sqlite3.Xsqlite3_vfs_register(tls, v, 0); rc != sqlite3.SQLITE_OK {
+			walVFS.err = fmt.Errorf("sqlite: registering the %s VFS: code %d", walVFSName, rc)
+		}
+	})
+	return walVFS.err
+}
+
+// cptr turns an address SQLite handed over into a pointer. Every such
+// address here is C memory from modernc's libc allocator, which the Go
+// collector neither moves nor frees; go vet cannot know that of a
+// uintptr, so the conversion goes through memory.
+func cptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
+// call helpers: a C function pointer in modernc's translation is a
+// pointer to a Go func value.
+func fnOpen(p uintptr) func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32 {
+	return *(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{p}))
+}
+
+func fnIO(p uintptr) func(*libc.TLS, uintptr, uintptr, int32, int64) int32 {
+	return *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&struct{ uintptr }{p}))
+}
+
+func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
+	b := (*sqlite3.Tsqlite3_vfs)(cptr(walVFS.base))
+	handle := (*uintptr)(cptr(pFile + walVFS.extra))
+	*handle = 0
+	rc := fnOpen(b.FxOpen)(tls, walVFS.base, zName, pFile, flags, pOutFlags)
+	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 {
+		return rc
+	}
+	file := (*sqlite3.Tsqlite3_file)(cptr(pFile))
+	if file.FpMethods == 0 {
+		return rc
+	}
+	m := wrapMethods(tls, file.FpMethods)
+	buf := libc.Xmalloc(tls, walBufSize)
+	if m == 0 || buf == 0 {
+		(*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{(*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods)).FxClose})))(tls, pFile)
+		libc.Xfree(tls, buf)
+		file.FpMethods = 0
+		return sqlite3.SQLITE_NOMEM
+	}
+	f := &walFile{
+		name: libc.GoString(zName),
+		base: (*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods)),
+		mem:  buf,
+		buf:  unsafe.Slice((*byte)(cptr(buf)), walBufSize)[:0],
+	}
+	h := walVFS.next.Add(1)
+	walVFS.files.Store(h, f)
+	*handle = h
+	file.FpMethods = m
+	return rc
+}
+
+// wrapMethods returns the io methods of a WAL opened through walVFS whose
+// default methods are base: base's, with the write path replaced. The
+// table is in C memory, as SQLite's own are, and lives as long as the
+// process.
+func wrapMethods(tls *libc.TLS, base uintptr) uintptr {
+	walVFS.mu.Lock()
+	defer walVFS.mu.Unlock()
+	if m, ok := walVFS.methods[base]; ok {
+		return m
+	}
+	p := libc.Xcalloc(tls, 1, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_io_methods{})))
+	if p == 0 {
+		return 0
+	}
+	m := (*sqlite3.Tsqlite3_io_methods)(cptr(p))
+	*m = *(*sqlite3.Tsqlite3_io_methods)(cptr(base))
+	*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = walClose
+	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxRead)) = walRead
+	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxWrite)) = walWrite
+	*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&m.FxTruncate)) = walTruncate
+	*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&m.FxSync)) = walSync
+	*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&m.FxFileSize)) = walFileSize
+	*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&m.FxFileControl)) = walFileControl
+	walVFS.methods[base] = p
+	return p
+}
+
+func walFileOf(pFile uintptr) *walFile {
+	h := *(*uintptr)(cptr(pFile + walVFS.extra))
+	f, ok := walVFS.files.Load(h)
+	if !ok {
+		panic(fmt.Sprintf("sqlite: WAL file handle %d unknown", h))
+	}
+	return f.(*walFile)
+}
+
+// flush writes what f has gathered. The caller holds f.mu.
+func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
+	if len(f.buf) == 0 {
+		return sqlite3.SQLITE_OK
+	}
+	f.issued++
+	rc := fnIO(f.base.FxWrite)(tls, pFile, f.mem, int32(len(f.buf)), f.off)
+	f.buf = f.buf[:0]
+	return rc
+}
+
+func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	f := walFileOf(pFile)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked++
+	n := int(iAmt)
+	if len(f.buf) > 0 && (iOfst != f.off+int64(len(f.buf)) || len(f.buf)+n > walBufSize) {
+		if rc := f.flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+			return rc
+		}
+	}
+	if n > walBufSize {
+		f.issued++
+		return fnIO(f.base.FxWrite)(tls, pFile, zBuf, iAmt, iOfst)
+	}
+	if len(f.buf) == 0 {
+		f.off = iOfst
+	}
+	// Never past cap: the buffer is C memory that append would leave.
+	l := len(f.buf)
+	f.buf = f.buf[:l+n]
+	copy(f.buf[l:], unsafe.Slice((*byte)(cptr(zBuf)), n))
+	return sqlite3.SQLITE_OK
+}
+
+// flushed runs after flushing f; it returns the flush's error if any.
+func flushed(tls *libc.TLS, pFile uintptr) (*walFile, int32) {
+	f := walFileOf(pFile)
+	f.mu.Lock()
+	rc := f.flush(tls, pFile)
+	f.mu.Unlock()
+	return f, rc
+}
+
+func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return fnIO(f.base.FxRead)(tls, pFile, zBuf, iAmt, iOfst)
+}
+
+func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return (*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxSync})))(tls, pFile, flags)
+}
+
+func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxTruncate})))(tls, pFile, size)
+}
+
+func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxFileSize})))(tls, pFile, pSize)
+}
+
+func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxFileControl})))(tls, pFile, op, pArg)
+}
+
+func walClose(tls *libc.TLS, pFile uintptr) int32 {
+	h := *(*uintptr)(cptr(pFile + walVFS.extra))
+	f, rc := flushed(tls, pFile)
+	rc2 := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxClose})))(tls, pFile)
+	walVFS.files.Delete(h)
+	libc.Xfree(tls, f.mem)
+	if rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	return rc2
+}

@@ -1,0 +1,217 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// walFileNamed returns the WAL opened through walVFS under name.
+func walFileNamed(t *testing.T, name string) *walFile {
+	t.Helper()
+	var found *walFile
+	walVFS.files.Range(func(_, v any) bool {
+		if f := v.(*walFile); f.name == name {
+			found = f
+			return false
+		}
+		return true
+	})
+	if found == nil {
+		t.Fatalf("no WAL %s open through %s", name, walVFSName)
+	}
+	return found
+}
+
+// walRow is the content the test stores in row id at version v.
+func walRow(id, v int) string { return fmt.Sprintf("%06d-%d-%0900d", id, v, id*v) }
+
+// readWALRows reads every row of t through a connection of the default
+// VFS and checks the database's integrity.
+func readWALRows(t *testing.T, ctx context.Context, path string) map[int]string {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ok string
+	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check of %s: got %q, %v", path, ok, err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, v FROM t`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[int]string{}
+	for rows.Next() {
+		var id int
+		var v string
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func checkWALRows(t *testing.T, what string, got, want map[int]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: got %d rows, want %d", what, len(got), len(want))
+	}
+	bad := 0
+	for id, w := range want {
+		if got[id] != w {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d rows differ from what was committed", what, bad, len(want))
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWALVFSGathersWrites checks the write connection's VFS (walvfs.go):
+// a commit's frames reach the file in a few large writes, and what other
+// connections read, and what SQLite recovers from the WAL file alone, is
+// exactly what was committed — through a transaction that spills frames
+// before it commits and then rewrites some of them in place (SQLite's
+// iReCksum path), one that spills and rolls back, and small commits after
+// both.
+func TestWALVFSGathersWrites(t *testing.T) {
+	ctx := t.Context()
+	if err := registerWALVFS(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wal.db")
+	w, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
+		"&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(20)&_pragma=cache_spill(20)&vfs="+walVFSName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetMaxOpenConns(1)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := w.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	want := map[int]string{}
+	insert := func(tx *sql.Tx, from, to, v int, keep bool) {
+		t.Helper()
+		for id := from; id < to; id++ {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
+				t.Fatal(err)
+			}
+			if keep {
+				want[id] = walRow(id, v)
+			}
+		}
+	}
+	exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`)
+	f := walFileNamed(t, path+"-wal")
+
+	// 1. One commit of about 80 pages.
+	f.mu.Lock()
+	asked0, issued0 := f.asked, f.issued
+	f.mu.Unlock()
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(tx, 0, 300, 1, true)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	asked, issued := f.asked-asked0, f.issued-issued0
+	f.mu.Unlock()
+	if asked < 100 || issued*10 > asked {
+		t.Errorf("commit of 300 rows: SQLite made %d writes, the file got %d; want at least 100 gathered into a tenth as many", asked, issued)
+	}
+	checkWALRows(t, "after the first commit", readWALRows(t, ctx, path), want)
+
+	// 2. A transaction larger than the cache (20 pages): it spills frames
+	// into the WAL before it commits, then changes rows on pages it has
+	// spilled, which SQLite rewrites in place at commit.
+	tx, err = w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(tx, 300, 2300, 1, true)
+	// Read every page back inside the transaction: with 20 pages of
+	// cache the last ones spilled are read from the WAL.
+	var n, size int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), sum(length(v)) FROM t`).Scan(&n, &size); err != nil {
+		t.Fatal(err)
+	}
+	if wantSize := 2300 * len(walRow(0, 1)); n != 2300 || size != wantSize {
+		t.Errorf("read back inside the spilling transaction: got %d rows of %d bytes, want 2300 of %d", n, size, wantSize)
+	}
+	insert(tx, 0, 400, 2, true)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	checkWALRows(t, "after the spilling commit", readWALRows(t, ctx, path), want)
+
+	// 3. A spilling transaction rolled back, then two small commits.
+	tx, err = w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(tx, 0, 3000, 3, false)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for v := 4; v < 6; v++ {
+		tx, err = w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insert(tx, 10*v, 10*v+3, v, true)
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkWALRows(t, "after the rollback and two commits", readWALRows(t, ctx, path), want)
+
+	// 4. The files as they are on disk, WAL not checkpointed, opened
+	// elsewhere without the shared-memory index: SQLite rebuilds the
+	// index from the WAL's frames and their checksums.
+	copied := filepath.Join(t.TempDir(), "copy.db")
+	copyFile(t, path, copied)
+	copyFile(t, path+"-wal", copied+"-wal")
+	if st, err := os.Stat(copied + "-wal"); err != nil || st.Size() < 1<<20 {
+		t.Fatalf("WAL copy: %v, %v; want over 1 MiB of frames to recover", st, err)
+	}
+	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, ctx, copied), want)
+}
