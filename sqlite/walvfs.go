@@ -37,9 +37,13 @@ import (
 // (TestPragmas), and only the write connection uses this VFS. Readers and
 // the checkpointer never write the WAL and open it as before.
 //
-// Frames written and then rolled back stay in the buffer until the next
-// write or sync, where SQLite would have written them at once; they lie
-// beyond the WAL's last commit either way, where no reader looks.
+// Frames a transaction spilled into the WAL before it rolled back may
+// still be in the buffer when the transaction ends, and another
+// connection may then write committed frames at the same offsets; a late
+// write of the old ones would overwrite those. So the database file
+// opened through walVFS flushes its connection's WAL when the connection
+// lets go of the WAL's write lock (dbShmLock), while no one else can
+// write (TestWALVFSRollbackLeavesNothingBehind).
 
 // walVFSName is the name the VFS is registered under.
 const walVFSName = "custos-wal"
@@ -59,20 +63,27 @@ var walVFS struct {
 	vfs     uintptr // *Tsqlite3_vfs: ours, in C memory
 	extra   uintptr // offset of our handle in a file struct
 	mu      sync.Mutex
-	methods map[uintptr]uintptr // default io methods → ours (wrapMethods)
+	methods map[methodsKey]uintptr // ours, by what they wrap (wrapMethods)
 
-	files sync.Map // handle → *walFile
+	files sync.Map // handle → *walFile or *dbFile
 	next  atomic.Uintptr
+}
+
+// dbFile is a main database file opened through walVFS.
+type dbFile struct {
+	name string                       // its WAL is name + "-wal"
+	base *sqlite3.Tsqlite3_io_methods // the default VFS's methods for it
 }
 
 // walFile is one WAL opened through walVFS.
 type walFile struct {
-	name string
-	mu   sync.Mutex
-	base *sqlite3.Tsqlite3_io_methods // the default VFS's methods for it
-	mem  uintptr                      // buf's memory, C memory from libc
-	buf  []byte
-	off  int64 // file offset of buf[0]
+	name  string
+	pFile uintptr // its sqlite3_file, valid until walClose
+	mu    sync.Mutex
+	base  *sqlite3.Tsqlite3_io_methods // the default VFS's methods for it
+	mem   uintptr                      // buf's memory, C memory from libc
+	buf   []byte
+	off   int64 // file offset of buf[0]
 	// asked counts the writes SQLite made, issued those the default VFS
 	// was given (for tests).
 	asked, issued int64
@@ -109,7 +120,7 @@ func registerWALVFS() error {
 		*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&ours.FxOpen)) = walvfsOpen
 		walVFS.base = base
 		walVFS.vfs = v
-		walVFS.methods = map[uintptr]uintptr{}
+		walVFS.methods = map[methodsKey]uintptr{}
 		if rc := sqlite3.Xsqlite3_vfs_register(tls, v, 0); rc != sqlite3.SQLITE_OK {
 			walVFS.err = fmt.Errorf("sqlite: registering the %s VFS: code %d", walVFSName, rc)
 		}
@@ -138,26 +149,40 @@ func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlag
 	handle := (*uintptr)(cptr(pFile + walVFS.extra))
 	*handle = 0
 	rc := fnOpen(b.FxOpen)(tls, walVFS.base, zName, pFile, flags, pOutFlags)
-	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 {
-		return rc
-	}
 	file := (*sqlite3.Tsqlite3_file)(cptr(pFile))
-	if file.FpMethods == 0 {
+	if rc != sqlite3.SQLITE_OK || file.FpMethods == 0 || zName == 0 {
 		return rc
 	}
-	m := wrapMethods(tls, file.FpMethods)
+	if flags&sqlite3.SQLITE_OPEN_MAIN_DB != 0 {
+		m := wrapMethods(tls, file.FpMethods, false)
+		if m == 0 {
+			closeBase(tls, file.FpMethods, pFile)
+			file.FpMethods = 0
+			return sqlite3.SQLITE_NOMEM
+		}
+		h := walVFS.next.Add(1)
+		walVFS.files.Store(h, &dbFile{name: libc.GoString(zName), base: (*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods))})
+		*handle = h
+		file.FpMethods = m
+		return rc
+	}
+	if flags&sqlite3.SQLITE_OPEN_WAL == 0 {
+		return rc
+	}
+	m := wrapMethods(tls, file.FpMethods, true)
 	buf := libc.Xmalloc(tls, walBufSize)
 	if m == 0 || buf == 0 {
-		(*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{(*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods)).FxClose})))(tls, pFile)
+		closeBase(tls, file.FpMethods, pFile)
 		libc.Xfree(tls, buf)
 		file.FpMethods = 0
 		return sqlite3.SQLITE_NOMEM
 	}
 	f := &walFile{
-		name: libc.GoString(zName),
-		base: (*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods)),
-		mem:  buf,
-		buf:  unsafe.Slice((*byte)(cptr(buf)), walBufSize)[:0],
+		name:  libc.GoString(zName),
+		pFile: pFile,
+		base:  (*sqlite3.Tsqlite3_io_methods)(cptr(file.FpMethods)),
+		mem:   buf,
+		buf:   unsafe.Slice((*byte)(cptr(buf)), walBufSize)[:0],
 	}
 	h := walVFS.next.Add(1)
 	walVFS.files.Store(h, f)
@@ -166,14 +191,29 @@ func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlag
 	return rc
 }
 
-// wrapMethods returns the io methods of a WAL opened through walVFS whose
-// default methods are base: base's, with the write path replaced. The
-// table is in C memory, as SQLite's own are, and lives as long as the
-// process.
-func wrapMethods(tls *libc.TLS, base uintptr) uintptr {
+// closeBase closes a file the default VFS opened, with its methods.
+func closeBase(tls *libc.TLS, methods, pFile uintptr) {
+	fn := (*sqlite3.Tsqlite3_io_methods)(cptr(methods)).FxClose
+	(*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, pFile)
+}
+
+// methodsKey names a table of wrapped methods: the default methods it
+// wraps, and whether for a WAL or a database file.
+type methodsKey struct {
+	base uintptr
+	wal  bool
+}
+
+// wrapMethods returns the io methods of a file opened through walVFS
+// whose default methods are base: base's, with the write path replaced
+// for a WAL, and the shared-memory lock and close for a database file.
+// The table is in C memory, as SQLite's own are, and lives as long as
+// the process.
+func wrapMethods(tls *libc.TLS, base uintptr, wal bool) uintptr {
 	walVFS.mu.Lock()
 	defer walVFS.mu.Unlock()
-	if m, ok := walVFS.methods[base]; ok {
+	key := methodsKey{base, wal}
+	if m, ok := walVFS.methods[key]; ok {
 		return m
 	}
 	p := libc.Xcalloc(tls, 1, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_io_methods{})))
@@ -182,15 +222,61 @@ func wrapMethods(tls *libc.TLS, base uintptr) uintptr {
 	}
 	m := (*sqlite3.Tsqlite3_io_methods)(cptr(p))
 	*m = *(*sqlite3.Tsqlite3_io_methods)(cptr(base))
-	*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = walClose
-	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxRead)) = walRead
-	*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxWrite)) = walWrite
-	*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&m.FxTruncate)) = walTruncate
-	*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&m.FxSync)) = walSync
-	*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&m.FxFileSize)) = walFileSize
-	*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&m.FxFileControl)) = walFileControl
-	walVFS.methods[base] = p
+	if wal {
+		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = walClose
+		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxRead)) = walRead
+		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxWrite)) = walWrite
+		*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&m.FxTruncate)) = walTruncate
+		*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&m.FxSync)) = walSync
+		*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&m.FxFileSize)) = walFileSize
+		*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&m.FxFileControl)) = walFileControl
+	} else {
+		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = dbClose
+		*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&m.FxShmLock)) = dbShmLock
+	}
+	walVFS.methods[key] = p
 	return p
+}
+
+func dbFileOf(pFile uintptr) (uintptr, *dbFile) {
+	h := *(*uintptr)(cptr(pFile + walVFS.extra))
+	f, ok := walVFS.files.Load(h)
+	if !ok {
+		panic(fmt.Sprintf("sqlite: database file handle %d unknown", h))
+	}
+	return h, f.(*dbFile)
+}
+
+// walWriteLock is the WAL's write lock in SQLite's shared-memory locks
+// (WAL_WRITE_LOCK).
+const walWriteLock = 0
+
+// dbShmLock is the database file's xShmLock: when the connection lets go
+// of the WAL's write lock, its WAL first writes what it has gathered
+// (frames of a transaction that rolled back; after a commit there is
+// nothing left). A failed write only loses those frames, which nothing
+// reads.
+func dbShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
+	_, d := dbFileOf(pFile)
+	if flags&sqlite3.SQLITE_SHM_UNLOCK != 0 && ofst <= walWriteLock && walWriteLock < ofst+n {
+		wal := d.name + "-wal"
+		walVFS.files.Range(func(_, v any) bool {
+			if f, ok := v.(*walFile); ok && f.name == wal {
+				f.mu.Lock()
+				f.flush(tls, f.pFile)
+				f.mu.Unlock()
+			}
+			return true
+		})
+	}
+	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{d.base.FxShmLock})))(tls, pFile, ofst, n, flags)
+}
+
+func dbClose(tls *libc.TLS, pFile uintptr) int32 {
+	h, d := dbFileOf(pFile)
+	rc := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{d.base.FxClose})))(tls, pFile)
+	walVFS.files.Delete(h)
+	return rc
 }
 
 func walFileOf(pFile uintptr) *walFile {

@@ -15,7 +15,7 @@ func walFileNamed(t *testing.T, name string) *walFile {
 	t.Helper()
 	var found *walFile
 	walVFS.files.Range(func(_, v any) bool {
-		if f := v.(*walFile); f.name == name {
+		if f, ok := v.(*walFile); ok && f.name == name {
 			found = f
 			return false
 		}
@@ -214,4 +214,78 @@ func TestWALVFSGathersWrites(t *testing.T) {
 		t.Fatalf("WAL copy: %v, %v; want over 1 MiB of frames to recover", st, err)
 	}
 	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, ctx, copied), want)
+}
+
+// TestWALVFSRollbackLeavesNothingBehind checks that frames a transaction
+// spilled and then rolled back never reach the WAL after the write lock
+// is released: another connection may by then have written committed
+// frames at the same offsets, and a late write of the old ones would
+// overwrite them.
+func TestWALVFSRollbackLeavesNothingBehind(t *testing.T) {
+	ctx := t.Context()
+	if err := registerWALVFS(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "wal.db")
+	open := func(dsn string) *sql.DB {
+		t.Helper()
+		db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
+			"&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(20)&_pragma=cache_spill(20)"+dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	ours := open("&vfs=" + walVFSName)
+	other := open("")
+	if _, err := ours.ExecContext(ctx, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{}
+	write := func(db *sql.DB, from, to, v int, commit bool) {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := from; id < to; id++ {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
+				t.Fatal(err)
+			}
+			if commit {
+				want[id] = walRow(id, v)
+			}
+		}
+		if !commit {
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Our connection spills about 800 frames and rolls back; the other
+	// writes more than that over the same part of the WAL and commits;
+	// then ours commits again.
+	// With the WAL empty, the rollback reloads pages from the database
+	// file and reads nothing from the WAL.
+	var busy, logFrames, done int
+	if err := other.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
+		t.Fatalf("checkpoint: busy %d, %v", busy, err)
+	}
+	write(ours, 0, 3000, 1, false)
+	f := walFileNamed(t, path+"-wal")
+	f.mu.Lock()
+	left := len(f.buf)
+	f.mu.Unlock()
+	if left != 0 {
+		t.Errorf("after the rollback: %d bytes of frames still gathered, want none", left)
+	}
+	write(other, 0, 4000, 2, true)
+	write(ours, 5000, 5003, 3, true)
+	checkWALRows(t, "after the other connection's commit", readWALRows(t, ctx, path), want)
 }
