@@ -98,7 +98,14 @@ type DB struct {
 	once         sync.Once
 
 	// The writer's counters (WriterStats).
-	groups, members, reruns, busyNanos, pages atomic.Uint64
+	groups, members, reruns, pages atomic.Uint64
+	// busy is the time the writer spent on groups that have ended, and
+	// busySince when the running one began (zero between groups), so that
+	// WriterStats counts a group while it runs: busy time then never grows
+	// faster than the clock, and its share of any window stays at most 1.
+	busyMu    sync.Mutex
+	busy      time.Duration
+	busySince time.Time
 }
 
 // MaxGroup bounds how many Update calls share one commit.
@@ -362,6 +369,9 @@ func (db *DB) writer() {
 			continue
 		}
 		t0, unfiled0 := time.Now(), db.auditUnfiled.Load()
+		db.busyMu.Lock()
+		db.busySince = t0
+		db.busyMu.Unlock()
 		group := queue.Gather(db.reqs, []*writeReq{first}, MaxGroup, gatherYields)
 		// Counted before the callers are answered, so that a caller
 		// sees its own write in WriterStats.
@@ -385,7 +395,10 @@ func (db *DB) writer() {
 			tuned = time.Now()
 		}
 		// Busy: from the first request of the group to the next wait.
-		db.busyNanos.Add(uint64(time.Since(t0)))
+		db.busyMu.Lock()
+		db.busy += time.Since(t0)
+		db.busySince = time.Time{}
+		db.busyMu.Unlock()
 	}
 }
 

@@ -30,10 +30,17 @@ type WriterStats struct {
 	Busy                           time.Duration
 }
 
-// WriterStats reports the writer's counters.
+// WriterStats reports the writer's counters. Busy includes the group
+// running now, up to this call.
 func (db *DB) WriterStats() WriterStats {
+	db.busyMu.Lock()
+	busy := db.busy
+	if !db.busySince.IsZero() {
+		busy += time.Since(db.busySince)
+	}
+	db.busyMu.Unlock()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
-		Pages: db.pages.Load(), Busy: time.Duration(db.busyNanos.Load())}
+		Pages: db.pages.Load(), Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text

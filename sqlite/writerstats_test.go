@@ -48,8 +48,8 @@ func TestWriterStats(t *testing.T) {
 	if p, g := st.Pages-before.Pages, st.Groups-before.Groups; p < g {
 		t.Errorf("pages counted = %d for %d groups", p, g)
 	}
-	// Busy time is added when the writer goes back to waiting, just after
-	// it answered the last group.
+	// Busy time counts a group up to the look, and the whole of it once
+	// the writer goes back to waiting, just after it answered the group.
 	for deadline := time.Now().Add(5 * time.Second); st.Busy <= before.Busy && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 		st = db.WriterStats()
@@ -100,5 +100,39 @@ func TestWriterStats(t *testing.T) {
 	// Printed to the microsecond, so it may round up past the later reading.
 	if sec, _ := strconv.ParseFloat(m[1], 64); sec <= 0 || sec > final.Busy.Seconds()+1e-6 {
 		t.Errorf("busy seconds = %s, want in (0, %v]", m[1], final.Busy.Seconds())
+	}
+}
+
+// TestWriterBusyCountsTheRunningGroup: while a group runs, WriterStats'
+// busy time grows with the clock, no faster, so that its share of any
+// window between two looks is at most 1 (the bench divides by that
+// window; counted only when a group ended, a long group at the window's
+// edge put the share over 1).
+func TestWriterBusyCountsTheRunningGroup(t *testing.T) {
+	ctx := context.Background()
+	db := openInternal(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Update(ctx, func(tx custos.Tx) error {
+			close(entered)
+			<-release
+			return tx.SetMeta(ctx, "k", "v")
+		})
+	}()
+	<-entered
+	x0 := time.Now()
+	a := db.WriterStats()
+	x1 := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	y0 := time.Now()
+	b := db.WriterStats()
+	y1 := time.Now()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, lo, hi := b.Busy-a.Busy, y0.Sub(x1), y1.Sub(x0); got < lo || got > hi {
+		t.Errorf("busy grew by %v between two looks during one group, want between %v and %v", got, lo, hi)
 	}
 }

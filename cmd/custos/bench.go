@@ -1136,6 +1136,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	var cpu0, cpu1 time.Duration
 	var cache0, cache1 sqlite.ReadCacheStats
 	var writer0, writer1 sqlite.WriterStats
+	var writerAt0, writerAt1 time.Time // when each was taken
 	var groups0, groups1 postgres.GroupStats
 	var rss int64
 	measured := make(chan struct{})
@@ -1155,7 +1156,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				}
 				cpu0, _ = benchUsage()
 				if env.cache != nil {
-					cache0, writer0 = env.cache(), env.writer()
+					cache0, writer0, writerAt0 = env.cache(), env.writer(), time.Now()
 				}
 				if env.groups != nil {
 					groups0 = env.groups()
@@ -1163,7 +1164,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 			} else {
 				cpu1, rss = benchUsage()
 				if env.cache != nil {
-					cache1, writer1 = env.cache(), env.writer()
+					cache1, writer1, writerAt1 = env.cache(), env.writer(), time.Now()
 				}
 				if env.groups != nil {
 					groups1 = env.groups()
@@ -1255,8 +1256,11 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
 	}
-	if groups := writer1.Groups - writer0.Groups; groups > 0 && d > 0 {
-		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(d)
+	if groups := writer1.Groups - writer0.Groups; groups > 0 && writerAt1.After(writerAt0) {
+		// Over the time between the two looks, which a late timer makes
+		// a little longer than the window: busy time counts the running
+		// group up to each look, so the share stays at most 1.
+		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(writerAt1.Sub(writerAt0))
 		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
 		res.PagesPerWrite = float64(writer1.Pages-writer0.Pages) / float64(writer1.Members-writer0.Members)
 	}
