@@ -288,12 +288,22 @@ func walFileOf(pFile uintptr) *walFile {
 	return f.(*walFile)
 }
 
+// walFailWrite, when a test sets it, is asked before each write a WAL
+// file hands to the default VFS and may fail it with its result.
+var walFailWrite func() int32
+
 // flush writes what f has gathered. The caller holds f.mu.
 func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 	if len(f.buf) == 0 {
 		return sqlite3.SQLITE_OK
 	}
 	f.issued++
+	if walFailWrite != nil {
+		if rc := walFailWrite(); rc != sqlite3.SQLITE_OK {
+			f.buf = f.buf[:0]
+			return rc
+		}
+	}
 	rc := fnIO(f.base.FxWrite)(tls, pFile, f.mem, int32(len(f.buf)), f.off)
 	f.buf = f.buf[:0]
 	return rc

@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // walFileNamed returns the WAL opened through walVFS under name.
@@ -288,4 +291,70 @@ func TestWALVFSRollbackLeavesNothingBehind(t *testing.T) {
 	write(other, 0, 4000, 2, true)
 	write(ours, 5000, 5003, 3, true)
 	checkWALRows(t, "after the other connection's commit", readWALRows(t, ctx, path), want)
+}
+
+// TestWALVFSFailedWriteLosesNothing: when a gathered write fails (a full
+// disk), the commit that needed it fails, what was committed before stays
+// whole, and the connection commits again once writes succeed.
+func TestWALVFSFailedWriteLosesNothing(t *testing.T) {
+	ctx := t.Context()
+	if err := registerWALVFS(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "wal.db")
+	w, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
+		"&_pragma=wal_autocheckpoint(0)&vfs="+walVFSName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetMaxOpenConns(1)
+	if _, err := w.ExecContext(ctx, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{}
+	commit := func(from, to, v int) error {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for id := from; id < to; id++ {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		return tx.Commit()
+	}
+	keep := func(from, to, v int) {
+		for id := from; id < to; id++ {
+			want[id] = walRow(id, v)
+		}
+	}
+	if err := commit(0, 300, 1); err != nil {
+		t.Fatal(err)
+	}
+	keep(0, 300, 1)
+
+	// The disk is full for the next commit: it changes rows already
+	// there and adds new ones.
+	var failed atomic.Int64
+	walFailWrite = func() int32 { failed.Add(1); return sqlite3.SQLITE_FULL }
+	err = commit(100, 500, 2)
+	walFailWrite = nil
+	if err == nil || failed.Load() == 0 {
+		t.Fatalf("commit with every write failing: got %v after %d failed writes, want an error", err, failed.Load())
+	}
+	checkWALRows(t, "after the failed commit", readWALRows(t, ctx, path), want)
+
+	// Writes succeed again: the same connection commits.
+	if err := commit(100, 500, 3); err != nil {
+		t.Fatalf("commit after the disk has room again: %v", err)
+	}
+	keep(100, 500, 3)
+	checkWALRows(t, "after the next commit", readWALRows(t, ctx, path), want)
+	copied := filepath.Join(t.TempDir(), "copy.db")
+	copyFile(t, path, copied)
+	copyFile(t, path+"-wal", copied+"-wal")
+	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, ctx, copied), want)
 }
