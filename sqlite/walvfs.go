@@ -117,7 +117,7 @@ func registerWALVFS() error {
 		ours.FzName = name
 		walVFS.extra = (uintptr(b.FszOsFile) + 7) &^ 7
 		ours.FszOsFile = int32(walVFS.extra + unsafe.Sizeof(uintptr(0)))
-		*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&ours.FxOpen)) = walvfsOpen
+		setCFn[openFn](&ours.FxOpen, walvfsOpen)
 		walVFS.base = base
 		walVFS.vfs = v
 		walVFS.methods = map[methodsKey]uintptr{}
@@ -134,21 +134,30 @@ func registerWALVFS() error {
 // uintptr, so the conversion goes through memory.
 func cptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
 
-// call helpers: a C function pointer in modernc's translation is a
-// pointer to a Go func value.
-func fnOpen(p uintptr) func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32 {
-	return *(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{p}))
-}
+// cfn returns the function behind a C function pointer: in modernc's
+// translation, a pointer to a Go func value of the C signature.
+func cfn[F any](p uintptr) F { return *(*F)(unsafe.Pointer(&struct{ uintptr }{p})) }
 
-func fnIO(p uintptr) func(*libc.TLS, uintptr, uintptr, int32, int64) int32 {
-	return *(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&struct{ uintptr }{p}))
-}
+// setCFn points the C function pointer in slot at f.
+func setCFn[F any](slot *uintptr, f F) { *(*F)(unsafe.Pointer(slot)) = f }
+
+// The C signatures of the methods this file calls or replaces.
+type (
+	openFn        = func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32
+	closeFn       = func(*libc.TLS, uintptr) int32
+	ioFn          = func(*libc.TLS, uintptr, uintptr, int32, int64) int32 // xRead, xWrite
+	truncateFn    = func(*libc.TLS, uintptr, int64) int32
+	syncFn        = func(*libc.TLS, uintptr, int32) int32
+	fileSizeFn    = func(*libc.TLS, uintptr, uintptr) int32
+	fileControlFn = func(*libc.TLS, uintptr, int32, uintptr) int32
+	shmLockFn     = func(*libc.TLS, uintptr, int32, int32, int32) int32
+)
 
 func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
 	b := (*sqlite3.Tsqlite3_vfs)(cptr(walVFS.base))
 	handle := (*uintptr)(cptr(pFile + walVFS.extra))
 	*handle = 0
-	rc := fnOpen(b.FxOpen)(tls, walVFS.base, zName, pFile, flags, pOutFlags)
+	rc := cfn[openFn](b.FxOpen)(tls, walVFS.base, zName, pFile, flags, pOutFlags)
 	file := (*sqlite3.Tsqlite3_file)(cptr(pFile))
 	if rc != sqlite3.SQLITE_OK || file.FpMethods == 0 || zName == 0 {
 		return rc
@@ -193,8 +202,7 @@ func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlag
 
 // closeBase closes a file the default VFS opened, with its methods.
 func closeBase(tls *libc.TLS, methods, pFile uintptr) {
-	fn := (*sqlite3.Tsqlite3_io_methods)(cptr(methods)).FxClose
-	(*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, pFile)
+	cfn[closeFn]((*sqlite3.Tsqlite3_io_methods)(cptr(methods)).FxClose)(tls, pFile)
 }
 
 // methodsKey names a table of wrapped methods: the default methods it
@@ -223,16 +231,16 @@ func wrapMethods(tls *libc.TLS, base uintptr, wal bool) uintptr {
 	m := (*sqlite3.Tsqlite3_io_methods)(cptr(p))
 	*m = *(*sqlite3.Tsqlite3_io_methods)(cptr(base))
 	if wal {
-		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = walClose
-		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxRead)) = walRead
-		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&m.FxWrite)) = walWrite
-		*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&m.FxTruncate)) = walTruncate
-		*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&m.FxSync)) = walSync
-		*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&m.FxFileSize)) = walFileSize
-		*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&m.FxFileControl)) = walFileControl
+		setCFn[closeFn](&m.FxClose, walClose)
+		setCFn[ioFn](&m.FxRead, walRead)
+		setCFn[ioFn](&m.FxWrite, walWrite)
+		setCFn[truncateFn](&m.FxTruncate, walTruncate)
+		setCFn[syncFn](&m.FxSync, walSync)
+		setCFn[fileSizeFn](&m.FxFileSize, walFileSize)
+		setCFn[fileControlFn](&m.FxFileControl, walFileControl)
 	} else {
-		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&m.FxClose)) = dbClose
-		*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&m.FxShmLock)) = dbShmLock
+		setCFn[closeFn](&m.FxClose, dbClose)
+		setCFn[shmLockFn](&m.FxShmLock, dbShmLock)
 	}
 	walVFS.methods[key] = p
 	return p
@@ -269,12 +277,12 @@ func dbShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
 			return true
 		})
 	}
-	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{d.base.FxShmLock})))(tls, pFile, ofst, n, flags)
+	return cfn[shmLockFn](d.base.FxShmLock)(tls, pFile, ofst, n, flags)
 }
 
 func dbClose(tls *libc.TLS, pFile uintptr) int32 {
 	h, d := dbFileOf(pFile)
-	rc := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{d.base.FxClose})))(tls, pFile)
+	rc := cfn[closeFn](d.base.FxClose)(tls, pFile)
 	walVFS.files.Delete(h)
 	return rc
 }
@@ -304,7 +312,7 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 			return rc
 		}
 	}
-	rc := fnIO(f.base.FxWrite)(tls, pFile, f.mem, int32(len(f.buf)), f.off)
+	rc := cfn[ioFn](f.base.FxWrite)(tls, pFile, f.mem, int32(len(f.buf)), f.off)
 	f.buf = f.buf[:0]
 	return rc
 }
@@ -322,7 +330,7 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	}
 	if n > walBufSize {
 		f.issued++
-		return fnIO(f.base.FxWrite)(tls, pFile, zBuf, iAmt, iOfst)
+		return cfn[ioFn](f.base.FxWrite)(tls, pFile, zBuf, iAmt, iOfst)
 	}
 	if len(f.buf) == 0 {
 		f.off = iOfst
@@ -348,7 +356,7 @@ func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return fnIO(f.base.FxRead)(tls, pFile, zBuf, iAmt, iOfst)
+	return cfn[ioFn](f.base.FxRead)(tls, pFile, zBuf, iAmt, iOfst)
 }
 
 func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
@@ -356,7 +364,7 @@ func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return (*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxSync})))(tls, pFile, flags)
+	return cfn[syncFn](f.base.FxSync)(tls, pFile, flags)
 }
 
 func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
@@ -364,7 +372,7 @@ func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxTruncate})))(tls, pFile, size)
+	return cfn[truncateFn](f.base.FxTruncate)(tls, pFile, size)
 }
 
 func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
@@ -372,7 +380,7 @@ func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxFileSize})))(tls, pFile, pSize)
+	return cfn[fileSizeFn](f.base.FxFileSize)(tls, pFile, pSize)
 }
 
 func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
@@ -380,13 +388,13 @@ func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxFileControl})))(tls, pFile, op, pArg)
+	return cfn[fileControlFn](f.base.FxFileControl)(tls, pFile, op, pArg)
 }
 
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	h := *(*uintptr)(cptr(pFile + walVFS.extra))
 	f, rc := flushed(tls, pFile)
-	rc2 := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f.base.FxClose})))(tls, pFile)
+	rc2 := cfn[closeFn](f.base.FxClose)(tls, pFile)
 	walVFS.files.Delete(h)
 	libc.Xfree(tls, f.mem)
 	if rc != sqlite3.SQLITE_OK {
