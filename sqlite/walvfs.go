@@ -296,9 +296,14 @@ func walFileOf(pFile uintptr) *walFile {
 	return f.(*walFile)
 }
 
-// walFailWrite, when a test sets it, is asked before each write a WAL
-// file hands to the default VFS and may fail it with its result.
-var walFailWrite func() int32
+// Test hooks. walFailWrite is asked before each write a WAL file hands
+// to the default VFS and may fail it with its result; walSyncCheck is
+// told, at each sync of a WAL, how many bytes are still gathered (which
+// must be none, or the sync would not cover them).
+var (
+	walFailWrite func() int32
+	walSyncCheck func(gathered int)
+)
 
 // flush writes what f has gathered. The caller holds f.mu.
 func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
@@ -342,6 +347,14 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	return sqlite3.SQLITE_OK
 }
 
+// gathered returns f's counts of writes SQLite asked for and writes
+// issued, and how many bytes it holds.
+func (f *walFile) gathered() (asked, issued int64, left int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked, f.issued, len(f.buf)
+}
+
 // flushed runs after flushing f; it returns the flush's error if any.
 func flushed(tls *libc.TLS, pFile uintptr) (*walFile, int32) {
 	f := walFileOf(pFile)
@@ -363,6 +376,10 @@ func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	f, rc := flushed(tls, pFile)
 	if rc != sqlite3.SQLITE_OK {
 		return rc
+	}
+	if walSyncCheck != nil {
+		_, _, left := f.gathered()
+		walSyncCheck(left)
 	}
 	return cfn[syncFn](f.base.FxSync)(tls, pFile, flags)
 }

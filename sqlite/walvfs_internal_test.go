@@ -101,6 +101,80 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// openWALTest opens path for these tests, one connection at a time,
+// through walVFS when ours is set and through the default VFS otherwise,
+// with no automatic checkpoint and, when spill is set, a cache of 20
+// pages that spills changed pages into the WAL; it creates table t.
+func openWALTest(t *testing.T, path string, ours, spill bool) *sql.DB {
+	t.Helper()
+	if err := registerWALVFS(); err != nil {
+		t.Fatal(err)
+	}
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full&_pragma=wal_autocheckpoint(0)"
+	if spill {
+		dsn += "&_pragma=cache_size(20)&_pragma=cache_spill(20)"
+	}
+	if ours {
+		dsn += "&vfs=" + walVFSName
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// insertWALRows writes rows from..to at version v in tx.
+func insertWALRows(ctx context.Context, tx *sql.Tx, from, to, v int) error {
+	for id := from; id < to; id++ {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeWALRows writes rows from..to at version v in a transaction of
+// their own and commits it, recording the rows in want, or, unless
+// commit, rolls it back.
+func writeWALRows(ctx context.Context, db *sql.DB, want map[int]string, from, to, v int, commit bool) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := insertWALRows(ctx, tx, from, to, v); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if !commit {
+		return tx.Rollback()
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	for id := from; id < to; id++ {
+		want[id] = walRow(id, v)
+	}
+	return nil
+}
+
+// checkWALCopy copies the database and its WAL as they are on disk, the
+// WAL not checkpointed, and opens the copy without the shared-memory
+// index: SQLite rebuilds the index from the WAL's frames and their
+// checksums, and every committed row must read back.
+func checkWALCopy(t *testing.T, path string, want map[int]string) {
+	t.Helper()
+	copied := filepath.Join(t.TempDir(), "copy.db")
+	copyFile(t, path, copied)
+	copyFile(t, path+"-wal", copied+"-wal")
+	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, t.Context(), copied), want)
+}
+
 // TestWALVFSGathersWrites checks the write connection's VFS (walvfs.go):
 // a commit's frames reach the file in a few large writes, and what other
 // connections read, and what SQLite recovers from the WAL file alone, is
@@ -110,55 +184,26 @@ func copyFile(t *testing.T, from, to string) {
 // both.
 func TestWALVFSGathersWrites(t *testing.T) {
 	ctx := t.Context()
-	if err := registerWALVFS(); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "wal.db")
-	w, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
-		"&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(20)&_pragma=cache_spill(20)&vfs="+walVFSName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.SetMaxOpenConns(1)
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := w.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	want := map[int]string{}
-	insert := func(tx *sql.Tx, from, to, v int, keep bool) {
-		t.Helper()
-		for id := from; id < to; id++ {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
-				t.Fatal(err)
-			}
-			if keep {
-				want[id] = walRow(id, v)
-			}
-		}
-	}
-	exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`)
+	path := filepath.Join(t.TempDir(), "wal.db")
+	w := openWALTest(t, path, true, true)
 	f := walFileNamed(t, path+"-wal")
+	want := map[int]string{}
+	// Every sync of the WAL must find nothing gathered: the sync makes a
+	// commit durable, and SQLite shows it to readers right after.
+	var syncs, unsynced int
+	walSyncCheck = func(gathered int) {
+		syncs++
+		unsynced = max(unsynced, gathered)
+	}
+	defer func() { walSyncCheck = nil }()
 
 	// 1. One commit of about 80 pages.
-	f.mu.Lock()
-	asked0, issued0 := f.asked, f.issued
-	f.mu.Unlock()
-	tx, err := w.BeginTx(ctx, nil)
-	if err != nil {
+	asked0, issued0, _ := f.gathered()
+	if err := writeWALRows(ctx, w, want, 0, 300, 1, true); err != nil {
 		t.Fatal(err)
 	}
-	insert(tx, 0, 300, 1, true)
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	asked, issued := f.asked-asked0, f.issued-issued0
-	f.mu.Unlock()
-	if asked < 100 || issued*10 > asked {
+	asked, issued, _ := f.gathered()
+	if asked, issued = asked-asked0, issued-issued0; asked < 100 || issued*10 > asked {
 		t.Errorf("commit of 300 rows: SQLite made %d writes, the file got %d; want at least 100 gathered into a tenth as many", asked, issued)
 	}
 	checkWALRows(t, "after the first commit", readWALRows(t, ctx, path), want)
@@ -166,11 +211,13 @@ func TestWALVFSGathersWrites(t *testing.T) {
 	// 2. A transaction larger than the cache (20 pages): it spills frames
 	// into the WAL before it commits, then changes rows on pages it has
 	// spilled, which SQLite rewrites in place at commit.
-	tx, err = w.BeginTx(ctx, nil)
+	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	insert(tx, 300, 2300, 1, true)
+	if err := insertWALRows(ctx, tx, 300, 2300, 1); err != nil {
+		t.Fatal(err)
+	}
 	// Read every page back inside the transaction: with 20 pages of
 	// cache the last ones spilled are read from the WAL.
 	var n, size int
@@ -180,43 +227,40 @@ func TestWALVFSGathersWrites(t *testing.T) {
 	if wantSize := 2300 * len(walRow(0, 1)); n != 2300 || size != wantSize {
 		t.Errorf("read back inside the spilling transaction: got %d rows of %d bytes, want 2300 of %d", n, size, wantSize)
 	}
-	insert(tx, 0, 400, 2, true)
+	if err := insertWALRows(ctx, tx, 0, 400, 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
+	}
+	for id := 300; id < 2300; id++ {
+		want[id] = walRow(id, 1)
+	}
+	for id := 0; id < 400; id++ {
+		want[id] = walRow(id, 2)
 	}
 	checkWALRows(t, "after the spilling commit", readWALRows(t, ctx, path), want)
 
 	// 3. A spilling transaction rolled back, then two small commits.
-	tx, err = w.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insert(tx, 0, 3000, 3, false)
-	if err := tx.Rollback(); err != nil {
+	if err := writeWALRows(ctx, w, want, 0, 3000, 3, false); err != nil {
 		t.Fatal(err)
 	}
 	for v := 4; v < 6; v++ {
-		tx, err = w.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		insert(tx, 10*v, 10*v+3, v, true)
-		if err := tx.Commit(); err != nil {
+		if err := writeWALRows(ctx, w, want, 10*v, 10*v+3, v, true); err != nil {
 			t.Fatal(err)
 		}
 	}
 	checkWALRows(t, "after the rollback and two commits", readWALRows(t, ctx, path), want)
 
-	// 4. The files as they are on disk, WAL not checkpointed, opened
-	// elsewhere without the shared-memory index: SQLite rebuilds the
-	// index from the WAL's frames and their checksums.
-	copied := filepath.Join(t.TempDir(), "copy.db")
-	copyFile(t, path, copied)
-	copyFile(t, path+"-wal", copied+"-wal")
-	if st, err := os.Stat(copied + "-wal"); err != nil || st.Size() < 1<<20 {
-		t.Fatalf("WAL copy: %v, %v; want over 1 MiB of frames to recover", st, err)
+	if syncs == 0 || unsynced != 0 {
+		t.Errorf("WAL synced %d times with up to %d bytes not yet written; want syncs with none", syncs, unsynced)
 	}
-	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, ctx, copied), want)
+
+	// 4. Recovery from the files alone, with over 1 MiB of frames.
+	if st, err := os.Stat(path + "-wal"); err != nil || st.Size() < 1<<20 {
+		t.Fatalf("WAL: %v, %v; want over 1 MiB of frames to recover", st, err)
+	}
+	checkWALCopy(t, path, want)
 }
 
 // TestWALVFSRollbackLeavesNothingBehind checks that frames a transaction
@@ -226,70 +270,31 @@ func TestWALVFSGathersWrites(t *testing.T) {
 // overwrite them.
 func TestWALVFSRollbackLeavesNothingBehind(t *testing.T) {
 	ctx := t.Context()
-	if err := registerWALVFS(); err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "wal.db")
-	open := func(dsn string) *sql.DB {
-		t.Helper()
-		db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
-			"&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(20)&_pragma=cache_spill(20)"+dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	ours := open("&vfs=" + walVFSName)
-	other := open("")
-	if _, err := ours.ExecContext(ctx, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	ours := openWALTest(t, path, true, true)
+	other := openWALTest(t, path, false, true)
 	want := map[int]string{}
-	write := func(db *sql.DB, from, to, v int, commit bool) {
-		t.Helper()
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for id := from; id < to; id++ {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
-				t.Fatal(err)
-			}
-			if commit {
-				want[id] = walRow(id, v)
-			}
-		}
-		if !commit {
-			if err := tx.Rollback(); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Our connection spills about 800 frames and rolls back; the other
-	// writes more than that over the same part of the WAL and commits;
-	// then ours commits again.
 	// With the WAL empty, the rollback reloads pages from the database
 	// file and reads nothing from the WAL.
 	var busy, logFrames, done int
 	if err := other.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
 		t.Fatalf("checkpoint: busy %d, %v", busy, err)
 	}
-	write(ours, 0, 3000, 1, false)
-	f := walFileNamed(t, path+"-wal")
-	f.mu.Lock()
-	left := len(f.buf)
-	f.mu.Unlock()
-	if left != 0 {
+	// Our connection spills about 800 frames and rolls back; the other
+	// writes more than that over the same part of the WAL and commits;
+	// then ours commits again.
+	if err := writeWALRows(ctx, ours, want, 0, 3000, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, left := walFileNamed(t, path+"-wal").gathered(); left != 0 {
 		t.Errorf("after the rollback: %d bytes of frames still gathered, want none", left)
 	}
-	write(other, 0, 4000, 2, true)
-	write(ours, 5000, 5003, 3, true)
+	if err := writeWALRows(ctx, other, want, 0, 4000, 2, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeWALRows(ctx, ours, want, 5000, 5003, 3, true); err != nil {
+		t.Fatal(err)
+	}
 	checkWALRows(t, "after the other connection's commit", readWALRows(t, ctx, path), want)
 }
 
@@ -298,49 +303,18 @@ func TestWALVFSRollbackLeavesNothingBehind(t *testing.T) {
 // whole, and the connection commits again once writes succeed.
 func TestWALVFSFailedWriteLosesNothing(t *testing.T) {
 	ctx := t.Context()
-	if err := registerWALVFS(); err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "wal.db")
-	w, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_synchronous=full"+
-		"&_pragma=wal_autocheckpoint(0)&vfs="+walVFSName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.SetMaxOpenConns(1)
-	if _, err := w.ExecContext(ctx, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	w := openWALTest(t, path, true, false)
 	want := map[int]string{}
-	commit := func(from, to, v int) error {
-		tx, err := w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		for id := from; id < to; id++ {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO t(id, v) VALUES (?, ?)`, id, walRow(id, v)); err != nil {
-				tx.Rollback()
-				return err
-			}
-		}
-		return tx.Commit()
-	}
-	keep := func(from, to, v int) {
-		for id := from; id < to; id++ {
-			want[id] = walRow(id, v)
-		}
-	}
-	if err := commit(0, 300, 1); err != nil {
+	if err := writeWALRows(ctx, w, want, 0, 300, 1, true); err != nil {
 		t.Fatal(err)
 	}
-	keep(0, 300, 1)
 
 	// The disk is full for the next commit: it changes rows already
 	// there and adds new ones.
 	var failed atomic.Int64
 	walFailWrite = func() int32 { failed.Add(1); return sqlite3.SQLITE_FULL }
-	err = commit(100, 500, 2)
+	err := writeWALRows(ctx, w, want, 100, 500, 2, true)
 	walFailWrite = nil
 	if err == nil || failed.Load() == 0 {
 		t.Fatalf("commit with every write failing: got %v after %d failed writes, want an error", err, failed.Load())
@@ -348,13 +322,9 @@ func TestWALVFSFailedWriteLosesNothing(t *testing.T) {
 	checkWALRows(t, "after the failed commit", readWALRows(t, ctx, path), want)
 
 	// Writes succeed again: the same connection commits.
-	if err := commit(100, 500, 3); err != nil {
+	if err := writeWALRows(ctx, w, want, 100, 500, 3, true); err != nil {
 		t.Fatalf("commit after the disk has room again: %v", err)
 	}
-	keep(100, 500, 3)
 	checkWALRows(t, "after the next commit", readWALRows(t, ctx, path), want)
-	copied := filepath.Join(t.TempDir(), "copy.db")
-	copyFile(t, path, copied)
-	copyFile(t, path+"-wal", copied+"-wal")
-	checkWALRows(t, "recovered from a copy of the WAL", readWALRows(t, ctx, copied), want)
+	checkWALCopy(t, path, want)
 }
