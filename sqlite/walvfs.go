@@ -60,7 +60,6 @@ var walVFS struct {
 	err  error
 
 	base    uintptr // *Tsqlite3_vfs: the default VFS
-	vfs     uintptr // *Tsqlite3_vfs: ours, in C memory
 	extra   uintptr // offset of our handle in a file struct
 	mu      sync.Mutex
 	methods map[methodsKey]uintptr // ours, by what they wrap (wrapMethods)
@@ -119,7 +118,6 @@ func registerWALVFS() error {
 		ours.FszOsFile = int32(walVFS.extra + unsafe.Sizeof(uintptr(0)))
 		setCFn[openFn](&ours.FxOpen, walvfsOpen)
 		walVFS.base = base
-		walVFS.vfs = v
 		walVFS.methods = map[methodsKey]uintptr{}
 		if rc := sqlite3.Xsqlite3_vfs_register(tls, v, 0); rc != sqlite3.SQLITE_OK {
 			walVFS.err = fmt.Errorf("sqlite: registering the %s VFS: code %d", walVFSName, rc)
