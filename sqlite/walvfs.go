@@ -269,7 +269,7 @@ func dbShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
 		walVFS.files.Range(func(_, v any) bool {
 			if f, ok := v.(*walFile); ok && f.name == wal {
 				f.mu.Lock()
-				f.flush(tls, f.pFile)
+				f.flush(tls)
 				f.mu.Unlock()
 			}
 			return true
@@ -304,7 +304,7 @@ var (
 )
 
 // flush writes what f has gathered. The caller holds f.mu.
-func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
+func (f *walFile) flush(tls *libc.TLS) int32 {
 	if len(f.buf) == 0 {
 		return sqlite3.SQLITE_OK
 	}
@@ -315,7 +315,7 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 			return rc
 		}
 	}
-	rc := cfn[ioFn](f.base.FxWrite)(tls, pFile, f.mem, int32(len(f.buf)), f.off)
+	rc := cfn[ioFn](f.base.FxWrite)(tls, f.pFile, f.mem, int32(len(f.buf)), f.off)
 	f.buf = f.buf[:0]
 	return rc
 }
@@ -327,7 +327,7 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	f.asked++
 	n := int(iAmt)
 	if len(f.buf) > 0 && (iOfst != f.off+int64(len(f.buf)) || len(f.buf)+n > walBufSize) {
-		if rc := f.flush(tls, pFile); rc != sqlite3.SQLITE_OK {
+		if rc := f.flush(tls); rc != sqlite3.SQLITE_OK {
 			return rc
 		}
 	}
@@ -353,11 +353,12 @@ func (f *walFile) gathered() (asked, issued int64, left int) {
 	return f.asked, f.issued, len(f.buf)
 }
 
-// flushed runs after flushing f; it returns the flush's error if any.
+// flushed flushes the WAL behind pFile and returns it with the flush's
+// result.
 func flushed(tls *libc.TLS, pFile uintptr) (*walFile, int32) {
 	f := walFileOf(pFile)
 	f.mu.Lock()
-	rc := f.flush(tls, pFile)
+	rc := f.flush(tls)
 	f.mu.Unlock()
 	return f, rc
 }
