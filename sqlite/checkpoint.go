@@ -31,6 +31,7 @@ func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
+	trimmed := time.Now()
 	for {
 		select {
 		case <-db.closed:
@@ -38,8 +39,16 @@ func (db *DB) checkpointer() {
 		case <-t.C:
 		}
 		db.checkpointPassive()
+		if time.Since(trimmed) >= trimEvery {
+			trimMaps(mapResidentLimit)
+			trimmed = time.Now()
+		}
 	}
 }
+
+// trimEvery is how often the checkpointer looks at the resident size the
+// read connections' maps take (trimMaps).
+const trimEvery = time.Second
 
 // walResetFrames is the WAL size, in frames (pages), above which the
 // checkpointer makes SQLite start the WAL again from its beginning, for

@@ -2,8 +2,11 @@ package sqlite
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -256,4 +259,47 @@ func mappedClose(tls *libc.TLS, pFile uintptr) int32 {
 	unmapLocked(f.m)
 	readVFS.mu.Unlock()
 	return rc
+}
+
+// mapResidentLimit is how much of the process's resident size
+// file-backed pages may take before the maps let go of the pages they
+// hold (trimMaps). Pages a map touched stay mapped, and so count in the
+// process's resident size, until then: on a store of ten million
+// customers a read load touches gigabytes of them.
+const mapResidentLimit = 256 << 20
+
+// trimMaps drops every map's page-table entries when file-backed pages
+// take more than limit bytes of the process's resident size, and reports
+// whether it did. The pages stay in the kernel's page cache, and a read
+// of one maps it again (a minor fault), so readers running meanwhile are
+// only slower, never wrong: the maps are read-only views of the files.
+func trimMaps(limit int64) bool {
+	shared, ok := residentShared()
+	if !ok || shared <= limit {
+		return false
+	}
+	readVFS.mu.Lock()
+	defer readVFS.mu.Unlock()
+	for _, m := range readVFS.maps {
+		_ = syscall.Madvise(m.mem, syscall.MADV_DONTNEED) // fails only for a range that is not mapped
+	}
+	return true
+}
+
+// residentShared returns the process's resident file-backed and shared
+// pages, in bytes (/proc/self/statm's third field).
+func residentShared() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }

@@ -283,3 +283,67 @@ func TestReadVFSConcurrent(t *testing.T) {
 		t.Error("no read came from the map")
 	}
 }
+
+// TestReadVFSTrimsItsResidentPages touches every page of a mapped 32 MiB
+// file, which puts them in the process's resident size, and checks that
+// trimMaps over a limit below that lets go of them, that it does nothing
+// under a limit above, and that the map still reads the file's bytes
+// after a trim.
+func TestReadVFSTrimsItsResidentPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	const size = 32 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := mapFile(int(f.Fd()))
+	if m == nil {
+		t.Fatal("no map")
+	}
+	defer func() {
+		readVFS.mu.Lock()
+		unmapLocked(m)
+		readVFS.mu.Unlock()
+	}()
+	buf := make([]byte, 4096)
+	touch := func() {
+		for off := int64(0); off < size; off += 4096 {
+			if !m.copy(buf, off) {
+				t.Fatalf("copy at %d failed", off)
+			}
+		}
+	}
+	resident := func() int64 {
+		n, ok := residentShared()
+		if !ok {
+			t.Skip("no /proc/self/statm")
+		}
+		return n
+	}
+	before := resident()
+	touch()
+	touched := resident()
+	if touched-before < size/2 {
+		t.Fatalf("touching 32 MiB of the map added %d bytes of resident file pages; the test cannot see a trim", touched-before)
+	}
+	if trimMaps(touched + size) {
+		t.Error("trimMaps trimmed under its limit")
+	}
+	if !trimMaps(touched - size/2) {
+		t.Fatal("trimMaps did not trim over its limit")
+	}
+	if after := resident(); touched-after < size/2 {
+		t.Errorf("after a trim resident file pages went from %d to %d bytes; want at least 16 MiB fewer", touched, after)
+	}
+	if !m.copy(buf, 12345*4096%size) || string(buf) != string(data[12345*4096%size:][:4096]) {
+		t.Error("the map does not read the file's bytes after a trim")
+	}
+}
