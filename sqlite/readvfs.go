@@ -145,6 +145,7 @@ func mapFile(fd int) *fileMap {
 	defer readVFS.mu.Unlock()
 	if m, ok := readVFS.maps[key]; ok {
 		m.refs++
+		m.grow(st.Size)
 		return m
 	}
 	size := max(int64(mapReserve), 2*st.Size)
