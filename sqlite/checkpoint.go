@@ -31,7 +31,6 @@ func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
-	trimmed := time.Now()
 	for {
 		select {
 		case <-db.closed:
@@ -39,16 +38,9 @@ func (db *DB) checkpointer() {
 		case <-t.C:
 		}
 		db.checkpointPassive()
-		if time.Since(trimmed) >= trimEvery {
-			trimMaps(mapResidentLimit)
-			trimmed = time.Now()
-		}
+		trimMaps(mapResidentLimit)
 	}
 }
-
-// trimEvery is how often the checkpointer looks at the resident size the
-// read connections' maps take (trimMaps).
-const trimEvery = time.Second
 
 // walResetFrames is the WAL size, in frames (pages), above which the
 // checkpointer makes SQLite start the WAL again from its beginning, for

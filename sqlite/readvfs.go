@@ -264,10 +264,16 @@ func mappedClose(tls *libc.TLS, pFile uintptr) int32 {
 
 // mapResidentLimit is how much of the process's resident size
 // file-backed pages may take before the maps let go of the pages they
-// hold (trimMaps). Pages a map touched stay mapped, and so count in the
-// process's resident size, until then: on a store of ten million
-// customers a read load touches gigabytes of them.
-const mapResidentLimit = 256 << 20
+// hold (trimMaps, which the checkpointer calls every round, four times a
+// second). Pages a map touched stay mapped, and so count in the process's
+// resident size, until then; and the kernel maps a page's neighbours
+// with it when they are in its page cache (fault-around: 16 pages on
+// this host, which madvise(MADV_RANDOM) does not change), so a read load
+// that touches one page in sixteen shows the whole file resident. A
+// 300,000-row import's duplicate checks, on the read connections, had
+// its server at 158 MiB of file pages against 19 MiB without the map
+// (BENCHMARKS.md, twentieth session).
+const mapResidentLimit = 64 << 20
 
 // trimMaps drops every map's page-table entries when file-backed pages
 // take more than limit bytes of the process's resident size, and reports
