@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"custos"
 )
 
 // openMappedReader opens path read-only through readVFS with a page
@@ -345,5 +347,31 @@ func TestReadVFSTrimsItsResidentPages(t *testing.T) {
 	}
 	if !m.copy(buf, 12345*4096%size) || string(buf) != string(data[12345*4096%size:][:4096]) {
 		t.Error("the map does not read the file's bytes after a trim")
+	}
+}
+
+// TestReadPoolUsesTheMap checks that a store's read connections open the
+// database through readVFS: a read after a checkpoint fetches the
+// database file's pages, and they come from the map.
+func TestReadPoolUsesTheMap(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Update(ctx, func(tx custos.Tx) error { return tx.SetMeta(ctx, "k", "v") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m0, _, _ := readCounts()
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("reading the schema: %d tables, %v", n, err)
+	}
+	if m1, _, _ := readCounts(); m1 == m0 {
+		t.Errorf("a read of the database file on the read pool took nothing from the map; is the pool opened through %s?", readVFSName)
 	}
 }
