@@ -27,9 +27,6 @@ var checkpointEvery = CheckpointEvery
 // needs and leaves the rest for the next round. Durability is unchanged:
 // a transaction is durable once its commit frame is synced to the WAL,
 // before any checkpoint.
-//
-// Each round it also bounds the resident pages of the read connections'
-// maps of the file (trimMaps, readvfs.go).
 func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
 	t := time.NewTicker(checkpointEvery)
@@ -41,7 +38,6 @@ func (db *DB) checkpointer() {
 		case <-t.C:
 		}
 		db.checkpointPassive()
-		trimMaps(mapResidentLimit)
 	}
 }
 

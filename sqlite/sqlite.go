@@ -223,9 +223,7 @@ func dsn(path string, write bool) string {
 		// vfs: the WAL's frames are written in blocks (walvfs.go).
 		return baseDSN(path) + writeCacheDSN() + "&_pragma=journal_size_limit(67108864)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate&vfs=" + walVFSName
 	}
-	// vfs: pages are copied from a map of the file, not read with a
-	// system call each (readvfs.go).
-	return baseDSN(path) + "&_query_only=on&vfs=" + readVFSName
+	return baseDSN(path) + "&_query_only=on"
 }
 
 // baseDSN is what every connection to path sets.
@@ -236,9 +234,6 @@ func baseDSN(path string) string {
 
 func (db *DB) open(ctx context.Context) error {
 	if err := registerWALVFS(); err != nil {
-		return internal("open", err)
-	}
-	if err := registerReadVFS(); err != nil {
 		return internal("open", err)
 	}
 	var err error

@@ -36,7 +36,7 @@ func BenchmarkViewRead(b *testing.B) {
 // millisecond throughout, as the reads' audit events do under load: each
 // read transaction then finds the WAL changed, and SQLite empties the
 // read connection's page cache, so the read fetches its pages from the
-// VFS again (readvfs.go). Its CPU per read includes the commits'.
+// file again, one pread each. Its CPU per read includes the commits'.
 func benchmarkViewRead(b *testing.B, cache int, byLookup, commits bool) {
 	ctx := b.Context()
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "custos.db"), sqlite.Options{Migrate: true, ReadCache: cache})

@@ -92,43 +92,38 @@ type walFile struct {
 // names it opens.
 func registerWALVFS() error {
 	walVFS.once.Do(func() {
+		tls := libc.NewTLS()
+		defer tls.Close()
+		base := sqlite3.Xsqlite3_vfs_find(tls, 0)
+		if base == 0 {
+			walVFS.err = fmt.Errorf("sqlite: no default VFS")
+			return
+		}
+		b := (*sqlite3.Tsqlite3_vfs)(cptr(base))
+		name, err := libc.CString(walVFSName)
+		if err != nil {
+			walVFS.err = err
+			return
+		}
+		v := libc.Xcalloc(tls, 1, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_vfs{})))
+		if v == 0 {
+			walVFS.err = fmt.Errorf("sqlite: out of memory")
+			return
+		}
+		ours := (*sqlite3.Tsqlite3_vfs)(cptr(v))
+		*ours = *b
+		ours.FpNext = 0
+		ours.FzName = name
+		walVFS.extra = (uintptr(b.FszOsFile) + 7) &^ 7
+		ours.FszOsFile = int32(walVFS.extra + unsafe.Sizeof(uintptr(0)))
+		setCFn[openFn](&ours.FxOpen, walvfsOpen)
+		walVFS.base = base
 		walVFS.methods = map[methodsKey]uintptr{}
-		walVFS.base, walVFS.extra, walVFS.err = registerVFS(walVFSName, walvfsOpen)
+		if rc := sqlite3.Xsqlite3_vfs_register(tls, v, 0); rc != sqlite3.SQLITE_OK {
+			walVFS.err = fmt.Errorf("sqlite: registering the %s VFS: code %d", walVFSName, rc)
+		}
 	})
 	return walVFS.err
-}
-
-// registerVFS registers a VFS named name that is SQLite's default one
-// except that open opens its files, each of which has room for a handle
-// (a uintptr) after the default VFS's own file struct. It returns the
-// default VFS and the handle's offset in a file struct.
-func registerVFS(name string, open openFn) (base, extra uintptr, err error) {
-	tls := libc.NewTLS()
-	defer tls.Close()
-	base = sqlite3.Xsqlite3_vfs_find(tls, 0)
-	if base == 0 {
-		return 0, 0, fmt.Errorf("sqlite: no default VFS")
-	}
-	b := (*sqlite3.Tsqlite3_vfs)(cptr(base))
-	zName, err := libc.CString(name)
-	if err != nil {
-		return 0, 0, err
-	}
-	v := libc.Xcalloc(tls, 1, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_vfs{})))
-	if v == 0 {
-		return 0, 0, fmt.Errorf("sqlite: out of memory")
-	}
-	ours := (*sqlite3.Tsqlite3_vfs)(cptr(v))
-	*ours = *b
-	ours.FpNext = 0
-	ours.FzName = zName
-	extra = (uintptr(b.FszOsFile) + 7) &^ 7
-	ours.FszOsFile = int32(extra + unsafe.Sizeof(uintptr(0)))
-	setCFn[openFn](&ours.FxOpen, open)
-	if rc := sqlite3.Xsqlite3_vfs_register(tls, v, 0); rc != sqlite3.SQLITE_OK {
-		return 0, 0, fmt.Errorf("sqlite: registering the %s VFS: code %d", name, rc)
-	}
-	return base, extra, nil
 }
 
 // cptr turns an address SQLite handed over into a pointer. Every such
