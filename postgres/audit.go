@@ -118,7 +118,7 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 			args = append(args, a...)
 		}
 		return sqlutil.InsertRows(ctx, stmtQuerier{tx}, "Audit event",
-			`INSERT INTO audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)
+			`audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)
 	})
 }
 

@@ -55,3 +55,5 @@ func (q stmtQuerier) Now() time.Time { return q.tx.now }
 func (q stmtQuerier) Greatest() string { return "GREATEST" }
 
 func (q stmtQuerier) ArrayParams() bool { return true }
+
+func (q stmtQuerier) InsertMany() string { return "INSERT" }

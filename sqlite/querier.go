@@ -41,3 +41,5 @@ func (q stmtQuerier) Now() time.Time { return q.tx.now }
 func (q stmtQuerier) Greatest() string { return "MAX" }
 
 func (q stmtQuerier) ArrayParams() bool { return false }
+
+func (q stmtQuerier) InsertMany() string { return "INSERT OR FAIL" }

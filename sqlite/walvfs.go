@@ -151,7 +151,15 @@ type (
 	shmLockFn     = func(*libc.TLS, uintptr, int32, int32, int32) int32
 )
 
+// subjournalOpens counts the statement journals SQLite spilled to a file
+// through this VFS, which the write connection's temp_store=MEMORY never
+// does; a test lowers it to FILE to see whether a statement kept one.
+var subjournalOpens atomic.Int64
+
 func walvfsOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
+	if flags&sqlite3.SQLITE_OPEN_SUBJOURNAL != 0 {
+		subjournalOpens.Add(1)
+	}
 	b := (*sqlite3.Tsqlite3_vfs)(cptr(walVFS.base))
 	handle := (*uintptr)(cptr(pFile + walVFS.extra))
 	*handle = 0

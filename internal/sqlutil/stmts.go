@@ -38,6 +38,18 @@ type Querier interface {
 	// building the array again for each (BENCHMARKS.md, fifth session).
 	// Such a query's arguments begin with PlanEachTime.
 	ArrayParams() bool
+	// InsertMany is the verb of a multi-row INSERT: "INSERT OR FAIL" on
+	// SQLite, "INSERT" on PostgreSQL. SQLite copies every page a
+	// multi-row INSERT changes into a statement journal when a constraint
+	// could abort it half way (ABORT undoes the statement alone); OR FAIL
+	// stops it where it is instead, which needs no journal. A batch of
+	// blind-index keys lands on random leaves, so the journal cost a bulk
+	// load about a tenth of its writer (BENCHMARKS.md, twenty-first
+	// session). Either way a failed statement fails its caller, which
+	// undoes the whole transaction or savepoint. An immediate foreign key
+	// still makes SQLite keep the journal; the lookups' key is deferred
+	// (sqlite/migration/0010_lookups_deferred.sql).
+	InsertMany() string
 	// Error maps a driver error to the custos code for entity
 	// (ENOTFOUND, ECONFLICT, EINTERNAL); nil stays nil.
 	Error(err error, entity string) error

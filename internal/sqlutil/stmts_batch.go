@@ -47,11 +47,12 @@ func Chunks(n int, fn func(lo, hi int) error) error {
 	return nil
 }
 
-// InsertRows runs a multi-row INSERT of n rows that must all be new: a
-// row whose key exists is skipped by ON CONFLICT DO NOTHING (which keeps a
-// PostgreSQL transaction usable) and turns into ECONFLICT.
-func InsertRows(ctx context.Context, q Querier, entity, query string, n int, args []any) error {
-	got, err := q.Exec(ctx, query+` ON CONFLICT DO NOTHING`, args...)
+// InsertRows runs a multi-row INSERT (q.InsertMany) INTO into of n rows
+// that must all be new: a row whose key exists is skipped by ON CONFLICT
+// DO NOTHING (which keeps a PostgreSQL transaction usable) and turns into
+// ECONFLICT. into is the table, its columns and VALUES.
+func InsertRows(ctx context.Context, q Querier, entity, into string, n int, args []any) error {
+	got, err := q.Exec(ctx, q.InsertMany()+` INTO `+into+` ON CONFLICT DO NOTHING`, args...)
 	if err != nil {
 		return q.Error(err, entity)
 	}
@@ -68,7 +69,7 @@ func (st Stmts) InsertSubjects(ctx context.Context, ss []*custos.StoredSubject) 
 		for _, s := range ss[lo:hi] {
 			args = append(args, string(s.ID), EncodeSealed(s.Sealed), Micros(s.CreatedAt), Micros(s.UpdatedAt))
 		}
-		return InsertRows(ctx, st.Q, "Subject", `INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES `+Values(hi-lo, 4), hi-lo, args)
+		return InsertRows(ctx, st.Q, "Subject", `subjects (id, sealed, created_at, updated_at) VALUES `+Values(hi-lo, 4), hi-lo, args)
 	})
 }
 
@@ -79,7 +80,7 @@ func (st Stmts) InsertDataKeys(ctx context.Context, ks []*custos.DataKey) error 
 		for _, k := range ks[lo:hi] {
 			args = append(args, string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, Micros(k.CreatedAt))
 		}
-		return InsertRows(ctx, st.Q, "Data key", `INSERT INTO data_keys (subject_id, version, kek_version, wrapped, created_at) VALUES `+Values(hi-lo, 5), hi-lo, args)
+		return InsertRows(ctx, st.Q, "Data key", `data_keys (subject_id, version, kek_version, wrapped, created_at) VALUES `+Values(hi-lo, 5), hi-lo, args)
 	})
 }
 
@@ -91,7 +92,7 @@ func (st Stmts) InsertLookups(ctx context.Context, ls []custos.Lookup) error {
 		for _, l := range ls[lo:hi] {
 			args = append(args, l.Field, l.Hash, string(l.SubjectID))
 		}
-		return InsertRows(ctx, st.Q, "Lookup", `INSERT INTO lookups (field, hash, subject_id) VALUES `+Values(hi-lo, 3), hi-lo, args)
+		return InsertRows(ctx, st.Q, "Lookup", `lookups (field, hash, subject_id) VALUES `+Values(hi-lo, 3), hi-lo, args)
 	})
 }
 
@@ -157,7 +158,7 @@ func (st Stmts) InsertRecords(ctx context.Context, rs []*custos.StoredRecord) er
 			args = append(args, string(r.ID), string(r.SubjectID), r.Type, r.Category, Micros(r.OccurredAt), Micros(r.CreatedAt),
 				r.Sealed, OptMicros(r.RestrictedUntil))
 		}
-		return InsertRows(ctx, st.Q, "Record", `INSERT INTO records (id, subject_id, type, category, occurred_at, created_at, sealed, restricted_until) VALUES `+
+		return InsertRows(ctx, st.Q, "Record", `records (id, subject_id, type, category, occurred_at, created_at, sealed, restricted_until) VALUES `+
 			Values(hi-lo, 8), hi-lo, args)
 	})
 }
@@ -175,7 +176,7 @@ func (st Stmts) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) 
 			byID[c.ID] = c
 		}
 		got := 0
-		q := `INSERT INTO consents (` + consentColumns + `) VALUES ` + Values(hi-lo, 12) + ` ON CONFLICT DO NOTHING RETURNING id, seq`
+		q := st.Q.InsertMany() + ` INTO consents (` + consentColumns + `) VALUES ` + Values(hi-lo, 12) + ` ON CONFLICT DO NOTHING RETURNING id, seq`
 		err := st.Q.Query(ctx, q, args, func(s Scanner) error {
 			var (
 				id  string

@@ -103,6 +103,6 @@ func (st Stmts) InsertImportRows(ctx context.Context, rs []*custos.ImportRow) er
 			}
 			args = append(args, a...)
 		}
-		return InsertRows(ctx, st.Q, "Import row", `INSERT INTO import_rows (`+importRowColumns+`) VALUES `+Values(hi-lo, 6), hi-lo, args)
+		return InsertRows(ctx, st.Q, "Import row", `import_rows (`+importRowColumns+`) VALUES `+Values(hi-lo, 6), hi-lo, args)
 	})
 }
