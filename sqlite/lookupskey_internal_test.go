@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // lookupsSchema is the lookups table's CREATE statement as SQLite keeps it.
@@ -44,6 +45,15 @@ func allLookups(t *testing.T, db *DB) map[string]bool {
 	return got
 }
 
+// randomHash is a 32-byte blind-index hash drawn from r.
+func randomHash(r *rand.Rand) []byte {
+	h := make([]byte, 32)
+	for j := range h {
+		h[j] = byte(r.Uint32())
+	}
+	return h
+}
+
 // insertLookupSubjects stores n subjects, each with three lookup keys of
 // random hashes, in one transaction.
 func insertLookupSubjects(t *testing.T, db *DB, r *rand.Rand, from, n int) {
@@ -58,11 +68,7 @@ func insertLookupSubjects(t *testing.T, db *DB, r *rand.Rand, from, n int) {
 				return err
 			}
 			for _, f := range []string{"email", "id_number", "mobile"} {
-				h := make([]byte, 32)
-				for j := range h {
-					h[j] = byte(r.Uint32())
-				}
-				lks = append(lks, custos.Lookup{Field: f, Hash: h, SubjectID: id})
+				lks = append(lks, custos.Lookup{Field: f, Hash: randomHash(r), SubjectID: id})
 			}
 		}
 		return tx.InsertLookups(ctx, lks)
@@ -205,11 +211,7 @@ func TestBatchInsertKeepsNoStatementJournal(t *testing.T) {
 	batch := func(from int) []custos.Lookup {
 		lks := make([]custos.Lookup, 400)
 		for i := range lks {
-			h := make([]byte, 32)
-			for j := range h {
-				h[j] = byte(r.Uint32())
-			}
-			lks[i] = custos.Lookup{Field: "mobile", Hash: h, SubjectID: custos.SubjectID(fmt.Sprintf("sub_%06d", from+i))}
+			lks[i] = custos.Lookup{Field: "mobile", Hash: randomHash(r), SubjectID: custos.SubjectID(fmt.Sprintf("sub_%06d", from+i))}
 		}
 		return lks
 	}
@@ -228,7 +230,7 @@ func TestBatchInsertKeepsNoStatementJournal(t *testing.T) {
 		for _, l := range lks {
 			args = append(args, l.Field, l.Hash, string(l.SubjectID))
 		}
-		_, err := tx.(*Tx).exec(ctx, `INSERT INTO lookups (field, hash, subject_id) VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(lks)), ", "), args...)
+		_, err := tx.(*Tx).exec(ctx, `INSERT INTO lookups (field, hash, subject_id) VALUES `+sqlutil.Values(len(lks), 3), args...)
 		return err
 	})
 	if err != nil {
