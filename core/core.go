@@ -71,6 +71,7 @@ type Service struct {
 	auth      authCache
 	plans     planCache
 	imports   chan struct{} // one token per import batch in work (ImportConcurrency)
+	probes    importProbes  // per import job: probe for stored keys first, or insert first
 }
 
 // ImportConcurrency is how many import batches a node works on at once.

@@ -379,7 +379,8 @@ func TestImportRowsResume(t *testing.T) {
 // TestDuplicateLeavesNothing: a create or import row refused as a duplicate
 // on its last lookup key leaves none of its other keys behind, so the same
 // e-mail with a new mobile is accepted afterwards (C5; the create path no
-// longer probes before inserting, the import path does).
+// longer probes before inserting, and the import path only when its job
+// has found stored keys before: importProbes).
 func TestDuplicateLeavesNothing(t *testing.T) {
 	e := newEnv(t)
 	a := e.create(t, map[string]string{"name": "一号", "mobile": "13600000101", "email": "a@example.com"})

@@ -258,21 +258,35 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 		}
 		recPurpose = recs.Purposes
 	}
-	// The transaction is run again if a concurrent transaction took one of
-	// the batch's lookup keys between the probe and the insert (possible
-	// on PostgreSQL only: SQLite has one writer); the retry sees it.
+	// The batch inserts its lookup keys first, or probes for their owners
+	// first, as this job's earlier batches taught (importProbes). A batch
+	// that inserted first and found a key taken runs again, probing. A
+	// probing batch runs again if a concurrent transaction took one of
+	// its keys between the probe and the insert (possible on PostgreSQL
+	// only: SQLite has one writer); the retry sees it.
+	probe := s.probes.first(job)
 	for attempt := 1; ; attempt++ {
 		tried := make([]*custos.ImportResult, len(results))
 		for i, r := range results {
 			c := *r
 			tried[i] = &c
 		}
-		err = s.store.Update(ctx, func(tx custos.Tx) error {
-			return s.importTx(ctx, tx, purposes, job, rows, preps, tried, recPurpose, rowRecs)
+		var found bool
+		err = s.store.Update(ctx, func(tx custos.Tx) (err error) {
+			found, err = s.importTx(ctx, tx, purposes, job, rows, preps, tried, recPurpose, rowRecs, probe)
+			return err
 		})
 		if err == nil {
+			if probe {
+				s.probes.probed(job, found)
+			}
 			results = tried
 			break
+		}
+		if errors.Is(err, errLookupTaken) {
+			s.probes.missed(job)
+			probe, attempt = true, attempt-1
+			continue
 		}
 		var rr *recordRefusal
 		if errors.As(err, &rr) {
@@ -321,19 +335,27 @@ func recordBatchError(rr *recordRefusal) error {
 var errLookupRace = &custos.Error{Code: custos.ECONFLICT,
 	Message: "Another write stored the same customer at the same time; send the batch again."}
 
+// errLookupTaken: a batch that inserted its lookup keys without probing
+// found one taken; it is run again, probing.
+var errLookupTaken = errors.New("import: a lookup key was taken")
+
 // importTx is the write transaction of an import batch. The statements
 // are per batch, not per row: one query for the lines already handled,
-// one per lookup field for the keys already taken, then multi-row inserts
-// of the data keys, subjects, lookups, audit events and import rows.
-// Duplicates are decided here, in line order, against the store and the
-// earlier rows of the batch, exactly as inserting row after row would.
+// with probe one per lookup field for the keys already taken, then
+// multi-row inserts of the data keys, subjects, lookups, audit events and
+// import rows. Duplicates are decided here, in line order, against the
+// store and the earlier rows of the batch, exactly as inserting row after
+// row would. Without probe only the batch's own rows are known; a key
+// the store has makes the lookups' insert fall short, and the batch fails
+// with errLookupTaken before anything is committed. found reports
+// whether the probe found a stored key.
 //
 // With records (recPurposes, rowRecs), the records of each row stored
 // are inserted too, with one audit event each after the rows' events; a
 // stored row whose records were refused fails the transaction with its
 // *recordRefusal.
 func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string, job string, rows []ImportInput, preps []*prepared, results []*custos.ImportResult,
-	recPurposes []string, rowRecs []rowRecords) error {
+	recPurposes []string, rowRecs []rowRecords, probe bool) (found bool, err error) {
 	lines := make([]int, 0, len(rows))
 	for _, r := range rows {
 		if r.Line > 0 {
@@ -342,21 +364,24 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 	}
 	handled, err := tx.GetImportRows(ctx, job, lines)
 	if err != nil {
-		return err
-	}
-	byField := map[string][][]byte{}
-	for i, p := range preps {
-		if _, done := handled[rows[i].Line]; p == nil || done {
-			continue
-		}
-		for name, h := range p.lookups {
-			byField[name] = append(byField[name], h)
-		}
+		return false, err
 	}
 	owners := map[string]map[string]custos.SubjectID{}
-	for _, name := range slices.Sorted(maps.Keys(byField)) {
-		if owners[name], err = tx.FindLookups(ctx, name, byField[name]); err != nil {
-			return err
+	if probe {
+		byField := map[string][][]byte{}
+		for i, p := range preps {
+			if _, done := handled[rows[i].Line]; p == nil || done {
+				continue
+			}
+			for name, h := range p.lookups {
+				byField[name] = append(byField[name], h)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(byField)) {
+			if owners[name], err = tx.FindLookups(ctx, name, byField[name]); err != nil {
+				return false, err
+			}
+			found = found || len(owners[name]) > 0
 		}
 	}
 	var (
@@ -368,6 +393,7 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 		recs     []*custos.ImportRow
 		records  []*custos.StoredRecord
 		recEvs   []*custos.AuditEvent
+		refusal  *recordRefusal
 	)
 	for i, r := range rows {
 		res := results[i]
@@ -405,8 +431,10 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 					res.Status, res.SubjectID = custos.ImportStored, id
 					e.SubjectID, e.Fields = id, p.fields
 					if rowRecs != nil {
-						if rr := rowRecs[i]; rr.refusal != nil {
-							return rr.refusal
+						if rr := rowRecs[i]; rr.refusal != nil && refusal == nil {
+							// Returned once the keys are in: without
+							// probe, the row may yet be a duplicate.
+							refusal = rr.refusal
 						}
 						for _, r := range rowRecs[i].recs {
 							r.CreatedAt = tx.Now()
@@ -427,18 +455,24 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 		recs = append(recs, rec)
 	}
 	if err := tx.InsertDataKeys(ctx, dks); err != nil {
-		return err
+		return false, err
 	}
 	if err := tx.InsertSubjects(ctx, subs); err != nil {
-		return err
+		return false, err
 	}
 	if err := tx.InsertLookups(ctx, lks); custos.ErrorCode(err) == custos.ECONFLICT {
-		return errLookupRace
+		if !probe {
+			return false, errLookupTaken
+		}
+		return false, errLookupRace
 	} else if err != nil {
-		return err
+		return false, err
+	}
+	if refusal != nil {
+		return false, refusal
 	}
 	if err := tx.InsertRecords(ctx, records); err != nil {
-		return err
+		return false, err
 	}
 	var actor custos.PrincipalID
 	if a := custos.ActorFromContext(ctx); a != nil {
@@ -450,17 +484,17 @@ func (s *Service) importTx(ctx context.Context, tx custos.Tx, purposes []string,
 	var consents []*custos.StoredConsent
 	for _, p := range captures {
 		if p.receipt, err = s.stampCapture(p.stored.ID, p.consent, p.aead, actor, tx.Now()); err != nil {
-			return err
+			return false, err
 		}
 		consents = append(consents, p.consent.entries...)
 	}
 	if err := tx.InsertConsents(ctx, consents); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.appendAudits(ctx, tx, append(events, recEvs...)); err != nil {
-		return err
+		return false, err
 	}
-	return tx.InsertImportRows(ctx, recs)
+	return found, tx.InsertImportRows(ctx, recs)
 }
 
 // taken returns the first lookup field of p, in name order, whose key

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -469,6 +470,126 @@ func TestImportConsentReceipts(t *testing.T) {
 			return nil
 		}); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// probeCountStore counts the import's probes for stored lookup keys
+// (Tx.FindLookups) in its Update functions.
+type probeCountStore struct {
+	custos.Store
+	probes atomic.Int64
+}
+
+func (s *probeCountStore) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
+	return s.Store.Update(ctx, func(tx custos.Tx) error { return fn(probeCountTx{tx, &s.probes}) })
+}
+
+type probeCountTx struct {
+	custos.Tx
+	n *atomic.Int64
+}
+
+func (tx probeCountTx) FindLookups(ctx context.Context, field string, hashes [][]byte) (map[string]custos.SubjectID, error) {
+	tx.n.Add(1)
+	return tx.Tx.FindLookups(ctx, field, hashes)
+}
+
+// AtEnd keeps the store's end-of-transaction audit append.
+func (tx probeCountTx) AtEnd(fn func(tx custos.Tx) error) { tx.Tx.(custos.AtEnder).AtEnd(fn) }
+
+// TestImportInsertsFirst: a job's batches insert their lookup keys
+// without probing for stored owners first until one finds a key taken;
+// that batch is rolled back whole and run again probing, and answers the
+// row a duplicate of the stored customer (its bad record, never tried,
+// does not refuse the batch) while the others are stored once, with one
+// audit event each. The job then probes first until a batch finds no
+// stored key, and inserts first again after it (importProbes). A
+// duplicate inside a batch needs no probe.
+func TestImportInsertsFirst(t *testing.T) {
+	importStores(t, func(t *testing.T, base custos.Store) {
+		store := &probeCountStore{Store: base}
+		svc, admin, _, signer := newService(t, store)
+		publishPersonalisation(t, svc, admin)
+		stored, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{
+			Fields: map[string]string{"name": "甲", "mobile": "13800000001"}, Provenance: prov})
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := 0
+		batch := func(wantProbes int64, mobiles ...string) []*custos.ImportResult {
+			t.Helper()
+			var (
+				rows []core.ImportInput
+				recs [][]custos.NewRecord
+			)
+			for _, m := range mobiles {
+				line++
+				in, r := recordRow(line, m, true, newRecord("order", 1, map[string]any{"order_no": fmt.Sprint("O-", line)}))
+				if m == "13800000001" {
+					r = []custos.NewRecord{{Type: "order"}} // refused if ever tried
+				}
+				rows, recs = append(rows, in), append(recs, r)
+			}
+			before := store.probes.Load()
+			res, err := svc.ImportRowsWithRecords(admin, []string{"account"}, "job-first", rows,
+				core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
+			if err != nil {
+				t.Fatalf("lines %d–%d: %v", rows[0].Line, line, err)
+			}
+			if got := store.probes.Load() - before; got != wantProbes {
+				t.Errorf("lines %d–%d probed %d times, want %d", rows[0].Line, line, got, wantProbes)
+			}
+			return res
+		}
+		status := func(res []*custos.ImportResult) (out []string) {
+			for _, r := range res {
+				out = append(out, r.Status)
+			}
+			return out
+		}
+		// New customers, one twice: inserted first, no probe.
+		res := batch(0, "13800000002", "13800000003", "13800000002")
+		if got := status(res); !slices.Equal(got, []string{custos.ImportStored, custos.ImportStored, custos.ImportDuplicate}) || res[2].SubjectID != res[0].SubjectID {
+			t.Fatalf("first batch: %v (duplicate of %s), want stored, stored, duplicate of the first", got, res[2].SubjectID)
+		}
+		// A stored customer in the middle: the batch falls short, runs
+		// again probing (one probe: one lookup field).
+		res = batch(1, "13800000004", "13800000001", "13800000005")
+		if got := status(res); !slices.Equal(got, []string{custos.ImportStored, custos.ImportDuplicate, custos.ImportStored}) || res[1].SubjectID != stored.ID {
+			t.Fatalf("second batch: %v (duplicate of %s), want stored, duplicate of %s, stored", got, res[1].SubjectID, stored.ID)
+		}
+		for _, r := range []*custos.ImportResult{res[0], res[2]} {
+			got, err := svc.FindRecords(admin, importRecordPurposes, r.SubjectID, "")
+			if err != nil || len(got) != 1 {
+				t.Errorf("line %d: %d records, %v; want 1", r.Line, len(got), err)
+			}
+		}
+		// The job probes its next batch, which finds nothing stored, and
+		// inserts first after it.
+		batch(1, "13800000006")
+		batch(0, "13800000007")
+
+		if err := base.View(t.Context(), func(tx custos.Tx) error {
+			n, err := tx.CountSubjects(t.Context())
+			if n != 7 { // 甲 and the six new mobiles
+				t.Errorf("%d subjects stored, want 7", n)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		imports, records := 0, 0
+		for _, e := range auditLog(t, base, signer) {
+			switch e.Action {
+			case custos.AuditSubjectImport:
+				imports++
+			case custos.AuditRecordCreate:
+				records++
+			}
+		}
+		if imports != line || records != 6 {
+			t.Errorf("%d import and %d record events, want %d and 6 (none from the batch rolled back)", imports, records, line)
 		}
 	})
 }

@@ -1,0 +1,80 @@
+package core
+
+import "sync"
+
+// An import batch's write transaction must answer a row whose lookup key
+// (mobile, e-mail, …) a stored customer already has as a duplicate of
+// that customer. It can learn of such keys two ways:
+//
+//   - probe first: look up the owners of all the batch's keys
+//     (FindLookups), then insert the keys no one has;
+//   - insert first: insert every key; the insert skips a key someone has
+//     (ON CONFLICT DO NOTHING) and its row count falls short, and the
+//     batch is then rolled back and run again, probing first.
+//
+// Both descend to the same random leaves of the lookups index, so probing
+// first doubles the writer's walks for the common batch, which has no
+// stored duplicate; inserting first wastes a whole batch's writes when it
+// has one (and on SQLite makes its commit group run again with
+// savepoints). importProbes remembers, per job on this node, which to
+// do: a job inserts first until a batch falls short, then probes first
+// for a run of batches that doubles with every miss (up to
+// maxProbeRun), and a probing run restarts while its batches find
+// stored keys. A job of mostly new customers thus probes almost never,
+// and a job re-sending stored ones almost always, and either way at
+// most about one batch in every run's length is written in vain.
+type importProbes struct {
+	mu   sync.Mutex
+	jobs map[string]*probeState
+}
+
+// probeState is one job's: left batches still to probe first; run, the
+// length of the next probing run after a miss.
+type probeState struct{ left, run int }
+
+const (
+	maxProbeRun = 64
+	// maxProbeJobs bounds the jobs remembered; past it the memory is
+	// dropped (each job then costs at most one wasted batch again).
+	maxProbeJobs = 1024
+)
+
+// first reports whether job's next batch should probe first.
+func (p *importProbes) first(job string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.jobs[job]
+	return st != nil && st.left > 0
+}
+
+// missed records that a batch of job inserted first and fell short: the
+// job probes first for its next run, twice as long as the last.
+func (p *importProbes) missed(job string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.jobs[job]
+	if st == nil {
+		if len(p.jobs) >= maxProbeJobs || p.jobs == nil {
+			p.jobs = map[string]*probeState{}
+		}
+		st = &probeState{}
+		p.jobs[job] = st
+	}
+	st.run = min(max(2*st.run, 1), maxProbeRun)
+	st.left = st.run
+}
+
+// probed records that a batch of job probed first and was committed,
+// having found a stored key or not.
+func (p *importProbes) probed(job string, found bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.jobs[job]
+	switch {
+	case st == nil:
+	case found:
+		st.left = st.run
+	case st.left > 0:
+		st.left--
+	}
+}
