@@ -264,7 +264,7 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 	// probing batch runs again if a concurrent transaction took one of
 	// its keys between the probe and the insert (possible on PostgreSQL
 	// only: SQLite has one writer); the retry sees it.
-	probe := s.probes.first(job)
+	probe, missed := s.probes.first(job), false
 	for attempt := 1; ; attempt++ {
 		tried := make([]*custos.ImportResult, len(results))
 		for i, r := range results {
@@ -277,15 +277,12 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 			return err
 		})
 		if err == nil {
-			if probe {
-				s.probes.probed(job, found)
-			}
+			s.probes.seen(job, missed || found)
 			results = tried
 			break
 		}
 		if errors.Is(err, errLookupTaken) {
-			s.probes.missed(job)
-			probe, attempt = true, attempt-1
+			probe, missed, attempt = true, true, attempt-1
 			continue
 		}
 		var rr *recordRefusal

@@ -474,15 +474,18 @@ func TestImportConsentReceipts(t *testing.T) {
 	})
 }
 
-// probeCountStore counts the import's probes for stored lookup keys
-// (Tx.FindLookups) in its Update functions.
+// probeCountStore counts the Update functions run and the import's
+// probes for stored lookup keys (Tx.FindLookups) in them.
 type probeCountStore struct {
 	custos.Store
-	probes atomic.Int64
+	runs, probes atomic.Int64
 }
 
 func (s *probeCountStore) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
-	return s.Store.Update(ctx, func(tx custos.Tx) error { return fn(probeCountTx{tx, &s.probes}) })
+	return s.Store.Update(ctx, func(tx custos.Tx) error {
+		s.runs.Add(1)
+		return fn(probeCountTx{tx, &s.probes})
+	})
 }
 
 type probeCountTx struct {
@@ -499,25 +502,31 @@ func (tx probeCountTx) FindLookups(ctx context.Context, field string, hashes [][
 func (tx probeCountTx) AtEnd(fn func(tx custos.Tx) error) { tx.Tx.(custos.AtEnder).AtEnd(fn) }
 
 // TestImportInsertsFirst: a job's batches insert their lookup keys
-// without probing for stored owners first until one finds a key taken;
-// that batch is rolled back whole and run again probing, and answers the
-// row a duplicate of the stored customer (its bad record, never tried,
-// does not refuse the batch) while the others are stored once, with one
-// audit event each. The job then probes first until a batch finds no
-// stored key, and inserts first again after it (importProbes). A
-// duplicate inside a batch needs no probe.
+// without probing for stored owners first; a batch that finds a key
+// taken is rolled back whole and run again probing, and answers the row
+// a duplicate of the stored customer (its bad record, never tried, does
+// not refuse the batch) while the others are stored once, with one
+// audit event each. After batches with stored keys the job probes first
+// (one run each), and once its batches stop finding any it inserts first
+// again (importProbes). A duplicate inside a batch needs no probe.
 func TestImportInsertsFirst(t *testing.T) {
 	importStores(t, func(t *testing.T, base custos.Store) {
 		store := &probeCountStore{Store: base}
 		svc, admin, _, signer := newService(t, store)
 		publishPersonalisation(t, svc, admin)
-		stored, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{
-			Fields: map[string]string{"name": "甲", "mobile": "13800000001"}, Provenance: prov})
-		if err != nil {
-			t.Fatal(err)
+		var known []custos.SubjectID
+		for _, m := range []string{"13800000001", "13800000002", "13800000003"} {
+			s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{
+				Fields: map[string]string{"name": "甲", "mobile": m}, Provenance: prov})
+			if err != nil {
+				t.Fatal(err)
+			}
+			known = append(known, s.ID)
 		}
-		line := 0
-		batch := func(wantProbes int64, mobiles ...string) []*custos.ImportResult {
+		line, fresh, stored := 0, 100, 3
+		// batch imports one row per mobile ("" a new one) and checks how
+		// many runs and probes (unless wantProbes < 0) it took.
+		batch := func(wantRuns, wantProbes int64, mobiles ...string) []*custos.ImportResult {
 			t.Helper()
 			var (
 				rows []core.ImportInput
@@ -525,20 +534,30 @@ func TestImportInsertsFirst(t *testing.T) {
 			)
 			for _, m := range mobiles {
 				line++
-				in, r := recordRow(line, m, true, newRecord("order", 1, map[string]any{"order_no": fmt.Sprint("O-", line)}))
-				if m == "13800000001" {
-					r = []custos.NewRecord{{Type: "order"}} // refused if ever tried
+				r := []custos.NewRecord{newRecord("order", 1, map[string]any{"order_no": fmt.Sprint("O-", line)})}
+				if m == "" {
+					fresh++
+					m = fmt.Sprintf("13800000%03d", fresh)
+				} else if strings.HasPrefix(m, "1380000000") {
+					r = []custos.NewRecord{{Type: "order"}} // a stored customer's: refused if ever tried
 				}
+				in, _ := recordRow(line, m, true)
 				rows, recs = append(rows, in), append(recs, r)
 			}
-			before := store.probes.Load()
+			runs, probes := store.runs.Load(), store.probes.Load()
 			res, err := svc.ImportRowsWithRecords(admin, []string{"account"}, "job-first", rows,
 				core.ImportRecords{Purposes: importRecordPurposes, ByRow: recs})
 			if err != nil {
 				t.Fatalf("lines %d–%d: %v", rows[0].Line, line, err)
 			}
-			if got := store.probes.Load() - before; got != wantProbes {
-				t.Errorf("lines %d–%d probed %d times, want %d", rows[0].Line, line, got, wantProbes)
+			for _, r := range res {
+				if r.Status == custos.ImportStored {
+					stored++
+				}
+			}
+			gotRuns, gotProbes := store.runs.Load()-runs, store.probes.Load()-probes
+			if gotRuns != wantRuns || (wantProbes >= 0 && gotProbes != wantProbes) {
+				t.Errorf("lines %d–%d: %d runs and %d probes, want %d and %d", rows[0].Line, line, gotRuns, gotProbes, wantRuns, wantProbes)
 			}
 			return res
 		}
@@ -549,15 +568,15 @@ func TestImportInsertsFirst(t *testing.T) {
 			return out
 		}
 		// New customers, one twice: inserted first, no probe.
-		res := batch(0, "13800000002", "13800000003", "13800000002")
+		res := batch(1, 0, "", "", "13800000101")
 		if got := status(res); !slices.Equal(got, []string{custos.ImportStored, custos.ImportStored, custos.ImportDuplicate}) || res[2].SubjectID != res[0].SubjectID {
 			t.Fatalf("first batch: %v (duplicate of %s), want stored, stored, duplicate of the first", got, res[2].SubjectID)
 		}
-		// A stored customer in the middle: the batch falls short, runs
-		// again probing (one probe: one lookup field).
-		res = batch(1, "13800000004", "13800000001", "13800000005")
-		if got := status(res); !slices.Equal(got, []string{custos.ImportStored, custos.ImportDuplicate, custos.ImportStored}) || res[1].SubjectID != stored.ID {
-			t.Fatalf("second batch: %v (duplicate of %s), want stored, duplicate of %s, stored", got, res[1].SubjectID, stored.ID)
+		// A stored customer in the middle: the insert falls short, and the
+		// batch runs again probing (one probe: one lookup field).
+		res = batch(2, 1, "", "13800000001", "")
+		if got := status(res); !slices.Equal(got, []string{custos.ImportStored, custos.ImportDuplicate, custos.ImportStored}) || res[1].SubjectID != known[0] {
+			t.Fatalf("second batch: %v (duplicate of %s), want stored, duplicate of %s, stored", got, res[1].SubjectID, known[0])
 		}
 		for _, r := range []*custos.ImportResult{res[0], res[2]} {
 			got, err := svc.FindRecords(admin, importRecordPurposes, r.SubjectID, "")
@@ -565,15 +584,33 @@ func TestImportInsertsFirst(t *testing.T) {
 				t.Errorf("line %d: %d records, %v; want 1", r.Line, len(got), err)
 			}
 		}
-		// The job probes its next batch, which finds nothing stored, and
-		// inserts first after it.
-		batch(1, "13800000006")
-		batch(0, "13800000007")
+		// A second such batch; the third probes first and runs once.
+		batch(2, 1, "13800000002")
+		if res = batch(1, 1, "", "13800000003"); res[1].Status != custos.ImportDuplicate || res[1].SubjectID != known[2] {
+			t.Fatalf("probing batch: %s of %s, want duplicate of %s", res[1].Status, res[1].SubjectID, known[2])
+		}
+		// Batches of new customers probe until the job's share of stored
+		// keys falls, then insert first again.
+		probing := 0
+		for {
+			p := store.probes.Load()
+			batch(1, -1, "")
+			if store.probes.Load() == p {
+				break
+			}
+			if probing++; probing > 20 {
+				t.Fatal("still probing after 20 batches of new customers")
+			}
+		}
+		if probing == 0 {
+			t.Error("no batch of new customers probed after three with stored keys")
+		}
+		batch(1, 0, "")
 
 		if err := base.View(t.Context(), func(tx custos.Tx) error {
 			n, err := tx.CountSubjects(t.Context())
-			if n != 7 { // 甲 and the six new mobiles
-				t.Errorf("%d subjects stored, want 7", n)
+			if n != stored {
+				t.Errorf("%d subjects stored, want %d", n, stored)
 			}
 			return err
 		}); err != nil {
@@ -588,8 +625,8 @@ func TestImportInsertsFirst(t *testing.T) {
 				records++
 			}
 		}
-		if imports != line || records != 6 {
-			t.Errorf("%d import and %d record events, want %d and 6 (none from the batch rolled back)", imports, records, line)
+		if imports != line || records != stored-3 {
+			t.Errorf("%d import and %d record events, want %d and %d (none from the batches rolled back)", imports, records, line, stored-3)
 		}
 	})
 }

@@ -12,30 +12,34 @@ import "sync"
 //     (ON CONFLICT DO NOTHING) and its row count falls short, and the
 //     batch is then rolled back and run again, probing first.
 //
-// Both descend to the same random leaves of the lookups index, so probing
-// first doubles the writer's walks for the common batch, which has no
-// stored duplicate; inserting first wastes a whole batch's writes when it
-// has one (and on SQLite makes its commit group run again with
-// savepoints). importProbes remembers, per job on this node, which to
-// do: a job inserts first until a batch falls short, then probes first
-// for a run of batches that doubles with every miss (up to
-// maxProbeRun), and a probing run restarts while its batches find
-// stored keys. A job of mostly new customers thus probes almost never,
-// and a job re-sending stored ones almost always, and either way at
-// most about one batch in every run's length is written in vain.
+// Both descend to the same random leaves of the lookups index, so
+// probing first costs a batch without stored keys a second walk to each
+// (about a fifth of the writer's time in a 1M seed; BENCHMARKS.md,
+// twenty-first session), while inserting first costs a batch with one
+// its whole write again (and on SQLite makes its commit group run again
+// with savepoints). Probing first pays when more than about p/(1+p) of a
+// job's batches, p the probe's share, have a stored key: a sixth.
+//
+// importProbes keeps, per job on this node, a moving average of the
+// share of its batches that had a stored key (each batch weighs
+// probeWeight), and a batch probes first when it is at least
+// probeAbove. A job of new customers never probes; one that re-sends
+// stored customers probes from its third batch on; one with a stored
+// customer in every eleventh batch or fewer never probes, and between
+// the two some batches probe.
 type importProbes struct {
 	mu   sync.Mutex
-	jobs map[string]*probeState
+	jobs map[string]float64
 }
 
-// probeState is one job's: left batches still to probe first; run, the
-// length of the next probing run after a miss.
-type probeState struct{ left, run int }
-
 const (
-	maxProbeRun = 64
-	// maxProbeJobs bounds the jobs remembered; past it the memory is
-	// dropped (each job then costs at most one wasted batch again).
+	probeAbove  = 1.0 / 6
+	probeWeight = 1.0 / 8
+	// probeForget: a job whose share falls below it is forgotten (as
+	// if new), which keeps the map small.
+	probeForget = 1.0 / 1024
+	// maxProbeJobs bounds the jobs remembered; past it all are
+	// forgotten (each then costs at most two batches written twice).
 	maxProbeJobs = 1024
 )
 
@@ -43,38 +47,32 @@ const (
 func (p *importProbes) first(job string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := p.jobs[job]
-	return st != nil && st.left > 0
+	return p.jobs[job] >= probeAbove
 }
 
-// missed records that a batch of job inserted first and fell short: the
-// job probes first for its next run, twice as long as the last.
-func (p *importProbes) missed(job string) {
+// seen records that a committed batch of job had a stored key or not
+// (found by its probe, or by its insert falling short).
+func (p *importProbes) seen(job string, stored bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := p.jobs[job]
-	if st == nil {
-		if len(p.jobs) >= maxProbeJobs || p.jobs == nil {
-			p.jobs = map[string]*probeState{}
-		}
-		st = &probeState{}
-		p.jobs[job] = st
+	share, known := p.jobs[job]
+	if !known && !stored {
+		return
 	}
-	st.run = min(max(2*st.run, 1), maxProbeRun)
-	st.left = st.run
-}
-
-// probed records that a batch of job probed first and was committed,
-// having found a stored key or not.
-func (p *importProbes) probed(job string, found bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := p.jobs[job]
+	x := 0.0
+	if stored {
+		x = 1
+	}
+	share += (x - share) * probeWeight
 	switch {
-	case st == nil:
-	case found:
-		st.left = st.run
-	case st.left > 0:
-		st.left--
+	case share < probeForget:
+		delete(p.jobs, job)
+	case known:
+		p.jobs[job] = share
+	default:
+		if p.jobs == nil || len(p.jobs) >= maxProbeJobs {
+			p.jobs = map[string]float64{}
+		}
+		p.jobs[job] = share
 	}
 }
