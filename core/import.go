@@ -264,7 +264,7 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 	// probing batch runs again if a concurrent transaction took one of
 	// its keys between the probe and the insert (possible on PostgreSQL
 	// only: SQLite has one writer); the retry sees it.
-	probe, missed := s.probes.first(job), false
+	probe := s.probes.first(job)
 	for attempt := 1; ; attempt++ {
 		tried := make([]*custos.ImportResult, len(results))
 		for i, r := range results {
@@ -277,12 +277,15 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 			return err
 		})
 		if err == nil {
-			s.probes.seen(job, missed || found)
+			if probe {
+				s.probes.probed(job, found)
+			}
 			results = tried
 			break
 		}
 		if errors.Is(err, errLookupTaken) {
-			probe, missed, attempt = true, true, attempt-1
+			s.probes.missed(job)
+			probe, attempt = true, attempt-1
 			continue
 		}
 		var rr *recordRefusal

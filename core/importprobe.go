@@ -16,30 +16,34 @@ import "sync"
 // probing first costs a batch without stored keys a second walk to each
 // (about a fifth of the writer's time in a 1M seed; BENCHMARKS.md,
 // twenty-first session), while inserting first costs a batch with one
-// its whole write again (and on SQLite makes its commit group run again
-// with savepoints). Probing first pays when more than about p/(1+p) of a
-// job's batches, p the probe's share, have a stored key: a sixth.
+// its whole write again, and on SQLite makes its commit group (other
+// batches of the import among its members) run again with savepoints,
+// so one miss costs more than a batch's probes save.
 //
-// importProbes keeps, per job on this node, a moving average of the
-// share of its batches that had a stored key (each batch weighs
-// probeWeight), and a batch probes first when it is at least
-// probeAbove. A job of new customers never probes; one that re-sends
-// stored customers probes from its third batch on; one with a stored
-// customer in every eleventh batch or fewer never probes, and between
-// the two some batches probe.
+// importProbes remembers, per job on this node, which to do: a job
+// inserts first until a batch falls short, then probes first for a run
+// of batches that doubles with every miss (up to maxProbeRun), and a run
+// restarts while its batches find stored keys. A job of new customers
+// thus never probes, one re-sending stored customers probes from its
+// second batch on, and one with stored customers far apart wastes about
+// one batch per maxProbeRun. A policy that probed only while more than
+// a sixth of recent batches had stored keys (the break-even if a miss
+// cost one batch) misses on every tenth batch of a job with a stored
+// customer in each; it was tried and dropped for this one, whose worst
+// case is milder (BENCHMARKS.md, twenty-second session).
 type importProbes struct {
 	mu   sync.Mutex
-	jobs map[string]float64
+	jobs map[string]*probeState
 }
 
+// probeState is one job's: left batches still to probe first; run, the
+// length of the next probing run after a miss.
+type probeState struct{ left, run int }
+
 const (
-	probeAbove  = 1.0 / 6
-	probeWeight = 1.0 / 8
-	// probeForget: a job whose share falls below it is forgotten (as
-	// if new), which keeps the map small.
-	probeForget = 1.0 / 1024
-	// maxProbeJobs bounds the jobs remembered; past it all are
-	// forgotten (each then costs at most two batches written twice).
+	maxProbeRun = 64
+	// maxProbeJobs bounds the jobs remembered; past it the memory is
+	// dropped (each job then costs at most one wasted batch again).
 	maxProbeJobs = 1024
 )
 
@@ -47,32 +51,38 @@ const (
 func (p *importProbes) first(job string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.jobs[job] >= probeAbove
+	st := p.jobs[job]
+	return st != nil && st.left > 0
 }
 
-// seen records that a committed batch of job had a stored key or not
-// (found by its probe, or by its insert falling short).
-func (p *importProbes) seen(job string, stored bool) {
+// missed records that a batch of job inserted first and fell short: the
+// job probes first for its next run, twice as long as the last.
+func (p *importProbes) missed(job string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	share, known := p.jobs[job]
-	if !known && !stored {
-		return
-	}
-	x := 0.0
-	if stored {
-		x = 1
-	}
-	share += (x - share) * probeWeight
-	switch {
-	case share < probeForget:
-		delete(p.jobs, job)
-	case known:
-		p.jobs[job] = share
-	default:
-		if p.jobs == nil || len(p.jobs) >= maxProbeJobs {
-			p.jobs = map[string]float64{}
+	st := p.jobs[job]
+	if st == nil {
+		if len(p.jobs) >= maxProbeJobs || p.jobs == nil {
+			p.jobs = map[string]*probeState{}
 		}
-		p.jobs[job] = share
+		st = &probeState{}
+		p.jobs[job] = st
+	}
+	st.run = min(max(2*st.run, 1), maxProbeRun)
+	st.left = st.run
+}
+
+// probed records that a batch of job probed first and was committed,
+// having found a stored key or not.
+func (p *importProbes) probed(job string, found bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.jobs[job]
+	switch {
+	case st == nil:
+	case found:
+		st.left = st.run
+	case st.left > 0:
+		st.left--
 	}
 }

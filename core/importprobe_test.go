@@ -5,65 +5,58 @@ import (
 	"testing"
 )
 
-// TestImportProbes: the share of a job's batches with a stored key
-// decides whether its next batch probes first (importProbes): never for
-// a job of new customers; from the third batch of a job whose every
-// batch has one; never for a job with one in every eleventh batch, and
-// always for one with one in every fourth (break-even is about a sixth).
-// Jobs are remembered apart, forgotten once their share falls low, and
-// at most maxProbeJobs are kept.
+// TestImportProbes: a job inserts first until a miss; it then probes
+// first for a run of batches that doubles with each miss up to
+// maxProbeRun, restarts while its batches find stored keys, and counts
+// down on batches that find none. Jobs are remembered apart, and at most
+// maxProbeJobs of them.
 func TestImportProbes(t *testing.T) {
-	// run feeds job n batches, every k-th with a stored key (k = 0:
-	// none), and returns how many probed first.
-	run := func(p *importProbes, job string, n, k int) (probed int) {
-		for i := 1; i <= n; i++ {
-			if p.first(job) {
-				probed++
-			}
-			p.seen(job, k > 0 && i%k == 0)
-		}
-		return probed
-	}
 	var p importProbes
-	if got := run(&p, "new", 1000, 0); got != 0 || len(p.jobs) != 0 {
-		t.Errorf("a job of new customers: %d batches probed, %d jobs kept; want 0 and 0", got, len(p.jobs))
+	if p.first("a") {
+		t.Fatal("a new job probes first")
 	}
-	if p.first("all") {
-		t.Fatal("a job probes first before any batch of it")
+	p.probed("a", true) // a job never missed keeps no state
+	if p.first("a") {
+		t.Fatal("a job that never missed probes first")
 	}
-	p.seen("all", true)
-	if p.first("all") {
-		t.Error("a job probes first after one batch with a stored key")
+	// probesFor counts the batches a job probes before inserting first
+	// again, when none of them finds a stored key.
+	probesFor := func(job string) int {
+		n := 0
+		for p.first(job) {
+			if n++; n > 2*maxProbeRun {
+				t.Fatalf("%s still probing after %d batches", job, n)
+			}
+			p.probed(job, false)
+		}
+		return n
 	}
-	p.seen("all", true)
-	if !p.first("all") {
-		t.Error("a job does not probe first after two batches with stored keys")
+	want := 1
+	for miss := 1; miss <= 9; miss++ {
+		p.missed("a")
+		if got := probesFor("a"); got != want {
+			t.Fatalf("after miss %d: %d batches probed, want %d", miss, got, want)
+		}
+		want = min(2*want, maxProbeRun)
 	}
-	if got := run(&p, "all", 100, 1); got != 100 {
-		t.Errorf("stored keys in every batch: %d of 100 probed, want all", got)
+	if p.first("b") {
+		t.Fatal("job b probes first after job a's misses")
 	}
-	if got := run(&p, "sparse", 1000, 11); got != 0 {
-		t.Errorf("a stored key every 11th batch: %d of 1000 probed, want 0", got)
-	}
-	if got := run(&p, "dense", 1000, 4); got < 980 {
-		t.Errorf("a stored key every 4th batch: %d of 1000 probed, want all but the first few", got)
-	}
-	// A job that stops finding stored keys goes back to inserting first,
-	// and is forgotten.
-	probed := run(&p, "all", 100, 0)
-	if probed == 0 || probed > 20 || p.first("all") {
-		t.Errorf("after stored keys stop: %d batches probed, probing now %v; want a few, then none", probed, p.first("all"))
-	}
-	if _, kept := p.jobs["all"]; kept {
-		t.Error("a job back to new customers is still remembered")
+	p.missed("b")
+	p.probed("b", false)
+	p.missed("b") // run 2
+	p.probed("b", false)
+	p.probed("b", true) // found: the run starts again
+	if got := probesFor("b"); got != 2 {
+		t.Fatalf("after a probe that found a key: %d batches probed, want 2", got)
 	}
 	for i := range maxProbeJobs + 1 {
-		p.seen(fmt.Sprint("job-", i), true)
+		p.missed(fmt.Sprint("job-", i))
 	}
-	if n := len(p.jobs); n > maxProbeJobs || n == 0 {
-		t.Fatalf("%d jobs remembered, want 1 to %d", n, maxProbeJobs)
+	if n := len(p.jobs); n > maxProbeJobs {
+		t.Fatalf("%d jobs remembered, want at most %d", n, maxProbeJobs)
 	}
-	if _, kept := p.jobs[fmt.Sprint("job-", maxProbeJobs)]; !kept {
-		t.Fatal("the job seen last was forgotten")
+	if !p.first(fmt.Sprint("job-", maxProbeJobs)) {
+		t.Fatal("the job that missed last was forgotten")
 	}
 }
