@@ -72,6 +72,8 @@ type Service struct {
 	plans     planCache
 	imports   chan struct{} // one token per import batch in work (ImportConcurrency)
 	probes    importProbes  // per import job: probe for stored keys first, or insert first
+	// import batches committed, probed first, written twice (ImportStats)
+	importBatches, importProbed, importRerun atomic.Int64
 }
 
 // ImportConcurrency is how many import batches a node works on at once.

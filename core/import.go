@@ -277,13 +277,16 @@ func (s *Service) importRows(ctx context.Context, purposes []string, job string,
 			return err
 		})
 		if err == nil {
+			s.importBatches.Add(1)
 			if probe {
+				s.importProbed.Add(1)
 				s.probes.probed(job, found)
 			}
 			results = tried
 			break
 		}
 		if errors.Is(err, errLookupTaken) {
+			s.importRerun.Add(1)
 			s.probes.missed(job)
 			probe, attempt = true, attempt-1
 			continue

@@ -525,6 +525,7 @@ func TestImportInsertsFirst(t *testing.T) {
 			known = append(known, s.ID)
 		}
 		line, fresh, stored := 0, 100, 3
+		var want core.ImportStats // what ImportStats must count
 		// batch imports one row per mobile ("" a new one) and checks how
 		// many runs and probes (unless wantProbes < 0) it took.
 		batch := func(wantRuns, wantProbes int64, mobiles ...string) []*custos.ImportResult {
@@ -557,6 +558,11 @@ func TestImportInsertsFirst(t *testing.T) {
 				}
 			}
 			gotRuns, gotProbes := store.runs.Load()-runs, store.probes.Load()-probes
+			want.Batches++
+			want.Rerun += gotRuns - 1
+			if gotProbes > 0 {
+				want.Probed++
+			}
 			if gotRuns != wantRuns || (wantProbes >= 0 && gotProbes != wantProbes) {
 				t.Errorf("lines %d–%d: %d runs and %d probes, want %d and %d", rows[0].Line, line, gotRuns, gotProbes, wantRuns, wantProbes)
 			}
@@ -611,6 +617,14 @@ func TestImportInsertsFirst(t *testing.T) {
 		batch(1, 1, "")
 		batch(1, 0, "")
 
+		if got := svc.ImportStats(); got != want || want.Rerun != 2 {
+			t.Errorf("import stats %+v, want %+v with 2 reruns", got, want)
+		}
+		var m strings.Builder
+		svc.WriteMetrics(&m)
+		if !strings.Contains(m.String(), fmt.Sprintf("\ncustos_import_batches_probed_total %d\n", want.Probed)) {
+			t.Errorf("metrics lack %d probed batches:\n%s", want.Probed, m.String())
+		}
 		if err := base.View(t.Context(), func(tx custos.Tx) error {
 			n, err := tx.CountSubjects(t.Context())
 			if n != stored {

@@ -1,6 +1,10 @@
 package core
 
-import "sync"
+import (
+	"fmt"
+	"io"
+	"sync"
+)
 
 // An import batch's write transaction must answer a row whose lookup key
 // (mobile, e-mail, …) a stored customer already has as a duplicate of
@@ -85,4 +89,24 @@ func (p *importProbes) probed(job string, found bool) {
 	case st.left > 0:
 		st.left--
 	}
+}
+
+// ImportStats are this node's import batches since it started: those
+// committed, those of them that probed for stored keys first, and those
+// written twice because inserting first found a key taken (importProbes).
+type ImportStats struct {
+	Batches, Probed, Rerun int64
+}
+
+// ImportStats returns the counters.
+func (s *Service) ImportStats() ImportStats {
+	return ImportStats{Batches: s.importBatches.Load(), Probed: s.importProbed.Load(), Rerun: s.importRerun.Load()}
+}
+
+// WriteMetrics writes the import counters in the Prometheus text format.
+func (s *Service) WriteMetrics(w io.Writer) {
+	st := s.ImportStats()
+	fmt.Fprintf(w, "# HELP custos_import_batches_total Import batches committed (this node).\n# TYPE custos_import_batches_total counter\ncustos_import_batches_total %d\n", st.Batches)
+	fmt.Fprintf(w, "# HELP custos_import_batches_probed_total Import batches that looked for stored customers before inserting (this node).\n# TYPE custos_import_batches_probed_total counter\ncustos_import_batches_probed_total %d\n", st.Probed)
+	fmt.Fprintf(w, "# HELP custos_import_batches_rerun_total Import batches written twice because inserting first found a stored customer (this node).\n# TYPE custos_import_batches_rerun_total counter\ncustos_import_batches_rerun_total %d\n", st.Rerun)
 }

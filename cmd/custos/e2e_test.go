@@ -400,6 +400,9 @@ func TestEndToEnd(t *testing.T) {
 	if g := regexp.MustCompile(`(?m)^custos_sqlite_commit_groups_total (\d+)$`).FindSubmatch(m.Body); g == nil || string(g[1]) == "0" {
 		t.Errorf("GET /metrics: no commit groups counted\n%s", m.Body)
 	}
+	if !regexp.MustCompile(`(?m)^custos_import_batches_rerun_total 0$`).Match(m.Body) {
+		t.Errorf("GET /metrics: no import counters\n%s", m.Body)
+	}
 	oa := rawRequest(t, http.MethodGet, srv.URL+"/v1/openapi.json", "", "", nil)
 	var doc struct {
 		OpenAPI string                     `json:"openapi"`

@@ -64,16 +64,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	n.svc.Rights = core.RightsOptions{Calendar: n.rights.calendar, Notifier: n.rights.notifier, OTP: n.rights.otp}
 	srv := custoshttp.NewServer(n.svc, logger)
-	srv.ExtraMetrics = n.rights.deliverer.WriteMetrics
+	writers := []func(io.Writer){n.rights.deliverer.WriteMetrics, n.svc.WriteMetrics}
 	if n.sqlite != nil {
-		srv.ExtraMetrics = func(w io.Writer) {
-			n.rights.deliverer.WriteMetrics(w)
-			n.sqlite.WriteMetrics(w)
-		}
+		writers = append(writers, n.sqlite.WriteMetrics)
 	} else if n.pg != nil {
-		srv.ExtraMetrics = func(w io.Writer) {
-			n.rights.deliverer.WriteMetrics(w)
-			n.pg.WriteMetrics(w)
+		writers = append(writers, n.pg.WriteMetrics)
+	}
+	srv.ExtraMetrics = func(w io.Writer) {
+		for _, write := range writers {
+			write(w)
 		}
 	}
 	srv.Ready = func(ctx context.Context) error {
