@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"custos/internal/promtext"
 )
 
 // An import batch's write transaction must answer a row whose lookup key
@@ -106,7 +108,9 @@ func (s *Service) ImportStats() ImportStats {
 // WriteMetrics writes the import counters in the Prometheus text format.
 func (s *Service) WriteMetrics(w io.Writer) {
 	st := s.ImportStats()
-	fmt.Fprintf(w, "# HELP custos_import_batches_total Import batches committed (this node).\n# TYPE custos_import_batches_total counter\ncustos_import_batches_total %d\n", st.Batches)
-	fmt.Fprintf(w, "# HELP custos_import_batches_probed_total Import batches that looked for stored customers before inserting (this node).\n# TYPE custos_import_batches_probed_total counter\ncustos_import_batches_probed_total %d\n", st.Probed)
-	fmt.Fprintf(w, "# HELP custos_import_batches_rerun_total Import batches written twice because inserting first found a stored customer (this node).\n# TYPE custos_import_batches_rerun_total counter\ncustos_import_batches_rerun_total %d\n", st.Rerun)
+	promtext.WriteCounters(w, []promtext.Counter{
+		{Name: "custos_import_batches_total", Help: "Import batches committed (this node).", Value: fmt.Sprint(st.Batches)},
+		{Name: "custos_import_batches_probed_total", Help: "Import batches that looked for stored customers before inserting (this node).", Value: fmt.Sprint(st.Probed)},
+		{Name: "custos_import_batches_rerun_total", Help: "Import batches written twice because inserting first found a stored customer (this node).", Value: fmt.Sprint(st.Rerun)},
+	})
 }

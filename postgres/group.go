@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/promtext"
 	"custos/internal/queue"
 	"custos/internal/sqlutil"
 
@@ -245,7 +246,7 @@ func (db *DB) GroupStats() GroupStats {
 // format (for /metrics).
 func (db *DB) WriteMetrics(w io.Writer) {
 	st := db.GroupStats()
-	sqlutil.WriteCounters(w, []sqlutil.Counter{
+	promtext.WriteCounters(w, []promtext.Counter{
 		{Name: "custos_pg_commit_groups_total", Help: "Commit groups this node's PostgreSQL writers ran.", Value: fmt.Sprint(st.Groups)},
 		{Name: "custos_pg_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
 		{Name: "custos_pg_deferred_statements_total", Help: "Statements the groups sent deferred, several members' in one round trip.", Value: fmt.Sprint(st.Deferred)},

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"custos/internal/sqlutil"
+	"custos/internal/promtext"
 
 	"modernc.org/sqlite"
 )
@@ -47,7 +47,7 @@ func (db *DB) WriterStats() WriterStats {
 // format (for /metrics).
 func (db *DB) WriteMetrics(w io.Writer) {
 	st := db.WriterStats()
-	sqlutil.WriteCounters(w, []sqlutil.Counter{
+	promtext.WriteCounters(w, []promtext.Counter{
 		{Name: "custos_sqlite_commit_groups_total", Help: "Commit groups the SQLite writer ran.", Value: fmt.Sprint(st.Groups)},
 		{Name: "custos_sqlite_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
 		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again with savepoints after a member failed.", Value: fmt.Sprint(st.Reruns)},

@@ -1,11 +1,13 @@
-package sqlutil
+// Package promtext writes counters in Prometheus' text format, for the
+// /metrics series of the stores and the service.
+package promtext
 
 import (
 	"fmt"
 	"io"
 )
 
-// Counter is one counter of a store's /metrics series: its name, help
+// Counter is one counter of a /metrics series: its name, help
 // text and value, formatted.
 type Counter struct {
 	Name, Help, Value string
