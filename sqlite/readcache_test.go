@@ -151,9 +151,12 @@ func TestReadCacheCoherent(t *testing.T) {
 			return nil
 		}},
 		{"consents in a batch", func(tx custos.Tx) error {
+			// s1's consent after another customer's two: the batch
+			// names each customer once, not only its first.
 			return tx.InsertConsents(ctx, []*custos.StoredConsent{
-				{ID: "c3", SubjectID: "s1", Purpose: "marketing", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
 				{ID: "c4", SubjectID: "s9", Purpose: "marketing", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
+				{ID: "c5", SubjectID: "s9", Purpose: "analytics", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
+				{ID: "c3", SubjectID: "s1", Purpose: "marketing", Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 1, At: now, Channel: "app", InitiatedBy: "subject"},
 			})
 		}, func(s snapshot, err error) error {
 			if err != nil || s.consents != 3 {

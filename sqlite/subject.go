@@ -104,15 +104,37 @@ func (tx *Tx) InsertConsent(ctx context.Context, c *custos.StoredConsent) error 
 }
 
 // InsertConsents appends consent decisions in multi-row statements and
-// sets their Seqs; the read cache drops their customers' entries.
+// sets their Seqs; the read cache drops their customers' entries. The
+// write connection is the only writer, so the seqs are handed out here,
+// after the highest the table has had (AUTOINCREMENT keeps it in
+// sqlite_sequence even when those rows are gone), and not read back.
 func (tx *Tx) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) error {
-	ids := make([]custos.SubjectID, len(cs))
+	if len(cs) == 0 {
+		return nil
+	}
+	// An import's consents come a customer's at a time: each customer
+	// once, or every statement notes every customer again.
+	ids := make([]custos.SubjectID, 0, len(cs))
 	for i, c := range cs {
-		ids[i] = c.SubjectID
+		if i == 0 || c.SubjectID != cs[i-1].SubjectID {
+			ids = append(ids, c.SubjectID)
+		}
 	}
 	defer tx.about(ids...)()
-	return tx.Stmts.InsertConsents(ctx, cs)
+	var last int64
+	if err := tx.scanRow(ctx, lastConsentSeqSQL, nil, &last); err != nil {
+		return formatError(err, "Consent")
+	}
+	for i, c := range cs {
+		c.Seq = last + 1 + int64(i)
+	}
+	return tx.Stmts.InsertConsentsNumbered(ctx, cs)
 }
+
+// lastConsentSeqSQL is the highest consent seq handed out so far: the
+// AUTOINCREMENT counter, or the table's largest seq should the counter
+// ever lag it.
+const lastConsentSeqSQL = `SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'consents'), 0), COALESCE((SELECT MAX(seq) FROM consents), 0))`
 
 // DeleteConsents removes a subject's consent history.
 func (tx *Tx) DeleteConsents(ctx context.Context, id custos.SubjectID) (int, error) {

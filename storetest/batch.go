@@ -238,4 +238,43 @@ func testBatchRecords(t *testing.T, open OpenFunc) {
 		}
 		return nil
 	})
+
+	// Seqs are never handed out twice, even once the consents that had
+	// the highest are gone (an erased customer's), and one-by-one and
+	// batch inserts share one sequence.
+	high := cs[n-1]
+	if high.SubjectID != "sub_a" {
+		t.Fatalf("test setup: the last consent belongs to %s, want sub_a", high.SubjectID)
+	}
+	one := &custos.StoredConsent{ID: "con_one", SubjectID: "sub_b", Purpose: "marketing", Action: custos.ConsentGranted,
+		NoticeVersion: 1, At: at(0), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"}
+	more := []*custos.StoredConsent{
+		{ID: "con_more1", SubjectID: "sub_b", Purpose: "marketing", Action: custos.ConsentWithdrawn,
+			NoticeVersion: 1, At: at(0), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"},
+		{ID: "con_more2", SubjectID: "sub_b", Purpose: "analytics", Action: custos.ConsentGranted,
+			NoticeVersion: 1, At: at(0), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"},
+	}
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		_, err := tx.DeleteConsents(ctx, "sub_a")
+		return err
+	})
+	update(t, s, func(ctx context.Context, tx custos.Tx) error {
+		must(t, "InsertConsents after a delete", tx.InsertConsents(ctx, more[:1]))
+		must(t, "InsertConsent after a batch", tx.InsertConsent(ctx, one))
+		must(t, "InsertConsents after InsertConsent", tx.InsertConsents(ctx, more[1:]))
+		return nil
+	})
+	if more[0].Seq <= high.Seq || one.Seq <= more[0].Seq || more[1].Seq <= one.Seq {
+		t.Errorf("seqs after the highest (%d) was deleted: batch %d, one %d, batch %d; want each above the one before",
+			high.Seq, more[0].Seq, one.Seq, more[1].Seq)
+	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		got, err := tx.ListConsents(ctx, "sub_b")
+		must(t, "ListConsents", err)
+		if len(got) < 3 {
+			t.Fatalf("sub_b has %d consents, want at least 3", len(got))
+		}
+		diff(t, "sub_b's newest consents", []*custos.StoredConsent{more[0], one, more[1]}, got[len(got)-3:])
+		return nil
+	})
 }

@@ -67,12 +67,17 @@ func ScanNotice(s Scanner) (*custos.Notice, error) {
 
 // ConsentArgs are the InsertConsentSQL arguments for c.
 func ConsentArgs(c *custos.StoredConsent) []any {
+	return appendConsentArgs(make([]any, 0, 12), c)
+}
+
+// appendConsentArgs appends c's consentColumns values to args.
+func appendConsentArgs(args []any, c *custos.StoredConsent) []any {
 	g := 0
 	if c.ByGuardian {
 		g = 1
 	}
-	return []any{c.ID, string(c.SubjectID), c.Purpose, c.Scope, c.Action, c.NoticeVersion, Micros(c.At),
-		c.Channel, c.InitiatedBy, g, string(c.ActorID), c.Sealed}
+	return append(args, c.ID, string(c.SubjectID), c.Purpose, c.Scope, c.Action, c.NoticeVersion, Micros(c.At),
+		c.Channel, c.InitiatedBy, g, string(c.ActorID), c.Sealed)
 }
 
 // ScanConsent reads one ListConsentsSQL row.
