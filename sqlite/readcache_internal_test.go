@@ -46,3 +46,43 @@ func TestReadCacheNoLockOrder(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestNoteScopes: the customers a statement names reach the
+// invalidation once per scope (about), and a scope inside another, or
+// after it, names its own: a write whose invalidation missed a customer
+// would leave a stale cached read. Issue #7 (a batch's many statements
+// name its customers once).
+func TestNoteScopes(t *testing.T) {
+	const q = "UPDATE subjects SET sealed = ? WHERE id = ?"
+	if !changesCached(q) {
+		t.Fatalf("changesCached(%q) = false, want true", q)
+	}
+	inv := &invalidation{}
+	tx := &Tx{inv: inv}
+	outer := tx.about("a1", "a2")
+	tx.note(q)
+	inner := tx.about("b")
+	tx.note(q)
+	tx.note(q)
+	inner()
+	tx.note(q)
+	outer()
+	next := tx.about("c")
+	tx.note(q)
+	next()
+	// An outer scope whose first statement comes after an inner one's.
+	late := tx.about("d")
+	early := tx.about("e")
+	tx.note(q)
+	early()
+	tx.note(q)
+	late()
+	want := map[custos.SubjectID]struct{}{"a1": {}, "a2": {}, "b": {}, "c": {}, "d": {}, "e": {}}
+	if inv.all || fmt.Sprint(inv.ids) != fmt.Sprint(want) {
+		t.Fatalf("invalidation all=%v ids=%v, want only %v", inv.all, inv.ids, want)
+	}
+	tx.note(q) // no customer named: everything
+	if !inv.all {
+		t.Errorf("a statement outside any scope did not empty the whole cache")
+	}
+}

@@ -54,9 +54,12 @@ type Tx struct {
 	reads sqlutil.SubjectReads
 	// inv collects, on write transactions, the customers whose cached
 	// rows the statements change; subjects names the customers the
-	// statement running now changes (set by about).
+	// statement running now changes (set by about); noted says they are
+	// in inv already, which only grows, so that the many statements of
+	// one batch name its customers once.
 	inv      *invalidation
 	subjects []custos.SubjectID
+	noted    bool
 	// begin, when tx is nil, begins the transaction (run: a read-only
 	// transaction begins with its first statement).
 	begin func(ctx context.Context) error
@@ -188,14 +191,14 @@ func (tx *Tx) before(ctx context.Context) error {
 // drops just their entries; without it, a statement changing a cached
 // table empties the whole cache.
 func (tx *Tx) about(ids ...custos.SubjectID) func() {
-	prev := tx.subjects
-	tx.subjects = ids
-	return func() { tx.subjects = prev }
+	prev, prevNoted := tx.subjects, tx.noted
+	tx.subjects, tx.noted = ids, false
+	return func() { tx.subjects, tx.noted = prev, prevNoted }
 }
 
 // note records what query changes in cached tables.
 func (tx *Tx) note(query string) {
-	if tx.inv == nil || !changesCached(query) {
+	if tx.inv == nil || tx.noted || !changesCached(query) {
 		return
 	}
 	if len(tx.subjects) == 0 {
@@ -208,6 +211,7 @@ func (tx *Tx) note(query string) {
 	for _, id := range tx.subjects {
 		tx.inv.ids[id] = struct{}{}
 	}
+	tx.noted = true
 }
 
 // auditHead is the last audit event's seq and hash, once known.
