@@ -50,38 +50,37 @@ func (tx *Tx) InsertAuditEvent(ctx context.Context, e *custos.AuditEvent) error 
 	return tx.InsertAuditEvents(ctx, []*custos.AuditEvent{e})
 }
 
-// InsertAuditEvents stores events chained by the caller, in order, and
-// moves the commit group's head past the last.
+// InsertAuditEvents stores events chained by the caller, in order, in
+// multi-row statements (sqlutil.Chunks), and moves the commit group's
+// head past the last; ECONFLICT if a seq exists.
 //
-// One single-row statement per event, not one multi-row statement: an
-// INSERT of several rows into a table with a unique key may fail half
-// way, so SQLite first copies every page it changes into a statement
-// journal (spilled to a temporary file past 64 KiB) to be able to undo
-// it alone — with the per-event indexes the table had before migration
-// 0009, a random page of the subject index per event and the last page
-// of each other index. That copy cost a read group's audit insert
-// 40 % of its time; the prepared single-row statement needs none
-// (BENCHMARKS.md).
+// Until the twenty-third session this ran one single-row statement per
+// event: a multi-row INSERT into a table with a unique key made SQLite
+// copy every page it changed into a statement journal, to be able to
+// undo the statement alone, and with the per-event indexes the table had
+// before migration 0009 that was a random page of the subject index per
+// event (40 % of a read group's audit insert). InsertMany's OR FAIL keeps
+// no such journal, and the table is now its rowid B-tree alone, so an
+// import batch's 500 events take four statements instead of 500
+// (BENCHMARKS.md, twenty-third session).
 func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) error {
-	var err error
-	args := make([]any, 12)
-	for _, e := range es {
-		fields, ferr := encodeList(e.Fields)
-		if ferr != nil {
-			err = internal("audit event", ferr)
-			break
+	q := stmtQuerier{tx}
+	err := sqlutil.Chunks(len(es), func(lo, hi int) error {
+		args := make([]any, 0, 12*(hi-lo))
+		for _, e := range es[lo:hi] {
+			fields, err := encodeList(e.Fields)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			purposes, err := encodeList(e.Purposes)
+			if err != nil {
+				return internal("audit event", err)
+			}
+			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
 		}
-		purposes, perr := encodeList(e.Purposes)
-		if perr != nil {
-			err = internal("audit event", perr)
-			break
-		}
-		args = append(args[:0], e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
-			e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
-		if _, err = tx.exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
-			break
-		}
-	}
+		return sqlutil.InsertRows(ctx, q, "Audit event", `audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)
+	})
 	if err == nil && tx.unfiled != nil {
 		tx.unfiled.Add(int64(len(es)))
 	}
@@ -93,7 +92,7 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 			*tx.head = auditHead{known: true, seq: last.Seq, hash: bytes.Clone(last.Hash)}
 		}
 	}
-	return formatError(err, "Audit event")
+	return err
 }
 
 // FindAuditEvents returns the events matching every set field of f, in
