@@ -112,8 +112,8 @@ func (tx *Tx) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) er
 	if len(cs) == 0 {
 		return nil
 	}
-	// An import's consents come a customer's at a time: each customer
-	// once, or every statement notes every customer again.
+	// An import's consents come a customer's at a time (four each in a
+	// seed): the scope names each customer once.
 	ids := make([]custos.SubjectID, 0, len(cs))
 	for i, c := range cs {
 		if i == 0 || c.SubjectID != cs[i-1].SubjectID {
