@@ -27,15 +27,19 @@ type Store interface {
 }
 
 // Glancer is implemented by a store that can run a read-only function
-// without a transaction when it reads with one statement: on PostgreSQL a
-// transaction costs two round trips of its own (BEGIN, COMMIT).
+// more cheaply than in a transaction of its own: PostgreSQL runs it
+// outside a transaction when it reads with one statement (a transaction
+// costs two round trips of its own, BEGIN and COMMIT); SQLite runs it on
+// a read transaction kept open from an earlier read when no commit since
+// changed anything but the audit log (sqlite/kept.go).
 type Glancer interface {
 	// Glance runs fn as View does, except that the store may first run it
-	// outside a transaction; if fn then asks for a second statement, or
-	// for a write, that request fails and fn runs again from its start
-	// in View, whatever the first run returned. fn must only read, and
-	// have no effect outside tx except through what a later run
-	// overwrites.
+	// outside a transaction or on a kept snapshot; if fn then asks for
+	// what that first run cannot answer (a second statement, a write, a
+	// statement after a change), that request fails and fn runs again
+	// from its start in View, whatever the first run returned. fn must
+	// only read, and have no effect outside tx except through what a
+	// later run overwrites.
 	Glance(ctx context.Context, fn func(tx Tx) error) error
 }
 

@@ -84,3 +84,7 @@ func (db *DB) Glance(ctx context.Context, fn func(tx custos.Tx) error) error {
 }
 
 var _ custos.Glancer = (*DB)(nil)
+
+// GlancesOutsideTransaction marks Glance as running fn outside a
+// transaction first (storetest.OutsideGlancer).
+func (db *DB) GlancesOutsideTransaction() {}

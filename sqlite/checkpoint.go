@@ -37,6 +37,9 @@ func (db *DB) checkpointer() {
 			return
 		case <-t.C:
 		}
+		// Snapshots kept past their time would keep the round from
+		// copying the frames after them (kept.go).
+		db.kept.expire()
 		db.checkpointPassive()
 	}
 }
@@ -135,6 +138,9 @@ func (db *DB) resetWAL() {
 		_, _ = db.write.ExecContext(ctx, fmt.Sprintf("PRAGMA journal_size_limit = %d", want))
 	}
 	var busy, logFrames, checkpointed int
+	// Kept snapshots hold the WAL: end them, and keep none meanwhile.
+	db.kept.pause()
+	defer db.kept.resume()
 	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
 		db.walReset.Store(false)
 	}

@@ -112,6 +112,8 @@ func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
 func (db *DB) exec(ctx context.Context, query string) error {
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()
+	// Counted as a change for kept snapshots (kept.go), whatever it did.
+	defer db.gen.addData()
 	if _, err := db.write.ExecContext(ctx, query); err != nil {
 		return internal("exec", err)
 	}

@@ -393,12 +393,19 @@ func changesCached(query string) bool {
 	return changes
 }
 
-// sharedGen is a counter in a file mapped into every custos process that
-// opens the database, advanced by each commit that changes cached rows.
+// sharedGen is two counters in a file mapped into every custos process
+// that opens the database: the first advanced by each commit that
+// changes cached rows (the read cache), the second by each commit that
+// changes anything but the audit log (kept snapshots, kept.go).
 type sharedGen struct {
 	mem []byte
 	p   *uint64
+	d   *uint64
 }
+
+// sharedGenSize is the counters' file size. Files written before the
+// second counter held the first alone; opening one makes it this long.
+const sharedGenSize = 16
 
 func openSharedGen(dbPath string) (*sharedGen, error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
@@ -410,29 +417,34 @@ func openSharedGen(dbPath string) (*sharedGen, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() < 8 {
-		if err := f.Truncate(8); err != nil {
+	if fi.Size() < sharedGenSize {
+		if err := f.Truncate(sharedGenSize); err != nil {
 			return nil, err
 		}
 	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, 8, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(int(f.Fd()), 0, sharedGenSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map %s-cachegen: %w", dbPath, err)
 	}
-	if len(mem) < 8 {
+	if len(mem) < sharedGenSize {
 		return nil, errors.New("short mapping")
 	}
-	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0]))}, nil
+	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8]))}, nil
 }
 
 func (g *sharedGen) load() uint64 { return atomic.LoadUint64(g.p) }
 func (g *sharedGen) add() uint64  { return atomic.AddUint64(g.p, 1) }
+
+// loadData and addData read and advance the second counter: commits
+// that changed anything but the audit log.
+func (g *sharedGen) loadData() uint64 { return atomic.LoadUint64(g.d) }
+func (g *sharedGen) addData()         { atomic.AddUint64(g.d, 1) }
 
 func (g *sharedGen) close() error {
 	if g == nil || g.mem == nil {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p = nil, nil
+	g.mem, g.p, g.d = nil, nil, nil
 	return err
 }

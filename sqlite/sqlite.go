@@ -96,6 +96,8 @@ type DB struct {
 	// what it left (auditindex.go).
 	auditUnfiled atomic.Int64
 	once         sync.Once
+	// kept holds read transactions kept open for the next read (kept.go).
+	kept keptSnaps
 
 	// The writer's counters (WriterStats).
 	groups, members, reruns, pages atomic.Uint64
@@ -271,6 +273,7 @@ func (db *DB) Close() error {
 		<-db.done
 		<-db.ckptDone
 	}
+	db.kept.pause() // and never resumed: a read after Close keeps nothing
 	var errs []error
 	for _, c := range []*stmtCache{db.rcache, db.wcache} {
 		if c != nil {
@@ -302,6 +305,9 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()
 	var busy, logFrames, checkpointed int
+	// No kept snapshot may hold the WAL (kept.go).
+	db.kept.pause()
+	defer db.kept.resume()
 	// On the checkpointer's connection, so it never runs beside a
 	// background checkpoint.
 	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
@@ -408,7 +414,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 	errs := make([]error, len(group))
 	var inv *invalidation
 	var conn *sql.Conn
+	var wrote bool
 	answer := func() {
+		// Before the read cache's invalidation: a read that finds its
+		// cache stamp moved by it finds this counter moved too (kept.go).
+		if wrote {
+			db.gen.addData()
+		}
 		// Whether or not the group committed, the cached rows it
 		// touched are dropped before any caller is answered; its
 		// pages are counted before, too, so that a caller sees its
@@ -447,7 +459,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		return
 	}
 	inv = &invalidation{}
-	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv)
+	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv, &wrote)
 	if len(group) == 1 {
 		// A group of one needs no savepoint: its failure rolls back the
 		// whole transaction, which holds nothing else.
@@ -495,7 +507,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 			return
 		}
 		// Same clock; the invalidations of both runs are kept.
-		tx = db.groupTx(sqlTx, tx.now, inv)
+		tx = db.groupTx(sqlTx, tx.now, inv, &wrote)
 		for i := range errs {
 			if i != skip {
 				errs[i] = nil
@@ -539,9 +551,9 @@ func (db *DB) commitGroup(group []*writeReq) {
 }
 
 // groupTx is the Tx of a commit group's transaction sqlTx.
-func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation) *Tx {
+func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bool) *Tx {
 	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &auditHead{}, unfiled: &db.auditUnfiled,
-		cache: db.wcache, inv: inv}
+		cache: db.wcache, inv: inv, wrote: wrote}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	return tx
 }
@@ -625,27 +637,12 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 }
 
 // View runs fn in a read-only transaction on the read pool; it sees one
-// consistent snapshot. Writes inside it fail with EINTERNAL.
-//
-// The transaction begins with fn's first statement: a read the read cache
-// answers whole takes no connection at all.
+// consistent snapshot, which begins with fn's first statement (a read the
+// read cache answers whole takes no connection at all), and includes
+// every write committed before View was called. Writes inside it fail
+// with EINTERNAL.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
-	var stamp cacheStamp
-	if db.rc != nil {
-		// Before the snapshot: fills are checked against this stamp.
-		stamp = db.rc.begin()
-	}
-	err := db.run(ctx, db.read, db.rcache, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
-		tx.view = true
-		if db.rc != nil {
-			tx.rc, tx.stamp = db.rc, stamp
-		}
-		return fn(tx)
-	})
-	// The connection is back in the pool: prepare what ran as text.
-	if db.rcache != nil && db.rcache.pending() {
-		db.rcache.prepareWanted()
-	}
+	_, err := db.view(ctx, fn, false)
 	return err
 }
 
@@ -656,12 +653,21 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 	var conn *sql.Conn
 	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	if opts == nil || !opts.ReadOnly {
+		var wrote bool
+		tx.wrote = &wrote
+		defer func() {
+			// Whatever the outcome: a moved counter only ends kept
+			// snapshots sooner.
+			if wrote {
+				db.gen.addData()
+			}
+		}()
+	}
 	tx.begin = func(ctx context.Context) error {
-		cctx, cancel := context.WithTimeout(ctx, db.timeout)
-		c, err := pool.Conn(cctx)
-		cancel()
+		c, err := db.conn(ctx, pool)
 		if err != nil {
-			return internal("connect", err)
+			return err
 		}
 		sqlTx, err := c.BeginTx(ctx, opts)
 		if err != nil {
@@ -705,6 +711,26 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 		return internal("commit", err)
 	}
 	return nil
+}
+
+// conn returns a connection of pool. On the read pool, a connection that
+// a kept snapshot holds serves first, its snapshot ended (kept.go).
+func (db *DB) conn(ctx context.Context, pool *sql.DB) (*sql.Conn, error) {
+	if pool == db.read {
+		if s := db.kept.takeAny(); s != nil {
+			if err := s.tx.Rollback(); err == nil {
+				return s.conn, nil
+			}
+			_ = s.conn.Close()
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	c, err := pool.Conn(cctx)
+	if err != nil {
+		return nil, internal("connect", err)
+	}
+	return c, nil
 }
 
 // endedTx reports whether err, a ROLLBACK's, says the transaction had

@@ -60,6 +60,19 @@ type Tx struct {
 	inv      *invalidation
 	subjects []custos.SubjectID
 	noted    bool
+	// wrote, on write transactions, is set by the first statement that
+	// may change anything but the audit log; the commit then advances the
+	// shared data counter, which kept snapshots check (kept.go). Shared
+	// by a commit group's runs, like inv.
+	wrote *bool
+	// gen and snap, on a View or Glance transaction that may run on a
+	// kept snapshot (kept.go): each statement first checks that the
+	// shared data counter still reads snap, the value it had before the
+	// snapshot began; kept says the snapshot came from an earlier read.
+	gen   *sharedGen
+	snap  uint64
+	kept  bool
+	stale bool
 	// begin, when tx is nil, begins the transaction (run: a read-only
 	// transaction begins with its first statement).
 	begin func(ctx context.Context) error
@@ -153,6 +166,13 @@ func (tx *Tx) raw(ctx context.Context) (*sql.Tx, error) {
 	if err := tx.before(ctx); err != nil {
 		return nil, err
 	}
+	if tx.kept {
+		tx.stale = true
+		return nil, errStale
+	}
+	if tx.wrote != nil {
+		*tx.wrote = true
+	}
 	return tx.tx, nil
 }
 
@@ -196,8 +216,12 @@ func (tx *Tx) about(ids ...custos.SubjectID) func() {
 	return func() { tx.subjects, tx.noted = prev, prevNoted }
 }
 
-// note records what query changes in cached tables.
+// note records what query changes in cached tables, and whether it may
+// change anything but the audit log.
 func (tx *Tx) note(query string) {
+	if tx.wrote != nil && !*tx.wrote && changesData(query) {
+		*tx.wrote = true
+	}
 	if tx.inv == nil || tx.noted || !changesCached(query) {
 		return
 	}
@@ -245,6 +269,9 @@ func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	if err := tx.before(ctx); err != nil {
 		return nil, err
 	}
+	if err := tx.checkKept(query); err != nil {
+		return nil, err
+	}
 	tx.note(query)
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
@@ -269,6 +296,9 @@ func (tx *Tx) queryRow(ctx context.Context, query string, args []any, fn func(s 
 	if err := tx.before(ctx); err != nil {
 		return err
 	}
+	if err := tx.checkKept(query); err != nil {
+		return err
+	}
 	tx.note(query)
 	ctx, cancel := tx.stmtCtx(ctx)
 	defer cancel()
@@ -286,6 +316,9 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
 	if err := tx.before(ctx); err != nil {
+		return err
+	}
+	if err := tx.checkKept(query); err != nil {
 		return err
 	}
 	tx.note(query)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/audit"
 	"custos/sqlite"
 	"custos/storetest"
 )
@@ -30,7 +31,19 @@ func BenchmarkViewRead(b *testing.B) {
 	b.Run("lookup-miss", func(b *testing.B) { benchmarkViewRead(b, -1, true, false) })
 	b.Run("lookup-hit", func(b *testing.B) { benchmarkViewRead(b, 0, true, false) })
 	b.Run("miss-commits", func(b *testing.B) { benchmarkViewRead(b, -1, false, true) })
+	b.Run("miss-audit", func(b *testing.B) { benchmarkViewReadWith(b, -1, false, auditCommits, false) })
+	b.Run("glance-miss-audit", func(b *testing.B) { benchmarkViewReadWith(b, -1, false, auditCommits, true) })
+	b.Run("glance-lookup-miss-audit", func(b *testing.B) { benchmarkViewReadWith(b, -1, true, auditCommits, true) })
 }
+
+// What the other goroutine commits every millisecond.
+const (
+	noCommits = iota
+	metaCommits
+	// auditCommits: an audit event, as the reads' own under load, which
+	// leave a kept snapshot (Glance; kept.go) standing.
+	auditCommits
+)
 
 // With commits, another goroutine commits a small write every
 // millisecond throughout, as the reads' audit events do under load: each
@@ -38,6 +51,16 @@ func BenchmarkViewRead(b *testing.B) {
 // read connection's page cache, so the read fetches its pages from the
 // file again, one pread each. Its CPU per read includes the commits'.
 func benchmarkViewRead(b *testing.B, cache int, byLookup, commits bool) {
+	kind := noCommits
+	if commits {
+		kind = metaCommits
+	}
+	benchmarkViewReadWith(b, cache, byLookup, kind, false)
+}
+
+// benchmarkViewReadWith is benchmarkViewRead with the kind of commits
+// made meanwhile, and the reads run in Glance when glance is set.
+func benchmarkViewReadWith(b *testing.B, cache int, byLookup bool, commits int, glance bool) {
 	ctx := b.Context()
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "custos.db"), sqlite.Options{Migrate: true, ReadCache: cache})
 	if err != nil {
@@ -72,8 +95,12 @@ func benchmarkViewRead(b *testing.B, cache int, byLookup, commits bool) {
 		}
 	}
 	purposes := []string{"customer-service", "marketing"}
+	view := db.View
+	if glance {
+		view = db.Glance
+	}
 	read := func(id custos.SubjectID) error {
-		return db.View(ctx, func(tx custos.Tx) error {
+		return view(ctx, func(tx custos.Tx) error {
 			if byLookup {
 				if found, err := tx.FindLookup(ctx, "mobile", []byte(id)); err != nil || found != id {
 					return fmt.Errorf("FindLookup: %q, %v; want %q", found, err, id)
@@ -98,7 +125,7 @@ func benchmarkViewRead(b *testing.B, cache int, byLookup, commits bool) {
 			b.Fatal(err)
 		}
 	}
-	if commits {
+	if commits != noCommits {
 		stop, done := make(chan struct{}), make(chan struct{})
 		wctx := context.WithoutCancel(ctx) // b.Context ends before Cleanup runs
 		go func() {
@@ -111,7 +138,20 @@ func benchmarkViewRead(b *testing.B, cache int, byLookup, commits bool) {
 					return
 				case <-tick.C:
 				}
-				if err := db.Update(wctx, func(tx custos.Tx) error { return tx.SetMeta(wctx, "bench", strconv.Itoa(i)) }); err != nil {
+				write := func(tx custos.Tx) error { return tx.SetMeta(wctx, "bench", strconv.Itoa(i)) }
+				if commits == auditCommits {
+					write = func(tx custos.Tx) error {
+						seq, head, err := tx.AuditHead(wctx)
+						if err != nil {
+							return err
+						}
+						e := &custos.AuditEvent{Time: tx.Now(), ActorID: "prn_bench", Action: custos.AuditSubjectRead,
+							SubjectID: ids[i%n], Purposes: []string{"marketing"}, Decision: custos.DecisionAllow}
+						audit.Chain(seq, head, e)
+						return tx.InsertAuditEvent(wctx, e)
+					}
+				}
+				if err := db.Update(wctx, write); err != nil {
 					b.Error(err)
 					return
 				}

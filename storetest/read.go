@@ -32,12 +32,22 @@ func readSubject(ctx context.Context, tx custos.Tx, id custos.SubjectID, purpose
 	return &readOf{Subject: st, Key: k, KeyCode: custos.ErrorCode(err), Consents: cs}, nil
 }
 
+// OutsideGlancer is implemented by a custos.Glancer whose Glance runs fn
+// outside a transaction first (PostgreSQL), so that a second statement
+// makes fn run again.
+type OutsideGlancer interface {
+	custos.Glancer
+	GlancesOutsideTransaction()
+}
+
 // testReadSubject checks that a read of one subject, by id or by lookup
 // key, gives the same subject, data key and consents in a read-only
 // transaction as in a write transaction, whatever the store folds into
 // one statement (PostgreSQL reads them together in View), and that a
 // custos.Glancer's Glance gives the same, runs a one-subject read once,
-// and runs anything more again in a transaction that refuses writes.
+// and refuses writes. A store that glances outside a transaction
+// (PostgreSQL; OutsideGlancer) runs anything more than one statement
+// again in a transaction.
 func testReadSubject(t *testing.T, open OpenFunc) {
 	s := openStore(t, open)
 	subjects := []*custos.StoredSubject{
@@ -168,6 +178,12 @@ func testReadSubject(t *testing.T, open OpenFunc) {
 	if !glances {
 		return
 	}
+	// Without a transaction a second statement is refused, and fn runs
+	// again; on a snapshot (SQLite's kept one) it is answered.
+	wantRuns := 1
+	if _, outside := s.(OutsideGlancer); outside {
+		wantRuns = 2
+	}
 
 	// Two subjects are two statements: the second is refused in the
 	// glance and fn runs again, in a transaction, with the same results.
@@ -182,8 +198,8 @@ func testReadSubject(t *testing.T, open OpenFunc) {
 		return err
 	})
 	must(t, "Glance of two subjects", err)
-	if runs != 2 {
-		t.Errorf("Glance of two subjects: fn ran %d times, want twice", runs)
+	if runs != wantRuns {
+		t.Errorf("Glance of two subjects: fn ran %d times, want %d", runs, wantRuns)
 	}
 	diff(t, "two subjects in Glance", [2]*custos.StoredSubject{want["sub_a"][0].Subject, want["sub_b"][0].Subject}, two)
 
@@ -198,8 +214,8 @@ func testReadSubject(t *testing.T, open OpenFunc) {
 		return nil
 	})
 	must(t, "Glance that ignores errors", err)
-	if runs != 2 || b == nil {
-		t.Errorf("Glance that ignores errors: fn ran %d times and read sub_b: %v; want twice and read", runs, b != nil)
+	if runs != wantRuns || b == nil {
+		t.Errorf("Glance that ignores errors: fn ran %d times and read sub_b: %v; want %d and read", runs, b != nil, wantRuns)
 	}
 
 	// A write is never sent outside a transaction: it is refused in the
@@ -210,8 +226,8 @@ func testReadSubject(t *testing.T, open OpenFunc) {
 		return tx.InsertSubject(t.Context(), &custos.StoredSubject{ID: "sub_w", Sealed: map[string][]byte{"x": {1}},
 			CreatedAt: at(0), UpdatedAt: at(0)})
 	})
-	if err == nil || runs != 2 {
-		t.Errorf("Glance that writes: got error %v after %d runs, want an error after two", err, runs)
+	if err == nil || runs != wantRuns {
+		t.Errorf("Glance that writes: got error %v after %d runs, want an error after %d", err, runs, wantRuns)
 	}
 	view(t, s, func(ctx context.Context, tx custos.Tx) error {
 		_, err := tx.GetSubject(ctx, "sub_w")

@@ -139,6 +139,12 @@ type benchResult struct {
 	// CacheHitRate is the share of subject rows reads found in the SQLite
 	// read cache during the window (omitted when no read looked).
 	CacheHitRate float64 `json:"read_cache_hit_rate,omitempty"`
+	// KeptRate is the share of the SQLite reads of one customer that ran
+	// SQL (Glance) answered on a snapshot kept from an earlier read
+	// (sqlite/kept.go), and KeptStale the share of those that ran again
+	// in a transaction of their own (omitted when none ran).
+	KeptRate  float64 `json:"kept_snapshot_rate,omitempty"`
+	KeptStale float64 `json:"kept_snapshot_stale,omitempty"`
 	// WriterBusy is the share of the window the SQLite writer spent on
 	// commit groups, and GroupSize the mean write requests per group
 	// (omitted on PostgreSQL, or when nothing was written).
@@ -330,7 +336,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		seed:     *seedV,
 	}
 	if n.sqlite != nil {
-		env.cache, env.writer = n.sqlite.ReadCacheStats, n.sqlite.WriterStats
+		env.cache, env.writer, env.kept = n.sqlite.ReadCacheStats, n.sqlite.WriterStats, n.sqlite.KeptStats
 	} else if n.pg != nil {
 		env.groups = n.pg.GroupStats
 	}
@@ -631,6 +637,7 @@ type benchEnv struct {
 	// counters (nil on PostgreSQL).
 	cache  func() sqlite.ReadCacheStats
 	writer func() sqlite.WriterStats
+	kept   func() sqlite.KeptStats
 	// groups reports the PostgreSQL commit groups' counters (nil on
 	// SQLite).
 	groups func() postgres.GroupStats
@@ -1135,6 +1142,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	// edges of the measured window, not when the last straggler is in.
 	var cpu0, cpu1 time.Duration
 	var cache0, cache1 sqlite.ReadCacheStats
+	var kept0, kept1 sqlite.KeptStats
 	var writer0, writer1 sqlite.WriterStats
 	var writerAt0, writerAt1 time.Time // when each was taken
 	var groups0, groups1 postgres.GroupStats
@@ -1156,7 +1164,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				}
 				cpu0, _ = benchUsage()
 				if env.cache != nil {
-					cache0, writer0, writerAt0 = env.cache(), env.writer(), time.Now()
+					cache0, writer0, writerAt0, kept0 = env.cache(), env.writer(), time.Now(), env.kept()
 				}
 				if env.groups != nil {
 					groups0 = env.groups()
@@ -1164,7 +1172,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 			} else {
 				cpu1, rss = benchUsage()
 				if env.cache != nil {
-					cache1, writer1, writerAt1 = env.cache(), env.writer(), time.Now()
+					cache1, writer1, writerAt1, kept1 = env.cache(), env.writer(), time.Now(), env.kept()
 				}
 				if env.groups != nil {
 					groups1 = env.groups()
@@ -1255,6 +1263,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	res.CPUSeconds = (cpu1 - cpu0).Seconds()
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
+	}
+	if ran := (kept1.Reused - kept0.Reused) + (kept1.Begun - kept0.Begun); ran > 0 {
+		res.KeptRate = float64(kept1.Reused-kept0.Reused) / float64(ran)
+		res.KeptStale = float64(kept1.Stale-kept0.Stale) / float64(ran)
 	}
 	if groups := writer1.Groups - writer0.Groups; groups > 0 && writerAt1.After(writerAt0) {
 		// Over the time between the two looks, which a late timer makes
@@ -1385,6 +1397,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
+		}
+		if r.KeptRate > 0 && r.Workload != "ceiling" {
+			notes = append(notes, fmt.Sprintf("kept snapshots answered %.1f %% of the reads that ran SQL (%.1f %% ran again)", r.KeptRate*100, r.KeptStale*100))
 		}
 		if r.GroupSize > 0 && r.Workload != "ceiling" && !r.pgGroups {
 			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
