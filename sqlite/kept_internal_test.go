@@ -2,7 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,4 +273,93 @@ func (db *DB) keptWaiting() int {
 	db.kept.mu.Lock()
 	defer db.kept.mu.Unlock()
 	return len(db.kept.free)
+}
+
+// Under concurrent reads, audit commits and updates, a read never
+// returns a value older than the last update answered before it began:
+// kept snapshots are reused while only audit events are committed, and
+// never once an update has been answered.
+func TestKeptSnapshotsConcurrent(t *testing.T) {
+	db := openKept(t, filepath.Join(t.TempDir(), "custos.db"), time.Minute)
+	ctx := context.Background()
+	putSubject(t, db, "sub_a", "0", false)
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // updates, answered in order
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := db.Update(ctx, func(tx custos.Tx) error {
+				return tx.UpdateSubject(ctx, &custos.StoredSubject{ID: "sub_a", Sealed: map[string][]byte{"name": []byte(strconv.Itoa(i))},
+					CreatedAt: tx.Now(), UpdatedAt: tx.Now()})
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			answered.Store(int64(i))
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	go func() { // audit events, as reads commit them
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, i) }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var reads atomic.Int64
+	errs := make(chan error, 8)
+	var rwg sync.WaitGroup
+	for range 6 {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			for end := time.Now().Add(time.Second); time.Now().Before(end); {
+				floor := answered.Load()
+				var name string
+				err := db.Glance(ctx, func(tx custos.Tx) error {
+					s, err := tx.GetSubject(ctx, "sub_a")
+					if err == nil {
+						name = string(s.Sealed["name"])
+					}
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if v, _ := strconv.Atoi(name); int64(v) < floor {
+					errs <- fmt.Errorf("read %d after update %d was answered", v, floor)
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+	}
+	rwg.Wait()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := db.KeptStats()
+	if st.Reused == 0 {
+		t.Errorf("no read of %d reused a kept snapshot: %+v", reads.Load(), st)
+	}
+	t.Logf("%d reads, %d updates; %+v", reads.Load(), answered.Load(), st)
 }
