@@ -59,8 +59,8 @@ type keptSnap struct {
 	began time.Time // when it began
 }
 
-// keptSnaps holds the snapshots waiting; off is set while the writer
-// starts the WAL again, and after Close: nothing is kept then.
+// keptSnaps holds the snapshots waiting; off counts the pauses in force
+// (a WAL restart, Checkpoint, Close), during which nothing is kept.
 type keptSnaps struct {
 	mu   sync.Mutex
 	free []*keptSnap
