@@ -68,7 +68,9 @@ type Tx struct {
 	// gen and snap, on a View or Glance transaction that may run on a
 	// kept snapshot (kept.go): each statement first checks that the
 	// shared data counter still reads snap, the value it had before the
-	// snapshot began; kept says the snapshot came from an earlier read.
+	// snapshot began; kept says the snapshot came from an earlier read,
+	// and stale that a statement found it out of date (Glance then runs
+	// fn again in View).
 	gen   *sharedGen
 	snap  uint64
 	kept  bool
