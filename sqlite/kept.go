@@ -216,38 +216,26 @@ func (tx *Tx) checkKept(query string) error {
 // (audit_events, audit_blocks, audit_blocks_filed, audit_checkpoints).
 var auditTables = regexp.MustCompile(`(?i)\baudit_\w+`)
 
-var auditReads sync.Map // query → bool
+var auditReads queryKinds
 
 // readsAudit reports whether query names a table of the audit log.
 func readsAudit(query string) bool {
-	if v, ok := auditReads.Load(query); ok {
-		return v.(bool)
-	}
-	r := auditTables.MatchString(query)
-	if len(query) < 4096 {
-		auditReads.Store(query, r)
-	}
-	return r
+	return auditReads.of(query, auditTables.MatchString)
 }
 
 // auditWrites matches the statements that change the audit log alone:
 // inserts of events and the filing of their index entries (auditindex.go).
 var auditWrites = regexp.MustCompile(`(?is)^\s*INSERT\s+(OR\s+\w+\s+)?INTO\s+"?(audit_events|audit_blocks|audit_blocks_filed)"?[\s(]`)
 
-var dataKinds sync.Map // query → bool (may change anything but the audit log)
+var dataKinds queryKinds
 
 // changesData reports whether query may change anything but the audit
 // log: every statement but a SELECT and an insert into the audit log's
 // tables. Erring towards yes only ends kept snapshots sooner.
 func changesData(query string) bool {
-	if v, ok := dataKinds.Load(query); ok {
-		return v.(bool)
-	}
-	changes := !selectOnly.MatchString(query) && !auditWrites.MatchString(query)
-	if len(query) < 4096 {
-		dataKinds.Store(query, changes)
-	}
-	return changes
+	return dataKinds.of(query, func(query string) bool {
+		return !selectOnly.MatchString(query) && !auditWrites.MatchString(query)
+	})
 }
 
 // selectOnly matches a plain SELECT (SQLite's SELECT changes nothing; a

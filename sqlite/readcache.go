@@ -365,32 +365,40 @@ func (inv *invalidation) empty() bool { return !inv.all && len(inv.ids) == 0 }
 // (only rows that exist are cached), unless they replace one.
 var cachedTables = regexp.MustCompile(`(?is)^\s*(UPDATE\s+(OR\s+\w+\s+)?|DELETE\s+FROM\s+|INSERT\s+(OR\s+\w+\s+)?INTO\s+|REPLACE\s+INTO\s+)"?(subjects|data_keys|consents|lookups)"?[\s(]`)
 
-var statementKinds sync.Map // query → bool (changes cached rows)
+var statementKinds queryKinds // changes cached rows
 
 // changesCached reports whether query may change a row the read cache
 // holds.
 func changesCached(query string) bool {
-	if v, ok := statementKinds.Load(query); ok {
+	return statementKinds.of(query, func(query string) bool {
+		m := cachedTables.FindStringSubmatch(query)
+		if m == nil {
+			return false
+		}
+		verb := strings.ToUpper(strings.TrimSpace(m[1]))
+		if strings.HasPrefix(verb, "INSERT") && !strings.Contains(verb, " OR ") {
+			// A plain insert adds a row; an upsert may change one.
+			return m[4] == "consents" || strings.Contains(strings.ToUpper(query), "DO UPDATE")
+		}
+		return true
+	})
+}
+
+// queryKinds remembers a yes-or-no answer about each statement text, so
+// that the regular expressions behind it run once per text.
+type queryKinds struct{ m sync.Map } // query → bool
+
+// of returns kind(query), computed once per query. Texts of 4 KiB or more
+// (batch statements, whose text varies with their row count) are not kept.
+func (k *queryKinds) of(query string, kind func(string) bool) bool {
+	if v, ok := k.m.Load(query); ok {
 		return v.(bool)
 	}
-	m := cachedTables.FindStringSubmatch(query)
-	changes := false
-	if m != nil {
-		verb := strings.ToUpper(strings.TrimSpace(m[1]))
-		switch {
-		case strings.HasPrefix(verb, "INSERT") && !strings.Contains(verb, " OR "):
-			// A plain insert adds a row; an upsert may change one.
-			up := strings.ToUpper(query)
-			changes = m[4] == "consents" || strings.Contains(up, "DO UPDATE")
-		default:
-			changes = true
-		}
+	r := kind(query)
+	if len(query) < 4096 {
+		k.m.Store(query, r)
 	}
-	if len(query) < 4096 { // batch texts vary with their row count; long ones are rare
-
-		statementKinds.Store(query, changes)
-	}
-	return changes
+	return r
 }
 
 // sharedGen is two counters in a file mapped into every custos process
