@@ -132,11 +132,27 @@ func (k *keptSnaps) put(s *keptSnap) {
 
 // expire ends the snapshots that began keepFor or longer ago.
 func (k *keptSnaps) expire() {
+	k.drop(func(s *keptSnap) bool { return time.Since(s.began) >= keepFor })
+}
+
+// pause ends every waiting snapshot and keeps none until resume: for
+// whatever needs every reader out of the WAL (a WAL restart, a TRUNCATE
+// checkpoint, Close). A read running meanwhile ends its own snapshot.
+func (k *keptSnaps) pause() {
+	k.mu.Lock()
+	k.off++
+	k.mu.Unlock()
+	k.drop(func(*keptSnap) bool { return true })
+}
+
+// drop ends the waiting snapshots for which gone reports true, outside
+// the lock.
+func (k *keptSnaps) drop(gone func(*keptSnap) bool) {
 	var old []*keptSnap
 	k.mu.Lock()
 	live := k.free[:0]
 	for _, s := range k.free {
-		if time.Since(s.began) >= keepFor {
+		if gone(s) {
 			old = append(old, s)
 		} else {
 			live = append(live, s)
@@ -146,20 +162,6 @@ func (k *keptSnaps) expire() {
 	k.free = live
 	k.mu.Unlock()
 	for _, s := range old {
-		s.end()
-	}
-}
-
-// pause ends every waiting snapshot and keeps none until resume: for
-// whatever needs every reader out of the WAL (a WAL restart, a TRUNCATE
-// checkpoint, Close). A read running meanwhile ends its own snapshot.
-func (k *keptSnaps) pause() {
-	k.mu.Lock()
-	k.off++
-	free := k.free
-	k.free = nil
-	k.mu.Unlock()
-	for _, s := range free {
 		s.end()
 	}
 }
