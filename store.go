@@ -40,6 +40,12 @@ type Glancer interface {
 	// from its start in View, whatever the first run returned. fn must
 	// only read, and have no effect outside tx except through what a
 	// later run overwrites.
+	//
+	// Unlike View, Glance may show a commit that is not yet on disk
+	// (SQLite syncs its commits beside the writer, sqlite/durable.go).
+	// The caller must not answer with what fn read until an Update it
+	// begins after Glance returns has returned nil: that commit is made
+	// durable only with everything committed before it.
 	Glance(ctx context.Context, fn func(tx Tx) error) error
 }
 

@@ -116,6 +116,11 @@ func (db *DB) Dump(ctx context.Context, w custos.DumpWriter) error {
 	if err != nil {
 		return internal("dump: tables", err)
 	}
+	// The snapshot is fixed by now; what it holds goes out only once it
+	// is on disk (durable.go).
+	if err := db.dur.wait(ctx); err != nil {
+		return err
+	}
 	for _, t := range tables {
 		cols := make([]string, len(t.Columns))
 		for i, c := range t.Columns {

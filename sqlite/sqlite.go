@@ -98,6 +98,9 @@ type DB struct {
 	once         sync.Once
 	// kept holds read transactions kept open for the next read (kept.go).
 	kept keptSnaps
+	// dur answers commit groups once the syncer has synced them
+	// (durable.go).
+	dur *durability
 
 	// The writer's counters (WriterStats).
 	groups, members, reruns, pages atomic.Uint64
@@ -151,7 +154,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 			Err: fmt.Errorf("sqlite: open: %s is not a directory", dir)}
 	}
 
-	db := &DB{path: path, now: opts.Now, timeout: opts.QueryTimeout}
+	db := &DB{path: path, now: opts.Now, timeout: opts.QueryTimeout, dur: newDurability(path)}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -184,6 +187,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	db.ckptDone = make(chan struct{})
+	go db.dur.run()
 	go db.writer()
 	go db.checkpointer()
 	return db, nil
@@ -239,7 +243,7 @@ func (db *DB) open(ctx context.Context) error {
 		return internal("open", err)
 	}
 	var err error
-	if db.write, err = sql.Open("sqlite", dsn(db.path, true)); err != nil {
+	if db.write, err = sql.Open("sqlite", dsn(db.path, true)+db.dur.dsnParam()); err != nil {
 		return internal("open", err)
 	}
 	db.write.SetMaxOpenConns(1)
@@ -272,6 +276,9 @@ func (db *DB) Close() error {
 		db.once.Do(func() { close(db.closed) })
 		<-db.done
 		<-db.ckptDone
+		db.dur.close() // once the writer has queued its last answers
+	} else {
+		durables.Delete(db.dur.id)
 	}
 	db.kept.pause() // and never resumed: a read after Close keeps nothing
 	var errs []error
@@ -330,9 +337,10 @@ var errClosed = queue.ClosedError("sqlite")
 // MaxGroup); a failing fn rolls back only its own writes (the group runs
 // again with each fn in its own SAVEPOINT when one fails after writing,
 // so fn may run more than once); the group is then committed once and
-// every caller is answered after the commit. Under concurrent load this
-// turns N commits (each a WAL write and, with synchronous=FULL, an fsync)
-// into one. A call waits for the writer until ctx's deadline, or at most
+// every caller is answered after the commit is on disk (the syncer's
+// fsync, durable.go). Under concurrent load this turns N commits (each a
+// WAL write and an fsync) into one, and one fsync may serve several
+// groups. A call waits for the writer until ctx's deadline, or at most
 // the query timeout when ctx has none (queue.Hand).
 func (db *DB) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
 	if db.reqs == nil { // during Open: migrations
@@ -431,9 +439,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if conn != nil {
 			db.countPages(conn)
 		}
-		for i, r := range group {
-			r.done <- errs[i]
-		}
+		db.dur.answer(group, errs)
 	}
 	fail := func(err error) {
 		for i := range errs {
@@ -441,6 +447,11 @@ func (db *DB) commitGroup(group []*writeReq) {
 				errs[i] = err
 			}
 		}
+	}
+	if err := db.dur.failed(); err != nil {
+		fail(err)
+		answer()
+		return
 	}
 	ctx := context.Background()
 	cctx, cancel := context.WithTimeout(ctx, db.timeout)
@@ -473,7 +484,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 			if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 				errs[0] = errors.Join(errs[0], internal("rollback", rerr))
 			}
-		} else if err := sqlTx.Commit(); err != nil {
+		} else if err := db.dur.commit(sqlTx.Commit); err != nil {
 			errs[0] = internal("commit", err)
 		}
 		answer()
@@ -539,7 +550,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		answer()
 		return
 	}
-	if err := sqlTx.Commit(); err != nil {
+	if err := db.dur.commit(sqlTx.Commit); err != nil {
 		cerr := internal("commit", err)
 		for i := range errs {
 			if errs[i] == nil {
@@ -642,8 +653,11 @@ func callFn(fn func(tx custos.Tx) error, tx *Tx) (err error) {
 // every write committed before View was called. Writes inside it fail
 // with EINTERNAL.
 func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
-	_, err := db.view(ctx, fn, false)
-	return err
+	if _, err := db.view(ctx, fn, false); err != nil {
+		return err
+	}
+	// fn may have read a group whose sync is still to come (durable.go).
+	return db.dur.wait(ctx)
 }
 
 // run runs fn in one transaction on a connection of pool; cache, when not

@@ -29,13 +29,15 @@ import (
 // follow on from the last, and before anything else is done with the file
 // — sync, read, truncate, size, file control, close. SQLite publishes a
 // commit to other connections (the WAL index header in shared memory)
-// only after the frames are written and, with synchronous=FULL, after the
-// WAL is synced (sqlite3WalFrames), and the sync flushes the buffer first;
-// so what another connection can see is always in the file, and what is
-// acknowledged is on disk, as before. That holds only with
-// synchronous=FULL, which the write connection always sets
+// only after the frames are written and, with synchronous=FULL, after
+// xSync on the WAL (sqlite3WalFrames), and xSync writes the buffer first;
+// so what another connection can see is always in the file. That holds
+// only with synchronous=FULL, which the write connection always sets
 // (TestPragmas), and only the write connection uses this VFS. Readers and
-// the checkpointer never write the WAL and open it as before.
+// the checkpointer never write the WAL and open it as before. xSync then
+// syncs at once, except at the end of a commit group's COMMIT, whose sync
+// it leaves to the syncer goroutine (durable.go), which answers the
+// group's callers after it: what is acknowledged is on disk, as before.
 //
 // Frames a transaction spilled into the WAL before it rolled back may
 // still be in the buffer when the transaction ends, and another
@@ -66,12 +68,18 @@ var walVFS struct {
 
 	files sync.Map // handle → *walFile or *dbFile
 	next  atomic.Uintptr
+	// writers holds the durability each write connection named, by the
+	// connection's TLS (durable.go).
+	writers sync.Map // *libc.TLS → *durability
 }
 
 // dbFile is a main database file opened through walVFS.
 type dbFile struct {
 	name string                       // its WAL is name + "-wal"
 	base *sqlite3.Tsqlite3_io_methods // the default VFS's methods for it
+	// writer is the TLS of the connection that named a durability
+	// through this file, if one did.
+	writer *libc.TLS
 }
 
 // walFile is one WAL opened through walVFS.
@@ -83,6 +91,9 @@ type walFile struct {
 	mem   uintptr                      // buf's memory, C memory from libc
 	buf   []byte
 	off   int64 // file offset of buf[0]
+	// header is set when SQLite writes the WAL's header (offset 0), and
+	// cleared by the next sync, which is then never left to the syncer.
+	header bool
 	// asked counts the writes SQLite made, issued those the default VFS
 	// was given (for tests).
 	asked, issued int64
@@ -247,6 +258,7 @@ func wrapMethods(tls *libc.TLS, base uintptr, wal bool) uintptr {
 	} else {
 		setCFn[closeFn](&m.FxClose, dbClose)
 		setCFn[shmLockFn](&m.FxShmLock, dbShmLock)
+		setCFn[fileControlFn](&m.FxFileControl, dbFileControl)
 	}
 	walVFS.methods[key] = p
 	return p
@@ -286,8 +298,37 @@ func dbShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
 	return cfn[shmLockFn](d.base.FxShmLock)(tls, pFile, ofst, n, flags)
 }
 
+// dbFileControl is the database file's xFileControl. The pragma
+// durablePragma binds the connection, by its TLS, to the durability its
+// argument names; every other control goes to the default VFS.
+func dbFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
+	_, d := dbFileOf(pFile)
+	if op == sqlite3.SQLITE_FCNTL_PRAGMA {
+		// pArg is char*[3]: the result or error message, the pragma's
+		// name and its argument (NULL if none).
+		args := (*[3]uintptr)(cptr(pArg))
+		if args[1] != 0 && libc.GoString(args[1]) == durablePragma {
+			var st *durability
+			if args[2] != 0 {
+				st = durableByName(libc.GoString(args[2]))
+			}
+			if st == nil {
+				return sqlite3.SQLITE_ERROR
+			}
+			walVFS.writers.Store(tls, st)
+			d.writer = tls
+			st.bound.Store(true)
+			return sqlite3.SQLITE_OK
+		}
+	}
+	return cfn[fileControlFn](d.base.FxFileControl)(tls, pFile, op, pArg)
+}
+
 func dbClose(tls *libc.TLS, pFile uintptr) int32 {
 	h, d := dbFileOf(pFile)
+	if d.writer != nil {
+		walVFS.writers.Delete(d.writer)
+	}
 	rc := cfn[closeFn](d.base.FxClose)(tls, pFile)
 	walVFS.files.Delete(h)
 	return rc
@@ -305,10 +346,13 @@ func walFileOf(pFile uintptr) *walFile {
 // Test hooks. walFailWrite is asked before each write a WAL file hands
 // to the default VFS and may fail it with its result; walSyncCheck is
 // told, at each sync of a WAL, how many bytes are still gathered (which
-// must be none, or the sync would not cover them).
+// must be none, or the sync would not cover them); walSynced is told of
+// each sync a WAL makes at once rather than leaving it to the syncer, and
+// whether a header was written since the last.
 var (
 	walFailWrite func() int32
 	walSyncCheck func(gathered int)
+	walSynced    func(header bool)
 )
 
 // flush writes what f has gathered. The caller holds f.mu.
@@ -333,6 +377,9 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked++
+	if iOfst == 0 {
+		f.header = true
+	}
 	n := int(iAmt)
 	if len(f.buf) > 0 && (iOfst != f.off+int64(len(f.buf)) || len(f.buf)+n > walBufSize) {
 		if rc := f.flush(tls); rc != sqlite3.SQLITE_OK {
@@ -379,8 +426,16 @@ func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 
 	return cfn[ioFn](f.base.FxRead)(tls, pFile, zBuf, iAmt, iOfst)
 }
 
+// walSync is the WAL's xSync. It writes what is gathered, then syncs,
+// unless the connection's durability is deferring (a commit group's
+// COMMIT, durable.go) and no WAL header was written since the last sync:
+// then the syncer will sync, and the connection goes on.
 func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
-	f, rc := flushed(tls, pFile)
+	f := walFileOf(pFile)
+	f.mu.Lock()
+	rc := f.flush(tls)
+	header := f.header
+	f.mu.Unlock()
 	if rc != sqlite3.SQLITE_OK {
 		return rc
 	}
@@ -388,7 +443,24 @@ func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 		_, _, left := f.gathered()
 		walSyncCheck(left)
 	}
-	return cfn[syncFn](f.base.FxSync)(tls, pFile, flags)
+	if !header {
+		if v, ok := walVFS.writers.Load(tls); ok {
+			if d := v.(*durability); d.deferring.Load() {
+				d.deferred.Add(1)
+				return sqlite3.SQLITE_OK
+			}
+		}
+	}
+	if walSynced != nil {
+		walSynced(header)
+	}
+	rc = cfn[syncFn](f.base.FxSync)(tls, pFile, flags)
+	if rc == sqlite3.SQLITE_OK {
+		f.mu.Lock()
+		f.header = false
+		f.mu.Unlock()
+	}
+	return rc
 }
 
 func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {

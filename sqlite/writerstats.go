@@ -25,9 +25,13 @@ import (
 // the write connection's VFS gathers into writes of up to 31 frames
 // (walvfs.go), so pages per write is what a commit costs in I/O
 // (BENCHMARKS.md, sixth and nineteenth sessions).
+//
+// Syncs is how many fsyncs of the WAL the syncer made to answer the
+// groups (durable.go): one covers every group committed before it began,
+// so under load there are fewer than groups.
 type WriterStats struct {
-	Groups, Members, Reruns, Pages uint64
-	Busy                           time.Duration
+	Groups, Members, Reruns, Pages, Syncs uint64
+	Busy                                  time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -40,7 +44,7 @@ func (db *DB) WriterStats() WriterStats {
 	}
 	db.busyMu.Unlock()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
-		Pages: db.pages.Load(), Busy: busy}
+		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -52,6 +56,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
 		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again with savepoints after a member failed.", Value: fmt.Sprint(st.Reruns)},
 		{Name: "custos_sqlite_pages_written_total", Help: "Database pages the SQLite writer wrote to the WAL.", Value: fmt.Sprint(st.Pages)},
+		{Name: "custos_sqlite_wal_syncs_total", Help: "Syncs of the WAL that made commit groups durable.", Value: fmt.Sprint(st.Syncs)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
 }

@@ -150,9 +150,12 @@ type benchResult struct {
 	// (omitted on PostgreSQL, or when nothing was written).
 	// PagesPerWrite is the mean database pages the writer wrote to the
 	// WAL per write request: a commit's I/O.
+	// SyncsPerGroup is the mean fsyncs of the WAL per commit group:
+	// under 1 when one sync covered several groups (sqlite/durable.go).
 	WriterBusy    float64 `json:"writer_busy,omitempty"`
 	GroupSize     float64 `json:"group_size,omitempty"`
 	PagesPerWrite float64 `json:"pages_per_write,omitempty"`
+	SyncsPerGroup float64 `json:"syncs_per_group,omitempty"`
 	// DeferredStatements is how many statements PostgreSQL commit groups
 	// sent deferred in the window (a group of creates' inserts, in one
 	// round trip), and GroupsUndeferred how many groups ran again without
@@ -1275,6 +1278,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.WriterBusy = float64(writer1.Busy-writer0.Busy) / float64(writerAt1.Sub(writerAt0))
 		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
 		res.PagesPerWrite = float64(writer1.Pages-writer0.Pages) / float64(writer1.Members-writer0.Members)
+		res.SyncsPerGroup = float64(writer1.Syncs-writer0.Syncs) / float64(groups)
 	}
 	if groups := groups1.Groups - groups0.Groups; groups > 0 {
 		res.GroupSize = float64(groups1.Members-groups0.Members) / float64(groups)
@@ -1402,7 +1406,7 @@ func benchTable(w io.Writer, rep *benchReport) {
 			notes = append(notes, fmt.Sprintf("kept snapshots answered %.1f %% of the reads that ran SQL (%.1f %% ran again)", r.KeptRate*100, r.KeptStale*100))
 		}
 		if r.GroupSize > 0 && r.Workload != "ceiling" && !r.pgGroups {
-			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite))
+			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write, %.2f syncs per commit", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite, r.SyncsPerGroup))
 		} else if r.GroupSize > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("%.1f writes per commit, %d statements sent deferred, %d groups run again without deferring",
 				r.GroupSize, r.DeferredStatements, r.GroupsUndeferred))

@@ -1,0 +1,254 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"custos"
+)
+
+// syncHook replaces the syncer's fsync of the WAL for the test: while
+// block is set, each call reports on entered and waits for release; while
+// fail is set, it fails with EIO instead of syncing.
+type syncHook struct {
+	block, fail atomic.Bool
+	calls       atomic.Int64
+	entered     chan struct{}
+	release     chan struct{}
+	once        sync.Once
+}
+
+// unblock lets every held and later sync through.
+func (h *syncHook) unblock() {
+	h.block.Store(false)
+	h.once.Do(func() { close(h.release) })
+}
+
+// held waits until the syncer is inside a held sync.
+func (h *syncHook) held(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the syncer made no sync in 10 s")
+	}
+}
+
+func hookWALSync(t *testing.T) *syncHook {
+	t.Helper()
+	h := &syncHook{entered: make(chan struct{}, 64), release: make(chan struct{})}
+	old := walDataSync
+	walDataSync = func(f *os.File) error {
+		h.calls.Add(1)
+		if h.fail.Load() {
+			return syscall.EIO
+		}
+		if h.block.Load() {
+			h.entered <- struct{}{}
+			<-h.release
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { walDataSync = old })
+	return h
+}
+
+// viewName reads subject id's "name" in View.
+func viewName(ctx context.Context, db *DB, id custos.SubjectID) (string, error) {
+	var name string
+	err := db.View(ctx, func(tx custos.Tx) error {
+		s, err := tx.GetSubject(ctx, id)
+		if err != nil {
+			return err
+		}
+		name = string(s.Sealed["name"])
+		return nil
+	})
+	return name, err
+}
+
+// updateName replaces subject id's "name" with v.
+func updateName(ctx context.Context, db *DB, id custos.SubjectID, v string) error {
+	return db.Update(ctx, func(tx custos.Tx) error {
+		s := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte(v)}, CreatedAt: tx.Now(), UpdatedAt: tx.Now()}
+		return tx.UpdateSubject(ctx, s)
+	})
+}
+
+// notYet fails the test if any of chs delivers within a while: what they
+// wait for must not happen while the sync is held.
+func notYet(t *testing.T, what string, chs ...<-chan error) {
+	t.Helper()
+	deadline := time.After(200 * time.Millisecond)
+	for {
+		for _, ch := range chs {
+			select {
+			case err := <-ch:
+				t.Fatalf("%s returned (%v) while the WAL's sync was held", what, err)
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// A commit group's callers are answered only after the syncer's fsync of
+// the WAL, and a View that may have seen the group returns only then too;
+// the writer goes on meanwhile, and one fsync answers every group
+// committed before it began. A Glance shows the group at once: core
+// answers such a read only after its audit event's commit (durable.go).
+func TestDurableAnswersAfterSync(t *testing.T) {
+	h := hookWALSync(t)
+	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	ctx := context.Background()
+	const id = custos.SubjectID("sub_durable")
+	putSubject(t, db, id, "v1", false)
+	if !db.dur.bound.Load() {
+		t.Fatal("the write connection did not name its durability: every commit syncs at once")
+	}
+	deferred0 := db.dur.deferred.Load()
+
+	h.block.Store(true)
+	defer h.unblock() // before the store's Close at cleanup
+	updated := make(chan error, 1)
+	go func() { updated <- updateName(ctx, db, id, "v2") }()
+	h.held(t) // the syncer holds the sync that would answer it
+	if db.dur.deferred.Load() == deferred0 {
+		t.Fatal("the update's commit synced at once instead of leaving it to the syncer")
+	}
+	if got, _ := glanceName(t, db, id); got != "v2" {
+		t.Fatalf("Glance while the sync is held: got %q, want the committed v2", got)
+	}
+	viewed := make(chan error, 1)
+	var viewedName string
+	go func() {
+		var err error
+		viewedName, err = viewName(ctx, db, id)
+		viewed <- err
+	}()
+	// Three more groups, each committed while the first sync is held.
+	more := make(chan error, 3)
+	groups := db.WriterStats().Groups
+	for i := range 3 {
+		go func() { more <- updateName(ctx, db, id, "v"+string(rune('3'+i))) }()
+		for db.dur.queued() < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if got := db.WriterStats().Groups - groups; got != 3 {
+		t.Fatalf("%d groups committed during the held sync, want 3", got)
+	}
+	notYet(t, "a write or a View", updated, viewed, more)
+
+	calls := h.calls.Load()
+	h.unblock()
+	for _, ch := range []chan error{updated, viewed, more, more, more} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if viewedName == "v1" {
+		t.Error("View returned the value from before the held group")
+	}
+	if got := h.calls.Load() - calls; got != 1 {
+		t.Errorf("the three groups committed during the held sync took %d more syncs, want 1", got)
+	}
+	if st := db.WriterStats(); st.Syncs != uint64(h.calls.Load()) {
+		t.Errorf("WriterStats: %d syncs, want the %d made", st.Syncs, h.calls.Load())
+	}
+}
+
+// After a failed fsync the store answers the writes it covered with an
+// internal error, refuses every later write without committing it, and
+// fails a View that might show what the sync lost.
+func TestDurableSyncFailure(t *testing.T) {
+	h := hookWALSync(t)
+	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	ctx := context.Background()
+	const id = custos.SubjectID("sub_durable")
+	putSubject(t, db, id, "v1", false)
+
+	h.fail.Store(true)
+	err := updateName(ctx, db, id, "v2")
+	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("update whose sync failed: got %v, want EINTERNAL wrapping EIO", err)
+	}
+	h.fail.Store(false)
+	calls := h.calls.Load()
+	err = updateName(ctx, db, id, "v3")
+	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("update after the failed sync: got %v, want the same refusal", err)
+	}
+	if got, _ := glanceName(t, db, id); got == "v3" {
+		t.Error("a write refused after the failed sync was committed")
+	}
+	if _, err := viewName(ctx, db, id); !errors.Is(err, syscall.EIO) {
+		t.Errorf("View after the failed sync: got %v, want the refusal", err)
+	}
+	if got := h.calls.Load(); got != calls {
+		t.Errorf("%d syncs after the failure, want none: a second fsync could succeed without writing what was lost", got-calls)
+	}
+}
+
+// The sync after a new WAL header is made at once, inside the commit,
+// never left to the syncer (durable.go: SQLite's ticket ff5be73dee); the
+// commit's own sync is left to the syncer.
+func TestDurableHeaderSyncAtOnce(t *testing.T) {
+	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	ctx := context.Background()
+	putSubject(t, db, "sub_a", "v1", false)
+	var headers, others atomic.Int64
+	walSynced = func(header bool) {
+		if header {
+			headers.Add(1)
+		} else {
+			others.Add(1)
+		}
+	}
+	t.Cleanup(func() { walSynced = nil })
+
+	putSubject(t, db, "sub_b", "v1", false)
+	if headers.Load() != 0 || others.Load() != 0 {
+		t.Fatalf("a commit into a WAL already begun synced at once (%d after a header, %d others), want none", headers.Load(), others.Load())
+	}
+	// An empty WAL: the next commit writes a new header.
+	if err := db.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deferred := db.dur.deferred.Load()
+	putSubject(t, db, "sub_c", "v1", false)
+	if headers.Load() != 1 {
+		t.Errorf("the commit that began a new WAL made %d syncs after its header at once, want 1", headers.Load())
+	}
+	if others.Load() != 0 {
+		t.Errorf("%d other syncs made at once, want none", others.Load())
+	}
+	if db.dur.deferred.Load() != deferred+1 {
+		t.Errorf("the commit's own sync: %d left to the syncer, want 1", db.dur.deferred.Load()-deferred)
+	}
+	if got, err := viewName(ctx, db, "sub_c"); err != nil || got != "v1" {
+		t.Fatalf("read back: %q, %v", got, err)
+	}
+}
+
+// queued counts the callers waiting for the syncer.
+func (d *durability) queued() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, a := range d.queue {
+		n += len(a.group)
+	}
+	return n
+}
