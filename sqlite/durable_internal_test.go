@@ -252,3 +252,34 @@ func (d *durability) queued() int {
 	}
 	return n
 }
+
+// Close waits for the syncer to answer what it holds: a write in flight
+// when the store is closed is answered as on disk, and Close returns
+// after it.
+func TestDurableCloseAnswersHeldWrites(t *testing.T) {
+	h := hookWALSync(t)
+	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	ctx := context.Background()
+	const id = custos.SubjectID("sub_durable")
+	putSubject(t, db, id, "v1", false)
+
+	h.block.Store(true)
+	defer h.unblock()
+	updated := make(chan error, 1)
+	go func() { updated <- updateName(ctx, db, id, "v2") }()
+	h.held(t)
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	notYet(t, "the write or Close", updated, closed)
+	h.unblock()
+	if err := <-updated; err != nil {
+		t.Fatalf("the write held at Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	reopened := openKept(t, db.Path(), 0)
+	if got, err := viewName(ctx, reopened, id); err != nil || got != "v2" {
+		t.Fatalf("after reopening: %q, %v; want v2", got, err)
+	}
+}
