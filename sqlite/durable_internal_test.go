@@ -60,6 +60,19 @@ func hookWALSync(t *testing.T) *syncHook {
 	return h
 }
 
+// durableSubject is the subject the tests below change.
+const durableSubject custos.SubjectID = "sub_durable"
+
+// openDurable opens a store whose syncer's fsync h controls, with
+// durableSubject stored as "v1".
+func openDurable(t *testing.T) (*syncHook, *DB) {
+	t.Helper()
+	h := hookWALSync(t)
+	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	putSubject(t, db, durableSubject, "v1", false)
+	return h, db
+}
+
 // viewName reads subject id's "name" in View.
 func viewName(ctx context.Context, db *DB, id custos.SubjectID) (string, error) {
 	var name string
@@ -109,11 +122,8 @@ func notYet(t *testing.T, what string, chs ...<-chan error) {
 // committed before it began. A Glance shows the group at once: core
 // answers such a read only after its audit event's commit (durable.go).
 func TestDurableAnswersAfterSync(t *testing.T) {
-	h := hookWALSync(t)
-	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	h, db := openDurable(t)
 	ctx := context.Background()
-	const id = custos.SubjectID("sub_durable")
-	putSubject(t, db, id, "v1", false)
 	if !db.dur.bound.Load() {
 		t.Fatal("the write connection did not name its durability: every commit syncs at once")
 	}
@@ -122,26 +132,26 @@ func TestDurableAnswersAfterSync(t *testing.T) {
 	h.block.Store(true)
 	defer h.unblock() // before the store's Close at cleanup
 	updated := make(chan error, 1)
-	go func() { updated <- updateName(ctx, db, id, "v2") }()
+	go func() { updated <- updateName(ctx, db, durableSubject, "v2") }()
 	h.held(t) // the syncer holds the sync that would answer it
 	if db.dur.deferred.Load() == deferred0 {
 		t.Fatal("the update's commit synced at once instead of leaving it to the syncer")
 	}
-	if got, _ := glanceName(t, db, id); got != "v2" {
+	if got, _ := glanceName(t, db, durableSubject); got != "v2" {
 		t.Fatalf("Glance while the sync is held: got %q, want the committed v2", got)
 	}
 	viewed := make(chan error, 1)
 	var viewedName string
 	go func() {
 		var err error
-		viewedName, err = viewName(ctx, db, id)
+		viewedName, err = viewName(ctx, db, durableSubject)
 		viewed <- err
 	}()
 	// Three more groups, each committed while the first sync is held.
 	more := make(chan error, 3)
 	groups := db.WriterStats().Groups
 	for i := range 3 {
-		go func() { more <- updateName(ctx, db, id, "v"+string(rune('3'+i))) }()
+		go func() { more <- updateName(ctx, db, durableSubject, "v"+string(rune('3'+i))) }()
 		for db.dur.queued() < i+1 {
 			time.Sleep(time.Millisecond)
 		}
@@ -173,27 +183,24 @@ func TestDurableAnswersAfterSync(t *testing.T) {
 // internal error, refuses every later write without committing it, and
 // fails a View that might show what the sync lost.
 func TestDurableSyncFailure(t *testing.T) {
-	h := hookWALSync(t)
-	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	h, db := openDurable(t)
 	ctx := context.Background()
-	const id = custos.SubjectID("sub_durable")
-	putSubject(t, db, id, "v1", false)
 
 	h.fail.Store(true)
-	err := updateName(ctx, db, id, "v2")
+	err := updateName(ctx, db, durableSubject, "v2")
 	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update whose sync failed: got %v, want EINTERNAL wrapping EIO", err)
 	}
 	h.fail.Store(false)
 	calls := h.calls.Load()
-	err = updateName(ctx, db, id, "v3")
+	err = updateName(ctx, db, durableSubject, "v3")
 	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update after the failed sync: got %v, want the same refusal", err)
 	}
-	if got, _ := glanceName(t, db, id); got == "v3" {
+	if got, _ := glanceName(t, db, durableSubject); got == "v3" {
 		t.Error("a write refused after the failed sync was committed")
 	}
-	if _, err := viewName(ctx, db, id); !errors.Is(err, syscall.EIO) {
+	if _, err := viewName(ctx, db, durableSubject); !errors.Is(err, syscall.EIO) {
 		t.Errorf("View after the failed sync: got %v, want the refusal", err)
 	}
 	if got := h.calls.Load(); got != calls {
@@ -257,16 +264,13 @@ func (d *durability) queued() int {
 // when the store is closed is answered as on disk, and Close returns
 // after it.
 func TestDurableCloseAnswersHeldWrites(t *testing.T) {
-	h := hookWALSync(t)
-	db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+	h, db := openDurable(t)
 	ctx := context.Background()
-	const id = custos.SubjectID("sub_durable")
-	putSubject(t, db, id, "v1", false)
 
 	h.block.Store(true)
 	defer h.unblock()
 	updated := make(chan error, 1)
-	go func() { updated <- updateName(ctx, db, id, "v2") }()
+	go func() { updated <- updateName(ctx, db, durableSubject, "v2") }()
 	h.held(t)
 	closed := make(chan error, 1)
 	go func() { closed <- db.Close() }()
@@ -279,7 +283,7 @@ func TestDurableCloseAnswersHeldWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	reopened := openKept(t, db.Path(), 0)
-	if got, err := viewName(ctx, reopened, id); err != nil || got != "v2" {
+	if got, err := viewName(ctx, reopened, durableSubject); err != nil || got != "v2" {
 		t.Fatalf("after reopening: %q, %v; want v2", got, err)
 	}
 }
