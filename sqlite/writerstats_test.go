@@ -83,6 +83,7 @@ func TestWriterStats(t *testing.T) {
 		"custos_sqlite_group_members_total": final.Members,
 		"custos_sqlite_group_reruns_total":  final.Reruns,
 		"custos_sqlite_pages_written_total": final.Pages,
+		"custos_sqlite_wal_syncs_total":     final.Syncs,
 	} {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(b.String())
 		if m == nil {
