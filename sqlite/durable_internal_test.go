@@ -75,24 +75,8 @@ func openDurable(t *testing.T) (*syncHook, *DB) {
 
 // viewName reads subject id's "name" in View.
 func viewName(ctx context.Context, db *DB, id custos.SubjectID) (string, error) {
-	var name string
-	err := db.View(ctx, func(tx custos.Tx) error {
-		s, err := tx.GetSubject(ctx, id)
-		if err != nil {
-			return err
-		}
-		name = string(s.Sealed["name"])
-		return nil
-	})
+	name, _, err := readName(ctx, db.View, id)
 	return name, err
-}
-
-// updateName replaces subject id's "name" with v.
-func updateName(ctx context.Context, db *DB, id custos.SubjectID, v string) error {
-	return db.Update(ctx, func(tx custos.Tx) error {
-		s := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte(v)}, CreatedAt: tx.Now(), UpdatedAt: tx.Now()}
-		return tx.UpdateSubject(ctx, s)
-	})
 }
 
 // notYet fails the test if any of chs delivers within a while: what they
@@ -132,7 +116,7 @@ func TestDurableAnswersAfterSync(t *testing.T) {
 	h.block.Store(true)
 	defer h.unblock() // before the store's Close at cleanup
 	updated := make(chan error, 1)
-	go func() { updated <- updateName(ctx, db, durableSubject, "v2") }()
+	go func() { updated <- storeName(ctx, db, durableSubject, "v2", true) }()
 	h.held(t) // the syncer holds the sync that would answer it
 	if db.dur.deferred.Load() == deferred0 {
 		t.Fatal("the update's commit synced at once instead of leaving it to the syncer")
@@ -151,7 +135,7 @@ func TestDurableAnswersAfterSync(t *testing.T) {
 	more := make(chan error, 3)
 	groups := db.WriterStats().Groups
 	for i := range 3 {
-		go func() { more <- updateName(ctx, db, durableSubject, "v"+string(rune('3'+i))) }()
+		go func() { more <- storeName(ctx, db, durableSubject, "v"+string(rune('3'+i)), true) }()
 		for db.dur.queued() < i+1 {
 			time.Sleep(time.Millisecond)
 		}
@@ -187,13 +171,13 @@ func TestDurableSyncFailure(t *testing.T) {
 	ctx := context.Background()
 
 	h.fail.Store(true)
-	err := updateName(ctx, db, durableSubject, "v2")
+	err := storeName(ctx, db, durableSubject, "v2", true)
 	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update whose sync failed: got %v, want EINTERNAL wrapping EIO", err)
 	}
 	h.fail.Store(false)
 	calls := h.calls.Load()
-	err = updateName(ctx, db, durableSubject, "v3")
+	err = storeName(ctx, db, durableSubject, "v3", true)
 	if custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update after the failed sync: got %v, want the same refusal", err)
 	}
@@ -270,7 +254,7 @@ func TestDurableCloseAnswersHeldWrites(t *testing.T) {
 	h.block.Store(true)
 	defer h.unblock()
 	updated := make(chan error, 1)
-	go func() { updated <- updateName(ctx, db, durableSubject, "v2") }()
+	go func() { updated <- storeName(ctx, db, durableSubject, "v2", true) }()
 	h.held(t)
 	closed := make(chan error, 1)
 	go func() { closed <- db.Close() }()

@@ -32,28 +32,41 @@ func openKept(t *testing.T, path string, d time.Duration) *DB {
 // field "name" = v.
 func putSubject(t *testing.T, db *DB, id custos.SubjectID, v string, update bool) {
 	t.Helper()
-	ctx := context.Background()
-	err := db.Update(ctx, func(tx custos.Tx) error {
+	if err := storeName(context.Background(), db, id, v, update); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeName is putSubject returning its error, for goroutines.
+func storeName(ctx context.Context, db *DB, id custos.SubjectID, v string, update bool) error {
+	return db.Update(ctx, func(tx custos.Tx) error {
 		s := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": []byte(v)}, CreatedAt: tx.Now(), UpdatedAt: tx.Now()}
 		if update {
 			return tx.UpdateSubject(ctx, s)
 		}
 		return tx.InsertSubject(ctx, s)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // glanceName reads subject id's "name" in Glance and counts fn's runs.
 // Its context ends when it returns, as a request's does.
 func glanceName(t *testing.T, db *DB, id custos.SubjectID) (string, int) {
 	t.Helper()
-	var name string
-	runs := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := db.Glance(ctx, func(tx custos.Tx) error {
+	name, runs, err := readName(ctx, db.Glance, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, runs
+}
+
+// readName reads subject id's "name" with read (View or Glance) and
+// counts fn's runs.
+func readName(ctx context.Context, read func(context.Context, func(custos.Tx) error) error, id custos.SubjectID) (string, int, error) {
+	var name string
+	runs := 0
+	err := read(ctx, func(tx custos.Tx) error {
 		runs++
 		s, err := tx.GetSubject(ctx, id)
 		if err != nil {
@@ -62,10 +75,7 @@ func glanceName(t *testing.T, db *DB, id custos.SubjectID) (string, int) {
 		name = string(s.Sealed["name"])
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return name, runs
+	return name, runs, err
 }
 
 func appendAuditOnly(t *testing.T, db *DB, n int) {
@@ -295,11 +305,7 @@ func TestKeptSnapshotsConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			err := db.Update(ctx, func(tx custos.Tx) error {
-				return tx.UpdateSubject(ctx, &custos.StoredSubject{ID: "sub_a", Sealed: map[string][]byte{"name": []byte(strconv.Itoa(i))},
-					CreatedAt: tx.Now(), UpdatedAt: tx.Now()})
-			})
-			if err != nil {
+			if err := storeName(ctx, db, "sub_a", strconv.Itoa(i), true); err != nil {
 				t.Error(err)
 				return
 			}
