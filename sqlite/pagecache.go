@@ -17,15 +17,15 @@ import (
 // truncation walks the whole cache's hash table (pcache1TruncateUnsafe)
 // though it removes nothing. With a 64 MiB cache that walk took a fifth of
 // the writer's CPU time in a read benchmark on a small store (BENCHMARKS.md,
-// fifth session). pcache.go now puts the cache's largest number back after
-// each swap, and with that in place the writer uses the large cache at
-// every size. Without it (SQLite was started before this package's init
-// could give it the wrapped page cache), the writer keeps a small cache
-// below 1 GiB — the database then fits in the OS page cache anyway — and
-// lets a transaction hold up to 64 MiB of changed pages before it spills
-// them into the WAL (cache_spill), which is what the import needed the
-// large cache for; from 1 GiB on, where the walk cannot happen, it uses
-// the large cache.
+// fifth session). So below 1 GiB the writer keeps a small cache — the
+// database then fits in the OS page cache anyway — and lets a transaction
+// hold up to 64 MiB of changed pages before it spills them into the WAL
+// (cache_spill), which is what the import needed the large cache for;
+// from 1 GiB on, where the walk cannot happen, it uses the large cache.
+// pcache.go now keeps the walk from happening at all, but the small cache
+// stays: with the walk gone, the large cache below 1 GiB read 5–7 % slower
+// in two rounds of eight interleaved pairs (BENCHMARKS.md, twenty-sixth
+// session), and created no faster.
 
 const (
 	// smallCacheKiB and largeCacheKiB are the write connection's
@@ -48,25 +48,20 @@ const (
 var tuneCacheInterval = time.Second
 
 // writeCacheDSN is the part of the write connection's DSN that sizes its
-// page cache as it starts: large with the wrapped page cache, else small
-// until tuneCache has seen the database.
+// page cache as it starts: small, until tuneCache has seen the database.
 func writeCacheDSN() string {
-	return fmt.Sprintf("&_pragma=cache_size(-%d)&_pragma=cache_spill(-%d)", wantCacheKiB(0, 0), spillKiB)
+	return fmt.Sprintf("&_pragma=cache_size(-%d)&_pragma=cache_spill(-%d)", smallCacheKiB, spillKiB)
 }
 
 // largeCacheFrom is the database size in bytes from which the writer
-// uses the large cache. Tests set it while a writer may be reading it,
-// hence atomic; zero means the default: every size with the wrapped page
-// cache (pcache.go), else the lock-byte page.
+// uses the large cache: the lock-byte page. Tests lower it while a
+// writer may be reading it, hence atomic; zero means pendingByte.
 var largeCacheFrom atomic.Int64
 
 // wantCacheKiB is the cache the write connection should have for a
 // database of pages pages of pageSize bytes.
 func wantCacheKiB(pages, pageSize int64) int64 {
 	from := largeCacheFrom.Load()
-	if from == 0 && pageCacheFixed() {
-		return largeCacheKiB
-	}
 	if from == 0 {
 		from = pendingByte
 	}

@@ -26,17 +26,6 @@ func writeConnPragma(t *testing.T, db *DB, name string) int64 {
 }
 
 func TestWantCacheKiB(t *testing.T) {
-	t.Cleanup(func() { largeCacheFrom.Store(0) })
-	// The default: with the wrapped page cache, which the package's
-	// init installs, every size gets the large cache.
-	if !pageCacheFixed() {
-		t.Fatal("SQLite runs without the wrapped page cache (pcache.go)")
-	}
-	if got := wantCacheKiB(5, 4096); got != largeCacheKiB {
-		t.Errorf("wantCacheKiB(5, 4096) with the wrapped page cache = %d KiB, want %d", got, largeCacheKiB)
-	}
-	// Without it, the large cache starts at the lock-byte page.
-	largeCacheFrom.Store(pendingByte)
 	for _, c := range []struct {
 		pages, pageSize, want int64
 	}{
@@ -54,15 +43,12 @@ func TestWantCacheKiB(t *testing.T) {
 	}
 }
 
-// TestWriteCacheSize: where the commit-time cache walk can happen (as
-// without the wrapped page cache, pcache.go), a small store's writer has
-// the small page cache and may still hold 64 MiB of changed pages before
-// spilling; once the store is past that size, tuneCache gives it the
-// large cache, and back; and by default, with the wrapped page cache, it
-// has the large cache at once.
+// TestWriteCacheSize: a small store's writer has the small page cache and
+// may still hold 64 MiB of changed pages before spilling; once the store
+// is past the size where the commit-time cache walk happens, tuneCache
+// gives it the large cache, and back.
 func TestWriteCacheSize(t *testing.T) {
 	t.Cleanup(func() { largeCacheFrom.Store(0) })
-	largeCacheFrom.Store(pendingByte)
 	db := openInternal(t)
 
 	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
@@ -81,18 +67,12 @@ func TestWriteCacheSize(t *testing.T) {
 	if got := writeConnPragma(t, db, "cache_size"); got != -largeCacheKiB {
 		t.Errorf("cache_size past the threshold = %d, want -%d", got, largeCacheKiB)
 	}
-	largeCacheFrom.Store(pendingByte)
+	largeCacheFrom.Store(0)
 	if err := db.tuneCache(); err != nil {
 		t.Fatal(err)
 	}
 	if got := writeConnPragma(t, db, "cache_size"); got != -smallCacheKiB {
 		t.Errorf("cache_size back under the threshold = %d, want -%d", got, smallCacheKiB)
-	}
-
-	largeCacheFrom.Store(0)
-	fresh := openInternal(t)
-	if got := writeConnPragma(t, fresh, "cache_size"); got != -largeCacheKiB {
-		t.Errorf("cache_size on a new store with the wrapped page cache = %d, want -%d", got, largeCacheKiB)
 	}
 }
 
@@ -104,8 +84,7 @@ func TestWriterRetunesCacheByTime(t *testing.T) {
 	old := tuneCacheInterval
 	tuneCacheInterval = 5 * time.Millisecond
 	t.Cleanup(func() { tuneCacheInterval = old; largeCacheFrom.Store(0) })
-	largeCacheFrom.Store(pendingByte) // the small cache first
-	db := openInternal(t)             // closed before the cleanup above restores
+	db := openInternal(t) // closed before the cleanup above restores
 	ctx := context.Background()
 	write := func(i int) {
 		t.Helper()

@@ -27,8 +27,8 @@ import (
 // writer's whole cache though it removed nothing: 3 % of a create
 // benchmark's CPU with an 8 MiB cache, 8 % of the writer goroutine's (the
 // writer is what a create waits for), and a fifth of the writer's time
-// with a 64 MiB cache in the fifth session, which is why the writer kept a
-// small cache below 1 GiB until now (pagecache.go).
+// with a 64 MiB cache in the fifth session, which is why the writer keeps
+// a small cache below 1 GiB (pagecache.go).
 //
 // So custos gives SQLite the default page cache with its xRekey wrapped
 // (pcacheRekey; xTruncate is wrapped too, only to count the walks): when a page leaves the spare number, the cache's largest
@@ -46,8 +46,8 @@ import (
 // SQLite takes a page cache only before its first connection opens
 // (SQLITE_CONFIG_PCACHE2 fails with SQLITE_MISUSE after that), so this is
 // installed by the package's init. If something opened SQLite first,
-// SQLite keeps its own page cache and the writer keeps the small cache
-// below 1 GiB as before (pageCacheFixed).
+// SQLite keeps its own page cache, and commits walk the cache as before
+// (pcacheFix.installed says which).
 
 // pcacheFix is the state of the wrapped page cache.
 var pcacheFix struct {
@@ -100,9 +100,6 @@ func installPageCache() {
 	setCFn[truncFn](&m.FxTruncate, pcacheTruncate)
 	pcacheFix.installed = sqlite3.Xsqlite3_config(tls, sqlite3.SQLITE_CONFIG_PCACHE2, libc.VaList(args, methods)) == sqlite3.SQLITE_OK
 }
-
-// pageCacheFixed reports whether SQLite runs with pcacheRekey.
-func pageCacheFixed() bool { return pcacheFix.installed }
 
 // pcacheRekey is pcache1's xRekey, then, when a page leaves the spare
 // number, its cache's largest page number as it was before the page took

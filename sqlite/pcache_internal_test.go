@@ -45,7 +45,7 @@ func hashKeys(c *sqlite3.TPCache1) []uint32 {
 // truncation (here, a rollback of pages the transaction added) still
 // drops every page beyond the database.
 func TestPageCacheSpareNumber(t *testing.T) {
-	if !pageCacheFixed() {
+	if !pcacheFix.installed {
 		t.Fatal("SQLite runs without the wrapped page cache: something started it before this package's init")
 	}
 	var (
