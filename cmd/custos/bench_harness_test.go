@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"custos"
+	"custos/seed"
 )
 
 // TestBenchHarnessJSON runs a tiny `custos bench` end to end and checks the
@@ -72,6 +76,10 @@ func TestBenchHarnessJSON(t *testing.T) {
 	if r := got["create"]; r.WriterBusy <= 0 || r.WriterBusy > 1 || r.GroupSize < 1 || r.GroupSize > 2 {
 		t.Errorf("create: writer busy %.3f, %.2f writes per commit; want busy in (0, 1] and 1–2 per commit", r.WriterBusy, r.GroupSize)
 	}
+	// Every create body was made before the step (benchBodies).
+	if r := got["create"]; strings.Contains(r.Note, "create bodies") {
+		t.Errorf("create: %s", r.Note)
+	}
 	if !bytes.Contains(stdout.Bytes(), []byte("writes per commit")) {
 		t.Errorf("stdout does not note the writer:\n%s", stdout.String())
 	}
@@ -87,6 +95,34 @@ func TestBenchHarnessJSON(t *testing.T) {
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte("vs ceiling")) {
 		t.Errorf("stdout has no results table:\n%s", stdout.String())
+	}
+}
+
+// TestBenchCreateBodies: the pool hands out the bodies made before a
+// step, each a distinct customer, and once it is empty makes one on
+// demand and counts it.
+func TestBenchCreateBodies(t *testing.T) {
+	g := &benchGen{g: seed.New(rand.New(rand.NewPCG(7, 1)))}
+	var b benchBodies
+	b.fill(g, 50)
+	b.fill(g, 40) // already full enough: makes none
+	if len(b.list) != 50 {
+		t.Fatalf("pool holds %d bodies after fill(50) and fill(40), want 50", len(b.list))
+	}
+	mobiles := map[string]bool{}
+	for range 51 {
+		var s custos.NewSubject
+		if err := json.Unmarshal(b.pop(g), &s); err != nil {
+			t.Fatal(err)
+		}
+		m := s.Fields["mobile"]
+		if m == "" || mobiles[m] {
+			t.Fatalf("body %d: mobile %q empty or repeated", len(mobiles), m)
+		}
+		mobiles[m] = true
+	}
+	if got := b.late.Load(); got != 1 {
+		t.Errorf("bodies made on demand = %d, want 1 (the 51st)", got)
 	}
 }
 
