@@ -81,9 +81,14 @@ func TestPageCacheSpareNumber(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`); err != nil {
 		t.Fatal(err)
 	}
-	// Random keys land on random leaves, and leaves split.
-	insert := func(tx *sql.Tx, n int) {
+	// n random keys in one transaction, ended by end: random keys land
+	// on random leaves, and leaves split.
+	insert := func(n int, end func(*sql.Tx) error) {
 		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for range n {
 			k, v := make([]byte, 24), make([]byte, 200)
 			rand.Read(k)
@@ -92,17 +97,13 @@ func TestPageCacheSpareNumber(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if err := end(tx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	parks, restores, walks := pcacheFix.parks.Load(), pcacheFix.restores.Load(), pcacheFix.walks.Load()
 	for range 60 {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		insert(tx, 200)
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		insert(200, (*sql.Tx).Commit)
 	}
 	if got := pcacheFix.parks.Load() - parks; got == 0 {
 		t.Fatal("no page took the spare number in 12,000 random inserts: the test no longer makes SQLite swap pages")
@@ -121,14 +122,7 @@ func TestPageCacheSpareNumber(t *testing.T) {
 		t.Fatal(err)
 	}
 	restores = pcacheFix.restores.Load()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insert(tx, 3000)
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	insert(3000, (*sql.Tx).Rollback)
 	if pcacheFix.restores.Load() == restores {
 		t.Fatal("the rolled-back transaction made no swap")
 	}
