@@ -135,7 +135,7 @@ func pcacheRekey(tls *libc.TLS, p, pPg uintptr, iOld, iNew uint32) {
 // general case). It runs once a transaction.
 func pcacheTruncate(tls *libc.TLS, p uintptr, iLimit uint32) {
 	c := (*sqlite3.TPCache1)(cptr(p))
-	mu := (*sqlite3.TPGroup)(cptr(c.FpGroup)).Fmutex
+	mu := groupMutex(c)
 	sqlite3.Xsqlite3_mutex_enter(tls, mu)
 	if iLimit <= c.FiMaxKey && c.FiMaxKey-iLimit >= c.FnHash {
 		pcacheFix.walks.Add(1)
@@ -144,10 +144,16 @@ func pcacheTruncate(tls *libc.TLS, p uintptr, iLimit uint32) {
 	cfn[truncFn](pcacheFix.baseTrunc)(tls, p, iLimit)
 }
 
+// groupMutex is the mutex of c's group, which guards c's fields in
+// pcache1 (zero, which SQLite's mutex calls ignore, if it has none).
+func groupMutex(c *sqlite3.TPCache1) uintptr {
+	return (*sqlite3.TPGroup)(cptr(c.FpGroup)).Fmutex
+}
+
 // maxKey reads c's largest page number under its group's mutex, which
 // guards it in pcache1.
 func maxKey(tls *libc.TLS, c *sqlite3.TPCache1) uint32 {
-	mu := (*sqlite3.TPGroup)(cptr(c.FpGroup)).Fmutex
+	mu := groupMutex(c)
 	sqlite3.Xsqlite3_mutex_enter(tls, mu)
 	defer sqlite3.Xsqlite3_mutex_leave(tls, mu)
 	return c.FiMaxKey
@@ -156,7 +162,7 @@ func maxKey(tls *libc.TLS, c *sqlite3.TPCache1) uint32 {
 // restoreMaxKey lowers c's largest page number from spare to to, unless
 // a larger number than the spare one came in meanwhile.
 func restoreMaxKey(tls *libc.TLS, c *sqlite3.TPCache1, spare, to uint32) {
-	mu := (*sqlite3.TPGroup)(cptr(c.FpGroup)).Fmutex
+	mu := groupMutex(c)
 	sqlite3.Xsqlite3_mutex_enter(tls, mu)
 	defer sqlite3.Xsqlite3_mutex_leave(tls, mu)
 	if c.FiMaxKey != spare {

@@ -18,7 +18,7 @@ import (
 func cacheKeys(c *sqlite3.TPCache1) []uint32 {
 	tls := libc.NewTLS()
 	defer tls.Close()
-	mu := (*sqlite3.TPGroup)(cptr(c.FpGroup)).Fmutex
+	mu := groupMutex(c)
 	sqlite3.Xsqlite3_mutex_enter(tls, mu)
 	defer sqlite3.Xsqlite3_mutex_leave(tls, mu)
 	return hashKeys(c)
