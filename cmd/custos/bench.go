@@ -99,6 +99,11 @@ type benchReport struct {
 	RSSPerStep    bool          `json:"peak_rss_per_step"` // false: peak RSS is since process start
 	Results       []benchResult `json:"results"`
 	TotalDuration float64       `json:"total_seconds"`
+	// Targets are issue 7's targets as this run measured them, and
+	// HostSpeed this run's ceiling at c=16 over the reference machine's
+	// (benchtargets.go).
+	Targets   []benchVerdict `json:"targets,omitempty"`
+	HostSpeed float64        `json:"ceiling_vs_reference,omitempty"`
 }
 
 // benchResult is one workload at one concurrency.
@@ -426,6 +431,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}
 	rep.TotalDuration = time.Since(began).Seconds()
+	rep.Targets, rep.HostSpeed = benchVerdicts(rep), benchHostSpeed(rep)
 
 	benchTable(stdout, rep)
 	if *jsonOut != "" {
@@ -1490,6 +1496,7 @@ func benchTable(w io.Writer, rep *benchReport) {
 			fmt.Fprintf(w, "  %s c=%d: %s\n", r.Workload, r.Concurrency, strings.Join(notes, "; "))
 		}
 	}
+	benchTargetLines(w, rep)
 }
 
 // benchCPUModel is the CPU model name from /proc/cpuinfo, if there is one.

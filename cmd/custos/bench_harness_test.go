@@ -96,6 +96,14 @@ func TestBenchHarnessJSON(t *testing.T) {
 	if !bytes.Contains(stdout.Bytes(), []byte("vs ceiling")) {
 		t.Errorf("stdout has no results table:\n%s", stdout.String())
 	}
+	// At c=2 only the zero-errors target has its step; the JSON and the
+	// table judge it (benchtargets.go).
+	if len(rep.Targets) != 1 || !rep.Targets[0].Met || rep.Targets[0].Figure != "0 in 5 steps at c=2" || rep.HostSpeed != 0 {
+		t.Errorf("targets: got %+v, host speed %v; want the zero-errors target met in 5 steps, no host speed without c=16", rep.Targets, rep.HostSpeed)
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("targets (issue 7):\n  met     zero errors")) {
+		t.Errorf("stdout does not judge the targets:\n%s", stdout.String())
+	}
 }
 
 // TestBenchCreateBodies: the pool hands out the bodies made before a
