@@ -12,11 +12,11 @@ import (
 // machine issue 7's targets were set for ("a bare net/http handler serves
 // about 39,000 requests/s"). The read targets are shares of the ceiling
 // and so hold on any machine; the create and latency targets are
-// absolute, and this host's speed against the reference says how to read
-// them: the same build on the same host created 4,202 and 5,127
-// customers a second at c=16 in two runs 15 minutes apart, as the
-// ceiling moved from 33,978 to 40,764/s (BENCHMARKS.md, twenty-seventh
-// session).
+// absolute, so a run on a slower host misses them more easily. The
+// host's speed says only part of it: four runs of one build within 40
+// minutes created 4,176–5,127 customers a second at c=16, and two of
+// them with the ceiling at 40,764 and 40,338/s created 5,127 and 4,622
+// (BENCHMARKS.md, twenty-seventh session).
 const benchReferenceCeiling = 39000
 
 // benchVerdict is one of issue 7's targets as this run measured it.
