@@ -104,6 +104,10 @@ type benchReport struct {
 	// (benchtargets.go).
 	Targets   []benchVerdict `json:"targets,omitempty"`
 	HostSpeed float64        `json:"ceiling_vs_reference,omitempty"`
+	// Rounds is how many runs a -merge report is the median of, and
+	// MergedFrom when each of them started (benchmerge.go).
+	Rounds     int      `json:"rounds,omitempty"`
+	MergedFrom []string `json:"merged_from,omitempty"`
 }
 
 // benchResult is one workload at one concurrency.
@@ -199,6 +203,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
+	merge := fs.String("merge", "", "run nothing: read these JSON reports of earlier runs (comma-separated) and report their medians, step by step, with -json and -svg as for a run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
 		fs.PrintDefaults()
@@ -209,6 +214,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *merge != "" {
+		for name := range explicit {
+			if name != "merge" && name != "json" && name != "svg" {
+				return &exitError{code: 2, err: fmt.Errorf("bench: -merge runs nothing and takes only -json and -svg, not -%s", name)}
+			}
+		}
+		rep, err := benchMerge(strings.Split(*merge, ","))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		return benchWrite(rep, stdout, *jsonOut, *svgOut)
+	}
 
 	var problems []string
 	conc, err := benchParseConc(*concFlag)
@@ -432,23 +449,28 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	rep.TotalDuration = time.Since(began).Seconds()
 	rep.Targets, rep.HostSpeed = benchVerdicts(rep), benchHostSpeed(rep)
+	return benchWrite(rep, stdout, *jsonOut, *svgOut)
+}
 
+// benchWrite prints rep as a table and writes it as JSON and as an SVG
+// chart to the files named, if any.
+func benchWrite(rep *benchReport, stdout io.Writer, jsonOut, svgOut string) error {
 	benchTable(stdout, rep)
-	if *jsonOut != "" {
+	if jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	if *svgOut != "" {
+	if svgOut != "" {
 		var buf bytes.Buffer
 		if err := benchSVG(&buf, rep); err != nil {
 			return err
 		}
-		if err := os.WriteFile(*svgOut, buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(svgOut, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
@@ -1440,6 +1462,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "custos bench: %d subjects, %s per step (warm-up %s), %s; %d CPU (%s), GOMAXPROCS %d\n",
 		rep.Subjects, time.Duration(rep.DurationSec*float64(time.Second)), time.Duration(rep.WarmupSec*float64(time.Second)),
 		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
+	if rep.Rounds > 0 {
+		fmt.Fprintf(w, "the median of %d runs, started %s; counts added up, peak memory the largest\n", rep.Rounds, strings.Join(rep.MergedFrom, ", "))
+	}
 	rss := "peak RSS per step"
 	if !rep.RSSPerStep {
 		rss = "peak RSS since start"

@@ -94,9 +94,13 @@ func benchVerdicts(rep *benchReport) []benchVerdict {
 		for i, c := range cs {
 			list[i] = strconv.Itoa(c)
 		}
+		figure := fmt.Sprintf("%d in %d steps at c=%s", errs, steps, strings.Join(list, ","))
+		if rep.Rounds > 1 {
+			figure += fmt.Sprintf(", in each of %d runs", rep.Rounds)
+		}
 		out = append(out, benchVerdict{
 			Target: "zero errors at every concurrency from 1 to 256",
-			Figure: fmt.Sprintf("%d in %d steps at c=%s", errs, steps, strings.Join(list, ",")),
+			Figure: figure,
 			Met:    errs == 0,
 		})
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// benchMerge reads the JSON reports of earlier runs (-json) and returns
+// one report of their medians, step by step, so that a figure near a
+// target is judged on several runs rather than one: on this host one
+// build's creates at c=16 ranged 4,176–5,127/s over four runs within 40
+// minutes (BENCHMARKS.md, twenty-seventh session). The runs must be of
+// the same kind of store, customers, window and steps. A share of the
+// ceiling is the median of each run's own share, as the issue measures
+// it; counts (requests, errors) are added up; peak memory is the
+// largest; each step's note gives the throughput's and p99's range.
+func benchMerge(paths []string) (*benchReport, error) {
+	if len(paths) < 2 {
+		return nil, errors.New("bench: -merge needs two or more JSON reports, comma-separated")
+	}
+	reps := make([]*benchReport, len(paths))
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("bench: -merge: %w", err)
+		}
+		var r benchReport
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("bench: -merge: %s is not a custos bench JSON report: %v", p, err)
+		}
+		if len(r.Results) == 0 {
+			return nil, fmt.Errorf("bench: -merge: %s has no results", p)
+		}
+		reps[i] = &r
+	}
+	first := reps[0]
+	key := func(r benchResult) string { return fmt.Sprintf("%s c=%d", r.Workload, r.Concurrency) }
+	var steps []string
+	for _, r := range first.Results {
+		steps = append(steps, key(r))
+	}
+	for i, r := range reps[1:] {
+		p := paths[i+1]
+		switch {
+		case benchStoreKind(r.Store) != benchStoreKind(first.Store):
+			return nil, fmt.Errorf("bench: -merge: %s ran on %s, %s on %s", paths[0], benchStoreKind(first.Store), p, benchStoreKind(r.Store))
+		case r.Subjects != first.Subjects:
+			return nil, fmt.Errorf("bench: -merge: %s seeded %d customers, %s %d", paths[0], first.Subjects, p, r.Subjects)
+		case r.DurationSec != first.DurationSec:
+			return nil, fmt.Errorf("bench: -merge: %s measured %gs a step, %s %gs", paths[0], first.DurationSec, p, r.DurationSec)
+		}
+		var got []string
+		for _, x := range r.Results {
+			got = append(got, key(x))
+		}
+		if !slices.Equal(got, steps) {
+			return nil, fmt.Errorf("bench: -merge: %s ran the steps %s, %s ran %s", paths[0], strings.Join(steps, ", "), p, strings.Join(got, ", "))
+		}
+	}
+
+	out := *first
+	out.LoadAvg = ""
+	out.Rounds = len(reps)
+	out.MergedFrom = nil
+	out.TotalDuration = 0
+	for _, r := range reps {
+		out.MergedFrom = append(out.MergedFrom, r.StartedAt.Format("2006-01-02T15:04:05Z07:00"))
+		out.TotalDuration += r.TotalDuration
+	}
+	out.Results = make([]benchResult, len(steps))
+	pg := benchStoreKind(first.Store) == "postgres"
+	for s := range steps {
+		rs := make([]benchResult, len(reps))
+		for i, r := range reps {
+			rs[i] = r.Results[s]
+		}
+		med := func(f func(benchResult) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			return benchMedian(v)
+		}
+		m := benchResult{Workload: rs[0].Workload, Concurrency: rs[0].Concurrency, pgGroups: pg,
+			Throughput:        med(func(r benchResult) float64 { return r.Throughput }),
+			P50ms:             med(func(r benchResult) float64 { return r.P50ms }),
+			P95ms:             med(func(r benchResult) float64 { return r.P95ms }),
+			P99ms:             med(func(r benchResult) float64 { return r.P99ms }),
+			CPUPerRequestUS:   med(func(r benchResult) float64 { return r.CPUPerRequestUS }),
+			CeilingRPS:        med(func(r benchResult) float64 { return r.CeilingRPS }),
+			Ratio:             med(func(r benchResult) float64 { return r.Ratio }),
+			RowsPerSec:        med(func(r benchResult) float64 { return r.RowsPerSec }),
+			RowsPerSecDrained: med(func(r benchResult) float64 { return r.RowsPerSecDrained }),
+			CacheHitRate:      med(func(r benchResult) float64 { return r.CacheHitRate }),
+			KeptRate:          med(func(r benchResult) float64 { return r.KeptRate }),
+			KeptStale:         med(func(r benchResult) float64 { return r.KeptStale }),
+			WriterBusy:        med(func(r benchResult) float64 { return r.WriterBusy }),
+			GroupSize:         med(func(r benchResult) float64 { return r.GroupSize }),
+			PagesPerWrite:     med(func(r benchResult) float64 { return r.PagesPerWrite }),
+			SyncsPerGroup:     med(func(r benchResult) float64 { return r.SyncsPerGroup }),
+			DrainSeconds:      med(func(r benchResult) float64 { return r.DrainSeconds }),
+		}
+		codes := map[string]*benchCodeSeen{}
+		late := map[string]*benchCodeSeen{}
+		tMin, tMax, pMin, pMax := rs[0].Throughput, rs[0].Throughput, rs[0].P99ms, rs[0].P99ms
+		for i, r := range rs {
+			m.Requests += r.Requests
+			m.Seconds += r.Seconds
+			m.Errors += r.Errors
+			m.LateErrors += r.LateErrors
+			m.CPUSeconds += r.CPUSeconds
+			m.Samples += r.Samples
+			m.DeferredStatements += r.DeferredStatements
+			m.GroupsUndeferred += r.GroupsUndeferred
+			m.MaxMs = max(m.MaxMs, r.MaxMs)
+			m.PeakRSSBytes = max(m.PeakRSSBytes, r.PeakRSSBytes)
+			tMin, tMax = min(tMin, r.Throughput), max(tMax, r.Throughput)
+			pMin, pMax = min(pMin, r.P99ms), max(pMax, r.P99ms)
+			for j, c := range r.ErrorCodes {
+				benchMergeCodes(codes, map[string]*benchCodeSeen{c.Code: {count: c.Count, first: benchSight(i, j)}})
+			}
+			for j, c := range r.LateErrorCodes {
+				benchMergeCodes(late, map[string]*benchCodeSeen{c.Code: {count: c.Count, first: benchSight(i, j)}})
+			}
+		}
+		m.ErrorCodes, m.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
+		m.Note = fmt.Sprintf("median of %d runs: %s–%s req/s, p99 %s–%s ms", len(rs),
+			benchThousands(tMin), benchThousands(tMax), benchMs(pMin), benchMs(pMax))
+		out.Results[s] = m
+	}
+	out.Targets, out.HostSpeed = benchVerdicts(&out), benchHostSpeed(&out)
+	return &out, nil
+}
+
+// benchSight orders the codes of merged runs: run i's j-th code (a run
+// lists at most five) is seen after every code of the runs before it.
+func benchSight(i, j int) time.Time { return time.Unix(int64(i*8+j), 0) }
+
+// benchStoreKind is "postgres" or "sqlite", from a report's store.
+func benchStoreKind(store string) string {
+	if strings.HasPrefix(store, "postgres") {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// benchMedian is the median of v (the mean of the middle two when v has
+// an even length); v is sorted in place.
+func benchMedian(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}

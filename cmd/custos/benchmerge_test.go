@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeBenchReports writes each report as a -json file and returns their
+// paths, comma-separated.
+func writeBenchReports(t *testing.T, reps ...benchReport) string {
+	t.Helper()
+	var paths []string
+	for i, r := range reps {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "run"+string(rune('a'+i))+".json")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return strings.Join(paths, ",")
+}
+
+// benchRun is one made-up run: its ceiling, read and create at c=16 and
+// read at c=64.
+func benchRun(start time.Time, ceiling, readRatio, creates, p99 float64, errs int64, codes []benchCode, rss int64) benchReport {
+	return benchReport{Store: "sqlite (fresh, temporary directory)", Subjects: 10000, DurationSec: 5, StartedAt: start, TotalDuration: 270,
+		Results: []benchResult{
+			{Workload: "ceiling", Concurrency: 16, Requests: 100, Throughput: ceiling, CeilingRPS: ceiling, Ratio: 1},
+			{Workload: "read", Concurrency: 16, Requests: 100, Throughput: ceiling * readRatio, CeilingRPS: ceiling, Ratio: readRatio, PeakRSSBytes: rss},
+			{Workload: "create", Concurrency: 16, Requests: 100, Throughput: creates, CeilingRPS: ceiling, Ratio: creates / ceiling, Errors: errs, ErrorCodes: codes, WriterBusy: 0.8, GroupSize: 5},
+			{Workload: "read", Concurrency: 64, Requests: 100, CeilingRPS: ceiling, P99ms: p99},
+		}}
+}
+
+// TestBenchMerge: -merge reports each step's median over the runs (a
+// share of the ceiling as the median of each run's own share), adds up
+// the counts and errors with their codes, keeps the largest peak memory,
+// notes each step's range, judges the targets on the medians, and writes
+// JSON like a run's.
+func TestBenchMerge(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	files := writeBenchReports(t,
+		benchRun(t0, 30000, 0.30, 4000, 30, 0, nil, 100<<20),
+		benchRun(t0.Add(time.Hour), 40000, 0.20, 5200, 19, 2, []benchCode{{"unavailable", 2}}, 300<<20),
+		benchRun(t0.Add(2*time.Hour), 39000, 0.25, 5100, 21, 1, []benchCode{{"transport", 1}}, 200<<20),
+	)
+	out := filepath.Join(t.TempDir(), "merged.json")
+	var stdout, stderr bytes.Buffer
+	rep := runBenchJSON(t, context.Background(), []string{"bench", "-merge", files, "-json", out}, out, func(string) string { return "" }, &stdout, &stderr)
+	if rep.Rounds != 3 || len(rep.MergedFrom) != 3 || rep.MergedFrom[1] != "2026-12-03T05:00:00Z" || rep.TotalDuration != 810 {
+		t.Errorf("rounds %d, merged from %v, total %v s; want 3 runs, the second started 05:00, 810 s", rep.Rounds, rep.MergedFrom, rep.TotalDuration)
+	}
+	if len(rep.Results) != 4 {
+		t.Fatalf("got %d steps, want 4", len(rep.Results))
+	}
+	ceil, read, create, read64 := rep.Results[0], rep.Results[1], rep.Results[2], rep.Results[3]
+	if ceil.Throughput != 39000 || ceil.Requests != 300 {
+		t.Errorf("ceiling: %.0f/s, %d requests; want the median 39,000 and 300", ceil.Throughput, ceil.Requests)
+	}
+	// The median of the runs' own shares (0.30, 0.20, 0.25), not the
+	// median read over the median ceiling (9,000 / 39,000).
+	if read.Ratio != 0.25 || read.Throughput != 9000 || read.PeakRSSBytes != 300<<20 {
+		t.Errorf("read c=16: ratio %.3f, %.0f/s, peak %d MiB; want 0.25, 9,000/s, 300 MiB", read.Ratio, read.Throughput, read.PeakRSSBytes>>20)
+	}
+	if create.Throughput != 5100 || create.Errors != 3 || len(create.ErrorCodes) != 2 ||
+		create.ErrorCodes[0] != (benchCode{"unavailable", 2}) || create.ErrorCodes[1] != (benchCode{"transport", 1}) {
+		t.Errorf("create c=16: %.0f/s, %d errors %v; want 5,100/s, 3 errors, unavailable×2 then transport×1", create.Throughput, create.Errors, create.ErrorCodes)
+	}
+	if want := "median of 3 runs: 4,000–5,200 req/s"; !strings.HasPrefix(create.Note, want) {
+		t.Errorf("create note %q, want it to begin %q", create.Note, want)
+	}
+	if read64.P99ms != 21 {
+		t.Errorf("read c=64 p99 %.1f ms, want the median 21", read64.P99ms)
+	}
+	verdict := map[string]bool{}
+	for _, v := range rep.Targets {
+		verdict[strings.Fields(v.Target)[0]+" "+strings.Fields(v.Target)[1]] = v.Met
+	}
+	if len(rep.Targets) != 4 || verdict["masked read"] || !verdict["durable creates"] || verdict["zero errors"] {
+		t.Errorf("targets %+v; want read missed at 25 %%, creates met at 5,100/s, p99 missed at 21 ms, errors missed", rep.Targets)
+	}
+	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %", "3 in 3 steps at c=16,64, in each of 3 runs"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, stdout.String())
+		}
+	}
+
+	if got := benchMedian([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of 1–4: %v, want 2.5", got)
+	}
+}
+
+// TestBenchMergeRefuses: runs that cannot be merged, and flags of a run
+// beside -merge, are refused with what differs; a PostgreSQL merge
+// keeps PostgreSQL's notes.
+func TestBenchMergeRefuses(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	run1 := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	pg := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	pg.Store = "postgres://***@127.0.0.1:5432/b"
+	short := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	short.Results = short.Results[:3]
+	more := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	more.Subjects = 2000
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"one file", []string{"-merge", writeBenchReports(t, run1)}, "two or more"},
+		{"stores", []string{"-merge", writeBenchReports(t, run1, pg)}, "ran on sqlite"},
+		{"steps", []string{"-merge", writeBenchReports(t, run1, short)}, "ran the steps ceiling c=16, read c=16, create c=16, read c=64"},
+		{"customers", []string{"-merge", writeBenchReports(t, run1, more)}, "seeded 10000 customers"},
+		{"not a report", []string{"-merge", writeBenchReports(t, run1) + "," + bad}, "bad.json is not a custos bench JSON report"},
+		{"run flags", []string{"-merge", writeBenchReports(t, run1, run1), "-c", "16"}, "takes only -json and -svg, not -c"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" })
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tc.name, code, stderr.String(), tc.want)
+		}
+	}
+
+	pg.Results[2].DeferredStatements = 7
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"bench", "-merge", writeBenchReports(t, pg, pg)}, &stdout, &stderr, func(string) string { return "" }); code != 0 {
+		t.Fatalf("PostgreSQL merge: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "create c=16: 5.0 writes per commit, 14 statements sent deferred") {
+		t.Errorf("a PostgreSQL merge notes its groups as PostgreSQL's:\n%s", stdout.String())
+	}
+}
