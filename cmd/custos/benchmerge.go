@@ -20,6 +20,7 @@ import (
 // it; counts (requests, errors) are added up; peak memory is the
 // largest; each step's note gives the throughput's and p99's range.
 func benchMerge(paths []string) (*benchReport, error) {
+	paths = slices.DeleteFunc(paths, func(p string) bool { return strings.TrimSpace(p) == "" })
 	if len(paths) < 2 {
 		return nil, errors.New("bench: -merge needs two or more JSON reports, comma-separated")
 	}
@@ -35,6 +36,10 @@ func benchMerge(paths []string) (*benchReport, error) {
 		}
 		if len(r.Results) == 0 {
 			return nil, fmt.Errorf("bench: -merge: %s has no results", p)
+		}
+		if r.Rounds > 0 {
+			// Its counts are sums and its figures medians already.
+			return nil, fmt.Errorf("bench: -merge: %s is itself the median of %d runs; merge the runs' own reports", p, r.Rounds)
 		}
 		reps[i] = &r
 	}

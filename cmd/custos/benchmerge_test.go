@@ -54,9 +54,12 @@ func TestBenchMerge(t *testing.T) {
 		benchRun(t0.Add(time.Hour), 40000, 0.20, 5200, 19, 2, []benchCode{{"unavailable", 2}}, 300<<20),
 		benchRun(t0.Add(2*time.Hour), 39000, 0.25, 5100, 21, 1, []benchCode{{"transport", 1}}, 200<<20),
 	)
-	out := filepath.Join(t.TempDir(), "merged.json")
+	out, svg := filepath.Join(t.TempDir(), "merged.json"), filepath.Join(t.TempDir(), "merged.svg")
 	var stdout, stderr bytes.Buffer
-	rep := runBenchJSON(t, context.Background(), []string{"bench", "-merge", files, "-json", out}, out, func(string) string { return "" }, &stdout, &stderr)
+	rep := runBenchJSON(t, context.Background(), []string{"bench", "-merge", files, "-json", out, "-svg", svg}, out, func(string) string { return "" }, &stdout, &stderr)
+	if b, err := os.ReadFile(svg); err != nil || !strings.Contains(string(b), "median of 3 runs from 2026-12-03 04:00 UTC") {
+		t.Errorf("-svg: %v; want a chart that says it is the median of 3 runs", err)
+	}
 	if rep.Rounds != 3 || len(rep.MergedFrom) != 3 || rep.MergedFrom[1] != "2026-12-03T05:00:00Z" || rep.TotalDuration != 810 {
 		t.Errorf("rounds %d, merged from %v, total %v s; want 3 runs, the second started 05:00, 810 s", rep.Rounds, rep.MergedFrom, rep.TotalDuration)
 	}
@@ -112,6 +115,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	short.Results = short.Results[:3]
 	more := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	more.Subjects = 2000
+	merged := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	merged.Rounds = 2
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -127,6 +132,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"customers", []string{"-merge", writeBenchReports(t, run1, more)}, "seeded 10000 customers"},
 		{"not a report", []string{"-merge", writeBenchReports(t, run1) + "," + bad}, "bad.json is not a custos bench JSON report"},
 		{"run flags", []string{"-merge", writeBenchReports(t, run1, run1), "-c", "16"}, "takes only -json and -svg, not -c"},
+		{"a merge", []string{"-merge", writeBenchReports(t, run1, merged)}, "is itself the median of 2 runs"},
+		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" })

@@ -55,9 +55,13 @@ func benchSVG(w io.Writer, rep *benchReport) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">custos bench: throughput as a share of a bare net/http handler (same run)</text>`+"\n")
+	when := rep.StartedAt.UTC().Format("2006-01-02 15:04 UTC")
+	if rep.Rounds > 0 {
+		when = fmt.Sprintf("median of %d runs from %s", rep.Rounds, when)
+	}
 	fmt.Fprintf(&b, `<text x="10" y="38" fill="#555">%s · %d subjects · %d CPU (%s) · %s per step · %s</text>`+"\n",
 		esc(rep.Store), rep.Subjects, rep.NumCPU, esc(cmp.Or(rep.CPUModel, "unknown CPU")),
-		esc(fmt.Sprintf("%gs", rep.DurationSec)), esc(rep.StartedAt.UTC().Format("2006-01-02 15:04 UTC")))
+		esc(fmt.Sprintf("%gs", rep.DurationSec)), esc(when))
 	// Axis: 0, 25, 50, 75, 100 % of the ceiling.
 	axisBottom := top + len(rows)*(barH+gap)
 	for _, pct := range []float64{0, 0.25, 0.5, 0.75, 1} {
