@@ -203,6 +203,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
+	rounds := fs.Int("rounds", 1, "run the whole benchmark this many times, each on a fresh temporary store with the same -seed, and report the medians, step by step (as -merge)")
 	merge := fs.String("merge", "", "run nothing: read these JSON reports of earlier runs (comma-separated) and report their medians, step by step, with -json and -svg as for a run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
@@ -251,12 +252,25 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if *reuse && !slices.Equal(workloads, []string{"read"}) {
 		problems = append(problems, "-reuse runs the read workload only (-workloads read)")
 	}
+	if *rounds < 1 || *rounds > maxBenchRounds {
+		problems = append(problems, fmt.Sprintf("-rounds must be 1–%d", maxBenchRounds))
+	}
+	if *rounds > 1 {
+		for _, name := range []string{"data", "store", "reuse", "keep", "cpuprofile", "trace", "memprofile"} {
+			if explicit[name] {
+				problems = append(problems, "-rounds runs each round on a fresh temporary store and records no profile: not with -"+name)
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return &exitError{code: 2, err: errors.New("bench: " + strings.Join(problems, "; "))}
 	}
 	*warmup = min(*warmup, *duration/5)
 	if *seedV == 0 {
 		*seedV = uint64(time.Now().UnixNano())
+	}
+	if *rounds > 1 {
+		return benchRounds(ctx, fs, *rounds, *seedV, *jsonOut, *svgOut, stdout, stderr, getenv)
 	}
 	say := func(format string, a ...any) {
 		if !*quiet {

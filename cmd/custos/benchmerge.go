@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -163,4 +167,49 @@ func benchMedian(v []float64) float64 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// maxBenchRounds bounds -rounds: a full run takes about 4.5 minutes here.
+const maxBenchRounds = 20
+
+// benchRounds runs the benchmark of fs's flags n times, one after the
+// other, each on a fresh temporary store with the same seed, and reports
+// the medians of the rounds as -merge does. The rounds' own reports are
+// kept beside jsonOut (FILE.round1.json, …) when it is set. Each round's
+// table is left out; its progress goes to stderr as a run's does.
+func benchRounds(ctx context.Context, fs *flag.FlagSet, n int, seed uint64, jsonOut, svgOut string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var args []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "rounds", "json", "svg", "seed":
+		default:
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	args = append(args, fmt.Sprintf("-seed=%d", seed))
+	dir := ""
+	if jsonOut == "" {
+		d, err := os.MkdirTemp("", "custos-bench-rounds-*")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	files := make([]string, n)
+	for i := range n {
+		files[i] = filepath.Join(dir, fmt.Sprintf("round%d.json", i+1))
+		if jsonOut != "" {
+			files[i] = fmt.Sprintf("%s.round%d.json", strings.TrimSuffix(jsonOut, ".json"), i+1)
+		}
+		fmt.Fprintf(stderr, "bench: round %d of %d\n", i+1, n)
+		if err := cmdBench(ctx, append(slices.Clone(args), "-json", files[i]), io.Discard, stderr, getenv); err != nil {
+			return fmt.Errorf("bench: round %d of %d: %w", i+1, n, err)
+		}
+	}
+	rep, err := benchMerge(files)
+	if err != nil {
+		return err
+	}
+	return benchWrite(rep, stdout, jsonOut, svgOut)
 }

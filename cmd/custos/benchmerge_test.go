@@ -151,3 +151,55 @@ func TestBenchMergeRefuses(t *testing.T) {
 		t.Errorf("a PostgreSQL merge notes its groups as PostgreSQL's:\n%s", stdout.String())
 	}
 }
+
+// TestBenchRounds: -rounds runs the benchmark that many times on fresh
+// stores with one seed, keeps each round's report beside -json, and
+// reports their medians; flags that would make rounds differ, or record
+// one round's profile, are refused.
+func TestBenchRounds(t *testing.T) {
+	ctx, file := benchTest(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-rounds", "2", "-subjects", "50", "-c", "2", "-duration", "200ms", "-workloads", "read", "-quiet", "-json", file}
+	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
+	if rep.Rounds != 2 || len(rep.MergedFrom) != 2 || len(rep.Results) != 2 {
+		t.Fatalf("rounds %d from %v, %d steps; want 2 rounds of 2 steps (ceiling, read)", rep.Rounds, rep.MergedFrom, len(rep.Results))
+	}
+	var seeds []uint64
+	for i := 1; i <= 2; i++ {
+		var r benchReport
+		b, err := os.ReadFile(strings.TrimSuffix(file, ".json") + ".round" + string(rune('0'+i)) + ".json")
+		if err != nil {
+			t.Fatalf("round %d's report: %v", i, err)
+		}
+		if err := json.Unmarshal(b, &r); err != nil || r.Rounds != 0 || len(r.Results) != 2 {
+			t.Fatalf("round %d's report: %v, %+v", i, err, r)
+		}
+		seeds = append(seeds, r.Seed)
+	}
+	if seeds[0] != seeds[1] || rep.Seed != seeds[0] || seeds[0] == 0 {
+		t.Errorf("seeds of the rounds %v and of the merge %d: want one seed, not 0", seeds, rep.Seed)
+	}
+	if read := rep.Results[1]; read.Workload != "read" || read.Requests <= 0 || read.Errors != 0 {
+		t.Errorf("read: %+v; want requests and no errors", read)
+	}
+	if !strings.Contains(stdout.String(), "the median of 2 runs") || strings.Count(stdout.String(), "vs ceiling") != 1 {
+		t.Errorf("stdout: want one table, of the median of 2 runs:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "bench: round 2 of 2") {
+		t.Errorf("stderr does not say which round runs:\n%s", stderr.String())
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-rounds", "0"}, "-rounds must be 1–20"},
+		{[]string{"-rounds", "2", "-data", t.TempDir()}, "not with -data"},
+		{[]string{"-rounds", "2", "-cpuprofile", "cpu.prof"}, "not with -cpuprofile"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" }); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
