@@ -92,7 +92,7 @@ func TestBenchMerge(t *testing.T) {
 	if len(rep.Targets) != 4 || verdict["masked read"] || !verdict["durable creates"] || verdict["zero errors"] {
 		t.Errorf("targets %+v; want read missed at 25 %%, creates met at 5,100/s, p99 missed at 21 ms, errors missed", rep.Targets)
 	}
-	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %", "3 in 3 steps at c=16,64, in each of 3 runs"} {
+	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %", "3 in 3 runs of 3 steps at c=16,64"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.String())
 		}

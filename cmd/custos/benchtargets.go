@@ -96,7 +96,7 @@ func benchVerdicts(rep *benchReport) []benchVerdict {
 		}
 		figure := fmt.Sprintf("%d in %d steps at c=%s", errs, steps, strings.Join(list, ","))
 		if rep.Rounds > 1 {
-			figure += fmt.Sprintf(", in each of %d runs", rep.Rounds)
+			figure = fmt.Sprintf("%d in %d runs of %d steps at c=%s", errs, rep.Rounds, steps, strings.Join(list, ","))
 		}
 		out = append(out, benchVerdict{
 			Target: "zero errors at every concurrency from 1 to 256",
