@@ -22,7 +22,8 @@ import (
 // the same kind of store, customers, window and steps. A share of the
 // ceiling is the median of each run's own share, as the issue measures
 // it; counts (requests, errors) are added up; peak memory is the
-// largest; each step's note gives the throughput's and p99's range.
+// largest; each step's note gives the throughput's and p99's range, and
+// the notes of the runs.
 func benchMerge(paths []string) (*benchReport, error) {
 	paths = slices.DeleteFunc(paths, func(p string) bool { return strings.TrimSpace(p) == "" })
 	if len(paths) < 2 {
@@ -138,8 +139,14 @@ func benchMerge(paths []string) (*benchReport, error) {
 			}
 		}
 		m.ErrorCodes, m.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
-		m.Note = fmt.Sprintf("median of %d runs: %s–%s req/s, p99 %s–%s ms", len(rs),
-			benchThousands(tMin), benchThousands(tMax), benchMs(pMin), benchMs(pMax))
+		notes := []string{fmt.Sprintf("median of %d runs: %s–%s req/s, p99 %s–%s ms", len(rs),
+			benchThousands(tMin), benchThousands(tMax), benchMs(pMin), benchMs(pMax))}
+		for i, r := range rs {
+			if r.Note != "" { // a run's warning is not lost in the median
+				notes = append(notes, fmt.Sprintf("run %d: %s", i+1, r.Note))
+			}
+		}
+		m.Note = strings.Join(notes, "; ")
 		out.Results[s] = m
 	}
 	out.Targets, out.HostSpeed = benchVerdicts(&out), benchHostSpeed(&out)
