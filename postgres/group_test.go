@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -93,15 +94,44 @@ func blockWriter(t *testing.T, db *postgres.DB, req string) (release func() erro
 	}
 }
 
-// waitQueued waits until n Update calls wait for db's writers.
+// waitQueued waits until n Update calls wait for db's writers: counted
+// by db.Queued, and at least n goroutines of the process parked in
+// queue.Hand's select. Update counts itself before it reaches that
+// select, so a writer released on the count alone could gather a group
+// before the last caller had handed its request over, and run it in the
+// next group (a CI run saw TestGroupCommitFlushed's group of 4 run as 3).
+// The parked goroutines are counted for the whole process: with two
+// stores in one test, the second store's wait is no stricter than its
+// count.
 func waitQueued(t *testing.T, db *postgres.DB, n int64) {
 	t.Helper()
-	for db.Queued() < n {
+	for db.Queued() < n || parkedInHand() < n {
 		if t.Context().Err() != nil {
 			t.Fatalf("waiting for %d queued updates: %v", n, t.Context().Err())
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// parkedInHand counts the goroutines blocked in queue.Hand's select,
+// waiting for a writer to take their request.
+func parkedInHand() int64 {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var count int64
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(" [select")) && bytes.Contains(g, []byte("custos/internal/queue.Hand[")) {
+			count++
+		}
+	}
+	return count
 }
 
 // groupMembers blocks db's only writer, queues members Updates behind it,
