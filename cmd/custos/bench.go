@@ -216,7 +216,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if *merge != "" {
-		for name := range explicit {
+		for _, name := range slices.Sorted(maps.Keys(explicit)) {
 			if name != "merge" && name != "json" && name != "svg" {
 				return &exitError{code: 2, err: fmt.Errorf("bench: -merge runs nothing and takes only -json and -svg, not -%s", name)}
 			}

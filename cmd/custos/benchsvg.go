@@ -14,7 +14,7 @@ import (
 var benchTargets = map[string]float64{"read": 0.50, "lookup": 0.40}
 
 func benchCreateTarget(store string) float64 {
-	if strings.HasPrefix(store, "postgres") {
+	if benchStoreKind(store) == "postgres" {
 		return 3000
 	}
 	return 5000
