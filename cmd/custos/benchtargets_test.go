@@ -40,6 +40,9 @@ func TestBenchVerdicts(t *testing.T) {
 			t.Errorf("verdict %d = %+v, want target %q…, met %v, figure %q", i, got[i], w.prefix, w.met, w.figure)
 		}
 	}
+	if !strings.HasSuffix(got[4].Target, "(the target is every one from 1 to 256; not run: c=1)") {
+		t.Errorf("errors judged without c=1: target %q, want it to name c=1 as not run", got[4].Target)
+	}
 	if !got[2].Absolute || !got[3].Absolute || got[0].Absolute || got[4].Absolute {
 		t.Errorf("only the create and p99 targets are absolute: %+v", got)
 	}
@@ -53,8 +56,18 @@ func TestBenchVerdicts(t *testing.T) {
 		{Workload: "create", Concurrency: 16, Throughput: 3000},
 	}}
 	got = benchVerdicts(pg)
-	if len(got) != 2 || !strings.Contains(got[0].Target, "3,000/s") || !got[0].Met || !got[1].Met {
+	if len(got) != 2 || !strings.Contains(got[0].Target, "3,000/s") || !got[0].Met || !got[1].Met ||
+		!strings.HasSuffix(got[1].Target, "not run: c=1,64,256)") {
 		t.Errorf("PostgreSQL at 3,000 creates/s: %+v", got)
+	}
+	// A run of every concurrency from 1 to 256 (and more) states the
+	// issue's target as it is.
+	var all []benchResult
+	for _, c := range []int{1, 16, 64, 256, 512} {
+		all = append(all, benchResult{Workload: "update", Concurrency: c})
+	}
+	if got := benchVerdicts(&benchReport{Results: all}); len(got) != 1 || got[0].Target != "zero errors at every concurrency from 1 to 256" || !got[0].Met {
+		t.Errorf("errors at c=1…512: %+v", got)
 	}
 	if s := benchHostSpeed(pg); s != 0 {
 		t.Errorf("host speed without a ceiling step: %v, want 0", s)
