@@ -90,19 +90,15 @@ func benchVerdicts(rep *benchReport) []benchVerdict {
 	}
 	if steps > 0 {
 		slices.Sort(cs)
-		list := make([]string, len(cs))
-		for i, c := range cs {
-			list[i] = strconv.Itoa(c)
-		}
-		figure := fmt.Sprintf("%d in %d steps at c=%s", errs, steps, strings.Join(list, ","))
+		figure := fmt.Sprintf("%d in %d steps at c=%s", errs, steps, benchCList(cs))
 		if rep.Rounds > 1 {
-			figure = fmt.Sprintf("%d in %d runs of %d steps at c=%s", errs, rep.Rounds, steps, strings.Join(list, ","))
+			figure = fmt.Sprintf("%d in %d runs of %d steps at c=%s", errs, rep.Rounds, steps, benchCList(cs))
 		}
 		// The issue asks for every concurrency from 1 to 256; a run that
 		// left some out can only speak for the ones it ran.
 		target := "zero errors at every concurrency from 1 to 256"
 		if missing := benchErrorsUncovered(cs); len(missing) > 0 {
-			target = "zero errors at the concurrencies this run measured (the target is every one from 1 to 256; not run: c=" + strings.Join(missing, ",") + ")"
+			target = "zero errors at the concurrencies this run measured (the target is every one from 1 to 256; not run: c=" + benchCList(missing) + ")"
 		}
 		out = append(out, benchVerdict{
 			Target: target,
@@ -122,14 +118,23 @@ var benchErrorConcurrencies = []int{1, 16, 64, 256}
 
 // benchErrorsUncovered lists those of benchErrorConcurrencies that cs
 // lacks.
-func benchErrorsUncovered(cs []int) []string {
-	var out []string
+func benchErrorsUncovered(cs []int) []int {
+	var out []int
 	for _, c := range benchErrorConcurrencies {
 		if !slices.Contains(cs, c) {
-			out = append(out, strconv.Itoa(c))
+			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// benchCList writes concurrencies as "1,16,64".
+func benchCList(cs []int) string {
+	list := make([]string, len(cs))
+	for i, c := range cs {
+		list[i] = strconv.Itoa(c)
+	}
+	return strings.Join(list, ",")
 }
 
 // benchHostSpeed is this run's ceiling at c=16 over the reference
