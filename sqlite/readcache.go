@@ -14,7 +14,6 @@ import (
 	"unsafe"
 
 	"custos"
-	"custos/internal/sqlutil"
 )
 
 // DefaultReadCache is how many customers the read cache holds when
@@ -50,6 +49,7 @@ type readCache struct {
 	seed   maphash.Seed
 	gen    atomic.Uint64 // local invalidations
 	shards [cacheShards]cacheShard
+	in     interner // the entries' field names and consent words
 
 	shared *sharedGen
 	// seen is the shared counter's value this process has accounted for:
@@ -88,14 +88,16 @@ const cacheShards = 16
 
 type cacheShard struct {
 	mu      sync.Mutex
-	entries map[custos.SubjectID]*cacheEntry
+	entries map[custos.SubjectID]cacheEntry
 	lookups map[string]custos.SubjectID // field\x00hash → subject
 }
 
+// cacheEntry is one customer's entry: the stored subject row, its data
+// key (none: GetDataKey asks the database) and every consent in recorded
+// order, encoded as one pointer-free slice (cacheblob.go), and the
+// blind-index keys that led to the customer.
 type cacheEntry struct {
-	subject *custos.StoredSubject
-	key     *custos.DataKey         // nil: none read (GetDataKey asks the database)
-	history []*custos.StoredConsent // every consent, in recorded order
+	blob    []byte
 	lookups []string
 }
 
@@ -108,7 +110,7 @@ func newReadCache(size int, shared *sharedGen) *readCache {
 	per := max(size/cacheShards, 1)
 	c := &readCache{max: per, seed: maphash.MakeSeed(), shared: shared}
 	for i := range c.shards {
-		c.shards[i].entries = map[custos.SubjectID]*cacheEntry{}
+		c.shards[i].entries = map[custos.SubjectID]cacheEntry{}
 		c.shards[i].lookups = map[string]custos.SubjectID{}
 	}
 	c.seen.Store(shared.load())
@@ -178,7 +180,7 @@ func (c *readCache) invalidate(inv *invalidation) {
 		s := c.shard(id)
 		s.mu.Lock()
 		var keys []string
-		if e := s.entries[id]; e != nil {
+		if e, ok := s.entries[id]; ok {
 			keys = e.lookups
 			delete(s.entries, id)
 		}
@@ -205,38 +207,39 @@ func (c *readCache) keyShard(k string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, k)%cacheShards]
 }
 
+// getSubject returns a copy of id's cached subject row, or nil when id
+// has no entry. An entry's bytes never change, so it is decoded outside
+// the shard's lock.
 func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	s := c.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.entries[id]; e != nil {
-		c.hits.Add(1)
-		return cloneSubject(e.subject)
+	e, ok := s.entries[id]
+	s.mu.Unlock()
+	if !ok {
+		c.misses.Add(1)
+		return nil
 	}
-	c.misses.Add(1)
-	return nil
+	c.hits.Add(1)
+	return entrySubject(e.blob, id, &c.in)
 }
 
 // maxCachedHistory is the longest consent history the cache keeps; a
 // customer with a longer one (a consent granted and withdrawn over and
 // over) is read from the database each time, so that an entry stays near
-// the 1–2 KiB docs/deploy.md sizes the cache by.
+// the 1.7 KiB or so docs/deploy.md sizes the cache by.
 const maxCachedHistory = 64
 
 // putSubject adds an entry for a subject row, its data key (nil: none)
 // and its consent history, read together in a View stamped stamp. The
-// entry keeps its own copy of st, which the View hands to its caller; key
-// and history it keeps as they are: they come from the View's
-// sqlutil.SubjectReads, which, like the cache, only ever hands out
-// copies, so neither is ever changed.
+// entry is an encoding of them, which shares no memory with them.
 func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) {
 	if len(history) > maxCachedHistory {
 		return
 	}
-	e := &cacheEntry{subject: cloneSubject(st), key: key, history: history}
+	e := cacheEntry{blob: encodeEntry(st, key, history)}
 	s := c.shard(st.ID)
 	s.mu.Lock()
-	if !c.valid(stamp) || s.entries[st.ID] != nil {
+	if _, ok := s.entries[st.ID]; ok || !c.valid(stamp) {
 		s.mu.Unlock()
 		return
 	}
@@ -258,33 +261,17 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 	c.dropLookups(keys, evicted)
 }
 
-// cloneSubject copies st down to its bytes: what the cache holds and what
-// a caller gets never share memory.
-func cloneSubject(st *custos.StoredSubject) *custos.StoredSubject {
-	cp := *st
-	cp.Sealed = make(map[string][]byte, len(st.Sealed))
-	n := 0
-	for _, v := range st.Sealed {
-		n += len(v)
-	}
-	buf := make([]byte, 0, n) // one allocation for every value
-	for k, v := range st.Sealed {
-		buf = append(buf, v...)
-		cp.Sealed[k] = buf[len(buf)-len(v) : len(buf) : len(buf)]
-	}
-	return &cp
-}
-
 // getKey returns the cached data key of id, or nil when id has no entry
 // or its entry no key.
 func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	s := c.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.entries[id]; e != nil && e.key != nil {
-		return sqlutil.CloneKey(e.key)
+	e, ok := s.entries[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil
 	}
-	return nil
+	return entryKey(e.blob, id)
 }
 
 // getConsents returns the cached consents of id for purposes, in recorded
@@ -292,12 +279,12 @@ func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*custos.StoredConsent, bool) {
 	s := c.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.entries[id]
-	if e == nil {
+	e, ok := s.entries[id]
+	s.mu.Unlock()
+	if !ok {
 		return nil, false
 	}
-	return sqlutil.ConsentsFor(e.history, purposes), true
+	return entryConsents(e.blob, id, purposes, &c.in), true
 }
 
 func lookupKey(field string, hash []byte) string { return field + "\x00" + string(hash) }
@@ -318,8 +305,8 @@ func (c *readCache) getLookup(field string, hash []byte) (custos.SubjectID, bool
 	}
 	s := c.shard(id)
 	s.mu.Lock()
-	e := s.entries[id]
-	vouched := e != nil && slices.Contains(e.lookups, k)
+	e, ok := s.entries[id]
+	vouched := ok && slices.Contains(e.lookups, k)
 	s.mu.Unlock()
 	if !vouched {
 		c.dropLookups([]string{k}, id)
@@ -334,13 +321,14 @@ func (c *readCache) putLookup(stamp cacheStamp, field string, hash []byte, id cu
 	k := lookupKey(field, hash)
 	s := c.shard(id)
 	s.mu.Lock()
-	e := s.entries[id]
-	if e == nil || !c.valid(stamp) || len(e.lookups) >= 8 {
+	e, ok := s.entries[id]
+	if !ok || !c.valid(stamp) || len(e.lookups) >= 8 {
 		s.mu.Unlock()
 		return
 	}
 	if !slices.Contains(e.lookups, k) {
 		e.lookups = append(e.lookups, k)
+		s.entries[id] = e
 	}
 	s.mu.Unlock()
 	ks := c.keyShard(k)

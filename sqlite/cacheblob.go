@@ -1,0 +1,275 @@
+package sqlite
+
+import (
+	"encoding/binary"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"custos"
+)
+
+// A read-cache entry is kept as one byte slice, encoded here, rather than
+// as the StoredSubject, DataKey and StoredConsents it holds. Those are
+// 30–40 objects and about 80 pointers a customer, and the garbage
+// collector traced all of them in every cycle: with 10,000 customers
+// cached they were about 90 % of the live heap, and marking them about a
+// tenth of a read's CPU at c=64 (BENCHMARKS.md, twenty-ninth session). A
+// byte slice holds no pointers, so the collector marks it without looking
+// inside. A hit decodes what it needs, which costs about what copying the
+// objects did.
+//
+// Layout: two little-endian uint32 offsets (of the key section and of the
+// history section), then
+//
+//	subject: created, updated, restricted (times), uvarint n, n × (name, value)
+//	key:     0 (none) | 1, version, kek version, wrapped (bytes), created
+//	history: uvarint n, n × uvarint(len(record)) record
+//	record:  purpose, seq, id, subject, scope, action, notice version, at,
+//	         channel, initiated by, by guardian, actor, sealed (bytes)
+//
+// Strings and values are uvarint length-prefixed; "bytes" is 0 for nil,
+// else 1 + len, so nil and empty stay apart; a time is 0 for the zero time,
+// else 1, varint seconds, uvarint nanoseconds, decoded in UTC; integers
+// are varints. The subject's id and a consent's subject id are the entry's
+// key and are not stored again. Only this process reads what it wrote, so
+// the format has no version.
+
+// encodeEntry encodes an entry for st with key (nil: none) and history.
+func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
+	size := 8 + 64
+	for k, v := range st.Sealed {
+		size += len(k) + len(v) + 2*binary.MaxVarintLen32
+	}
+	if key != nil {
+		size += len(key.Wrapped) + 48
+	}
+	for _, c := range history {
+		size += 128 + len(c.ID) + len(c.Purpose) + len(c.Scope) + len(c.Action) + len(c.Channel) +
+			len(c.InitiatedBy) + len(c.ActorID) + len(c.Sealed)
+	}
+	b := make([]byte, 8, size)
+	b = appendTime(b, st.CreatedAt)
+	b = appendTime(b, st.UpdatedAt)
+	b = appendTime(b, st.RestrictedUntil)
+	b = binary.AppendUvarint(b, uint64(len(st.Sealed)))
+	for k, v := range st.Sealed {
+		b = appendString(b, k)
+		b = appendString(b, string(v))
+	}
+	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)))
+	if key == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, int64(key.Version))
+		b = binary.AppendVarint(b, int64(key.KEKVersion))
+		b = appendBytes(b, key.Wrapped)
+		b = appendTime(b, key.CreatedAt)
+	}
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	b = binary.AppendUvarint(b, uint64(len(history)))
+	var rec []byte
+	for _, c := range history {
+		rec = appendString(rec[:0], c.Purpose)
+		rec = binary.AppendVarint(rec, c.Seq)
+		rec = appendString(rec, c.ID)
+		rec = appendString(rec, c.Scope)
+		rec = appendString(rec, c.Action)
+		rec = binary.AppendVarint(rec, int64(c.NoticeVersion))
+		rec = appendTime(rec, c.At)
+		rec = appendString(rec, c.Channel)
+		rec = appendString(rec, c.InitiatedBy)
+		if c.ByGuardian {
+			rec = append(rec, 1)
+		} else {
+			rec = append(rec, 0)
+		}
+		rec = appendString(rec, string(c.ActorID))
+		rec = appendBytes(rec, c.Sealed)
+		b = binary.AppendUvarint(b, uint64(len(rec)))
+		b = append(b, rec...)
+	}
+	if cap(b)-len(b) > len(b)/8 {
+		b = slices.Clone(b) // an entry lives long: keep no slack
+	}
+	return b
+}
+
+// entrySubject decodes the subject of entry b, whose key is id.
+func entrySubject(b []byte, id custos.SubjectID, in *interner) *custos.StoredSubject {
+	d := decoder{b: b[8:binary.LittleEndian.Uint32(b[0:])]}
+	st := &custos.StoredSubject{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), RestrictedUntil: d.time()}
+	n := int(d.uvarint())
+	st.Sealed = make(map[string][]byte, n)
+	// One allocation for every value, as the database read makes one per
+	// row: the subject's section less its names and lengths bounds it.
+	buf := make([]byte, 0, len(d.b))
+	for range n {
+		name := in.get(d.chunk())
+		v := d.chunk()
+		buf = append(buf, v...)
+		st.Sealed[name] = buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
+	return st
+}
+
+// entryKey decodes the data key of entry b, whose key is id; nil when it
+// has none.
+func entryKey(b []byte, id custos.SubjectID) *custos.DataKey {
+	d := decoder{b: b[binary.LittleEndian.Uint32(b[0:]):binary.LittleEndian.Uint32(b[4:])]}
+	if d.byte() == 0 {
+		return nil
+	}
+	return &custos.DataKey{SubjectID: id, Version: int(d.varint()), KEKVersion: int(d.varint()),
+		Wrapped: d.bytes(), CreatedAt: d.time()}
+}
+
+// entryConsents decodes the consents of entry b, whose key is id, for
+// purposes, in recorded order.
+func entryConsents(b []byte, id custos.SubjectID, purposes []string, in *interner) []*custos.StoredConsent {
+	d := decoder{b: b[binary.LittleEndian.Uint32(b[4:]):]}
+	out := []*custos.StoredConsent{}
+	for n := d.uvarint(); n > 0; n-- {
+		r := decoder{b: d.chunk()}
+		purpose := r.chunk()
+		i := slices.IndexFunc(purposes, func(p string) bool { return p == string(purpose) })
+		if i < 0 {
+			continue
+		}
+		c := &custos.StoredConsent{Purpose: purposes[i], SubjectID: id}
+		c.Seq = r.varint()
+		c.ID = string(r.chunk())
+		c.Scope = in.get(r.chunk())
+		c.Action = in.get(r.chunk())
+		c.NoticeVersion = int(r.varint())
+		c.At = r.time()
+		c.Channel = in.get(r.chunk())
+		c.InitiatedBy = in.get(r.chunk())
+		c.ByGuardian = r.byte() == 1
+		c.ActorID = custos.PrincipalID(r.chunk())
+		c.Sealed = r.bytes()
+		out = append(out, c)
+	}
+	return out
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, v []byte) []byte {
+	if v == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))+1)
+	return append(b, v...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// decoder reads what encodeEntry wrote. The bytes never leave this
+// process's memory, so a malformed entry is a bug: reading past the end
+// panics rather than returning an error nobody could act on.
+type decoder struct{ b []byte }
+
+func (d *decoder) byte() byte {
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		panic("sqlite: malformed read-cache entry")
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		panic("sqlite: malformed read-cache entry")
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// chunk returns the next length-prefixed bytes, sharing d's memory.
+func (d *decoder) chunk() []byte {
+	n := d.uvarint()
+	c := d.b[:n:n]
+	d.b = d.b[n:]
+	return c
+}
+
+// bytes returns a copy of the next appendBytes value.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n == 0 {
+		return nil
+	}
+	c := make([]byte, n-1)
+	copy(c, d.b)
+	d.b = d.b[n-1:]
+	return c
+}
+
+func (d *decoder) time() time.Time {
+	if d.byte() == 0 {
+		return time.Time{}
+	}
+	sec := d.varint()
+	return time.Unix(sec, int64(d.uvarint())).UTC()
+}
+
+// interner hands out one string per distinct short value the entries
+// repeat (field names, scopes, actions, channels), so that a hit does not
+// allocate them again. Lookups read an immutable map; a new value
+// replaces it with a copy, which happens a few dozen times in a process's
+// life. It keeps at most maxInterned values; beyond that a value is
+// allocated each time.
+type interner struct {
+	mu sync.Mutex // held to replace m
+	m  atomic.Pointer[map[string]string]
+}
+
+const maxInterned = 1024
+
+func (in *interner) get(b []byte) string {
+	if m := in.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	old := in.m.Load()
+	if old == nil {
+		m := map[string]string{s: s}
+		in.m.Store(&m)
+		return s
+	}
+	if v, ok := (*old)[s]; ok {
+		return v
+	}
+	if len(*old) < maxInterned {
+		m := maps.Clone(*old)
+		m[s] = s
+		in.m.Store(&m)
+	}
+	return s
+}

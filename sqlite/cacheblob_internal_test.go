@@ -1,0 +1,139 @@
+package sqlite
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"custos"
+)
+
+// fillAll sets every field of the struct v points to to a value that is
+// not its zero value and differs with n, so that a field the read-cache
+// encoding forgets (one added to the struct later, say) comes back zero and
+// fails a comparison.
+func fillAll(t *testing.T, v any, n int) {
+	t.Helper()
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		f, name := rv.Field(i), rv.Type().Field(i).Name
+		switch {
+		case f.Type() == reflect.TypeFor[time.Time]():
+			f.Set(reflect.ValueOf(time.Unix(1_700_000_000+int64(n*100+i), int64(123_456_789+i)).UTC()))
+		case f.Type() == reflect.TypeFor[[]byte]():
+			f.SetBytes([]byte(fmt.Sprintf("%s-%d-bytes", name, n)))
+		case f.Type() == reflect.TypeFor[map[string][]byte]():
+			f.Set(reflect.ValueOf(map[string][]byte{"mobile": []byte("ct-mobile-" + strconv.Itoa(n)), "name": {}, "z": []byte("ct-z")}))
+		case f.Kind() == reflect.String:
+			f.SetString(fmt.Sprintf("%s-%d", name, n))
+		case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+			f.SetInt(int64(n*1000 + i + 1))
+		case f.Kind() == reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("fillAll: field %s of %s has type %s, which the test does not fill; teach it, and the encoding", name, rv.Type(), f.Type())
+		}
+	}
+}
+
+// TestCacheEntryRoundTrip checks that a read-cache entry gives back every
+// field of the subject row, data key and consents it was made from, and
+// only the consents of the purposes asked for, in recorded order (the
+// read cache must answer exactly as the database would: S4's decision
+// reads the consents it returns).
+func TestCacheEntryRoundTrip(t *testing.T) {
+	var in interner
+	id := custos.SubjectID("sub-1")
+	st := &custos.StoredSubject{}
+	fillAll(t, st, 1)
+	st.ID = id
+	key := &custos.DataKey{}
+	fillAll(t, key, 2)
+	key.SubjectID = id
+	var history []*custos.StoredConsent
+	for n, purpose := range []string{"marketing", "analytics", "marketing", "account"} {
+		c := &custos.StoredConsent{}
+		fillAll(t, c, n+3)
+		c.SubjectID, c.Purpose = id, purpose
+		history = append(history, c)
+	}
+	history[3].Sealed = nil       // none: stays nil
+	history[2].Sealed = []byte{}  // empty: stays empty
+	history[2].ByGuardian = false // both values of a flag
+	history[3].At = time.Time{}   // the zero time stays zero
+
+	b := encodeEntry(st, key, history)
+	for range 2 { // a second decode of the same bytes gives the same
+		if got := entrySubject(b, id, &in); !reflect.DeepEqual(got, st) {
+			t.Errorf("subject:\n got %+v\nwant %+v", got, st)
+		}
+		if got := entryKey(b, id); !reflect.DeepEqual(got, key) {
+			t.Errorf("key:\n got %+v\nwant %+v", got, key)
+		}
+		got := entryConsents(b, id, []string{"marketing", "account"}, &in)
+		want := []*custos.StoredConsent{history[0], history[2], history[3]}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("consents for marketing, account: got %d", len(got))
+			for i := range max(len(got), len(want)) {
+				if i >= len(got) || i >= len(want) || !reflect.DeepEqual(got[i], want[i]) {
+					t.Errorf("  %d: got %+v", i, got[i:min(i+1, len(got))])
+					t.Errorf("  %d: want %+v", i, want[i:min(i+1, len(want))])
+				}
+			}
+		}
+		if got := entryConsents(b, id, []string{"risk-control"}, &in); got == nil || len(got) != 0 {
+			t.Errorf("consents for a purpose without any: %#v, want an empty, non-nil list", got)
+		}
+		if got[1].Sealed == nil || got[0].At.Location() != time.UTC {
+			t.Errorf("empty sealed decoded as nil, or a time not in UTC: %#v, %v", got[1].Sealed, got[0].At.Location())
+		}
+	}
+
+	// What a caller gets shares no memory with the entry.
+	s1 := entrySubject(b, id, &in)
+	s1.Sealed["mobile"][0] ^= 0xff
+	k1 := entryKey(b, id)
+	k1.Wrapped[0] ^= 0xff
+	c1 := entryConsents(b, id, []string{"marketing"}, &in)
+	c1[0].Sealed[0] ^= 0xff
+	if !reflect.DeepEqual(entrySubject(b, id, &in), st) || !reflect.DeepEqual(entryKey(b, id), key) ||
+		!reflect.DeepEqual(entryConsents(b, id, []string{"marketing"}, &in)[0], history[0]) {
+		t.Error("changing what a decode returned changed the entry")
+	}
+
+	// No key, no consents, no fields.
+	bare := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{}, CreatedAt: st.CreatedAt}
+	b = encodeEntry(bare, nil, nil)
+	if got := entrySubject(b, id, &in); !reflect.DeepEqual(got, bare) {
+		t.Errorf("bare subject: got %+v, want %+v", got, bare)
+	}
+	if got := entryKey(b, id); got != nil {
+		t.Errorf("key of an entry without one: %+v, want nil", got)
+	}
+	if got := entryConsents(b, id, []string{"marketing"}, &in); got == nil || len(got) != 0 {
+		t.Errorf("consents of an entry without any: %#v, want an empty, non-nil list", got)
+	}
+}
+
+// TestInterner checks that the interner gives equal strings, one string
+// per value while it has room, and still the right string once full.
+func TestInterner(t *testing.T) {
+	var in interner
+	a, b := in.get([]byte("mobile")), in.get([]byte("mobile"))
+	if a != "mobile" || b != "mobile" || reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
+		t.Errorf("get(mobile) twice: %q, %q, not one string", a, b)
+	}
+	for i := range maxInterned + 10 {
+		if s := in.get([]byte("v" + strconv.Itoa(i))); s != "v"+strconv.Itoa(i) {
+			t.Fatalf("get(v%d) = %q", i, s)
+		}
+	}
+	if n := len(*in.m.Load()); n != maxInterned {
+		t.Errorf("interner holds %d values, want at most %d", n, maxInterned)
+	}
+	if s := in.get([]byte("past-the-bound")); s != "past-the-bound" {
+		t.Errorf("get past the bound = %q", s)
+	}
+}
