@@ -86,3 +86,37 @@ func TestNoteScopes(t *testing.T) {
 		t.Errorf("a statement outside any scope did not empty the whole cache")
 	}
 }
+
+// TestChangesCached: which statements may change a row the read cache
+// holds. A miss here either serves a stale read (a changing statement
+// taken for an adding one) or empties the cache on every create (an
+// adding one taken for a changing one: every multi-row insert is INSERT
+// OR FAIL, and until the twenty-ninth session the mixed workload's reads
+// found the cache empty for it).
+func TestChangesCached(t *testing.T) {
+	for q, want := range map[string]bool{
+		"INSERT INTO subjects (id, sealed) VALUES (?, ?)":                                               false,
+		"INSERT OR FAIL INTO subjects (id, sealed) VALUES (?, ?), (?, ?)":                               false,
+		"INSERT OR FAIL INTO lookups (field, hash, subject_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING": false,
+		"insert or ignore into data_keys (subject_id) values (?)":                                       false,
+		"INSERT OR ABORT INTO lookups (field) VALUES (?)":                                               false,
+		"INSERT  OR\tROLLBACK INTO \"subjects\" (id) VALUES (?)":                                        false,
+		"INSERT INTO audit_events (seq) VALUES (?)":                                                     false,
+		"INSERT INTO records (id) VALUES (?)":                                                           false,
+		"UPDATE records SET sealed = ?":                                                                 false,
+		"INSERT OR REPLACE INTO subjects (id) VALUES (?)":                                               true,
+		"insert  or  replace into lookups (field) values (?)":                                           true,
+		"REPLACE INTO data_keys (subject_id) VALUES (?)":                                                true,
+		"INSERT INTO subjects (id) VALUES (?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed":  true,
+		"INSERT OR FAIL INTO data_keys (subject_id) VALUES (?) ON CONFLICT DO UPDATE SET version = 2":   true,
+		"INSERT INTO consents (id) VALUES (?)":                                                          true,
+		"INSERT OR FAIL INTO consents (id) VALUES (?), (?)":                                             true,
+		"UPDATE subjects SET sealed = ?":                                                                true,
+		"UPDATE OR IGNORE data_keys SET version = ?":                                                    true,
+		"DELETE FROM lookups WHERE subject_id = ?":                                                      true,
+	} {
+		if got := changesCached(q); got != want {
+			t.Errorf("changesCached(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
