@@ -27,15 +27,15 @@ import (
 //	subject: created, updated, restricted (times), uvarint n, n × (name, value)
 //	key:     0 (none) | 1, version, kek version, wrapped (bytes), created
 //	history: uvarint n, n × uvarint(len(record)) record
-//	record:  purpose, seq, id, subject, scope, action, notice version, at,
+//	record:  purpose, seq, id, scope, action, notice version, at,
 //	         channel, initiated by, by guardian, actor, sealed (bytes)
 //
 // Strings and values are uvarint length-prefixed; "bytes" is 0 for nil,
 // else 1 + len, so nil and empty stay apart; a time is 0 for the zero time,
 // else 1, varint seconds, uvarint nanoseconds, decoded in UTC; integers
-// are varints. The subject's id and a consent's subject id are the entry's
-// key and are not stored again. Only this process reads what it wrote, so
-// the format has no version.
+// are varints. The subject's id, the key's and each consent's subject id
+// are the entry's key and are not stored again. Only this process reads
+// what it wrote, so the format has no version.
 
 // encodeEntry encodes an entry for st with key (nil: none) and history.
 func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
@@ -57,7 +57,8 @@ func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custo
 	b = binary.AppendUvarint(b, uint64(len(st.Sealed)))
 	for k, v := range st.Sealed {
 		b = appendString(b, k)
-		b = appendString(b, string(v))
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
 	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)))
 	if key == nil {
