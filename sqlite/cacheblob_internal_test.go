@@ -52,6 +52,7 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 	key := &custos.DataKey{}
 	fillAll(t, key, 2)
 	key.SubjectID = id
+	key.CreatedAt = time.Date(1960, 5, 1, 12, 0, 0, 7, time.UTC) // before 1970: negative seconds
 	var history []*custos.StoredConsent
 	for n, purpose := range []string{"marketing", "analytics", "marketing", "account"} {
 		c := &custos.StoredConsent{}
