@@ -39,6 +39,9 @@ import (
 
 // encodeEntry encodes an entry for st with key (nil: none) and history.
 func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
+	// The size, a little over: lengths, varints and times take at most
+	// these many bytes besides the strings and values, so the entry is
+	// made once and kept without slack.
 	size := 8 + 64
 	for k, v := range st.Sealed {
 		size += len(k) + len(v) + 2*binary.MaxVarintLen32
@@ -47,7 +50,7 @@ func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custo
 		size += len(key.Wrapped) + 48
 	}
 	for _, c := range history {
-		size += 128 + len(c.ID) + len(c.Purpose) + len(c.Scope) + len(c.Action) + len(c.Channel) +
+		size += 64 + len(c.ID) + len(c.Purpose) + len(c.Scope) + len(c.Action) + len(c.Channel) +
 			len(c.InitiatedBy) + len(c.ActorID) + len(c.Sealed)
 	}
 	b := make([]byte, 8, size)

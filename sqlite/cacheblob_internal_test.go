@@ -138,3 +138,25 @@ func TestInterner(t *testing.T) {
 		t.Errorf("get past the bound = %q", s)
 	}
 }
+
+// TestCacheEntrySize checks that an entry is made at its size: its
+// capacity is at most an eighth over its length, so that the cache's
+// memory is what docs/deploy.md says.
+func TestCacheEntrySize(t *testing.T) {
+	st := &custos.StoredSubject{ID: "s", Sealed: map[string][]byte{}, CreatedAt: time.Now().UTC()}
+	for _, f := range []string{"name", "mobile", "email", "id_number", "address", "birth_date", "gender", "member_no"} {
+		st.Sealed[f] = make([]byte, 60)
+	}
+	key := &custos.DataKey{SubjectID: "s", Version: 1, KEKVersion: 1, Wrapped: make([]byte, 60), CreatedAt: time.Now().UTC()}
+	var history []*custos.StoredConsent
+	for range 4 {
+		history = append(history, &custos.StoredConsent{Seq: 1 << 40, ID: "con_0123456789", SubjectID: "s", Purpose: "marketing",
+			Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 3, At: time.Now().UTC(), Channel: "app", InitiatedBy: "subject"})
+	}
+	for _, h := range [][]*custos.StoredConsent{nil, history} {
+		b := encodeEntry(st, key, h)
+		if cap(b) > len(b)+len(b)/8 {
+			t.Errorf("entry with %d consents: %d bytes in a capacity of %d", len(h), len(b), cap(b))
+		}
+	}
+}
