@@ -39,21 +39,9 @@ import (
 
 // encodeEntry encodes an entry for st with key (nil: none) and history.
 func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
-	// The size, a little over: lengths, varints and times take at most
-	// these many bytes besides the strings and values, so the entry is
-	// made once and kept without slack.
-	size := 8 + 64
-	for k, v := range st.Sealed {
-		size += len(k) + len(v) + 2*binary.MaxVarintLen32
-	}
-	if key != nil {
-		size += len(key.Wrapped) + 48
-	}
-	for _, c := range history {
-		size += 64 + len(c.ID) + len(c.Purpose) + len(c.Scope) + len(c.Action) + len(c.Channel) +
-			len(c.InitiatedBy) + len(c.ActorID) + len(c.Sealed)
-	}
-	b := make([]byte, 8, size)
+	sp := entryScratch.Get().(*[]byte)
+	defer entryScratch.Put(sp)
+	b := append((*sp)[:0], 0, 0, 0, 0, 0, 0, 0, 0) // the offsets, below
 	b = appendTime(b, st.CreatedAt)
 	b = appendTime(b, st.UpdatedAt)
 	b = appendTime(b, st.RestrictedUntil)
@@ -96,11 +84,16 @@ func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custo
 		b = binary.AppendUvarint(b, uint64(len(rec)))
 		b = append(b, rec...)
 	}
-	if cap(b)-len(b) > len(b)/8 {
-		b = slices.Clone(b) // an entry lives long: keep no slack
-	}
-	return b
+	*sp = b
+	// An entry lives long: it is made at its size, from the scratch.
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out
 }
+
+// entryScratch holds the buffers encodeEntry writes an entry into before
+// it copies it out at its size.
+var entryScratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // entrySubject decodes the subject of entry b, whose key is id.
 func entrySubject(b []byte, id custos.SubjectID, in *interner) *custos.StoredSubject {

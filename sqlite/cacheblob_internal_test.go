@@ -139,9 +139,9 @@ func TestInterner(t *testing.T) {
 	}
 }
 
-// TestCacheEntrySize checks that an entry is made at its size: its
-// capacity is at most an eighth over its length, so that the cache's
-// memory is what docs/deploy.md says.
+// TestCacheEntrySize checks that an entry is made at its size (its
+// capacity at most an eighth over its length, so that the cache's memory
+// is what docs/deploy.md says) and in memory of its own.
 func TestCacheEntrySize(t *testing.T) {
 	st := &custos.StoredSubject{ID: "s", Sealed: map[string][]byte{}, CreatedAt: time.Now().UTC()}
 	for _, f := range []string{"name", "mobile", "email", "id_number", "address", "birth_date", "gender", "member_no"} {
@@ -153,10 +153,20 @@ func TestCacheEntrySize(t *testing.T) {
 		history = append(history, &custos.StoredConsent{Seq: 1 << 40, ID: "con_0123456789", SubjectID: "s", Purpose: "marketing",
 			Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 3, At: time.Now().UTC(), Channel: "app", InitiatedBy: "subject"})
 	}
+	var entries [][]byte
 	for _, h := range [][]*custos.StoredConsent{nil, history} {
 		b := encodeEntry(st, key, h)
 		if cap(b) > len(b)+len(b)/8 {
 			t.Errorf("entry with %d consents: %d bytes in a capacity of %d", len(h), len(b), cap(b))
 		}
+		entries = append(entries, b)
+	}
+	// Entries made one after the other share no memory (encodeEntry
+	// writes into a scratch buffer it reuses).
+	if got := entryConsents(entries[0], "s", []string{"marketing"}, &interner{}); len(got) != 0 {
+		t.Errorf("the first entry, made without consents, has %d after a second entry was made", len(got))
+	}
+	if got := entrySubject(entries[0], "s", &interner{}); !reflect.DeepEqual(got.Sealed, st.Sealed) {
+		t.Error("the first entry's subject changed when a second entry was made")
 	}
 }
