@@ -84,10 +84,15 @@ func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custo
 		b = binary.AppendUvarint(b, uint64(len(rec)))
 		b = append(b, rec...)
 	}
-	*sp = b
-	// An entry lives long: it is made at its size, from the scratch.
+	// An entry lives long: it is made at its size, from the scratch. The
+	// scratch is cleared before it goes back to the pool, so that no
+	// wrapped key or ciphertext stays reachable there after its entry is
+	// dropped (an erasure's shredded key must not outlive it in memory
+	// the cache keeps: docs/security.md).
 	out := make([]byte, len(b))
 	copy(out, b)
+	clear(b)
+	*sp = b[:0]
 	return out
 }
 

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -168,5 +169,14 @@ func TestCacheEntrySize(t *testing.T) {
 	}
 	if got := entrySubject(entries[0], "s", &interner{}); !reflect.DeepEqual(got.Sealed, st.Sealed) {
 		t.Error("the first entry's subject changed when a second entry was made")
+	}
+	// The scratch keeps nothing of the last entry (the pool may hand out
+	// a new, empty one instead, which passes too).
+	key.Wrapped = []byte("wrapped-key-canary")
+	encodeEntry(st, key, nil)
+	sp := entryScratch.Get().(*[]byte)
+	defer entryScratch.Put(sp)
+	if scratch := (*sp)[:cap(*sp)]; bytes.Contains(scratch, []byte("wrapped-key-canary")) {
+		t.Error("the encoder's scratch buffer still holds the last entry's wrapped key")
 	}
 }
