@@ -144,16 +144,7 @@ func TestInterner(t *testing.T) {
 // capacity at most an eighth over its length, so that the cache's memory
 // is what docs/deploy.md says) and in memory of its own.
 func TestCacheEntrySize(t *testing.T) {
-	st := &custos.StoredSubject{ID: "s", Sealed: map[string][]byte{}, CreatedAt: time.Now().UTC()}
-	for _, f := range []string{"name", "mobile", "email", "id_number", "address", "birth_date", "gender", "member_no"} {
-		st.Sealed[f] = make([]byte, 60)
-	}
-	key := &custos.DataKey{SubjectID: "s", Version: 1, KEKVersion: 1, Wrapped: make([]byte, 60), CreatedAt: time.Now().UTC()}
-	var history []*custos.StoredConsent
-	for range 4 {
-		history = append(history, &custos.StoredConsent{Seq: 1 << 40, ID: "con_0123456789", SubjectID: "s", Purpose: "marketing",
-			Scope: "purpose", Action: custos.ConsentGranted, NoticeVersion: 3, At: time.Now().UTC(), Channel: "app", InitiatedBy: "subject"})
-	}
+	st, key, history := typicalEntry("s", 1, "marketing", "marketing", "marketing", "marketing")
 	var entries [][]byte
 	for _, h := range [][]*custos.StoredConsent{nil, history} {
 		b := encodeEntry(st, key, h)
