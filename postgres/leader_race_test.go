@@ -200,7 +200,12 @@ func TestUpdateRetriesDeadlock(t *testing.T) {
 			t.Errorf("transaction %d: %v (want the deadlock victim run again)", i, err)
 		}
 	}
-	if n := attempts.Load(); n != 3 {
-		t.Errorf("%d attempts, want 3 (one deadlock victim run twice)", n)
+	// At least one of the two was a victim and ran again. A victim's
+	// next run may lose the race for its first row to the survivor,
+	// which PostgreSQL's row locks do not queue fairly, and deadlock
+	// again; Update runs it again each time, up to maxAttempts, so more
+	// than 3 attempts is correct as long as both succeed (a CI run saw 4).
+	if n := attempts.Load(); n < 3 {
+		t.Errorf("%d attempts, want at least 3 (a deadlock victim run again)", n)
 	}
 }
