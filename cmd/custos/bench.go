@@ -77,20 +77,23 @@ var (
 
 // benchReport is the -json document.
 type benchReport struct {
-	Version       string        `json:"version"`
-	StartedAt     time.Time     `json:"started_at"`
-	GoVersion     string        `json:"go_version"`
-	GOOS          string        `json:"goos"`
-	GOARCH        string        `json:"goarch"`
-	NumCPU        int           `json:"num_cpu"`
-	GOMAXPROCS    int           `json:"gomaxprocs"`
-	CPUModel      string        `json:"cpu_model,omitempty"`
-	LoadAvg       string        `json:"loadavg_at_start,omitempty"`
-	Store         string        `json:"store"`
-	Client        string        `json:"client"`
-	Subjects      int           `json:"subjects"`
-	Seed          uint64        `json:"seed"`
-	SeedSeconds   float64       `json:"seed_seconds"`
+	Version     string    `json:"version"`
+	StartedAt   time.Time `json:"started_at"`
+	GoVersion   string    `json:"go_version"`
+	GOOS        string    `json:"goos"`
+	GOARCH      string    `json:"goarch"`
+	NumCPU      int       `json:"num_cpu"`
+	GOMAXPROCS  int       `json:"gomaxprocs"`
+	CPUModel    string    `json:"cpu_model,omitempty"`
+	LoadAvg     string    `json:"loadavg_at_start,omitempty"`
+	Store       string    `json:"store"`
+	Client      string    `json:"client"`
+	Subjects    int       `json:"subjects"`
+	Seed        uint64    `json:"seed"`
+	SeedSeconds float64   `json:"seed_seconds"`
+	// PrimeSeconds is how long -prime took to read every customer once
+	// before the steps; 0 without -prime.
+	PrimeSeconds  float64       `json:"prime_seconds,omitempty"`
 	DurationSec   float64       `json:"duration_seconds"`
 	WarmupSec     float64       `json:"warmup_seconds"`
 	Concurrency   []int         `json:"concurrency"`
@@ -200,6 +203,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
+	prime := fs.Bool("prime", false, "before the steps, read each customer the read workload draws from once, unmeasured, so that the steps measure a node that has served them before (its read cache as full as -read-cache allows) rather than its first seconds")
 	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
@@ -399,6 +403,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	env.addrs = env.gen.addresses(1024)
 	if err := env.checkMasking(ctx); err != nil {
 		return fmt.Errorf("bench: %w", err)
+	}
+	if *prime {
+		t0 := time.Now()
+		if err := env.prime(ctx, benchPrimeWorkers, say); err != nil {
+			return fmt.Errorf("bench: -prime: %w", err)
+		}
+		rep.PrimeSeconds = max(time.Since(t0).Seconds(), 1e-3)
+		say("primed: read each of the %d customers once in %.1f s", len(env.ids), rep.PrimeSeconds)
 	}
 
 	rep.RSSPerStep = benchResetPeakRSS()
@@ -871,6 +883,49 @@ func (e *benchEnv) sampleSubjects(ctx context.Context, path string, k int) (int,
 		e.ids = append(e.ids, id)
 	}
 	return int(count), nil
+}
+
+// benchPrimeWorkers is how many reads -prime keeps in flight.
+const benchPrimeWorkers = 16
+
+// prime reads each of e.ids once by id, as the read workload does, with c
+// reads in flight, and fails on the first read that does not succeed. A
+// node that has served its customers before holds them in its read cache
+// (up to its size) and its pages in SQLite's and the kernel's caches; a
+// node just started holds nothing, so without this a short step at a
+// large store measures mostly first reads.
+func (e *benchEnv) prime(ctx context.Context, c int, say func(string, ...any)) error {
+	var (
+		next, done atomic.Int64
+		failed     atomic.Pointer[string]
+		wg         sync.WaitGroup
+	)
+	every := max(int64(len(e.ids))/10, 1)
+	for range c {
+		wg.Go(func() {
+			w := &benchWorker{env: e}
+			for failed.Load() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(e.ids)) {
+					return
+				}
+				id := e.ids[i]
+				if code, _ := w.do(ctx, benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}); code != "" {
+					msg := fmt.Sprintf("reading customer %d of %d: %s", i+1, len(e.ids), code)
+					failed.CompareAndSwap(nil, &msg)
+					return
+				}
+				if n := done.Add(1); n%every == 0 {
+					say("priming: %d of %d customers read", n, len(e.ids))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if msg := failed.Load(); msg != nil {
+		return errors.New(*msg)
+	}
+	return ctx.Err()
 }
 
 // checkMasking reads one seeded subject as the read workload does and
@@ -1476,6 +1531,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "custos bench: %d subjects, %s per step (warm-up %s), %s; %d CPU (%s), GOMAXPROCS %d\n",
 		rep.Subjects, time.Duration(rep.DurationSec*float64(time.Second)), time.Duration(rep.WarmupSec*float64(time.Second)),
 		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
+	if rep.PrimeSeconds > 0 {
+		fmt.Fprintf(w, "primed: each customer read once before the steps (%.1f s), so the steps measure a node that has served them before\n", rep.PrimeSeconds)
+	}
 	if rep.Rounds > 0 {
 		fmt.Fprintf(w, "the median of %d runs, started %s; counts added up, peak memory the largest\n", rep.Rounds, strings.Join(rep.MergedFrom, ", "))
 	}

@@ -197,6 +197,35 @@ func TestBenchReuse(t *testing.T) {
 	if !bytes.Contains(stderr.Bytes(), []byte("reading 25 of the 40 customers")) {
 		t.Errorf("bench -reuse did not say what it reads:\n%s", stderr.String())
 	}
+
+	// -prime reads every customer once before the steps: with no
+	// warm-up, the step's reads then all find their customer in the read
+	// cache, where without it the first read of each misses.
+	hits := func(prime bool) float64 {
+		t.Helper()
+		stdout.Reset()
+		stderr.Reset()
+		args := []string{"bench", "-reuse", "-data", dir, "-subjects", "25", "-c", "2", "-duration", "300ms", "-warmup", "0", "-workloads", "read", "-json", file}
+		if prime {
+			args = append(args, "-prime")
+		}
+		rep := runBenchJSON(t, ctx, args, file, env, &stdout, &stderr)
+		primed := bytes.Contains(stdout.Bytes(), []byte("primed: each customer read once before the steps"))
+		if prime != (rep.PrimeSeconds > 0) || prime != primed {
+			t.Errorf("-prime %v: prime_seconds %g, table says primed %v; want both to say %v\n%s", prime, rep.PrimeSeconds, primed, prime, stdout.String())
+		}
+		if len(rep.Results) != 2 || rep.Results[1].Workload != "read" || rep.Results[1].Errors != 0 {
+			t.Fatalf("-prime %v: got %+v, want a read step without errors", prime, rep.Results)
+		}
+		return rep.Results[1].CacheHitRate
+	}
+	if got := hits(true); got != 1 {
+		t.Errorf("primed: the read cache answered %.3f of the step's reads, want all", got)
+	}
+	if got := hits(false); got <= 0 || got >= 1 {
+		t.Errorf("not primed: the read cache answered %.3f of the step's reads, want some misses (each customer's first read)", got)
+	}
+
 	for _, bad := range [][]string{
 		{"bench", "-reuse", "-workloads", "read"},                 // no -data
 		{"bench", "-reuse", "-data", dir, "-workloads", "create"}, // not the read workload

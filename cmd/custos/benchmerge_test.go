@@ -121,6 +121,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	more.Subjects = 2000
 	merged := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	merged.Rounds = 2
+	primed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	primed.PrimeSeconds = 12
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,6 +139,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"not a report", []string{"-merge", writeBenchReports(t, run1) + "," + bad}, "bad.json is not a custos bench JSON report"},
 		{"run flags", []string{"-merge", writeBenchReports(t, run1, run1), "-c", "16"}, "takes only -json and -svg, not -c"},
 		{"a merge", []string{"-merge", writeBenchReports(t, run1, merged)}, "is itself the median of 2 runs"},
+		{"primed", []string{"-merge", writeBenchReports(t, run1, primed)}, "differ in -prime"},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer
