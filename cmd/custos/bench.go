@@ -91,6 +91,9 @@ type benchReport struct {
 	Subjects    int       `json:"subjects"`
 	Seed        uint64    `json:"seed"`
 	SeedSeconds float64   `json:"seed_seconds"`
+	// Zipf is the exponent of the Zipf law by which reads and lookups
+	// drew their customer; 0: uniformly.
+	Zipf float64 `json:"zipf,omitempty"`
 	// PrimeSeconds is how long -prime took to read every customer once
 	// before the steps; 0 without -prime.
 	PrimeSeconds  float64       `json:"prime_seconds,omitempty"`
@@ -203,6 +206,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
+	zipf := fs.Float64("zipf", 0, "reads and lookups draw their customer by a Zipf law of this exponent (> 1; the first customers drawn most often, as a shop's active customers are) instead of uniformly (0)")
 	prime := fs.Bool("prime", false, "before the steps, read each customer the read workload draws from once, unmeasured, so that the steps measure a node that has served them before (its read cache as full as -read-cache allows) rather than its first seconds")
 	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
@@ -249,6 +253,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if *warmup < 0 {
 		problems = append(problems, "-warmup must not be negative")
+	}
+	if *zipf != 0 && !(*zipf > 1 && *zipf <= 10) {
+		problems = append(problems, "-zipf must be 0 (uniform) or an exponent above 1 and at most 10")
 	}
 	if *reuse && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
 		problems = append(problems, "-reuse needs -data of a SQLite store")
@@ -314,7 +321,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	rep := &benchReport{Version: version, StartedAt: time.Now().UTC().Truncate(time.Second), GoVersion: runtime.Version(),
 		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		CPUModel: benchCPUModel(), LoadAvg: benchLoadAvg(), Subjects: *subjects, Seed: *seedV,
-		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads,
+		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads, Zipf: *zipf,
 		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
 	rep.Store = "sqlite:" + cfg.DBPath()
 	if cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:") {
@@ -377,6 +384,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		gen:      &benchGen{g: seed.New(rand.New(rand.NewPCG(*seedV, 0x62656e6368)))},
 		erasable: &benchPool{},
 		seed:     *seedV,
+		zipf:     *zipf,
 	}
 	if n.sqlite != nil {
 		env.cache, env.writer, env.kept = n.sqlite.ReadCacheStats, n.sqlite.WriterStats, n.sqlite.KeptStats
@@ -741,6 +749,7 @@ type benchEnv struct {
 	base    string // custos
 	ceiling string // bare handler
 	seed    uint64
+	zipf    float64 // > 1: reads and lookups draw by Zipf's law (pick)
 
 	// API keys of the principals each workload acts as.
 	tokApp, tokMarketing, tokCS, tokDPO string
@@ -1012,12 +1021,12 @@ func (e *benchEnv) workload(name string) *benchWorkload {
 			}}, true
 	}
 	read := func(w *benchWorker) (benchReq, bool) {
-		id := e.ids[w.rng.IntN(len(e.ids))]
+		id := e.ids[e.pick(w, len(e.ids))]
 		return benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}, true
 	}
 	lookup := func(w *benchWorker) (benchReq, bool) {
 		return benchReq{method: http.MethodPost, url: e.base + "/v1/subjects/lookup", token: e.tokCS, purpose: "customer-service",
-			body: e.lookups[w.rng.IntN(len(e.lookups))]}, true
+			body: e.lookups[e.pick(w, len(e.lookups))]}, true
 	}
 	var wl benchWorkload
 	switch name {
@@ -1131,10 +1140,25 @@ func (e *benchEnv) workload(name string) *benchWorkload {
 	return &wl
 }
 
+// pick draws which of n customers a read or lookup asks for: uniformly,
+// or with -zipf by Zipf's law over their order (ids are sampled or seeded
+// in random order, so the favoured ones are any customers).
+func (e *benchEnv) pick(w *benchWorker, n int) int {
+	if e.zipf <= 1 || n < 2 {
+		return w.rng.IntN(n)
+	}
+	if w.zipf == nil || w.zipfN != n {
+		w.zipf, w.zipfN = rand.NewZipf(w.rng, e.zipf, 1, uint64(n-1)), n
+	}
+	return int(w.zipf.Uint64())
+}
+
 // benchWorker is one closed-loop client.
 type benchWorker struct {
 	env      *benchEnv
 	rng      *rand.Rand
+	zipf     *rand.Zipf // pick's, for zipfN customers
+	zipfN    int
 	buf      bytes.Buffer
 	samples  []int64 // latencies in ns; a uniform reservoir past limit
 	limit    int
@@ -1531,6 +1555,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "custos bench: %d subjects, %s per step (warm-up %s), %s; %d CPU (%s), GOMAXPROCS %d\n",
 		rep.Subjects, time.Duration(rep.DurationSec*float64(time.Second)), time.Duration(rep.WarmupSec*float64(time.Second)),
 		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
+	if rep.Zipf > 0 {
+		fmt.Fprintf(w, "reads and lookups drew their customer by Zipf's law, exponent %g (uniformly without -zipf)\n", rep.Zipf)
+	}
 	if rep.PrimeSeconds > 0 {
 		fmt.Fprintf(w, "primed: each customer read once before the steps (%.1f s), so the steps measure a node that has served them before\n", rep.PrimeSeconds)
 	}

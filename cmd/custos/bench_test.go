@@ -104,3 +104,39 @@ func BenchmarkReadMaskedHTTP(b *testing.B) {
 		}
 	}
 }
+
+// TestBenchPick: reads and lookups draw their customer uniformly, or with
+// -zipf by Zipf's law, which favours the first ones as a shop's active
+// customers are favoured; every draw is one of the n.
+func TestBenchPick(t *testing.T) {
+	const n, draws = 1000, 100_000
+	share := func(zipf float64) float64 {
+		e := &benchEnv{zipf: zipf}
+		w := &benchWorker{rng: rand.New(rand.NewPCG(1, 2))}
+		top := 0
+		for range draws {
+			i := e.pick(w, n)
+			if i < 0 || i >= n {
+				t.Fatalf("-zipf %g: drew %d of %d", zipf, i, n)
+			}
+			if i < n/100 {
+				top++
+			}
+		}
+		return float64(top) / draws
+	}
+	if got := share(0); got < 0.005 || got > 0.015 {
+		t.Errorf("uniform: the first 1 %% of customers drew %.3f of the reads, want about 0.01", got)
+	}
+	if got := share(1.1); got < 0.3 {
+		t.Errorf("-zipf 1.1: the first 1 %% of customers drew %.3f of the reads, want over 0.3 (about 0.48)", got)
+	}
+	// A worker's law follows the number it draws from.
+	e, w := &benchEnv{zipf: 1.5}, &benchWorker{rng: rand.New(rand.NewPCG(3, 4))}
+	e.pick(w, 1000)
+	for range 1000 {
+		if i := e.pick(w, 3); i < 0 || i >= 3 {
+			t.Fatalf("drew %d of 3 after drawing of 1000", i)
+		}
+	}
+}

@@ -63,6 +63,8 @@ func benchMerge(paths []string) (*benchReport, error) {
 			return nil, fmt.Errorf("bench: -merge: %s seeded %d customers, %s %d", paths[0], first.Subjects, p, r.Subjects)
 		case r.DurationSec != first.DurationSec:
 			return nil, fmt.Errorf("bench: -merge: %s measured %gs a step, %s %gs", paths[0], first.DurationSec, p, r.DurationSec)
+		case r.Zipf != first.Zipf:
+			return nil, fmt.Errorf("bench: -merge: %s drew customers with -zipf %g, %s with %g", paths[0], first.Zipf, p, r.Zipf)
 		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
 			return nil, fmt.Errorf("bench: -merge: %s and %s differ in -prime: one read its customers once before the steps, the other did not", paths[0], p)
 		}

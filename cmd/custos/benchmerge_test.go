@@ -123,6 +123,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	merged.Rounds = 2
 	primed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	primed.PrimeSeconds = 12
+	skewed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	skewed.Zipf = 1.1
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -140,6 +142,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"run flags", []string{"-merge", writeBenchReports(t, run1, run1), "-c", "16"}, "takes only -json and -svg, not -c"},
 		{"a merge", []string{"-merge", writeBenchReports(t, run1, merged)}, "is itself the median of 2 runs"},
 		{"primed", []string{"-merge", writeBenchReports(t, run1, primed)}, "differ in -prime"},
+		{"zipf", []string{"-merge", writeBenchReports(t, run1, skewed)}, "with -zipf 0, "},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer
