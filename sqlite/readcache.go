@@ -99,6 +99,9 @@ type cacheShard struct {
 type cacheEntry struct {
 	blob    []byte
 	lookups []string
+	// read is set when the entry answers a read and cleared when an
+	// eviction passes it over (putSubject): a second chance.
+	read bool
 }
 
 // cacheStamp is what a View notes at its start.
@@ -214,6 +217,10 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	s := c.shard(id)
 	s.mu.Lock()
 	e, ok := s.entries[id]
+	if ok && !e.read {
+		e.read = true
+		s.entries[id] = e
+	}
 	s.mu.Unlock()
 	if !ok {
 		c.misses.Add(1)
@@ -222,6 +229,10 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 	c.hits.Add(1)
 	return entrySubject(e.blob, id, &c.in)
 }
+
+// evictProbe is how many entries an eviction looks at, at most, for one
+// not read since it was last passed over.
+const evictProbe = 8
 
 // maxCachedHistory is the longest consent history the cache keeps; a
 // customer with a longer one (a consent granted and withdrawn over and
@@ -248,12 +259,22 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 		keys    []string
 	)
 	if len(s.entries) >= c.max {
-		// Evict one entry; map order is random enough for a cache whose
-		// misses cost one indexed read.
+		// Evict one entry, giving a second chance to those read since
+		// they were put or last passed over: from a random point of the
+		// map (Go's iteration order), clear their marks and take the
+		// first entry not read, or the evictProbe-th one. A customer
+		// read again and again then stays, where a random eviction was
+		// as likely to drop it as any other (BENCHMARKS.md, thirtieth
+		// session).
+		n := 0
 		for id, e := range s.entries {
-			evicted, keys = id, e.lookups
-			delete(s.entries, id)
-			break
+			if n++; !e.read || n == evictProbe {
+				evicted, keys = id, e.lookups
+				delete(s.entries, id)
+				break
+			}
+			e.read = false
+			s.entries[id] = e
 		}
 	}
 	s.entries[st.ID] = e

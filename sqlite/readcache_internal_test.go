@@ -120,3 +120,35 @@ func TestChangesCached(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCacheSecondChance: a full cache makes room by dropping an entry
+// not read since it was put or last passed over, so a customer read
+// between every two fills stays while thousands of others come and go.
+// A random eviction would have dropped it (about 40 evictions in its
+// shard, each taking it with a chance of one in four). Issue #7.
+func TestReadCacheSecondChance(t *testing.T) {
+	c := newReadCache(4*cacheShards, &sharedGen{p: new(uint64)})
+	stamp := c.begin()
+	hot := custos.SubjectID("hot")
+	c.putSubject(stamp, &custos.StoredSubject{ID: hot}, nil, nil)
+	for i := range 40 * c.max * cacheShards {
+		if c.getSubject(hot) == nil {
+			t.Fatalf("the customer read between every two fills was evicted after %d fills", i)
+		}
+		c.putSubject(stamp, &custos.StoredSubject{ID: custos.SubjectID(fmt.Sprint("cold", i))}, nil, nil)
+	}
+	s := c.shard(hot)
+	if n := len(s.entries); n != c.max {
+		t.Errorf("the hot customer's shard holds %d entries, want %d (full, no more)", n, c.max)
+	}
+	// Not read any more, it goes like the others.
+	for i := range 40 * c.max * cacheShards {
+		c.putSubject(stamp, &custos.StoredSubject{ID: custos.SubjectID(fmt.Sprint("later", i))}, nil, nil)
+	}
+	s.mu.Lock()
+	_, ok := s.entries[hot]
+	s.mu.Unlock()
+	if ok {
+		t.Error("the customer no longer read is still cached after thousands of fills, want it evicted")
+	}
+}
