@@ -262,13 +262,15 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 		// Evict one entry, giving a second chance to those read since
 		// they were put or last passed over: from a random point of the
 		// map (Go's iteration order), clear their marks and take the
-		// first entry not read, or the evictProbe-th one. A customer
+		// first entry not read, or the last it looks at (the
+		// evictProbe-th, or the shard's last when it holds fewer, so that
+		// a shard whose entries were all read still evicts). A customer
 		// read again and again then stays, where a random eviction was
 		// as likely to drop it as any other (BENCHMARKS.md, thirtieth
 		// session).
-		n := 0
+		n, probe := 0, min(evictProbe, len(s.entries))
 		for id, e := range s.entries {
-			if n++; !e.read || n == evictProbe {
+			if n++; !e.read || n == probe {
 				evicted, keys = id, e.lookups
 				delete(s.entries, id)
 				break

@@ -152,3 +152,25 @@ func TestReadCacheSecondChance(t *testing.T) {
 		t.Error("the customer no longer read is still cached after thousands of fills, want it evicted")
 	}
 }
+
+// TestReadCacheEvictsWhenAllRead: a shard smaller than an eviction's
+// probe, whose entries were all read since the last fill, still makes
+// room: the cache never holds more than its size.
+func TestReadCacheEvictsWhenAllRead(t *testing.T) {
+	c := newReadCache(2*cacheShards, &sharedGen{p: new(uint64)})
+	stamp := c.begin()
+	var ids []custos.SubjectID
+	for i := range 50 * cacheShards {
+		id := custos.SubjectID(fmt.Sprint("s", i))
+		c.putSubject(stamp, &custos.StoredSubject{ID: id}, nil, nil)
+		ids = append(ids, id)
+		for _, id := range ids {
+			c.getSubject(id)
+		}
+	}
+	for i := range c.shards {
+		if n := len(c.shards[i].entries); n > c.max {
+			t.Errorf("shard %d holds %d entries, want at most %d", i, n, c.max)
+		}
+	}
+}
