@@ -918,8 +918,7 @@ func (e *benchEnv) prime(ctx context.Context, c int, say func(string, ...any)) e
 				if i >= int64(len(e.ids)) {
 					return
 				}
-				id := e.ids[i]
-				if code, _ := w.do(ctx, benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}); code != "" {
+				if code, _ := w.do(ctx, e.readReq(e.ids[i])); code != "" {
 					msg := fmt.Sprintf("reading customer %d of %d: %s", i+1, len(e.ids), code)
 					failed.CompareAndSwap(nil, &msg)
 					return
@@ -1021,8 +1020,7 @@ func (e *benchEnv) workload(name string) *benchWorkload {
 			}}, true
 	}
 	read := func(w *benchWorker) (benchReq, bool) {
-		id := e.ids[e.pick(w, len(e.ids))]
-		return benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}, true
+		return e.readReq(e.ids[e.pick(w, len(e.ids))]), true
 	}
 	lookup := func(w *benchWorker) (benchReq, bool) {
 		return benchReq{method: http.MethodPost, url: e.base + "/v1/subjects/lookup", token: e.tokCS, purpose: "customer-service",
@@ -1138,6 +1136,12 @@ func (e *benchEnv) workload(name string) *benchWorkload {
 		panic("bench: unknown workload " + name)
 	}
 	return &wl
+}
+
+// readReq is the read workload's request: customer id by id, as
+// marketing, masked.
+func (e *benchEnv) readReq(id string) benchReq {
+	return benchReq{method: http.MethodGet, url: e.base + "/v1/subjects/" + id, token: e.tokMarketing, purpose: "marketing"}
 }
 
 // pick draws which of n customers a read or lookup asks for: uniformly,
