@@ -58,13 +58,15 @@ type readCache struct {
 	bumpMu sync.Mutex
 
 	hits, misses, flushes atomic.Uint64
+	warmed                atomic.Uint64 // entries the warm-up put (warm.go)
 }
 
-// ReadCacheStats counts the read cache's answers for subject rows, and
-// how often it was emptied whole.
+// ReadCacheStats counts the read cache's answers for subject rows, how
+// often it was emptied whole, and the customers a warm-up read into it
+// (WarmReadCache).
 type ReadCacheStats struct {
-	Hits, Misses, Flushes uint64
-	Entries               int
+	Hits, Misses, Flushes, Warmed uint64
+	Entries                       int
 }
 
 // ReadCacheStats reports the read cache's counters; all zero when it is
@@ -74,7 +76,7 @@ func (db *DB) ReadCacheStats() ReadCacheStats {
 	if c == nil {
 		return ReadCacheStats{}
 	}
-	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Flushes: c.flushes.Load()}
+	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Flushes: c.flushes.Load(), Warmed: c.warmed.Load()}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()

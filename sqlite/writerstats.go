@@ -59,6 +59,16 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_wal_syncs_total", Help: "Syncs of the WAL that made commit groups durable.", Value: fmt.Sprint(st.Syncs)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
+	if db.rc == nil {
+		return
+	}
+	rc := db.ReadCacheStats()
+	promtext.WriteCounters(w, []promtext.Counter{
+		{Name: "custos_sqlite_read_cache_hits_total", Help: "Reads of a customer the read cache answered.", Value: fmt.Sprint(rc.Hits)},
+		{Name: "custos_sqlite_read_cache_misses_total", Help: "Reads of a customer the read cache did not hold.", Value: fmt.Sprint(rc.Misses)},
+		{Name: "custos_sqlite_read_cache_flushes_total", Help: "Times the read cache was emptied whole.", Value: fmt.Sprint(rc.Flushes)},
+		{Name: "custos_sqlite_read_cache_warmed_total", Help: "Customers the warm-up after a start read into the read cache.", Value: fmt.Sprint(rc.Warmed)},
+	})
 }
 
 // countPages adds the pages the write connection wrote to the WAL since

@@ -96,7 +96,10 @@ type benchReport struct {
 	Zipf float64 `json:"zipf,omitempty"`
 	// PrimeSeconds is how long -prime took to read every customer once
 	// before the steps; 0 without -prime.
-	PrimeSeconds  float64       `json:"prime_seconds,omitempty"`
+	PrimeSeconds float64 `json:"prime_seconds,omitempty"`
+	// Warm is what -warm's warm-up of the read cache did: how far it had
+	// got when the first custos step began, and in all.
+	Warm          *benchWarm    `json:"warm,omitempty"`
 	DurationSec   float64       `json:"duration_seconds"`
 	WarmupSec     float64       `json:"warmup_seconds"`
 	Concurrency   []int         `json:"concurrency"`
@@ -208,6 +211,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
 	zipf := fs.Float64("zipf", 0, "reads and lookups draw their customer by a Zipf law of this exponent (> 1; the first customers drawn most often, as a shop's active customers are) instead of uniformly (0)")
 	prime := fs.Bool("prime", false, "before the steps, read each customer the read workload draws from once, unmeasured, so that the steps measure a node that has served them before (its read cache as full as -read-cache allows) rather than its first seconds")
+	warmFlag := fs.Bool("warm", false, "with -data of a SQLite store: warm the read cache in the background from the list the last -warm run (or custos serve) left beside the store, as serve does at its start, and leave the list at the end")
 	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
@@ -259,6 +263,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if *reuse && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
 		problems = append(problems, "-reuse needs -data of a SQLite store")
+	}
+	if *warmFlag && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
+		problems = append(problems, "-warm needs -data of a SQLite store")
 	}
 	if *reuse && !slices.Equal(workloads, []string{"read"}) {
 		problems = append(problems, "-reuse runs the read workload only (-workloads read)")
@@ -337,6 +344,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	var warm *cacheWarmer
+	if *warmFlag {
+		warm = startCacheWarmer(ctx, n.sqlite, logger)
+		defer func() { // before n.Close
+			warm.stop()
+			warm.save()
+		}()
+	}
 	srv := custoshttp.NewServer(n.svc, logger)
 	addr := "127.0.0.1:0"
 	if explicit["addr"] {
@@ -450,6 +465,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		ceilings[c] = res.Throughput
 	}
+	if warm != nil {
+		rep.Warm = benchWarmAt(warm)
+		say("read cache warm-up at the first custos step: %s", rep.Warm)
+	}
 	prof, err := startBenchRecording(*cpuProfile, "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
 	if err != nil {
 		return err
@@ -480,6 +499,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := benchWriteAllocs(*memProfile); err != nil {
 			return fmt.Errorf("bench: memory profile: %w", err)
 		}
+	}
+	if warm != nil {
+		rep.Warm.update(warm)
 	}
 	rep.TotalDuration = time.Since(began).Seconds()
 	rep.Targets, rep.HostSpeed = benchVerdicts(rep), benchHostSpeed(rep)
@@ -1561,6 +1583,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
 	if rep.Zipf > 0 {
 		fmt.Fprintf(w, "reads and lookups drew their customer by Zipf's law, exponent %g (uniformly without -zipf)\n", rep.Zipf)
+	}
+	if rep.Warm != nil {
+		fmt.Fprintf(w, "read cache warmed in the background from the last run's list (-warm): %s\n", rep.Warm)
 	}
 	if rep.PrimeSeconds > 0 {
 		fmt.Fprintf(w, "primed: each customer read once before the steps (%.1f s), so the steps measure a node that has served them before\n", rep.PrimeSeconds)

@@ -67,6 +67,8 @@ func benchMerge(paths []string) (*benchReport, error) {
 			return nil, fmt.Errorf("bench: -merge: %s drew customers with -zipf %g, %s with %g", paths[0], first.Zipf, p, r.Zipf)
 		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
 			return nil, fmt.Errorf("bench: -merge: %s and %s differ in -prime: one read its customers once before the steps, the other did not", paths[0], p)
+		case (r.Warm != nil) != (first.Warm != nil):
+			return nil, fmt.Errorf("bench: -merge: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", paths[0], p)
 		}
 		var got []string
 		for _, x := range r.Results {

@@ -125,6 +125,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	primed.PrimeSeconds = 12
 	skewed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	skewed.Zipf = 1.1
+	warmed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	warmed.Warm = &benchWarm{Listed: 10, Loaded: 10}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -143,6 +145,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"a merge", []string{"-merge", writeBenchReports(t, run1, merged)}, "is itself the median of 2 runs"},
 		{"primed", []string{"-merge", writeBenchReports(t, run1, primed)}, "differ in -prime"},
 		{"zipf", []string{"-merge", writeBenchReports(t, run1, skewed)}, "with -zipf 0, "},
+		{"warmed", []string{"-merge", writeBenchReports(t, run1, warmed)}, "differ in -warm"},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -415,6 +415,11 @@ func TestCanary(t *testing.T) {
 		t.Fatalf("backup: code %d\n%s\n%s", code, out, errOut)
 	}
 	cliOutput += out + errOut
+	// A read just before the stop, so that the read cache holds A and
+	// serve leaves its list to be searched below.
+	if _, err := ps.App.FindSubjectByID(ctx, []string{"account"}, subA.ID); err != nil {
+		t.Fatal(err)
+	}
 	srv.stop(t)
 	// The retention sweep anonymises A's old order: its dry run, run,
 	// certificate list and verification print nothing personal, and the
@@ -438,6 +443,11 @@ func TestCanary(t *testing.T) {
 		t.Errorf("positive control: the retention run anonymised nothing:\n%s", retentionOut.String())
 	}
 	dataAfter := readTree(t, dir)
+	// serve left the list of customers its read cache held (issue #7):
+	// it is searched with the rest, and must be there to be.
+	if _, ok := dataAfter[filepath.Join(dir, "custos.db-readcache")]; !ok {
+		t.Errorf("serve left no read cache list in %s to search", dir)
+	}
 
 	var corpusAll bytes.Buffer
 	check := func(what string, b []byte) {

@@ -95,6 +95,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
+	warm := startCacheWarmer(ctx, n.sqlite, logger)
+	defer warm.stop() // before n.Close
 	interval := CheckpointInterval
 	if v := getenv("CUSTOS_JOB_INTERVAL"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
@@ -112,6 +114,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer keyTick.Stop()
 	deliverTick := time.NewTicker(n.rights.interval)
 	defer deliverTick.Stop()
+	saveTick := time.NewTicker(ReadCacheSaveInterval)
+	defer saveTick.Stop()
 	keyStamp := keyringStamp(cfg, getenv)
 	for {
 		select {
@@ -121,6 +125,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			jobs.run(ctx)
 		case <-deliverTick.C:
 			jobs.deliver(ctx)
+		case <-saveTick.C:
+			warm.save()
 		case <-keyTick.C:
 			// Another process (custos keys rotate) may have changed the
 			// master keys: pick them up so new data keys are wrapped under
@@ -144,6 +150,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if jobs.release != nil { // a last checkpoint, by the leader only
 				jobs.run(sctx)
 			}
+			warm.stop()
+			warm.save()
 			<-errc
 			fmt.Fprintln(stdout, "custos stopped")
 			return nil

@@ -1,0 +1,298 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"custos"
+)
+
+// Warming the read cache after a start.
+//
+// A process starts with an empty read cache, and a large store's pages
+// are not in the kernel's page cache either: on a 10,000,000-customer
+// node the first seconds' reads took 2–5 times as long as once the cache
+// had filled (BENCHMARKS.md, thirtieth and thirty-first sessions). So a
+// server writes the ids of the customers its read cache holds to a file
+// beside the database (SaveReadCacheList: every few minutes and when it
+// stops), and the next start reads those customers back into the cache
+// in the background (WarmReadCache), as PostgreSQL's autoprewarm does
+// with its buffer list. The file holds subject ids only (the audit log
+// holds the same), never a stored value; a missing or damaged file only
+// means a cold start.
+
+// warmListSuffix names the list beside the database file.
+const warmListSuffix = "-readcache"
+
+// warmListHeader is the list's first line.
+const warmListHeader = "custos read cache v1"
+
+// warmBatch is how many customers one read transaction of the warm-up
+// reads, in id order (ids begin with their creation time, so neighbouring
+// ids tend to share B-tree pages). warmWorkers read batches side by side:
+// on a cold disk each page is one pread, and several in flight keep the
+// disk busy; two leave the other read connections (readConns) to live
+// reads.
+const (
+	warmBatch   = 32
+	warmWorkers = 2
+)
+
+// warmAfterRead, when set (by tests), runs after the warm-up read each
+// customer, inside the batch's read transaction.
+var warmAfterRead func(custos.SubjectID)
+
+// WarmListPath is where SaveReadCacheList writes and WarmReadCache reads.
+func (db *DB) WarmListPath() string { return db.path + warmListSuffix }
+
+// SaveReadCacheList writes the ids of the customers in the read cache to
+// WarmListPath, those read since they were put or last passed over by an
+// eviction first, and returns how many it wrote. It replaces the file
+// whole (a new file renamed over it), so a crash leaves the old list or
+// the new one. An empty or disabled cache writes nothing and leaves an
+// existing list as it is: a process that read nobody has nothing better
+// to offer the next start.
+func (db *DB) SaveReadCacheList() (int, error) {
+	c := db.rc
+	if c == nil {
+		return 0, nil
+	}
+	var read, rest []custos.SubjectID
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for id, e := range s.entries {
+			if e.read {
+				read = append(read, id)
+			} else {
+				rest = append(rest, id)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if len(read)+len(rest) == 0 {
+		return 0, nil
+	}
+	path := db.WarmListPath()
+	tmp, err := os.CreateTemp(dirOf(path), ".readcache-*")
+	if err != nil {
+		return 0, internal("save read cache list", err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename, nothing to remove
+	w := bufio.NewWriter(tmp)
+	fmt.Fprintln(w, warmListHeader)
+	for _, l := range [][]custos.SubjectID{read, rest} {
+		for _, id := range l {
+			w.WriteString(string(id))
+			w.WriteByte('\n')
+		}
+	}
+	err = errors.Join(w.Flush(), tmp.Chmod(0o600), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return 0, internal("save read cache list", err)
+	}
+	return len(read) + len(rest), nil
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if os.IsPathSeparator(path[i]) {
+			return path[:i+1]
+		}
+	}
+	return "."
+}
+
+// WarmStats is what a warm-up did.
+type WarmStats struct {
+	// Listed is how many customers the list named; Loaded how many the
+	// warm-up read into the cache; Cached how many were there already
+	// (read by live traffic first); Gone how many the store no longer
+	// holds (erased since the list was written); Skipped how many found
+	// no room: past the cache's size (a smaller --read-cache than the
+	// process that wrote the list had), or in a part of the cache that
+	// live reads or the list had filled. (Each process hashes ids to
+	// the cache's shards with a seed of its own, so a list as long as
+	// the cache never fits it exactly.)
+	Listed, Loaded, Cached, Gone, Skipped int
+	Elapsed                               time.Duration
+}
+
+// WarmReadCache reads the customers listed in WarmListPath into the read
+// cache, warmWorkers batches at a time, calling progress (when not nil)
+// after each batch with the figures so far, from one goroutine at a
+// time. It stops when the list ends or when ctx ends (then it returns ctx's error with the figures so far). Without a
+// list, or with the cache off, it does nothing and returns no error; a
+// list that is not one (a wrong header, a line that is not a subject id)
+// is an error naming the line, and nothing is read.
+//
+// What it reads goes through the same fill as a read that misses the
+// cache (readSubject): a change committed meanwhile is never shadowed by
+// an older copy. It decrypts nothing, decides nothing and answers nobody,
+// so it writes no audit event. It does not count in the cache's hits and
+// misses, and never evicts: a shard that is full is left as it is.
+func (db *DB) WarmReadCache(ctx context.Context, progress func(WarmStats)) (WarmStats, error) {
+	var st WarmStats
+	c := db.rc
+	if c == nil {
+		return st, nil
+	}
+	start := time.Now()
+	ids, err := readWarmList(db.WarmListPath())
+	if err != nil || len(ids) == 0 {
+		return st, err
+	}
+	st.Listed = len(ids)
+	if limit := c.max * cacheShards; len(ids) > limit {
+		st.Skipped, ids = len(ids)-limit, ids[:limit]
+	}
+	slices.Sort(ids)
+
+	var (
+		mu    sync.Mutex
+		next  int
+		first error
+	)
+	// take hands out the next batch, or none once the list is done, the
+	// context ended or a worker failed.
+	take := func() []custos.SubjectID {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= len(ids) || first != nil || ctx.Err() != nil {
+			return nil
+		}
+		b := ids[next:min(next+warmBatch, len(ids))]
+		next += len(b)
+		return b
+	}
+	done := func(b WarmStats, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		st.Loaded += b.Loaded
+		st.Cached += b.Cached
+		st.Gone += b.Gone
+		st.Skipped += b.Skipped
+		if err != nil && first == nil {
+			first = err
+		}
+		st.Elapsed = time.Since(start)
+		if progress != nil {
+			progress(st)
+		}
+	}
+	var wg sync.WaitGroup
+	for range warmWorkers {
+		wg.Go(func() {
+			for b := take(); b != nil; b = take() {
+				done(db.warmBatch(ctx, c, b))
+			}
+		})
+	}
+	wg.Wait()
+	st.Elapsed = time.Since(start)
+	if first == nil {
+		first = ctx.Err()
+	}
+	return st, first
+}
+
+// warmBatch reads the customers ids in one read transaction, and counts
+// them in the returned stats.
+func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID) (WarmStats, error) {
+	var st WarmStats
+	_, err := db.view(ctx, func(t custos.Tx) error {
+		tx := t.(*Tx)
+		for _, id := range ids {
+			switch c.room(id) {
+			case roomCached:
+				st.Cached++
+				continue
+			case roomFull:
+				st.Skipped++
+				continue
+			}
+			if _, err := tx.readSubject(ctx, id); custos.ErrorCode(err) == custos.ENOTFOUND {
+				st.Gone++
+			} else if err != nil {
+				return err
+			} else {
+				st.Loaded++
+				c.warmed.Add(1)
+			}
+			if warmAfterRead != nil {
+				warmAfterRead(id)
+			}
+		}
+		return nil
+	}, false)
+	return st, err
+}
+
+type roomFor int
+
+const (
+	roomFree roomFor = iota
+	roomCached
+	roomFull
+)
+
+// room reports whether id's shard has room for its entry, or holds it.
+func (c *readCache) room(id custos.SubjectID) roomFor {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[id]; ok {
+		return roomCached
+	}
+	if len(s.entries) >= c.max {
+		return roomFull
+	}
+	return roomFree
+}
+
+// readWarmList reads the list at path: none (no error) when there is no
+// file.
+func readWarmList(path string) ([]custos.SubjectID, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, internal("read cache list", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var ids []custos.SubjectID
+	for line := 1; sc.Scan(); line++ {
+		t := sc.Text()
+		switch {
+		case line == 1:
+			if t != warmListHeader {
+				return nil, warmListError(path, line, "is not the header "+fmt.Sprintf("%q", warmListHeader))
+			}
+		case custos.ValidID("sub", t):
+			ids = append(ids, custos.SubjectID(t))
+		default:
+			// The line is not quoted: a damaged file could hold anything.
+			return nil, warmListError(path, line, "is not a subject id")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, internal("read cache list", err)
+	}
+	return ids, nil
+}
+
+func warmListError(path string, line int, rule string) error {
+	return custos.Invalid(fmt.Sprintf("Read cache list %s, line %d, %s.", path, line, rule),
+		custos.Violation{Field: "read cache list", Rule: rule, Detail: fmt.Sprintf("line %d", line)})
+}
