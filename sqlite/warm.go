@@ -148,14 +148,12 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(WarmStats)) (Warm
 		return st, nil
 	}
 	start := time.Now()
-	ids, err := readWarmList(db.WarmListPath())
-	if err != nil || len(ids) == 0 {
+	limit := c.max * cacheShards
+	ids, listed, err := readWarmList(db.WarmListPath(), limit)
+	if err != nil || listed == 0 {
 		return st, err
 	}
-	st.Listed = len(ids)
-	if limit := c.max * cacheShards; len(ids) > limit {
-		st.Skipped, ids = len(ids)-limit, ids[:limit]
-	}
+	st.Listed, st.Skipped = listed, listed-len(ids)
 	slices.Sort(ids)
 
 	var (
@@ -260,36 +258,42 @@ func (c *readCache) room(id custos.SubjectID) roomFor {
 	return roomFree
 }
 
-// readWarmList reads the list at path: none (no error) when there is no
-// file.
-func readWarmList(path string) ([]custos.SubjectID, error) {
+// readWarmList reads the list at path, keeping its first limit ids, and
+// returns them with the number it lists: none (no error) when there is
+// no file.
+func readWarmList(path string, limit int) ([]custos.SubjectID, int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, 0, nil
 	} else if err != nil {
-		return nil, internal("read cache list", err)
+		return nil, 0, internal("read cache list", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	var ids []custos.SubjectID
+	var (
+		ids    []custos.SubjectID
+		listed int
+	)
 	for line := 1; sc.Scan(); line++ {
 		t := sc.Text()
 		switch {
 		case line == 1:
 			if t != warmListHeader {
-				return nil, warmListError(path, line, "is not the header "+fmt.Sprintf("%q", warmListHeader))
+				return nil, 0, warmListError(path, line, "is not the header "+fmt.Sprintf("%q", warmListHeader))
 			}
 		case custos.ValidID("sub", t):
-			ids = append(ids, custos.SubjectID(t))
+			if listed++; len(ids) < limit {
+				ids = append(ids, custos.SubjectID(t))
+			}
 		default:
 			// The line is not quoted: a damaged file could hold anything.
-			return nil, warmListError(path, line, "is not a subject id")
+			return nil, 0, warmListError(path, line, "is not a subject id")
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, internal("read cache list", err)
+		return nil, 0, internal("read cache list", err)
 	}
-	return ids, nil
+	return ids, listed, nil
 }
 
 func warmListError(path string, line int, rule string) error {
