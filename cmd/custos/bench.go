@@ -77,20 +77,23 @@ var (
 
 // benchReport is the -json document.
 type benchReport struct {
-	Version     string    `json:"version"`
-	StartedAt   time.Time `json:"started_at"`
-	GoVersion   string    `json:"go_version"`
-	GOOS        string    `json:"goos"`
-	GOARCH      string    `json:"goarch"`
-	NumCPU      int       `json:"num_cpu"`
-	GOMAXPROCS  int       `json:"gomaxprocs"`
-	CPUModel    string    `json:"cpu_model,omitempty"`
-	LoadAvg     string    `json:"loadavg_at_start,omitempty"`
-	Store       string    `json:"store"`
-	Client      string    `json:"client"`
-	Subjects    int       `json:"subjects"`
-	Seed        uint64    `json:"seed"`
-	SeedSeconds float64   `json:"seed_seconds"`
+	Version    string    `json:"version"`
+	StartedAt  time.Time `json:"started_at"`
+	GoVersion  string    `json:"go_version"`
+	GOOS       string    `json:"goos"`
+	GOARCH     string    `json:"goarch"`
+	NumCPU     int       `json:"num_cpu"`
+	GOMAXPROCS int       `json:"gomaxprocs"`
+	CPUModel   string    `json:"cpu_model,omitempty"`
+	LoadAvg    string    `json:"loadavg_at_start,omitempty"`
+	Store      string    `json:"store"`
+	Client     string    `json:"client"`
+	Subjects   int       `json:"subjects"`
+	Seed       uint64    `json:"seed"`
+	// DrawSeed seeded the workers' draws of customers when -draw-seed
+	// gave one other than Seed; 0: Seed did.
+	DrawSeed    uint64  `json:"draw_seed,omitempty"`
+	SeedSeconds float64 `json:"seed_seconds"`
 	// Zipf is the exponent of the Zipf law by which reads and lookups
 	// drew their customer; 0: uniformly.
 	Zipf float64 `json:"zipf,omitempty"`
@@ -208,6 +211,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	traceOut := fs.String("trace", "", "write an execution trace of the custos workload steps to this file (go tool trace; -pprof=sched shows where goroutines waited for a CPU)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) at the end")
 	seedV := fs.Uint64("seed", 0, "random seed of the synthetic data (0: from the clock)")
+	drawSeed := fs.Uint64("draw-seed", 0, "random seed of the workers' draws of customers (0: -seed); runs with one -seed and different -draw-seed read the same customers in different orders, so that one run's reads are not the next one's first (-reuse, -warm)")
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
 	zipf := fs.Float64("zipf", 0, "reads and lookups draw their customer by a Zipf law of this exponent (> 1; the first customers drawn most often, as a shop's active customers are) instead of uniformly (0)")
 	prime := fs.Bool("prime", false, "before the steps, read each customer the read workload draws from once, unmeasured, so that the steps measure a node that has served them before (its read cache as full as -read-cache allows) rather than its first seconds")
@@ -399,6 +403,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		gen:      &benchGen{g: seed.New(rand.New(rand.NewPCG(*seedV, 0x62656e6368)))},
 		erasable: &benchPool{},
 		seed:     *seedV,
+		draws:    cmp.Or(*drawSeed, *seedV),
 		zipf:     *zipf,
 	}
 	if n.sqlite != nil {
@@ -423,6 +428,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("bench: seed: %w", err)
 	}
 	rep.SeedSeconds = time.Since(t0).Seconds()
+	if env.draws != env.seed {
+		rep.DrawSeed = env.draws
+	}
 	env.addrs = env.gen.addresses(1024)
 	if err := env.checkMasking(ctx); err != nil {
 		return fmt.Errorf("bench: %w", err)
@@ -771,6 +779,7 @@ type benchEnv struct {
 	base    string // custos
 	ceiling string // bare handler
 	seed    uint64
+	draws   uint64  // seeds the workers' draws (-draw-seed, or seed)
 	zipf    float64 // > 1: reads and lookups draw by Zipf's law (pick)
 
 	// API keys of the principals each workload acts as.
@@ -1179,6 +1188,12 @@ func (e *benchEnv) pick(w *benchWorker, n int) int {
 	return int(w.zipf.Uint64())
 }
 
+// workerRNG is the random source of worker i of a step at concurrency
+// c: the same in every run with the same draw seed.
+func (e *benchEnv) workerRNG(i, c int) *rand.Rand {
+	return rand.New(rand.NewPCG(e.draws, uint64(i)+uint64(c)<<32))
+}
+
 // benchWorker is one closed-loop client.
 type benchWorker struct {
 	env      *benchEnv
@@ -1335,7 +1350,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	prealloc = min(prealloc, limit)
 	workers := make([]*benchWorker, c)
 	for i := range workers {
-		workers[i] = &benchWorker{env: env, rng: rand.New(rand.NewPCG(env.seed, uint64(i)+uint64(c)<<32)),
+		workers[i] = &benchWorker{env: env, rng: env.workerRNG(i, c),
 			samples: make([]int64, 0, prealloc), limit: limit, codes: map[string]*benchCodeSeen{},
 			late: map[string]*benchCodeSeen{}}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"custos"
@@ -138,5 +139,28 @@ func TestBenchPick(t *testing.T) {
 		if i := e.pick(w, 3); i < 0 || i >= 3 {
 			t.Fatalf("drew %d of 3 after drawing of 1000", i)
 		}
+	}
+}
+
+// TestBenchDrawSeed: the workers' draws follow -draw-seed, not -seed, so
+// that runs on one sample of customers (-reuse, same -seed) can read them
+// in different orders: a run after a -warm run must not find its first
+// reads in the list that run left just because it drew the same
+// customers first.
+func TestBenchDrawSeed(t *testing.T) {
+	first := func(e *benchEnv) []int {
+		w := &benchWorker{rng: e.workerRNG(3, 16)}
+		var out []int
+		for range 20 {
+			out = append(out, e.pick(w, 100_000))
+		}
+		return out
+	}
+	a := first(&benchEnv{seed: 11, draws: 101})
+	if b := first(&benchEnv{seed: 12, draws: 101}); !slices.Equal(a, b) {
+		t.Errorf("one draw seed, two seeds: draws %v and %v, want the same", a, b)
+	}
+	if b := first(&benchEnv{seed: 11, draws: 102}); slices.Equal(a, b) {
+		t.Errorf("two draw seeds: the same draws %v", a)
 	}
 }
