@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -81,7 +82,7 @@ func (db *DB) SaveReadCacheList() (int, error) {
 		return 0, nil
 	}
 	path := db.WarmListPath()
-	tmp, err := os.CreateTemp(dirOf(path), ".readcache-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".readcache-*")
 	if err != nil {
 		return 0, internal("save read cache list", err)
 	}
@@ -104,15 +105,6 @@ func (db *DB) SaveReadCacheList() (int, error) {
 	return len(read) + len(rest), nil
 }
 
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if os.IsPathSeparator(path[i]) {
-			return path[:i+1]
-		}
-	}
-	return "."
-}
-
 // WarmStats is what a warm-up did.
 type WarmStats struct {
 	// Listed is how many customers the list named; Loaded how many the
@@ -131,9 +123,9 @@ type WarmStats struct {
 // WarmReadCache reads the customers listed in WarmListPath into the read
 // cache, warmWorkers batches at a time, calling progress (when not nil)
 // after each batch with the figures so far, from one goroutine at a
-// time. It stops when the list ends or when ctx ends (then it returns ctx's error with the figures so far). Without a
-// list, or with the cache off, it does nothing and returns no error; a
-// list that is not one (a wrong header, a line that is not a subject id)
+// time. It stops when the list ends or when ctx ends (then it returns
+// ctx's error with the figures so far). Without a list, or with the
+// cache off, it does nothing and returns no error; a list that is not one (a wrong header, a line that is not a subject id)
 // is an error naming the line, and nothing is read.
 //
 // What it reads goes through the same fill as a read that misses the
