@@ -26,24 +26,12 @@ import (
 // stays: with the walk gone, the large cache below 1 GiB read 5–7 % slower
 // in two rounds of eight interleaved pairs (BENCHMARKS.md, twenty-sixth
 // session), and created no faster.
-//
-// The small cache is 32 MiB, not the 8 MiB it was. A create puts its four
-// blind-index keys on four random leaves of the lookups tree, and with
-// 8 MiB most of those leaves had left the writer's cache by the next
-// create: each cost a pread and a page-cache refill (in a create profile,
-// 0.56 s of the blind-index inserts' 2.23 s; with 32 MiB the inserts took
-// a fifth less). In two series of four interleaved pairs on a store
-// growing from 10,000 to about 70,000 customers, 32 MiB created 8–14 %
-// faster than 8 MiB (all sixteen create pairs won) and read 0–18 %
-// faster; 64 MiB was no faster than 32 (BENCHMARKS.md, thirty-second
-// session). Resident memory grows by about twice the difference
-// (docs/deploy.md).
 
 const (
 	// smallCacheKiB and largeCacheKiB are the write connection's
 	// cache_size below and above the lock-byte page; spillKiB is how many
 	// changed pages a transaction may hold before it spills.
-	smallCacheKiB = 32 << 10
+	smallCacheKiB = 8 << 10
 	largeCacheKiB = 64 << 10
 	spillKiB      = 64 << 10
 	// pendingByte is SQLite's lock-byte offset (PENDING_BYTE).
