@@ -221,6 +221,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	quiet := fs.Bool("quiet", false, "no progress output")
 	rounds := fs.Int("rounds", 1, "run the whole benchmark this many times, each on a fresh temporary store with the same -seed, and report the medians, step by step (as -merge)")
 	merge := fs.String("merge", "", "run nothing: read these JSON reports of earlier runs (comma-separated) and report their medians, step by step, with -json and -svg as for a run")
+	compare := fs.String("compare", "", "run nothing: read the JSON reports of runs of a change (comma-separated), each paired with the run of -base at its place, and report each step's median A/B ratio, range, wins and a sign test; with -json as well")
+	base := fs.String("base", "", "with -compare: the JSON reports of the base build's runs, one per -compare report, in the same order")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
 		fs.PrintDefaults()
@@ -231,6 +233,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *compare != "" || *base != "" {
+		for _, name := range slices.Sorted(maps.Keys(explicit)) {
+			if name != "compare" && name != "base" && name != "json" {
+				return &exitError{code: 2, err: fmt.Errorf("bench: -compare runs nothing and takes only -base and -json, not -%s", name)}
+			}
+		}
+		if *compare == "" || *base == "" {
+			return &exitError{code: 2, err: fmt.Errorf("bench: -compare and -base go together: the change's reports and the base's")}
+		}
+		c, err := benchCompare(strings.Split(*compare, ","), strings.Split(*base, ","))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		return benchCompareWrite(c, stdout, *jsonOut)
+	}
 	if *merge != "" {
 		for _, name := range slices.Sorted(maps.Keys(explicit)) {
 			if name != "merge" && name != "json" && name != "svg" {

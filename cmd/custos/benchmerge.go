@@ -29,56 +29,15 @@ func benchMerge(paths []string) (*benchReport, error) {
 	if len(paths) < 2 {
 		return nil, errors.New("bench: -merge needs two or more JSON reports, comma-separated")
 	}
-	reps := make([]*benchReport, len(paths))
-	for i, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("bench: -merge: %w", err)
-		}
-		var r benchReport
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("bench: -merge: %s is not a custos bench JSON report: %v", p, err)
-		}
-		if len(r.Results) == 0 {
-			return nil, fmt.Errorf("bench: -merge: %s has no results", p)
-		}
-		if r.Rounds > 0 {
-			// Its counts are sums and its figures medians already.
-			return nil, fmt.Errorf("bench: -merge: %s is itself the median of %d runs; merge the runs' own reports", p, r.Rounds)
-		}
-		reps[i] = &r
+	reps, err := benchLoadReports("-merge", paths)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := benchSameRuns("-merge", paths, reps)
+	if err != nil {
+		return nil, err
 	}
 	first := reps[0]
-	key := func(r benchResult) string { return fmt.Sprintf("%s c=%d", r.Workload, r.Concurrency) }
-	var steps []string
-	for _, r := range first.Results {
-		steps = append(steps, key(r))
-	}
-	for i, r := range reps[1:] {
-		p := paths[i+1]
-		switch {
-		case benchStoreKind(r.Store) != benchStoreKind(first.Store):
-			return nil, fmt.Errorf("bench: -merge: %s ran on %s, %s on %s", paths[0], benchStoreKind(first.Store), p, benchStoreKind(r.Store))
-		case r.Subjects != first.Subjects:
-			return nil, fmt.Errorf("bench: -merge: %s seeded %d customers, %s %d", paths[0], first.Subjects, p, r.Subjects)
-		case r.DurationSec != first.DurationSec:
-			return nil, fmt.Errorf("bench: -merge: %s measured %gs a step, %s %gs", paths[0], first.DurationSec, p, r.DurationSec)
-		case r.Zipf != first.Zipf:
-			return nil, fmt.Errorf("bench: -merge: %s drew customers with -zipf %g, %s with %g", paths[0], first.Zipf, p, r.Zipf)
-		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
-			return nil, fmt.Errorf("bench: -merge: %s and %s differ in -prime: one read its customers once before the steps, the other did not", paths[0], p)
-		case (r.Warm != nil) != (first.Warm != nil):
-			return nil, fmt.Errorf("bench: -merge: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", paths[0], p)
-		}
-		var got []string
-		for _, x := range r.Results {
-			got = append(got, key(x))
-		}
-		if !slices.Equal(got, steps) {
-			return nil, fmt.Errorf("bench: -merge: %s ran the steps %s, %s ran %s", paths[0], strings.Join(steps, ", "), p, strings.Join(got, ", "))
-		}
-	}
-
 	out := *first
 	out.LoadAvg = ""
 	out.Rounds = len(reps)
@@ -158,6 +117,70 @@ func benchMerge(paths []string) (*benchReport, error) {
 	out.Targets, out.HostSpeed = benchVerdicts(&out), benchHostSpeed(&out)
 	return &out, nil
 }
+
+// benchLoadReports reads the JSON reports at paths for the option named
+// opt (-merge, -compare). A report that is itself the median of several
+// runs is refused: its counts are sums and its figures medians already.
+func benchLoadReports(opt string, paths []string) ([]*benchReport, error) {
+	reps := make([]*benchReport, len(paths))
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s: %w", opt, err)
+		}
+		var r benchReport
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("bench: %s: %s is not a custos bench JSON report: %v", opt, p, err)
+		}
+		if len(r.Results) == 0 {
+			return nil, fmt.Errorf("bench: %s: %s has no results", opt, p)
+		}
+		if r.Rounds > 0 {
+			return nil, fmt.Errorf("bench: %s: %s is itself the median of %d runs; use the runs' own reports", opt, p, r.Rounds)
+		}
+		reps[i] = &r
+	}
+	return reps, nil
+}
+
+// benchSameRuns checks that reps (read from paths) ran the same kind of
+// store, customers, window, draws and steps, so that their figures may be
+// set side by side, and returns their steps ("read c=16", …) in order.
+func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, error) {
+	first := reps[0]
+	var steps []string
+	for _, r := range first.Results {
+		steps = append(steps, benchStepKey(r))
+	}
+	for i, r := range reps[1:] {
+		p := paths[i+1]
+		switch {
+		case benchStoreKind(r.Store) != benchStoreKind(first.Store):
+			return nil, fmt.Errorf("bench: %s: %s ran on %s, %s on %s", opt, paths[0], benchStoreKind(first.Store), p, benchStoreKind(r.Store))
+		case r.Subjects != first.Subjects:
+			return nil, fmt.Errorf("bench: %s: %s seeded %d customers, %s %d", opt, paths[0], first.Subjects, p, r.Subjects)
+		case r.DurationSec != first.DurationSec:
+			return nil, fmt.Errorf("bench: %s: %s measured %gs a step, %s %gs", opt, paths[0], first.DurationSec, p, r.DurationSec)
+		case r.Zipf != first.Zipf:
+			return nil, fmt.Errorf("bench: %s: %s drew customers with -zipf %g, %s with %g", opt, paths[0], first.Zipf, p, r.Zipf)
+		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
+			return nil, fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, paths[0], p)
+		case (r.Warm != nil) != (first.Warm != nil):
+			return nil, fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", opt, paths[0], p)
+		}
+		var got []string
+		for _, x := range r.Results {
+			got = append(got, benchStepKey(x))
+		}
+		if !slices.Equal(got, steps) {
+			return nil, fmt.Errorf("bench: %s: %s ran the steps %s, %s ran %s", opt, paths[0], strings.Join(steps, ", "), p, strings.Join(got, ", "))
+		}
+	}
+	return steps, nil
+}
+
+// benchStepKey names a step: "read c=16".
+func benchStepKey(r benchResult) string { return fmt.Sprintf("%s c=%d", r.Workload, r.Concurrency) }
 
 // benchSight orders the codes of merged runs: run i's j-th code (a run
 // lists at most five) is seen after every code of the runs before it.
