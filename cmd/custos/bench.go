@@ -538,12 +538,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 func benchWrite(rep *benchReport, stdout io.Writer, jsonOut, svgOut string) error {
 	benchTable(stdout, rep)
 	if jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		if err := benchWriteJSON(jsonOut, rep); err != nil {
 			return err
-		}
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("bench: %w", err)
 		}
 	}
 	if svgOut != "" {
@@ -554,6 +550,18 @@ func benchWrite(rep *benchReport, stdout io.Writer, jsonOut, svgOut string) erro
 		if err := os.WriteFile(svgOut, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
+	}
+	return nil
+}
+
+// benchWriteJSON writes v as indented JSON to path.
+func benchWriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -229,13 +227,7 @@ func benchCompareWrite(c *benchComparison, stdout io.Writer, jsonOut string) err
 	}
 	fmt.Fprintln(stdout, "A pair is one run of each build, one after the other. A sign p under 0.05 says this series' pairs lean one way beyond chance, not that the build made them: repeat the series at another time before keeping a change (BENCHMARKS.md, thirty-second session).")
 	if jsonOut != "" {
-		b, err := json.MarshalIndent(c, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
+		return benchWriteJSON(jsonOut, c)
 	}
 	return nil
 }
