@@ -160,8 +160,8 @@ func benchSignTest(n, k int) float64 {
 	}
 	far := max(k, n-k)
 	tail := 0.0
+	lc, _ := math.Lgamma(float64(n + 1))
 	for i := far; i <= n; i++ {
-		lc, _ := math.Lgamma(float64(n + 1))
 		li, _ := math.Lgamma(float64(i + 1))
 		lr, _ := math.Lgamma(float64(n - i + 1))
 		tail += math.Exp(lc - li - lr - float64(n)*math.Ln2)
