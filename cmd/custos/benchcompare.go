@@ -66,7 +66,6 @@ func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
 			BP99:      med(bs, func(r benchResult) float64 { return r.P99ms }),
 			AWriterUS: med(as, benchWriterUS), BWriterUS: med(bs, benchWriterUS)}
 		var ratios, shares []float64
-		ties := 0
 		for i := range n {
 			if ta[i] <= 0 || tb[i] <= 0 {
 				continue // a step that served nothing has no ratio
@@ -77,18 +76,18 @@ func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
 			case r > 1:
 				c.AWins++
 			case r == 1:
-				ties++
+				c.Ties++
 			}
 			ra, rb := as[i].Results[s].Ratio, bs[i].Results[s].Ratio
 			if ra > 0 && rb > 0 && as[i].Results[s].Workload != "ceiling" {
 				shares = append(shares, ra/rb)
 			}
 		}
-		c.Counted, c.Ties = len(ratios), ties
+		c.Counted = len(ratios)
 		if len(ratios) > 0 {
 			c.Ratio = benchMedian(ratios) // sorts ratios
 			c.RatioMin, c.RatioMax = ratios[0], ratios[len(ratios)-1]
-			c.SignP = benchSignTest(c.Counted-ties, c.AWins)
+			c.SignP = benchSignTest(c.Counted-c.Ties, c.AWins)
 		}
 		if len(shares) > 0 {
 			c.ShareRatio = benchMedian(shares)
