@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -86,11 +87,11 @@ func walSizeLimit(frames, pageSize int64) int64 {
 	return max(64<<20, 2*frames*(pageSize+24))
 }
 
-// checkpointPassive runs one PASSIVE checkpoint and, when the WAL has
-// grown past walResetFrames (or walLimitFor the database's size), asks the
-// writer to empty it. A failure is left to the next round: the WAL only
-// grows meanwhile, and every committed transaction is already durable in
-// it.
+// checkpointPassive runs one PASSIVE round (passiveRound) and, when the
+// WAL has grown past walResetFrames (or walLimitFor the database's size),
+// asks the writer to empty it. A failure is left to the next round: the
+// WAL only grows meanwhile, and every committed transaction is already
+// durable in it.
 //
 // PASSIVE alone is not enough under a sustained write load: SQLite starts
 // the WAL again from its beginning only when a write transaction begins
@@ -100,11 +101,17 @@ func walSizeLimit(frames, pageSize int64) int64 {
 // either: it needs the write lock, and it polls for it with sleeps while
 // the writer takes it again right after each commit. So the writer
 // itself empties the WAL between two commit groups (resetWAL).
+//
+// Whatever is left to copy and sync then is copied and synced on the
+// writer, and every request waits for it. So before asking, the
+// checkpointer runs up to catchUpRounds more rounds, each copying what
+// the writer committed during the one before, until one copies fewer than
+// catchUpFrames.
 func (db *DB) checkpointPassive() {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
-	var busy, logFrames, checkpointed int
-	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+	copied, logFrames, err := db.passiveRound(ctx)
+	if err != nil {
 		return
 	}
 	var pages, pageSize int64
@@ -113,9 +120,72 @@ func (db *DB) checkpointPassive() {
 	}
 	limit := max(int64(walResetFrames), walLimitFor(pages))
 	db.walSizeLimit.Store(walSizeLimit(limit, pageSize))
-	if int64(logFrames) > limit {
-		db.walReset.Store(true)
+	if int64(logFrames) <= limit {
+		return
 	}
+	for range catchUpRounds {
+		if copied < catchUpFrames {
+			break
+		}
+		if copied, _, err = db.passiveRound(ctx); err != nil {
+			return
+		}
+	}
+	db.walReset.Store(true)
+}
+
+// dbFileSync syncs the database file; a test may replace it.
+var dbFileSync = func(f *os.File) error { return f.Sync() }
+
+// catchUpRounds and catchUpFrames bound the rounds checkpointPassive adds
+// before it asks the writer to empty the WAL.
+var (
+	catchUpRounds = 2
+	catchUpFrames = 256
+)
+
+// passiveRound runs one PASSIVE checkpoint and, if it copied frames into
+// the database file, syncs that file. It returns how many frames it
+// copied and how many the WAL holds.
+//
+// SQLite syncs the database file after a checkpoint only when the
+// checkpoint copied the WAL to its end. Under a sustained write load a
+// PASSIVE round never does (the writer has committed more while it
+// copied), so every round's copies stayed unsynced until the writer's
+// RESTART (resetWAL) caught up and synced them all: about 7,000 pages,
+// 20–25 ms with every request waiting, four times a second during creates
+// at c=16 (BENCHMARKS.md, thirty-third session). Synced here, on the
+// checkpointer, the restart syncs only what it copies itself. An extra
+// sync changes nothing SQLite relies on: it still syncs the file before
+// it lets the WAL start again.
+//
+// A failed sync may have lost pages that the kernel now holds as clean,
+// and a WAL started again would lose them for good. So the store then
+// fails every later write, as after a failed sync of the WAL (durable.go),
+// and the writer no longer empties the WAL; opening the store again
+// copies it from its beginning.
+func (db *DB) passiveRound(ctx context.Context) (copied, logFrames int, err error) {
+	var busy, checkpointed int
+	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return 0, 0, err
+	}
+	// checkpointed counts from the WAL's beginning: fewer than last time
+	// means the WAL was started again since. A WAL started again and
+	// checkpointed to exactly the last count looks unchanged, and the
+	// round is taken for one that copied nothing: SQLite then syncs those
+	// copies itself before the WAL starts again, as it always did.
+	if copied = checkpointed - db.backfilled; checkpointed < db.backfilled {
+		copied = checkpointed
+	}
+	db.backfilled = checkpointed
+	if copied > 0 {
+		if err := dbFileSync(db.dbFile); err != nil {
+			err = internal("sync the database file", err)
+			db.dur.fail(err)
+			return copied, logFrames, err
+		}
+	}
+	return copied, logFrames, nil
 }
 
 // resetWAL runs a RESTART checkpoint on the write connection when the
@@ -126,7 +196,7 @@ func (db *DB) checkpointPassive() {
 // (journal_size_limit, set here to walSizeLimit, trims a file that grew
 // larger). Its failure leaves the request standing for the next round.
 func (db *DB) resetWAL() {
-	if !db.walReset.Load() {
+	if !db.walReset.Load() || db.dur.failed() != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
@@ -146,9 +216,15 @@ func (db *DB) resetWAL() {
 	}
 }
 
-// openCheckpointer opens the checkpointer's connection.
+// openCheckpointer opens the checkpointer's connection, and the database
+// file for its syncs (passiveRound). That descriptor is closed only after
+// every SQLite connection (Close): closing any descriptor of a file drops
+// every POSIX lock the process holds on it, SQLite's included.
 func (db *DB) openCheckpointer(ctx context.Context) error {
 	var err error
+	if db.dbFile, err = os.OpenFile(db.path, os.O_RDWR, 0); err != nil {
+		return internal("open", err)
+	}
 	if db.ckpt, err = sql.Open("sqlite", baseDSN(db.path)); err != nil {
 		return internal("open", err)
 	}

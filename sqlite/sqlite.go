@@ -65,12 +65,16 @@ type Options struct {
 
 // DB is a custos.Store on one SQLite database file.
 type DB struct {
-	path    string
-	write   *sql.DB // exactly one connection: SQLite has one writer
-	read    *sql.DB
-	ckpt    *sql.DB // the checkpointer's connection
-	now     func() time.Time
-	timeout time.Duration
+	path  string
+	write *sql.DB // exactly one connection: SQLite has one writer
+	read  *sql.DB
+	ckpt  *sql.DB // the checkpointer's connection
+	// dbFile is the database file, which the checkpointer syncs, and
+	// backfilled the WAL frames its last round had copied (checkpoint.go).
+	dbFile     *os.File
+	backfilled int
+	now        func() time.Time
+	timeout    time.Duration
 	// wcache and rcache keep prepared statements of the write and read
 	// pools (stmtcache.go).
 	wcache, rcache *stmtCache
@@ -295,6 +299,14 @@ func (db *DB) Close() error {
 				errs = append(errs, internal("close", err))
 			}
 		}
+	}
+	// After the connections: see openCheckpointer. Once: Close may be
+	// called again.
+	if db.dbFile != nil {
+		if err := db.dbFile.Close(); err != nil {
+			errs = append(errs, internal("close", err))
+		}
+		db.dbFile = nil
 	}
 	if err := db.gen.close(); err != nil {
 		errs = append(errs, internal("close", err))
