@@ -110,7 +110,7 @@ func walSizeLimit(frames, pageSize int64) int64 {
 func (db *DB) checkpointPassive() {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
-	copied, logFrames, err := db.passiveRound(ctx)
+	copied, logFrames, err := db.passiveRound(ctx, false)
 	if err != nil {
 		return
 	}
@@ -123,19 +123,25 @@ func (db *DB) checkpointPassive() {
 	if int64(logFrames) <= limit {
 		return
 	}
+	// What this round copied, and every round since the last restart,
+	// waits in the kernel for the restart's sync: start writing it out.
+	// Only now: a page copied in several rounds between two restarts (a
+	// bulk load's, whose WAL may be large) is written once.
+	_ = dbFileWriteback(db.dbFile)
 	for range catchUpRounds {
 		if copied < catchUpFrames {
 			break
 		}
-		if copied, _, err = db.passiveRound(ctx); err != nil {
+		if copied, _, err = db.passiveRound(ctx, true); err != nil {
 			return
 		}
 	}
 	db.walReset.Store(true)
 }
 
-// dbFileSync syncs the database file; a test may replace it.
-var dbFileSync = func(f *os.File) error { return f.Sync() }
+// dbFileWriteback starts the database file's writeback; a test may
+// replace it.
+var dbFileWriteback = startWriteback
 
 // catchUpRounds and catchUpFrames bound the rounds checkpointPassive adds
 // before it asks the writer to empty the WAL.
@@ -144,27 +150,27 @@ var (
 	catchUpFrames = 256
 )
 
-// passiveRound runs one PASSIVE checkpoint and, if it copied frames into
-// the database file, syncs that file. It returns how many frames it
-// copied and how many the WAL holds.
+// passiveRound runs one PASSIVE checkpoint and, with writeback, if it
+// copied frames into the database file, has the kernel start writing them
+// to the disk (startWriteback). It returns how many frames it copied and
+// how many the WAL holds.
 //
 // SQLite syncs the database file after a checkpoint only when the
 // checkpoint copied the WAL to its end. Under a sustained write load a
 // PASSIVE round never does (the writer has committed more while it
-// copied), so every round's copies stayed unsynced until the writer's
-// RESTART (resetWAL) caught up and synced them all: about 7,000 pages,
-// 20–25 ms with every request waiting, four times a second during creates
-// at c=16 (BENCHMARKS.md, thirty-third session). Synced here, on the
-// checkpointer, the restart syncs only what it copies itself. An extra
-// sync changes nothing SQLite relies on: it still syncs the file before
-// it lets the WAL start again.
+// copied), so every round's copies waited in the kernel until the
+// writer's RESTART (resetWAL) caught up and synced them all: about 7,000
+// pages, 20–25 ms with every request waiting, four times a second during
+// creates at c=16 (BENCHMARKS.md, thirty-third session). Written out here,
+// beside the writer, they leave the restart's sync little to do. An fsync
+// here did as well for the restart, but it also flushes the disk's cache
+// beside the WAL's syncs, and measured no better.
 //
-// A failed sync may have lost pages that the kernel now holds as clean,
-// and a WAL started again would lose them for good. So the store then
-// fails every later write, as after a failed sync of the WAL (durable.go),
-// and the writer no longer empties the WAL; opening the store again
-// copies it from its beginning.
-func (db *DB) passiveRound(ctx context.Context) (copied, logFrames int, err error) {
+// Its error is not the store's: starting a write makes nothing durable
+// and is not waited for, and a page that failed to reach the disk fails
+// the fsync SQLite makes before the WAL starts again (Linux reports a
+// writeback error to every open file that has not seen it yet).
+func (db *DB) passiveRound(ctx context.Context, writeback bool) (copied, logFrames int, err error) {
 	var busy, checkpointed int
 	if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return 0, 0, err
@@ -172,18 +178,14 @@ func (db *DB) passiveRound(ctx context.Context) (copied, logFrames int, err erro
 	// checkpointed counts from the WAL's beginning: fewer than last time
 	// means the WAL was started again since. A WAL started again and
 	// checkpointed to exactly the last count looks unchanged, and the
-	// round is taken for one that copied nothing: SQLite then syncs those
-	// copies itself before the WAL starts again, as it always did.
+	// round is taken for one that copied nothing: the restart then writes
+	// those copies itself, as it always did.
 	if copied = checkpointed - db.backfilled; checkpointed < db.backfilled {
 		copied = checkpointed
 	}
 	db.backfilled = checkpointed
-	if copied > 0 {
-		if err := dbFileSync(db.dbFile); err != nil {
-			err = internal("sync the database file", err)
-			db.dur.fail(err)
-			return copied, logFrames, err
-		}
+	if writeback && copied > 0 {
+		_ = dbFileWriteback(db.dbFile)
 	}
 	return copied, logFrames, nil
 }
@@ -196,7 +198,7 @@ func (db *DB) passiveRound(ctx context.Context) (copied, logFrames int, err erro
 // (journal_size_limit, set here to walSizeLimit, trims a file that grew
 // larger). Its failure leaves the request standing for the next round.
 func (db *DB) resetWAL() {
-	if !db.walReset.Load() || db.dur.failed() != nil {
+	if !db.walReset.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
@@ -217,7 +219,7 @@ func (db *DB) resetWAL() {
 }
 
 // openCheckpointer opens the checkpointer's connection, and the database
-// file for its syncs (passiveRound). That descriptor is closed only after
+// file for its writebacks (passiveRound). That descriptor is closed only after
 // every SQLite connection (Close): closing any descriptor of a file drops
 // every POSIX lock the process holds on it, SQLite's included.
 func (db *DB) openCheckpointer(ctx context.Context) error {

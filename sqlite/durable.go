@@ -152,17 +152,6 @@ func (d *durability) answer(group []*writeReq, errs []error) {
 	}
 }
 
-// fail records err as a failed sync of the store's files: every later
-// write and every read that waits for the disk gets it, until the store
-// is opened again.
-func (d *durability) fail(err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err == nil {
-		d.err = err
-	}
-}
-
 // failed returns the failed sync's error, if one failed.
 func (d *durability) failed() error {
 	d.mu.Lock()

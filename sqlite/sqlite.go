@@ -69,8 +69,9 @@ type DB struct {
 	write *sql.DB // exactly one connection: SQLite has one writer
 	read  *sql.DB
 	ckpt  *sql.DB // the checkpointer's connection
-	// dbFile is the database file, which the checkpointer syncs, and
-	// backfilled the WAL frames its last round had copied (checkpoint.go).
+	// dbFile is the database file, whose writeback the checkpointer
+	// starts, and backfilled the WAL frames its last round had copied
+	// (checkpoint.go).
 	dbFile     *os.File
 	backfilled int
 	now        func() time.Time
