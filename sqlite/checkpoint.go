@@ -160,11 +160,12 @@ var (
 // PASSIVE round never does (the writer has committed more while it
 // copied), so every round's copies waited in the kernel until the
 // writer's RESTART (resetWAL) caught up and synced them all: about 7,000
-// pages, 20–25 ms with every request waiting, four times a second during
-// creates at c=16 (BENCHMARKS.md, thirty-third session). Written out here,
-// beside the writer, they leave the restart's sync little to do. An fsync
-// here did as well for the restart, but it also flushes the disk's cache
-// beside the WAL's syncs, and measured no better.
+// pages, 27 ms at the median with every request waiting, four times a
+// second during creates at c=16 (BENCHMARKS.md, thirty-third session).
+// Written out beside the writer, they leave the restart's sync less to
+// do: 8 ms. An fsync after every round did as well for the restart, but
+// made the store's durability depend on one more sync, and wrote out
+// every round's copies during bulk loads, which restart the WAL rarely.
 //
 // Its error is not the store's: starting a write makes nothing durable
 // and is not waited for, and a page that failed to reach the disk fails
