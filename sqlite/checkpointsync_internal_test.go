@@ -33,6 +33,14 @@ func openCheckpointTest(t *testing.T, path string, wb func(*os.File) error) *DB 
 	return db
 }
 
+// putSubjects commits n subjects named after prefix, one a commit.
+func putSubjects(t *testing.T, db *DB, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		putSubject(t, db, custos.SubjectID(fmt.Sprintf("sub_%s_%d", prefix, i)), "v", false)
+	}
+}
+
 // TestCheckpointStartsWriteback: a PASSIVE round that copied frames has
 // the kernel start writing the database file, and one that copied nothing
 // does not; the checkpointer's rounds do so only once the WAL is past its
@@ -47,9 +55,7 @@ func TestCheckpointStartsWriteback(t *testing.T) {
 		return startWriteback(f)
 	})
 	db.checkpointPassive() // what Open's migrations left
-	for i := range 5 {
-		putSubject(t, db, custos.SubjectID(fmt.Sprintf("sub_%d", i)), "v", false)
-	}
+	putSubjects(t, db, "first", 5)
 	writebacks = 0
 	copied, _, err := db.passiveRound(context.Background(), true)
 	if err != nil {
@@ -75,9 +81,7 @@ func TestCheckpointStartsWriteback(t *testing.T) {
 		{"past it", 4, 1},
 	} {
 		walResetFrames, catchUpRounds = c.frames, 0
-		for i := range 5 {
-			putSubject(t, db, custos.SubjectID(fmt.Sprintf("sub_%s_%d", c.name, i)), "v", false)
-		}
+		putSubjects(t, db, c.name, 5)
 		writebacks = 0
 		db.checkpointPassive()
 		if writebacks != c.wantWritebacks {
@@ -87,10 +91,10 @@ func TestCheckpointStartsWriteback(t *testing.T) {
 }
 
 // TestCheckpointCatchesUp: past the WAL's limit, the checkpointer copies
-// (and writes out) again what the writer committed during its round, up to catchUpRounds
-// more rounds and while a round copies catchUpFrames or more, and only
-// then asks the writer to start the WAL again, so that the writer's
-// restart has little left to copy and sync.
+// (and writes out) again what the writer committed during its round, up
+// to catchUpRounds more rounds and while a round copies catchUpFrames or
+// more, and only then asks the writer to start the WAL again, so that the
+// writer's restart has little left to copy and sync.
 func TestCheckpointCatchesUp(t *testing.T) {
 	ctx := context.Background()
 	var db *DB
@@ -126,9 +130,7 @@ func TestCheckpointCatchesUp(t *testing.T) {
 		db.walReset.Store(false)
 		// Enough commits to pass the WAL's limit (a tenth of the
 		// database's pages at least), whatever the last case left.
-		for i := range 30 {
-			putSubject(t, db, custos.SubjectID(fmt.Sprintf("sub_%s_%d", c.name, i)), "v", false)
-		}
+		putSubjects(t, db, c.name, 30)
 		writebacks = 0
 		db.checkpointPassive()
 		if writebacks != c.wantWritebacks {
