@@ -220,9 +220,9 @@ func (db *DB) resetWAL() {
 }
 
 // openCheckpointer opens the checkpointer's connection, and the database
-// file for its writebacks (passiveRound). That descriptor is closed only after
-// every SQLite connection (Close): closing any descriptor of a file drops
-// every POSIX lock the process holds on it, SQLite's included.
+// file for its writebacks (passiveRound). That descriptor is closed only
+// after every SQLite connection (Close): closing any descriptor of a file
+// drops every POSIX lock the process holds on it, SQLite's included.
 func (db *DB) openCheckpointer(ctx context.Context) error {
 	var err error
 	if db.dbFile, err = os.OpenFile(db.path, os.O_RDWR, 0); err != nil {
