@@ -84,6 +84,11 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 	if err == nil && tx.unfiled != nil {
 		tx.unfiled.Add(int64(len(es)))
 	}
+	// Still inside the transaction, which holds the write lock: a writer
+	// that kept the head past its own last group sees the log moved
+	// (DB.keptHeadFor). Advanced whether or not the insert succeeded; an
+	// advance for nothing only has that writer read the head again.
+	tx.audits.addAudit()
 	if tx.head != nil && len(es) > 0 {
 		switch last := es[len(es)-1]; {
 		case err != nil:

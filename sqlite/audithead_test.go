@@ -85,12 +85,13 @@ func checkChain(t *testing.T, db *DB, want int64) {
 	}
 }
 
-// TestAuditHeadInCommitGroup: inside one commit group the audit head is read
-// from the table once and then followed in memory (S5). Members whose
-// savepoint is rolled back, by an error or a panic, must not leave their
-// events in that head, and nothing is remembered from one transaction to
-// the next, so an event written behind the store's back (another process)
-// is chained onto, not overwritten.
+// TestAuditHeadInCommitGroup: inside one commit group the audit head is
+// followed in memory (S5). Members whose savepoint is rolled back, by an
+// error or a panic, must not leave their events in that head, and an event
+// written behind the store's back, by a writer that does not advance the
+// shared audit counter (the sqlite3 shell, an older custos), is chained
+// onto, not overwritten: the group that finds the head it kept stale runs
+// once more (keptHeadFor).
 func TestAuditHeadInCommitGroup(t *testing.T) {
 	ctx := context.Background()
 	db := openInternal(t)
@@ -139,8 +140,47 @@ func TestAuditHeadInCommitGroup(t *testing.T) {
 	}
 	checkChain(t, db, 5)
 
-	// Another writer appends seq 6 directly; the next group must chain
-	// after it.
+	// Another writer appends seq 6 directly. The next group's members
+	// leave their appends to the group's end, as core's do: the end's
+	// insert finds seq 6 taken, and the group runs once more (retryStale).
+	appendBehind(t, db, 6)
+	atEnd := func(n int) func(tx custos.Tx) error {
+		return func(tx custos.Tx) error {
+			tx.(*Tx).AtEnd(func(tx custos.Tx) error { return appendEvent(ctx, tx, n) })
+			return nil
+		}
+	}
+	mustGroup := func(want int64, fns ...func(tx custos.Tx) error) {
+		t.Helper()
+		reruns := db.WriterStats().Reruns
+		for i, err := range runGroup(t, db, fns...) {
+			if err != nil {
+				t.Errorf("member %d: %v", i, err)
+			}
+		}
+		checkChain(t, db, want)
+		if got := db.WriterStats().Reruns - reruns; got != 1 {
+			t.Errorf("group after an unannounced append ran again %d times, want 1", got)
+		}
+	}
+	mustGroup(8, atEnd(7), atEnd(8))
+	// Again, with members that append at once: the first one's insert
+	// fails, and the group runs again with savepoints, as for any member
+	// that fails after a statement.
+	appendBehind(t, db, 9)
+	mustGroup(11, func(tx custos.Tx) error { return appendEvent(ctx, tx, 10) }, atEnd(11))
+	// A group of one member runs without savepoints, on a path of its own.
+	appendBehind(t, db, 12)
+	mustGroup(13, atEnd(13))
+}
+
+// appendBehind appends event seq the way a writer that does not advance
+// the shared audit counter would (the sqlite3 shell, an older custos):
+// by a statement of its own, in a transaction whose head it does not
+// follow.
+func appendBehind(t *testing.T, db *DB, seq int64) {
+	t.Helper()
+	ctx := context.Background()
 	var hash []byte
 	if err := db.View(ctx, func(tx custos.Tx) (err error) {
 		_, hash, err = tx.AuditHead(ctx)
@@ -149,7 +189,7 @@ func TestAuditHeadInCommitGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &custos.AuditEvent{Time: db.now().UTC(), ActorID: "prn_other", Action: custos.AuditSubjectRead, Decision: custos.DecisionAllow}
-	audit.Chain(5, hash, e)
+	audit.Chain(seq-1, hash, e)
 	if err := db.Update(ctx, func(tx custos.Tx) error {
 		_, err := tx.(*Tx).tx.ExecContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.Seq, e.Time.UnixMicro(), string(e.ActorID), e.Action, "", "[]", "[]", e.Decision, "", "", e.PrevHash, e.Hash)
@@ -157,14 +197,67 @@ func TestAuditHeadInCommitGroup(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	errs = runGroup(t, db,
-		func(tx custos.Tx) error { return appendEvent(ctx, tx, 7) },
-		func(tx custos.Tx) error { return appendEvent(ctx, tx, 8) },
-	)
-	for i, err := range errs {
+}
+
+// TestAuditHeadKeptAcrossGroups: the writer starts a group from the head
+// its last committed group left (no statement to read it) only while no
+// other transaction has appended to the log: not after another process on
+// the file appended, nor after a group of its own rolled back an append.
+func TestAuditHeadKeptAcrossGroups(t *testing.T) {
+	ctx := context.Background()
+	db := openInternal(t)
+	// kept runs one member that reports whether its group started from
+	// the kept head, then appends event n (or fails after it).
+	kept := func(n int, fail bool) (bool, error) {
+		var fromKept bool
+		errs := runGroup(t, db, func(tx custos.Tx) error {
+			fromKept = tx.(*Tx).headKept
+			if err := appendEvent(ctx, tx, n); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("refused")
+			}
+			return nil
+		})
+		return fromKept, errs[0]
+	}
+	mustKept := func(n int, want bool) {
+		t.Helper()
+		got, err := kept(n, false)
 		if err != nil {
-			t.Errorf("member %d: %v", i, err)
+			t.Fatalf("event %d: %v", n, err)
+		}
+		if got != want {
+			t.Fatalf("event %d: group started from the kept head %v, want %v", n, got, want)
 		}
 	}
+	mustKept(1, false) // nothing kept yet
+	mustKept(2, true)
+	mustKept(3, true)
+
+	// Another process on the same file (a second store, with its own
+	// writer) appends: the next group reads the head again.
+	other, err := Open(ctx, db.path, Options{ReadCache: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 4) }); err != nil {
+		t.Fatal(err)
+	}
+	reruns := db.WriterStats().Reruns
+	mustKept(5, false)
+	mustKept(6, true)
+
+	// A group of its own that appended and then rolled back.
+	if _, err := kept(100, true); err == nil {
+		t.Fatal("failing member: no error")
+	}
+	mustKept(7, false)
+	mustKept(8, true)
 	checkChain(t, db, 8)
+	if got := db.WriterStats().Reruns - reruns; got != 0 {
+		t.Errorf("groups ran again %d times, want 0: every other append was announced", got)
+	}
 }

@@ -421,19 +421,23 @@ func (k *queryKinds) of(query string, kind func(string) bool) bool {
 	return r
 }
 
-// sharedGen is two counters in a file mapped into every custos process
+// sharedGen is three counters in a file mapped into every custos process
 // that opens the database: the first advanced by each commit that
 // changes cached rows (the read cache), the second by each commit that
-// changes anything but the audit log (kept snapshots, kept.go).
+// changes anything but the audit log (kept snapshots, kept.go), the third
+// by each transaction that appends to the audit log, while it holds the
+// write lock (the writer's kept audit head, DB.keptHeadFor).
 type sharedGen struct {
 	mem []byte
 	p   *uint64
 	d   *uint64
+	a   *uint64 // nil in tests that make a sharedGen of their own
 }
 
 // sharedGenSize is the counters' file size. Files written before the
-// second counter held the first alone; opening one makes it this long.
-const sharedGenSize = 16
+// second or third counter held fewer; opening one makes it this long, and
+// a process of an older build maps only the counters it knows.
+const sharedGenSize = 24
 
 func openSharedGen(dbPath string) (*sharedGen, error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
@@ -457,7 +461,8 @@ func openSharedGen(dbPath string) (*sharedGen, error) {
 	if len(mem) < sharedGenSize {
 		return nil, errors.New("short mapping")
 	}
-	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8]))}, nil
+	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
+		a: (*uint64)(unsafe.Pointer(&mem[16]))}, nil
 }
 
 func (g *sharedGen) load() uint64 { return atomic.LoadUint64(g.p) }
@@ -468,11 +473,26 @@ func (g *sharedGen) add() uint64  { return atomic.AddUint64(g.p, 1) }
 func (g *sharedGen) loadData() uint64 { return atomic.LoadUint64(g.d) }
 func (g *sharedGen) addData()         { atomic.AddUint64(g.d, 1) }
 
+// loadAudit and addAudit read and advance the third counter: audit
+// appends. ok is false when there is no such counter.
+func (g *sharedGen) loadAudit() (n uint64, ok bool) {
+	if g == nil || g.a == nil {
+		return 0, false
+	}
+	return atomic.LoadUint64(g.a), true
+}
+
+func (g *sharedGen) addAudit() {
+	if g != nil && g.a != nil {
+		atomic.AddUint64(g.a, 1)
+	}
+}
+
 func (g *sharedGen) close() error {
 	if g == nil || g.mem == nil {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d = nil, nil, nil
+	g.mem, g.p, g.d, g.a = nil, nil, nil, nil
 	return err
 }

@@ -15,6 +15,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -100,7 +101,14 @@ type DB struct {
 	// those the groups inserted since the last filing, which sets it to
 	// what it left (auditindex.go).
 	auditUnfiled atomic.Int64
-	once         sync.Once
+	// head is the audit chain head as the writer's last committed group
+	// left it, and headGen the shared audit counter at that group's
+	// commit (keptHeadFor). Only the holder of the write connection
+	// touches them: the commit groups, one at a time.
+	head    auditHead
+	headGen uint64
+
+	once sync.Once
 	// kept holds read transactions kept open for the next read (kept.go).
 	kept keptSnaps
 	// dur answers commit groups once the syncer has synced them
@@ -454,13 +462,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 		db.dur.answer(group, errs)
 	}
-	fail := func(err error) {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-	}
+	fail := func(err error) { failRest(errs, err) }
 	if err := db.dur.failed(); err != nil {
 		fail(err)
 		answer()
@@ -476,14 +478,62 @@ func (db *DB) commitGroup(group []*writeReq) {
 		return
 	}
 	defer conn.Close()
+	inv = &invalidation{}
+	// At most two runs: the second only when the first found the head it
+	// kept from the last group taken (retryStale, keptHeadFor).
+	for run := 0; ; run++ {
+		if db.runGroup(ctx, conn, group, errs, inv, &wrote, run == 0) {
+			break
+		}
+		db.reruns.Add(1)
+		for i := range errs {
+			errs[i] = nil
+		}
+	}
+	answer()
+}
+
+// failRest gives err to every member without an outcome yet.
+func failRest(errs []error, err error) {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+}
+
+// retryStale says whether a group's end work failed with err because the
+// head the group started from, kept from the last group, was stale (a
+// writer that did not advance the shared counter appended meanwhile), so
+// that the group should run once more with the head read from the table.
+func retryStale(tx *Tx, err error, first bool) bool {
+	return first && tx.headKept && custos.ErrorCode(err) == custos.ECONFLICT
+}
+
+// runGroup runs the group once in a transaction on conn and commits it,
+// leaving each member's outcome in errs. It returns false, with nothing
+// committed and the kept head dropped, when the group must run again
+// (retryStale); first says whether this is the group's first run.
+func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, errs []error, inv *invalidation, wrote *bool, first bool) (done bool) {
+	fail := func(err error) { failRest(errs, err) }
 	sqlTx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		fail(internal("begin", err))
-		answer()
-		return
+		return true
 	}
-	inv = &invalidation{}
-	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv, &wrote)
+	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv, wrote)
+	// stale rolls back a run whose end work found the kept head stale.
+	stale := func(err error) bool {
+		if !retryStale(tx, err, first) {
+			return false
+		}
+		db.forgetHead()
+		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
+			fail(internal("rollback", rerr))
+			return false
+		}
+		return true
+	}
 	if len(group) == 1 {
 		// A group of one needs no savepoint: its failure rolls back the
 		// whole transaction, which holds nothing else.
@@ -491,17 +541,18 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if errs[0] = r.ctx.Err(); errs[0] != nil {
 			errs[0] = internal("update", errs[0])
 		} else if errs[0] = callFn(r.fn, tx); errs[0] == nil {
-			errs[0] = tx.finish(ctx)
+			if errs[0] = tx.finish(ctx); stale(errs[0]) {
+				return false
+			}
 		}
 		if errs[0] != nil {
 			if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 				errs[0] = errors.Join(errs[0], internal("rollback", rerr))
 			}
-		} else if err := db.dur.commit(sqlTx.Commit); err != nil {
+		} else if err := db.commit(tx, sqlTx); err != nil {
 			errs[0] = internal("commit", err)
 		}
-		answer()
-		return
+		return true
 	}
 	// Optimistic first: the members run without savepoints, because a
 	// savepoint copies every page a member changes into the sub-journal
@@ -522,16 +573,14 @@ func (db *DB) commitGroup(group []*writeReq) {
 			skip = failed
 		} else if rerr != nil {
 			fail(internal("rollback", rerr))
-			answer()
-			return
+			return true
 		}
 		if sqlTx, err = conn.BeginTx(ctx, nil); err != nil {
 			fail(internal("begin", err))
-			answer()
-			return
+			return true
 		}
 		// Same clock; the invalidations of both runs are kept.
-		tx = db.groupTx(sqlTx, tx.now, inv, &wrote)
+		tx = db.groupTx(sqlTx, tx.now, inv, wrote)
 		for i := range errs {
 			if i != skip {
 				errs[i] = nil
@@ -551,36 +600,94 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
-		answer()
-		return
+		return true
 	}
 	// The members' end work (their audit events) for the whole group.
 	if err := tx.finish(ctx); err != nil {
+		if stale(err) {
+			return false
+		}
 		fail(err)
 		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
-		answer()
-		return
+		return true
 	}
-	if err := db.dur.commit(sqlTx.Commit); err != nil {
-		cerr := internal("commit", err)
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = cerr
-			}
-		}
+	if err := db.commit(tx, sqlTx); err != nil {
+		fail(internal("commit", err))
 	}
-	answer()
+	return true
+}
+
+// commit commits a group's transaction, keeping its audit head for the
+// next group (keptHeadFor) unless the commit fails.
+func (db *DB) commit(tx *Tx, sqlTx *sql.Tx) error {
+	db.keepHead(tx)
+	err := db.dur.commit(sqlTx.Commit)
+	if err != nil {
+		db.forgetHead()
+	}
+	return err
 }
 
 // groupTx is the Tx of a commit group's transaction sqlTx.
 func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bool) *Tx {
-	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &auditHead{}, unfiled: &db.auditUnfiled,
-		cache: db.wcache, inv: inv, wrote: wrote}
+	head, kept := db.keptHeadFor()
+	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &head, headKept: kept, audits: db.gen,
+		unfiled: &db.auditUnfiled, cache: db.wcache, inv: inv, wrote: wrote}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	return tx
 }
+
+// The audit chain's head, kept from one commit group to the next.
+//
+// A group's first audit append needs the chain's head, the last event's
+// seq and hash. Reading it (SELECT … ORDER BY seq DESC LIMIT 1) took a
+// statement a group, about a seventh of the writer's time in a read's
+// group, nearly all of it the statement's round through database/sql and
+// the driver rather than SQLite's descent (BENCHMARKS.md, thirty-fourth
+// session). The writer is the only writer of this process, so after a
+// group commits, the head it left is the head, unless another process on
+// the file appended since. Every transaction that appends advances a
+// counter in the shared counters' file while it holds SQLite's write
+// lock (InsertAuditEvents, Tx.raw); the writer notes the counter just
+// before its COMMIT, and a later group, which also holds the write lock
+// from its BEGIN IMMEDIATE, starts from the kept head only if the counter
+// has not moved. A group that rolls back moved the counter with its own
+// appends, so the next one reads the head again.
+//
+// A writer that appends without advancing the counter (the sqlite3 shell,
+// a custos build from before the third counter) is caught by the log's
+// key: the kept head's next seq is taken, the group's first insert fails
+// with ECONFLICT, and the group runs once more with the head read from
+// the table (commitGroup). The chain cannot fork either way.
+
+// keptHeadFor returns the head a group about to run starts from: the kept
+// one when no transaction appended since it was kept (kept true), else
+// unknown. The caller holds the write lock.
+func (db *DB) keptHeadFor() (auditHead, bool) {
+	if !db.head.known {
+		return auditHead{}, false
+	}
+	if n, ok := db.gen.loadAudit(); !ok || n != db.headGen {
+		return auditHead{}, false
+	}
+	return auditHead{known: true, seq: db.head.seq, hash: bytes.Clone(db.head.hash)}, true
+}
+
+// keepHead keeps tx's head for the next group, just before tx commits,
+// with the counter as tx leaves it; forgetHead drops it, when the commit
+// failed.
+func (db *DB) keepHead(tx *Tx) {
+	n, ok := db.gen.loadAudit()
+	if !ok || !tx.head.known {
+		db.forgetHead()
+		return
+	}
+	db.head, db.headGen = *tx.head, n
+}
+
+func (db *DB) forgetHead() { db.head = auditHead{} }
 
 // runMembers runs the group's members in tx, each member's outcome in
 // errs, except the member at index skip (-1: none), which keeps its error.
@@ -681,6 +788,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if opts == nil || !opts.ReadOnly {
+		tx.audits = db.gen
 		var wrote bool
 		tx.wrote = &wrote
 		defer func() {

@@ -27,12 +27,18 @@ type Tx struct {
 	// transaction — every other request of the group with it.
 	shared bool
 	// head is the audit chain head as this commit group's transaction
-	// sees it, kept so that only the group's first append reads it from
-	// the table. It is set only on a group's transaction (never on View
-	// or migration transactions) and lives no longer than that
-	// transaction: nothing is cached across transactions, so a head
-	// written by another process or a rolled-back group is never used.
-	head *auditHead
+	// sees it, followed in memory so that at most the group's first
+	// append reads it from the table. It is set only on a group's
+	// transaction (never on View or migration transactions). It starts
+	// from the head the writer kept from its last committed group when
+	// no transaction has appended to the log since (headKept; see
+	// DB.keptHeadFor), else unknown.
+	head     *auditHead
+	headKept bool
+	// audits is the store's shared counters (readcache.go) on write
+	// transactions; every one that appends to the audit log advances
+	// the third.
+	audits *sharedGen
 	// unfiled, on a group's transaction, counts the audit events it
 	// inserts, for the writer's filing (auditindex.go); an event a
 	// rollback takes back is counted too, which only files sooner.
@@ -175,6 +181,9 @@ func (tx *Tx) raw(ctx context.Context) (*sql.Tx, error) {
 	if tx.wrote != nil {
 		*tx.wrote = true
 	}
+	// What the caller writes may include audit events (a restore's):
+	// a writer's kept head must be read again (InsertAuditEvents).
+	tx.audits.addAudit()
 	return tx.tx, nil
 }
 

@@ -13,7 +13,9 @@ import (
 
 // WriterStats counts the group-commit writer's work since the store was
 // opened: how many commit groups it ran, how many Update calls they held,
-// how many groups ran again with savepoints after a member failed, and
+// how many groups ran again (with savepoints after a member failed, or
+// once more because another writer had moved the audit log without
+// saying so, sqlite.go's keptHeadFor), and
 // how long the writer was busy with groups (running them, committing and
 // syncing, answering, and the WAL reset between two groups) rather than
 // waiting for requests. Busy time over wall time near 1 means writes
@@ -54,7 +56,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 	promtext.WriteCounters(w, []promtext.Counter{
 		{Name: "custos_sqlite_commit_groups_total", Help: "Commit groups the SQLite writer ran.", Value: fmt.Sprint(st.Groups)},
 		{Name: "custos_sqlite_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
-		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again with savepoints after a member failed.", Value: fmt.Sprint(st.Reruns)},
+		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again: with savepoints after a member failed, or after another writer moved the audit log unannounced.", Value: fmt.Sprint(st.Reruns)},
 		{Name: "custos_sqlite_pages_written_total", Help: "Database pages the SQLite writer wrote to the WAL.", Value: fmt.Sprint(st.Pages)},
 		{Name: "custos_sqlite_wal_syncs_total", Help: "Syncs of the WAL that made commit groups durable.", Value: fmt.Sprint(st.Syncs)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
