@@ -1,7 +1,10 @@
 package sqlite
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -172,5 +175,39 @@ func TestReadCacheEvictsWhenAllRead(t *testing.T) {
 		if n := len(c.shards[i].entries); n > c.max {
 			t.Errorf("shard %d holds %d entries, want at most %d", i, n, c.max)
 		}
+	}
+}
+
+// A counters' file from a build that knew two counters grows to three and
+// keeps what the first two read; the third starts at zero.
+func TestSharedGenGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custos.db")
+	old := make([]byte, 16)
+	binary.NativeEndian.PutUint64(old[0:], 5)
+	binary.NativeEndian.PutUint64(old[8:], 7)
+	if err := os.WriteFile(path+"-cachegen", old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	if fi, err := os.Stat(path + "-cachegen"); err != nil || fi.Size() != sharedGenSize {
+		t.Fatalf("counters' file: %v, %v; want %d bytes", fi, err, sharedGenSize)
+	}
+	if g.load() != 5 || g.loadData() != 7 {
+		t.Fatalf("first two counters %d, %d; want 5, 7", g.load(), g.loadData())
+	}
+	if n, ok := g.loadAudit(); n != 0 || !ok {
+		t.Fatalf("audit counter %d, %v; want 0, true", n, ok)
+	}
+	g.addAudit()
+	if n, _ := g.loadAudit(); n != 1 {
+		t.Fatalf("audit counter after an advance %d, want 1", n)
+	}
+	// A sharedGen without the third counter (as tests make) reports so.
+	if _, ok := (&sharedGen{p: new(uint64)}).loadAudit(); ok {
+		t.Fatal("sharedGen without an audit counter: ok")
 	}
 }
