@@ -643,7 +643,7 @@ func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bo
 //
 // A group's first audit append needs the chain's head, the last event's
 // seq and hash. Reading it (SELECT … ORDER BY seq DESC LIMIT 1) took a
-// statement a group, about a seventh of the writer's time in a read's
+// statement a group, about an eighth of the writer's time in a read's
 // group, nearly all of it the statement's round through database/sql and
 // the driver rather than SQLite's descent (BENCHMARKS.md, thirty-fourth
 // session). The writer is the only writer of this process, so after a
