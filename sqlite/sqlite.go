@@ -479,8 +479,8 @@ func (db *DB) commitGroup(group []*writeReq) {
 	}
 	defer conn.Close()
 	inv = &invalidation{}
-	// At most two runs: the second only when the first found the head it
-	// kept from the last group taken (retryStale, keptHeadFor).
+	// At most two runs: a second only when the first found the head kept
+	// from the last group stale (retryStale, keptHeadFor).
 	for run := 0; ; run++ {
 		if db.runGroup(ctx, conn, group, errs, inv, &wrote, run == 0) {
 			break
@@ -660,7 +660,7 @@ func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bo
 // a custos build from before the third counter) is caught by the log's
 // key: the kept head's next seq is taken, the group's first insert fails
 // with ECONFLICT, and the group runs once more with the head read from
-// the table (commitGroup). The chain cannot fork either way.
+// the table (retryStale). The chain cannot fork either way.
 
 // keptHeadFor returns the head a group about to run starts from: the kept
 // one when no transaction appended since it was kept (kept true), else
