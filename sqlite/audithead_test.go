@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"custos"
@@ -259,5 +260,49 @@ func TestAuditHeadKeptAcrossGroups(t *testing.T) {
 	checkChain(t, db, 8)
 	if got := db.WriterStats().Reruns - reruns; got != 0 {
 		t.Errorf("groups ran again %d times, want 0: every other append was announced", got)
+	}
+}
+
+// TestAuditHeadTwoWriters: two stores on one file (two custos processes)
+// append at once, each from several goroutines, as core does (the event
+// chained at the group's end). Each writer keeps its head between groups
+// while the other's appends move the shared counter, so the chain must run
+// without a gap or a fork, and no group may have run again: every append
+// was announced.
+func TestAuditHeadTwoWriters(t *testing.T) {
+	ctx := context.Background()
+	db := openInternal(t)
+	other, err := Open(ctx, db.path, Options{ReadCache: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const workers, each = 4, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*workers*each)
+	for _, s := range []*DB{db, other} {
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					errs <- s.Update(ctx, func(tx custos.Tx) error {
+						tx.(*Tx).AtEnd(func(tx custos.Tx) error { return appendEvent(ctx, tx, w*1000+i) })
+						return nil
+					})
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkChain(t, db, 2*workers*each)
+	if r1, r2 := db.WriterStats().Reruns, other.WriterStats().Reruns; r1+r2 != 0 {
+		t.Errorf("groups ran again: %d and %d, want none", r1, r2)
 	}
 }
