@@ -27,6 +27,27 @@ func appendEvent(ctx context.Context, tx custos.Tx, n int) error {
 	return tx.InsertAuditEvent(ctx, e)
 }
 
+// appendAtEnd is an Update function that leaves appending event n to the
+// group's end, as core's audited requests do.
+func appendAtEnd(ctx context.Context, n int) func(tx custos.Tx) error {
+	return func(tx custos.Tx) error {
+		tx.(*Tx).AtEnd(func(tx custos.Tx) error { return appendEvent(ctx, tx, n) })
+		return nil
+	}
+}
+
+// openSecond opens a second store on db's file, as another custos process
+// would, closed at cleanup.
+func openSecond(t *testing.T, db *DB) *DB {
+	t.Helper()
+	other, err := Open(context.Background(), db.path, Options{ReadCache: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}
+
 // openInternal opens a migrated store in a temporary directory for the
 // package's internal tests, closed at cleanup.
 func openInternal(t *testing.T) *DB {
@@ -145,12 +166,6 @@ func TestAuditHeadInCommitGroup(t *testing.T) {
 	// leave their appends to the group's end, as core's do: the end's
 	// insert finds seq 6 taken, and the group runs once more (retryStale).
 	appendBehind(t, db, 6)
-	atEnd := func(n int) func(tx custos.Tx) error {
-		return func(tx custos.Tx) error {
-			tx.(*Tx).AtEnd(func(tx custos.Tx) error { return appendEvent(ctx, tx, n) })
-			return nil
-		}
-	}
 	mustGroup := func(want int64, fns ...func(tx custos.Tx) error) {
 		t.Helper()
 		reruns := db.WriterStats().Reruns
@@ -164,15 +179,15 @@ func TestAuditHeadInCommitGroup(t *testing.T) {
 			t.Errorf("group after an unannounced append ran again %d times, want 1", got)
 		}
 	}
-	mustGroup(8, atEnd(7), atEnd(8))
+	mustGroup(8, appendAtEnd(ctx, 7), appendAtEnd(ctx, 8))
 	// Again, with members that append at once: the first one's insert
 	// fails, and the group runs again with savepoints, as for any member
 	// that fails after a statement.
 	appendBehind(t, db, 9)
-	mustGroup(11, func(tx custos.Tx) error { return appendEvent(ctx, tx, 10) }, atEnd(11))
+	mustGroup(11, func(tx custos.Tx) error { return appendEvent(ctx, tx, 10) }, appendAtEnd(ctx, 11))
 	// A group of one member runs without savepoints, on a path of its own.
 	appendBehind(t, db, 12)
-	mustGroup(13, atEnd(13))
+	mustGroup(13, appendAtEnd(ctx, 13))
 }
 
 // appendBehind appends event seq the way a writer that does not advance
@@ -239,11 +254,7 @@ func TestAuditHeadKeptAcrossGroups(t *testing.T) {
 
 	// Another process on the same file (a second store, with its own
 	// writer) appends: the next group reads the head again.
-	other, err := Open(ctx, db.path, Options{ReadCache: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openSecond(t, db)
 	if err := other.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 4) }); err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +283,7 @@ func TestAuditHeadKeptAcrossGroups(t *testing.T) {
 func TestAuditHeadTwoWriters(t *testing.T) {
 	ctx := context.Background()
 	db := openInternal(t)
-	other, err := Open(ctx, db.path, Options{ReadCache: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openSecond(t, db)
 	const workers, each = 4, 40
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*workers*each)
@@ -286,10 +293,7 @@ func TestAuditHeadTwoWriters(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range each {
-					errs <- s.Update(ctx, func(tx custos.Tx) error {
-						tx.(*Tx).AtEnd(func(tx custos.Tx) error { return appendEvent(ctx, tx, w*1000+i) })
-						return nil
-					})
+					errs <- s.Update(ctx, appendAtEnd(ctx, w*1000+i))
 				}
 			}()
 		}
