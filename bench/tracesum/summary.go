@@ -142,7 +142,9 @@ func Summarize(r io.Reader) (*Summary, error) {
 		case trace.GoRunning:
 			next.state.State = "running"
 			run++
-			if h := holding[ev.Proc()]; h != nil && from != trace.GoSyscall && h.taken == 0 {
+			// Another goroutine on a P left with one in a system call (a
+			// goroutine's own return was counted above, and let go of it).
+			if h := holding[ev.Proc()]; h != nil && h.taken == 0 {
 				h.taken = t
 			}
 		case trace.GoWaiting:
