@@ -16,9 +16,11 @@ import (
 const pause = 100 * time.Millisecond
 
 // blockInRead reads a byte from fd, a blocking pipe: the goroutine sits
-// in the read system call, holding its P, until another writes.
-func blockInRead(t *testing.T, fd int) {
+// in the read system call, holding its P, until another writes. It
+// closes ready just before.
+func blockInRead(t *testing.T, fd int, ready chan struct{}) {
 	var b [1]byte
+	close(ready)
 	if _, err := syscall.Read(fd, b[:]); err != nil {
 		t.Error(err)
 	}
@@ -26,8 +28,9 @@ func blockInRead(t *testing.T, fd int) {
 
 // blockInReadBusy is blockInRead under another name, for the phase with
 // work waiting for the P.
-func blockInReadBusy(t *testing.T, fd int) {
+func blockInReadBusy(t *testing.T, fd int, ready chan struct{}) {
 	var b [1]byte
+	close(ready)
 	if _, err := syscall.Read(fd, b[:]); err != nil {
 		t.Error(err)
 	}
@@ -36,16 +39,18 @@ func blockInReadBusy(t *testing.T, fd int) {
 // waitOnChannel waits until c is closed.
 func waitOnChannel(c chan struct{}) { <-c }
 
-// readFor runs read on a new pipe and writes to it after pause.
-func readFor(t *testing.T, read func(*testing.T, int)) {
+// readFor runs read on a new pipe and writes to it pause after read
+// is about to block: read's system call lasts at least pause.
+func readFor(t *testing.T, read func(*testing.T, int, chan struct{})) {
 	var p [2]int
 	if err := syscall.Pipe(p[:]); err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Close(p[0])
 	defer syscall.Close(p[1])
-	done := make(chan struct{})
-	go func() { read(t, p[0]); close(done) }()
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() { read(t, p[0], ready); close(done) }()
+	<-ready
 	time.Sleep(pause)
 	if _, err := syscall.Write(p[1], []byte{1}); err != nil {
 		t.Fatal(err)
