@@ -81,6 +81,13 @@ func Summarize(r io.Reader) (*Summary, error) {
 			delete(holding, g.proc)
 		}
 	}
+	// end counts g's state up to t.
+	end := func(g *gstate, t trace.Time) {
+		s.States[g.state] += time.Duration(t - g.since)
+		if g.state.State == "syscall" {
+			syscall(g, t)
+		}
+	}
 	for {
 		ev, err := tr.ReadEvent()
 		if err == io.EOF {
@@ -123,15 +130,12 @@ func Summarize(r io.Reader) (*Summary, error) {
 			continue
 		}
 		if g := gs[id]; g != nil {
-			d := time.Duration(t - g.since)
-			s.States[g.state] += d
+			end(g, t)
 			switch g.state.State {
 			case "runnable":
 				runnable--
 			case "running":
 				run--
-			case "syscall":
-				syscall(g, t)
 			}
 		}
 		next := &gstate{since: t, proc: ev.Proc()}
@@ -162,11 +166,7 @@ func Summarize(r io.Reader) (*Summary, error) {
 	}
 	// What is still going on at the end counts up to the last event.
 	for _, g := range gs {
-		d := time.Duration(last - g.since)
-		s.States[g.state] += d
-		if g.state.State == "syscall" {
-			syscall(g, last)
-		}
+		end(g, last)
 	}
 	s.Span = time.Duration(last - first)
 	return s, nil
