@@ -24,7 +24,8 @@ type Part struct {
 // Node is how custos bench's CPU profiles split, in the order the parts
 // claim samples: the handler before the HTTP server that calls it, the
 // SQLite writer's phases before the writer's rest. It is made for a SQLite
-// node; on PostgreSQL the store's work shows in the handler.
+// node; on PostgreSQL the store's work shows in the handler, or in other
+// for its own goroutines.
 var Node = []Part{
 	{Name: "handler (custos/http ServeHTTP)", Match: fn(`custos/http.(*Server).ServeHTTP`), Parts: []Part{
 		{Name: "load: the customer, consents, decision", Match: fn(`custos/core.(*Service).load`)},
