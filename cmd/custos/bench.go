@@ -147,10 +147,22 @@ type benchResult struct {
 	// generator — during the measured window.
 	CPUSeconds      float64 `json:"cpu_seconds"`
 	CPUPerRequestUS float64 `json:"cpu_us_per_request"`
-	PeakRSSBytes    int64   `json:"peak_rss_bytes"`
-	CeilingRPS      float64 `json:"ceiling_throughput"`
-	Ratio           float64 `json:"ratio_to_ceiling"`
-	RowsPerSec      float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
+	// WaitsPerRequest is the process's voluntary context switches in the
+	// window over its requests: how often a thread of it went to sleep
+	// (on a futex, in epoll, in I/O) and had to be woken; a request's
+	// wake-ups cost CPU that its profile shows in other calls.
+	// PreemptionsPerRequest is the involuntary ones: a thread taken off
+	// its CPU for another. MachineIdle is the share of the machine's CPU
+	// time, over all its CPUs, spent idle or waiting for I/O in the
+	// window (/proc/stat): near 0 when the step kept every CPU busy.
+	// All omitted where the system does not say.
+	WaitsPerRequest       float64 `json:"waits_per_request,omitempty"`
+	PreemptionsPerRequest float64 `json:"preemptions_per_request,omitempty"`
+	MachineIdle           float64 `json:"machine_idle,omitempty"`
+	PeakRSSBytes          int64   `json:"peak_rss_bytes"`
+	CeilingRPS            float64 `json:"ceiling_throughput"`
+	Ratio                 float64 `json:"ratio_to_ceiling"`
+	RowsPerSec            float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
 	// RowsPerSecDrained counts also the rows of the requests that were in
 	// flight when the window closed, over the window and the drain
 	// (import; set when some completed late). Large batches at high
@@ -1336,18 +1348,61 @@ func (w *benchWorker) do(ctx context.Context, r benchReq) (string, []byte) {
 	return "", w.buf.Bytes()
 }
 
-// benchUsage is the process's CPU time and peak RSS.
-func benchUsage() (cpu time.Duration, maxRSS int64) {
+// benchUse is what getrusage says of the whole process (every thread):
+// CPU time, peak RSS, and the context switches its threads made, waiting
+// (voluntary: a futex, epoll or I/O wait) and preempted (involuntary).
+type benchUse struct {
+	cpu                    time.Duration
+	maxRSS                 int64
+	voluntary, involuntary int64
+}
+
+// benchUsage is the process's CPU time, peak RSS and context switches.
+func benchUsage() benchUse {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, 0
+		return benchUse{}
 	}
-	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	maxRSS = int64(ru.Maxrss)
+	u := benchUse{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: int64(ru.Maxrss),
+		voluntary: int64(ru.Nvcsw), involuntary: int64(ru.Nivcsw)}
 	if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
-		maxRSS *= 1024 // kilobytes elsewhere
+		u.maxRSS *= 1024 // kilobytes elsewhere
 	}
-	return cpu, maxRSS
+	return u
+}
+
+// benchMachineCPU reads the machine's CPU time from /proc/stat, in clock
+// ticks summed over every CPU: all of it, and the part idle or waiting for
+// I/O. ok is false where there is no /proc/stat.
+func benchMachineCPU() (total, idle int64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	return benchParseProcStat(string(b))
+}
+
+// benchParseProcStat parses the first line of /proc/stat ("cpu  user nice
+// system idle iowait irq softirq steal …"): total is the sum of its
+// fields up to steal, idle is idle + iowait. guest and guest_nice are
+// already inside user and nice, so they are not added again.
+func benchParseProcStat(s string) (total, idle int64, ok bool) {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return total, idle, true
 }
 
 // benchResetPeakRSS resets the kernel's peak-RSS mark to the current RSS
@@ -1389,7 +1444,9 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	var exhausted atomic.Bool
 	// The clock goroutine takes the CPU and peak-RSS readings at the
 	// edges of the measured window, not when the last straggler is in.
-	var cpu0, cpu1 time.Duration
+	var use0, use1 benchUse
+	var mach0, mach1 [2]int64 // the machine's CPU ticks: all, idle
+	var machOK0, machOK1 bool
 	var cache0, cache1 sqlite.ReadCacheStats
 	var kept0, kept1 sqlite.KeptStats
 	var writer0, writer1 sqlite.WriterStats
@@ -1411,7 +1468,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				if resetRSS {
 					benchResetPeakRSS()
 				}
-				cpu0, _ = benchUsage()
+				use0 = benchUsage()
+				mach0[0], mach0[1], machOK0 = benchMachineCPU()
 				if env.cache != nil {
 					cache0, writer0, writerAt0, kept0 = env.cache(), env.writer(), time.Now(), env.kept()
 				}
@@ -1419,7 +1477,9 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 					groups0 = env.groups()
 				}
 			} else {
-				cpu1, rss = benchUsage()
+				use1 = benchUsage()
+				rss = use1.maxRSS
+				mach1[0], mach1[1], machOK1 = benchMachineCPU()
 				if env.cache != nil {
 					cache1, writer1, writerAt1, kept1 = env.cache(), env.writer(), time.Now(), env.kept()
 				}
@@ -1509,7 +1569,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.RowsPerSecDrained = float64(rows+lateRows) / (res.Seconds + res.DrainSeconds)
 	}
 	res.ErrorCodes, res.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
-	res.CPUSeconds = (cpu1 - cpu0).Seconds()
+	res.CPUSeconds = (use1.cpu - use0.cpu).Seconds()
+	if machOK0 && machOK1 && mach1[0] > mach0[0] {
+		res.MachineIdle = float64(mach1[1]-mach0[1]) / float64(mach1[0]-mach0[0])
+	}
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
 	}
@@ -1534,6 +1597,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
+		res.WaitsPerRequest = float64(use1.voluntary-use0.voluntary) / float64(res.Requests)
+		res.PreemptionsPerRequest = float64(use1.involuntary-use0.involuntary) / float64(res.Requests)
 	}
 	res.PeakRSSBytes = rss
 	if name == "ceiling" {
@@ -1656,6 +1721,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		}
 		if r.RowsPerSecDrained > 0 && r.Workload == "import" {
 			notes = append(notes, fmt.Sprintf("%.0f rows/s counting the requests in flight at the end and their %.1fs drain", r.RowsPerSecDrained, r.DrainSeconds))
+		}
+		if r.WaitsPerRequest > 0 {
+			notes = append(notes, fmt.Sprintf("%.2f thread waits and %.2f preemptions a request, machine %.0f %% idle", r.WaitsPerRequest, r.PreemptionsPerRequest, r.MachineIdle*100))
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +70,18 @@ func TestBenchHarnessJSON(t *testing.T) {
 	}
 	if r := got["create"]; r.CacheHitRate != 0 {
 		t.Errorf("create: read cache hit rate %.3f, want 0 (creates read nothing)", r.CacheHitRate)
+	}
+	// The ceiling's and a read's threads sleep in epoll and on futexes
+	// between requests: the report counts the wake-ups a request, and the
+	// machine's idle share is a share.
+	for _, name := range []string{"ceiling", "read"} {
+		if r := got[name]; r.WaitsPerRequest <= 0 || r.PreemptionsPerRequest < 0 || r.MachineIdle < 0 || r.MachineIdle >= 1 {
+			t.Errorf("%s: %.3f waits, %.3f preemptions a request, machine idle %.3f; want waits > 0, preemptions ≥ 0, idle in [0, 1)",
+				name, r.WaitsPerRequest, r.PreemptionsPerRequest, r.MachineIdle)
+		}
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("thread waits and")) {
+		t.Errorf("stdout does not give the thread waits:\n%s", stdout.String())
 	}
 	// Every create waits for the writer: its busy share and the writes per
 	// commit are reported (two workers: at most two writes share a commit;
@@ -288,5 +301,26 @@ func TestBenchCodes(t *testing.T) {
 	}
 	if got := benchFirstCodes(map[string]*benchCodeSeen{}); got != nil {
 		t.Fatalf("no codes = %v, want nil", got)
+	}
+}
+
+// TestBenchParseProcStat: the machine's CPU ticks are the first line's
+// fields up to steal, and idle is idle + iowait; guest time, already in
+// user, is not counted twice, and anything but a cpu line is refused.
+func TestBenchParseProcStat(t *testing.T) {
+	const stat = "cpu  100 5 50 800 40 3 2 1 7 0\ncpu0 50 2 25 400 20 1 1 0 3 0\nintr 12345\n"
+	total, idle, ok := benchParseProcStat(stat)
+	if !ok || total != 100+5+50+800+40+3+2+1 || idle != 800+40 {
+		t.Errorf("got total %d, idle %d, ok %v; want 1001, 840, true", total, idle, ok)
+	}
+	for _, bad := range []string{"", "intr 1 2 3 4 5 6", "cpu 1 2 x 4 5 6", "cpu 1 2 3"} {
+		if _, _, ok := benchParseProcStat(bad); ok {
+			t.Errorf("%q: parsed, want refused", bad)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		if total, idle, ok := benchMachineCPU(); !ok || total <= 0 || idle < 0 || idle > total {
+			t.Errorf("/proc/stat: total %d, idle %d, ok %v; want 0 ≤ idle ≤ total, total > 0", total, idle, ok)
+		}
 	}
 }
