@@ -34,6 +34,16 @@ type Summary struct {
 	// goroutines ran than there are Ps; WaitingAll the time some goroutine
 	// was runnable at all.
 	Waiting, WaitingAll time.Duration
+
+	// Idle is the time no goroutine was runnable while fewer ran than
+	// there are Ps: a P had nothing to run (one left holding a goroutine
+	// in a system call counts as such). IdleProcs is the Ps that ran
+	// nothing, summed over that time (P-seconds), and IdleBlocked, by
+	// state and site, the goroutines waiting or in a system call, summed
+	// over it: over Idle, how many waited there on average while the
+	// Ps had nothing to do, which says what the work was waiting for.
+	Idle, IdleProcs time.Duration
+	IdleBlocked     map[StateSite]time.Duration
 }
 
 // StateSite is a goroutine state and, for waiting and system calls, the
@@ -49,7 +59,8 @@ func Summarize(r io.Reader) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Summary{States: map[StateSite]time.Duration{}, Held: map[string]time.Duration{}, Taken: map[string]time.Duration{}}
+	s := &Summary{States: map[StateSite]time.Duration{}, Held: map[string]time.Duration{}, Taken: map[string]time.Duration{},
+		IdleBlocked: map[StateSite]time.Duration{}}
 	type gstate struct {
 		state StateSite
 		since trace.Time
@@ -62,6 +73,7 @@ func Summarize(r io.Reader) (*Summary, error) {
 		gs            = map[trace.GoID]*gstate{}
 		holding       = map[trace.ProcID]*gstate{} // the goroutine in a system call each P was left with
 		runnable, run int
+		blocked       = map[StateSite]int{} // goroutines waiting or in a system call now, by state and site
 		first, last   trace.Time
 		seen          bool
 	)
@@ -106,6 +118,13 @@ func Summarize(r io.Reader) (*Summary, error) {
 				if s.Procs > 0 && run < s.Procs {
 					s.Waiting += time.Duration(t - last)
 				}
+			} else if s.Procs > 0 && run < s.Procs {
+				d := time.Duration(t - last)
+				s.Idle += d
+				s.IdleProcs += d * time.Duration(s.Procs-run)
+				for k, n := range blocked {
+					s.IdleBlocked[k] += d * time.Duration(n)
+				}
 			}
 			last = t
 		}
@@ -136,6 +155,10 @@ func Summarize(r io.Reader) (*Summary, error) {
 				runnable--
 			case "running":
 				run--
+			default:
+				if blocked[g.state]--; blocked[g.state] == 0 {
+					delete(blocked, g.state)
+				}
 			}
 		}
 		next := &gstate{since: t, proc: ev.Proc()}
@@ -161,6 +184,9 @@ func Summarize(r io.Reader) (*Summary, error) {
 		default: // not existing, or undetermined
 			delete(gs, id)
 			continue
+		}
+		if to == trace.GoWaiting || to == trace.GoSyscall {
+			blocked[next.state]++
 		}
 		gs[id] = next
 	}
@@ -232,6 +258,17 @@ func (s *Summary) Write(w io.Writer, top int) {
 		fmt.Fprintf(w, "; while fewer than %d goroutines ran, %.1f %%", s.Procs, 100*s.Waiting.Seconds()/span)
 	}
 	fmt.Fprintln(w)
+	if s.Procs > 0 && s.Idle > 0 {
+		idle := s.Idle.Seconds()
+		fmt.Fprintf(w, "\nno goroutine was runnable while a P ran nothing %.1f %% of the time (%.2f of %d Ps idle on average then); meanwhile:\n",
+			100*idle/span, s.IdleProcs.Seconds()/idle, s.Procs)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "goroutines on average\tstate\tsite\t")
+		for _, e := range sorted(s.IdleBlocked, top) {
+			fmt.Fprintf(tw, "%.2f\t%s\t%s\t\n", e.d.Seconds()/idle, e.k.State, e.k.Site)
+		}
+		tw.Flush()
+	}
 }
 
 type entry[K comparable] struct {

@@ -146,9 +146,34 @@ func TestSummarize(t *testing.T) {
 	if s.States[StateSite{State: "runnable"}] < min || s.WaitingAll < min {
 		t.Errorf("runnable %v, some goroutine waiting %v; want at least %v of each", s.States[StateSite{State: "runnable"}], s.WaitingAll, min)
 	}
+	// While the read and the channel waited alone, no P had anything to
+	// run, and the summary says what the goroutines waited for then;
+	// while two goroutines wanted the P, it was never idle for want of
+	// work.
+	idleAt := func(state, name string) time.Duration {
+		var d time.Duration
+		for k, v := range s.IdleBlocked {
+			if k.State == state && strings.HasSuffix(k.Site, "."+name) {
+				d += v
+			}
+		}
+		return d
+	}
+	if s.Idle < 2*min || s.IdleProcs < s.Idle {
+		t.Errorf("idle %v, %v P-time; want at least %v, and at least one P idle throughout", s.Idle, s.IdleProcs, 2*min)
+	}
+	if d := idleAt("syscall", "blockInRead"); d < min {
+		t.Errorf("blockInRead: %v in a system call while the Ps were idle, want at least %v", d, min)
+	}
+	if d := idleAt("waiting", "waitOnChannel"); d < min {
+		t.Errorf("waitOnChannel: %v waiting while the Ps were idle, want at least %v", d, min)
+	}
+	if d := idleAt("syscall", "blockInReadBusy"); d > pause/2 {
+		t.Errorf("blockInReadBusy: %v in a system call while the Ps were idle, want under %v: two goroutines wanted the P", d, pause/2)
+	}
 	var out bytes.Buffer
 	s.Write(&out, 0)
-	for _, want := range []string{"GOMAXPROCS", "blockInRead", "waitOnChannel", "runnable", "waited for a P"} {
+	for _, want := range []string{"GOMAXPROCS", "blockInRead", "waitOnChannel", "runnable", "waited for a P", "while a P ran nothing"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed summary lacks %q:\n%s", want, out.String())
 		}
