@@ -183,5 +183,5 @@ func (s *Service) eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID
 	if err := tx.InsertShred(ctx, &shred); err != nil {
 		return nil, err
 	}
-	return rc, s.recordShred(shred, shreds) // S7: on disk before the commit
+	return rc, s.recordShred(tx, shred, shreds) // S7: on disk before the commit
 }

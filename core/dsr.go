@@ -802,7 +802,7 @@ func (s *Service) deleteTx(ctx context.Context, tx custos.Tx, id custos.SubjectI
 	for _, c := range slices.Sorted(maps.Keys(kept)) {
 		out = append(out, *kept[c])
 	}
-	err = s.recordShred(custos.ShredEntry{SubjectID: id, ShredAt: now, Reason: ShredRestricted + reason, ActorID: ev.ActorID}, shreds)
+	err = s.recordShred(tx, custos.ShredEntry{SubjectID: id, ShredAt: now, Reason: ShredRestricted + reason, ActorID: ev.ActorID}, shreds)
 	return out, err
 }
 

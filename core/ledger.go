@@ -17,6 +17,22 @@ type ShredLedger interface {
 	AppendVoid(seq int64) error
 }
 
+// ShredLedgerSyncer is implemented by a ShredLedger that can write an
+// entry at once and put it on disk later (package ledger's File). With a
+// store whose transactions take work at their end (custos.AtEnder, both
+// stores), an erasure writes its entry so and syncs the ledger at its
+// transaction's end, before the commit: the erasures sharing one commit
+// group, or one retention batch, sync it once instead of once each
+// (BENCHMARKS.md, thirty-seventh session).
+type ShredLedgerSyncer interface {
+	// AppendEraseUnsynced writes e and returns the entry's seq; the entry
+	// is durable only once Sync has returned nil.
+	AppendEraseUnsynced(e custos.ShredEntry) (int64, error)
+	// Sync puts every entry written so far on disk; nil when there is
+	// nothing to write.
+	Sync() error
+}
+
 // shredAttempts are the ledger entries written by each attempt of one
 // transaction (PostgreSQL re-runs a transaction that lost a deadlock).
 type shredAttempts struct{ attempts [][]int64 }
@@ -25,15 +41,28 @@ type shredAttempts struct{ attempts [][]int64 }
 func (a *shredAttempts) begin() { a.attempts = append(a.attempts, nil) }
 
 // recordShred appends e to the ledger, if there is one, as part of the
-// current attempt.
-func (s *Service) recordShred(e custos.ShredEntry, a *shredAttempts) error {
+// current attempt of tx: on disk before tx commits (S7), by a sync at tx's
+// end where the ledger and tx allow it (ShredLedgerSyncer), else now. If
+// that sync fails, tx fails and commits nothing, and its caller's
+// settleShred voids the entry.
+func (s *Service) recordShred(tx custos.Tx, e custos.ShredEntry, a *shredAttempts) error {
 	if s.Ledger == nil {
 		return nil
 	}
 	if len(a.attempts) == 0 {
 		a.begin()
 	}
-	seq, err := s.Ledger.AppendErase(e)
+	var seq int64
+	var err error
+	ls, deferrable := s.Ledger.(ShredLedgerSyncer)
+	at, ending := tx.(custos.AtEnder)
+	if deferrable && ending {
+		if seq, err = ls.AppendEraseUnsynced(e); err == nil {
+			at.AtEnd(func(custos.Tx) error { return ls.Sync() })
+		}
+	} else {
+		seq, err = s.Ledger.AppendErase(e)
+	}
 	if err != nil {
 		return err
 	}

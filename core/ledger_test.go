@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"custos"
+	"custos/core"
 	"custos/ledger"
 )
 
@@ -89,5 +90,88 @@ func TestErasureFailsWithoutLedger(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatalf("after the failed erasure: %v", err)
+	}
+}
+
+// syncFails is a ledger whose entries are written but never reach the
+// disk: every Sync fails.
+type syncFails struct{ *ledger.File }
+
+func (syncFails) Sync() error {
+	return &custos.Error{Code: custos.EINTERNAL, Message: "The shred ledger cannot be written."}
+}
+
+// TestErasureFailsWhenLedgerSyncFails (S7): an erasure whose ledger entry
+// was written but could not be synced before the commit fails as a whole,
+// commits nothing, and its entry is voided.
+func TestErasureFailsWhenLedgerSyncFails(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Ledger = syncFails{l}
+	id := e.create(t, map[string]string{"name": "赵敏", "email": "zhao.ledger@example.com"})
+	if _, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "customer request"); custos.ErrorCode(err) != custos.EINTERNAL {
+		t.Fatalf("erase with a ledger that cannot sync: got %v, want EINTERNAL", err)
+	}
+	got, err := e.svc.FindSubjectByLookup(e.admin, []string{"account"}, "email", "zhao.ledger@example.com")
+	if err != nil || got.ID != id || got.Fields["name"] != "赵敏" {
+		t.Fatalf("after the failed erasure the customer reads %v, %v", got, err)
+	}
+	if err := e.db.View(ctx, func(tx custos.Tx) error {
+		shreds, err := tx.ListShreds(ctx, 0)
+		if err == nil && len(shreds) != 0 {
+			t.Errorf("the store records %d shreds after a failed erasure", len(shreds))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ledger.ReadFile(l.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := ledger.Erasures(r); len(es) != 0 {
+		t.Errorf("the ledger keeps %d erasures of an erasure that did not commit, want 0 (voided)", len(es))
+	}
+}
+
+// TestRetentionBatchSyncsLedgerOnce (S7): a retention batch that
+// crypto-shreds twenty customers writes each one's ledger entry and syncs
+// the ledger before the batch commits, once for all of them instead of
+// once an erasure.
+func TestRetentionBatchSyncsLedgerOnce(t *testing.T) {
+	t.Setenv("CUSTOS_BENCH_RETENTION_PER_SUBJECT", "1")
+	e := newRetEnvWith(t, "")
+	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Ledger = l
+	const customers = 20
+	seedBulk(t, e, customers)
+	e.at(years(4))
+	if _, err := e.svc.SweepRetention(e.admin, core.RetentionOptions{BatchSize: 100}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ledger.ReadFile(l.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(ledger.Erasures(r)); got != customers {
+		t.Fatalf("the ledger records %d erasures, want %d", got, customers)
+	}
+	// A store that runs transactions again (CUSTOS_TEST_REPEAT) syncs
+	// once more, and writes each void on its own.
+	voids := 0
+	for _, e := range r.Entries {
+		if e.Kind == ledger.KindVoid {
+			voids++
+		}
+	}
+	if got := l.Syncs(); got > int64(2+voids) {
+		t.Errorf("%d fsyncs of the ledger for %d erasures in one batch (%d voids), want at most %d", got, customers, voids, 2+voids)
 	}
 }

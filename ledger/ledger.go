@@ -4,6 +4,10 @@
 // backup of it (DESIGN "Crypto-shredding", S7). A restore reads the ledger
 // files and re-applies each erasure the restored store does not reflect.
 //
+// An erasure's line is fsynced on its own (AppendErase), or written at
+// once and fsynced with the other lines of its commit (AppendEraseUnsynced,
+// then Sync before the commit).
+//
 // Each line is one Entry. Kind "erase" records an erasure (subject id,
 // time, reason, actor id — ids and the operator's reason, never personal
 // data); kind "void" says that the erase entry Voids belongs to a
@@ -85,6 +89,11 @@ type File struct {
 	lastSeq  int64
 	lastHash string
 	now      func() time.Time
+	// unsynced is set while a line written through this File
+	// (AppendEraseUnsynced) may not be on disk yet; syncs counts the
+	// fsyncs made through it.
+	unsynced bool
+	syncs    int64
 }
 
 // Open returns the ledger at path, creating it (mode 0600) and its
@@ -116,16 +125,72 @@ func failed(err error) error {
 // AppendErase records an erasure and returns its seq once the line is on
 // disk. An error means nothing may be erased.
 func (l *File) AppendErase(e custos.ShredEntry) (int64, error) {
-	return l.append(Entry{Kind: KindErase, SubjectID: string(e.SubjectID), Time: e.ShredAt.UTC(), Reason: e.Reason, ActorID: string(e.ActorID)})
+	return l.append(eraseEntry(e), true)
+}
+
+// AppendEraseUnsynced writes an erasure's line and returns its seq at
+// once; the line is on disk only when a later Sync has returned nil. The
+// erasures that share one commit write their lines so and sync the
+// ledger once before the commit, instead of once a line (BENCHMARKS.md,
+// thirty-seventh session). An error means nothing may be erased.
+func (l *File) AppendEraseUnsynced(e custos.ShredEntry) (int64, error) {
+	return l.append(eraseEntry(e), false)
+}
+
+func eraseEntry(e custos.ShredEntry) Entry {
+	return Entry{Kind: KindErase, SubjectID: string(e.SubjectID), Time: e.ShredAt.UTC(), Reason: e.Reason, ActorID: string(e.ActorID)}
 }
 
 // AppendVoid records that erase entry seq did not commit.
 func (l *File) AppendVoid(seq int64) error {
-	_, err := l.append(Entry{Kind: KindVoid, Voids: seq, Time: l.now().UTC().Truncate(time.Microsecond)})
+	_, err := l.append(Entry{Kind: KindVoid, Voids: seq, Time: l.now().UTC().Truncate(time.Microsecond)}, true)
 	return err
 }
 
-func (l *File) append(e Entry) (seq int64, err error) {
+// Sync puts every line written through l on disk: one fsync for all the
+// lines written unsynced since the last, and none when there are none.
+// Lines are written and synced under one lock, so a line written while
+// an fsync runs waits for it and is left for the next Sync. An error
+// means the lines written since the last Sync may be lost: their
+// erasures must not commit.
+func (l *File) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.unsynced {
+		return nil
+	}
+	return l.syncLocked(nil)
+}
+
+// Syncs returns how many fsyncs of the file l has made.
+func (l *File) Syncs() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncs
+}
+
+// syncLocked fsyncs f, or the file at l.path when f is nil; l.mu is held.
+func (l *File) syncLocked(f *os.File) (err error) {
+	if f == nil {
+		if f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600); err != nil {
+			return failed(err)
+		}
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = failed(cerr)
+			}
+		}()
+	}
+	if err := f.Sync(); err != nil {
+		l.size = -1
+		return failed(err)
+	}
+	l.syncs++
+	l.unsynced = false
+	return nil
+}
+
+func (l *File) append(e Entry, sync bool) (seq int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600)
@@ -174,9 +239,12 @@ func (l *File) append(e Entry) (seq int64, err error) {
 		l.size = -1
 		return 0, failed(err)
 	}
-	if err := f.Sync(); err != nil {
-		l.size = -1
-		return 0, failed(err)
+	l.unsynced = true
+	if sync {
+		// Also puts any line written unsynced before it on disk.
+		if err := l.syncLocked(f); err != nil {
+			return 0, err
+		}
 	}
 	l.size, l.lastSeq, l.lastHash = fi.Size()+int64(len(line)), e.Seq, e.Hash
 	return e.Seq, nil

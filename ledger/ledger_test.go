@@ -174,3 +174,72 @@ func TestErasuresSkipVoided(t *testing.T) {
 		t.Fatalf("erasures: got %v, want %s", got, want)
 	}
 }
+
+// TestLedgerUnsyncedSync (S7): erasures written unsynced chain and read
+// back like the others, and one Sync puts them all on disk with one
+// fsync; a Sync with nothing written does no I/O, and a Sync that cannot
+// reach the file says so, so that the erasures it covers do not commit.
+func TestLedgerUnsyncedSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ledger.DefaultName)
+	l, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	if _, err := l.AppendErase(entry("sub_a", at)); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"sub_b", "sub_c", "sub_d"} {
+		seq, err := l.AppendEraseUnsynced(entry(id, at))
+		if err != nil || seq != int64(i+2) {
+			t.Fatalf("unsynced %s: seq %d, %v; want %d", id, seq, err, i+2)
+		}
+	}
+	if got := l.Syncs(); got != 1 {
+		t.Errorf("after one durable and three unsynced appends: %d fsyncs, want 1", got)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Syncs(); got != 2 {
+		t.Errorf("after Sync: %d fsyncs, want 2 (one for the three lines)", got)
+	}
+	r, err := ledger.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := ledger.Erasures(r); len(es) != 4 || es[3].SubjectID != "sub_d" {
+		t.Fatalf("read back %d erasures (%+v), want 4 chained, the last sub_d", len(es), es)
+	}
+	// Nothing written since: Sync makes no call, so it succeeds even with
+	// the file gone.
+	if err := os.Rename(path, path+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil || l.Syncs() != 2 {
+		t.Errorf("Sync with nothing written: %v, %d fsyncs; want nil and still 2", err, l.Syncs())
+	}
+	// A line written, then the file replaced before its Sync: the Sync
+	// fails, as an internal error that names the ledger.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".moved", path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendEraseUnsynced(entry("sub_e", at)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "shred ledger") {
+		t.Errorf("Sync of a line whose file is gone: got %v, want EINTERNAL naming the shred ledger", err)
+	}
+}
