@@ -155,14 +155,15 @@ type benchResult struct {
 	// its CPU for another. MachineIdle is the share of the machine's CPU
 	// time, over all its CPUs, spent idle or waiting for I/O in the
 	// window (/proc/stat): near 0 when the step kept every CPU busy.
-	// All omitted where the system does not say.
-	WaitsPerRequest       float64 `json:"waits_per_request,omitempty"`
-	PreemptionsPerRequest float64 `json:"preemptions_per_request,omitempty"`
-	MachineIdle           float64 `json:"machine_idle,omitempty"`
-	PeakRSSBytes          int64   `json:"peak_rss_bytes"`
-	CeilingRPS            float64 `json:"ceiling_throughput"`
-	Ratio                 float64 `json:"ratio_to_ceiling"`
-	RowsPerSec            float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
+	// All omitted where the system does not say (MachineIdle is nil
+	// without /proc/stat).
+	WaitsPerRequest       float64  `json:"waits_per_request,omitempty"`
+	PreemptionsPerRequest float64  `json:"preemptions_per_request,omitempty"`
+	MachineIdle           *float64 `json:"machine_idle,omitempty"`
+	PeakRSSBytes          int64    `json:"peak_rss_bytes"`
+	CeilingRPS            float64  `json:"ceiling_throughput"`
+	Ratio                 float64  `json:"ratio_to_ceiling"`
+	RowsPerSec            float64  `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
 	// RowsPerSecDrained counts also the rows of the requests that were in
 	// flight when the window closed, over the window and the drain
 	// (import; set when some completed late). Large batches at high
@@ -1571,7 +1572,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	res.ErrorCodes, res.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
 	res.CPUSeconds = (use1.cpu - use0.cpu).Seconds()
 	if machOK0 && machOK1 && mach1[0] > mach0[0] {
-		res.MachineIdle = float64(mach1[1]-mach0[1]) / float64(mach1[0]-mach0[0])
+		idle := float64(mach1[1]-mach0[1]) / float64(mach1[0]-mach0[0])
+		res.MachineIdle = &idle
 	}
 	if looked := (cache1.Hits - cache0.Hits) + (cache1.Misses - cache0.Misses); looked > 0 {
 		res.CacheHitRate = float64(cache1.Hits-cache0.Hits) / float64(looked)
@@ -1723,7 +1725,11 @@ func benchTable(w io.Writer, rep *benchReport) {
 			notes = append(notes, fmt.Sprintf("%.0f rows/s counting the requests in flight at the end and their %.1fs drain", r.RowsPerSecDrained, r.DrainSeconds))
 		}
 		if r.WaitsPerRequest > 0 {
-			notes = append(notes, fmt.Sprintf("%.2f thread waits and %.2f preemptions a request, machine %.0f %% idle", r.WaitsPerRequest, r.PreemptionsPerRequest, r.MachineIdle*100))
+			n := fmt.Sprintf("%.2f thread waits and %.2f preemptions a request", r.WaitsPerRequest, r.PreemptionsPerRequest)
+			if r.MachineIdle != nil {
+				n += fmt.Sprintf(", machine %.0f %% idle", *r.MachineIdle*100)
+			}
+			notes = append(notes, n)
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))

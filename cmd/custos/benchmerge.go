@@ -68,7 +68,6 @@ func benchMerge(paths []string) (*benchReport, error) {
 			P99ms:                 med(func(r benchResult) float64 { return r.P99ms }),
 			CPUPerRequestUS:       med(func(r benchResult) float64 { return r.CPUPerRequestUS }),
 			WaitsPerRequest:       med(func(r benchResult) float64 { return r.WaitsPerRequest }),
-			MachineIdle:           med(func(r benchResult) float64 { return r.MachineIdle }),
 			PreemptionsPerRequest: med(func(r benchResult) float64 { return r.PreemptionsPerRequest }),
 			CeilingRPS:            med(func(r benchResult) float64 { return r.CeilingRPS }),
 			Ratio:                 med(func(r benchResult) float64 { return r.Ratio }),
@@ -82,6 +81,17 @@ func benchMerge(paths []string) (*benchReport, error) {
 			PagesPerWrite:         med(func(r benchResult) float64 { return r.PagesPerWrite }),
 			SyncsPerGroup:         med(func(r benchResult) float64 { return r.SyncsPerGroup }),
 			DrainSeconds:          med(func(r benchResult) float64 { return r.DrainSeconds }),
+		}
+		// The machine's idle share, over the runs that read it.
+		var idle []float64
+		for _, r := range rs {
+			if r.MachineIdle != nil {
+				idle = append(idle, *r.MachineIdle)
+			}
+		}
+		if len(idle) > 0 {
+			v := benchMedian(idle)
+			m.MachineIdle = &v
 		}
 		codes := map[string]*benchCodeSeen{}
 		late := map[string]*benchCodeSeen{}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,14 +51,21 @@ func benchRun(start time.Time, ceiling, readRatio, creates, p99 float64, errs in
 // JSON like a run's.
 func TestBenchMerge(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	// The read's wake-ups a request, and the machine's idle share where
+	// the run could read it (the second could not).
+	woke := func(r benchReport, waits float64, idle *float64) benchReport {
+		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
+		return r
+	}
+	share := func(v float64) *float64 { return &v }
 	files := writeBenchReports(t,
-		benchRun(t0, 30000, 0.30, 4000, 30, 0, nil, 100<<20),
+		woke(benchRun(t0, 30000, 0.30, 4000, 30, 0, nil, 100<<20), 0.5, share(0.2)),
 		func() benchReport {
 			r := benchRun(t0.Add(time.Hour), 40000, 0.20, 5200, 19, 2, []benchCode{{"unavailable", 2}}, 300<<20)
 			r.Results[2].Note = "100 create bodies made on demand"
-			return r
+			return woke(r, 0.7, nil)
 		}(),
-		benchRun(t0.Add(2*time.Hour), 39000, 0.25, 5100, 21, 1, []benchCode{{"transport", 1}}, 200<<20),
+		woke(benchRun(t0.Add(2*time.Hour), 39000, 0.25, 5100, 21, 1, []benchCode{{"transport", 1}}, 200<<20), 0.6, share(0.4)),
 	)
 	out, svg := filepath.Join(t.TempDir(), "merged.json"), filepath.Join(t.TempDir(), "merged.svg")
 	var stdout, stderr bytes.Buffer
@@ -78,6 +87,14 @@ func TestBenchMerge(t *testing.T) {
 	// median read over the median ceiling (9,000 / 39,000).
 	if read.Ratio != 0.25 || read.Throughput != 9000 || read.PeakRSSBytes != 300<<20 {
 		t.Errorf("read c=16: ratio %.3f, %.0f/s, peak %d MiB; want 0.25, 9,000/s, 300 MiB", read.Ratio, read.Throughput, read.PeakRSSBytes>>20)
+	}
+	if read.WaitsPerRequest != 0.6 || read.MachineIdle == nil || math.Abs(*read.MachineIdle-0.3) > 1e-9 || ceil.MachineIdle != nil {
+		idle := "none"
+		if read.MachineIdle != nil {
+			idle = fmt.Sprint(*read.MachineIdle)
+		}
+		t.Errorf("read c=16: %.2f waits a request, machine idle %s; ceiling idle set %v; want the median 0.6, the median of the two known shares 0.3, and none for the ceiling",
+			read.WaitsPerRequest, idle, ceil.MachineIdle != nil)
 	}
 	if create.Throughput != 5100 || create.Errors != 3 || len(create.ErrorCodes) != 2 ||
 		create.ErrorCodes[0] != (benchCode{"unavailable", 2}) || create.ErrorCodes[1] != (benchCode{"transport", 1}) {
