@@ -89,11 +89,18 @@ type File struct {
 	lastSeq  int64
 	lastHash string
 	now      func() time.Time
-	// unsynced is set while a line written through this File
-	// (AppendEraseUnsynced) may not be on disk yet; syncs counts the
-	// fsyncs made through it.
-	unsynced bool
-	syncs    int64
+	// held is the file the lines written unsynced went to, kept open
+	// (unlocked) until Sync, so that Sync puts those very lines on disk
+	// even if the path has been replaced meanwhile; nil when every line
+	// written through this File is synced. heldInfo identifies it.
+	held     *os.File
+	heldInfo os.FileInfo
+	// broken is the first failed fsync: Linux may have dropped what it
+	// was to write and marked it clean, so a later fsync proves nothing
+	// about those lines, and the File refuses every append and Sync from
+	// then on (reopen it, as a restart does).
+	broken error
+	syncs  int64
 }
 
 // Open returns the ledger at path, creating it (mode 0600) and its
@@ -149,17 +156,16 @@ func (l *File) AppendVoid(seq int64) error {
 
 // Sync puts every line written through l on disk: one fsync for all the
 // lines written unsynced since the last, and none when there are none.
-// Lines are written and synced under one lock, so a line written while
-// an fsync runs waits for it and is left for the next Sync. An error
-// means the lines written since the last Sync may be lost: their
-// erasures must not commit.
+// Lines are written and synced under one lock. An error means the lines
+// written since the last Sync may be lost: their erasures must not
+// commit.
 func (l *File) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.unsynced {
-		return nil
+	if l.broken != nil {
+		return l.broken
 	}
-	return l.syncLocked(nil)
+	return l.syncHeld()
 }
 
 // Syncs returns how many fsyncs of the file l has made.
@@ -169,35 +175,49 @@ func (l *File) Syncs() int64 {
 	return l.syncs
 }
 
-// syncLocked fsyncs f, or the file at l.path when f is nil; l.mu is held.
-func (l *File) syncLocked(f *os.File) (err error) {
-	if f == nil {
-		if f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600); err != nil {
-			return failed(err)
-		}
-		defer func() {
-			if cerr := f.Close(); cerr != nil && err == nil {
-				err = failed(cerr)
-			}
-		}()
+// syncHeld fsyncs and closes the held file, if any; l.mu is held.
+func (l *File) syncHeld() error {
+	if l.held == nil {
+		return nil
 	}
-	if err := f.Sync(); err != nil {
+	f := l.held
+	l.held, l.heldInfo = nil, nil
+	err := l.fsync(f)
+	if cerr := f.Close(); cerr != nil && err == nil {
+		err = failed(cerr)
+	}
+	return err
+}
+
+// syncFile is fsync(2); a test makes it fail.
+var syncFile = (*os.File).Sync
+
+// fsync syncs f; a failure breaks l for good. l.mu is held.
+func (l *File) fsync(f *os.File) error {
+	if err := syncFile(f); err != nil {
 		l.size = -1
-		return failed(err)
+		l.broken = failed(err)
+		return l.broken
 	}
 	l.syncs++
-	l.unsynced = false
 	return nil
 }
 
 func (l *File) append(e Entry, sync bool) (seq int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken != nil {
+		return 0, l.broken
+	}
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, failed(err)
 	}
+	hold := false // f becomes the held file, closed by a later Sync
 	defer func() {
+		if hold {
+			return
+		}
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = failed(cerr)
 		}
@@ -205,7 +225,13 @@ func (l *File) append(e Entry, sync bool) (seq int64, err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		return 0, failed(err)
 	}
-	// Closing the file releases the lock.
+	// Released before returning (closing the file would too, but a held
+	// file stays open): another process appends meanwhile.
+	defer func() {
+		if uerr := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); uerr != nil && err == nil {
+			err = failed(uerr)
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, failed(err)
@@ -239,12 +265,24 @@ func (l *File) append(e Entry, sync bool) (seq int64, err error) {
 		l.size = -1
 		return 0, failed(err)
 	}
-	l.unsynced = true
-	if sync {
-		// Also puts any line written unsynced before it on disk.
-		if err := l.syncLocked(f); err != nil {
+	switch {
+	case sync:
+		// The lines written unsynced before it first, then this one.
+		if err := l.syncHeld(); err != nil {
 			return 0, err
 		}
+		if err := l.fsync(f); err != nil {
+			return 0, err
+		}
+	case l.held == nil:
+		l.held, l.heldInfo, hold = f, fi, true
+	case !os.SameFile(l.heldInfo, fi):
+		// The path names another file now: the held one's lines are
+		// synced, and this file is held instead.
+		if err := l.syncHeld(); err != nil {
+			return 0, err
+		}
+		l.held, l.heldInfo, hold = f, fi, true
 	}
 	l.size, l.lastSeq, l.lastHash = fi.Size()+int64(len(line)), e.Seq, e.Hash
 	return e.Seq, nil

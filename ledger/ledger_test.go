@@ -2,10 +2,12 @@ package ledger_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,8 +224,9 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	if err := l.Sync(); err != nil || l.Syncs() != 2 {
 		t.Errorf("Sync with nothing written: %v, %d fsyncs; want nil and still 2", err, l.Syncs())
 	}
-	// A line written, then the file replaced before its Sync: the Sync
-	// fails, as an internal error that names the ledger.
+	// A line written, then the path replaced before its Sync: the Sync
+	// puts the line on disk in the file it went to, and the next append,
+	// which finds a directory at the path, fails naming the ledger.
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +242,48 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Sync(); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "shred ledger") {
-		t.Errorf("Sync of a line whose file is gone: got %v, want EINTERNAL naming the shred ledger", err)
+	if err := l.Sync(); err != nil || l.Syncs() != 3 {
+		t.Errorf("Sync after the path was replaced: %v, %d fsyncs; want nil and 3", err, l.Syncs())
+	}
+	if r, err := ledger.ReadFile(path + ".moved"); err != nil || len(ledger.Erasures(r)) != 5 {
+		t.Errorf("the moved file: %v; want it to hold the five erasures", err)
+	}
+	if _, err := l.AppendEraseUnsynced(entry("sub_f", at)); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "shred ledger") {
+		t.Errorf("append with a directory at the path: got %v, want EINTERNAL naming the shred ledger", err)
+	}
+}
+
+// TestLedgerSyncFailureSticks (S7): once an fsync of the ledger has
+// failed, the lines it was to write may be lost even if a later fsync
+// succeeds (Linux marks them clean), so the File refuses every Sync and
+// append from then on, and nothing more is erased until it is reopened.
+func TestLedgerSyncFailureSticks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ledger.DefaultName)
+	l, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	if _, err := l.AppendEraseUnsynced(entry("sub_a", at)); err != nil {
+		t.Fatal(err)
+	}
+	restore := ledger.FailSyncs(syscall.EIO)
+	if err := l.Sync(); custos.ErrorCode(err) != custos.EINTERNAL || !errors.Is(err, syscall.EIO) {
+		t.Errorf("Sync with the device failing: got %v, want EINTERNAL wrapping EIO", err)
+	}
+	restore()
+	if err := l.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Sync after a failed fsync: got %v, want the same failure", err)
+	}
+	if _, err := l.AppendErase(entry("sub_b", at)); !errors.Is(err, syscall.EIO) {
+		t.Errorf("append after a failed fsync: got %v, want the same failure", err)
+	}
+	// A new File on the same path (a restart) appends again.
+	l2, err := ledger.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.AppendErase(entry("sub_c", at)); err != nil {
+		t.Errorf("append through a new File: %v", err)
 	}
 }
