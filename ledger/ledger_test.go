@@ -177,16 +177,24 @@ func TestErasuresSkipVoided(t *testing.T) {
 	}
 }
 
-// TestLedgerUnsyncedSync (S7): erasures written unsynced chain and read
-// back like the others, and one Sync puts them all on disk with one
-// fsync; a Sync with nothing written does no I/O, and a Sync that cannot
-// reach the file says so, so that the erasures it covers do not commit.
-func TestLedgerUnsyncedSync(t *testing.T) {
+// openLedger opens a new ledger in a temporary directory.
+func openLedger(t *testing.T) (string, *ledger.File) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), ledger.DefaultName)
 	l, err := ledger.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path, l
+}
+
+// TestLedgerUnsyncedSync (S7): erasures written unsynced chain and read
+// back like the others, and one Sync puts them all on disk with one
+// fsync; a Sync with nothing written does no I/O; a Sync after the path
+// was replaced syncs the file the lines went to; an append that cannot
+// reach the file fails naming the ledger.
+func TestLedgerUnsyncedSync(t *testing.T) {
+	path, l := openLedger(t)
 	at := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	if _, err := l.AppendErase(entry("sub_a", at)); err != nil {
 		t.Fatal(err)
@@ -258,11 +266,7 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 // succeeds (Linux marks them clean), so the File refuses every Sync and
 // append from then on, and nothing more is erased until it is reopened.
 func TestLedgerSyncFailureSticks(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ledger.DefaultName)
-	l, err := ledger.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, l := openLedger(t)
 	at := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	if _, err := l.AppendEraseUnsynced(entry("sub_a", at)); err != nil {
 		t.Fatal(err)
