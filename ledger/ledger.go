@@ -267,8 +267,12 @@ func (l *File) append(e Entry, sync bool) (seq int64, err error) {
 	}
 	switch {
 	case sync:
-		// The lines written unsynced before it first, then this one.
-		if err := l.syncHeld(); err != nil {
+		// The lines written unsynced before it too: by this fsync when
+		// they went to the same file, else by the held file's first.
+		if l.held != nil && os.SameFile(l.heldInfo, fi) {
+			_ = l.held.Close() // the same file: f's fsync covers its lines
+			l.held, l.heldInfo = nil, nil
+		} else if err := l.syncHeld(); err != nil {
 			return 0, err
 		}
 		if err := l.fsync(f); err != nil {

@@ -214,12 +214,22 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	if got := l.Syncs(); got != 2 {
 		t.Errorf("after Sync: %d fsyncs, want 2 (one for the three lines)", got)
 	}
+	// A durable append after unsynced ones: one fsync covers them all.
+	if _, err := l.AppendEraseUnsynced(entry("sub_d2", at)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendErase(entry("sub_d3", at)); err != nil || l.Syncs() != 3 {
+		t.Errorf("a durable append after an unsynced one: %v, %d fsyncs; want one more, 3", err, l.Syncs())
+	}
+	if err := l.Sync(); err != nil || l.Syncs() != 3 {
+		t.Errorf("Sync after a durable append: %v, %d fsyncs; want nothing left to sync, 3", err, l.Syncs())
+	}
 	r, err := ledger.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if es := ledger.Erasures(r); len(es) != 4 || es[3].SubjectID != "sub_d" {
-		t.Fatalf("read back %d erasures (%+v), want 4 chained, the last sub_d", len(es), es)
+	if es := ledger.Erasures(r); len(es) != 6 || es[5].SubjectID != "sub_d3" {
+		t.Fatalf("read back %d erasures (%+v), want 6 chained, the last sub_d3", len(es), es)
 	}
 	// Nothing written since: Sync makes no call, so it succeeds even with
 	// the file gone.
@@ -229,8 +239,8 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Sync(); err != nil || l.Syncs() != 2 {
-		t.Errorf("Sync with nothing written: %v, %d fsyncs; want nil and still 2", err, l.Syncs())
+	if err := l.Sync(); err != nil || l.Syncs() != 3 {
+		t.Errorf("Sync with nothing written: %v, %d fsyncs; want nil and still 3", err, l.Syncs())
 	}
 	// A line written, then the path replaced before its Sync: the Sync
 	// puts the line on disk in the file it went to, and the next append,
@@ -250,11 +260,11 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Sync(); err != nil || l.Syncs() != 3 {
-		t.Errorf("Sync after the path was replaced: %v, %d fsyncs; want nil and 3", err, l.Syncs())
+	if err := l.Sync(); err != nil || l.Syncs() != 4 {
+		t.Errorf("Sync after the path was replaced: %v, %d fsyncs; want nil and 4", err, l.Syncs())
 	}
-	if r, err := ledger.ReadFile(path + ".moved"); err != nil || len(ledger.Erasures(r)) != 5 {
-		t.Errorf("the moved file: %v; want it to hold the five erasures", err)
+	if r, err := ledger.ReadFile(path + ".moved"); err != nil || len(ledger.Erasures(r)) != 7 {
+		t.Errorf("the moved file: %v; want it to hold the seven erasures", err)
 	}
 	if _, err := l.AppendEraseUnsynced(entry("sub_f", at)); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "shred ledger") {
 		t.Errorf("append with a directory at the path: got %v, want EINTERNAL naming the shred ledger", err)
