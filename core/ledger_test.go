@@ -11,6 +11,7 @@ import (
 	"custos"
 	"custos/core"
 	"custos/ledger"
+	"custos/postgres"
 )
 
 // TestErasureWritesLedger (S7): an erasure is recorded in the shred ledger
@@ -182,24 +183,45 @@ func TestRetentionBatchSyncsLedgerOnce(t *testing.T) {
 // store runs in shared commit groups with one ledger sync each, all
 // reach the ledger, in one unbroken chain, each once (net of the voids
 // of attempts that ran again, CUSTOS_TEST_REPEAT), and the store records
-// each.
+// each. On SQLite, and on PostgreSQL, where the store's entry takes the
+// append lock at the transaction's end.
 func TestConcurrentErasuresLedger(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		e := newEnv(t)
+		concurrentErasures(t, e.svc, e.admin, e.db)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		db, err := postgres.Open(t.Context(), pgSchemaURL(t), postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		svc, admin, _, _ := newService(t, db)
+		concurrentErasures(t, svc, admin, db)
+	})
+}
+
+func concurrentErasures(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
 	ctx := context.Background()
-	e := newEnv(t)
 	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc.Ledger = l
+	svc.Ledger = l
 	const n = 24
 	ids := make([]custos.SubjectID, n)
 	for i := range ids {
-		ids[i] = e.create(t, map[string]string{"name": "杨过", "email": fmt.Sprintf("yang%d.ledger@example.com", i)})
+		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Provenance: prov,
+			Fields: map[string]string{"name": "杨过", "email": fmt.Sprintf("yang%d.ledger@example.com", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = s.ID
 	}
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			if _, err := e.svc.EraseSubject(e.admin, []string{"customer-service"}, id, "customer request"); err != nil {
+			if _, err := svc.EraseSubject(admin, []string{"customer-service"}, id, "customer request"); err != nil {
 				t.Errorf("erase %s: %v", id, err)
 			}
 		})
@@ -221,12 +243,22 @@ func TestConcurrentErasuresLedger(t *testing.T) {
 	if len(erased) != n {
 		t.Errorf("the ledger names %d customers, want %d", len(erased), n)
 	}
-	if err := e.db.View(ctx, func(tx custos.Tx) error {
+	if err := store.View(ctx, func(tx custos.Tx) error {
 		shreds, err := tx.ListShreds(ctx, 0)
-		if err == nil && len(shreds) != n {
-			t.Errorf("the store records %d shreds, want %d", len(shreds), n)
+		if err != nil {
+			return err
 		}
-		return err
+		seen := map[custos.SubjectID]bool{}
+		for i, sh := range shreds {
+			seen[sh.SubjectID] = true
+			if i > 0 && sh.Seq <= shreds[i-1].Seq {
+				t.Errorf("shred %d: seq %d after %d, want increasing", i, sh.Seq, shreds[i-1].Seq)
+			}
+		}
+		if len(shreds) != n || len(seen) != n {
+			t.Errorf("the store records %d shreds of %d customers, want %d of %d", len(shreds), len(seen), n, n)
+		}
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
