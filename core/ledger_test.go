@@ -108,7 +108,6 @@ func (syncFails) Sync() error {
 // was written but could not be synced before the commit fails as a whole,
 // commits nothing, and its entry is voided.
 func TestErasureFailsWhenLedgerSyncFails(t *testing.T) {
-	ctx := context.Background()
 	e := newEnv(t)
 	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
 	if err != nil {
@@ -123,14 +122,8 @@ func TestErasureFailsWhenLedgerSyncFails(t *testing.T) {
 	if err != nil || got.ID != id || got.Fields["name"] != "赵敏" {
 		t.Fatalf("after the failed erasure the customer reads %v, %v", got, err)
 	}
-	if err := e.db.View(ctx, func(tx custos.Tx) error {
-		shreds, err := tx.ListShreds(ctx, 0)
-		if err == nil && len(shreds) != 0 {
-			t.Errorf("the store records %d shreds after a failed erasure", len(shreds))
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	if shreds := storeShreds(t, e.db); len(shreds) != 0 {
+		t.Errorf("the store records %d shreds after a failed erasure", len(shreds))
 	}
 	r, err := ledger.ReadFile(l.Path())
 	if err != nil {
@@ -202,7 +195,6 @@ func TestConcurrentErasuresLedger(t *testing.T) {
 }
 
 func concurrentErasures(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
-	ctx := context.Background()
 	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
 	if err != nil {
 		t.Fatal(err)
@@ -243,24 +235,30 @@ func concurrentErasures(t *testing.T, svc *core.Service, admin context.Context, 
 	if len(erased) != n {
 		t.Errorf("the ledger names %d customers, want %d", len(erased), n)
 	}
-	if err := store.View(ctx, func(tx custos.Tx) error {
-		shreds, err := tx.ListShreds(ctx, 0)
-		if err != nil {
-			return err
+	shreds := storeShreds(t, store)
+	seen := map[custos.SubjectID]bool{}
+	for i, sh := range shreds {
+		seen[sh.SubjectID] = true
+		if i > 0 && sh.Seq <= shreds[i-1].Seq {
+			t.Errorf("shred %d: seq %d after %d, want increasing", i, sh.Seq, shreds[i-1].Seq)
 		}
-		seen := map[custos.SubjectID]bool{}
-		for i, sh := range shreds {
-			seen[sh.SubjectID] = true
-			if i > 0 && sh.Seq <= shreds[i-1].Seq {
-				t.Errorf("shred %d: seq %d after %d, want increasing", i, sh.Seq, shreds[i-1].Seq)
-			}
-		}
-		if len(shreds) != n || len(seen) != n {
-			t.Errorf("the store records %d shreds of %d customers, want %d of %d", len(shreds), len(seen), n, n)
-		}
-		return nil
+	}
+	if len(shreds) != n || len(seen) != n {
+		t.Errorf("the store records %d shreds of %d customers, want %d of %d", len(shreds), len(seen), n, n)
+	}
+	t.Logf("%d erasures, %d fsyncs of the ledger", n, l.Syncs())
+}
+
+// storeShreds returns the store's own shred entries, in seq order.
+func storeShreds(t *testing.T, store custos.Store) []*custos.ShredEntry {
+	t.Helper()
+	ctx := context.Background()
+	var shreds []*custos.ShredEntry
+	if err := store.View(ctx, func(tx custos.Tx) (err error) {
+		shreds, err = tx.ListShreds(ctx, 0)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d erasures, %d fsyncs of the ledger", n, l.Syncs())
+	return shreds
 }

@@ -177,6 +177,29 @@ func TestErasuresSkipVoided(t *testing.T) {
 	}
 }
 
+// moveAway renames the ledger at path to path.moved and puts a
+// directory in its place, where no line can be appended.
+func moveAway(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Rename(path, path+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moveBack undoes moveAway.
+func moveBack(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".moved", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openLedger opens a new ledger in a temporary directory.
 func openLedger(t *testing.T) (string, *ledger.File) {
 	t.Helper()
@@ -233,33 +256,18 @@ func TestLedgerUnsyncedSync(t *testing.T) {
 	}
 	// Nothing written since: Sync makes no call, so it succeeds even with
 	// the file gone.
-	if err := os.Rename(path, path+".moved"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(path, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	moveAway(t, path)
 	if err := l.Sync(); err != nil || l.Syncs() != 3 {
 		t.Errorf("Sync with nothing written: %v, %d fsyncs; want nil and still 3", err, l.Syncs())
 	}
 	// A line written, then the path replaced before its Sync: the Sync
 	// puts the line on disk in the file it went to, and the next append,
 	// which finds a directory at the path, fails naming the ledger.
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".moved", path); err != nil {
-		t.Fatal(err)
-	}
+	moveBack(t, path)
 	if _, err := l.AppendEraseUnsynced(entry("sub_e", at)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(path, path+".moved"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(path, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	moveAway(t, path)
 	if err := l.Sync(); err != nil || l.Syncs() != 4 {
 		t.Errorf("Sync after the path was replaced: %v, %d fsyncs; want nil and 4", err, l.Syncs())
 	}
