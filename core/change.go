@@ -159,23 +159,8 @@ func (s *Service) eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID
 		return nil, err
 	}
 	ev.Fields = storedFields(st)
-	if err := tx.DeleteDataKey(ctx, id); err != nil {
-		return nil, err
-	}
-	n, err := tx.DeleteRecords(ctx, id)
+	n, err := tx.EraseSubjectRows(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	if err := tx.DeleteLookups(ctx, id, ""); err != nil {
-		return nil, err
-	}
-	if _, err := tx.DeleteConsents(ctx, id); err != nil {
-		return nil, err
-	}
-	if err := tx.DeleteLifecycle(ctx, id); err != nil {
-		return nil, err
-	}
-	if err := tx.DeleteSubject(ctx, id); err != nil {
 		return nil, err
 	}
 	rc := &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}

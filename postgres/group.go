@@ -230,16 +230,18 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // opened: how many groups they ran and how many Update calls those held
 // (members per group is how many writes share one commit), how many
 // statements went out deferred (a group of creates' inserts, sent in one
-// round trip) and how many groups ran again without deferring because a
-// deferred statement failed (a duplicate among the creates).
+// round trip), how many groups ran again without deferring because a
+// deferred statement failed (a duplicate among the creates), and how many
+// statements took the append lock (AppendLocks: a group's end takes it
+// once, whatever its members append there).
 type GroupStats struct {
-	Groups, Members, Deferred, Undeferred int64
+	Groups, Members, Deferred, Undeferred, AppendLocks int64
 }
 
 // GroupStats reports the writers' counters.
 func (db *DB) GroupStats() GroupStats {
 	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
-		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load()}
+		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load()}
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -251,6 +253,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_group_members_total", Help: "Write requests in those groups.", Value: fmt.Sprint(st.Members)},
 		{Name: "custos_pg_deferred_statements_total", Help: "Statements the groups sent deferred, several members' in one round trip.", Value: fmt.Sprint(st.Deferred)},
 		{Name: "custos_pg_groups_undeferred_total", Help: "Groups run again without deferring after a deferred statement failed.", Value: fmt.Sprint(st.Undeferred)},
+		{Name: "custos_pg_append_locks_total", Help: "Statements that took the audit append lock.", Value: fmt.Sprint(st.AppendLocks)},
 	})
 }
 
@@ -289,7 +292,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		return ran, internal("connect", err)
 	}
 	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true,
-		deferring: deferring, flushed: &db.deferredSent}
+		deferring: deferring, flushed: &db.deferredSent, locks: &db.appendLocks}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	defer func() {
 		if tx.begun {
@@ -402,6 +405,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		return ran, formatError(err, "Audit event")
 	}
 	tx.locked = true
+	tx.locks.Add(1)
 	if err := tx.runEnds(ctx, end); err != nil {
 		return ran, err
 	}

@@ -359,6 +359,51 @@ func TestGroupEndFailure(t *testing.T) {
 	}
 }
 
+// TestGroupEndLocksOnce runs a group of erasures' ends: each member
+// appends an audit event and inserts a shred entry at the end. The
+// group's end takes the append lock once for all of them; the shred
+// inserts, which take it where they run alone, send no lock statement of
+// their own there (one round trip each saved, under the lock every other
+// group waits for). The entries are all stored, in increasing seq.
+func TestGroupEndLocksOnce(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	const members = 5
+	before := db.GroupStats().AppendLocks
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		appendAtEnd(t, tx, req)
+		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
+			return tx.InsertShred(t.Context(), &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"})
+		})
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("member %d: %v", i, err)
+		}
+	}
+	// The blocking Update's group and the members' group: one each.
+	if got := db.GroupStats().AppendLocks - before; got != 2 {
+		t.Errorf("append lock taken %d times, want 2 (once a group's end)", got)
+	}
+	var shreds []*custos.ShredEntry
+	err := db.View(t.Context(), func(tx custos.Tx) (err error) {
+		shreds, err = tx.ListShreds(t.Context(), 0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shreds) != members {
+		t.Fatalf("shred entries: got %d, want %d", len(shreds), members)
+	}
+	for i := 1; i < len(shreds); i++ {
+		if shreds[i].Seq <= shreds[i-1].Seq {
+			t.Errorf("shred entry %d: seq %d after %d, want increasing", i, shreds[i].Seq, shreds[i-1].Seq)
+		}
+	}
+	checkChain(t, db)
+}
+
 // TestGroupDeadlockVictim builds a deadlock between two commit groups on
 // two nodes, each of whose second member wants the row the other group's
 // first member locked, and wants every member to commit: the member that

@@ -107,6 +107,9 @@ type DB struct {
 	// groups and members count the commit groups the writers ran and the
 	// Update calls in them (GroupStats).
 	groups, members atomic.Int64
+	// appendLocks counts the statements that took the append lock
+	// (GroupStats).
+	appendLocks atomic.Int64
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -250,7 +253,7 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 		}
 	}()
 
-	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write}
+	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write, locks: &db.appendLocks}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if err := fn(tx); err != nil {
 		return err

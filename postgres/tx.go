@@ -70,6 +70,9 @@ type Tx struct {
 	// failure itself (errDeferred).
 	deferring bool
 	deferred  []deferredStmt
+	// locks counts the statements that took the append lock
+	// (DB.appendLocks); nil outside a write transaction.
+	locks *atomic.Int64
 	// flushed counts the deferred statements sent (DB.deferredSent).
 	flushed *atomic.Int64
 	// memberSent records that the current member of a commit group sent
@@ -444,13 +447,17 @@ func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s sca
 // Taking it twice in one transaction is harmless. Read-only transactions
 // skip it: they append nothing and need not wait for writers.
 func (tx *Tx) lockAppend(ctx context.Context) error {
-	if !tx.write {
+	if !tx.write || tx.end != nil {
+		// At the transaction's end runEnds holds it already (as in
+		// AuditHead): an erasure's shred entry there needs no round
+		// trip of its own for it.
 		return nil
 	}
 	if _, err := tx.exec(ctx, lockAppendSQL); err != nil {
 		return err
 	}
 	tx.locked = true
+	tx.locks.Add(1)
 	return nil
 }
 

@@ -74,6 +74,31 @@ func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.Sto
 	return r.Subject, nil
 }
 
+// EraseSubjectRows deletes subject id's rows in the order that keeps
+// every reference valid, the data key first (custos.Tx).
+func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (int, error) {
+	if err := tx.DeleteDataKey(ctx, id); err != nil {
+		return 0, err
+	}
+	n, err := tx.DeleteRecords(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.DeleteLookups(ctx, id, ""); err != nil {
+		return 0, err
+	}
+	if _, err := tx.DeleteConsents(ctx, id); err != nil {
+		return 0, err
+	}
+	if err := tx.DeleteLifecycle(ctx, id); err != nil {
+		return 0, err
+	}
+	if err := tx.DeleteSubject(ctx, id); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the
 // creation time is kept. Returns ENOTFOUND.
 func (tx *Tx) UpdateSubject(ctx context.Context, s *custos.StoredSubject) error {

@@ -35,6 +35,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "NewSubject", fn: testNewSubject},
 		{name: "Record", fn: testRecord},
 		{name: "Shred", fn: testShred},
+		{name: "EraseSubjectRows", fn: testEraseSubjectRows},
 		{name: "Notice", fn: testNotice},
 		{name: "Consent", fn: testConsent},
 		{name: "RightsRequest", fn: testRightsRequest},
