@@ -227,14 +227,15 @@ type Tx interface {
 	ListRecords(ctx context.Context, id SubjectID, typ string) ([]*StoredRecord, error)
 	DeleteRecords(ctx context.Context, id SubjectID) (int, error)
 
-	// EraseSubjectRows deletes subject id and everything stored with
-	// it, as an erasure does (R4, L3): its data key (crypto-shredding),
-	// records, blind-index keys, consent history, lifecycle events and
-	// the subject row. It returns how many records it deleted, and
-	// ENOTFOUND ("Data key not found." or "Subject not found.") when
-	// either row is missing; the transaction must not commit then. A
-	// store may do it in one statement.
-	EraseSubjectRows(ctx context.Context, id SubjectID) (records int, err error)
+	// EraseSubjectRows reads subject id as GetSubject does in a write
+	// transaction, then deletes it and everything stored with it, as an
+	// erasure does (R4, L3): its data key (crypto-shredding), records,
+	// blind-index keys, consent history, lifecycle events and the
+	// subject row. It returns the subject as it was and how many records
+	// it deleted, or ENOTFOUND ("Subject not found.", else "Data key not
+	// found.") when either row is missing; the transaction must not
+	// commit then. A store may send it all in one round trip.
+	EraseSubjectRows(ctx context.Context, id SubjectID) (subject *StoredSubject, records int, err error)
 
 	InsertShred(ctx context.Context, e *ShredEntry) error
 	ListShreds(ctx context.Context, afterSeq int64) ([]*ShredEntry, error)

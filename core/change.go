@@ -154,15 +154,11 @@ func (s *Service) EraseSubject(ctx context.Context, purposes []string, id custos
 // shreds.begin at the start of each transaction attempt and settleShred
 // after the transaction.
 func (s *Service) eraseTx(ctx context.Context, tx custos.Tx, id custos.SubjectID, reason string, ev *custos.AuditEvent, shreds *shredAttempts) (*custos.ErasureReceipt, error) {
-	st, err := tx.GetSubject(ctx, id)
+	st, n, err := tx.EraseSubjectRows(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	ev.Fields = storedFields(st)
-	n, err := tx.EraseSubjectRows(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	rc := &custos.ErasureReceipt{SubjectID: id, ErasedAt: tx.Now(), Reason: reason, Records: n}
 	shred := custos.ShredEntry{SubjectID: id, ShredAt: tx.Now(), Reason: reason, ActorID: ev.ActorID}
 	// The store's own entry takes the append lock on PostgreSQL, and a

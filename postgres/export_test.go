@@ -22,6 +22,13 @@ const (
 // Redact exposes the password masking of Open's errors.
 var Redact = redact
 
+// UpdateAlone runs fn in a write transaction of its own, outside the
+// commit groups (as Load does): a Tx that sends one statement a round
+// trip.
+func (db *DB) UpdateAlone(ctx context.Context, fn func(tx custos.Tx) error) error {
+	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
+}
+
 // Queued returns how many Update calls wait for a group writer.
 func (db *DB) Queued() int64 { return db.queued.Load() }
 

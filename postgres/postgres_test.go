@@ -114,6 +114,23 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestEraseSubjectRowsAlone runs the contract's erasure outside the
+// commit groups, where EraseSubjectRows sends its two statements one at
+// a time instead of in one batch.
+func TestEraseSubjectRowsAlone(t *testing.T) {
+	testURL(t)
+	storetest.EraseSubjectRows(t, func(tb testing.TB, now func() time.Time) custos.Store {
+		return aloneStore{MustOpenDB(tb, now)}
+	})
+}
+
+// aloneStore runs every Update outside the commit groups.
+type aloneStore struct{ *postgres.DB }
+
+func (s aloneStore) Update(ctx context.Context, fn func(tx custos.Tx) error) error {
+	return s.DB.UpdateAlone(ctx, fn)
+}
+
 // TestConcurrentNodes appends to the audit chain the way core does from
 // two stores on one database — two custos nodes — with several goroutines
 // each, and wants one gapless chain in which each event links to the one

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -76,24 +77,11 @@ func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos
 // it is not read again.
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
 	if tx.write {
-		// In a write transaction the row is locked until commit: a
-		// correction, an erasure and a record append on the same subject
-		// (from any node) take turns instead of overwriting each other or
-		// racing a delete.
-		var (
-			sealed                       []byte
-			created, updated, restricted int64
-		)
-		err := tx.scanRow(ctx, `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = $1 FOR UPDATE`,
-			[]any{string(id)}, &sealed, &created, &updated, &restricted)
-		if err != nil {
+		var l lockedSubject // and locked until commit
+		if err := tx.scanRow(ctx, lockSubjectSQL, []any{string(id)}, l.dest()...); err != nil {
 			return nil, formatError(err, "Subject")
 		}
-		st, err := sqlutil.Subject(id, sealed, created, updated, restricted)
-		if err != nil {
-			return nil, internal("subject", err)
-		}
-		return st, nil
+		return l.subject(id)
 	}
 	if st := tx.found; st != nil && st.ID == id {
 		tx.found = nil
@@ -132,22 +120,74 @@ const eraseRowsSQL = `WITH k AS (DELETE FROM data_keys WHERE subject_id = $1 RET
 	s AS (DELETE FROM subjects WHERE id = $1 RETURNING 1)
 SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r), (SELECT count(*) FROM s)`
 
-// EraseSubjectRows deletes subject id's rows in one statement
-// (custos.Tx). An erasure has locked the subject's row first (GetSubject
-// in a write transaction), so no other transaction adds a row that
-// references it meanwhile.
-func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (int, error) {
-	var keys, records, subjects int
-	if err := tx.scanRow(ctx, eraseRowsSQL, []any{string(id)}, &keys, &records, &subjects); err != nil {
-		return 0, formatError(err, "Subject")
+// lockSubjectSQL reads a subject in a write transaction and locks its row
+// until commit: a correction, an erasure and a record append on the same
+// subject (from any node) take turns instead of overwriting each other or
+// racing a delete.
+const lockSubjectSQL = `SELECT sealed, created_at, updated_at, restricted_until FROM subjects WHERE id = $1 FOR UPDATE`
+
+// lockedSubject is a row of lockSubjectSQL.
+type lockedSubject struct {
+	sealed                       []byte
+	created, updated, restricted int64
+}
+
+func (l *lockedSubject) dest() []any {
+	return []any{&l.sealed, &l.created, &l.updated, &l.restricted}
+}
+
+func (l *lockedSubject) subject(id custos.SubjectID) (*custos.StoredSubject, error) {
+	st, err := sqlutil.Subject(id, l.sealed, l.created, l.updated, l.restricted)
+	if err != nil {
+		return nil, internal("subject", err)
+	}
+	return st, nil
+}
+
+// EraseSubjectRows locks and reads subject id (lockSubjectSQL), then
+// deletes its rows in one statement (eraseRowsSQL), both in one round
+// trip in a commit group (custos.Tx). The lock comes first, in a
+// statement of its own: the delete's snapshot is taken after it, so it
+// sees every row another transaction added before letting the subject
+// go, and no transaction adds one after.
+func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, int, error) {
+	args := []any{string(id)}
+	var (
+		l                        lockedSubject
+		found                    bool
+		keys, records, erasedSub int
+	)
+	if tx.batches() {
+		err := tx.batch(ctx, []batchQuery{{lockSubjectSQL, args}, {eraseRowsSQL, args}}, func(br pgx.BatchResults) error {
+			err := br.QueryRow().Scan(l.dest()...)
+			if found = err == nil; err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			return br.QueryRow().Scan(&keys, &records, &erasedSub)
+		})
+		if err != nil {
+			return nil, 0, formatError(err, "Subject")
+		}
+	} else {
+		if err := tx.scanRow(ctx, lockSubjectSQL, args, l.dest()...); err != nil {
+			return nil, 0, formatError(err, "Subject")
+		}
+		found = true
+		if err := tx.scanRow(ctx, eraseRowsSQL, args, &keys, &records, &erasedSub); err != nil {
+			return nil, 0, formatError(err, "Subject")
+		}
+	}
+	if !found || erasedSub == 0 {
+		return nil, 0, mustAffect(0, nil, "Subject")
 	}
 	if keys == 0 {
-		return 0, mustAffect(0, nil, "Data key")
+		return nil, 0, mustAffect(0, nil, "Data key")
 	}
-	if subjects == 0 {
-		return 0, mustAffect(0, nil, "Subject")
+	st, err := l.subject(id)
+	if err != nil {
+		return nil, 0, err
 	}
-	return records, nil
+	return st, records, nil
 }
 
 // CountSubjects returns the number of subjects.

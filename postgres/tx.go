@@ -268,13 +268,38 @@ func (tx *Tx) pipelines(args []any) bool {
 // query's on. A failed control statement breaks the transaction, as in
 // stmtCtx, and query's result is not read.
 func (tx *Tx) withPending(ctx context.Context, query string, args []any, fn func(br pgx.BatchResults) error) error {
+	return tx.batch(ctx, []batchQuery{{query, args}}, fn)
+}
+
+// batchQuery is one statement of a batch, with its parameters.
+type batchQuery struct {
+	query string
+	args  []any
+}
+
+// batches reports whether tx can send several statements in one round
+// trip (batch): a commit group's, whose connection is pgx's.
+func (tx *Tx) batches() bool {
+	_, ok := tx.tx.(*sql.Conn)
+	return ok && !tx.glance
+}
+
+// batch sends the pending transaction control, if any, and queries in one
+// pgx batch, and hands fn the results from the first query's on; PostgreSQL
+// runs them one after the other. Only where batches is true. A failed
+// control statement breaks the transaction, as in stmtCtx, and no query's
+// result is read.
+func (tx *Tx) batch(ctx context.Context, queries []batchQuery, fn func(br pgx.BatchResults) error) error {
 	if err := tx.flushDeferred(ctx); err != nil {
 		return err
 	}
 	tx.memberSent = true
 	ctx, cancel := tx.timed(ctx)
 	defer cancel()
-	controls := strings.Split(tx.pending, "; ")
+	var controls []string
+	if tx.pending != "" {
+		controls = strings.Split(tx.pending, "; ")
+	}
 	tx.pending, tx.begun = "", true
 	return tx.tx.(*sql.Conn).Raw(func(dc any) error {
 		c, err := pgxConn(dc)
@@ -286,7 +311,9 @@ func (tx *Tx) withPending(ctx context.Context, query string, args []any, fn func
 		for _, q := range controls {
 			b.Queue(q)
 		}
-		b.Queue(query, args...)
+		for _, q := range queries {
+			b.Queue(q.query, q.args...)
+		}
 		br := c.SendBatch(ctx, b)
 		for range controls {
 			if _, err := br.Exec(); err != nil {

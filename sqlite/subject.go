@@ -74,29 +74,33 @@ func (tx *Tx) readSubject(ctx context.Context, id custos.SubjectID) (*custos.Sto
 	return r.Subject, nil
 }
 
-// EraseSubjectRows deletes subject id's rows in the order that keeps
-// every reference valid, the data key first (custos.Tx).
-func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (int, error) {
+// EraseSubjectRows reads subject id, then deletes its rows in the order
+// that keeps every reference valid, the data key first (custos.Tx).
+func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, int, error) {
+	st, err := tx.GetSubject(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
 	if err := tx.DeleteDataKey(ctx, id); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	n, err := tx.DeleteRecords(ctx, id)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if err := tx.DeleteLookups(ctx, id, ""); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if _, err := tx.DeleteConsents(ctx, id); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if err := tx.DeleteLifecycle(ctx, id); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if err := tx.DeleteSubject(ctx, id); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	return n, nil
+	return st, n, nil
 }
 
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the

@@ -66,9 +66,14 @@ func stored(ctx context.Context, t *testing.T, tx custos.Tx, id custos.SubjectID
 	return n
 }
 
+// EraseSubjectRows runs the contract's erasure test alone, for a store
+// with more than one way to run a transaction.
+func EraseSubjectRows(t *testing.T, open OpenFunc) { testEraseSubjectRows(t, open) }
+
 // testEraseSubjectRows: an erasure's rows go, every kind of them, and
-// only the erased customer's; a missing subject or data key is ENOTFOUND
-// by name, and the failed transaction leaves everything in place.
+// only the erased customer's, and the subject comes back as it was; a
+// missing subject or data key is ENOTFOUND by name, and the failed
+// transaction leaves everything in place.
 func testEraseSubjectRows(t *testing.T, open OpenFunc) {
 	s := openStore(t, open)
 	update(t, s, func(ctx context.Context, tx custos.Tx) error {
@@ -80,12 +85,15 @@ func testEraseSubjectRows(t *testing.T, open OpenFunc) {
 	})
 	all := map[string]int{"subject": 1, "data key": 1, "lookups": 2, "records": 2, "consents": 2, "lifecycle": 1}
 
+	var was *custos.StoredSubject
+	view(t, s, func(ctx context.Context, tx custos.Tx) (err error) {
+		was, err = tx.GetSubject(ctx, "sub_a")
+		return err
+	})
 	update(t, s, func(ctx context.Context, tx custos.Tx) error {
-		if _, err := tx.GetSubject(ctx, "sub_a"); err != nil { // as an erasure does, locking the row
-			return err
-		}
-		n, err := tx.EraseSubjectRows(ctx, "sub_a")
+		st, n, err := tx.EraseSubjectRows(ctx, "sub_a")
 		must(t, "EraseSubjectRows", err)
+		diff(t, "EraseSubjectRows: the subject as it was", was, st)
 		if n != 2 {
 			t.Errorf("EraseSubjectRows: got %d records, want 2", n)
 		}
@@ -102,13 +110,16 @@ func testEraseSubjectRows(t *testing.T, open OpenFunc) {
 		message string
 		left    map[string]int
 	}{
-		{id: "sub_missing", message: "Data key not found.", left: map[string]int{}},
-		{id: "sub_a", message: "Data key not found.", left: map[string]int{}},
+		{id: "sub_missing", message: "Subject not found.", left: map[string]int{}},
+		{id: "sub_a", message: "Subject not found.", left: map[string]int{}},
 		{id: "sub_keyonly", message: "Subject not found.", left: map[string]int{"data key": 1}},
 		{id: "sub_nokey", message: "Data key not found.", left: map[string]int{"subject": 1}},
 	} {
 		err := s.Update(t.Context(), func(tx custos.Tx) error {
-			_, err := tx.EraseSubjectRows(t.Context(), tt.id)
+			st, _, err := tx.EraseSubjectRows(t.Context(), tt.id)
+			if st != nil {
+				t.Errorf("EraseSubjectRows %s: got a subject with the error", tt.id)
+			}
 			return err
 		})
 		wantCode(t, "EraseSubjectRows "+string(tt.id), err, custos.ENOTFOUND)
