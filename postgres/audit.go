@@ -249,6 +249,9 @@ func (tx *Tx) flushEvents(ctx context.Context) error {
 	if end == nil {
 		return nil
 	}
+	if err := tx.flushShreds(ctx); err != nil {
+		return err
+	}
 	for len(end.events) > 0 {
 		batch := end.events[:min(len(end.events), flushBatch)]
 		end.events = end.events[len(batch):]

@@ -64,6 +64,9 @@ type endPhase struct {
 	seq    int64  // the chain head as this transaction sees it,
 	hash   []byte // counting the kept events
 	events []*custos.AuditEvent
+	// shreds are the shred entries inserted at the end, written with the
+	// events (InsertShred).
+	shreds []*custos.ShredEntry
 }
 
 // AtEnd registers fn to run at the end of the transaction, after the
@@ -409,12 +412,12 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	if err := tx.runEnds(ctx, end); err != nil {
 		return ran, err
 	}
-	if len(end.events) > flushBatch {
+	if len(end.events) > flushBatch || len(end.shreds) > flushBatch {
 		if err := tx.flushEvents(ctx); err != nil {
 			return ran, err
 		}
 	}
-	tag, err := commitEvents(ctx, conn, db.timeout, end.events)
+	tag, err := commitEvents(ctx, conn, db.timeout, end)
 	tx.begun = err != nil
 	return ran, commitResult(tag, err)
 }
@@ -492,16 +495,19 @@ func (tx *Tx) deferredLockHead(ctx context.Context, first string) (*endPhase, er
 	return end, err
 }
 
-// commitEvents writes events (at most flushBatch) and commits, in one
-// round trip: the two statements go in one pipeline, and if the insert
-// fails PostgreSQL skips the COMMIT. It returns the COMMIT's command tag.
-func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, events []*custos.AuditEvent) (tag string, err error) {
-	if len(events) == 0 {
+// commitEvents writes end's shred entries and events (at most flushBatch
+// of each) and commits, in one round trip: the statements go in one
+// pipeline, and if an insert fails PostgreSQL skips the rest. It sets the
+// entries' Seqs and returns the COMMIT's command tag.
+func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, end *endPhase) (tag string, err error) {
+	if len(end.events) == 0 && len(end.shreds) == 0 {
 		return control(ctx, conn, timeout, commitSQL)
 	}
-	args, err := eventArgs(events)
-	if err != nil {
-		return "", err
+	var eargs []any
+	if len(end.events) > 0 {
+		if eargs, err = eventArgs(end.events); err != nil {
+			return "", err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -511,10 +517,23 @@ func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, ev
 			return err
 		}
 		b := &pgx.Batch{}
-		b.Queue(insertEventsSQL, args...)
+		if len(end.shreds) > 0 {
+			b.Queue(insertShredsSQL, shredArgs(end.shreds)...)
+		}
+		if len(end.events) > 0 {
+			b.Queue(insertEventsSQL, eargs...)
+		}
 		b.Queue(commitSQL)
 		br := c.SendBatch(ctx, b)
-		_, ierr := br.Exec()
+		if len(end.shreds) > 0 {
+			if err := readShredSeqs(br, end.shreds); err != nil {
+				return errors.Join(formatError(err, "Shred entry"), br.Close())
+			}
+		}
+		var ierr error
+		if len(end.events) > 0 {
+			_, ierr = br.Exec()
+		}
 		ct, cerr := br.Exec()
 		tag = ct.String()
 		if ierr != nil {

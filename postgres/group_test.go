@@ -364,16 +364,17 @@ func TestGroupEndFailure(t *testing.T) {
 // group's end takes the append lock once for all of them; the shred
 // inserts, which take it where they run alone, send no lock statement of
 // their own there (one round trip each saved, under the lock every other
-// group waits for). The entries are all stored, in increasing seq.
+// group waits for). The entries are all stored, in increasing seq, and
+// each caller's entry has the seq it was stored under.
 func TestGroupEndLocksOnce(t *testing.T) {
 	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
 	const members = 5
 	before := db.GroupStats().AppendLocks
+	mine := make([]*custos.ShredEntry, members)
 	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
 		appendAtEnd(t, tx, req)
-		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
-			return tx.InsertShred(t.Context(), &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"})
-		})
+		mine[i] = &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"}
+		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error { return tx.InsertShred(t.Context(), mine[i]) })
 		return nil
 	})
 	for i, err := range errs {
@@ -401,7 +402,65 @@ func TestGroupEndLocksOnce(t *testing.T) {
 			t.Errorf("shred entry %d: seq %d after %d, want increasing", i, shreds[i].Seq, shreds[i-1].Seq)
 		}
 	}
+	stored := map[int64]custos.SubjectID{}
+	for _, e := range shreds {
+		stored[e.Seq] = e.SubjectID
+	}
+	for i, e := range mine {
+		if stored[e.Seq] != e.SubjectID {
+			t.Errorf("member %d: its entry has seq %d, which holds %q, want %q", i, e.Seq, stored[e.Seq], e.SubjectID)
+		}
+	}
 	checkChain(t, db)
+}
+
+// TestGroupEndShredFails makes the end's shred entries fail to insert (a
+// NUL byte, which PostgreSQL's text refuses): every member of the group
+// gets the error, and neither their entries nor their audit events nor
+// their writes are stored.
+func TestGroupEndShredFails(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	const members = 4
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, req)
+		reason := "request"
+		if i == members-1 {
+			reason = "bad\x00reason"
+		}
+		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
+			return tx.InsertShred(t.Context(), &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: reason, ActorID: "prn_a"})
+		})
+		return nil
+	})
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("member %d: committed, want the group's end failure", i)
+		}
+	}
+	if got := checkChain(t, db); len(got) != 1 || got[0] != "block" {
+		t.Errorf("events: got %v, want only the blocker's", got)
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		shreds, err := tx.ListShreds(t.Context(), 0)
+		if err != nil {
+			return err
+		}
+		if len(shreds) != 0 {
+			t.Errorf("shred entries: got %d, want none", len(shreds))
+		}
+		for i := range members {
+			if _, err := tx.GetMeta(t.Context(), fmt.Sprintf("req_%d", i)); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Errorf("member %d's write: got %v, want ENOTFOUND", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestGroupDeadlockVictim builds a deadlock between two commit groups on
