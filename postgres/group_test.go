@@ -755,6 +755,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 		fmt.Sprintf("custos_pg_groups_undeferred_total %d\n", st.Undeferred),
 		fmt.Sprintf("custos_pg_group_members_total %d\n", st.Members),
 		fmt.Sprintf("custos_pg_commit_groups_total %d\n", st.Groups),
+		fmt.Sprintf("custos_pg_append_locks_total %d\n", st.AppendLocks),
 	} {
 		if !strings.Contains(metrics.String(), line) {
 			t.Errorf("metrics lack %q:\n%s", line, metrics.String())
