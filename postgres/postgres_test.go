@@ -114,14 +114,16 @@ func TestStore(t *testing.T) {
 	})
 }
 
-// TestEraseSubjectRowsAlone runs the contract's erasure outside the
-// commit groups, where EraseSubjectRows sends its two statements one at
-// a time instead of in one batch.
-func TestEraseSubjectRowsAlone(t *testing.T) {
+// TestStoreAlone runs the contract's tests whose statements go out
+// otherwise outside the commit groups: there EraseSubjectRows sends its
+// two statements one at a time instead of in one batch, and the shred
+// entries inserted at a transaction's end are written before the commit
+// (flushShreds) instead of with it.
+func TestStoreAlone(t *testing.T) {
 	testURL(t)
-	storetest.EraseSubjectRows(t, func(tb testing.TB, now func() time.Time) custos.Store {
+	storetest.RunOnly(t, func(tb testing.TB, now func() time.Time) custos.Store {
 		return aloneStore{MustOpenDB(tb, now)}
-	})
+	}, "EraseSubjectRows", "Shred")
 }
 
 // aloneStore runs every Update outside the commit groups.

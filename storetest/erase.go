@@ -66,10 +66,6 @@ func stored(ctx context.Context, t *testing.T, tx custos.Tx, id custos.SubjectID
 	return n
 }
 
-// EraseSubjectRows runs the contract's erasure test alone, for a store
-// with more than one way to run a transaction.
-func EraseSubjectRows(t *testing.T, open OpenFunc) { testEraseSubjectRows(t, open) }
-
 // testEraseSubjectRows: an erasure's rows go, every kind of them, and
 // only the erased customer's, and the subject comes back as it was; a
 // missing subject or data key is ENOTFOUND by name, and the failed

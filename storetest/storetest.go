@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,12 @@ import (
 type OpenFunc = func(t testing.TB, now func() time.Time) custos.Store
 
 // Run runs the contract suite; each subtest opens its own store.
-func Run(t *testing.T, open OpenFunc) {
+func Run(t *testing.T, open OpenFunc) { RunOnly(t, open) }
+
+// RunOnly runs the contract suite's tests named, or all of them when none
+// is: for a store with more than one way to run a transaction, whose
+// other way matters to only a few.
+func RunOnly(t *testing.T, open OpenFunc, names ...string) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open OpenFunc)
@@ -69,11 +75,19 @@ func Run(t *testing.T, open OpenFunc) {
 		{name: "Certificate", fn: testCertificate},
 		{name: "Dump", fn: testDump},
 	}
+	ran := 0
 	for _, tt := range tests {
+		if len(names) > 0 && !slices.Contains(names, tt.name) {
+			continue
+		}
+		ran++
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.fn(t, open)
 		})
+	}
+	if ran == 0 || (len(names) > 0 && ran != len(names)) {
+		t.Fatalf("storetest: ran %d tests of %q", ran, names)
 	}
 }
 
