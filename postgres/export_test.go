@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 
 	"custos"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Pool exposes the connection pool to the external tests.
@@ -27,6 +30,21 @@ var Redact = redact
 // trip.
 func (db *DB) UpdateAlone(ctx context.Context, fn func(tx custos.Tx) error) error {
 	return db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error { return fn(tx) })
+}
+
+// FailSeqReads makes the reading of shred entries' seqs at a commit fail
+// on this side, after draining the result, until the test ends.
+func FailSeqReads(t interface{ Cleanup(func()) }) {
+	old := readSeqs
+	readSeqs = func(br pgx.BatchResults, es []*custos.ShredEntry) error {
+		rows, err := br.Query()
+		if err == nil {
+			rows.Close()
+			err = rows.Err()
+		}
+		return errors.Join(err, errors.New("test: seqs not read"))
+	}
+	t.Cleanup(func() { readSeqs = old })
 }
 
 // Queued returns how many Update calls wait for a group writer.

@@ -525,21 +525,32 @@ func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, en
 		}
 		b.Queue(commitSQL)
 		br := c.SendBatch(ctx, b)
+		// Every result is read, the COMMIT's included: the server runs
+		// the whole pipeline whatever this side makes of a result, so
+		// the COMMIT's tag, not the reading of the entries' seqs, says
+		// whether the transaction committed. Once it has, a failure to
+		// read the seqs back leaves them 0 rather than failing a write
+		// that is stored (its caller would void ledger entries of
+		// erasures that happened).
+		var serr, ierr error
 		if len(end.shreds) > 0 {
-			if err := readShredSeqs(br, end.shreds); err != nil {
-				return errors.Join(formatError(err, "Shred entry"), br.Close())
-			}
+			serr = readSeqs(br, end.shreds)
 		}
-		var ierr error
 		if len(end.events) > 0 {
 			_, ierr = br.Exec()
 		}
 		ct, cerr := br.Exec()
 		tag = ct.String()
-		if ierr != nil {
-			return errors.Join(formatError(ierr, "Audit event"), br.Close())
+		closeErr := br.Close()
+		switch {
+		case cerr == nil && closeErr == nil && tag == "COMMIT":
+			return nil
+		case serr != nil:
+			return errors.Join(formatError(serr, "Shred entry"), closeErr)
+		case ierr != nil:
+			return errors.Join(formatError(ierr, "Audit event"), closeErr)
 		}
-		return errors.Join(cerr, br.Close())
+		return errors.Join(cerr, closeErr)
 	})
 	return tag, err
 }

@@ -431,6 +431,47 @@ func TestGroupEndLocksOnce(t *testing.T) {
 	checkChain(t, db)
 }
 
+// TestGroupEndSeqsUnread: when the shred entries' seqs cannot be read
+// back at the commit on this side, the transaction has committed all the
+// same (the server ran the whole pipeline), and every member is told so:
+// an erasure reported failed would have its ledger entry voided while the
+// store has erased. The entries are stored; the callers' Seqs stay 0.
+func TestGroupEndSeqsUnread(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	postgres.FailSeqReads(t)
+	const members = 3
+	mine := make([]*custos.ShredEntry, members)
+	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
+		if err := writeAndAudit(t, tx, req); err != nil {
+			return err
+		}
+		mine[i] = &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"}
+		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error { return tx.InsertShred(t.Context(), mine[i]) })
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("member %d: %v, want committed", i, err)
+		}
+		if mine[i].Seq != 0 {
+			t.Errorf("member %d: seq %d, want 0 (not read back)", i, mine[i].Seq)
+		}
+	}
+	if got := checkChain(t, db); len(got) != members+1 {
+		t.Errorf("events: got %v, want the blocker's and the members'", got)
+	}
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		shreds, err := tx.ListShreds(t.Context(), 0)
+		if len(shreds) != members {
+			t.Errorf("shred entries: got %d, want %d", len(shreds), members)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestGroupEndShredFails makes the end's shred entries fail to insert (a
 // NUL byte, which PostgreSQL's text refuses): every member of the group
 // gets the error, and neither their entries nor their audit events nor

@@ -105,6 +105,9 @@ func shredSeqs(es []*custos.ShredEntry) (row func(s scanner) error, done func() 
 	return row, done
 }
 
+// readSeqs is readShredSeqs; a test makes it fail.
+var readSeqs = readShredSeqs
+
 // readShredSeqs reads insertShredsSQL's seqs from br into es.
 func readShredSeqs(br pgx.BatchResults, es []*custos.ShredEntry) error {
 	rows, err := br.Query()
