@@ -237,6 +237,11 @@ type Tx interface {
 	// commit then. A store may send it all in one round trip.
 	EraseSubjectRows(ctx context.Context, id SubjectID) (subject *StoredSubject, records int, err error)
 
+	// InsertShred appends e to the store's shred ledger and sets e.Seq,
+	// in increasing order. At a transaction's end (AtEnder) a store may
+	// write the entry with the commit and set e.Seq there; should it then
+	// fail to learn the seq after a commit that succeeded, e.Seq stays 0
+	// and the commit is reported as it went.
 	InsertShred(ctx context.Context, e *ShredEntry) error
 	ListShreds(ctx context.Context, afterSeq int64) ([]*ShredEntry, error)
 
