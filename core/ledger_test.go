@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"custos"
 	"custos/core"
@@ -261,4 +262,91 @@ func storeShreds(t *testing.T, store custos.Store) []*custos.ShredEntry {
 		t.Fatal(err)
 	}
 	return shreds
+}
+
+// TestErasureRacesRecordAppends erases customers while other requests
+// append records to them, on both stores. Every erasure succeeds; every
+// append either succeeds before its customer's erasure or finds the
+// customer gone (ENOTFOUND), never an internal error such as a foreign
+// key the erasure's delete tripped over; and nothing of an erased
+// customer is left (a record appended just before the erasure went with
+// it). On PostgreSQL the erasure locks the customer before its delete
+// takes its snapshot (EraseSubjectRows), which is what this checks.
+func TestErasureRacesRecordAppends(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		e := newEnv(t)
+		erasuresRaceAppends(t, e.svc, e.admin, e.db)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		db, err := postgres.Open(t.Context(), pgSchemaURL(t), postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		svc, admin, _, _ := newService(t, db)
+		erasuresRaceAppends(t, svc, admin, db)
+	})
+}
+
+func erasuresRaceAppends(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
+	const n, appenders = 8, 3
+	ids := make([]custos.SubjectID, n)
+	for i := range ids {
+		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Provenance: prov,
+			Fields: map[string]string{"name": "郭靖", "email": fmt.Sprintf("guo%d.race@example.com", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = s.ID
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		erased := make(chan struct{})
+		for range appenders {
+			wg.Go(func() {
+				for {
+					_, err := svc.CreateRecord(admin, []string{"fulfilment"}, id, custos.NewRecord{Type: "order",
+						OccurredAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), Data: map[string]any{"n": 1}, Provenance: prov})
+					if custos.ErrorCode(err) == custos.ENOTFOUND {
+						return // erased
+					}
+					if err != nil {
+						t.Errorf("append to %s: %v", id, err)
+						return
+					}
+					select {
+					case <-erased: // the erasure failed, or this append came after it
+						return
+					default:
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			defer close(erased)
+			time.Sleep(5 * time.Millisecond) // let some appends in first
+			if _, err := svc.EraseSubject(admin, []string{"customer-service"}, id, "customer request"); err != nil {
+				t.Errorf("erase %s: %v", id, err)
+			}
+		})
+	}
+	wg.Wait()
+	err := store.View(t.Context(), func(tx custos.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.GetSubject(t.Context(), id); custos.ErrorCode(err) != custos.ENOTFOUND {
+				t.Errorf("%s after its erasure: got %v, want ENOTFOUND", id, err)
+			}
+			recs, err := tx.ListRecords(t.Context(), id, "")
+			if err != nil {
+				return err
+			}
+			if len(recs) != 0 {
+				t.Errorf("%s: %d records left after its erasure", id, len(recs))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
