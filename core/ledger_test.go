@@ -179,10 +179,14 @@ func TestRetentionBatchSyncsLedgerOnce(t *testing.T) {
 // of attempts that ran again, CUSTOS_TEST_REPEAT), and the store records
 // each. On SQLite, and on PostgreSQL, where the store's entry takes the
 // append lock at the transaction's end.
-func TestConcurrentErasuresLedger(t *testing.T) {
+func TestConcurrentErasuresLedger(t *testing.T) { onBothStores(t, concurrentErasures) }
+
+// onBothStores runs test on a service over SQLite and, in a subtest that
+// skips without CUSTOS_TEST_POSTGRES, over PostgreSQL.
+func onBothStores(t *testing.T, test func(t *testing.T, svc *core.Service, admin context.Context, store custos.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
 		e := newEnv(t)
-		concurrentErasures(t, e.svc, e.admin, e.db)
+		test(t, e.svc, e.admin, e.db)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		db, err := postgres.Open(t.Context(), pgSchemaURL(t), postgres.Options{Migrate: true})
@@ -191,7 +195,7 @@ func TestConcurrentErasuresLedger(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		svc, admin, _, _ := newService(t, db)
-		concurrentErasures(t, svc, admin, db)
+		test(t, svc, admin, db)
 	})
 }
 
@@ -272,21 +276,7 @@ func storeShreds(t *testing.T, store custos.Store) []*custos.ShredEntry {
 // customer is left (a record appended just before the erasure went with
 // it). On PostgreSQL the erasure locks the customer before its delete
 // takes its snapshot (EraseSubjectRows), which is what this checks.
-func TestErasureRacesRecordAppends(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) {
-		e := newEnv(t)
-		erasuresRaceAppends(t, e.svc, e.admin, e.db)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		db, err := postgres.Open(t.Context(), pgSchemaURL(t), postgres.Options{Migrate: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		svc, admin, _, _ := newService(t, db)
-		erasuresRaceAppends(t, svc, admin, db)
-	})
-}
+func TestErasureRacesRecordAppends(t *testing.T) { onBothStores(t, erasuresRaceAppends) }
 
 func erasuresRaceAppends(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
 	const n, appenders = 8, 3

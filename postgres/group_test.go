@@ -376,6 +376,23 @@ func wantGroupUndone(t *testing.T, db *postgres.DB, members int) {
 	}
 }
 
+// wantShreds reads the store's shred entries and wants n of them.
+func wantShreds(t *testing.T, db *postgres.DB, n int) []*custos.ShredEntry {
+	t.Helper()
+	var shreds []*custos.ShredEntry
+	err := db.View(t.Context(), func(tx custos.Tx) (err error) {
+		shreds, err = tx.ListShreds(t.Context(), 0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shreds) != n {
+		t.Fatalf("shred entries: got %d, want %d", len(shreds), n)
+	}
+	return shreds
+}
+
 // TestGroupEndLocksOnce runs a group of erasures' ends: each member
 // appends an audit event and inserts a shred entry at the end. The
 // group's end takes the append lock once for all of them; the shred
@@ -403,17 +420,7 @@ func TestGroupEndLocksOnce(t *testing.T) {
 	if got := db.GroupStats().AppendLocks - before; got != 2 {
 		t.Errorf("append lock taken %d times, want 2 (once a group's end)", got)
 	}
-	var shreds []*custos.ShredEntry
-	err := db.View(t.Context(), func(tx custos.Tx) (err error) {
-		shreds, err = tx.ListShreds(t.Context(), 0)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(shreds) != members {
-		t.Fatalf("shred entries: got %d, want %d", len(shreds), members)
-	}
+	shreds := wantShreds(t, db, members)
 	for i := 1; i < len(shreds); i++ {
 		if shreds[i].Seq <= shreds[i-1].Seq {
 			t.Errorf("shred entry %d: seq %d after %d, want increasing", i, shreds[i].Seq, shreds[i-1].Seq)
@@ -460,16 +467,7 @@ func TestGroupEndSeqsUnread(t *testing.T) {
 	if got := checkChain(t, db); len(got) != members+1 {
 		t.Errorf("events: got %v, want the blocker's and the members'", got)
 	}
-	err := db.View(t.Context(), func(tx custos.Tx) error {
-		shreds, err := tx.ListShreds(t.Context(), 0)
-		if len(shreds) != members {
-			t.Errorf("shred entries: got %d, want %d", len(shreds), members)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantShreds(t, db, members)
 }
 
 // TestGroupEndShredFails makes the end's shred entries fail to insert (a
@@ -498,16 +496,7 @@ func TestGroupEndShredFails(t *testing.T) {
 		}
 	}
 	wantGroupUndone(t, db, members)
-	err := db.View(t.Context(), func(tx custos.Tx) error {
-		shreds, err := tx.ListShreds(t.Context(), 0)
-		if len(shreds) != 0 {
-			t.Errorf("shred entries: got %d, want none", len(shreds))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantShreds(t, db, 0)
 }
 
 // TestGroupDeadlockVictim builds a deadlock between two commit groups on
