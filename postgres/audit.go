@@ -30,9 +30,7 @@ func (tx *Tx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	if e := tx.end; e != nil && e.known {
 		return e.seq, e.hash, nil
 	}
-	if tx.end != nil {
-		// runEnds holds the lock already.
-	} else if err := tx.lockAppend(ctx); err != nil {
+	if err := tx.lockAppend(ctx); err != nil { // nothing to send at the end: runEnds holds it
 		return 0, nil, formatError(err, "Audit event")
 	}
 	var (

@@ -475,9 +475,9 @@ func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s sca
 // skip it: they append nothing and need not wait for writers.
 func (tx *Tx) lockAppend(ctx context.Context) error {
 	if !tx.write || tx.end != nil {
-		// At the transaction's end runEnds holds it already (as in
-		// AuditHead): an erasure's shred entry there needs no round
-		// trip of its own for it.
+		// At the transaction's end runEnds holds it already: the audit
+		// head and the shred entries read or written there need no
+		// round trip of their own for it.
 		return nil
 	}
 	if _, err := tx.exec(ctx, lockAppendSQL); err != nil {
