@@ -110,18 +110,8 @@ var readSeqs = readShredSeqs
 
 // readShredSeqs reads insertShredsSQL's seqs from br into es.
 func readShredSeqs(br pgx.BatchResults, es []*custos.ShredEntry) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
 	row, done := shredSeqs(es)
-	for rows.Next() {
-		if err := row(rows); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if err := eachRow(br, row); err != nil {
 		return err
 	}
 	return done()

@@ -426,22 +426,25 @@ func (tx *Tx) scanRow(ctx context.Context, query string, args []any, dest ...any
 	return tx.queryRow(ctx, query, args, func(s scanner) error { return s.Scan(dest...) })
 }
 
+// eachRow calls fn for each row of br's next result.
+func eachRow(br pgx.BatchResults, fn func(s scanner) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // query runs a query and calls fn for each row.
 func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s scanner) error) (err error) {
 	if tx.pipelines(args) {
-		return tx.withPending(ctx, query, args, func(br pgx.BatchResults) error {
-			rows, err := br.Query()
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				if err := fn(rows); err != nil {
-					return err
-				}
-			}
-			return rows.Err()
-		})
+		return tx.withPending(ctx, query, args, func(br pgx.BatchResults) error { return eachRow(br, fn) })
 	}
 	ctx, cancel, err := tx.stmtCtx(ctx, query)
 	if err != nil {
