@@ -199,6 +199,22 @@ func onBothStores(t *testing.T, test func(t *testing.T, svc *core.Service, admin
 	})
 }
 
+// createCustomers creates n customers named name, with the e-mail
+// addresses emailFormat gives their numbers, and returns their ids.
+func createCustomers(t *testing.T, svc *core.Service, admin context.Context, n int, name, emailFormat string) []custos.SubjectID {
+	t.Helper()
+	ids := make([]custos.SubjectID, n)
+	for i := range ids {
+		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Provenance: prov,
+			Fields: map[string]string{"name": name, "email": fmt.Sprintf(emailFormat, i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = s.ID
+	}
+	return ids
+}
+
 func concurrentErasures(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
 	l, err := ledger.Open(filepath.Join(t.TempDir(), ledger.DefaultName))
 	if err != nil {
@@ -206,15 +222,7 @@ func concurrentErasures(t *testing.T, svc *core.Service, admin context.Context, 
 	}
 	svc.Ledger = l
 	const n = 24
-	ids := make([]custos.SubjectID, n)
-	for i := range ids {
-		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Provenance: prov,
-			Fields: map[string]string{"name": "杨过", "email": fmt.Sprintf("yang%d.ledger@example.com", i)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = s.ID
-	}
+	ids := createCustomers(t, svc, admin, n, "杨过", "yang%d.ledger@example.com")
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
@@ -280,15 +288,7 @@ func TestErasureRacesRecordAppends(t *testing.T) { onBothStores(t, erasuresRaceA
 
 func erasuresRaceAppends(t *testing.T, svc *core.Service, admin context.Context, store custos.Store) {
 	const n, appenders = 8, 3
-	ids := make([]custos.SubjectID, n)
-	for i := range ids {
-		s, err := svc.CreateSubject(admin, []string{"account"}, custos.NewSubject{Provenance: prov,
-			Fields: map[string]string{"name": "郭靖", "email": fmt.Sprintf("guo%d.race@example.com", i)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = s.ID
-	}
+	ids := createCustomers(t, svc, admin, n, "郭靖", "guo%d.race@example.com")
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		erased := make(chan struct{})

@@ -376,6 +376,14 @@ func wantGroupUndone(t *testing.T, db *postgres.DB, members int) {
 	}
 }
 
+// shredAtEnd inserts a shred entry for req at tx's end, as an erasure
+// does, and returns it.
+func shredAtEnd(t *testing.T, tx custos.Tx, req, reason string) *custos.ShredEntry {
+	e := &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: reason, ActorID: "prn_a"}
+	tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error { return tx.InsertShred(t.Context(), e) })
+	return e
+}
+
 // wantShreds reads the store's shred entries and wants n of them.
 func wantShreds(t *testing.T, db *postgres.DB, n int) []*custos.ShredEntry {
 	t.Helper()
@@ -407,8 +415,7 @@ func TestGroupEndLocksOnce(t *testing.T) {
 	mine := make([]*custos.ShredEntry, members)
 	errs := groupMembers(t, db, members, func(i int, req string, tx custos.Tx) error {
 		appendAtEnd(t, tx, req)
-		mine[i] = &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"}
-		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error { return tx.InsertShred(t.Context(), mine[i]) })
+		mine[i] = shredAtEnd(t, tx, req, "request")
 		return nil
 	})
 	for i, err := range errs {
@@ -452,8 +459,7 @@ func TestGroupEndSeqsUnread(t *testing.T) {
 		if err := writeAndAudit(t, tx, req); err != nil {
 			return err
 		}
-		mine[i] = &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: "request", ActorID: "prn_a"}
-		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error { return tx.InsertShred(t.Context(), mine[i]) })
+		mine[i] = shredAtEnd(t, tx, req, "request")
 		return nil
 	})
 	for i, err := range errs {
@@ -485,9 +491,7 @@ func TestGroupEndShredFails(t *testing.T) {
 		if i == members-1 {
 			reason = "bad\x00reason"
 		}
-		tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
-			return tx.InsertShred(t.Context(), &custos.ShredEntry{SubjectID: custos.SubjectID("sub_" + req), ShredAt: tx.Now(), Reason: reason, ActorID: "prn_a"})
-		})
+		shredAtEnd(t, tx, req, reason)
 		return nil
 	})
 	for i, err := range errs {

@@ -258,8 +258,7 @@ func (tx *Tx) pipelines(args []any) bool {
 			return false
 		}
 	}
-	_, ok := tx.tx.(*sql.Conn)
-	return ok
+	return tx.batches()
 }
 
 // withPending sends the pending transaction control (BEGIN or the
