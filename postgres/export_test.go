@@ -33,7 +33,9 @@ func (db *DB) UpdateAlone(ctx context.Context, fn func(tx custos.Tx) error) erro
 }
 
 // FailSeqReads makes the reading of shred entries' seqs at a commit fail
-// on this side, after draining the result, until the test ends.
+// on this side, after draining the result, until the test ends. The hook
+// is package-wide: a test that calls it must not run in parallel with
+// others of this package.
 func FailSeqReads(t interface{ Cleanup(func()) }) {
 	old := readSeqs
 	readSeqs = func(br pgx.BatchResults, es []*custos.ShredEntry) error {
