@@ -540,3 +540,57 @@ func TestRedact(t *testing.T) {
 		t.Errorf("Redact without a password: got %v, want the error unchanged", err)
 	}
 }
+
+// TestAnalyze: Analyze gives every table of the store's schema planner
+// statistics (last_analyze), and leaves another schema of the same
+// database alone.
+func TestAnalyze(t *testing.T) {
+	u := MustCreateSchema(t)
+	other := MustCreateSchema(t)
+	db := MustOpen(t, u, postgres.Options{Migrate: true})
+	ctx := t.Context()
+
+	admin, err := sql.Open("pgx", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, `CREATE TABLE bystander (id int); INSERT INTO bystander SELECT generate_series(1, 100)`); err != nil {
+		t.Fatal(err)
+	}
+	schemaOf := func(url string) string {
+		c, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var s string
+		if err := c.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mine, theirs := schemaOf(u), schemaOf(other)
+	analysed := func(schema string) (tables, done int) {
+		t.Helper()
+		if err := admin.QueryRowContext(ctx, `SELECT count(*), count(last_analyze) FROM pg_stat_user_tables WHERE schemaname = $1`,
+			schema).Scan(&tables, &done); err != nil {
+			t.Fatal(err)
+		}
+		return tables, done
+	}
+	if tables, done := analysed(mine); tables < 10 || done != 0 {
+		t.Fatalf("before Analyze: %d of %d tables analysed, want 0 of at least 10", done, tables)
+	}
+	n, err := db.Analyze(ctx)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	tables, done := analysed(mine)
+	if n != tables || done != tables {
+		t.Errorf("after Analyze: it reports %d tables, %d of the schema's %d have statistics; want all", n, done, tables)
+	}
+	if _, done := analysed(theirs); done != 0 {
+		t.Errorf("Analyze analysed %d tables of another schema", done)
+	}
+}

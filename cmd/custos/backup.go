@@ -271,6 +271,9 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			n.svc.Ledger = nil
 		}
 	}
+	if !*reapplyOnly {
+		n.analyze(ctx, progress)
+	}
 	applied, reflected, err := reapply(ctx, n, ledger.Erasures(reads...))
 	if err != nil {
 		return fmt.Errorf("restore: re-applying erasures stopped after %d (run custos restore --reapply-only with the same ledgers to finish): %w", applied, err)

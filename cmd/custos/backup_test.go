@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"math/rand/v2"
 	"os"
@@ -74,6 +75,44 @@ func loseDatabase(t *testing.T, s bkStore) bkStore {
 
 // storeRows counts the rows of every table of the store, through the same
 // dump a backup uses.
+// unanalysed names the tables of a PostgreSQL store's schema that have no
+// planner statistics from an ANALYZE (autovacuum's analyses do not count),
+// and how many tables the schema has.
+func unanalysed(t *testing.T, s bkStore) ([]string, int) {
+	t.Helper()
+	db, err := sql.Open("pgx", s.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(context.Background(), `SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = current_schema()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var (
+		missing []string
+		n       int
+	)
+	for rows.Next() {
+		var (
+			name string
+			done bool
+		)
+		if err := rows.Scan(&name, &done); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if !done {
+			missing = append(missing, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return missing, n
+}
+
 func storeRows(t *testing.T, s bkStore) int64 {
 	t.Helper()
 	ctx := context.Background()
@@ -529,6 +568,9 @@ func TestBackupAcrossStores(t *testing.T) {
 	out, _ := cli(t, 0, append([]string{"restore", fromLite, "--no-ledger", "--quiet"}, toPG.args()...)...)
 	if !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("restore into PostgreSQL:\n%s", out)
+	}
+	if missing, n := unanalysed(t, toPG); len(missing) > 0 || n < 10 {
+		t.Errorf("after the restore %d of the %d tables have no planner statistics: %v", len(missing), n, missing)
 	}
 	check(toPG)
 	fromPG := filepath.Join(t.TempDir(), "pg.cbk")

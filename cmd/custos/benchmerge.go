@@ -178,6 +178,8 @@ func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, e
 			return nil, fmt.Errorf("bench: %s: %s drew customers with -zipf %g, %s with %g", opt, paths[0], first.Zipf, p, r.Zipf)
 		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
 			return nil, fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, paths[0], p)
+		case (r.AnalyzeSeconds > 0) != (first.AnalyzeSeconds > 0):
+			return nil, fmt.Errorf("bench: %s: %s and %s differ in planner statistics: one analysed its PostgreSQL store after the seed, the other (a build before the fortieth session) did not", opt, paths[0], p)
 		case (r.Warm != nil) != (first.Warm != nil):
 			return nil, fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", opt, paths[0], p)
 		}

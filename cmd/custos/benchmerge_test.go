@@ -144,6 +144,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	skewed.Zipf = 1.1
 	warmed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	warmed.Warm = &benchWarm{Listed: 10, Loaded: 10}
+	pgAnalyzed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	pgAnalyzed.Store, pgAnalyzed.AnalyzeSeconds = pg.Store, 0.4
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -163,6 +165,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"primed", []string{"-merge", writeBenchReports(t, run1, primed)}, "differ in -prime"},
 		{"zipf", []string{"-merge", writeBenchReports(t, run1, skewed)}, "with -zipf 0, "},
 		{"warmed", []string{"-merge", writeBenchReports(t, run1, warmed)}, "differ in -warm"},
+		{"planner statistics", []string{"-merge", writeBenchReports(t, pg, pgAnalyzed)}, "differ in planner statistics"},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer
