@@ -141,6 +141,8 @@ func TestBenchCompareRefuses(t *testing.T) {
 	short := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	short.Results = short.Results[:3]
 	two, one := writeBenchReports(t, r, r), writeBenchReports(t, r)
+	analysed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	analysed.AnalyzeSeconds = 0.4
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -152,11 +154,18 @@ func TestBenchCompareRefuses(t *testing.T) {
 		{"no change", []string{"-base", two}, "-compare and -base go together"},
 		{"steps", []string{"-compare", two, "-base", writeBenchReports(t, r, short)}, "ran the steps ceiling c=16, read c=16, create c=16, read c=64"},
 		{"run flags", []string{"-compare", two, "-base", two, "-duration", "5s"}, "takes only -base and -json, not -duration"},
+		{"statistics within a side", []string{"-compare", writeBenchReports(t, r, analysed), "-base", two}, "differ in planner statistics"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" })
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tc.name, code, stderr.String(), tc.want)
 		}
+	}
+	// Between the sides it is what a pair may compare.
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"bench", "-compare", writeBenchReports(t, analysed, analysed), "-base", two}, &stdout, &stderr,
+		func(string) string { return "" }); code != 0 {
+		t.Errorf("a build that analyses against one that did not: exit %d, stderr %q", code, stderr.String())
 	}
 }
