@@ -73,8 +73,6 @@ func loseDatabase(t *testing.T, s bkStore) bkStore {
 	return s
 }
 
-// storeRows counts the rows of every table of the store, through the same
-// dump a backup uses.
 // unanalysed names the tables of a PostgreSQL store's schema that have no
 // planner statistics from an ANALYZE (autovacuum's analyses do not count),
 // and how many tables the schema has.
@@ -113,6 +111,8 @@ func unanalysed(t *testing.T, s bkStore) ([]string, int) {
 	return missing, n
 }
 
+// storeRows counts the rows of every table of the store, through the same
+// dump a backup uses.
 func storeRows(t *testing.T, s bkStore) int64 {
 	t.Helper()
 	ctx := context.Background()
