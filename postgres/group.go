@@ -237,20 +237,14 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // deferred statement failed (a duplicate among the creates), and how many
 // statements took the append lock (AppendLocks: a group's end takes it
 // once, whatever its members append there).
-//
-// SpecEnds counts the group ends sent in one round trip on the node's
-// kept chain head, and SpecMissed those of them whose check found that
-// the head had moved, which then ended the usual way (speculate.go).
 type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
-	SpecEnds, SpecMissed                               int64
 }
 
 // GroupStats reports the writers' counters.
 func (db *DB) GroupStats() GroupStats {
 	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
-		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
-		SpecEnds: db.kept.tried.Load(), SpecMissed: db.kept.missed.Load()}
+		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load()}
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -263,8 +257,6 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_deferred_statements_total", Help: "Statements the groups sent deferred, several members' in one round trip.", Value: fmt.Sprint(st.Deferred)},
 		{Name: "custos_pg_groups_undeferred_total", Help: "Groups run again without deferring after a deferred statement failed.", Value: fmt.Sprint(st.Undeferred)},
 		{Name: "custos_pg_append_locks_total", Help: "Statements that took the audit append lock.", Value: fmt.Sprint(st.AppendLocks)},
-		{Name: "custos_pg_speculative_ends_total", Help: "Group ends sent in one round trip on the node's kept audit chain head.", Value: fmt.Sprint(st.SpecEnds)},
-		{Name: "custos_pg_speculative_misses_total", Help: "Of those, ends whose check found the head moved; they ended in three round trips.", Value: fmt.Sprint(st.SpecMissed)},
 	})
 }
 
@@ -402,15 +394,6 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	}
 	tx.begun = true
 	var end *endPhase
-	if len(tx.deferred) == 0 {
-		switch outcome, tag, err := tx.speculativeEnd(ctx, conn, first, &db.kept); outcome {
-		case specEnded:
-			tx.begun = err != nil
-			return ran, commitResult(tag, err)
-		case specMissed:
-			first = specRollbackSQL
-		}
-	}
 	if len(tx.deferred) > 0 {
 		// The deferred statements go in the same round trip.
 		end, err = tx.deferredLockHead(ctx, first)
@@ -434,9 +417,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 			return ran, err
 		}
 	}
-	done := keptAfter(&db.kept, end)
 	tag, err := commitEvents(ctx, conn, db.timeout, end)
-	done(tag, err)
 	tx.begun = err != nil
 	return ran, commitResult(tag, err)
 }

@@ -110,9 +110,6 @@ type DB struct {
 	// appendLocks counts the statements that took the append lock
 	// (GroupStats).
 	appendLocks atomic.Int64
-	// kept is the chain head this node's last group end sent, for the
-	// next to end in one round trip (speculate.go).
-	kept keptHead
 }
 
 var _ custos.Store = (*DB)(nil)

@@ -78,10 +78,6 @@ type Tx struct {
 	// memberSent records that the current member of a commit group sent
 	// something, its own statements or the deferred queue.
 	memberSent bool
-	// speculating is set while a group's end runs on the node's kept
-	// head without the append lock (speculativeEnd): every statement is
-	// then refused with errSpeculating, and the end goes the usual way.
-	speculating bool
 }
 
 // deferredStmt is a statement queued by a commit group member, with the
@@ -104,7 +100,7 @@ func (e *errDeferred) Unwrap() error { return e.err }
 // transaction control at the next flush, and reports whether it did: only
 // in a commit group that defers, for a statement pgx can batch.
 func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error) bool {
-	if !tx.deferring || tx.speculating {
+	if !tx.deferring {
 		return false
 	}
 	if len(args) > 0 {
@@ -132,9 +128,6 @@ func (tx *Tx) flushDeferred(ctx context.Context) error {
 // parameters) after the deferred ones in the same batch: read gets their
 // results, and its error is returned as it is.
 func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.BatchResults) error) error {
-	if tx.speculating {
-		return errSpeculating
-	}
 	if len(tx.deferred) == 0 && len(tail) == 0 {
 		return nil
 	}
@@ -208,9 +201,6 @@ var (
 // pending transaction control. In a Glance it lets the first statement
 // through if it is a SELECT, and refuses any other.
 func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, context.CancelFunc, error) {
-	if tx.speculating {
-		return nil, nil, errSpeculating
-	}
 	if tx.glance {
 		if tx.sent || !strings.HasPrefix(query, "SELECT ") {
 			tx.refused = true
@@ -299,9 +289,6 @@ func (tx *Tx) batches() bool {
 // control statement breaks the transaction, as in stmtCtx, and no query's
 // result is read.
 func (tx *Tx) batch(ctx context.Context, queries []batchQuery, fn func(br pgx.BatchResults) error) error {
-	if tx.speculating {
-		return errSpeculating
-	}
 	if err := tx.flushDeferred(ctx); err != nil {
 		return err
 	}

@@ -200,14 +200,7 @@ type benchResult struct {
 	// deferring because one of those failed (omitted on SQLite).
 	DeferredStatements int64 `json:"deferred_statements,omitempty"`
 	GroupsUndeferred   int64 `json:"groups_undeferred,omitempty"`
-	// GroupEnds is how many PostgreSQL commit groups ended in the window,
-	// SpecEnds how many of them were sent in one round trip on the node's
-	// kept chain head, and SpecMissed how many of those found the head
-	// moved and ended the usual way (fortieth session).
-	GroupEnds  int64 `json:"group_ends,omitempty"`
-	SpecEnds   int64 `json:"speculative_ends,omitempty"`
-	SpecMissed int64 `json:"speculative_misses,omitempty"`
-	Samples    int   `json:"latency_samples"`
+	Samples            int   `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -1616,8 +1609,6 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.GroupSize = float64(groups1.Members-groups0.Members) / float64(groups)
 		res.DeferredStatements = groups1.Deferred - groups0.Deferred
 		res.GroupsUndeferred = groups1.Undeferred - groups0.Undeferred
-		res.GroupEnds = groups
-		res.SpecEnds, res.SpecMissed = groups1.SpecEnds-groups0.SpecEnds, groups1.SpecMissed-groups0.SpecMissed
 		res.pgGroups = true
 	}
 	if res.Requests > 0 {
@@ -1768,10 +1759,6 @@ func benchTable(w io.Writer, rep *benchReport) {
 		} else if r.GroupSize > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("%.1f writes per commit, %d statements sent deferred, %d groups run again without deferring",
 				r.GroupSize, r.DeferredStatements, r.GroupsUndeferred))
-			if r.SpecEnds > 0 {
-				notes = append(notes, fmt.Sprintf("%d of %d group ends went in one round trip on the kept chain head, %d more tried it and missed",
-					r.SpecEnds-r.SpecMissed, r.GroupEnds, r.SpecMissed))
-			}
 		}
 		codeList := func(cl []benchCode) string {
 			var cs []string
