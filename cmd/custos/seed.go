@@ -147,11 +147,11 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return firstErr
 	}
 	stored := counts[custos.ImportStored]
-	if !*quiet {
-		node.analyze(ctx, stderr)
-	} else {
-		node.analyze(ctx, io.Discard)
+	progress := stderr
+	if *quiet {
+		progress = io.Discard
 	}
+	node.analyze(ctx, progress)
 	fmt.Fprintf(stdout, "seeded %d synthetic customers with %d records each (seed %d; %d refused)\n", stored, *records, *seedV, *n-stored)
 	return nil
 }
