@@ -66,6 +66,22 @@ func appendEvent(b, prev []byte, e *custos.AuditEvent) []byte {
 	b = appendBytes(b, []byte(eventDomain))
 	b = appendBytes(b, prev)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	return appendTail(b, e)
+}
+
+// HashPrefix and Tail split what Hash hashes around the previous hash
+// and the seq, for a store that chains events where their head is read
+// (PostgreSQL, under its append lock): Hash(prev, e) is SHA-256 of
+// HashPrefix(), prev's length as 8 bytes big-endian, prev, e.Seq as 8
+// bytes big-endian, and Tail(e). Tail does not depend on Seq or the
+// previous hash; e.Time must be normalised as Chain does.
+func HashPrefix() []byte { return appendBytes(nil, []byte(eventDomain)) }
+
+// Tail is the part of e's encoding after its seq (see HashPrefix).
+func Tail(e *custos.AuditEvent) []byte { return appendTail(nil, e) }
+
+// appendTail appends the encoding of e after its seq.
+func appendTail(b []byte, e *custos.AuditEvent) []byte {
 	b = appendTime(b, e.Time)
 	b = appendString(b, string(e.ActorID))
 	b = appendString(b, e.Action)

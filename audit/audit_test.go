@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -654,5 +656,31 @@ func BenchmarkChain(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		audit.Chain(prev.Seq, prev.Hash, e)
+	}
+}
+
+// TestHashParts: HashPrefix and Tail put together as their comment says
+// give Hash, for the genesis and a chained head, empty and full events,
+// so that a store hashing on its server (PostgreSQL) hashes alike.
+func TestHashParts(t *testing.T) {
+	head := sha256.Sum256([]byte("head"))
+	events := []*custos.AuditEvent{
+		{Seq: 1, Time: time.Unix(1700000000, 123456000).UTC()},
+		{Seq: 1 << 40, Time: time.Date(2026, 12, 4, 14, 0, 0, 1000, time.UTC), ActorID: "prn_a", Action: custos.AuditSubjectRead,
+			SubjectID: "sub_x", Fields: []string{"mobile", "name"}, Purposes: []string{"account"}, Decision: custos.DecisionAllow,
+			Reason: "r", RequestID: "req_1"},
+	}
+	for _, prev := range [][]byte{audit.Genesis, head[:]} {
+		for i, e := range events {
+			var b []byte
+			b = append(b, audit.HashPrefix()...)
+			b = binary.BigEndian.AppendUint64(b, uint64(len(prev)))
+			b = append(b, prev...)
+			b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+			b = append(b, audit.Tail(e)...)
+			if got, want := sha256.Sum256(b), audit.Hash(prev, e); !bytes.Equal(got[:], want) {
+				t.Errorf("event %d after %x: parts hash to %x, Hash gives %x", i, prev[:4], got, want)
+			}
+		}
 	}
 }

@@ -171,6 +171,7 @@ func (s *Service) appendAudit(ctx context.Context, tx custos.Tx, e *custos.Audit
 
 // chainAudit is appendAudit's append, run at once.
 func (s *Service) chainAudit(ctx context.Context, tx custos.Tx, e *custos.AuditEvent) error {
+	s.noteCheckpoints(tx)
 	seq, head, err := tx.AuditHead(ctx)
 	if err != nil {
 		return err
@@ -188,6 +189,28 @@ func (s *Service) chainAudit(ctx context.Context, tx custos.Tx, e *custos.AuditE
 		return s.insertCheckpoint(ctx, tx, e.Seq, e.Hash)
 	}
 	return nil
+}
+
+// checkpointNoter is a Tx that chains events where it stores them
+// (postgres, an end in one round trip) and must therefore know where
+// core signs checkpoints.
+type checkpointNoter interface{ NoteCheckpointEvery(n int64) }
+
+// noteCheckpoints tells tx the checkpoint interval, 0 when this service
+// signs none.
+func (s *Service) noteCheckpoints(tx custos.Tx) {
+	n, ok := tx.(checkpointNoter)
+	if !ok {
+		return
+	}
+	every := s.CheckpointEvery
+	if every <= 0 {
+		every = DefaultCheckpointEvery
+	}
+	if s.signer == nil {
+		every = 0
+	}
+	n.NoteCheckpointEvery(every)
 }
 
 func (s *Service) insertCheckpoint(ctx context.Context, tx custos.Tx, seq int64, hash []byte) error {

@@ -529,6 +529,7 @@ func (s *Service) appendAudits(ctx context.Context, tx custos.Tx, es []*custos.A
 
 // chainAudits is appendAudits' append, run at once.
 func (s *Service) chainAudits(ctx context.Context, tx custos.Tx, es []*custos.AuditEvent) error {
+	s.noteCheckpoints(tx)
 	seq, head, err := tx.AuditHead(ctx)
 	if err != nil {
 		return err

@@ -237,14 +237,20 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // deferred statement failed (a duplicate among the creates), and how many
 // statements took the append lock (AppendLocks: a group's end takes it
 // once, whatever its members append there).
+//
+// OneTrip counts the group ends sent in one round trip, their events
+// chained on the server, and OneTripFellBack those of them that found a
+// checkpoint due and ended the usual way (serverchain.go).
 type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
+	OneTrip, OneTripFellBack                           int64
 }
 
 // GroupStats reports the writers' counters.
 func (db *DB) GroupStats() GroupStats {
 	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
-		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load()}
+		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
+		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load()}
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -257,6 +263,8 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_deferred_statements_total", Help: "Statements the groups sent deferred, several members' in one round trip.", Value: fmt.Sprint(st.Deferred)},
 		{Name: "custos_pg_groups_undeferred_total", Help: "Groups run again without deferring after a deferred statement failed.", Value: fmt.Sprint(st.Undeferred)},
 		{Name: "custos_pg_append_locks_total", Help: "Statements that took the audit append lock.", Value: fmt.Sprint(st.AppendLocks)},
+		{Name: "custos_pg_one_trip_ends_total", Help: "Group ends sent in one round trip, their audit events chained on the server.", Value: fmt.Sprint(st.OneTrip)},
+		{Name: "custos_pg_one_trip_fallbacks_total", Help: "Of those, ends that found a checkpoint due and ended the usual way.", Value: fmt.Sprint(st.OneTripFellBack)},
 	})
 }
 
@@ -394,6 +402,15 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	}
 	tx.begun = true
 	var end *endPhase
+	if len(tx.deferred) == 0 {
+		switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
+		case oneTripEnded:
+			tx.begun = err != nil
+			return ran, commitResult(tag, err)
+		case oneTripFellBack:
+			first = oneTripRollbackSQL
+		}
+	}
 	if len(tx.deferred) > 0 {
 		// The deferred statements go in the same round trip.
 		end, err = tx.deferredLockHead(ctx, first)
@@ -418,6 +435,9 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		}
 	}
 	tag, err := commitEvents(ctx, conn, db.timeout, end)
+	if err == nil && tag == "COMMIT" && end.known {
+		db.hint.set(end.seq, end.hash)
+	}
 	tx.begun = err != nil
 	return ran, commitResult(tag, err)
 }

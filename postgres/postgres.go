@@ -110,6 +110,9 @@ type DB struct {
 	// appendLocks counts the statements that took the append lock
 	// (GroupStats).
 	appendLocks atomic.Int64
+	// hint is the chain head this node's last group end wrote
+	// (serverchain.go).
+	hint keptHint
 }
 
 var _ custos.Store = (*DB)(nil)

@@ -78,6 +78,13 @@ type Tx struct {
 	// memberSent records that the current member of a commit group sent
 	// something, its own statements or the deferred queue.
 	memberSent bool
+	// oneTrip is set while a group's end work runs before the lock, for
+	// an end in one round trip (oneTripEnd): every statement is then
+	// refused with errOneTrip, and the end goes the usual way.
+	oneTrip bool
+	// checkpointEvery is core's checkpoint interval, as it noted it
+	// (NoteCheckpointEvery).
+	checkpointEvery int64
 }
 
 // deferredStmt is a statement queued by a commit group member, with the
@@ -100,7 +107,7 @@ func (e *errDeferred) Unwrap() error { return e.err }
 // transaction control at the next flush, and reports whether it did: only
 // in a commit group that defers, for a statement pgx can batch.
 func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error) bool {
-	if !tx.deferring {
+	if !tx.deferring || tx.oneTrip {
 		return false
 	}
 	if len(args) > 0 {
@@ -128,6 +135,9 @@ func (tx *Tx) flushDeferred(ctx context.Context) error {
 // parameters) after the deferred ones in the same batch: read gets their
 // results, and its error is returned as it is.
 func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.BatchResults) error) error {
+	if tx.oneTrip {
+		return errOneTrip
+	}
 	if len(tx.deferred) == 0 && len(tail) == 0 {
 		return nil
 	}
@@ -201,6 +211,9 @@ var (
 // pending transaction control. In a Glance it lets the first statement
 // through if it is a SELECT, and refuses any other.
 func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, context.CancelFunc, error) {
+	if tx.oneTrip {
+		return nil, nil, errOneTrip
+	}
 	if tx.glance {
 		if tx.sent || !strings.HasPrefix(query, "SELECT ") {
 			tx.refused = true
@@ -289,6 +302,9 @@ func (tx *Tx) batches() bool {
 // control statement breaks the transaction, as in stmtCtx, and no query's
 // result is read.
 func (tx *Tx) batch(ctx context.Context, queries []batchQuery, fn func(br pgx.BatchResults) error) error {
+	if tx.oneTrip {
+		return errOneTrip
+	}
 	if err := tx.flushDeferred(ctx); err != nil {
 		return err
 	}
