@@ -200,7 +200,15 @@ type benchResult struct {
 	// deferring because one of those failed (omitted on SQLite).
 	DeferredStatements int64 `json:"deferred_statements,omitempty"`
 	GroupsUndeferred   int64 `json:"groups_undeferred,omitempty"`
-	Samples            int   `json:"latency_samples"`
+	// GroupEnds is how many PostgreSQL commit groups ended in the window,
+	// OneTripEnds how many of them were sent in one round trip with their
+	// audit events chained on the server, and OneTripFallbacks how many of
+	// those found a checkpoint due and ended the usual way (fortieth
+	// session).
+	GroupEnds        int64 `json:"group_ends,omitempty"`
+	OneTripEnds      int64 `json:"one_trip_ends,omitempty"`
+	OneTripFallbacks int64 `json:"one_trip_fallbacks,omitempty"`
+	Samples          int   `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -1609,6 +1617,8 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.GroupSize = float64(groups1.Members-groups0.Members) / float64(groups)
 		res.DeferredStatements = groups1.Deferred - groups0.Deferred
 		res.GroupsUndeferred = groups1.Undeferred - groups0.Undeferred
+		res.GroupEnds = groups
+		res.OneTripEnds, res.OneTripFallbacks = groups1.OneTrip-groups0.OneTrip, groups1.OneTripFellBack-groups0.OneTripFellBack
 		res.pgGroups = true
 	}
 	if res.Requests > 0 {
@@ -1759,6 +1769,10 @@ func benchTable(w io.Writer, rep *benchReport) {
 		} else if r.GroupSize > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("%.1f writes per commit, %d statements sent deferred, %d groups run again without deferring",
 				r.GroupSize, r.DeferredStatements, r.GroupsUndeferred))
+			if r.OneTripEnds > 0 {
+				notes = append(notes, fmt.Sprintf("%d of %d group ends in one round trip (%d of them fell back: a checkpoint was due)",
+					r.OneTripEnds-r.OneTripFallbacks, r.GroupEnds, r.OneTripFallbacks))
+			}
 		}
 		codeList := func(cl []benchCode) string {
 			var cs []string
