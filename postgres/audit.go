@@ -266,13 +266,28 @@ func (tx *Tx) flushEvents(ctx context.Context) error {
 
 // eventArgs returns the arguments of insertEventsSQL for events.
 func eventArgs(events []*custos.AuditEvent) ([]any, error) {
+	cols, err := eventColumns(events)
+	if err != nil {
+		return nil, err
+	}
+	n := len(events)
+	seqs, prevs, hashes := make([]int64, n), make([][]byte, n), make([][]byte, n)
+	for i, e := range events {
+		seqs[i], prevs[i], hashes[i] = e.Seq, e.PrevHash, e.Hash
+	}
+	return append(append([]any{seqs}, cols...), prevs, hashes), nil
+}
+
+// eventColumns are the arrays of events' columns from time to
+// request_id, in auditColumns order: what insertEventsSQL and
+// serverChainSQL both take.
+func eventColumns(events []*custos.AuditEvent) ([]any, error) {
 	n := len(events)
 	var (
-		seqs, times                   = make([]int64, n), make([]int64, n)
+		times                         = make([]int64, n)
 		actors, actions, subs, fields = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		purposes, decisions, reasons  = make([]string, n), make([]string, n), make([]string, n)
 		requests                      = make([]string, n)
-		prevs, hashes                 = make([][]byte, n), make([][]byte, n)
 	)
 	for i, e := range events {
 		f, err := sqlutil.EncodeList(e.Fields)
@@ -283,9 +298,8 @@ func eventArgs(events []*custos.AuditEvent) ([]any, error) {
 		if err != nil {
 			return nil, internal("audit event", err)
 		}
-		seqs[i], times[i], actors[i], actions[i], subs[i] = e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
+		times[i], actors[i], actions[i], subs[i] = sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
 		fields[i], purposes[i], decisions[i], reasons[i], requests[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
-		prevs[i], hashes[i] = e.PrevHash, e.Hash
 	}
-	return []any{seqs, times, actors, actions, subs, fields, purposes, decisions, reasons, requests, prevs, hashes}, nil
+	return []any{times, actors, actions, subs, fields, purposes, decisions, reasons, requests}, nil
 }

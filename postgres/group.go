@@ -559,20 +559,28 @@ func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, en
 		if len(end.events) > 0 {
 			_, ierr = br.Exec()
 		}
-		ct, cerr := br.Exec()
-		tag = ct.String()
-		closeErr := br.Close()
-		switch {
-		case cerr == nil && closeErr == nil && tag == "COMMIT":
-			return nil
-		case serr != nil:
-			return errors.Join(formatError(serr, "Shred entry"), closeErr)
-		case ierr != nil:
-			return errors.Join(formatError(ierr, "Audit event"), closeErr)
-		}
-		return errors.Join(cerr, closeErr)
+		tag, err = commitOutcome(br, serr, ierr)
+		return err
 	})
 	return tag, err
+}
+
+// commitOutcome reads the COMMIT that ends br, closes br, and says how
+// the group's end went, given how its shred entries' insert (serr) and
+// its events' insert (ierr) did: the COMMIT's tag decides.
+func commitOutcome(br pgx.BatchResults, serr, ierr error) (string, error) {
+	ct, cerr := br.Exec()
+	tag := ct.String()
+	closeErr := br.Close()
+	switch {
+	case cerr == nil && closeErr == nil && tag == "COMMIT":
+		return tag, nil
+	case serr != nil:
+		return tag, errors.Join(formatError(serr, "Shred entry"), closeErr)
+	case ierr != nil:
+		return tag, errors.Join(formatError(ierr, "Audit event"), closeErr)
+	}
+	return tag, errors.Join(cerr, closeErr)
 }
 
 // pgxConn returns the pgx connection under a database/sql one.

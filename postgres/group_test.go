@@ -20,19 +20,31 @@ import (
 // audit event for request req at the end of tx, and returns the event.
 func appendAtEnd(t testing.TB, tx custos.Tx, req string) *custos.AuditEvent {
 	t.Helper()
+	return appendSignedAtEnd(t, tx, req, 0)
+}
+
+// appendSignedAtEnd is appendAtEnd, which also inserts a checkpoint (with
+// a dummy signature) when the event's seq is a multiple of every, as
+// core's chainAudit does; 0: none.
+func appendSignedAtEnd(t testing.TB, tx custos.Tx, req string, every int64) *custos.AuditEvent {
+	t.Helper()
 	at, ok := tx.(custos.AtEnder)
 	if !ok {
 		t.Fatalf("the PostgreSQL Tx does not offer AtEnd")
 	}
 	e := &custos.AuditEvent{ActorID: "prn_a", Action: custos.AuditSubjectRead, Decision: custos.DecisionAllow, RequestID: req}
 	at.AtEnd(func(tx custos.Tx) error {
-		seq, head, err := tx.AuditHead(context.Background())
+		ctx := context.Background()
+		seq, head, err := tx.AuditHead(ctx)
 		if err != nil {
 			return err
 		}
 		e.Time = tx.Now()
 		audit.Chain(seq, head, e)
-		return tx.InsertAuditEvent(context.Background(), e)
+		if err := tx.InsertAuditEvent(ctx, e); err != nil || every == 0 || e.Seq%every != 0 {
+			return err
+		}
+		return tx.InsertCheckpoint(ctx, &custos.AuditCheckpoint{Seq: e.Seq, Hash: e.Hash, Time: tx.Now(), KeyID: "k", Signature: []byte("sig")})
 	})
 	return e
 }

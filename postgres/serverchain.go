@@ -13,7 +13,6 @@ import (
 
 	"custos"
 	"custos/audit"
-	"custos/internal/sqlutil"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -100,29 +99,15 @@ RETURNING seq, prev_hash, hash`
 
 // chainArgs are serverChainSQL's arguments for events.
 func chainArgs(events []*custos.AuditEvent, every int64) ([]any, error) {
-	n := len(events)
-	var (
-		times                         = make([]int64, n)
-		actors, actions, subs, fields = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		purposes, decisions, reasons  = make([]string, n), make([]string, n), make([]string, n)
-		requests                      = make([]string, n)
-		tails                         = make([][]byte, n)
-	)
+	cols, err := eventColumns(events)
+	if err != nil {
+		return nil, err
+	}
+	tails := make([][]byte, len(events))
 	for i, e := range events {
-		f, err := sqlutil.EncodeList(e.Fields)
-		if err != nil {
-			return nil, internal("audit event", err)
-		}
-		p, err := sqlutil.EncodeList(e.Purposes)
-		if err != nil {
-			return nil, internal("audit event", err)
-		}
-		times[i], actors[i], actions[i], subs[i] = sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID)
-		fields[i], purposes[i], decisions[i], reasons[i], requests[i] = string(f), string(p), e.Decision, e.Reason, e.RequestID
 		tails[i] = audit.Tail(e)
 	}
-	return []any{times, actors, actions, subs, fields, purposes, decisions, reasons, requests, tails,
-		audit.Genesis, audit.HashPrefix(), every}, nil
+	return append(cols, tails, audit.Genesis, audit.HashPrefix(), every), nil
 }
 
 // oneTripOutcome is how an end in one round trip went.
@@ -206,18 +191,8 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 				return nil
 			}
 		}
-		ct, cerr := br.Exec()
-		tag = ct.String()
-		closeErr := br.Close()
-		switch {
-		case cerr == nil && closeErr == nil && tag == "COMMIT":
-			return nil
-		case serr != nil:
-			return errors.Join(formatError(serr, "Shred entry"), closeErr)
-		case ierr != nil:
-			return errors.Join(formatError(ierr, "Audit event"), closeErr)
-		}
-		return errors.Join(cerr, closeErr)
+		tag, err = commitOutcome(br, serr, ierr)
+		return err
 	})
 	tx.locked = true
 	tx.locks.Add(1)

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -118,23 +117,7 @@ func TestOneTripCheckpointDue(t *testing.T) {
 				return err
 			}
 			tx.(interface{ NoteCheckpointEvery(int64) }).NoteCheckpointEvery(every)
-			e := &custos.AuditEvent{ActorID: "prn_a", Action: custos.AuditSubjectRead, Decision: custos.DecisionAllow, RequestID: req}
-			tx.(custos.AtEnder).AtEnd(func(tx custos.Tx) error {
-				ctx := context.Background()
-				seq, head, err := tx.AuditHead(ctx)
-				if err != nil {
-					return err
-				}
-				e.Time = tx.Now()
-				audit.Chain(seq, head, e)
-				if err := tx.InsertAuditEvent(ctx, e); err != nil {
-					return err
-				}
-				if e.Seq%every == 0 {
-					return tx.InsertCheckpoint(ctx, &custos.AuditCheckpoint{Seq: e.Seq, Hash: e.Hash, Time: tx.Now(), KeyID: "k", Signature: []byte("sig")})
-				}
-				return nil
-			})
+			appendSignedAtEnd(t, tx, req, every)
 			return nil
 		})
 		if err != nil {
