@@ -195,9 +195,16 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		return err
 	})
 	tx.locked = true
-	tx.locks.Add(1)
+	if fellBack || tag == "COMMIT" {
+		tx.locks.Add(1) // the lock statement ran
+	}
 	if fellBack {
 		hint.fellBack.Add(1)
+		// The entries' inserts were rolled back with c: their seqs are
+		// the usual end's to set.
+		for _, e := range end.shreds {
+			e.Seq = 0
+		}
 		return oneTripFellBack, "", nil
 	}
 	if err == nil && tag == "COMMIT" && len(rows) == len(end.events) {
