@@ -194,7 +194,6 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		tag, err = commitOutcome(br, serr, ierr)
 		return err
 	})
-	tx.locked = true
 	if fellBack || tag == "COMMIT" {
 		tx.locks.Add(1) // the lock statement ran
 	}

@@ -86,8 +86,15 @@ func TestOneTripEndsTwoNodes(t *testing.T) {
 	if got := checkChain(t, a); !slices.Equal(got, want) {
 		t.Errorf("chain %v, want %v", got, want)
 	}
-	err := a.View(t.Context(), func(tx custos.Tx) error {
-		for _, req := range want {
+	wantWritesKept(t, a, want)
+}
+
+// wantWritesKept wants the meta write of every member in reqs stored
+// (writeAndAudit).
+func wantWritesKept(t *testing.T, db *postgres.DB, reqs []string) {
+	t.Helper()
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		for _, req := range reqs {
 			if v, err := tx.GetMeta(t.Context(), req); err != nil || v != "done" {
 				t.Errorf("member %s's write: %q, %v", req, v, err)
 			}
@@ -143,16 +150,12 @@ func TestOneTripCheckpointDue(t *testing.T) {
 		for _, c := range cps {
 			seqs = append(seqs, c.Seq)
 		}
-		for _, req := range want {
-			if v, err := tx.GetMeta(t.Context(), req); err != nil || v != "done" {
-				t.Errorf("member %s's write: %q, %v", req, v, err)
-			}
-		}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantWritesKept(t, a, want)
 	if !slices.Equal(seqs, []int64{3, 6}) {
 		t.Errorf("checkpoints at %v, want [3 6]", seqs)
 	}

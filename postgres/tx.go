@@ -80,7 +80,8 @@ type Tx struct {
 	memberSent bool
 	// oneTrip is set while a group's end work runs before the lock, for
 	// an end in one round trip (oneTripEnd): every statement is then
-	// refused with errOneTrip, and the end goes the usual way.
+	// refused with errOneTrip (stmtCtx and batch, which every send goes
+	// through, and deferQuery), and the end goes the usual way.
 	oneTrip bool
 	// checkpointEvery is core's checkpoint interval, as it noted it
 	// (NoteCheckpointEvery).
@@ -135,9 +136,6 @@ func (tx *Tx) flushDeferred(ctx context.Context) error {
 // parameters) after the deferred ones in the same batch: read gets their
 // results, and its error is returned as it is.
 func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.BatchResults) error) error {
-	if tx.oneTrip {
-		return errOneTrip
-	}
 	if len(tx.deferred) == 0 && len(tail) == 0 {
 		return nil
 	}

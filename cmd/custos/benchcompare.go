@@ -42,10 +42,11 @@ func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
 		return nil, err
 	}
 	n := len(aPaths)
-	for _, side := range [][2]int{{0, n}, {n, 2 * n}} {
-		if err := benchSameStatistics("-compare", paths[side[0]:side[1]], reps[side[0]:side[1]]); err != nil {
-			return nil, err
-		}
+	if err := benchSameStatistics("-compare", aPaths, reps[:n]); err != nil {
+		return nil, err
+	}
+	if err := benchSameStatistics("-compare", bPaths, reps[n:]); err != nil {
+		return nil, err
 	}
 	as, bs := reps[:n], reps[n:]
 	out := &benchComparison{Pairs: n}
