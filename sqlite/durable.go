@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Commits made durable beside the writer.
@@ -42,6 +43,17 @@ import (
 //     covers everything before it. View waits, after fn, until every
 //     group committed by then is synced; so does Dump. Another process on
 //     the same file can read a group that is not yet on disk (docs/deploy.md).
+//   - Unless the store was opened with Options.ReadAuditCommitted: then
+//     a group that changed nothing but the audit log (reads, lookups,
+//     denials: requests whose only write is their audit event) is
+//     answered once committed, when nothing it may have read is still
+//     to be synced (answerEarly), and the syncer waits up to
+//     earlySyncDelay before the fsync that makes such groups durable,
+//     so that one fsync serves several milliseconds of reads. A power
+//     loss or kernel crash in that window may lose those audit events
+//     (never a change to data, and never a break in the chain: recovery
+//     keeps a prefix of the WAL); a crash of custos loses nothing, as
+//     the frames are written.
 //   - A failed fsync may have lost what it was to write, and Linux marks
 //     those pages clean, so a later fsync would succeed without writing
 //     them. The store then fails every later write and every read that
@@ -75,13 +87,29 @@ type durability struct {
 	round chan struct{} // closed after each round, then replaced
 
 	wake     chan struct{}
+	urgent   chan struct{} // a caller waits: the syncer must not delay
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
 
 	wal    *os.File // opened at the first deferred sync
 	synced uint64   // deferred at the last fsync
+
+	// early is Options.ReadAuditCommitted; gen the store's shared
+	// counters, whose data counter says whether anything but audit
+	// events was committed since dataSynced, the value it had before
+	// the last fsync began, plus one (zero: no fsync yet). earlyGroups
+	// counts the groups answered before their sync (WriterStats).
+	early       bool
+	gen         *sharedGen
+	dataSynced  atomic.Uint64
+	earlyGroups atomic.Uint64
 }
+
+// earlySyncDelay is how long the syncer may wait, with only groups
+// already answered to sync (Options.ReadAuditCommitted), before it syncs
+// them; a group that waits for its sync, a View or Close ends the wait.
+const earlySyncDelay = 5 * time.Millisecond
 
 // answers are a commit group's callers, to be answered once the commits
 // up to seq are on disk.
@@ -108,7 +136,7 @@ var (
 
 func newDurability(path string) *durability {
 	d := &durability{id: durableID.Add(1), path: path + "-wal", round: make(chan struct{}),
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	durables.Store(d.id, d)
 	return d
 }
@@ -141,15 +169,63 @@ func (d *durability) commit(commit func() error) error {
 
 // answer queues a group's callers: the syncer answers them once every
 // commit begun so far is on disk. Only the writer calls it, after the
-// group's commit or its failure.
-func (d *durability) answer(group []*writeReq, errs []error) {
+// group's commit or its failure; wrote says whether the group may have
+// changed anything but the audit log. A group answered early
+// (answerEarly) is queued without its callers, for its sync.
+func (d *durability) answer(group []*writeReq, errs []error, wrote bool) {
+	a := answers{seq: d.issued.Load(), group: group, errs: errs}
 	d.mu.Lock()
-	d.queue = append(d.queue, answers{seq: d.issued.Load(), group: group, errs: errs})
+	early := d.err == nil && d.answerEarly(wrote)
+	if early {
+		d.queue = append(d.queue, answers{seq: a.seq})
+	} else {
+		d.queue = append(d.queue, a)
+	}
 	d.mu.Unlock()
+	if early {
+		d.earlyGroups.Add(1)
+		for i, r := range group {
+			r.done <- errs[i]
+		}
+	} else {
+		nudge(d.urgent)
+	}
+	nudge(d.wake)
+}
+
+// answerEarly says whether a group may be answered before its sync: the
+// store answers audit-only groups once committed, this one changed
+// nothing but the audit log, and no commit that did, by this process or
+// (as far as the shared counter shows) another on the file, has been
+// made since the last fsync began. What the group's requests read was
+// committed before the group, so it is on disk.
+func (d *durability) answerEarly(wrote bool) bool {
+	if !d.early || wrote {
+		return false
+	}
+	synced := d.dataSynced.Load()
+	return synced != 0 && d.gen.loadData() == synced-1
+}
+
+// nudge signals ch without blocking.
+func nudge(ch chan struct{}) {
 	select {
-	case d.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// onlyEarly says whether every group queued was answered already, so the
+// syncer may wait before syncing them (earlySyncDelay).
+func (d *durability) onlyEarly() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.queue {
+		if len(a.group) > 0 {
+			return false
+		}
+	}
+	return len(d.queue) > 0
 }
 
 // failed returns the failed sync's error, if one failed.
@@ -176,6 +252,7 @@ func (d *durability) wait(ctx context.Context) error {
 		case err != nil:
 			return err
 		}
+		nudge(d.urgent)
 		select {
 		case <-round:
 		case <-ctx.Done():
@@ -196,11 +273,26 @@ func (d *durability) run() {
 	for {
 		select {
 		case <-d.wake:
+			if d.early && d.onlyEarly() {
+				d.linger()
+			}
 			d.flush()
 		case <-d.stop:
 			d.flush()
 			return
 		}
+	}
+}
+
+// linger waits up to earlySyncDelay, or until a caller waits for a sync
+// or the store closes.
+func (d *durability) linger() {
+	t := time.NewTimer(earlySyncDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-d.urgent:
+	case <-d.stop:
 	}
 }
 
@@ -215,12 +307,23 @@ func (d *durability) flush() {
 	if len(batch) == 0 {
 		return
 	}
+	// A caller that asked for this flush is served by it: its request
+	// must not cut short the next group's wait (linger). A View asks
+	// again after each round.
+	select {
+	case <-d.urgent:
+	default:
+	}
 	// Loaded after the batch was taken: every sync its commits left is
 	// counted, and their frames are written.
 	if n := d.deferred.Load(); err == nil && n != d.synced {
+		// Before the fsync: a data commit counted by now wrote its
+		// frames before it was counted, and this fsync covers them.
+		data := d.gen.loadData()
 		if err = d.sync(); err == nil {
 			d.synced = n
 			d.syncs.Add(1)
+			d.dataSynced.Store(data + 1)
 		} else {
 			err = internal("sync", err)
 		}

@@ -271,3 +271,132 @@ func TestDurableCloseAnswersHeldWrites(t *testing.T) {
 		t.Fatalf("after reopening: %q, %v; want v2", got, err)
 	}
 }
+
+// auditOnly appends audit event n in a group of its own, as a read's
+// request does, and reports its outcome on the returned channel.
+func auditOnly(db *DB, n int) <-chan error {
+	ch := make(chan error, 1)
+	ctx := context.Background()
+	go func() { ch <- db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, n) }) }()
+	return ch
+}
+
+// answered waits for ch's outcome, failing the test on an error or when
+// none comes within 10 s (a liveness bound, not a speed one).
+func answered(t *testing.T, what string, ch <-chan error) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not answered in 10 s", what)
+	}
+}
+
+// waitQueued waits until n callers wait for the syncer, failing the test
+// if any of chs is answered meanwhile, or after 10 s.
+func waitQueued(t *testing.T, db *DB, n int, chs ...<-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for db.dur.queued() < n {
+		for _, ch := range chs {
+			select {
+			case err := <-ch:
+				t.Fatalf("answered (%v) before its sync, while the sync of an earlier data write was held", err)
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for the syncer after 10 s, want %d", db.dur.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// With Options.ReadAuditCommitted (read_audit_durability "committed"),
+// a group that wrote nothing but audit events is answered once committed,
+// while its sync is still to come, and the syncer makes that sync with no
+// caller waiting for it (S5: the event reaches the disk). A group that
+// changed data still waits for its sync, and so does an audit-only group
+// committed after a data commit, of this process or (by the shared
+// counter) another, that is not yet on disk: its request may have read
+// that data. Without the option every group waits for its sync.
+func TestReadAuditCommitted(t *testing.T) {
+	ctx := context.Background()
+	h := hookWALSync(t)
+	defer h.unblock() // before the stores' Close at cleanup
+
+	t.Run("default", func(t *testing.T) {
+		db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
+		putSubject(t, db, durableSubject, "v1", false)
+		h.block.Store(true)
+		read := auditOnly(db, 1)
+		h.held(t)
+		notYet(t, "an audit-only group without the option", read)
+		h.block.Store(false)
+		h.release <- struct{}{}
+		answered(t, "the audit-only group after its sync", read)
+		if st := db.WriterStats(); st.Early != 0 {
+			t.Errorf("WriterStats.Early = %d without the option, want 0", st.Early)
+		}
+	})
+
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"), Options{Migrate: true, ReadCache: -1, ReadAuditCommitted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	putSubject(t, db, durableSubject, "v1", false)
+
+	// The first audit-only group after the write's sync is answered
+	// before its own: hold every sync, and it still returns, and the
+	// syncer then syncs it with nobody waiting.
+	h.block.Store(true)
+	early := db.WriterStats().Early
+	answered(t, "an audit-only group while its sync is held", auditOnly(db, 1))
+	if got := db.WriterStats().Early - early; got != 1 {
+		t.Fatalf("WriterStats.Early moved by %d, want 1", got)
+	}
+	h.held(t) // the syncer syncs the answered group on its own
+
+	// While that sync is held: a data write waits for a sync, and an
+	// audit-only group after it waits too.
+	wrote := make(chan error, 1)
+	go func() { wrote <- storeName(ctx, db, durableSubject, "v2", true) }()
+	waitQueued(t, db, 1, wrote)
+	after := auditOnly(db, 2)
+	waitQueued(t, db, 2, wrote, after)
+	notYet(t, "a data write, or an audit-only group after it", wrote, after)
+	h.block.Store(false)
+	h.release <- struct{}{}
+	answered(t, "the data write after its sync", wrote)
+	answered(t, "the audit-only group after the data write's sync", after)
+
+	// Once that is on disk, audit-only groups are answered early again.
+	waitEarly := func(n int) {
+		t.Helper()
+		for range 100 {
+			before := db.WriterStats().Early
+			answered(t, "an audit-only group", auditOnly(db, n))
+			if db.WriterStats().Early > before {
+				return
+			}
+		}
+		t.Fatal("no audit-only group answered early in 100 tries after the data write's sync")
+	}
+	waitEarly(3)
+
+	// Another process's data commit (what its writer counts in the
+	// shared counter) makes the next audit-only group wait for a sync.
+	h.block.Store(true)
+	db.gen.addData()
+	other := auditOnly(db, 4)
+	h.held(t)
+	notYet(t, "an audit-only group after another process's data commit", other)
+	h.block.Store(false)
+	h.release <- struct{}{}
+	answered(t, "the audit-only group after its sync", other)
+	waitEarly(5)
+}

@@ -62,6 +62,14 @@ type Options struct {
 	// the cache off. Writes keep other processes' caches coherent either
 	// way.
 	ReadCache int
+	// ReadAuditCommitted answers a request that writes nothing but its
+	// audit event (a read, a lookup, a denial) once that event is
+	// committed, instead of once it is on disk, when nothing the request
+	// may have read is still to be synced; the event reaches the disk
+	// within about earlySyncDelay (durable.go). A power loss in that
+	// window may lose those events; a crash of the process loses
+	// nothing. Off by default.
+	ReadAuditCommitted bool
 }
 
 // DB is a custos.Store on one SQLite database file.
@@ -179,6 +187,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, &custos.Error{Code: custos.EINTERNAL, Message: "Cannot open the database.", Err: fmt.Errorf("sqlite: open: %w", err)}
 	}
 	db.gen = gen
+	db.dur.gen, db.dur.early = gen, opts.ReadAuditCommitted
 	if err := db.open(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -460,7 +469,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if conn != nil {
 			db.countPages(conn)
 		}
-		db.dur.answer(group, errs)
+		db.dur.answer(group, errs, wrote)
 	}
 	fail := func(err error) { failRest(errs, err) }
 	if err := db.dur.failed(); err != nil {

@@ -33,7 +33,10 @@ import (
 // so under load there are fewer than groups.
 type WriterStats struct {
 	Groups, Members, Reruns, Pages, Syncs uint64
-	Busy                                  time.Duration
+	// Early is how many groups were answered before their sync
+	// (Options.ReadAuditCommitted).
+	Early uint64
+	Busy  time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -46,7 +49,7 @@ func (db *DB) WriterStats() WriterStats {
 	}
 	db.busyMu.Unlock()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
-		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Busy: busy}
+		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(), Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -59,6 +62,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_group_reruns_total", Help: "Groups run again: with savepoints after a member failed, or after another writer moved the audit log unannounced.", Value: fmt.Sprint(st.Reruns)},
 		{Name: "custos_sqlite_pages_written_total", Help: "Database pages the SQLite writer wrote to the WAL.", Value: fmt.Sprint(st.Pages)},
 		{Name: "custos_sqlite_wal_syncs_total", Help: "Syncs of the WAL that made commit groups durable.", Value: fmt.Sprint(st.Syncs)},
+		{Name: "custos_sqlite_groups_answered_before_sync_total", Help: "Commit groups of audit events alone answered once committed, before their sync (read_audit_durability committed).", Value: fmt.Sprint(st.Early)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
 	if db.rc == nil {

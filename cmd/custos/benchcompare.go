@@ -42,10 +42,10 @@ func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
 		return nil, err
 	}
 	n := len(aPaths)
-	if err := benchSameStatistics("-compare", aPaths, reps[:n]); err != nil {
+	if err := benchSameSettings("-compare", aPaths, reps[:n]); err != nil {
 		return nil, err
 	}
-	if err := benchSameStatistics("-compare", bPaths, reps[n:]); err != nil {
+	if err := benchSameSettings("-compare", bPaths, reps[n:]); err != nil {
 		return nil, err
 	}
 	as, bs := reps[:n], reps[n:]

@@ -143,6 +143,8 @@ func TestBenchCompareRefuses(t *testing.T) {
 	two, one := writeBenchReports(t, r, r), writeBenchReports(t, r)
 	analysed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	analysed.AnalyzeSeconds = 0.4
+	committed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	committed.ReadAuditDurability = "committed"
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -155,6 +157,7 @@ func TestBenchCompareRefuses(t *testing.T) {
 		{"steps", []string{"-compare", two, "-base", writeBenchReports(t, r, short)}, "ran the steps ceiling c=16, read c=16, create c=16, read c=64"},
 		{"run flags", []string{"-compare", two, "-base", two, "-duration", "5s"}, "takes only -base and -json, not -duration"},
 		{"statistics within a side", []string{"-compare", writeBenchReports(t, r, analysed), "-base", two}, "differ in planner statistics"},
+		{"read audit durability within a side", []string{"-compare", two, "-base", writeBenchReports(t, committed, r)}, "differ in read_audit_durability"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" })
@@ -167,5 +170,11 @@ func TestBenchCompareRefuses(t *testing.T) {
 	if code := run(context.Background(), []string{"bench", "-compare", writeBenchReports(t, analysed, analysed), "-base", two}, &stdout, &stderr,
 		func(string) string { return "" }); code != 0 {
 		t.Errorf("a build that analyses against one that did not: exit %d, stderr %q", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), []string{"bench", "-compare", writeBenchReports(t, committed, committed), "-base", two}, &stdout, &stderr,
+		func(string) string { return "" }); code != 0 {
+		t.Errorf("read_audit_durability committed against synced: exit %d, stderr %q", code, stderr.String())
 	}
 }

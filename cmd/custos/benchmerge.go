@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +36,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 	}
 	steps, err := benchSameRuns("-merge", paths, reps)
 	if err == nil {
-		err = benchSameStatistics("-merge", paths, reps)
+		err = benchSameSettings("-merge", paths, reps)
 	}
 	if err != nil {
 		return nil, err
@@ -83,6 +84,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 			GroupSize:             med(func(r benchResult) float64 { return r.GroupSize }),
 			PagesPerWrite:         med(func(r benchResult) float64 { return r.PagesPerWrite }),
 			SyncsPerGroup:         med(func(r benchResult) float64 { return r.SyncsPerGroup }),
+			EarlyShare:            med(func(r benchResult) float64 { return r.EarlyShare }),
 			DrainSeconds:          med(func(r benchResult) float64 { return r.DrainSeconds }),
 		}
 		// The machine's idle share, over the runs that read it.
@@ -195,14 +197,19 @@ func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, e
 	return steps, nil
 }
 
-// benchSameStatistics checks that reps (read from paths) all analysed
+// benchSameSettings checks that reps (read from paths) all analysed
 // their PostgreSQL store after the seed, or none did (builds before the
-// fortieth session). -merge asks it of all its runs, -compare of each
-// side's: a pair may set a build that analyses against one that did not.
-func benchSameStatistics(opt string, paths []string, reps []*benchReport) error {
+// fortieth session), and that all answered reads at one
+// read_audit_durability. -merge asks it of all its runs, -compare of each
+// side's: a pair may set a build or a setting against another.
+func benchSameSettings(opt string, paths []string, reps []*benchReport) error {
 	for i, r := range reps[1:] {
 		if (r.AnalyzeSeconds > 0) != (reps[0].AnalyzeSeconds > 0) {
 			return fmt.Errorf("bench: %s: %s and %s differ in planner statistics: one analysed its PostgreSQL store after the seed, the other (a build before the fortieth session) did not", opt, paths[0], paths[i+1])
+		}
+		if r.ReadAuditDurability != reps[0].ReadAuditDurability {
+			return fmt.Errorf("bench: %s: %s and %s differ in read_audit_durability (%q and %q)", opt, paths[0], paths[i+1],
+				cmp.Or(reps[0].ReadAuditDurability, "synced"), cmp.Or(r.ReadAuditDurability, "synced"))
 		}
 	}
 	return nil

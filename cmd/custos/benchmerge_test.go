@@ -146,6 +146,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	warmed.Warm = &benchWarm{Listed: 10, Loaded: 10}
 	pgAnalyzed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	pgAnalyzed.Store, pgAnalyzed.AnalyzeSeconds = pg.Store, 0.4
+	committed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	committed.ReadAuditDurability = "committed"
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -166,6 +168,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"zipf", []string{"-merge", writeBenchReports(t, run1, skewed)}, "with -zipf 0, "},
 		{"warmed", []string{"-merge", writeBenchReports(t, run1, warmed)}, "differ in -warm"},
 		{"planner statistics", []string{"-merge", writeBenchReports(t, pg, pgAnalyzed)}, "differ in planner statistics"},
+		{"read audit durability", []string{"-merge", writeBenchReports(t, run1, committed)}, `differ in read_audit_durability ("synced" and "committed")`},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer

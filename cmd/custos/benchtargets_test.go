@@ -90,6 +90,21 @@ func TestBenchVerdicts(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", line, out)
 		}
 	}
+
+	// A run that answered reads before their audit event was on disk
+	// says so beside each read figure and above the table.
+	rep.ReadAuditDurability = "committed"
+	rep.Targets = benchVerdicts(rep)
+	for i := range 2 {
+		if !strings.HasSuffix(rep.Targets[i].Figure, ", with read_audit_durability committed") {
+			t.Errorf("verdict %d with read_audit_durability committed: figure %q does not say so", i, rep.Targets[i].Figure)
+		}
+	}
+	buf.Reset()
+	benchTable(&buf, rep)
+	if !strings.Contains(buf.String(), "read_audit_durability committed: reads, lookups and denials were answered once their audit event was committed") {
+		t.Errorf("table of a run with read_audit_durability committed does not say so:\n%s", buf.String())
+	}
 }
 
 func TestBenchThousands(t *testing.T) {

@@ -37,9 +37,14 @@ type Config struct {
 	PGWriters int `json:"pg_writers"`
 	// ReadCache is how many customers' stored rows a SQLite node keeps in
 	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
-	ReadCache int    `json:"read_cache"`
-	TLSCert   string `json:"tls_cert"` // PEM certificate file: serve HTTPS
-	TLSKey    string `json:"tls_key"`  // PEM private key file
+	ReadCache int `json:"read_cache"`
+	// ReadAuditDurability is when a SQLite node answers a request whose
+	// only write is its audit event (a read, a lookup, a denial): "synced"
+	// (the default, "" too) once the event is on disk, "committed" once it
+	// is committed and on disk within about 5 ms. docs/deploy.md.
+	ReadAuditDurability string `json:"read_audit_durability"`
+	TLSCert             string `json:"tls_cert"` // PEM certificate file: serve HTTPS
+	TLSKey              string `json:"tls_key"`  // PEM private key file
 	// InsecureHTTP allows plain HTTP on a non-loopback address (behind a
 	// TLS-terminating proxy on a trusted network).
 	InsecureHTTP bool `json:"insecure_http"`
@@ -77,6 +82,15 @@ func (c Config) Validate() error {
 	}
 	if c.ReadCache < -1 {
 		return fmt.Errorf("read_cache %d: want -1 (off), 0 (default) or a number of customers", c.ReadCache)
+	}
+	switch c.ReadAuditDurability {
+	case "", "synced":
+	case "committed":
+		if c.Postgres() {
+			return errors.New(`read_audit_durability "committed": only a SQLite store answers reads before their audit event is on disk; on PostgreSQL leave it unset or "synced"`)
+		}
+	default:
+		return fmt.Errorf("read_audit_durability %q: want synced (default) or committed", c.ReadAuditDurability)
 	}
 	if c.Data == "" {
 		return errors.New("data: a directory is required")
@@ -177,6 +191,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
 	fs.IntVar(&f.pgWriters, "pg-writers", 0, "PostgreSQL: commit groups run at once per node (env CUSTOS_PG_WRITERS; default 2, at most half of --max-conns)")
 	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
+	fs.StringVar(&f.readAudit, "read-audit-durability", "", "SQLite: answer a read once its audit event is on disk (synced, the default) or once it is committed, on disk within about 5 ms (committed) (env CUSTOS_READ_AUDIT_DURABILITY)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
 	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (env CUSTOS_INSECURE_HTTP=1)")
@@ -193,7 +208,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 
 type commonFlags struct {
 	config, addr, data, store, catalog, logFormat, logLevel string
-	retention                                               string
+	retention, readAudit                                    string
 	migrate                                                 bool
 	maxConns, readCache, pgWriters                          int
 	tlsCert, tlsKey                                         string
@@ -252,6 +267,7 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 	set(&c.TLSCert, pick(f.tlsCert, "CUSTOS_TLS_CERT"))
 	set(&c.TLSKey, pick(f.tlsKey, "CUSTOS_TLS_KEY"))
 	set(&c.ShredLedger, pick(f.shredLedger, "CUSTOS_SHRED_LEDGER"))
+	set(&c.ReadAuditDurability, pick(f.readAudit, "CUSTOS_READ_AUDIT_DURABILITY"))
 	if f.insecureHTTP || getenv("CUSTOS_INSECURE_HTTP") == "1" || getenv("CUSTOS_INSECURE_HTTP") == "true" {
 		c.InsecureHTTP = true
 	}

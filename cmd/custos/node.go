@@ -82,7 +82,8 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 		n.store, n.pg = db, db
 		return n, nil
 	}
-	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate, ReadCache: cfg.ReadCache})
+	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate, ReadCache: cfg.ReadCache,
+		ReadAuditCommitted: cfg.ReadAuditDurability == "committed"})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}

@@ -17,7 +17,14 @@ import (
 // metric returns the value of a counter in srv's /metrics.
 func metric(t *testing.T, srv *testServer, name string) int {
 	t.Helper()
-	r := rawRequest(t, http.MethodGet, srv.URL+"/metrics", "", "", nil)
+	return metricAt(t, srv.URL, name)
+}
+
+// metricAt returns the value of a counter in the /metrics of the node at
+// url.
+func metricAt(t *testing.T, url, name string) int {
+	t.Helper()
+	r := rawRequest(t, http.MethodGet, url+"/metrics", "", "", nil)
 	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindSubmatch(r.Body)
 	if m == nil {
 		t.Fatalf("/metrics (%d) has no %s:\n%s", r.Status, name, r.Body)
