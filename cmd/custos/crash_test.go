@@ -446,6 +446,7 @@ func TestCrashReadAudits(t *testing.T) {
 	acked := map[custos.SubjectID]int{}
 	var mu sync.Mutex
 	early := 0
+	var p0log string
 	for round := range 3 {
 		p := startChild(t, bin, "serve", "100ms", args...)
 		c, tr := client(p.url)
@@ -490,6 +491,9 @@ func TestCrashReadAudits(t *testing.T) {
 		time.Sleep(time.Duration(100+r.IntN(301)) * time.Millisecond)
 		early = max(early, metricAt(t, p.url, "custos_sqlite_groups_answered_before_sync_total"))
 		p.kill(t)
+		if round == 0 {
+			p0log = p.stderr.String()
+		}
 		close(stop)
 		wg.Wait()
 		tr.CloseIdleConnections()
@@ -500,6 +504,9 @@ func TestCrashReadAudits(t *testing.T) {
 	}
 	if early == 0 {
 		t.Fatal("the node answered no read before its sync: the test would prove nothing")
+	}
+	if !strings.Contains(p0log, "read_audit_durability=committed") {
+		t.Errorf("serve did not log its read_audit_durability at start:\n%s", p0log)
 	}
 
 	p := startChild(t, bin, "serve", "100ms", args...)
