@@ -295,6 +295,18 @@ func answered(t *testing.T, what string, ch <-chan error) {
 	}
 }
 
+// waitsForSync requires ch, a write in flight while h blocks syncs, to
+// wait for the sync the syncer then holds, and to be answered once it is
+// let through (with every later sync).
+func waitsForSync(t *testing.T, h *syncHook, what string, ch <-chan error) {
+	t.Helper()
+	h.held(t)
+	notYet(t, what, ch)
+	h.block.Store(false)
+	h.release <- struct{}{}
+	answered(t, what+", after its sync", ch)
+}
+
 // waitQueued waits until n callers wait for the syncer, failing the test
 // if any of chs is answered meanwhile, or after 10 s.
 func waitQueued(t *testing.T, db *DB, n int, chs ...<-chan error) {
@@ -332,12 +344,7 @@ func TestReadAuditCommitted(t *testing.T) {
 		db := openKept(t, filepath.Join(t.TempDir(), "d.db"), 0)
 		putSubject(t, db, durableSubject, "v1", false)
 		h.block.Store(true)
-		read := auditOnly(db, 1)
-		h.held(t)
-		notYet(t, "an audit-only group without the option", read)
-		h.block.Store(false)
-		h.release <- struct{}{}
-		answered(t, "the audit-only group after its sync", read)
+		waitsForSync(t, h, "an audit-only group without the option", auditOnly(db, 1))
 		if st := db.WriterStats(); st.Early != 0 {
 			t.Errorf("WriterStats.Early = %d without the option, want 0", st.Early)
 		}
@@ -392,11 +399,6 @@ func TestReadAuditCommitted(t *testing.T) {
 	// shared counter) makes the next audit-only group wait for a sync.
 	h.block.Store(true)
 	db.gen.addData()
-	other := auditOnly(db, 4)
-	h.held(t)
-	notYet(t, "an audit-only group after another process's data commit", other)
-	h.block.Store(false)
-	h.release <- struct{}{}
-	answered(t, "the audit-only group after its sync", other)
+	waitsForSync(t, h, "an audit-only group after another process's data commit", auditOnly(db, 4))
 	waitEarly(5)
 }

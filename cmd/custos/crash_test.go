@@ -222,10 +222,11 @@ func TestCrashSafety(t *testing.T) {
 	})
 }
 
-func crashSafety(t *testing.T, bin string, store []string) {
-	ctx := context.Background()
-	started := time.Now()
-	dir := t.TempDir()
+// crashInit runs `custos init` on a new data directory (and store) and
+// returns the directory and the bootstrap admin's key.
+func crashInit(t *testing.T, bin string, store []string) (dir, adminKey string) {
+	t.Helper()
+	dir = t.TempDir()
 	cmd := exec.Command(bin, append([]string{"init", "--data", dir}, store...)...)
 	cmd.Env = childEnv("CUSTOS_JOB_INTERVAL=100ms")
 	out, err := cmd.Output()
@@ -236,7 +237,22 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	if m == nil {
 		t.Fatalf("init printed no admin key:\n%s", out)
 	}
-	adminKey := m[1]
+	return dir, m[1]
+}
+
+// crashClient is a client of the node at url with a transport of its own,
+// so that no connection outlives the process it went to.
+func crashClient(url, adminKey string) (*custoshttp.Client, *http.Transport) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	c := custoshttp.NewClient(url, adminKey)
+	c.HTTP = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	return c, tr
+}
+
+func crashSafety(t *testing.T, bin string, store []string) {
+	ctx := context.Background()
+	started := time.Now()
+	dir, adminKey := crashInit(t, bin, store)
 
 	seedv := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seedv)
@@ -248,12 +264,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	}
 	// Every round gets a transport of its own: no connection outlives the
 	// process it went to.
-	client := func(url string) (*custoshttp.Client, *http.Transport) {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		c := custoshttp.NewClient(url, adminKey)
-		c.HTTP = &http.Client{Transport: tr, Timeout: 20 * time.Second}
-		return c, tr
-	}
+	client := func(url string) (*custoshttp.Client, *http.Transport) { return crashClient(url, adminKey) }
 
 	for round := range crashRounds {
 		p := startChild(t, bin, "serve", "100ms", append([]string{"--data", dir}, store...)...)
@@ -418,28 +429,12 @@ func TestCrashReadAudits(t *testing.T) {
 	}
 	ctx := context.Background()
 	bin := scaleBuild(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "init", "--data", dir)
-	cmd.Env = childEnv("CUSTOS_JOB_INTERVAL=100ms")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	m := adminKeyRE.FindStringSubmatch(string(out))
-	if m == nil {
-		t.Fatalf("init printed no admin key:\n%s", out)
-	}
-	adminKey := m[1]
+	dir, adminKey := crashInit(t, bin, nil)
 	seedv := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seedv)
 	r := mrand.New(mrand.NewPCG(seedv, 0x72656164))
 	gen := &crashGen{gen: seed.New(mrand.New(mrand.NewPCG(seedv, 1)))}
-	client := func(url string) (*custoshttp.Client, *http.Transport) {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		c := custoshttp.NewClient(url, adminKey)
-		c.HTTP = &http.Client{Transport: tr, Timeout: 20 * time.Second}
-		return c, tr
-	}
+	client := func(url string) (*custoshttp.Client, *http.Transport) { return crashClient(url, adminKey) }
 	args := []string{"--data", dir, "--read-audit-durability", "committed"}
 
 	var ids []custos.SubjectID
