@@ -173,22 +173,22 @@ func (d *durability) commit(commit func() error) error {
 // changed anything but the audit log. A group answered early
 // (answerEarly) is queued without its callers, for its sync.
 func (d *durability) answer(group []*writeReq, errs []error, wrote bool) {
-	a := answers{seq: d.issued.Load(), group: group, errs: errs}
+	a := answers{seq: d.issued.Load()}
 	d.mu.Lock()
 	early := d.err == nil && d.answerEarly(wrote)
-	if early {
-		d.queue = append(d.queue, answers{seq: a.seq})
-	} else {
-		d.queue = append(d.queue, a)
+	if !early {
+		a.group, a.errs = group, errs
 	}
+	d.queue = append(d.queue, a)
 	d.mu.Unlock()
-	if early {
+	switch {
+	case early:
 		d.earlyGroups.Add(1)
 		for i, r := range group {
 			r.done <- errs[i]
 		}
-	} else {
-		nudge(d.urgent)
+	case d.early:
+		nudge(d.urgent) // only a lingering syncer reads it
 	}
 	nudge(d.wake)
 }

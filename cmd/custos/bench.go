@@ -384,7 +384,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads, Zipf: *zipf,
 		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
 	rep.Store = "sqlite:" + cfg.DBPath()
-	if cfg.ReadAuditDurability == "committed" {
+	if cfg.ReadAuditCommitted() {
 		rep.ReadAuditDurability = cfg.ReadAuditDurability
 	}
 	if cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:") {

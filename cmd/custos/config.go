@@ -143,6 +143,10 @@ func redactURL(s string) string {
 // next separator, in URL queries and libpq key/value strings alike.
 var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
 
+// ReadAuditCommitted reports whether read_audit_durability is
+// "committed" (sqlite.Options.ReadAuditCommitted).
+func (c Config) ReadAuditCommitted() bool { return c.ReadAuditDurability == "committed" }
+
 // DBPath is the SQLite file.
 func (c Config) DBPath() string {
 	if p, ok := strings.CutPrefix(c.Store, "sqlite:"); ok && p != "" {

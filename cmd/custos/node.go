@@ -83,7 +83,7 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 		return n, nil
 	}
 	db, err := sqlite.Open(ctx, cfg.DBPath(), sqlite.Options{Migrate: create || cfg.Migrate, ReadCache: cfg.ReadCache,
-		ReadAuditCommitted: cfg.ReadAuditDurability == "committed"})
+		ReadAuditCommitted: cfg.ReadAuditCommitted()})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}

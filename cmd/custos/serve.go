@@ -92,7 +92,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	fmt.Fprintf(stdout, "custos listening on %s://%s (data %s)\n", scheme, srv.Addr(), cfg.Data)
 	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version)
-	if cfg.ReadAuditDurability == "committed" {
+	if cfg.ReadAuditCommitted() {
 		logger.Info("reads are answered once their audit event is committed; a power loss may lose the last few milliseconds of read audit events (docs/deploy.md)",
 			"read_audit_durability", cfg.ReadAuditDurability)
 	}
