@@ -249,6 +249,21 @@ func crashClient(url, adminKey string) (*custoshttp.Client, *http.Transport) {
 	return c, tr
 }
 
+// crashEndRound kills the node with SIGKILL, stops the round's clients
+// and their connections, and requires the round to have passed and the
+// chain to verify after the crash, not only at the end.
+func crashEndRound(t *testing.T, bin, dir string, store []string, round int, p *childProc, stop chan struct{}, wg *sync.WaitGroup, tr *http.Transport) {
+	t.Helper()
+	p.kill(t)
+	close(stop)
+	wg.Wait()
+	tr.CloseIdleConnections()
+	if t.Failed() {
+		t.Fatalf("round %d failed\nserver log:\n%s", round+1, p.stderr)
+	}
+	crashVerify(t, bin, dir, store, fmt.Sprintf("after the crash of round %d", round+1))
+}
+
 func crashSafety(t *testing.T, bin string, store []string) {
 	ctx := context.Background()
 	started := time.Now()
@@ -278,15 +293,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 			wg.Go(func() { w.round(t, c, gen, stop) })
 		}
 		time.Sleep(time.Duration(50+r.IntN(351)) * time.Millisecond)
-		p.kill(t)
-		close(stop)
-		wg.Wait()
-		tr.CloseIdleConnections()
-		if t.Failed() {
-			t.Fatalf("round %d failed\nserver log:\n%s", round+1, p.stderr)
-		}
-		// The chain must verify after every crash, not only at the end.
-		crashVerify(t, bin, dir, store, fmt.Sprintf("after the crash of round %d", round+1))
+		crashEndRound(t, bin, dir, store, round, p, stop, &wg, tr)
 	}
 	crashTime := time.Since(started)
 
@@ -485,17 +492,10 @@ func TestCrashReadAudits(t *testing.T) {
 		}
 		time.Sleep(time.Duration(100+r.IntN(301)) * time.Millisecond)
 		early = max(early, metricAt(t, p.url, "custos_sqlite_groups_answered_before_sync_total"))
-		p.kill(t)
+		crashEndRound(t, bin, dir, nil, round, p, stop, &wg, tr)
 		if round == 0 {
 			p0log = p.stderr.String()
 		}
-		close(stop)
-		wg.Wait()
-		tr.CloseIdleConnections()
-		if t.Failed() {
-			t.Fatalf("round %d failed\nserver log:\n%s", round+1, p.stderr)
-		}
-		crashVerify(t, bin, dir, nil, fmt.Sprintf("after the crash of round %d", round+1))
 	}
 	if early == 0 {
 		t.Fatal("the node answered no read before its sync: the test would prove nothing")
