@@ -241,16 +241,19 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // OneTrip counts the group ends sent in one round trip, their events
 // chained on the server, and OneTripFellBack those of them that found a
 // checkpoint due and ended the usual way (serverchain.go).
+//
+// Async counts the groups committed with synchronous_commit off: audit
+// events alone, answered before their flush (Options.ReadAuditCommitted).
 type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
-	OneTrip, OneTripFellBack                           int64
+	OneTrip, OneTripFellBack, Async                    int64
 }
 
 // GroupStats reports the writers' counters.
 func (db *DB) GroupStats() GroupStats {
 	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
 		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
-		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load()}
+		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load(), Async: db.asyncCommits.Load()}
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -265,6 +268,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_append_locks_total", Help: "Statements that took the audit append lock.", Value: fmt.Sprint(st.AppendLocks)},
 		{Name: "custos_pg_one_trip_ends_total", Help: "Group ends sent in one round trip, their audit events chained on the server.", Value: fmt.Sprint(st.OneTrip)},
 		{Name: "custos_pg_one_trip_fallbacks_total", Help: "Of those, ends that found a checkpoint due and ended the usual way.", Value: fmt.Sprint(st.OneTripFellBack)},
+		{Name: "custos_pg_groups_committed_async_total", Help: "Commit groups of audit events alone committed before their flush (read_audit_durability committed).", Value: fmt.Sprint(st.Async)},
 	})
 }
 
@@ -392,6 +396,16 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		tx.begun = err != nil
 		return ran, commitResult(tag, err)
 	}
+	// A group whose members sent no statement writes nothing but what
+	// their end work appends: audit events and checkpoints (a read's
+	// data came from a View). With Options.ReadAuditCommitted, and no
+	// shred entry among them, it commits with synchronous_commit off.
+	// A member's data came from synchronous commits, which PostgreSQL
+	// makes visible only once flushed, so no answer shows a write a
+	// crash could take back; what a crash can take is these events,
+	// together with every later one (the WAL is flushed in order, so
+	// the chain stays whole).
+	tx.async = db.asyncAudit && !tx.begun && len(tx.deferred) == 0
 	// The group's end holds the append lock for two round trips and the
 	// commit flush: one releases the last savepoint (or begins the
 	// transaction), takes the lock and reads the chain head; the other
@@ -406,7 +420,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
 		case oneTripEnded:
 			tx.begun = err != nil
-			return ran, commitResult(tag, err)
+			return ran, db.counted(tx.async, commitResult(tag, err))
 		case oneTripFellBack:
 			first = oneTripRollbackSQL
 		}
@@ -429,17 +443,31 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	if err := tx.runEnds(ctx, end); err != nil {
 		return ran, err
 	}
+	tx.async = tx.async && len(end.shreds) == 0
 	if len(end.events) > flushBatch || len(end.shreds) > flushBatch {
 		if err := tx.flushEvents(ctx); err != nil {
 			return ran, err
 		}
 	}
-	tag, err := commitEvents(ctx, conn, db.timeout, end)
+	tag, err := commitEvents(ctx, conn, db.timeout, end, tx.async)
 	if err == nil && tag == "COMMIT" && end.known {
 		db.hint.set(end.seq, end.hash)
 	}
 	tx.begun = err != nil
-	return ran, commitResult(tag, err)
+	return ran, db.counted(tx.async, commitResult(tag, err))
+}
+
+// asyncCommitSQL lets a group of audit events alone commit without
+// waiting for its commit record's flush (Options.ReadAuditCommitted).
+const asyncCommitSQL = `SET LOCAL synchronous_commit = off`
+
+// counted counts a group committed with asyncCommitSQL, when async says
+// it was sent and err that the group committed, and returns err.
+func (db *DB) counted(async bool, err error) error {
+	if async && err == nil {
+		db.asyncCommits.Add(1)
+	}
+	return err
 }
 
 // headHexSQL reads the chain head, the hash in hex: lockHead reads it as
@@ -517,10 +545,15 @@ func (tx *Tx) deferredLockHead(ctx context.Context, first string) (*endPhase, er
 
 // commitEvents writes end's shred entries and events (at most flushBatch
 // of each) and commits, in one round trip: the statements go in one
-// pipeline, and if an insert fails PostgreSQL skips the rest. It sets the
-// entries' Seqs and returns the COMMIT's command tag.
-func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, end *endPhase) (tag string, err error) {
+// pipeline, and if an insert fails PostgreSQL skips the rest. With async
+// the transaction commits with synchronous_commit off (asyncCommitSQL).
+// It sets the entries' Seqs and returns the COMMIT's command tag.
+func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, end *endPhase, async bool) (tag string, err error) {
 	if len(end.events) == 0 && len(end.shreds) == 0 {
+		// Sent already (a checkpoint's insert flushes them first).
+		if async {
+			return control(ctx, conn, timeout, asyncCommitSQL+"; "+commitSQL)
+		}
 		return control(ctx, conn, timeout, commitSQL)
 	}
 	var eargs []any
@@ -543,6 +576,9 @@ func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, en
 		if len(end.events) > 0 {
 			b.Queue(insertEventsSQL, eargs...)
 		}
+		if async {
+			b.Queue(asyncCommitSQL)
+		}
 		b.Queue(commitSQL)
 		br := c.SendBatch(ctx, b)
 		// Every result is read, the COMMIT's included: the server runs
@@ -558,6 +594,11 @@ func commitEvents(ctx context.Context, conn *sql.Conn, timeout time.Duration, en
 		}
 		if len(end.events) > 0 {
 			_, ierr = br.Exec()
+		}
+		if async {
+			if _, aerr := br.Exec(); ierr == nil {
+				ierr = aerr
+			}
 		}
 		tag, err = commitOutcome(br, serr, ierr)
 		return err

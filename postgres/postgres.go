@@ -81,6 +81,14 @@ type Options struct {
 	// on a connection of its own. Defaults to DefaultWriters, and is at
 	// most half of MaxConns (at least one).
 	Writers int
+	// ReadAuditCommitted commits a group that writes nothing but audit
+	// events (a read's, a lookup's, a refusal's) with synchronous_commit
+	// off: its callers are answered once it is committed, before its
+	// commit record is flushed; the WAL writer flushes it within
+	// wal_writer_delay (at most three times it). Every other group, and
+	// every group without this option, commits synchronously. See
+	// runGroup.
+	ReadAuditCommitted bool
 }
 
 // DB is a custos.Store on one PostgreSQL database (the schema is the first
@@ -113,6 +121,10 @@ type DB struct {
 	// hint is the chain head this node's last group end wrote
 	// (serverchain.go).
 	hint keptHint
+	// asyncAudit is Options.ReadAuditCommitted; asyncCommits counts the
+	// groups committed with synchronous_commit off (GroupStats).
+	asyncAudit   bool
+	asyncCommits atomic.Int64
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -134,7 +146,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "custos"
 	}
-	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}}
+	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted}
 	if db.now == nil {
 		db.now = time.Now
 	}

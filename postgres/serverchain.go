@@ -142,6 +142,7 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		// way will meet again, or nothing to chain: nothing was sent.
 		return oneTripNotSent, "", nil
 	}
+	tx.async = tx.async && len(end.shreds) == 0
 	args, err := chainArgs(end.events, tx.checkpointEvery)
 	if err != nil {
 		return oneTripNotSent, "", nil
@@ -159,7 +160,11 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		if err != nil {
 			return err
 		}
-		controls := append(strings.Split(first, "; "), lockAppendSQL, "SAVEPOINT "+oneTripSavepoint)
+		controls := strings.Split(first, "; ")
+		if tx.async {
+			controls = append(controls, asyncCommitSQL)
+		}
+		controls = append(controls, lockAppendSQL, "SAVEPOINT "+oneTripSavepoint)
 		b := &pgx.Batch{}
 		for _, q := range controls {
 			b.Queue(q)

@@ -40,6 +40,9 @@ type Tx struct {
 	// cleared. begun records that the group's BEGIN was sent.
 	pending string
 	begun   bool
+	// async, at a group's end, says it commits with synchronous_commit
+	// off (Options.ReadAuditCommitted; runGroup says when).
+	async bool
 	// broken is set when pending failed: the transaction can no longer
 	// be trusted (an earlier member may have left it aborted), and the
 	// group fails as a whole.

@@ -98,8 +98,8 @@ type benchReport struct {
 	// seed took (included in SeedSeconds); 0 on SQLite. Runs before the
 	// fortieth session measured PostgreSQL without planner statistics.
 	AnalyzeSeconds float64 `json:"analyze_seconds,omitempty"`
-	// ReadAuditDurability is "committed" when the SQLite node answered
-	// reads once their audit event was committed rather than on disk
+	// ReadAuditDurability is "committed" when the node answered reads
+	// once their audit event was committed rather than on disk
 	// (read_audit_durability); "": the default, on disk.
 	ReadAuditDurability string `json:"read_audit_durability,omitempty"`
 	// Zipf is the exponent of the Zipf law by which reads and lookups
@@ -199,7 +199,8 @@ type benchResult struct {
 	PagesPerWrite float64 `json:"pages_per_write,omitempty"`
 	SyncsPerGroup float64 `json:"syncs_per_group,omitempty"`
 	// EarlyShare is the share of commit groups answered before their
-	// sync (read_audit_durability committed).
+	// sync, on PostgreSQL before their commit flush
+	// (read_audit_durability committed).
 	EarlyShare float64 `json:"early_share,omitempty"`
 	// DeferredStatements is how many statements PostgreSQL commit groups
 	// sent deferred in the window (a group of creates' inserts, in one
@@ -1630,6 +1631,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.GroupsUndeferred = groups1.Undeferred - groups0.Undeferred
 		res.GroupEnds = groups
 		res.OneTripEnds, res.OneTripFallbacks = groups1.OneTrip-groups0.OneTrip, groups1.OneTripFellBack-groups0.OneTripFellBack
+		res.EarlyShare = float64(groups1.Async-groups0.Async) / float64(groups)
 		res.pgGroups = true
 	}
 	if res.Requests > 0 {
@@ -1789,6 +1791,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 			if r.OneTripEnds > 0 {
 				notes = append(notes, fmt.Sprintf("%d of %d group ends in one round trip (%d of them fell back: a checkpoint was due)",
 					r.OneTripEnds-r.OneTripFallbacks, r.GroupEnds, r.OneTripFallbacks))
+			}
+			if r.EarlyShare > 0 {
+				notes = append(notes, fmt.Sprintf("%.1f %% of commits answered before their flush", r.EarlyShare*100))
 			}
 		}
 		codeList := func(cl []benchCode) string {

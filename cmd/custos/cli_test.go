@@ -137,7 +137,7 @@ func TestConfigPrecedence(t *testing.T) {
 			want: Config{Addr: DefaultAddr, LogFormat: "text", LogLevel: "info", ReadAuditDurability: "synced"}},
 		{name: "bad read audit durability", file: `{"read_audit_durability": "never"}`, wantErr: `read_audit_durability "never": want synced (default) or committed`},
 		{name: "read audit durability committed on PostgreSQL", args: []string{"-read-audit-durability", "committed", "-store", "postgres://db/custos"},
-			wantErr: `read_audit_durability "committed": only a SQLite store`},
+			want: Config{Addr: DefaultAddr, LogFormat: "text", LogLevel: "info", ReadAuditDurability: "committed", Store: "postgres://db/custos"}},
 		{name: "bad read cache", args: []string{"-read-cache", "-2"}, wantErr: "read_cache"},
 		{name: "bad read cache from env", env: map[string]string{"CUSTOS_READ_CACHE": "lots"}, wantErr: "CUSTOS_READ_CACHE"},
 		{name: "bad pg writers from env", env: map[string]string{"CUSTOS_PG_WRITERS": "0"}, wantErr: "CUSTOS_PG_WRITERS"},

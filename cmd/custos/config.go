@@ -38,10 +38,11 @@ type Config struct {
 	// ReadCache is how many customers' stored rows a SQLite node keeps in
 	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
 	ReadCache int `json:"read_cache"`
-	// ReadAuditDurability is when a SQLite node answers a request whose
-	// only write is its audit event (a read, a lookup, a denial): "synced"
-	// (the default, "" too) once the event is on disk, "committed" once it
-	// is committed and on disk within about 5 ms. docs/deploy.md.
+	// ReadAuditDurability is when a node answers a request whose only
+	// write is its audit event (a read, a lookup, a denial): "synced" (the
+	// default, "" too) once the event is on disk, "committed" once it is
+	// committed: on SQLite on disk within about 5 ms, on PostgreSQL
+	// flushed by the WAL writer within wal_writer_delay. docs/deploy.md.
 	ReadAuditDurability string `json:"read_audit_durability"`
 	TLSCert             string `json:"tls_cert"` // PEM certificate file: serve HTTPS
 	TLSKey              string `json:"tls_key"`  // PEM private key file
@@ -84,11 +85,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("read_cache %d: want -1 (off), 0 (default) or a number of customers", c.ReadCache)
 	}
 	switch c.ReadAuditDurability {
-	case "", "synced":
-	case "committed":
-		if c.Postgres() {
-			return errors.New(`read_audit_durability "committed": only a SQLite store answers reads before their audit event is on disk; on PostgreSQL leave it unset or "synced"`)
-		}
+	case "", "synced", "committed":
 	default:
 		return fmt.Errorf("read_audit_durability %q: want synced (default) or committed", c.ReadAuditDurability)
 	}
@@ -144,7 +141,8 @@ func redactURL(s string) string {
 var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
 
 // ReadAuditCommitted reports whether read_audit_durability is
-// "committed" (sqlite.Options.ReadAuditCommitted).
+// "committed" (sqlite.Options.ReadAuditCommitted,
+// postgres.Options.ReadAuditCommitted).
 func (c Config) ReadAuditCommitted() bool { return c.ReadAuditDurability == "committed" }
 
 // DBPath is the SQLite file.
@@ -195,7 +193,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
 	fs.IntVar(&f.pgWriters, "pg-writers", 0, "PostgreSQL: commit groups run at once per node (env CUSTOS_PG_WRITERS; default 2, at most half of --max-conns)")
 	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
-	fs.StringVar(&f.readAudit, "read-audit-durability", "", "SQLite: answer a read once its audit event is on disk (synced, the default) or once it is committed, on disk within about 5 ms (committed) (env CUSTOS_READ_AUDIT_DURABILITY)")
+	fs.StringVar(&f.readAudit, "read-audit-durability", "", "answer a read once its audit event is on disk (synced, the default) or once it is committed, on disk within about 5 ms on SQLite, within wal_writer_delay on PostgreSQL (committed) (env CUSTOS_READ_AUDIT_DURABILITY)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
 	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (env CUSTOS_INSECURE_HTTP=1)")

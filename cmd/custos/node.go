@@ -75,7 +75,8 @@ func loadKeyring(cfg Config, getenv func(string) string, create bool) (*keys.Key
 func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 	n := &node{cfg: cfg}
 	if cfg.Postgres() {
-		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate, MaxConns: cfg.MaxConns, Writers: cfg.PGWriters})
+		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate, MaxConns: cfg.MaxConns, Writers: cfg.PGWriters,
+			ReadAuditCommitted: cfg.ReadAuditCommitted()})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
 		}

@@ -93,7 +93,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fmt.Fprintf(stdout, "custos listening on %s://%s (data %s)\n", scheme, srv.Addr(), cfg.Data)
 	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version)
 	if cfg.ReadAuditCommitted() {
-		logger.Info("reads are answered once their audit event is committed; a power loss may lose the last few milliseconds of read audit events (docs/deploy.md)",
+		loss := "a power loss may lose the last few milliseconds of read audit events"
+		if cfg.Postgres() {
+			loss = "a crash of the PostgreSQL server or a power loss may lose the read audit events of its last wal_writer_delay (200 ms by default; at most three times it)"
+		}
+		logger.Info("reads are answered once their audit event is committed; "+loss+" (docs/deploy.md)",
 			"read_audit_durability", cfg.ReadAuditDurability)
 	}
 
