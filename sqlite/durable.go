@@ -196,15 +196,16 @@ func (d *durability) answer(group []*writeReq, errs []error, wrote bool) {
 // answerEarly says whether a group may be answered before its sync: the
 // store answers audit-only groups once committed, this one changed
 // nothing but the audit log, and no commit that did, by this process or
-// (as far as the shared counter shows) another on the file, has been
-// made since the last fsync began. What the group's requests read was
+// another on the file, has been made since the last fsync began or is
+// under way (sharedGen.settledData). What the group's requests read was
 // committed before the group, so it is on disk.
 func (d *durability) answerEarly(wrote bool) bool {
 	if !d.early || wrote {
 		return false
 	}
 	synced := d.dataSynced.Load()
-	return synced != 0 && d.gen.loadData() == synced-1
+	data, settled := d.gen.settledData()
+	return synced != 0 && settled && data == synced-1
 }
 
 // nudge signals ch without blocking.

@@ -401,4 +401,75 @@ func TestReadAuditCommitted(t *testing.T) {
 	db.gen.addData()
 	waitsForSync(t, h, "an audit-only group after another process's data commit", auditOnly(db, 4))
 	waitEarly(5)
+
+	// Another process's data commit under way (begun in the shared
+	// counters, not yet ended or counted; its frames may be visible
+	// already): every audit-only group waits for a sync, also one whose
+	// data counter matches the last sync's, until the commit has ended.
+	atomic.AddUint64(db.gen.b, 1)
+	for n := range 2 {
+		h.block.Store(true)
+		waitsForSync(t, h, "an audit-only group while another process commits data", auditOnly(db, 6+n))
+	}
+	db.gen.addData()
+	atomic.AddUint64(db.gen.e, 1)
+	h.block.Store(true)
+	waitsForSync(t, h, "an audit-only group after that commit ended", auditOnly(db, 8))
+	waitEarly(9)
+}
+
+// TestSharedGenSettles: a commit bracketed by commitData leaves the
+// shared counters settled; one begun and never ended (its process was
+// killed inside it) leaves them unsettled for every store on the file,
+// also one opened beside another (which may be inside a commit), until
+// a store opens the file alone and evens them.
+func TestSharedGenSettles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	a, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d0, _ := a.settledData()
+	err = a.commitData(true, func() error {
+		if _, settled := a.settledData(); settled {
+			t.Error("settled while a commit that changes data is under way")
+		}
+		return errors.New("commit failed")
+	})
+	if err == nil {
+		t.Fatal("commitData hid the commit's error")
+	}
+	if d, settled := a.settledData(); !settled || d != d0+1 {
+		t.Fatalf("after a bracketed commit: data %d, settled %v; want %d, true", d, settled, d0+1)
+	}
+	if err := a.commitData(false, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if d, settled := a.settledData(); !settled || d != d0+1 {
+		t.Fatalf("after an audit-only commit: data %d, settled %v; want %d (unmoved), true", d, settled, d0+1)
+	}
+	// A commit begun and never ended.
+	atomic.AddUint64(a.b, 1)
+	b, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, g := range map[string]*sharedGen{"the first": a, "one opened beside it": b} {
+		if _, settled := g.settledData(); settled {
+			t.Errorf("%s: settled with a commit begun and not ended", name)
+		}
+	}
+	for _, g := range []*sharedGen{a, b} {
+		if err := g.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if _, settled := c.settledData(); !settled {
+		t.Error("a store that opened the file alone did not even the counters")
+	}
 }

@@ -426,25 +426,41 @@ func (k *queryKinds) of(query string, kind func(string) bool) bool {
 // changes cached rows (the read cache), the second by each commit that
 // changes anything but the audit log (kept snapshots, kept.go), the third
 // by each transaction that appends to the audit log, while it holds the
-// write lock (the writer's kept audit head, DB.keptHeadFor).
+// write lock (the writer's kept audit head, DB.keptHeadFor). The fourth
+// and fifth bracket each commit that changes anything but the audit log,
+// the fourth advanced before its COMMIT and the fifth after it and after
+// the second (commitData): while they differ such a commit is under way
+// somewhere, perhaps visible already and not yet counted in the second
+// (durable.go's early answers).
+//
+// Every process holds a shared flock on the file while it has it open.
+// One that opens the file alone (its exclusive flock is granted) evens
+// the fifth counter with the fourth: a process killed inside a commit
+// left them apart, which would otherwise stop early answers for good.
 type sharedGen struct {
-	mem []byte
-	p   *uint64
-	d   *uint64
-	a   *uint64 // nil in tests that make a sharedGen of their own
+	f    *os.File // holds the flock; nil in tests that make a sharedGen of their own
+	mem  []byte
+	p    *uint64
+	d    *uint64
+	a    *uint64 // nil in tests that make a sharedGen of their own
+	b, e *uint64 // likewise
 }
 
 // sharedGenSize is the counters' file size. Files written before the
-// second or third counter held fewer; opening one makes it this long, and
-// a process of an older build maps only the counters it knows.
-const sharedGenSize = 24
+// second to fifth counters held fewer; opening one makes it this long,
+// and a process of an older build maps only the counters it knows.
+const sharedGenSize = 40
 
-func openSharedGen(dbPath string) (*sharedGen, error) {
+func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -461,8 +477,19 @@ func openSharedGen(dbPath string) (*sharedGen, error) {
 	if len(mem) < sharedGenSize {
 		return nil, errors.New("short mapping")
 	}
-	return &sharedGen{mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
-		a: (*uint64)(unsafe.Pointer(&mem[16]))}, nil
+	g = &sharedGen{f: f, mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
+		a: (*uint64)(unsafe.Pointer(&mem[16])), b: (*uint64)(unsafe.Pointer(&mem[24])), e: (*uint64)(unsafe.Pointer(&mem[32]))}
+	alone := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	if alone {
+		atomic.StoreUint64(g.e, atomic.LoadUint64(g.b))
+	}
+	// Converting the exclusive lock, or waiting for another opener's
+	// exclusive one, which it holds only as long as the line above.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		syscall.Munmap(mem)
+		return nil, fmt.Errorf("lock %s-cachegen: %w", dbPath, err)
+	}
+	return g, nil
 }
 
 func (g *sharedGen) load() uint64 { return atomic.LoadUint64(g.p) }
@@ -488,11 +515,51 @@ func (g *sharedGen) addAudit() {
 	}
 }
 
+// commitData runs commit, a transaction's COMMIT. When the transaction
+// changed anything but the audit log (wrote) it brackets it for the other
+// processes on the file: the fourth counter before, the data counter and
+// then the fifth after, whatever the outcome.
+func (g *sharedGen) commitData(wrote bool, commit func() error) error {
+	if !wrote {
+		return commit()
+	}
+	if g.b != nil {
+		atomic.AddUint64(g.b, 1)
+	}
+	defer func() {
+		g.addData()
+		if g.e != nil {
+			atomic.AddUint64(g.e, 1)
+		}
+	}()
+	return commit()
+}
+
+// settledData returns the data counter, and whether no commit bracketed
+// by commitData was under way, anywhere, from before the counter was
+// read. The fifth counter is read first: each commit it counts as ended
+// is then counted as begun in the fourth, so the two are equal only if
+// every commit begun by then had ended, its data counted, before the
+// data counter is read.
+func (g *sharedGen) settledData() (data uint64, settled bool) {
+	if g.e == nil {
+		return g.loadData(), true
+	}
+	ended := atomic.LoadUint64(g.e)
+	begun := atomic.LoadUint64(g.b)
+	return g.loadData(), begun == ended
+}
+
 func (g *sharedGen) close() error {
 	if g == nil || g.mem == nil {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d, g.a = nil, nil, nil, nil
+	g.mem, g.p, g.d, g.a, g.b, g.e = nil, nil, nil, nil, nil, nil
+	if g.f != nil {
+		// Closing the file releases its flock.
+		err = errors.Join(err, g.f.Close())
+		g.f = nil
+	}
 	return err
 }

@@ -454,11 +454,9 @@ func (db *DB) commitGroup(group []*writeReq) {
 	var conn *sql.Conn
 	var wrote bool
 	answer := func() {
-		// Before the read cache's invalidation: a read that finds its
-		// cache stamp moved by it finds this counter moved too (kept.go).
-		if wrote {
-			db.gen.addData()
-		}
+		// A commit advanced the data counter already (db.commit), before
+		// the read cache's invalidation: a read that finds its cache
+		// stamp moved by it finds that counter moved too (kept.go).
 		// Whether or not the group committed, the cached rows it
 		// touched are dropped before any caller is answered; its
 		// pages are counted before, too, so that a caller sees its
@@ -632,7 +630,7 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 // next group (keptHeadFor) unless the commit fails.
 func (db *DB) commit(tx *Tx, sqlTx *sql.Tx) error {
 	db.keepHead(tx)
-	err := db.dur.commit(sqlTx.Commit)
+	err := db.gen.commitData(*tx.wrote, func() error { return db.dur.commit(sqlTx.Commit) })
 	if err != nil {
 		db.forgetHead()
 	}
@@ -796,17 +794,10 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 	var conn *sql.Conn
 	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	var wrote bool
 	if opts == nil || !opts.ReadOnly {
 		tx.audits = db.gen
-		var wrote bool
 		tx.wrote = &wrote
-		defer func() {
-			// Whatever the outcome: a moved counter only ends kept
-			// snapshots sooner.
-			if wrote {
-				db.gen.addData()
-			}
-		}()
 	}
 	tx.begin = func(ctx context.Context) error {
 		c, err := db.conn(ctx, pool)
@@ -851,7 +842,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 	if conn == nil {
 		return nil
 	}
-	if err := tx.tx.Commit(); err != nil {
+	if err := db.gen.commitData(wrote, tx.tx.Commit); err != nil {
 		return internal("commit", err)
 	}
 	return nil
