@@ -131,18 +131,7 @@ func TestReadAuditCommitted(t *testing.T) {
 	if st := b.GroupStats(); st.Async != 0 {
 		t.Errorf("node b (without the option): %d groups counted async, want 0", st.Async)
 	}
-	var seqs []int64
-	err := a.View(t.Context(), func(tx custos.Tx) error {
-		cps, err := tx.ListCheckpoints(t.Context())
-		for _, c := range cps {
-			seqs = append(seqs, c.Seq)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(seqs, []int64{3, 6, 9}) {
+	if seqs := checkpointSeqs(t, a); !slices.Equal(seqs, []int64{3, 6, 9}) {
 		t.Errorf("checkpoints at %v, want [3 6 9]", seqs)
 	}
 

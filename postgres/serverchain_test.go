@@ -144,8 +144,22 @@ func TestOneTripCheckpointDue(t *testing.T) {
 	if got := checkChain(t, a); !slices.Equal(got, want) {
 		t.Errorf("chain %v, want %v", got, want)
 	}
+	seqs := checkpointSeqs(t, a)
+	wantWritesKept(t, a, want)
+	if !slices.Equal(seqs, []int64{3, 6}) {
+		t.Errorf("checkpoints at %v, want [3 6]", seqs)
+	}
+	if st := a.GroupStats(); st.OneTripFellBack != 1 {
+		t.Errorf("node a: %d ends fell back, want 1 (seq 6, which its hint put at 4)", st.OneTripFellBack)
+	}
+}
+
+// checkpointSeqs returns the seqs of the signed checkpoints stored, in
+// order.
+func checkpointSeqs(t *testing.T, db *postgres.DB) []int64 {
+	t.Helper()
 	var seqs []int64
-	err := a.View(t.Context(), func(tx custos.Tx) error {
+	err := db.View(t.Context(), func(tx custos.Tx) error {
 		cps, err := tx.ListCheckpoints(t.Context())
 		for _, c := range cps {
 			seqs = append(seqs, c.Seq)
@@ -155,11 +169,5 @@ func TestOneTripCheckpointDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantWritesKept(t, a, want)
-	if !slices.Equal(seqs, []int64{3, 6}) {
-		t.Errorf("checkpoints at %v, want [3 6]", seqs)
-	}
-	if st := a.GroupStats(); st.OneTripFellBack != 1 {
-		t.Errorf("node a: %d ends fell back, want 1 (seq 6, which its hint put at 4)", st.OneTripFellBack)
-	}
+	return seqs
 }

@@ -407,12 +407,18 @@ func TestReadAuditCommitted(t *testing.T) {
 	// already): every audit-only group waits for a sync, also one whose
 	// data counter matches the last sync's, until the commit has ended.
 	atomic.AddUint64(db.gen.b, 1)
+	if st := db.WriterStats(); st.DataCommitsBegun != st.DataCommitsEnded+1 {
+		t.Errorf("WriterStats: %d data commits begun, %d ended; want one under way", st.DataCommitsBegun, st.DataCommitsEnded)
+	}
 	for n := range 2 {
 		h.block.Store(true)
 		waitsForSync(t, h, "an audit-only group while another process commits data", auditOnly(db, 6+n))
 	}
 	db.gen.addData()
 	atomic.AddUint64(db.gen.e, 1)
+	if st := db.WriterStats(); st.DataCommitsBegun != st.DataCommitsEnded || st.DataCommitsBegun == 0 {
+		t.Errorf("WriterStats: %d data commits begun, %d ended; want as many, and some", st.DataCommitsBegun, st.DataCommitsEnded)
+	}
 	h.block.Store(true)
 	waitsForSync(t, h, "an audit-only group after that commit ended", auditOnly(db, 8))
 	waitEarly(9)

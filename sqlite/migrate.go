@@ -112,9 +112,14 @@ func (db *DB) checkSchema(ctx context.Context, migrate bool) error {
 func (db *DB) exec(ctx context.Context, query string) error {
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()
-	// Counted as a change for kept snapshots (kept.go), whatever it did.
-	defer db.gen.addData()
-	if _, err := db.write.ExecContext(ctx, query); err != nil {
+	// Counted as a change, whatever it did: for kept snapshots
+	// (kept.go) and, bracketed as a commit, for early answers
+	// (durable.go); outside a transaction the statement is its commit.
+	err := db.gen.commitData(true, func() error {
+		_, err := db.write.ExecContext(ctx, query)
+		return err
+	})
+	if err != nil {
 		return internal("exec", err)
 	}
 	return nil

@@ -550,6 +550,16 @@ func (g *sharedGen) settledData() (data uint64, settled bool) {
 	return g.loadData(), begun == ended
 }
 
+// dataCommits returns the fourth and fifth counters (commitData): the
+// data commits begun and ended on the file.
+func (g *sharedGen) dataCommits() (begun, ended uint64) {
+	if g == nil || g.e == nil {
+		return 0, 0
+	}
+	ended = atomic.LoadUint64(g.e)
+	return atomic.LoadUint64(g.b), ended
+}
+
 func (g *sharedGen) close() error {
 	if g == nil || g.mem == nil {
 		return nil

@@ -36,7 +36,13 @@ type WriterStats struct {
 	// Early is how many groups were answered before their sync
 	// (Options.ReadAuditCommitted).
 	Early uint64
-	Busy  time.Duration
+	// DataCommitsBegun and DataCommitsEnded count the commits of a
+	// change to anything but the audit log that every process on the
+	// file began and ended (sharedGen.commitData); while they differ,
+	// one is under way, or a process was killed inside one, and no
+	// group is answered before its sync.
+	DataCommitsBegun, DataCommitsEnded uint64
+	Busy                               time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -48,8 +54,10 @@ func (db *DB) WriterStats() WriterStats {
 		busy += time.Since(db.busySince)
 	}
 	db.busyMu.Unlock()
+	begun, ended := db.gen.dataCommits()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
-		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(), Busy: busy}
+		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(),
+		DataCommitsBegun: begun, DataCommitsEnded: ended, Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -63,6 +71,8 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_pages_written_total", Help: "Database pages the SQLite writer wrote to the WAL.", Value: fmt.Sprint(st.Pages)},
 		{Name: "custos_sqlite_wal_syncs_total", Help: "Syncs of the WAL that made commit groups durable.", Value: fmt.Sprint(st.Syncs)},
 		{Name: "custos_sqlite_groups_answered_before_sync_total", Help: "Commit groups of audit events alone answered once committed, before their sync (read_audit_durability committed).", Value: fmt.Sprint(st.Early)},
+		{Name: "custos_sqlite_data_commits_begun_total", Help: "Commits of data (anything but the audit log) begun by every process on the file.", Value: fmt.Sprint(st.DataCommitsBegun)},
+		{Name: "custos_sqlite_data_commits_ended_total", Help: "Of those, commits ended; while fewer, none is answered before its sync.", Value: fmt.Sprint(st.DataCommitsEnded)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
 	if db.rc == nil {
