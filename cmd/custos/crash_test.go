@@ -222,6 +222,16 @@ func TestCrashSafety(t *testing.T) {
 	})
 }
 
+// crashSeeds draws a crash test's random seed from the clock and logs it
+// (a failure can be replayed with it): the seed, the test's own source
+// of randomness (stream salt) and its generator of customers.
+func crashSeeds(t *testing.T, salt uint64) (uint64, *mrand.Rand, *crashGen) {
+	t.Helper()
+	seedv := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seedv)
+	return seedv, mrand.New(mrand.NewPCG(seedv, salt)), &crashGen{gen: seed.New(mrand.New(mrand.NewPCG(seedv, 1)))}
+}
+
 // crashInit runs `custos init` on a new data directory (and store) and
 // returns the directory and the bootstrap admin's key.
 func crashInit(t *testing.T, bin string, store []string) (dir, adminKey string) {
@@ -269,10 +279,7 @@ func crashSafety(t *testing.T, bin string, store []string) {
 	started := time.Now()
 	dir, adminKey := crashInit(t, bin, store)
 
-	seedv := uint64(time.Now().UnixNano())
-	t.Logf("random seed %d", seedv)
-	r := mrand.New(mrand.NewPCG(seedv, 0x6372617368))
-	gen := &crashGen{gen: seed.New(mrand.New(mrand.NewPCG(seedv, 1)))}
+	seedv, r, gen := crashSeeds(t, 0x6372617368)
 	workers := make([]*crashWorker, crashWorkers)
 	for i := range workers {
 		workers[i] = &crashWorker{r: mrand.New(mrand.NewPCG(seedv, uint64(i)+2))}
@@ -452,10 +459,7 @@ func TestCrashReadAudits(t *testing.T) {
 func crashReadAudits(t *testing.T, bin string, store []string, earlyMetric string) {
 	ctx := context.Background()
 	dir, adminKey := crashInit(t, bin, store)
-	seedv := uint64(time.Now().UnixNano())
-	t.Logf("random seed %d", seedv)
-	r := mrand.New(mrand.NewPCG(seedv, 0x72656164))
-	gen := &crashGen{gen: seed.New(mrand.New(mrand.NewPCG(seedv, 1)))}
+	seedv, r, gen := crashSeeds(t, 0x72656164)
 	client := func(url string) (*custoshttp.Client, *http.Transport) { return crashClient(url, adminKey) }
 	args := append([]string{"--data", dir, "--read-audit-durability", "committed"}, store...)
 
