@@ -537,21 +537,18 @@ func (g *sharedGen) commitData(wrote bool, commit func() error) error {
 
 // settledData returns the data counter, and whether no commit bracketed
 // by commitData was under way, anywhere, from before the counter was
-// read. The fifth counter is read first: each commit it counts as ended
-// is then counted as begun in the fourth, so the two are equal only if
+// read: dataCommits reads the fifth counter first, so each commit it
+// counts as ended is counted as begun too, and the two are equal only if
 // every commit begun by then had ended, its data counted, before the
 // data counter is read.
 func (g *sharedGen) settledData() (data uint64, settled bool) {
-	if g.e == nil {
-		return g.loadData(), true
-	}
-	ended := atomic.LoadUint64(g.e)
-	begun := atomic.LoadUint64(g.b)
+	begun, ended := g.dataCommits()
 	return g.loadData(), begun == ended
 }
 
 // dataCommits returns the fourth and fifth counters (commitData): the
-// data commits begun and ended on the file.
+// data commits begun and ended on the file, the fifth read first (0 and
+// 0 when the file has no such counters).
 func (g *sharedGen) dataCommits() (begun, ended uint64) {
 	if g == nil || g.e == nil {
 		return 0, 0
