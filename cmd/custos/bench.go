@@ -256,6 +256,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	merge := fs.String("merge", "", "run nothing: read these JSON reports of earlier runs (comma-separated) and report their medians, step by step, with -json and -svg as for a run")
 	compare := fs.String("compare", "", "run nothing: read the JSON reports of runs of a change (comma-separated), each paired with the run of -base at its place, and report each step's median A/B ratio, range, wins and a sign test; with -json as well")
 	base := fs.String("base", "", "with -compare: the JSON reports of the base build's runs, one per -compare report, in the same order")
+	bulk := fs.Int("bulk", 0, "run the bulk-load target instead of the workloads: custos import of this many generated customers into a fresh node, then custos seed of as many into another fresh store, each a process of this binary, judged by wall time and the store's process's peak memory (issue 7: 1000000 in under 5 minutes and 500 MB); with -seed, -keep, -quiet and -json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
 		fs.PrintDefaults()
@@ -280,6 +281,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return &exitError{code: 2, err: err}
 		}
 		return benchCompareWrite(c, stdout, *jsonOut)
+	}
+	if explicit["bulk"] {
+		return benchBulkCmd(ctx, explicit, *bulk, *seedV, *keep, *quiet, *jsonOut, stdout, stderr)
 	}
 	if *merge != "" {
 		for _, name := range slices.Sorted(maps.Keys(explicit)) {

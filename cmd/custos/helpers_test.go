@@ -90,7 +90,7 @@ type testServer struct {
 	stopped bool
 }
 
-var listeningRE = regexp.MustCompile(`custos listening on (https?://\S+) \(data `)
+var listeningRE = listeningLineRE
 var adminKeyRE = regexp.MustCompile(`(?m)^admin key: (cst_\S+)$`)
 
 // startServer runs `custos serve --data dir --addr 127.0.0.1:0 extra…` in a

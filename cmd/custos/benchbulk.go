@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"custos/seed"
+)
+
+// custos bench -bulk N measures issue 7's bulk-load target end to end, as
+// an operator would meet it: `custos import` of N generated customers
+// (a CSV file, written first) into a fresh node that `custos serve` runs,
+// then `custos seed` of N customers into another fresh store. Each is a
+// process of this binary of its own, so that the wall time, the CPU and
+// the peak resident memory are those of the process that holds the store,
+// read from the kernel when it exits (wait4's rusage, the VmHWM of
+// /proc/PID/status), and nothing of the benchmark's own is counted.
+
+// Bulk-load targets (issue 7): under five minutes and under 500 MB of peak
+// memory for a million customers; seed "as fast" is judged by the same.
+const (
+	bulkTargetWall = 5 * time.Minute
+	bulkTargetRSS  = 500_000_000 // bytes
+)
+
+// bulkPurposes are the purposes the import gives every customer: those
+// the synthetic customers' fields need for the default catalog.
+const bulkPurposes = "account,fulfilment,legal-obligation,risk-control"
+
+// benchBulkReport is what -bulk writes as JSON.
+type benchBulkReport struct {
+	Kind       string         `json:"kind"` // "bulk"
+	Version    string         `json:"version"`
+	StartedAt  time.Time      `json:"started_at"`
+	GoVersion  string         `json:"go_version"`
+	NumCPU     int            `json:"num_cpu"`
+	CPUModel   string         `json:"cpu_model,omitempty"`
+	LoadAvg    string         `json:"loadavg_at_start,omitempty"`
+	Customers  int            `json:"customers"`
+	Seed       uint64         `json:"seed"`
+	CSVSeconds float64        `json:"csv_seconds"`
+	Runs       []benchBulkRun `json:"runs"`
+}
+
+// benchBulkRun is one load: Name "import" or "seed". WallSeconds is the
+// loading command's, from its start to its exit; CPUSeconds and
+// PeakRSSBytes are the store's process's (serve for an import, which
+// includes its start-up, seed itself for a seed); ClientCPUSeconds is
+// custos import's own CPU.
+type benchBulkRun struct {
+	Name             string  `json:"name"`
+	Stored           int     `json:"stored"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	CPUSeconds       float64 `json:"cpu_seconds"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+	// Met is set only for a load of bulkTargetCustomers; a smaller or
+	// larger one judges nothing.
+	Met bool `json:"met"`
+}
+
+// bulkTargetCustomers is how many customers the target names.
+const bulkTargetCustomers = 1_000_000
+
+// judge sets Met: a load of the target's size that stored every customer
+// within the wall time and memory targets.
+func (r *benchBulkRun) judge(n int) {
+	r.Met = n == bulkTargetCustomers && r.Stored == n &&
+		r.WallSeconds < bulkTargetWall.Seconds() && r.PeakRSSBytes < bulkTargetRSS
+}
+
+var (
+	bulkAdminKeyRE = regexp.MustCompile(`admin key: (\S+)`)
+	bulkImportRE   = regexp.MustCompile(`: (\d+) stored, (\d+) rejected`)
+	bulkSeedRE     = regexp.MustCompile(`seeded (\d+) synthetic customers`)
+)
+
+// benchBulk runs the two loads of n customers with this binary (exe) in
+// dir, which it fills with the CSV file and two data directories. say
+// reports progress.
+func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string, say func(string, ...any)) (*benchBulkReport, error) {
+	rep := &benchBulkReport{Kind: "bulk", Version: version, StartedAt: time.Now().UTC().Truncate(time.Second),
+		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), CPUModel: benchCPUModel(), LoadAvg: benchLoadAvg(),
+		Customers: n, Seed: seedV}
+
+	csvPath := filepath.Join(dir, "customers.csv")
+	say("writing %d synthetic customers to %s", n, csvPath)
+	start := time.Now()
+	if err := bulkWriteCSV(csvPath, n, seedV); err != nil {
+		return nil, fmt.Errorf("bench: writing the customers' file: %w", err)
+	}
+	rep.CSVSeconds = time.Since(start).Seconds()
+
+	imp, err := bulkImport(ctx, exe, filepath.Join(dir, "import"), csvPath, say)
+	if err != nil {
+		return nil, err
+	}
+	imp.judge(n)
+	rep.Runs = append(rep.Runs, *imp)
+
+	say("custos seed of %d customers", n)
+	seedDir := filepath.Join(dir, "seed")
+	out, use, wall, err := bulkRun(ctx, exe, "seed", "-data", seedDir, "-subjects", strconv.Itoa(n), "-records", "0",
+		"-seed", strconv.FormatUint(seedV, 10), "-no-plans", "-quiet")
+	if err != nil {
+		return nil, err
+	}
+	sd := &benchBulkRun{Name: "seed", WallSeconds: wall.Seconds(), CPUSeconds: use.cpu.Seconds(), PeakRSSBytes: use.maxRSS}
+	m := bulkSeedRE.FindStringSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("bench: custos seed did not say how many customers it stored:\n%s", out)
+	}
+	sd.Stored, _ = strconv.Atoi(m[1])
+	sd.judge(n)
+	rep.Runs = append(rep.Runs, *sd)
+	return rep, nil
+}
+
+// bulkImport makes a fresh node in dataDir, serves it, imports the CSV
+// file into it with custos import, and stops it.
+func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(string, ...any)) (*benchBulkRun, error) {
+	out, _, _, err := bulkRun(ctx, exe, "init", "-data", dataDir)
+	if err != nil {
+		return nil, err
+	}
+	m := bulkAdminKeyRE.FindStringSubmatch(out)
+	if m == nil {
+		return nil, errors.New("bench: custos init printed no admin key")
+	}
+	token := m[1]
+
+	logFile, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer logFile.Close()
+	srv := exec.Command(exe, "serve", "-data", dataDir, "-no-plans", "-addr", "127.0.0.1:0")
+	srv.Env = bulkEnv()
+	srv.Stderr = logFile
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("bench: starting custos serve: %w", err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.Process.Kill()
+			srv.Wait()
+		}
+	}()
+	url, err := bulkListening(ctx, stdout, logFile)
+	if err != nil {
+		return nil, err
+	}
+
+	say("custos import of %s into a node on %s", filepath.Base(csvPath), url)
+	out, client, wall, err := bulkRun(ctx, exe, "import", "-server", url, "-token", token, "-purpose", bulkPurposes,
+		"-source", "custos bench -bulk", "-quiet", csvPath)
+	if err != nil {
+		return nil, err
+	}
+	r := &benchBulkRun{Name: "import", WallSeconds: wall.Seconds(), ClientCPUSeconds: client.cpu.Seconds()}
+	if m := bulkImportRE.FindStringSubmatch(out); m != nil {
+		r.Stored, _ = strconv.Atoi(m[1])
+	} else {
+		return nil, fmt.Errorf("bench: custos import did not say how many customers it stored:\n%s", out)
+	}
+
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		return nil, fmt.Errorf("bench: stopping custos serve: %w", err)
+	}
+	err = srv.Wait()
+	stopped = true
+	if err != nil {
+		return nil, fmt.Errorf("bench: custos serve: %w (its log: %s)", err, logFile.Name())
+	}
+	use := bulkUse(srv.ProcessState)
+	r.CPUSeconds, r.PeakRSSBytes = use.cpu.Seconds(), use.maxRSS
+	return r, nil
+}
+
+// bulkListening reads serve's standard output until it says where it
+// listens, and then discards the rest in the background.
+func bulkListening(ctx context.Context, stdout io.Reader, logFile *os.File) (string, error) {
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			if m := listeningLineRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				found <- m[1]
+				sent = true
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	select {
+	case url, ok := <-found:
+		if !ok {
+			return "", fmt.Errorf("bench: custos serve stopped before it listened (its log: %s)", logFile.Name())
+		}
+		return url, nil
+	case <-time.After(time.Minute):
+		return "", fmt.Errorf("bench: custos serve did not listen within a minute (its log: %s)", logFile.Name())
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// listeningLineRE is serve's line naming its address (serve.go).
+var listeningLineRE = regexp.MustCompile(`custos listening on (https?://\S+) \(data `)
+
+// bulkRun runs exe with args to its end and returns its combined output,
+// its rusage and its wall time; a non-zero exit is an error quoting the
+// output.
+func bulkRun(ctx context.Context, exe string, args ...string) (string, benchUse, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = bulkEnv()
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		return string(out), benchUse{}, wall, fmt.Errorf("bench: custos %s: %w\n%s", args[0], err, out)
+	}
+	return string(out), bulkUse(cmd.ProcessState), wall, nil
+}
+
+// bulkUse is a finished child's CPU time and peak RSS.
+func bulkUse(ps *os.ProcessState) benchUse {
+	u := benchUse{cpu: ps.UserTime() + ps.SystemTime()}
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		u.maxRSS = int64(ru.Maxrss)
+		if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
+			u.maxRSS *= 1024 // kilobytes elsewhere
+		}
+	}
+	return u
+}
+
+// bulkEnv is this process's environment without CUSTOS_ variables, so
+// that the loads run on the defaults: an operator's CUSTOS_STORE or
+// CUSTOS_DATA must not send synthetic customers into a real vault.
+func bulkEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CUSTOS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func bulkWriteCSV(path string, n int, seedV uint64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := seed.WriteCSV(f, n, seedV); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// benchBulkWrite prints the report as a table with the target's verdicts
+// and writes it as JSON to jsonPath if given.
+func benchBulkWrite(rep *benchBulkReport, w io.Writer, jsonPath string) error {
+	fmt.Fprintf(w, "custos bench -bulk: %d customers (seed %d); %d CPU (%s); the CSV file took %.1fs to write\n",
+		rep.Customers, rep.Seed, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.CSVSeconds)
+	fmt.Fprintf(w, "  %-7s %10s %10s %9s %14s %11s\n", "load", "stored", "wall", "CPU s", "client CPU s", "peak MiB")
+	for _, r := range rep.Runs {
+		client := "—"
+		if r.ClientCPUSeconds > 0 {
+			client = fmt.Sprintf("%.1f", r.ClientCPUSeconds)
+		}
+		fmt.Fprintf(w, "  %-7s %10d %10s %9.1f %14s %11.0f\n", r.Name, r.Stored, bulkClock(r.WallSeconds), r.CPUSeconds, client,
+			float64(r.PeakRSSBytes)/(1<<20))
+	}
+	fmt.Fprintln(w, "  (CPU and peak memory are those of the process that holds the store: custos serve for the import, custos seed for the seed)")
+	fmt.Fprintln(w, "targets (issue 7):")
+	for _, r := range rep.Runs {
+		verdict := "missed"
+		switch {
+		case rep.Customers != bulkTargetCustomers:
+			verdict = "—     "
+		case r.Met:
+			verdict = "met   "
+		}
+		fmt.Fprintf(w, "  %s  custos %s of %d customers in under 5 minutes with under %d MB of peak memory: %s, %.0f MB",
+			verdict, r.Name, bulkTargetCustomers, bulkTargetRSS/1_000_000, bulkClock(r.WallSeconds), float64(r.PeakRSSBytes)/1e6)
+		if r.Stored != rep.Customers {
+			fmt.Fprintf(w, "; %d of %d stored", r.Stored, rep.Customers)
+		}
+		fmt.Fprintln(w)
+	}
+	if rep.Customers != bulkTargetCustomers {
+		fmt.Fprintf(w, "  (this run loaded %d customers, not the target's %d, so it judges nothing)\n", rep.Customers, bulkTargetCustomers)
+	}
+	if jsonPath == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+}
+
+// bulkClock writes seconds as m:ss.s.
+func bulkClock(s float64) string {
+	m := int(s) / 60
+	return fmt.Sprintf("%d:%04.1f", m, s-float64(60*m))
+}
+
+// benchBulkCmd is custos bench -bulk N: it checks the flags, runs the
+// loads in a temporary directory (removed afterwards unless keep) and
+// writes the report.
+func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV uint64, keep, quiet bool, jsonPath string, stdout, stderr io.Writer) error {
+	for _, name := range slices.Sorted(maps.Keys(explicit)) {
+		switch name {
+		case "bulk", "seed", "keep", "quiet", "json":
+		default:
+			return &exitError{code: 2, err: fmt.Errorf("bench: -bulk runs its own loads and takes only -seed, -keep, -quiet and -json, not -%s", name)}
+		}
+	}
+	if n < 1 {
+		return &exitError{code: 2, err: errors.New("bench: -bulk must be ≥ 1 (customers to load; the target names 1000000)")}
+	}
+	if seedV == 0 {
+		seedV = uint64(time.Now().UnixNano())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: finding this binary: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "custos-bench-bulk-*")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer func() {
+		if keep {
+			fmt.Fprintf(stderr, "bench: data kept in %s\n", dir)
+		} else if err := os.RemoveAll(dir); err != nil {
+			// It holds master keys and synthetic customers: say so.
+			fmt.Fprintf(stderr, "bench: could not remove %s: %v\n", dir, err)
+		}
+	}()
+	say := func(format string, a ...any) {
+		if !quiet {
+			fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+		}
+	}
+	rep, err := benchBulk(ctx, exe, n, seedV, dir, say)
+	if err != nil {
+		return err
+	}
+	return benchBulkWrite(rep, stdout, jsonPath)
+}
