@@ -89,7 +89,10 @@ type benchReport struct {
 	Store      string    `json:"store"`
 	Client     string    `json:"client"`
 	Subjects   int       `json:"subjects"`
-	Seed       uint64    `json:"seed"`
+	// StoreSubjects is how many customers a -reuse run's store held, of
+	// which it read Subjects (the scale target's store size, -scale).
+	StoreSubjects int    `json:"store_subjects,omitempty"`
+	Seed          uint64 `json:"seed"`
 	// DrawSeed seeded the workers' draws of customers when -draw-seed
 	// gave one other than Seed; 0: Seed did.
 	DrawSeed    uint64  `json:"draw_seed,omitempty"`
@@ -256,6 +259,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	merge := fs.String("merge", "", "run nothing: read these JSON reports of earlier runs (comma-separated) and report their medians, step by step, with -json and -svg as for a run")
 	compare := fs.String("compare", "", "run nothing: read the JSON reports of runs of a change (comma-separated), each paired with the run of -base at its place, and report each step's median A/B ratio, range, wins and a sign test; with -json as well")
 	base := fs.String("base", "", "with -compare: the JSON reports of the base build's runs, one per -compare report, in the same order")
+	scale := fs.String("scale", "", "run nothing: read the JSON reports of -reuse runs on a large store (comma-separated), each paired with the run on a small store of -scale-small at its place, and report the pairs' ratios of the read's p50 at each concurrency, with issue 7's scale target judged for 10,000,000 customers against 10,000; with -json as well")
+	scaleSmall := fs.String("scale-small", "", "with -scale: the JSON reports of the -reuse runs on the small store, one per -scale report, in the same order")
 	bulk := fs.Int("bulk", 0, "run the bulk-load target instead of the workloads: custos import of this many generated customers into a fresh node, then custos seed of as many into another fresh store, each a process of this binary, judged by wall time and the store's process's peak memory (issue 7: 1000000 in under 5 minutes and 500 MB); with -seed, -keep, -quiet and -json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
@@ -281,6 +286,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return &exitError{code: 2, err: err}
 		}
 		return benchCompareWrite(c, stdout, *jsonOut)
+	}
+	if *scale != "" || *scaleSmall != "" {
+		for _, name := range slices.Sorted(maps.Keys(explicit)) {
+			if name != "scale" && name != "scale-small" && name != "json" {
+				return &exitError{code: 2, err: fmt.Errorf("bench: -scale runs nothing and takes only -scale-small and -json, not -%s", name)}
+			}
+		}
+		if *scale == "" || *scaleSmall == "" {
+			return &exitError{code: 2, err: fmt.Errorf("bench: -scale and -scale-small go together: the large store's reports and the small store's")}
+		}
+		sc, err := benchScale(strings.Split(*scale, ","), strings.Split(*scaleSmall, ","))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		return benchScaleWrite(sc, stdout, *jsonOut)
 	}
 	if explicit["bulk"] {
 		return benchBulkCmd(ctx, explicit, *bulk, *seedV, *keep, *quiet, *jsonOut, stdout, stderr)
@@ -479,7 +499,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("bench: -reuse: %w", err)
 		}
-		rep.Subjects = len(env.ids)
+		rep.Subjects, rep.StoreSubjects = len(env.ids), stored
 		say("reading %d of the %d customers in the store, drawn at random", len(env.ids), stored)
 	} else if err := env.seedSubjects(ctx, n, *subjects, stderr, *quiet); err != nil {
 		return fmt.Errorf("bench: seed: %w", err)
