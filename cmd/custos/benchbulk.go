@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -94,7 +95,7 @@ var (
 // benchBulk runs the two loads of n customers with this binary (exe) in
 // dir, which it fills with the CSV file and two data directories. say
 // reports progress.
-func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string, say func(string, ...any)) (*benchBulkReport, error) {
+func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string, say func(string, ...any), progress io.Writer) (*benchBulkReport, error) {
 	rep := &benchBulkReport{Kind: "bulk", Version: version, StartedAt: time.Now().UTC().Truncate(time.Second),
 		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), CPUModel: benchCPUModel(), LoadAvg: benchLoadAvg(),
 		Customers: n, Seed: seedV}
@@ -107,7 +108,7 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 	}
 	rep.CSVSeconds = time.Since(start).Seconds()
 
-	imp, err := bulkImport(ctx, exe, filepath.Join(dir, "import"), csvPath, say)
+	imp, err := bulkImport(ctx, exe, filepath.Join(dir, "import"), csvPath, say, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +117,8 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 
 	say("custos seed of %d customers", n)
 	seedDir := filepath.Join(dir, "seed")
-	out, use, wall, err := bulkRun(ctx, exe, "seed", "-data", seedDir, "-subjects", strconv.Itoa(n), "-records", "0",
-		"-seed", strconv.FormatUint(seedV, 10), "-no-plans", "-quiet")
+	out, use, wall, err := bulkRun(ctx, progress, exe, bulkQuiet(progress, "seed", "-data", seedDir, "-subjects", strconv.Itoa(n),
+		"-records", "0", "-seed", strconv.FormatUint(seedV, 10), "-no-plans")...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,8 +135,8 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 
 // bulkImport makes a fresh node in dataDir, serves it, imports the CSV
 // file into it with custos import, and stops it.
-func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(string, ...any)) (*benchBulkRun, error) {
-	out, _, _, err := bulkRun(ctx, exe, "init", "-data", dataDir)
+func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(string, ...any), progress io.Writer) (*benchBulkRun, error) {
+	out, _, _, err := bulkRun(ctx, nil, exe, "init", "-data", dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -173,8 +174,8 @@ func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(stri
 	}
 
 	say("custos import of %s into a node on %s", filepath.Base(csvPath), url)
-	out, client, wall, err := bulkRun(ctx, exe, "import", "-server", url, "-token", token, "-purpose", bulkPurposes,
-		"-source", "custos bench -bulk", "-quiet", csvPath)
+	out, client, wall, err := bulkRun(ctx, progress, exe, bulkQuiet(progress, "import", "-server", url, "-token", token,
+		"-purpose", bulkPurposes, "-source", "custos bench -bulk", csvPath)...)
 	if err != nil {
 		return nil, err
 	}
@@ -231,19 +232,36 @@ func bulkListening(ctx context.Context, stdout io.Reader, logFile *os.File) (str
 // listeningLineRE is serve's line naming its address (serve.go).
 var listeningLineRE = regexp.MustCompile(`custos listening on (https?://\S+) \(data `)
 
-// bulkRun runs exe with args to its end and returns its combined output,
-// its rusage and its wall time; a non-zero exit is an error quoting the
-// output.
-func bulkRun(ctx context.Context, exe string, args ...string) (string, benchUse, time.Duration, error) {
+// bulkRun runs exe with args to its end and returns its standard output,
+// its rusage and its wall time. Its standard error (a load's progress
+// bar) goes to progress as well, unless that is nil. A non-zero exit is
+// an error quoting the end of both.
+func bulkRun(ctx context.Context, progress io.Writer, exe string, args ...string) (string, benchUse, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = bulkEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if progress != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, progress)
+	}
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	err := cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
-		return string(out), benchUse{}, wall, fmt.Errorf("bench: custos %s: %w\n%s", args[0], err, out)
+		tail := func(b []byte) []byte { return b[max(0, len(b)-2048):] }
+		return stdout.String(), benchUse{}, wall, fmt.Errorf("bench: custos %s: %w\n%s%s", args[0], err, tail(stdout.Bytes()), tail(stderr.Bytes()))
 	}
-	return string(out), bulkUse(cmd.ProcessState), wall, nil
+	return stdout.String(), bulkUse(cmd.ProcessState), wall, nil
+}
+
+// bulkQuiet is a load's arguments, with -quiet after the command when
+// there is nowhere to show its progress. The last argument stays last (a
+// file).
+func bulkQuiet(progress io.Writer, args ...string) []string {
+	if progress != nil {
+		return args
+	}
+	return slices.Concat(args[:1], []string{"-quiet"}, args[1:])
 }
 
 // bulkUse is a finished child's CPU time and peak RSS.
@@ -371,7 +389,11 @@ func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV ui
 			fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
 		}
 	}
-	rep, err := benchBulk(ctx, exe, n, seedV, dir, say)
+	var progress io.Writer
+	if !quiet {
+		progress = stderr
+	}
+	rep, err := benchBulk(ctx, exe, n, seedV, dir, say, progress)
 	if err != nil {
 		return err
 	}
