@@ -273,10 +273,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if *compare != "" || *base != "" {
-		for _, name := range slices.Sorted(maps.Keys(explicit)) {
-			if name != "compare" && name != "base" && name != "json" {
-				return &exitError{code: 2, err: fmt.Errorf("bench: -compare runs nothing and takes only -base and -json, not -%s", name)}
-			}
+		if err := benchOnly(explicit, "compare", "runs nothing", "base", "json"); err != nil {
+			return err
 		}
 		if *compare == "" || *base == "" {
 			return &exitError{code: 2, err: fmt.Errorf("bench: -compare and -base go together: the change's reports and the base's")}
@@ -288,10 +286,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCompareWrite(c, stdout, *jsonOut)
 	}
 	if *scale != "" || *scaleSmall != "" {
-		for _, name := range slices.Sorted(maps.Keys(explicit)) {
-			if name != "scale" && name != "scale-small" && name != "json" {
-				return &exitError{code: 2, err: fmt.Errorf("bench: -scale runs nothing and takes only -scale-small and -json, not -%s", name)}
-			}
+		if err := benchOnly(explicit, "scale", "runs nothing", "scale-small", "json"); err != nil {
+			return err
 		}
 		if *scale == "" || *scaleSmall == "" {
 			return &exitError{code: 2, err: fmt.Errorf("bench: -scale and -scale-small go together: the large store's reports and the small store's")}
@@ -306,10 +302,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchBulkCmd(ctx, explicit, *bulk, *seedV, *keep, *quiet, *jsonOut, stdout, stderr)
 	}
 	if *merge != "" {
-		for _, name := range slices.Sorted(maps.Keys(explicit)) {
-			if name != "merge" && name != "json" && name != "svg" {
-				return &exitError{code: 2, err: fmt.Errorf("bench: -merge runs nothing and takes only -json and -svg, not -%s", name)}
-			}
+		if err := benchOnly(explicit, "merge", "runs nothing", "json", "svg"); err != nil {
+			return err
 		}
 		rep, err := benchMerge(strings.Split(*merge, ","))
 		if err != nil {
@@ -619,6 +613,23 @@ func benchWrite(rep *benchReport, stdout io.Writer, jsonOut, svgOut string) erro
 		}
 		if err := os.WriteFile(svgOut, buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	return nil
+}
+
+// benchOnly refuses, naming it, any flag set besides the mode's own and
+// allowed: -compare, -scale, -merge and -bulk each do one thing and
+// would silently ignore the rest. what says what the mode does instead
+// of a run.
+func benchOnly(explicit map[string]bool, mode, what string, allowed ...string) error {
+	for _, name := range slices.Sorted(maps.Keys(explicit)) {
+		if name != mode && !slices.Contains(allowed, name) {
+			list := "-" + strings.Join(allowed, ", -")
+			if i := strings.LastIndex(list, ", "); i >= 0 {
+				list = list[:i] + " and " + list[i+2:]
+			}
+			return &exitError{code: 2, err: fmt.Errorf("bench: -%s %s and takes only %s, not -%s", mode, what, list, name)}
 		}
 	}
 	return nil

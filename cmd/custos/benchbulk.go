@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -338,11 +336,7 @@ func benchBulkWrite(rep *benchBulkReport, w io.Writer, jsonPath string) error {
 	if jsonPath == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+	return benchWriteJSON(jsonPath, rep)
 }
 
 // bulkClock writes seconds as m:ss.s.
@@ -355,12 +349,8 @@ func bulkClock(s float64) string {
 // loads in a temporary directory (removed afterwards unless keep) and
 // writes the report.
 func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV uint64, keep, quiet bool, jsonPath string, stdout, stderr io.Writer) error {
-	for _, name := range slices.Sorted(maps.Keys(explicit)) {
-		switch name {
-		case "bulk", "seed", "keep", "quiet", "json":
-		default:
-			return &exitError{code: 2, err: fmt.Errorf("bench: -bulk runs its own loads and takes only -seed, -keep, -quiet and -json, not -%s", name)}
-		}
+	if err := benchOnly(explicit, "bulk", "runs its own loads", "seed", "keep", "quiet", "json"); err != nil {
+		return err
 	}
 	if n < 1 {
 		return &exitError{code: 2, err: errors.New("bench: -bulk must be ≥ 1 (customers to load; the target names 1000000)")}

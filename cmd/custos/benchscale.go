@@ -2,10 +2,8 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -204,11 +202,7 @@ func benchScaleWrite(sc *benchScaleReport, w io.Writer, jsonPath string) error {
 	if jsonPath == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(sc, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+	return benchWriteJSON(jsonPath, sc)
 }
 
 // benchFloats writes milliseconds as "1.26 1.47 1.84".
