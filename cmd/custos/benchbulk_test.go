@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,14 +39,8 @@ func TestBenchBulk(t *testing.T) {
 		return stdout.String(), stderr.String()
 	}
 	stdout, stderr := run()
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep benchBulkReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, b)
-	}
+	readJSONFile(t, out, &rep)
 	if rep.Kind != "bulk" || rep.Customers != 300 || rep.Seed != 5 || len(rep.Runs) != 2 {
 		t.Fatalf("report: got kind %q, %d customers, seed %d, %d runs; want bulk, 300, 5, 2", rep.Kind, rep.Customers, rep.Seed, len(rep.Runs))
 	}

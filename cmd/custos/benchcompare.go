@@ -24,13 +24,9 @@ import (
 // builds gave 0.99–1.05 (BENCHMARKS.md). So the table's last line asks
 // for a second series at another time before a change is kept.
 func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
-	aPaths = slices.DeleteFunc(aPaths, func(p string) bool { return strings.TrimSpace(p) == "" })
-	bPaths = slices.DeleteFunc(bPaths, func(p string) bool { return strings.TrimSpace(p) == "" })
-	switch {
-	case len(aPaths) != len(bPaths):
-		return nil, fmt.Errorf("bench: -compare has %d reports and -base %d; a pair is one run of each, so give as many", len(aPaths), len(bPaths))
-	case len(aPaths) < 2:
-		return nil, fmt.Errorf("bench: -compare needs two or more pairs of runs (-compare A1.json,A2.json -base B1.json,B2.json)")
+	aPaths, bPaths, err := benchPairPaths("-compare", "-base", "one run of each", aPaths, bPaths, 2)
+	if err != nil {
+		return nil, err
 	}
 	paths := slices.Concat(aPaths, bPaths)
 	reps, err := benchLoadReports("-compare", paths)
@@ -147,6 +143,26 @@ type benchCompared struct {
 }
 
 func benchThroughput(r benchResult) float64 { return r.Throughput }
+
+// benchPairPaths drops empty entries from the two comma-separated lists
+// of reports of a paired mode (opt and its other flag, other) and checks
+// that they pair up, at least least (one or two) pairs of them; pair
+// says what a pair is.
+func benchPairPaths(opt, other, pair string, a, b []string, least int) ([]string, []string, error) {
+	a = slices.DeleteFunc(a, func(p string) bool { return strings.TrimSpace(p) == "" })
+	b = slices.DeleteFunc(b, func(p string) bool { return strings.TrimSpace(p) == "" })
+	switch {
+	case len(a) != len(b):
+		return nil, nil, fmt.Errorf("bench: %s has %d reports and %s %d; a pair is %s, so give as many", opt, len(a), other, len(b), pair)
+	case len(a) < least:
+		many := "one or more pairs"
+		if least == 2 {
+			many = "two or more pairs"
+		}
+		return nil, nil, fmt.Errorf("bench: %s needs %s of runs (%s A1.json,A2.json %s B1.json,B2.json)", opt, many, opt, other)
+	}
+	return a, b, nil
+}
 
 // benchWriterUS is the writer's busy time per request of r, in µs.
 func benchWriterUS(r benchResult) float64 {

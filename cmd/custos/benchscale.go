@@ -60,13 +60,9 @@ type benchScaleStep struct {
 // benchScale reads pairs of -reuse reports: large[i] on the large store,
 // small[i] on the small one.
 func benchScale(large, small []string) (*benchScaleReport, error) {
-	large = slices.DeleteFunc(large, func(p string) bool { return strings.TrimSpace(p) == "" })
-	small = slices.DeleteFunc(small, func(p string) bool { return strings.TrimSpace(p) == "" })
-	switch {
-	case len(large) != len(small):
-		return nil, fmt.Errorf("bench: -scale has %d reports and -scale-small %d; a pair is one run on each store, so give as many", len(large), len(small))
-	case len(large) == 0:
-		return nil, fmt.Errorf("bench: -scale needs one or more pairs of runs (-scale L1.json,L2.json -scale-small S1.json,S2.json)")
+	large, small, err := benchPairPaths("-scale", "-scale-small", "one run on each store", large, small, 1)
+	if err != nil {
+		return nil, err
 	}
 	paths := slices.Concat(large, small)
 	reps, err := benchLoadReports("-scale", paths)

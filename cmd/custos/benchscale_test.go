@@ -41,22 +41,10 @@ func TestBenchScaleRuns(t *testing.T) {
 		t.Fatalf("-scale: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
 	var sc benchScaleReport
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &sc); err != nil {
-		t.Fatal(err)
-	}
+	readJSONFile(t, out, &sc)
 	p50 := func(path string) float64 {
 		var r benchReport
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &r); err != nil {
-			t.Fatal(err)
-		}
+		readJSONFile(t, path, &r)
 		for _, x := range r.Results {
 			if x.Workload == "read" && x.Concurrency == 2 {
 				return x.P50ms
@@ -142,5 +130,17 @@ func TestBenchScaleJudge(t *testing.T) {
 	if code := run(t.Context(), []string{"bench", "-scale", small, "-scale-small", small, "-c", "16"}, &stdout, &stderr, func(string) string { return "" }); code != 2 ||
 		!strings.Contains(stderr.String(), "not -c") {
 		t.Errorf("-scale with -c: exit %d, %q; want 2 naming -c", code, stderr.String())
+	}
+}
+
+// readJSONFile decodes the JSON file at path into v.
+func readJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
