@@ -190,7 +190,7 @@ func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(stri
 	err = srv.Wait()
 	stopped = true
 	if err != nil {
-		return nil, fmt.Errorf("bench: custos serve: %w (its log: %s)", err, logFile.Name())
+		return nil, fmt.Errorf("bench: custos serve: %w; the end of its log:\n%s", err, bulkTail(logFile.Name()))
 	}
 	use := bulkUse(srv.ProcessState)
 	r.CPUSeconds, r.PeakRSSBytes = use.cpu.Seconds(), use.maxRSS
@@ -217,11 +217,11 @@ func bulkListening(ctx context.Context, stdout io.Reader, logFile *os.File) (str
 	select {
 	case url, ok := <-found:
 		if !ok {
-			return "", fmt.Errorf("bench: custos serve stopped before it listened (its log: %s)", logFile.Name())
+			return "", fmt.Errorf("bench: custos serve stopped before it listened; the end of its log:\n%s", bulkTail(logFile.Name()))
 		}
 		return url, nil
 	case <-time.After(time.Minute):
-		return "", fmt.Errorf("bench: custos serve did not listen within a minute (its log: %s)", logFile.Name())
+		return "", fmt.Errorf("bench: custos serve did not listen within a minute; the end of its log:\n%s", bulkTail(logFile.Name()))
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -246,10 +246,22 @@ func bulkRun(ctx context.Context, progress io.Writer, exe string, args ...string
 	err := cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
-		tail := func(b []byte) []byte { return b[max(0, len(b)-2048):] }
-		return stdout.String(), benchUse{}, wall, fmt.Errorf("bench: custos %s: %w\n%s%s", args[0], err, tail(stdout.Bytes()), tail(stderr.Bytes()))
+		return stdout.String(), benchUse{}, wall, fmt.Errorf("bench: custos %s: %w\n%s%s", args[0], err, bulkTailOf(stdout.Bytes()), bulkTailOf(stderr.Bytes()))
 	}
 	return stdout.String(), bulkUse(cmd.ProcessState), wall, nil
+}
+
+// bulkTailOf is the last 2 KiB of a child's output, for an error: the
+// temporary directory, and any file in it, is gone when the error is read.
+func bulkTailOf(b []byte) []byte { return b[max(0, len(b)-2048):] }
+
+// bulkTail is the end of the file at path (serve's log).
+func bulkTail(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	return bulkTailOf(b)
 }
 
 // bulkQuiet is a load's arguments, with -quiet after the command when
