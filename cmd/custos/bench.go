@@ -1432,12 +1432,16 @@ func benchUsage() benchUse {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return benchUse{}
 	}
-	u := benchUse{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: int64(ru.Maxrss),
+	return benchUse{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: benchMaxRSS(&ru),
 		voluntary: int64(ru.Nvcsw), involuntary: int64(ru.Nivcsw)}
-	if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
-		u.maxRSS *= 1024 // kilobytes elsewhere
+}
+
+// benchMaxRSS is ru's peak resident memory in bytes.
+func benchMaxRSS(ru *syscall.Rusage) int64 {
+	if runtime.GOOS == "darwin" || runtime.GOOS == "ios" {
+		return int64(ru.Maxrss) // bytes there
 	}
-	return u
+	return int64(ru.Maxrss) * 1024 // kilobytes elsewhere
 }
 
 // benchMachineCPU reads the machine's CPU time from /proc/stat, in clock

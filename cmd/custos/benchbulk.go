@@ -28,8 +28,9 @@ import (
 // then `custos seed` of N customers into another fresh store. Each is a
 // process of this binary of its own, so that the wall time, the CPU and
 // the peak resident memory are those of the process that holds the store,
-// read from the kernel when it exits (wait4's rusage, the VmHWM of
-// /proc/PID/status), and nothing of the benchmark's own is counted.
+// read from the kernel when it exits (wait4's rusage, whose peak is the
+// VmHWM that /proc/PID/status shows), and nothing of the benchmark's own
+// is counted.
 
 // Bulk-load targets (issue 7): under five minutes and under 500 MB of peak
 // memory for a million customers; seed "as fast" is judged by the same.
@@ -278,10 +279,7 @@ func bulkQuiet(progress io.Writer, args ...string) []string {
 func bulkUse(ps *os.ProcessState) benchUse {
 	u := benchUse{cpu: ps.UserTime() + ps.SystemTime()}
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		u.maxRSS = int64(ru.Maxrss)
-		if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
-			u.maxRSS *= 1024 // kilobytes elsewhere
-		}
+		u.maxRSS = benchMaxRSS(ru)
 	}
 	return u
 }
