@@ -172,19 +172,11 @@ func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, e
 	}
 	for i, r := range reps[1:] {
 		p := paths[i+1]
-		switch {
-		case benchStoreKind(r.Store) != benchStoreKind(first.Store):
-			return nil, fmt.Errorf("bench: %s: %s ran on %s, %s on %s", opt, paths[0], benchStoreKind(first.Store), p, benchStoreKind(r.Store))
-		case r.Subjects != first.Subjects:
+		if err := benchAlike(opt, paths[0], p, first, r); err != nil {
+			return nil, err
+		}
+		if r.Subjects != first.Subjects {
 			return nil, fmt.Errorf("bench: %s: %s seeded %d customers, %s %d", opt, paths[0], first.Subjects, p, r.Subjects)
-		case r.DurationSec != first.DurationSec:
-			return nil, fmt.Errorf("bench: %s: %s measured %gs a step, %s %gs", opt, paths[0], first.DurationSec, p, r.DurationSec)
-		case r.Zipf != first.Zipf:
-			return nil, fmt.Errorf("bench: %s: %s drew customers with -zipf %g, %s with %g", opt, paths[0], first.Zipf, p, r.Zipf)
-		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
-			return nil, fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, paths[0], p)
-		case (r.Warm != nil) != (first.Warm != nil):
-			return nil, fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", opt, paths[0], p)
 		}
 		var got []string
 		for _, x := range r.Results {
@@ -195,6 +187,26 @@ func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, e
 		}
 	}
 	return steps, nil
+}
+
+// benchAlike checks that run r (read from p) ran the same kind of store
+// as run first (from p0), with the same window, draws of customers,
+// priming and warming; what they read may differ (-scale sets a large
+// store against a small one).
+func benchAlike(opt, p0, p string, first, r *benchReport) error {
+	switch {
+	case benchStoreKind(r.Store) != benchStoreKind(first.Store):
+		return fmt.Errorf("bench: %s: %s ran on %s, %s on %s", opt, p0, benchStoreKind(first.Store), p, benchStoreKind(r.Store))
+	case r.DurationSec != first.DurationSec:
+		return fmt.Errorf("bench: %s: %s measured %gs a step, %s %gs", opt, p0, first.DurationSec, p, r.DurationSec)
+	case r.Zipf != first.Zipf:
+		return fmt.Errorf("bench: %s: %s drew customers with -zipf %g, %s with %g", opt, p0, first.Zipf, p, r.Zipf)
+	case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
+		return fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, p0, p)
+	case (r.Warm != nil) != (first.Warm != nil):
+		return fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", opt, p0, p)
+	}
+	return nil
 }
 
 // benchSameSettings checks that reps (read from paths) all analysed

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -77,20 +76,15 @@ func benchScale(large, small []string) (*benchScaleReport, error) {
 	n := len(large)
 	ls, ss := reps[:n], reps[n:]
 	first := reps[0]
+	if err := benchSameSettings("-scale", paths, reps); err != nil {
+		return nil, err
+	}
 	for i, r := range reps {
 		p := paths[i]
+		if err := benchAlike("-scale", paths[0], p, first, r); err != nil {
+			return nil, err
+		}
 		switch {
-		case r.DurationSec != first.DurationSec:
-			return nil, fmt.Errorf("bench: -scale: %s measured %gs a step, %s %gs", paths[0], first.DurationSec, p, r.DurationSec)
-		case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
-			return nil, fmt.Errorf("bench: -scale: %s and %s differ in -prime: one read its customers once before the steps, the other did not", paths[0], p)
-		case (r.Warm != nil) != (first.Warm != nil):
-			return nil, fmt.Errorf("bench: -scale: %s and %s differ in -warm", paths[0], p)
-		case r.Zipf != first.Zipf:
-			return nil, fmt.Errorf("bench: -scale: %s drew customers with -zipf %g, %s with %g", paths[0], first.Zipf, p, r.Zipf)
-		case r.ReadAuditDurability != first.ReadAuditDurability:
-			return nil, fmt.Errorf("bench: -scale: %s and %s differ in read_audit_durability (%q and %q)", paths[0], p,
-				cmp.Or(first.ReadAuditDurability, "synced"), cmp.Or(r.ReadAuditDurability, "synced"))
 		case i < n && r.StoreSubjects != ls[0].StoreSubjects:
 			return nil, fmt.Errorf("bench: -scale: %s read a store of %d customers, %s one of %d; each side is one store", paths[0], ls[0].StoreSubjects, p, r.StoreSubjects)
 		case i >= n && r.StoreSubjects != ss[0].StoreSubjects:
