@@ -261,7 +261,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	base := fs.String("base", "", "with -compare: the JSON reports of the base build's runs, one per -compare report, in the same order")
 	scale := fs.String("scale", "", "run nothing: read the JSON reports of -reuse runs on a large store (comma-separated), each paired with the run on a small store of -scale-small at its place, and report the pairs' ratios of the read's p50 at each concurrency, with issue 7's scale target judged for 10,000,000 customers against 10,000; with -json as well")
 	scaleSmall := fs.String("scale-small", "", "with -scale: the JSON reports of the -reuse runs on the small store, one per -scale report, in the same order")
-	bulk := fs.Int("bulk", 0, "run the bulk-load target instead of the workloads: custos import of this many generated customers into a fresh node, then custos seed of as many into another fresh store, each a process of this binary, judged by wall time and the store's process's peak memory (issue 7: 1000000 in under 5 minutes and 500 MB); with -seed, -keep, -quiet and -json")
+	bulk := fs.Int("bulk", 0, "run the bulk-load target instead of the workloads: custos import of this many generated customers into a fresh node, then custos seed of as many into another fresh store, each a process of this binary, judged by wall time and the store's process's peak memory (issue 7: 1000000 in under 5 minutes and 500 MB); SQLite, or with -store postgres://…/DB two schemas made for the loads in DB and dropped afterwards; with -seed, -store, -keep, -quiet and -json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
 		fs.PrintDefaults()
@@ -299,7 +299,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchScaleWrite(sc, stdout, *jsonOut)
 	}
 	if explicit["bulk"] {
-		return benchBulkCmd(ctx, explicit, *bulk, *seedV, *keep, *quiet, *jsonOut, stdout, stderr)
+		return benchBulkCmd(ctx, explicit, *bulk, *seedV, cfg.Store, *keep, *quiet, *jsonOut, stdout, stderr)
 	}
 	if *merge != "" {
 		if err := benchOnly(explicit, "merge", "runs nothing", "json", "svg"); err != nil {

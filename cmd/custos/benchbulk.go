@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"custos/seed"
 )
@@ -31,6 +36,12 @@ import (
 // read from the kernel when it exits (wait4's rusage, whose peak is the
 // VmHWM that /proc/PID/status shows), and nothing of the benchmark's own
 // is counted.
+//
+// With -store postgres://…/DB the loads go into two schemas made for them
+// in DB (custos_bulk_…_import and …_seed), dropped afterwards unless
+// -keep: the measure of the store the issue names for production. The
+// processes measured are then custos's own; PostgreSQL's server processes
+// hold the data and are not counted in the peak.
 
 // Bulk-load targets (issue 7): under five minutes and under 500 MB of peak
 // memory for a million customers; seed "as fast" is judged by the same.
@@ -52,6 +63,7 @@ type benchBulkReport struct {
 	NumCPU     int            `json:"num_cpu"`
 	CPUModel   string         `json:"cpu_model,omitempty"`
 	LoadAvg    string         `json:"loadavg_at_start,omitempty"`
+	Store      string         `json:"store"` // "sqlite" or "postgres"
 	Customers  int            `json:"customers"`
 	Seed       uint64         `json:"seed"`
 	CSVSeconds float64        `json:"csv_seconds"`
@@ -94,10 +106,10 @@ var (
 // benchBulk runs the two loads of n customers with this binary (exe) in
 // dir, which it fills with the CSV file and two data directories. say
 // reports progress.
-func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string, say func(string, ...any), progress io.Writer) (*benchBulkReport, error) {
+func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string, stores bulkStores, say func(string, ...any), progress io.Writer) (*benchBulkReport, error) {
 	rep := &benchBulkReport{Kind: "bulk", Version: version, StartedAt: time.Now().UTC().Truncate(time.Second),
 		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), CPUModel: benchCPUModel(), LoadAvg: benchLoadAvg(),
-		Customers: n, Seed: seedV}
+		Store: stores.kind(), Customers: n, Seed: seedV}
 
 	csvPath := filepath.Join(dir, "customers.csv")
 	say("writing %d synthetic customers to %s", n, csvPath)
@@ -107,7 +119,7 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 	}
 	rep.CSVSeconds = time.Since(start).Seconds()
 
-	imp, err := bulkImport(ctx, exe, filepath.Join(dir, "import"), csvPath, say, progress)
+	imp, err := bulkImport(ctx, exe, filepath.Join(dir, "import"), stores.env("import"), csvPath, say, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +128,7 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 
 	say("custos seed of %d customers", n)
 	seedDir := filepath.Join(dir, "seed")
-	out, use, wall, err := bulkRun(ctx, progress, exe, bulkQuiet(progress, "seed", "-data", seedDir, "-subjects", strconv.Itoa(n),
+	out, use, wall, err := bulkRun(ctx, progress, stores.env("seed"), exe, bulkQuiet(progress, "seed", "-data", seedDir, "-subjects", strconv.Itoa(n),
 		"-records", "0", "-seed", strconv.FormatUint(seedV, 10), "-no-plans")...)
 	if err != nil {
 		return nil, err
@@ -132,10 +144,11 @@ func benchBulk(ctx context.Context, exe string, n int, seedV uint64, dir string,
 	return rep, nil
 }
 
-// bulkImport makes a fresh node in dataDir, serves it, imports the CSV
-// file into it with custos import, and stops it.
-func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(string, ...any), progress io.Writer) (*benchBulkRun, error) {
-	out, _, _, err := bulkRun(ctx, nil, exe, "init", "-data", dataDir)
+// bulkImport makes a fresh node in dataDir (its store named by env, or
+// SQLite there), serves it, imports the CSV file into it with custos
+// import, and stops it.
+func bulkImport(ctx context.Context, exe, dataDir string, env []string, csvPath string, say func(string, ...any), progress io.Writer) (*benchBulkRun, error) {
+	out, _, _, err := bulkRun(ctx, nil, env, exe, "init", "-data", dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +164,7 @@ func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(stri
 	}
 	defer logFile.Close()
 	srv := exec.Command(exe, "serve", "-data", dataDir, "-no-plans", "-addr", "127.0.0.1:0")
-	srv.Env = bulkEnv()
+	srv.Env = env
 	srv.Stderr = logFile
 	stdout, err := srv.StdoutPipe()
 	if err != nil {
@@ -173,7 +186,7 @@ func bulkImport(ctx context.Context, exe, dataDir, csvPath string, say func(stri
 	}
 
 	say("custos import of %s into a node on %s", filepath.Base(csvPath), url)
-	out, client, wall, err := bulkRun(ctx, progress, exe, bulkQuiet(progress, "import", "-server", url, "-token", token,
+	out, client, wall, err := bulkRun(ctx, progress, bulkEnv(), exe, bulkQuiet(progress, "import", "-server", url, "-token", token,
 		"-purpose", bulkPurposes, "-source", "custos bench -bulk", csvPath)...)
 	if err != nil {
 		return nil, err
@@ -231,13 +244,13 @@ func bulkListening(ctx context.Context, stdout io.Reader, logFile *os.File) (str
 // listeningLineRE is serve's line naming its address (serve.go).
 var listeningLineRE = regexp.MustCompile(`custos listening on (https?://\S+) \(data `)
 
-// bulkRun runs exe with args to its end and returns its standard output,
+// bulkRun runs exe with args and the environment env to its end and returns its standard output,
 // its rusage and its wall time. Its standard error (a load's progress
 // bar) goes to progress as well, unless that is nil. A non-zero exit is
 // an error quoting the end of both.
-func bulkRun(ctx context.Context, progress io.Writer, exe string, args ...string) (string, benchUse, time.Duration, error) {
+func bulkRun(ctx context.Context, progress io.Writer, env []string, exe string, args ...string) (string, benchUse, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = bulkEnv()
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if progress != nil {
@@ -286,7 +299,8 @@ func bulkUse(ps *os.ProcessState) benchUse {
 
 // bulkEnv is this process's environment without CUSTOS_ variables, so
 // that the loads run on the defaults: an operator's CUSTOS_STORE or
-// CUSTOS_DATA must not send synthetic customers into a real vault.
+// CUSTOS_DATA must not send synthetic customers into a real vault. Only
+// an explicit -store does (bulkStores.env).
 func bulkEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -295,6 +309,85 @@ func bulkEnv() []string {
 		}
 	}
 	return env
+}
+
+// bulkStores is where -bulk's loads keep their customers: a fresh SQLite
+// store in each load's data directory (base empty), or a schema of each
+// load's own in the PostgreSQL database that base names.
+type bulkStores struct {
+	base    string            // a postgres:// URL, or ""
+	schemas map[string]string // load ("import", "seed") → schema
+}
+
+func (s bulkStores) kind() string {
+	if s.base == "" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// env is the environment of load's commands: bulkEnv, and for
+// PostgreSQL the load's schema as CUSTOS_STORE (in the environment
+// rather than the arguments, where any user's ps would show a password
+// in the URL) with its migrations applied at start.
+func (s bulkStores) env(load string) []string {
+	env := bulkEnv()
+	if s.base == "" {
+		return env
+	}
+	return append(env, "CUSTOS_STORE="+bulkSchemaURL(s.base, s.schemas[load]), "CUSTOS_MIGRATE=1")
+}
+
+// bulkSchemaURL is base with its search path set to schema.
+func bulkSchemaURL(base, schema string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		panic(err) // checked by bulkPostgres
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// bulkPostgres makes the loads' schemas in the database base names, and
+// returns them with the function to call at the end, which drops them
+// unless keep.
+func bulkPostgres(ctx context.Context, base string) (bulkStores, func(ctx context.Context, keep bool) error, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return bulkStores{}, nil, &exitError{code: 2, err: errors.New("bench: -bulk -store takes a postgres:// URL (the loads then use two schemas made for them in its database); without -store they use fresh SQLite stores")}
+	}
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return bulkStores{}, nil, fmt.Errorf("bench: connecting to PostgreSQL at %s (-store): %w", redactURL(base), err)
+	}
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		conn.Close(ctx)
+		return bulkStores{}, nil, err
+	}
+	stem := fmt.Sprintf("custos_bulk_%s_%s", time.Now().UTC().Format("20060102_150405"), hex.EncodeToString(b))
+	s := bulkStores{base: base, schemas: map[string]string{"import": stem + "_import", "seed": stem + "_seed"}}
+	done := func(ctx context.Context, keep bool) error {
+		var errs []error
+		for _, load := range []string{"import", "seed"} {
+			if keep {
+				break
+			}
+			if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+s.schemas[load]+" CASCADE"); err != nil {
+				errs = append(errs, fmt.Errorf("bench: dropping schema %s: %w", s.schemas[load], err))
+			}
+		}
+		return errors.Join(append(errs, conn.Close(ctx))...)
+	}
+	for _, load := range []string{"import", "seed"} {
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+s.schemas[load]); err != nil {
+			err = fmt.Errorf("bench: creating schema %s for the %s (-store's role needs CREATE on its database): %w", s.schemas[load], load, err)
+			return bulkStores{}, nil, errors.Join(err, done(ctx, false))
+		}
+	}
+	return s, done, nil
 }
 
 func bulkWriteCSV(path string, n int, seedV uint64) error {
@@ -312,8 +405,8 @@ func bulkWriteCSV(path string, n int, seedV uint64) error {
 // benchBulkWrite prints the report as a table with the target's verdicts
 // and writes it as JSON to jsonPath if given.
 func benchBulkWrite(rep *benchBulkReport, w io.Writer, jsonPath string) error {
-	fmt.Fprintf(w, "custos bench -bulk: %d customers (seed %d); %d CPU (%s); the CSV file took %.1fs to write\n",
-		rep.Customers, rep.Seed, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.CSVSeconds)
+	fmt.Fprintf(w, "custos bench -bulk: %d customers (seed %d) into %s; %d CPU (%s); the CSV file took %.1fs to write\n",
+		rep.Customers, rep.Seed, bulkStoreName(rep.Store), rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.CSVSeconds)
 	fmt.Fprintf(w, "  %-7s %10s %10s %9s %14s %11s\n", "load", "stored", "wall", "CPU s", "client CPU s", "peak MiB")
 	for _, r := range rep.Runs {
 		client := "—"
@@ -323,7 +416,11 @@ func benchBulkWrite(rep *benchBulkReport, w io.Writer, jsonPath string) error {
 		fmt.Fprintf(w, "  %-7s %10d %10s %9.1f %14s %11.0f\n", r.Name, r.Stored, bulkClock(r.WallSeconds), r.CPUSeconds, client,
 			float64(r.PeakRSSBytes)/(1<<20))
 	}
-	fmt.Fprintln(w, "  (CPU and peak memory are those of the process that holds the store: custos serve for the import, custos seed for the seed)")
+	if rep.Store == "postgres" {
+		fmt.Fprintln(w, "  (CPU and peak memory are custos's: custos serve for the import, custos seed for the seed; PostgreSQL's own processes are not counted)")
+	} else {
+		fmt.Fprintln(w, "  (CPU and peak memory are those of the process that holds the store: custos serve for the import, custos seed for the seed)")
+	}
 	fmt.Fprintln(w, "targets (issue 7):")
 	for _, r := range rep.Runs {
 		verdict := "missed"
@@ -349,6 +446,15 @@ func benchBulkWrite(rep *benchBulkReport, w io.Writer, jsonPath string) error {
 	return benchWriteJSON(jsonPath, rep)
 }
 
+// bulkStoreName says where a report's loads went; reports made before
+// -bulk took -store have no store, and were SQLite.
+func bulkStoreName(store string) string {
+	if store == "postgres" {
+		return "PostgreSQL (a schema for each load)"
+	}
+	return "SQLite (a fresh store for each load)"
+}
+
 // bulkClock writes seconds as m:ss.s.
 func bulkClock(s float64) string {
 	m := int(s) / 60
@@ -358,12 +464,31 @@ func bulkClock(s float64) string {
 // benchBulkCmd is custos bench -bulk N: it checks the flags, runs the
 // loads in a temporary directory (removed afterwards unless keep) and
 // writes the report.
-func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV uint64, keep, quiet bool, jsonPath string, stdout, stderr io.Writer) error {
-	if err := benchOnly(explicit, "bulk", "runs its own loads", "seed", "keep", "quiet", "json"); err != nil {
+func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV uint64, store string, keep, quiet bool, jsonPath string, stdout, stderr io.Writer) error {
+	if err := benchOnly(explicit, "bulk", "runs its own loads", "seed", "store", "keep", "quiet", "json"); err != nil {
 		return err
 	}
 	if n < 1 {
 		return &exitError{code: 2, err: errors.New("bench: -bulk must be ≥ 1 (customers to load; the target names 1000000)")}
+	}
+	var stores bulkStores
+	if explicit["store"] {
+		s, done, err := bulkPostgres(ctx, store)
+		if err != nil {
+			return err
+		}
+		stores = s
+		defer func() {
+			if keep {
+				fmt.Fprintf(stderr, "bench: PostgreSQL schemas kept: %s and %s\n", s.schemas["import"], s.schemas["seed"])
+			}
+			// Dropped after an interrupt too: they hold synthetic customers.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := done(ctx, keep); err != nil {
+				fmt.Fprintf(stderr, "%v\n", err)
+			}
+		}()
 	}
 	if seedV == 0 {
 		seedV = uint64(time.Now().UnixNano())
@@ -393,7 +518,7 @@ func benchBulkCmd(ctx context.Context, explicit map[string]bool, n int, seedV ui
 	if !quiet {
 		progress = stderr
 	}
-	rep, err := benchBulk(ctx, exe, n, seedV, dir, say, progress)
+	rep, err := benchBulk(ctx, exe, n, seedV, dir, stores, say, progress)
 	if err != nil {
 		return err
 	}

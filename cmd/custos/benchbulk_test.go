@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,89 @@ func TestBenchBulk(t *testing.T) {
 	}
 }
 
+// TestBenchBulkPostgres: with -store postgres://…, -bulk loads into two
+// schemas it makes in that database, reports the store, and drops them
+// afterwards, or keeps them with -keep; an operator's CUSTOS_STORE still
+// receives nothing.
+func TestBenchBulkPostgres(t *testing.T) {
+	base := os.Getenv("CUSTOS_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("CUSTOS_TEST_POSTGRES not set: PostgreSQL tests skipped (see .ci/run)")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and runs four processes of it")
+	}
+	bin := scaleBuild(t)
+	db := scaleDB(t, base)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	schemas := func() []string {
+		t.Helper()
+		rows, err := db.QueryContext(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'custos_bulk_%' ORDER BY nspname`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var names []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, n)
+		}
+		return names
+	}
+	before := schemas()
+	out := filepath.Join(t.TempDir(), "bulk.json")
+	run := func(extra ...string) (string, string) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"bench", "-bulk", "200", "-seed", "5", "-quiet", "-json", out, "-store", base}, extra...)...)
+		cmd.Env = append(os.Environ(), "CUSTOS_STORE=postgres://nobody@127.0.0.1:1/none", "CUSTOS_DATA=/nonexistent/custos")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("bench -bulk -store: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+		return stdout.String(), stderr.String()
+	}
+
+	stdout, _ := run()
+	var rep benchBulkReport
+	readJSONFile(t, out, &rep)
+	if rep.Store != "postgres" || len(rep.Runs) != 2 {
+		t.Fatalf("report: store %q, %d runs; want postgres, 2", rep.Store, len(rep.Runs))
+	}
+	for _, r := range rep.Runs {
+		if r.Stored != 200 || r.WallSeconds <= 0 || r.CPUSeconds <= 0 || r.PeakRSSBytes < 1<<20 {
+			t.Errorf("%s: stored %d, wall %.3fs, CPU %.3fs, peak %d bytes; want 200 stored and each measured",
+				r.Name, r.Stored, r.WallSeconds, r.CPUSeconds, r.PeakRSSBytes)
+		}
+	}
+	if !strings.Contains(stdout, "into PostgreSQL") || !strings.Contains(stdout, "PostgreSQL's own processes are not counted") {
+		t.Errorf("stdout does not name the store and what its peak leaves out:\n%s", stdout)
+	}
+	if after := schemas(); !slices.Equal(after, before) {
+		t.Errorf("schemas left behind: before %v, after %v", before, after)
+	}
+
+	// Kept: the two schemas named hold the customers each load stored.
+	_, stderr := run("-keep")
+	m := regexp.MustCompile(`schemas kept: (custos_bulk_\w+_import) and (custos_bulk_\w+_seed)`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("stderr does not name the kept schemas:\n%s", stderr)
+	}
+	if dir, ok := strings.CutPrefix(stderr[strings.LastIndex(stderr, "bench: data kept in "):], "bench: data kept in "); ok {
+		t.Cleanup(func() { os.RemoveAll(strings.TrimSpace(strings.SplitN(dir, "\n", 2)[0])) })
+	}
+	for _, schema := range m[1:] {
+		t.Cleanup(func() { db.Exec(`DROP SCHEMA IF EXISTS ` + schema + ` CASCADE`) })
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+schema+`.subjects`).Scan(&n); err != nil || n != 200 {
+			t.Errorf("%s.subjects: %d rows, %v; want 200", schema, n, err)
+		}
+	}
+}
+
 // TestBenchBulkFlags: -bulk refuses a size below one and the flags of a
 // workload run, naming them.
 func TestBenchBulkFlags(t *testing.T) {
@@ -106,6 +191,7 @@ func TestBenchBulkFlags(t *testing.T) {
 		{[]string{"bench", "-bulk", "0"}, "-bulk must be ≥ 1"},
 		{[]string{"bench", "-bulk", "10", "-c", "16"}, "not -c"},
 		{[]string{"bench", "-bulk", "10", "-data", "x"}, "not -data"},
+		{[]string{"bench", "-bulk", "10", "-store", "sqlite:/tmp/x.db"}, "-bulk -store takes a postgres:// URL"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, tc.args, &stdout, &stderr, env); code != 2 || !strings.Contains(stderr.String(), tc.want) {
