@@ -207,6 +207,7 @@ func testScanSubjects(t *testing.T, open OpenFunc) {
 			OccurredAt: at(0), CreatedAt: at(10 * time.Hour), Sealed: []byte("x")}))
 		must(t, "SetLifecycle", tx.SetLifecycle(ctx, "sub_b", custos.TriggerLastActivity, at(20*time.Hour)))
 		must(t, "SetLifecycle closure", tx.SetLifecycle(ctx, "sub_c", custos.TriggerAccountClosure, at(5*time.Hour)))
+		must(t, "SetLifecycle closure d", tx.SetLifecycle(ctx, "sub_d", custos.TriggerAccountClosure, at(7*time.Hour)))
 		return tx.RestrictSubject(ctx, "sub_c", at(50*time.Hour))
 	})
 	type item struct {
@@ -231,6 +232,11 @@ func testScanSubjects(t *testing.T, open OpenFunc) {
 		{name: "event", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(6 * time.Hour), Limit: 10},
 			want: []item{{"sub_c", at(5 * time.Hour), at(50 * time.Hour)}}},
 		{name: "event not reached", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(5 * time.Hour), Limit: 10}},
+		{name: "event in customer order with limit", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(99 * time.Hour), Limit: 1},
+			want: []item{{"sub_c", at(5 * time.Hour), at(50 * time.Hour)}}},
+		{name: "event after cursor", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(99 * time.Hour), After: "sub_c", Limit: 10},
+			want: []item{{"sub_d", at(7 * time.Hour), time.Time{}}}},
+		{name: "other event", q: custos.SubjectScan{Clock: "deletion_retained_until", Before: at(99 * time.Hour), Limit: 10}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

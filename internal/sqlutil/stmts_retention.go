@@ -143,25 +143,38 @@ func (st Stmts) ScanSubjects(ctx context.Context, q custos.SubjectScan) ([]*cust
 	if q.Limit <= 0 {
 		return nil, nil
 	}
-	var clock string
-	args := []any{}
+	var (
+		query string
+		args  []any
+	)
 	switch q.Clock {
-	case custos.ClockCreated:
-		clock = "s.created_at"
-	case custos.ClockLastActivity:
-		clock = st.Q.Greatest() + `(s.updated_at,
+	case custos.ClockCreated, custos.ClockLastActivity:
+		clock := "s.created_at"
+		if q.Clock == custos.ClockLastActivity {
+			clock = st.Q.Greatest() + `(s.updated_at,
 			COALESCE((SELECT MAX(r.created_at) FROM records r WHERE r.subject_id = s.id), 0),
 			COALESCE((SELECT l.at FROM subject_lifecycle l WHERE l.subject_id = s.id AND l.event = ?), 0))`
-		args = append(args, custos.ClockLastActivity)
+			args = append(args, custos.ClockLastActivity)
+		}
+		query = `SELECT id, created_at, restricted_until, clock FROM (
+		SELECT s.id, s.created_at, s.restricted_until, ` + clock + ` AS clock FROM subjects s) AS c
+		WHERE id > ? AND clock < ? ORDER BY id LIMIT ?`
 	default:
-		clock = `(SELECT l.at FROM subject_lifecycle l WHERE l.subject_id = s.id AND l.event = ?)`
+		// A lifecycle event's clock: only customers with that event have
+		// one, so the scan goes through the event's rows, in customer
+		// order (index subject_lifecycle_event_subject, migration 0011),
+		// not through every customer. The job leader looks for retained
+		// erasures that are due this way every minute; through every
+		// customer, with a subquery each, that was a whole scan of the
+		// store a minute (BENCHMARKS.md, forty-fourth session).
+		query = `SELECT s.id, s.created_at, s.restricted_until, l.at FROM subject_lifecycle l
+		JOIN subjects s ON s.id = l.subject_id
+		WHERE l.event = ? AND l.subject_id > ? AND l.at < ? ORDER BY l.subject_id LIMIT ?`
 		args = append(args, q.Clock)
 	}
 	args = append(args, string(q.After), Micros(q.Before), q.Limit)
 	out := []*custos.ScannedSubject{}
-	err := st.Q.Query(ctx, `SELECT id, created_at, restricted_until, clock FROM (
-		SELECT s.id, s.created_at, s.restricted_until, `+clock+` AS clock FROM subjects s) AS c
-		WHERE id > ? AND clock < ? ORDER BY id LIMIT ?`, args, func(s Scanner) error {
+	err := st.Q.Query(ctx, query, args, func(s Scanner) error {
 		var (
 			sub                        custos.ScannedSubject
 			id                         string

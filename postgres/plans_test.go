@@ -1,0 +1,134 @@
+package postgres_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"custos"
+	"custos/internal/sqlutil"
+	"custos/internal/sqlutil/sqlutiltest"
+	"custos/postgres"
+)
+
+// TestImportRowsCheckUnanalysed: an import batch's check for lines already
+// handled reads about the lines asked for, not every line recorded for the
+// job, when import_rows has grown since it was last analysed — as during a
+// bulk load, before autovacuum comes round. Planned without the lines'
+// range, PostgreSQL took the job alone as the index condition and filtered
+// every row of the job, a batch's cost growing with the import
+// (BENCHMARKS.md, forty-fourth session: 330 ms a batch 370,000 lines in).
+func TestImportRowsCheckUnanalysed(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true})
+	ctx := t.Context()
+	pool := db.Pool()
+	// Never analysed, as a table being loaded: autovacuum must not come
+	// round during the test.
+	if _, err := pool.ExecContext(ctx, `ALTER TABLE import_rows SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
+	const lines = 20000
+	if _, err := pool.ExecContext(ctx, `INSERT INTO import_rows (job, line, status, subject_id)
+		SELECT 'job-1', g, 'stored', 'sub_x' FROM generate_series(1, $1) g`, lines); err != nil {
+		t.Fatal(err)
+	}
+
+	q := sqlutiltest.Capture{Arrays: true}
+	asked := make([]int, 500)
+	for i := range asked {
+		asked[i] = lines - len(asked) + 1 + i
+	}
+	if _, err := (sqlutil.Stmts{Q: &q}).GetImportRows(ctx, "job-1", asked); err != nil {
+		t.Fatal(err)
+	}
+	read, removed, plan := explainCaptured(t, pool, &q)
+	if read["import_rows"] > 2*float64(len(asked)) || removed > 0 {
+		t.Errorf("the check of %d lines read %.0f rows and filtered out %.0f of a job of %d lines; want about the lines asked for\n%s",
+			len(asked), read["import_rows"], removed, lines, plan)
+	}
+}
+
+// TestScanSubjectsEventClock: ScanSubjects with a lifecycle event's clock
+// reads the customers that have the event, not every customer. The job
+// leader runs it every minute for retained erasures that are due
+// (core.FinishRetainedErasures); through every customer in id order, a
+// store of a million customers was scanned whole each minute
+// (BENCHMARKS.md, forty-fourth session).
+func TestScanSubjectsEventClock(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true})
+	ctx := t.Context()
+	pool := db.Pool()
+	const customers = 20000
+	if _, err := pool.ExecContext(ctx, `INSERT INTO subjects (id, sealed, created_at, updated_at)
+		SELECT 'sub_' || lpad(g::text, 8, '0'), '\x01', 0, 0 FROM generate_series(1, $1) g`, customers); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.ExecContext(ctx, `INSERT INTO subject_lifecycle (subject_id, event, at)
+		VALUES ('sub_00000007', 'deletion_retained_until', 1), ('sub_00012345', 'deletion_retained_until', 2),
+			('sub_00000009', 'account_closure', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, analysed := range []bool{false, true} {
+		if analysed {
+			if _, err := pool.ExecContext(ctx, `ANALYZE`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q := sqlutiltest.Capture{Arrays: true}
+		if _, err := (sqlutil.Stmts{Q: &q}).ScanSubjects(ctx, custos.SubjectScan{Clock: "deletion_retained_until",
+			Before: time.Now(), Limit: 200}); err != nil {
+			t.Fatal(err)
+		}
+		read, _, plan := explainCaptured(t, pool, &q)
+		if read["subjects"] > 2 {
+			t.Errorf("analysed %v: the scan for an event two of %d customers have read %.0f customers' rows; want 2\n%s",
+				analysed, customers, read["subjects"], plan)
+		}
+	}
+}
+
+// explainCaptured runs EXPLAIN ANALYZE of the query q captured, and
+// returns the rows its scans of each table looked at, the rows its
+// filters removed, and the plan.
+func explainCaptured(t *testing.T, pool *sql.DB, q *sqlutiltest.Capture) (map[string]float64, float64, []byte) {
+	t.Helper()
+	query, args := q.Statement()
+	var out []byte
+	if err := pool.QueryRowContext(t.Context(), `EXPLAIN (ANALYZE, FORMAT JSON) `+sqlutil.Dollar(query), args...).Scan(&out); err != nil {
+		t.Fatalf("EXPLAIN %s: %v", query, err)
+	}
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN's JSON: %v\n%s", err, out)
+	}
+	read := map[string]float64{}
+	var removed float64
+	var walk func(n planNode)
+	walk = func(n planNode) {
+		if strings.HasSuffix(n.Type, "Scan") && n.Relation != "" {
+			// The rows a scan of a table looked at: those it returned and
+			// those its conditions removed; a loop's figures are its
+			// average, so times the loops.
+			read[n.Relation] += (n.ActualRows + n.RemovedByFilter + n.RemovedByRecheck) * max(n.Loops, 1)
+		}
+		removed += n.RemovedByFilter + n.RemovedByRecheck
+		for _, c := range n.Plans {
+			walk(c)
+		}
+	}
+	walk(plans[0].Plan)
+	return read, removed, out
+}
+
+// planNode is the part of a node of EXPLAIN (FORMAT JSON) the test reads.
+type planNode struct {
+	Type             string     `json:"Node Type"`
+	Relation         string     `json:"Relation Name"`
+	Loops            float64    `json:"Actual Loops"`
+	ActualRows       float64    `json:"Actual Rows"`
+	RemovedByFilter  float64    `json:"Rows Removed by Filter"`
+	RemovedByRecheck float64    `json:"Rows Removed by Index Recheck"`
+	Plans            []planNode `json:"Plans"`
+}
