@@ -291,6 +291,10 @@ type Tx interface {
 	FindAuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 	InsertCheckpoint(ctx context.Context, c *AuditCheckpoint) error
 	ListCheckpoints(ctx context.Context) ([]*AuditCheckpoint, error)
+	// LastCheckpoint returns the checkpoint of the highest seq, or nil
+	// when there is none: what the periodic signing needs, without
+	// reading every checkpoint (one a thousand events) each time.
+	LastCheckpoint(ctx context.Context) (*AuditCheckpoint, error)
 
 	// InsertNotice stores a published notice; ECONFLICT if the version exists.
 	InsertNotice(ctx context.Context, n *Notice) error

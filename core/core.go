@@ -230,11 +230,11 @@ func (s *Service) Checkpoint(ctx context.Context) error {
 		if err != nil || seq == 0 {
 			return err
 		}
-		cps, err := tx.ListCheckpoints(ctx)
+		last, err := tx.LastCheckpoint(ctx)
 		if err != nil {
 			return err
 		}
-		if n := len(cps); n > 0 && cps[n-1].Seq >= seq {
+		if last != nil && last.Seq >= seq {
 			return nil
 		}
 		return s.insertCheckpoint(ctx, tx, seq, head)

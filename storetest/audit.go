@@ -154,6 +154,9 @@ func testCheckpoint(t *testing.T, open OpenFunc) {
 		got, err := tx.ListCheckpoints(ctx)
 		must(t, "ListCheckpoints empty", err)
 		diff(t, "checkpoints", []*custos.AuditCheckpoint(nil), got)
+		last, err := tx.LastCheckpoint(ctx)
+		must(t, "LastCheckpoint empty", err)
+		diff(t, "last checkpoint", (*custos.AuditCheckpoint)(nil), last)
 		return nil
 	})
 	update(t, s, func(ctx context.Context, tx custos.Tx) error {
@@ -165,6 +168,10 @@ func testCheckpoint(t *testing.T, open OpenFunc) {
 		got, err := tx.ListCheckpoints(ctx)
 		must(t, "ListCheckpoints", err)
 		diff(t, "checkpoints", cps, got)
+		// The highest seq, though inserted first.
+		last, err := tx.LastCheckpoint(ctx)
+		must(t, "LastCheckpoint", err)
+		diff(t, "last checkpoint", cps[1], last)
 		return nil
 	})
 	err := s.Update(t.Context(), func(tx custos.Tx) error { return tx.InsertCheckpoint(t.Context(), cps[0]) })
