@@ -396,6 +396,14 @@ type RetentionTx interface {
 	// ScanSubjects returns up to q.Limit subjects with id > q.After, in id
 	// order, whose clock is before q.Before.
 	ScanSubjects(ctx context.Context, q SubjectScan) ([]*ScannedSubject, error)
+	// SubjectWindowEnd returns the id of the n-th subject after after, in
+	// id order, or "" when fewer than n follow: the end of a window of the
+	// table that one sweeper transaction goes through (SubjectScan.Through),
+	// so that it holds the writer for a bounded time however few of the
+	// customers are due.
+	SubjectWindowEnd(ctx context.Context, after SubjectID, n int) (SubjectID, error)
+	// RecordWindowEnd is SubjectWindowEnd for records (RecordScan.Through).
+	RecordWindowEnd(ctx context.Context, after RecordID, n int) (RecordID, error)
 	// InsertAnonymised stores anonymised records. ECONFLICT on a taken id.
 	InsertAnonymised(ctx context.Context, rows []*AnonymisedRecord) error
 	// ListAnonymised returns up to limit rows with id > after, in id order.
@@ -433,6 +441,9 @@ type RecordScan struct {
 	Before time.Time
 	After  RecordID
 	Limit  int
+	// Through, when set, ends the scan at that id, included (a window,
+	// Tx.RecordWindowEnd).
+	Through RecordID
 }
 
 // ScannedRecord is a record found by ScanRecords, with its clock's time.
@@ -447,6 +458,9 @@ type SubjectScan struct {
 	Before time.Time
 	After  SubjectID
 	Limit  int
+	// Through, when set, ends the scan at that id, included (a window,
+	// Tx.SubjectWindowEnd).
+	Through SubjectID
 }
 
 // ScannedSubject is a subject found by ScanSubjects (no sealed data).

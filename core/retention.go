@@ -505,8 +505,13 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 	case custos.TriggerAccountClosure, custos.TriggerConsentWithdrawal:
 		clock = rule.Trigger
 	}
+	after := custos.RecordID(b.sw.cur.After)
+	end, err := b.tx.RecordWindowEnd(ctx, after, retentionWindow*b.sw.opts.BatchSize)
+	if err != nil {
+		return false, err
+	}
 	items, err := b.tx.ScanRecords(ctx, custos.RecordScan{Types: rule.RecordTypes, Clock: clock,
-		Before: rule.Period.Before(now), After: custos.RecordID(b.sw.cur.After), Limit: b.sw.opts.BatchSize})
+		Before: rule.Period.Before(now), After: after, Through: end, Limit: b.sw.opts.BatchSize})
 	if err != nil {
 		return false, err
 	}
@@ -555,9 +560,11 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 			mark(r, "deleted")
 		}
 	}
+	var last custos.RecordID
 	if len(items) > 0 {
-		b.sw.cur.After = string(items[len(items)-1].ID)
+		last = items[len(items)-1].ID
 	}
+	done := b.advance(string(last), len(items), string(end))
 	b.count(func(o *custos.RuleOutcome) *int { return &o.Deleted }, len(del))
 	b.count(func(o *custos.RuleOutcome) *int { return &o.Anonymised }, len(anon))
 	for _, r := range del {
@@ -571,7 +578,6 @@ func (b *batch) records(ctx context.Context) (bool, error) {
 		b.changed += len(ids)
 	}
 	b.sw.acted += b.changed
-	done := len(items) < b.sw.opts.BatchSize
 	if b.sw.opts.DryRun {
 		return done, nil
 	}
@@ -726,8 +732,13 @@ func (b *batch) subjects(ctx context.Context) (bool, error) {
 	if clock == custos.TriggerCollection {
 		clock = custos.ClockCreated
 	}
+	after := custos.SubjectID(b.sw.cur.After)
+	end, err := b.tx.SubjectWindowEnd(ctx, after, retentionWindow*b.sw.opts.BatchSize)
+	if err != nil {
+		return false, err
+	}
 	items, err := b.tx.ScanSubjects(ctx, custos.SubjectScan{Clock: clock, Before: rule.Period.Before(now),
-		After: custos.SubjectID(b.sw.cur.After), Limit: b.sw.opts.BatchSize})
+		After: after, Through: end, Limit: b.sw.opts.BatchSize})
 	if err != nil {
 		return false, err
 	}
@@ -742,10 +753,43 @@ func (b *batch) subjects(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	var last custos.SubjectID
 	if len(items) > 0 {
-		b.sw.cur.After = string(items[len(items)-1].ID)
+		last = items[len(items)-1].ID
 	}
-	return len(items) < b.sw.opts.BatchSize, nil
+	return b.advance(string(last), len(items), string(end)), nil
+}
+
+// retentionWindow is how many batches' worth of items, at most, one
+// sweeper transaction looks at (Tx.SubjectWindowEnd): the scan for a
+// rule's due items held the store's writer until it had found a batch,
+// through the whole table when few were due — two seconds a rule on a
+// SQLite store of a million customers, every request waiting
+// (BENCHMARKS.md, forty-fourth session). With the window a transaction
+// looks at 5,000 customers or records at most by default, and a sweep
+// takes a transaction a window.
+const retentionWindow = 10
+
+// advance moves the sweep's cursor past a batch whose scan found n items,
+// the last of them last, in the window that ends at end ("" when the
+// window reached the end of the table), and reports whether the rule's
+// sweep is done: it goes on from the last item when the batch is full,
+// else from the window's end, and ends with a window that reached the
+// table's end and was not full.
+func (b *batch) advance(last string, n int, end string) bool {
+	switch {
+	case n == b.sw.opts.BatchSize:
+		b.sw.cur.After = last
+		return false
+	case end != "":
+		b.sw.cur.After = end
+		return false
+	default:
+		if n > 0 {
+			b.sw.cur.After = last
+		}
+		return true
+	}
 }
 
 // expire audits one customer-level action.

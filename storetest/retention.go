@@ -163,6 +163,10 @@ func testScanRecords(t *testing.T, open OpenFunc) {
 			want: []custos.RecordID{"rec_3", "rec_4"}, wantClock: []time.Time{at(3 * time.Hour), at(3 * time.Hour)}},
 		{name: "lifecycle event not reached", q: custos.RecordScan{Types: []string{"order", "payment"}, Clock: custos.TriggerAccountClosure, Before: at(3 * time.Hour), Limit: 10}},
 		{name: "no types", q: custos.RecordScan{Clock: custos.ClockOccurred, Before: at(99 * time.Hour), Limit: 10}},
+		{name: "window", q: custos.RecordScan{Types: []string{"order", "payment", "browsing"}, Clock: custos.ClockOccurred, Before: at(99 * time.Hour), After: "rec_1", Through: "rec_3", Limit: 10},
+			want: []custos.RecordID{"rec_2", "rec_3"}, wantClock: []time.Time{at(time.Hour), at(5 * time.Hour)}},
+		{name: "window and lifecycle event clock", q: custos.RecordScan{Types: []string{"order", "payment"}, Clock: custos.TriggerAccountClosure, Before: at(4 * time.Hour), Through: "rec_3", Limit: 10},
+			want: []custos.RecordID{"rec_3"}, wantClock: []time.Time{at(3 * time.Hour)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,6 +192,19 @@ func testScanRecords(t *testing.T, open OpenFunc) {
 		}
 		want := *recs[3]
 		diff(t, "scanned record", &want, &got[0].StoredRecord)
+		// The windows a sweep goes through: the n-th record after a cursor,
+		// or none when fewer than n follow.
+		for _, w := range []struct {
+			after custos.RecordID
+			n     int
+			want  custos.RecordID
+		}{{"", 1, "rec_1"}, {"", 4, "rec_4"}, {"rec_1", 2, "rec_3"}, {"rec_2", 3, ""}, {"rec_4", 1, ""}, {"", 0, ""}} {
+			end, err := tx.RecordWindowEnd(ctx, w.after, w.n)
+			must(t, "RecordWindowEnd", err)
+			if end != w.want {
+				t.Errorf("RecordWindowEnd(%q, %d): got %q, want %q", w.after, w.n, end, w.want)
+			}
+		}
 		return nil
 	})
 }
@@ -237,6 +254,12 @@ func testScanSubjects(t *testing.T, open OpenFunc) {
 		{name: "event after cursor", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(99 * time.Hour), After: "sub_c", Limit: 10},
 			want: []item{{"sub_d", at(7 * time.Hour), time.Time{}}}},
 		{name: "other event", q: custos.SubjectScan{Clock: "deletion_retained_until", Before: at(99 * time.Hour), Limit: 10}},
+		{name: "window", q: custos.SubjectScan{Clock: custos.ClockCreated, Before: at(99 * time.Hour), After: "sub_a", Through: "sub_c", Limit: 10},
+			want: []item{{"sub_b", at(time.Hour), time.Time{}}, {"sub_c", at(2 * time.Hour), at(50 * time.Hour)}}},
+		{name: "window and last activity", q: custos.SubjectScan{Clock: custos.ClockLastActivity, Before: at(99 * time.Hour), Through: "sub_a", Limit: 10},
+			want: []item{{"sub_a", at(10 * time.Hour), time.Time{}}}},
+		{name: "window and event", q: custos.SubjectScan{Clock: custos.TriggerAccountClosure, Before: at(99 * time.Hour), Through: "sub_c", Limit: 10},
+			want: []item{{"sub_c", at(5 * time.Hour), at(50 * time.Hour)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +275,20 @@ func testScanSubjects(t *testing.T, open OpenFunc) {
 			})
 		})
 	}
+	view(t, s, func(ctx context.Context, tx custos.Tx) error {
+		for _, w := range []struct {
+			after custos.SubjectID
+			n     int
+			want  custos.SubjectID
+		}{{"", 1, "sub_a"}, {"", 4, "sub_d"}, {"sub_b", 2, "sub_d"}, {"sub_c", 2, ""}, {"sub_d", 1, ""}, {"", 0, ""}} {
+			end, err := tx.SubjectWindowEnd(ctx, w.after, w.n)
+			must(t, "SubjectWindowEnd", err)
+			if end != w.want {
+				t.Errorf("SubjectWindowEnd(%q, %d): got %q, want %q", w.after, w.n, end, w.want)
+			}
+		}
+		return nil
+	})
 }
 
 // testAnonymised covers InsertAnonymised and ListAnonymised.

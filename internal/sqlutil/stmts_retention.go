@@ -2,7 +2,9 @@ package sqlutil
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -110,14 +112,20 @@ func (st Stmts) ScanRecords(ctx context.Context, q custos.RecordScan) ([]*custos
 		clock, from = "l.at", "records r JOIN subject_lifecycle l ON l.subject_id = r.subject_id AND l.event = ?"
 		args = append(args, q.Clock)
 	}
-	args = append(args, string(q.After), Micros(q.Before))
+	through := ""
+	args = append(args, string(q.After))
+	if q.Through != "" {
+		through = ` AND r.id <= ?`
+		args = append(args, string(q.Through))
+	}
+	args = append(args, Micros(q.Before))
 	for _, t := range q.Types {
 		args = append(args, t)
 	}
 	args = append(args, q.Limit)
 	out := []*custos.ScannedRecord{}
 	err := st.Q.Query(ctx, `SELECT r.id, r.subject_id, r.type, r.category, r.occurred_at, r.created_at, r.sealed, r.restricted_until, `+clock+`
-		FROM `+from+` WHERE r.id > ? AND `+clock+` < ? AND r.type IN (`+placeholders(len(q.Types))+`)
+		FROM `+from+` WHERE r.id > ?`+through+` AND `+clock+` < ? AND r.type IN (`+placeholders(len(q.Types))+`)
 		ORDER BY r.id LIMIT ?`, args, func(s Scanner) error {
 		var (
 			r                                  custos.ScannedRecord
@@ -158,7 +166,7 @@ func (st Stmts) ScanSubjects(ctx context.Context, q custos.SubjectScan) ([]*cust
 		}
 		query = `SELECT id, created_at, restricted_until, clock FROM (
 		SELECT s.id, s.created_at, s.restricted_until, ` + clock + ` AS clock FROM subjects s) AS c
-		WHERE id > ? AND clock < ? ORDER BY id LIMIT ?`
+		WHERE id > ?` + through("id", q.Through) + ` AND clock < ? ORDER BY id LIMIT ?`
 	default:
 		// A lifecycle event's clock: only customers with that event have
 		// one, so the scan goes through the event's rows, in customer
@@ -169,10 +177,14 @@ func (st Stmts) ScanSubjects(ctx context.Context, q custos.SubjectScan) ([]*cust
 		// store a minute (BENCHMARKS.md, forty-fourth session).
 		query = `SELECT s.id, s.created_at, s.restricted_until, l.at FROM subject_lifecycle l
 		JOIN subjects s ON s.id = l.subject_id
-		WHERE l.event = ? AND l.subject_id > ? AND l.at < ? ORDER BY l.subject_id LIMIT ?`
+		WHERE l.event = ? AND l.subject_id > ?` + through("l.subject_id", q.Through) + ` AND l.at < ? ORDER BY l.subject_id LIMIT ?`
 		args = append(args, q.Clock)
 	}
-	args = append(args, string(q.After), Micros(q.Before), q.Limit)
+	args = append(args, string(q.After))
+	if q.Through != "" {
+		args = append(args, string(q.Through))
+	}
+	args = append(args, Micros(q.Before), q.Limit)
 	out := []*custos.ScannedSubject{}
 	err := st.Q.Query(ctx, query, args, func(s Scanner) error {
 		var (
@@ -191,6 +203,44 @@ func (st Stmts) ScanSubjects(ctx context.Context, q custos.SubjectScan) ([]*cust
 		return nil, st.Q.Error(err, "Subject")
 	}
 	return out, nil
+}
+
+// through is the condition ending a scan at a window's last id, or
+// nothing when the scan has no window.
+func through[T ~string](col string, id T) string {
+	if id == "" {
+		return ""
+	}
+	return ` AND ` + col + ` <= ?`
+}
+
+// SubjectWindowEnd returns the id of the n-th subject after after, or ""
+// when fewer than n follow.
+func (st Stmts) SubjectWindowEnd(ctx context.Context, after custos.SubjectID, n int) (custos.SubjectID, error) {
+	id, err := st.windowEnd(ctx, "subjects", string(after), n)
+	return custos.SubjectID(id), st.Q.Error(err, "Subject")
+}
+
+// RecordWindowEnd returns the id of the n-th record after after, or ""
+// when fewer than n follow.
+func (st Stmts) RecordWindowEnd(ctx context.Context, after custos.RecordID, n int) (custos.RecordID, error) {
+	id, err := st.windowEnd(ctx, "records", string(after), n)
+	return custos.RecordID(id), st.Q.Error(err, "Record")
+}
+
+// windowEnd reads the n-th id after after in table's key order: a walk
+// of n entries of its key's index.
+func (st Stmts) windowEnd(ctx context.Context, table, after string, n int) (string, error) {
+	if n <= 0 {
+		return "", nil
+	}
+	var id string
+	err := st.Q.QueryRow(ctx, `SELECT id FROM `+table+` WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?`, []any{after, n - 1},
+		func(s Scanner) error { return s.Scan(&id) })
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
 }
 
 // InsertAnonymised stores anonymised records.
