@@ -204,42 +204,6 @@ func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) e
 		VALUES ($1, $2, $3, $4, $5)`, c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
 }
 
-// ListCheckpoints returns every checkpoint in seq order.
-func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, error) {
-	return tx.checkpoints(ctx, `ORDER BY seq`)
-}
-
-// LastCheckpoint returns the checkpoint of the highest seq, or nil.
-func (tx *Tx) LastCheckpoint(ctx context.Context) (*custos.AuditCheckpoint, error) {
-	cps, err := tx.checkpoints(ctx, `ORDER BY seq DESC LIMIT 1`)
-	if err != nil || len(cps) == 0 {
-		return nil, err
-	}
-	return cps[0], nil
-}
-
-// checkpoints returns the checkpoints that the clause order picks.
-func (tx *Tx) checkpoints(ctx context.Context, order string) ([]*custos.AuditCheckpoint, error) {
-	cps := []*custos.AuditCheckpoint{}
-	err := tx.query(ctx, `SELECT seq, hash, time, key_id, signature FROM audit_checkpoints `+order, nil,
-		func(s scanner) error {
-			var (
-				c custos.AuditCheckpoint
-				t int64
-			)
-			if err := s.Scan(&c.Seq, &c.Hash, &t, &c.KeyID, &c.Signature); err != nil {
-				return err
-			}
-			c.Time, c.Hash, c.Signature = sqlutil.Time(t), orNil(c.Hash), orNil(c.Signature)
-			cps = append(cps, &c)
-			return nil
-		})
-	if err != nil {
-		return nil, formatError(err, "Audit checkpoint")
-	}
-	return cps, nil
-}
-
 // insertEventsSQL inserts a batch of audit events, one array per column:
 // one statement, prepared once, whatever the batch size. A seq that exists
 // fails it (unique violation), which aborts the transaction: the events

@@ -161,39 +161,3 @@ func (tx *Tx) InsertCheckpoint(ctx context.Context, c *custos.AuditCheckpoint) e
 		c.Seq, c.Hash, sqlutil.Micros(c.Time), c.KeyID, c.Signature)
 	return formatError(err, "Audit checkpoint")
 }
-
-// ListCheckpoints returns every checkpoint in seq order.
-func (tx *Tx) ListCheckpoints(ctx context.Context) ([]*custos.AuditCheckpoint, error) {
-	return tx.checkpoints(ctx, `ORDER BY seq`)
-}
-
-// LastCheckpoint returns the checkpoint of the highest seq, or nil.
-func (tx *Tx) LastCheckpoint(ctx context.Context) (*custos.AuditCheckpoint, error) {
-	cps, err := tx.checkpoints(ctx, `ORDER BY seq DESC LIMIT 1`)
-	if err != nil || len(cps) == 0 {
-		return nil, err
-	}
-	return cps[0], nil
-}
-
-// checkpoints returns the checkpoints that the clause order picks.
-func (tx *Tx) checkpoints(ctx context.Context, order string) ([]*custos.AuditCheckpoint, error) {
-	cps := []*custos.AuditCheckpoint{}
-	err := tx.query(ctx, `SELECT seq, hash, time, key_id, signature FROM audit_checkpoints `+order, nil,
-		func(s scanner) error {
-			var (
-				c custos.AuditCheckpoint
-				t int64
-			)
-			if err := s.Scan(&c.Seq, &c.Hash, &t, &c.KeyID, &c.Signature); err != nil {
-				return err
-			}
-			c.Time = sqlutil.Time(t)
-			cps = append(cps, &c)
-			return nil
-		})
-	if err != nil {
-		return nil, formatError(err, "Audit checkpoint")
-	}
-	return cps, nil
-}
