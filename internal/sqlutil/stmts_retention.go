@@ -112,10 +112,8 @@ func (st Stmts) ScanRecords(ctx context.Context, q custos.RecordScan) ([]*custos
 		clock, from = "l.at", "records r JOIN subject_lifecycle l ON l.subject_id = r.subject_id AND l.event = ?"
 		args = append(args, q.Clock)
 	}
-	through := ""
 	args = append(args, string(q.After))
 	if q.Through != "" {
-		through = ` AND r.id <= ?`
 		args = append(args, string(q.Through))
 	}
 	args = append(args, Micros(q.Before))
@@ -125,7 +123,7 @@ func (st Stmts) ScanRecords(ctx context.Context, q custos.RecordScan) ([]*custos
 	args = append(args, q.Limit)
 	out := []*custos.ScannedRecord{}
 	err := st.Q.Query(ctx, `SELECT r.id, r.subject_id, r.type, r.category, r.occurred_at, r.created_at, r.sealed, r.restricted_until, `+clock+`
-		FROM `+from+` WHERE r.id > ?`+through+` AND `+clock+` < ? AND r.type IN (`+placeholders(len(q.Types))+`)
+		FROM `+from+` WHERE r.id > ?`+through("r.id", q.Through)+` AND `+clock+` < ? AND r.type IN (`+placeholders(len(q.Types))+`)
 		ORDER BY r.id LIMIT ?`, args, func(s Scanner) error {
 		var (
 			r                                  custos.ScannedRecord
