@@ -3,7 +3,6 @@ package sqlutil
 import (
 	"context"
 	"encoding/json"
-	"slices"
 
 	"custos"
 )
@@ -89,16 +88,26 @@ func (st Stmts) GetImportRows(ctx context.Context, job string, lines []int) (map
 	for i, l := range lines {
 		all[i] = int64(l)
 	}
-	// The lines' range is a condition of its own, which any plan puts in
-	// the key's index condition. Without it PostgreSQL, planning for a
-	// table that had grown since it was last analysed (during a bulk
-	// load, before autovacuum came round), took the job alone as the
-	// index condition and filtered the lines out of every row recorded
-	// for the job: 330 ms a batch 370,000 lines into an import, growing
-	// with each batch, against 1 ms with the range (BENCHMARKS.md,
-	// forty-fourth session).
-	err := queryIn(ctx, st.Q, `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line BETWEEN ? AND ? AND line `,
-		[]any{job, slices.Min(all), slices.Max(all)}, all, scan)
+	var err error
+	if st.Q.ArrayParams() {
+		// PostgreSQL: one probe of the key a line, each line's lookup a
+		// subquery of its own (LATERAL … LIMIT 1, which the planner cannot
+		// merge into a join). As "line = ANY(…)", or as a join on the
+		// array, planned for a table that had grown since it was last
+		// analysed (during a bulk load, before autovacuum came round), the
+		// planner took the job for a few rows: the job alone was the index
+		// condition and every row recorded for the job was read, 330 ms a
+		// batch 370,000 lines into an import and growing with each batch
+		// (BENCHMARKS.md, forty-fourth session). The key is (job, line),
+		// so LIMIT 1 leaves out nothing.
+		err = st.Q.Query(ctx, `SELECT r.line, r.status, r.subject_id, r.violations, r.message
+			FROM unnest(?::integer[]) AS l(line) CROSS JOIN LATERAL (
+				SELECT line, status, subject_id, violations, message FROM import_rows
+				WHERE job = ? AND line = l.line LIMIT 1) AS r`,
+			[]any{PlanEachTime{}, all, job}, scan)
+	} else {
+		err = queryIn(ctx, st.Q, `SELECT line, status, subject_id, violations, message FROM import_rows WHERE job = ? AND line `, job, all, scan)
+	}
 	if err != nil {
 		return nil, st.Q.Error(err, "Import row")
 	}
