@@ -2,7 +2,6 @@ package sqlutil
 
 import (
 	"context"
-	"slices"
 	"strings"
 
 	"custos"
@@ -112,7 +111,7 @@ func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) 
 		out[string(h)] = custos.SubjectID(id)
 		return nil
 	}
-	err := queryIn(ctx, st.Q, `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash `, []any{field}, hashes, scan)
+	err := queryIn(ctx, st.Q, `SELECT hash, subject_id FROM lookups WHERE field = ? AND hash `, field, hashes, scan)
 	if err != nil {
 		return nil, st.Q.Error(err, "Lookup")
 	}
@@ -129,20 +128,20 @@ func (st Stmts) FindLookups(ctx context.Context, field string, hashes [][]byte) 
 type PlanEachTime struct{}
 
 // queryIn runs query, which ends in "AND col ", completed with the list
-// condition for values after the lead arguments: "= ANY(?)" with one
-// array, planned for it (PlanEachTime), where the store takes lists as
-// arrays (Querier.ArrayParams), else "IN (?, …)" in chunks of parameters.
-// No values, no query.
-func queryIn[T any](ctx context.Context, q Querier, query string, lead []any, values []T, scan func(Scanner) error) error {
+// condition for values after the lead argument: "= ANY(?)" with one array,
+// planned for it (PlanEachTime), where the store takes lists as arrays
+// (Querier.ArrayParams), else "IN (?, …)" in chunks of parameters. No
+// values, no query.
+func queryIn[T any](ctx context.Context, q Querier, query string, lead any, values []T, scan func(Scanner) error) error {
 	if len(values) == 0 {
 		return nil
 	}
 	if q.ArrayParams() {
-		return q.Query(ctx, query+`= ANY(?)`, slices.Concat([]any{PlanEachTime{}}, lead, []any{values}), scan)
+		return q.Query(ctx, query+`= ANY(?)`, []any{PlanEachTime{}, lead, values}, scan)
 	}
 	return Chunks(len(values), func(lo, hi int) error {
-		args := make([]any, 0, len(lead)+hi-lo)
-		args = append(args, lead...)
+		args := make([]any, 0, 1+hi-lo)
+		args = append(args, lead)
 		for _, v := range values[lo:hi] {
 			args = append(args, v)
 		}
