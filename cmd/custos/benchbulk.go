@@ -244,10 +244,10 @@ func bulkListening(ctx context.Context, stdout io.Reader, logFile *os.File) (str
 // listeningLineRE is serve's line naming its address (serve.go).
 var listeningLineRE = regexp.MustCompile(`custos listening on (https?://\S+) \(data `)
 
-// bulkRun runs exe with args and the environment env to its end and returns its standard output,
-// its rusage and its wall time. Its standard error (a load's progress
-// bar) goes to progress as well, unless that is nil. A non-zero exit is
-// an error quoting the end of both.
+// bulkRun runs exe with args and the environment env to its end, and
+// returns its standard output, its rusage and its wall time. Its standard
+// error (a load's progress bar) goes to progress as well, unless that is
+// nil. A non-zero exit is an error quoting the end of both.
 func bulkRun(ctx context.Context, progress io.Writer, env []string, exe string, args ...string) (string, benchUse, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = env
@@ -315,12 +315,12 @@ func bulkEnv() []string {
 // store in each load's data directory (base empty), or a schema of each
 // load's own in the PostgreSQL database that base names.
 type bulkStores struct {
-	base    string            // a postgres:// URL, or ""
+	base    *url.URL          // the -store URL, or nil
 	schemas map[string]string // load ("import", "seed") → schema
 }
 
 func (s bulkStores) kind() string {
-	if s.base == "" {
+	if s.base == nil {
 		return "sqlite"
 	}
 	return "postgres"
@@ -332,22 +332,14 @@ func (s bulkStores) kind() string {
 // in the URL) with its migrations applied at start.
 func (s bulkStores) env(load string) []string {
 	env := bulkEnv()
-	if s.base == "" {
+	if s.base == nil {
 		return env
 	}
-	return append(env, "CUSTOS_STORE="+bulkSchemaURL(s.base, s.schemas[load]), "CUSTOS_MIGRATE=1")
-}
-
-// bulkSchemaURL is base with its search path set to schema.
-func bulkSchemaURL(base, schema string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		panic(err) // checked by bulkPostgres
-	}
+	u := *s.base
 	q := u.Query()
-	q.Set("search_path", schema)
+	q.Set("search_path", s.schemas[load])
 	u.RawQuery = q.Encode()
-	return u.String()
+	return append(env, "CUSTOS_STORE="+u.String(), "CUSTOS_MIGRATE=1")
 }
 
 // bulkPostgres makes the loads' schemas in the database base names, and
@@ -368,15 +360,14 @@ func bulkPostgres(ctx context.Context, base string) (bulkStores, func(ctx contex
 		return bulkStores{}, nil, err
 	}
 	stem := fmt.Sprintf("custos_bulk_%s_%s", time.Now().UTC().Format("20060102_150405"), hex.EncodeToString(b))
-	s := bulkStores{base: base, schemas: map[string]string{"import": stem + "_import", "seed": stem + "_seed"}}
+	s := bulkStores{base: u, schemas: map[string]string{"import": stem + "_import", "seed": stem + "_seed"}}
 	done := func(ctx context.Context, keep bool) error {
 		var errs []error
-		for _, load := range []string{"import", "seed"} {
-			if keep {
-				break
-			}
-			if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+s.schemas[load]+" CASCADE"); err != nil {
-				errs = append(errs, fmt.Errorf("bench: dropping schema %s: %w", s.schemas[load], err))
+		if !keep {
+			for _, schema := range s.schemas {
+				if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+					errs = append(errs, fmt.Errorf("bench: dropping schema %s: %w", schema, err))
+				}
 			}
 		}
 		return errors.Join(append(errs, conn.Close(ctx))...)
