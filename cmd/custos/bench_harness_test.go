@@ -153,8 +153,10 @@ func TestBenchCreateBodies(t *testing.T) {
 // TestBenchImportDrain: an import step whose batches outlast a short
 // window reports, besides the rows stored inside the window, the rate
 // counting the batches in flight at its end over the window and their
-// drain. Every worker's last batch starts before the window closes and
-// ends after it, so that rate counts at least one more batch per worker.
+// drain, which counts at least one more batch. Not one per worker: a
+// worker whose batch ends just before the window closes may find it
+// closed when it would start the next (a CI run, forty-fourth session,
+// counted 2,500 rows against 2,000 in the window with two workers).
 func TestBenchImportDrain(t *testing.T) {
 	ctx, file := benchTest(t)
 	var stdout, stderr bytes.Buffer
@@ -174,8 +176,8 @@ func TestBenchImportDrain(t *testing.T) {
 	}
 	inWindow := r.RowsPerSec * r.Seconds
 	all := r.RowsPerSecDrained * (r.Seconds + r.DrainSeconds)
-	if r.DrainSeconds <= 0 || all < inWindow+2*benchImportBatch-0.5 {
-		t.Errorf("import: %.0f rows in the window, %.0f with the %.3fs drain; want at least %d more (one batch per worker)", inWindow, all, r.DrainSeconds, 2*benchImportBatch)
+	if r.DrainSeconds <= 0 || all < inWindow+benchImportBatch-0.5 {
+		t.Errorf("import: %.0f rows in the window, %.0f with the %.3fs drain; want at least %d more (a batch in flight)", inWindow, all, r.DrainSeconds, benchImportBatch)
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte("counting the requests in flight")) {
 		t.Errorf("stdout does not give the drained rate:\n%s", stdout.String())
