@@ -68,3 +68,27 @@ func TxID(ctx context.Context, tx custos.Tx) (string, error) {
 	err := tx.(*Tx).scanRow(ctx, `SELECT xid(pg_current_xact_id())::text`, nil, &xid)
 	return xid, err
 }
+
+// HoldReadStatements takes every place for a batched read statement, as
+// if that many were on their way, so that reads queue (readbatch.go); the
+// returned func frees one place, as a statement coming back does, and the
+// queued reads go.
+func (db *DB) HoldReadStatements() (release func()) {
+	b := db.batch
+	b.mu.Lock()
+	b.busy += maxReadBatches
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		b.busy -= maxReadBatches - 1 // the drain frees the last one
+		b.mu.Unlock()
+		b.next()
+	}
+}
+
+// QueuedReads returns how many reads wait for a batched statement.
+func (db *DB) QueuedReads() int {
+	db.batch.mu.Lock()
+	defer db.batch.mu.Unlock()
+	return len(db.batch.queue)
+}

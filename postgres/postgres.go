@@ -125,6 +125,9 @@ type DB struct {
 	// groups committed with synchronous_commit off (GroupStats).
 	asyncAudit   bool
 	asyncCommits atomic.Int64
+	// batch gathers the reads by id of concurrent Glances
+	// (readbatch.go).
+	batch *readBatcher
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -162,6 +165,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	db.pool.SetMaxOpenConns(maxConns)
 	db.pool.SetMaxIdleConns(maxConns)
 	db.pool.SetConnMaxIdleTime(5 * time.Minute)
+	db.batch = &readBatcher{pool: db.pool, timeout: db.timeout}
 
 	if err := db.ping(ctx); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)

@@ -65,18 +65,11 @@ var errNeedsTransaction = errors.New("postgres: a glance runs one statement; its
 // costs one round trip instead of View's four (BEGIN, COMMIT and a
 // statement more).
 func (db *DB) Glance(ctx context.Context, fn func(tx custos.Tx) error) error {
-	cctx, cancel := context.WithTimeout(ctx, db.timeout)
-	conn, err := db.pool.Conn(cctx)
-	cancel()
-	if err != nil {
-		return internal("connect", err)
-	}
-	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true}
+	// The one statement takes a pooled connection for itself, or goes
+	// with other Glances' reads (readBatcher).
+	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, readBatch: db.batch}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
-	err = fn(tx)
-	if cerr := conn.Close(); cerr != nil && err == nil && !tx.refused {
-		err = internal("release", cerr)
-	}
+	err := fn(tx)
 	if tx.refused {
 		return db.View(ctx, fn)
 	}

@@ -87,6 +87,15 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		tx.found = nil
 		return st, nil
 	}
+	if tx.glance && tx.readBatch != nil && !tx.sent {
+		tx.sent = true
+		r, err := tx.readBatch.read(ctx, string(id))
+		if err != nil {
+			return nil, formatError(err, "Subject")
+		}
+		tx.reads.Keep(r)
+		return r.Subject, nil
+	}
 	return tx.readSubject(ctx, "Subject", `s.id = $1`, []any{string(id)})
 }
 

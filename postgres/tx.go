@@ -60,6 +60,8 @@ type Tx struct {
 	// sends one SELECT: sent records that it went, refused that fn asked
 	// for more (errNeedsTransaction) and must run again in View.
 	glance, sent, refused bool
+	// readBatch, in a Glance, sends a read by id with other Glances' reads.
+	readBatch *readBatcher
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
@@ -206,6 +208,7 @@ var (
 	_ custos.AtEnder = (*Tx)(nil)
 	_ sqlConn        = (*sql.Tx)(nil)
 	_ sqlConn        = (*sql.Conn)(nil)
+	_ sqlConn        = (*sql.DB)(nil)
 )
 
 // stmtCtx bounds one statement by the query timeout, after sending the

@@ -219,7 +219,11 @@ type benchResult struct {
 	GroupEnds        int64 `json:"group_ends,omitempty"`
 	OneTripEnds      int64 `json:"one_trip_ends,omitempty"`
 	OneTripFallbacks int64 `json:"one_trip_fallbacks,omitempty"`
-	Samples          int   `json:"latency_samples"`
+	// ReadsPerStatement is, on PostgreSQL, how many reads by id went in
+	// one statement on average (forty-fifth session: concurrent reads
+	// share one).
+	ReadsPerStatement float64 `json:"reads_per_statement,omitempty"`
+	Samples           int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
 	// window took to finish (they are not counted).
 	DrainSeconds float64 `json:"drain_seconds"`
@@ -1673,6 +1677,9 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.EarlyShare = float64(groups1.Async-groups0.Async) / float64(groups)
 		res.pgGroups = true
 	}
+	if st := groups1.ReadStatements - groups0.ReadStatements; st > 0 {
+		res.ReadsPerStatement = float64(groups1.BatchedReads-groups0.BatchedReads) / float64(st)
+	}
 	if res.Requests > 0 {
 		res.CPUPerRequestUS = res.CPUSeconds * 1e6 / float64(res.Requests)
 		res.WaitsPerRequest = float64(use1.voluntary-use0.voluntary) / float64(res.Requests)
@@ -1833,6 +1840,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 			}
 			if r.EarlyShare > 0 {
 				notes = append(notes, fmt.Sprintf("%.1f %% of commits answered before their flush", r.EarlyShare*100))
+			}
+			if r.ReadsPerStatement > 0 {
+				notes = append(notes, fmt.Sprintf("%.2f reads by id a statement", r.ReadsPerStatement))
 			}
 		}
 		codeList := func(cl []benchCode) string {

@@ -34,36 +34,69 @@ type SubjectRead struct {
 // Scan reads one row: the subject and its key from the first, a consent
 // from each. An error decoding the sealed column is returned as is.
 func (r *SubjectRead) Scan(s Scanner) error {
-	var (
-		id                           string
-		sealed, wrapped, cSealed     []byte
-		created, updated, restricted int64
-		version, kekVersion, keyAt   sql.NullInt64
-		seq, notice, at, guardian    sql.NullInt64
-		cid, purpose, scope, action  sql.NullString
-		channel, initiated, actor    sql.NullString
-	)
-	if err := s.Scan(&id, &sealed, &created, &updated, &restricted,
-		&version, &kekVersion, &wrapped, &keyAt,
-		&seq, &cid, &purpose, &scope, &action, &notice, &at, &channel, &initiated, &guardian, &actor, &cSealed); err != nil {
+	var row subjectRow
+	if err := row.scan(s); err != nil {
 		return err
 	}
+	return r.add(&row)
+}
+
+// ScanSubjectRow reads one row of a SubjectReadSQL statement over several
+// subjects whose rows come subject by subject (ORDER BY s.id, c.seq): onto
+// the last read of reads when the row is that subject's, else onto a new
+// read appended. The first row of each subject must carry its sealed
+// column.
+func ScanSubjectRow(s Scanner, reads []*SubjectRead) ([]*SubjectRead, error) {
+	var row subjectRow
+	if err := row.scan(s); err != nil {
+		return reads, err
+	}
+	if n := len(reads); n > 0 && string(reads[n-1].Subject.ID) == row.id {
+		return reads, reads[n-1].add(&row)
+	}
+	r := &SubjectRead{}
+	if err := r.add(&row); err != nil {
+		return reads, err
+	}
+	return append(reads, r), nil
+}
+
+// subjectRow is one row of a SubjectReadSQL statement.
+type subjectRow struct {
+	id                           string
+	sealed, wrapped, cSealed     []byte
+	created, updated, restricted int64
+	version, kekVersion, keyAt   sql.NullInt64
+	seq, notice, at, guardian    sql.NullInt64
+	cid, purpose, scope, action  sql.NullString
+	channel, initiated, actor    sql.NullString
+}
+
+func (w *subjectRow) scan(s Scanner) error {
+	return s.Scan(&w.id, &w.sealed, &w.created, &w.updated, &w.restricted,
+		&w.version, &w.kekVersion, &w.wrapped, &w.keyAt,
+		&w.seq, &w.cid, &w.purpose, &w.scope, &w.action, &w.notice, &w.at, &w.channel, &w.initiated, &w.guardian, &w.actor, &w.cSealed)
+}
+
+// add takes the subject and its key from w if r has none yet, and w's
+// consent if it has one.
+func (r *SubjectRead) add(w *subjectRow) error {
 	if r.Subject == nil {
-		st, err := Subject(custos.SubjectID(id), sealed, created, updated, restricted)
+		st, err := Subject(custos.SubjectID(w.id), w.sealed, w.created, w.updated, w.restricted)
 		if err != nil {
 			return err
 		}
 		r.Subject, r.Consents = st, []*custos.StoredConsent{}
-		if version.Valid {
-			r.Key = &custos.DataKey{SubjectID: st.ID, Version: int(version.Int64), KEKVersion: int(kekVersion.Int64),
-				Wrapped: orNil(wrapped), CreatedAt: Time(keyAt.Int64)}
+		if w.version.Valid {
+			r.Key = &custos.DataKey{SubjectID: st.ID, Version: int(w.version.Int64), KEKVersion: int(w.kekVersion.Int64),
+				Wrapped: orNil(w.wrapped), CreatedAt: Time(w.keyAt.Int64)}
 		}
 	}
-	if seq.Valid {
-		r.Consents = append(r.Consents, &custos.StoredConsent{Seq: seq.Int64, ID: cid.String, SubjectID: r.Subject.ID,
-			Purpose: purpose.String, Scope: scope.String, Action: action.String, NoticeVersion: int(notice.Int64),
-			At: Time(at.Int64), Channel: channel.String, InitiatedBy: initiated.String,
-			ByGuardian: guardian.Int64 != 0, ActorID: custos.PrincipalID(actor.String), Sealed: orNil(cSealed)})
+	if w.seq.Valid {
+		r.Consents = append(r.Consents, &custos.StoredConsent{Seq: w.seq.Int64, ID: w.cid.String, SubjectID: r.Subject.ID,
+			Purpose: w.purpose.String, Scope: w.scope.String, Action: w.action.String, NoticeVersion: int(w.notice.Int64),
+			At: Time(w.at.Int64), Channel: w.channel.String, InitiatedBy: w.initiated.String,
+			ByGuardian: w.guardian.Int64 != 0, ActorID: custos.PrincipalID(w.actor.String), Sealed: orNil(w.cSealed)})
 	}
 	return nil
 }
