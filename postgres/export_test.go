@@ -69,12 +69,12 @@ func TxID(ctx context.Context, tx custos.Tx) (string, error) {
 	return xid, err
 }
 
-// HoldReadStatements takes every place for a batched read statement, as
-// if that many were on their way, so that reads queue (readbatch.go); the
-// returned func frees one place, as a statement coming back does, and the
-// queued reads go.
-func (db *DB) HoldReadStatements() (release func()) {
-	b := db.batch
+// HoldReadStatements takes every place for a batched read statement of
+// one kind (lookups, or reads by id), as if that many were on their way,
+// so that such reads queue (readbatch.go); the returned func frees one
+// place, as a statement coming back does, and the queued reads go.
+func (db *DB) HoldReadStatements(lookups bool) (release func()) {
+	b := db.batcher(lookups)
 	b.mu.Lock()
 	b.busy += maxReadBatches
 	b.mu.Unlock()
@@ -86,9 +86,17 @@ func (db *DB) HoldReadStatements() (release func()) {
 	}
 }
 
-// QueuedReads returns how many reads wait for a batched statement.
-func (db *DB) QueuedReads() int {
-	db.batch.mu.Lock()
-	defer db.batch.mu.Unlock()
-	return len(db.batch.queue)
+// QueuedReads returns how many reads of a kind wait for a statement.
+func (db *DB) QueuedReads(lookups bool) int {
+	b := db.batcher(lookups)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+func (db *DB) batcher(lookups bool) *readBatcher {
+	if lookups {
+		return db.byKey
+	}
+	return db.byID
 }

@@ -246,7 +246,8 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // events alone, answered before their flush (Options.ReadAuditCommitted).
 //
 // ReadStatements and BatchedReads count the statements that read subjects
-// by id for Glances and the reads they carried (readbatch.go).
+// by id or lookup key for Glances and the reads they carried
+// (readbatch.go).
 type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
 	OneTrip, OneTripFellBack, Async                    int64
@@ -258,7 +259,8 @@ func (db *DB) GroupStats() GroupStats {
 	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
 		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
 		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load(), Async: db.asyncCommits.Load(),
-		ReadStatements: db.batch.statements.Load(), BatchedReads: db.batch.reads.Load()}
+		ReadStatements: db.byID.statements.Load() + db.byKey.statements.Load(),
+		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load()}
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -273,7 +275,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_append_locks_total", Help: "Statements that took the audit append lock.", Value: fmt.Sprint(st.AppendLocks)},
 		{Name: "custos_pg_one_trip_ends_total", Help: "Group ends sent in one round trip, their audit events chained on the server.", Value: fmt.Sprint(st.OneTrip)},
 		{Name: "custos_pg_one_trip_fallbacks_total", Help: "Of those, ends that found a checkpoint due and ended the usual way.", Value: fmt.Sprint(st.OneTripFellBack)},
-		{Name: "custos_pg_read_statements_total", Help: "Statements that read customers by id for reads, several concurrent reads in one.", Value: fmt.Sprint(st.ReadStatements)},
+		{Name: "custos_pg_read_statements_total", Help: "Statements that read customers by id or lookup key for reads, several concurrent reads in one.", Value: fmt.Sprint(st.ReadStatements)},
 		{Name: "custos_pg_batched_reads_total", Help: "Reads those statements carried.", Value: fmt.Sprint(st.BatchedReads)},
 		{Name: "custos_pg_groups_committed_async_total", Help: "Commit groups of audit events alone committed before their flush (read_audit_durability committed).", Value: fmt.Sprint(st.Async)},
 	})

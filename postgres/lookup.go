@@ -36,6 +36,16 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 // key and consents in the same statement (readSubject), for the
 // GetSubject that a lookup asks for next.
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
+	if tx.glance && tx.byKey != nil && !tx.sent {
+		tx.sent = true
+		r, err := tx.byKey.read(ctx, field, hash)
+		if err != nil {
+			return "", formatError(err, "Lookup")
+		}
+		tx.reads.Keep(r)
+		tx.found = r.Subject
+		return r.Subject.ID, nil
+	}
 	if !tx.write {
 		st, err := tx.readSubject(ctx, "Lookup", `s.id = (SELECT subject_id FROM lookups WHERE field = $1 AND hash = $2)`,
 			[]any{field, hash})

@@ -125,9 +125,9 @@ type DB struct {
 	// groups committed with synchronous_commit off (GroupStats).
 	asyncAudit   bool
 	asyncCommits atomic.Int64
-	// batch gathers the reads by id of concurrent Glances
-	// (readbatch.go).
-	batch *readBatcher
+	// byID and byKey gather the reads by id and the lookups of
+	// concurrent Glances (readbatch.go).
+	byID, byKey *readBatcher
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -165,7 +165,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	db.pool.SetMaxOpenConns(maxConns)
 	db.pool.SetMaxIdleConns(maxConns)
 	db.pool.SetConnMaxIdleTime(5 * time.Minute)
-	db.batch = &readBatcher{pool: db.pool, timeout: db.timeout}
+	db.byID = &readBatcher{kind: readsByID, pool: db.pool, timeout: db.timeout}
+	db.byKey = &readBatcher{kind: readsByKey, pool: db.pool, timeout: db.timeout}
 
 	if err := db.ping(ctx); err != nil {
 		return nil, redact(errors.Join(err, db.Close()), cfg.Password)

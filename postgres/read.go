@@ -66,8 +66,8 @@ var errNeedsTransaction = errors.New("postgres: a glance runs one statement; its
 // statement more).
 func (db *DB) Glance(ctx context.Context, fn func(tx custos.Tx) error) error {
 	// The one statement takes a pooled connection for itself, or goes
-	// with other Glances' reads (readBatcher).
-	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, readBatch: db.batch}
+	// with other Glances' reads or lookups (readBatcher).
+	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, byID: db.byID, byKey: db.byKey}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	err := fn(tx)
 	if tx.refused {

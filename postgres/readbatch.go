@@ -12,57 +12,90 @@ import (
 	"custos/internal/sqlutil"
 )
 
-// A PostgreSQL read by id is one statement (readSubject), and most of its
-// cost is not the statement's work but the round trip around it: the
-// protocol's messages, the loopback or network sockets on both sides, and
-// waking the server's backend process (BENCHMARKS.md, thirty-ninth
-// session: 176 µs of server time a read, about 575 µs of the machine's
-// outside custos). Reads that arrive while others are on their way share
-// one statement instead: readBatcher sends at most maxReadBatches
-// statements at once, and each statement that comes back takes with it the
-// reads queued meanwhile, all of them in one `WHERE s.id IN (…)`. A read
-// that finds a statement free goes at once, alone, so a lone reader waits
-// for nothing; under load the reads gather, as commit groups do.
+// A PostgreSQL read by id or by lookup key is one statement (readSubject),
+// and most of its cost is not the statement's work but the round trip
+// around it: the protocol's messages, the loopback or network sockets on
+// both sides, and waking the server's backend process (BENCHMARKS.md,
+// thirty-ninth session: 176 µs of server time a read, about 575 µs of the
+// machine's outside custos). Reads that arrive while others are on their
+// way share one statement instead: a readBatcher sends at most
+// maxReadBatches statements at once, and each statement that comes back
+// takes with it the reads queued meanwhile, all of them in one
+// `WHERE … IN (…)`. A read that finds a statement free goes at once,
+// alone, so a lone reader waits for nothing; under load the reads gather,
+// as commit groups do. Reads by id and lookups have a batcher each.
 //
 // A batched read sees the latest committed data at its statement's start,
 // which is after the read was asked for: what a Glance's one statement
 // promises.
 
-// maxReadBatches is how many batched read statements a node sends at once.
+// maxReadBatches is how many batched read statements of one kind a node
+// sends at once.
 const maxReadBatches = 2
 
-// maxReadBatch bounds the reads in one statement (batchReadSQL's longest
-// list).
+// maxReadBatch bounds the reads in one statement (the longest list of
+// readKind.sql).
 const maxReadBatch = 64
 
-// batchReadSQL[i] reads up to 1<<i subjects, each with its data key and
-// consent history, their rows subject by subject; only each subject's
-// first row carries its sealed fields.
+// A readKind is what a batcher's reads ask for: sql[i] answers up to 1<<i
+// asks, each ask's parameters in turn (params of them), the last ask's
+// repeated to fill the list; every row starts with the ask's parameters it
+// answers (lead columns), then a subject's columns, ordered ask by ask,
+// and only each ask's first row carries the subject's sealed fields.
 //
-// The ids go as 1<<i parameters, the last repeated to fill the list,
-// rather than as one array: PostgreSQL plans `s.id = ANY($1)` for an
-// array of unknown length as if it held ten ids, so it never settles on
-// the generic plan and plans the statement again at every execution
-// (about 0.3 ms of its CPU, more than the statement's work), where a list
-// of n parameters is planned for n both ways and the plan is kept. The
-// index scan reads a repeated id once.
-var batchReadSQL = func() (qs [7]string) {
-	read := sqlutil.SubjectReadSQL(`CASE WHEN row_number() OVER (PARTITION BY s.id ORDER BY c.seq) = 1 THEN s.sealed END`)
-	for i := range qs {
-		ps := make([]string, 1<<i)
-		for j := range ps {
-			ps[j] = fmt.Sprintf("$%d", j+1)
-		}
-		qs[i] = read + ` WHERE s.id IN (` + strings.Join(ps, ", ") + `) ORDER BY s.id, c.seq`
-	}
-	// A read alone: readSubject's statement, without the partition and
-	// the sort by id.
-	qs[0] = subjectReadSQL + ` WHERE s.id = $1 ORDER BY c.seq`
-	return qs
-}()
+// The asks go as a list of parameters rather than as arrays: PostgreSQL
+// plans `s.id = ANY($1)` for an array of unknown length as if it held ten
+// ids, so it never settles on the generic plan and plans the statement
+// again at every execution (about 0.3 ms of its CPU, more than the
+// statement's work), where a list of n is planned for n both ways and the
+// plan is kept. The index scans read a repeated ask once.
+type readKind struct {
+	params int
+	sql    [7]string
+}
 
-// readBatcher gathers concurrent reads by id (see above).
+// readsByID reads subjects by id.
+var readsByID = newReadKind(1, "s.id", "s.id", "subjects s")
+
+// readsByKey reads the subjects that own blind-index keys (field, hash).
+var readsByKey = newReadKind(2, "l.field, l.hash", "(l.field, l.hash)", "lookups l JOIN subjects s ON s.id = l.subject_id")
+
+// newReadKind builds the statements of a kind whose asks are the columns
+// cols (params of them; match is how a list compares with them), the
+// subjects coming from from.
+func newReadKind(params int, cols, match, from string) *readKind {
+	k := &readKind{params: params}
+	for i := range k.sql {
+		sealed, where, order := `CASE WHEN row_number() OVER (PARTITION BY `+cols+` ORDER BY c.seq) = 1 THEN s.sealed END`, "", cols+", c.seq"
+		if i == 0 {
+			// One ask: no partition, and nothing to order by but the
+			// consents.
+			sealed, order = `CASE WHEN row_number() OVER (ORDER BY c.seq) = 1 THEN s.sealed END`, "c.seq"
+		}
+		asks := make([]string, 1<<i)
+		for a := range asks {
+			ps := make([]string, params)
+			for p := range ps {
+				ps[p] = fmt.Sprintf("$%d", a*params+p+1)
+			}
+			asks[a] = strings.Join(ps, ", ")
+			if params > 1 {
+				asks[a] = "(" + asks[a] + ")"
+			}
+		}
+		if i == 0 && params == 1 {
+			where = cols + ` = $1`
+		} else {
+			where = match + ` IN (` + strings.Join(asks, ", ") + `)`
+		}
+		k.sql[i] = sqlutil.SubjectReadFromSQL(cols+", ", sealed, from) + ` WHERE ` + where + ` ORDER BY ` + order
+	}
+	return k
+}
+
+// readBatcher gathers concurrent reads of one kind (see above).
 type readBatcher struct {
+	kind    *readKind
 	pool    *sql.DB
 	timeout time.Duration
 
@@ -70,23 +103,25 @@ type readBatcher struct {
 	busy  int // statements on their way
 	queue []*batchedRead
 
-	// statements and reads count what went (ReadBatchStats).
+	// statements and reads count what went (GroupStats).
 	statements, reads atomic.Int64
 }
 
 // batchedRead is one read waiting for its statement.
 type batchedRead struct {
-	id   string
+	ask  string // its parameters, joined: what rows answering it lead with
+	args []any
 	done chan struct{} // closed when read and err are set
 	read *sqlutil.SubjectRead
 	err  error
 }
 
-// read returns the subject id with its key and consent history, or
-// sql.ErrNoRows. ctx bounds only the wait: a statement carries the reads of
-// others too, so it runs under the query timeout alone.
-func (b *readBatcher) read(ctx context.Context, id string) (*sqlutil.SubjectRead, error) {
-	r := &batchedRead{id: id}
+// read returns the subject that args ask for (kind.params of them) with
+// its key and consent history, or sql.ErrNoRows. ctx bounds only the
+// wait: a statement carries the reads of others too, so it runs under the
+// query timeout alone.
+func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, error) {
+	r := &batchedRead{ask: askKey(args), args: args}
 	b.mu.Lock()
 	if b.busy < maxReadBatches {
 		b.busy++
@@ -108,6 +143,24 @@ func (b *readBatcher) read(ctx context.Context, id string) (*sqlutil.SubjectRead
 	}
 }
 
+// askKey joins an ask's parameters (strings and byte slices) into one
+// string, as the rows answering it give them back.
+func askKey(args []any) string {
+	var sb strings.Builder
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			sb.WriteString(v)
+		case []byte:
+			sb.Write(v)
+		default:
+			panic(fmt.Sprintf("postgres: a batched read's parameter is a %T", a))
+		}
+		sb.WriteByte(0)
+	}
+	return sb.String()
+}
+
 // next hands the queued reads to a statement of their own, sent by a new
 // goroutine so that the read whose statement just came back is answered
 // now, or frees the statement's place when none wait.
@@ -122,9 +175,9 @@ func (b *readBatcher) next() {
 	}
 }
 
-// take removes up to maxReadBatch queued reads of distinct subjects and
+// take removes up to maxReadBatch queued reads of distinct asks and
 // returns them, or frees a statement's place and returns nil when none
-// wait. A second read of a subject already taken stays queued for the next
+// wait. A second read of an ask already taken stays queued for the next
 // statement, so that each read gets rows of its own.
 func (b *readBatcher) take() []*batchedRead {
 	b.mu.Lock()
@@ -136,40 +189,60 @@ func (b *readBatcher) take() []*batchedRead {
 	var batch, rest []*batchedRead
 	seen := make(map[string]bool, len(b.queue))
 	for _, r := range b.queue {
-		if len(batch) == maxReadBatch || seen[r.id] {
+		if len(batch) == maxReadBatch || seen[r.ask] {
 			rest = append(rest, r)
 			continue
 		}
-		seen[r.id] = true
+		seen[r.ask] = true
 		batch = append(batch, r)
 	}
 	b.queue = rest
 	return batch
 }
 
-// send reads the subjects of batch in one statement and answers each read:
-// its subject's rows, sql.ErrNoRows when there were none, or the
-// statement's error.
+// send reads what batch asks for in one statement and answers each read:
+// the rows that lead with its ask, sql.ErrNoRows when there were none, or
+// the statement's error.
 func (b *readBatcher) send(batch []*batchedRead) {
 	size := 0
 	for 1<<size < len(batch) {
 		size++
 	}
-	ids := make([]any, 1<<size)
-	for i := range ids {
-		ids[i] = batch[min(i, len(batch)-1)].id
+	args := make([]any, 0, (1<<size)*b.kind.params)
+	for i := range 1 << size {
+		args = append(args, batch[min(i, len(batch)-1)].args...)
 	}
-	var reads []*sqlutil.SubjectRead
+	byAsk := map[string]*sqlutil.SubjectRead{}
 	err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 		defer cancel()
-		rows, err := b.pool.QueryContext(ctx, batchReadSQL[size], ids...)
+		rows, err := b.pool.QueryContext(ctx, b.kind.sql[size], args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		lead := make([]any, b.kind.params)
+		vals := make([][]byte, b.kind.params)
+		for i := range lead {
+			lead[i] = &vals[i]
+		}
+		var cur *sqlutil.SubjectRead
+		last := ""
 		for rows.Next() {
-			if reads, err = sqlutil.ScanSubjectRow(rows, reads); err != nil {
+			var row sqlutil.SubjectRow
+			if err := row.Scan(rows, lead...); err != nil {
+				return err
+			}
+			var sb strings.Builder
+			for _, v := range vals {
+				sb.Write(v)
+				sb.WriteByte(0)
+			}
+			if ask := sb.String(); cur == nil || ask != last {
+				cur, last = &sqlutil.SubjectRead{}, ask
+				byAsk[ask] = cur
+			}
+			if err := cur.Add(&row); err != nil {
 				return err
 			}
 		}
@@ -177,20 +250,14 @@ func (b *readBatcher) send(batch []*batchedRead) {
 	}()
 	b.statements.Add(1)
 	b.reads.Add(int64(len(batch)))
-	byID := make(map[string]*sqlutil.SubjectRead, len(reads))
-	if err == nil {
-		for _, sr := range reads {
-			byID[string(sr.Subject.ID)] = sr
-		}
-	}
 	for _, r := range batch {
 		switch {
 		case err != nil:
 			r.err = err
-		case byID[r.id] == nil:
+		case byAsk[r.ask] == nil:
 			r.err = sql.ErrNoRows
 		default:
-			r.read = byID[r.id]
+			r.read = byAsk[r.ask]
 		}
 		if r.done != nil {
 			close(r.done)

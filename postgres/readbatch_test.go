@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,12 +12,14 @@ import (
 	"custos/storetest"
 )
 
-// TestReadBatch checks that concurrent reads by id share one statement
-// and that each gets its own subject's rows: sealed fields, data key and
-// consent history, where the subjects have none, one or several consents;
-// a read of a subject asked for twice in one batch gets rows of its own;
-// an unknown id gets ENOTFOUND; a read whose caller gives up returns at
-// once and the others are still answered (readbatch.go).
+// TestReadBatch checks that concurrent reads by id, and concurrent
+// lookups, share one statement and that each gets its own subject's rows:
+// sealed fields, data key and consent history, where the subjects have
+// none, one or several consents, recorded in turns; a read of an ask
+// already in the statement gets rows of its own from the next; two keys of
+// one subject in one statement get a read each; an unknown id or key gets
+// ENOTFOUND; a read whose caller gives up returns at once and the others
+// are still answered (readbatch.go).
 func TestReadBatch(t *testing.T) {
 	db := MustOpenDB(t, nil)
 	ctx := t.Context()
@@ -26,8 +27,10 @@ func TestReadBatch(t *testing.T) {
 	ids := make([]custos.SubjectID, n)
 	for i := range ids {
 		ids[i] = custos.SubjectID(fmt.Sprintf("sub_batch_%02d", i))
+		lks := []custos.Lookup{{Field: "email", Hash: []byte("e\x00" + string(ids[i])), SubjectID: ids[i]},
+			{Field: "mobile", Hash: []byte("m\x00" + string(ids[i])), SubjectID: ids[i]}}
 		err := db.Update(ctx, func(tx custos.Tx) error {
-			return storetest.CreateCustomer(ctx, tx, ids[i], map[string][]byte{"name": []byte(string(ids[i]))}, nil, false)
+			return storetest.CreateCustomer(ctx, tx, ids[i], map[string][]byte{"name": []byte(string(ids[i]))}, lks, false)
 		})
 		if err != nil {
 			t.Fatalf("create %s: %v", ids[i], err)
@@ -52,100 +55,135 @@ func TestReadBatch(t *testing.T) {
 			t.Fatalf("consents: %v", err)
 		}
 	}
-	before := db.GroupStats()
 
-	type answer struct {
-		id       custos.SubjectID
-		subject  *custos.StoredSubject
-		key      *custos.DataKey
-		consents []*custos.StoredConsent
-		err      error
+	// An ask: a subject by id, or by one of its keys.
+	type ask struct {
+		id    custos.SubjectID // the subject asked for, or expected
+		field string           // "" asks by id
 	}
-	// Every subject once, the first twice, and one that does not exist,
-	// all queued behind held statements.
-	asks := append(slices.Clone(ids), ids[0], "sub_batch_none")
-	release := db.HoldReadStatements()
-	answers := make([]answer, len(asks))
-	var wg sync.WaitGroup
-	for i, id := range asks {
-		wg.Go(func() {
-			a := answer{id: id}
-			a.err = db.Glance(ctx, func(tx custos.Tx) error {
-				st, err := tx.GetSubject(ctx, id)
-				if err != nil {
-					return err
-				}
-				if a.key, err = tx.GetDataKey(ctx, id); err != nil {
-					return err
-				}
-				if a.consents, err = tx.ListConsentsFor(ctx, id, []string{"p0", "p1"}); err != nil {
-					return err
-				}
-				a.subject = st
-				return nil
-			})
-			answers[i] = a
-		})
-	}
-	// And one read whose caller gives up while it waits.
-	gaveUp := make(chan error, 1)
-	cctx, cancel := context.WithCancel(ctx)
-	go func() {
-		gaveUp <- db.Glance(cctx, func(tx custos.Tx) error { _, err := tx.GetSubject(cctx, ids[1]); return err })
-	}()
-	waitFor(t, func() bool { return db.QueuedReads() == len(asks)+1 })
-	cancel()
-	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
-		t.Errorf("a read whose caller gave up: got %v, want context.Canceled at once", err)
-	}
-	release()
-	wg.Wait()
-
-	for i, a := range answers[:n+1] {
-		if a.err != nil {
-			t.Errorf("read %d (%s): %v", i, a.id, a.err)
-			continue
-		}
-		if a.subject.ID != a.id || string(a.subject.Sealed["name"]) != string(a.id) {
-			t.Errorf("read %d: asked for %s, got %s with %q", i, a.id, a.subject.ID, a.subject.Sealed["name"])
-		}
-		if a.key == nil || a.key.SubjectID != a.id || a.key.Version != 1 {
-			t.Errorf("read %d (%s): data key %+v", i, a.id, a.key)
-		}
-		k := 0
-		for k < n && ids[k] != a.id {
-			k++
-		}
-		if len(a.consents) != k%3 {
-			t.Errorf("read %d (%s): %d consents, want %d", i, a.id, len(a.consents), k%3)
-		}
-		for j, c := range a.consents {
-			if c.SubjectID != a.id || c.ID != fmt.Sprintf("con_%d_%d", k, j) {
-				t.Errorf("read %d (%s): consent %d is %s of %s", i, a.id, j, c.ID, c.SubjectID)
+	get := func(ctx context.Context, tx custos.Tx, a ask) (*custos.StoredSubject, error) {
+		id := a.id
+		if a.field != "" {
+			var err error
+			if id, err = tx.FindLookup(ctx, a.field, []byte(a.field[:1]+"\x00"+string(a.id))); err != nil {
+				return nil, err
 			}
 		}
+		return tx.GetSubject(ctx, id)
 	}
-	if answers[0].subject == answers[n].subject {
-		t.Errorf("two reads of %s in one batch share one subject value", ids[0])
-	}
-	if code := custos.ErrorCode(answers[n+1].err); code != custos.ENOTFOUND {
-		t.Errorf("read of an unknown id: got %v, want ENOTFOUND", answers[n+1].err)
-	}
+	for _, lookups := range []bool{false, true} {
+		t.Run(map[bool]string{false: "by id", true: "by key"}[lookups], func(t *testing.T) {
+			field := ""
+			if lookups {
+				field = "email"
+			}
+			// Every subject once, the first a second time (and by its
+			// other key when by key), and one that does not exist.
+			var asks []ask
+			for _, id := range ids {
+				asks = append(asks, ask{id, field})
+			}
+			asks = append(asks, ask{ids[0], field})
+			if lookups {
+				asks = append(asks, ask{ids[0], "mobile"})
+			}
+			unknown := len(asks)
+			asks = append(asks, ask{"sub_batch_none", field})
 
-	// n+2 reads asked, the given-up one's too; the second read of ids[0]
-	// waits for a second statement.
-	after := db.GroupStats()
-	if st, reads := after.ReadStatements-before.ReadStatements, after.BatchedReads-before.BatchedReads; st != 2 || reads != int64(len(asks)+1) {
-		t.Errorf("%d reads in %d statements, want %d in 2", reads, st, len(asks)+1)
-	}
+			before := db.GroupStats()
+			release := db.HoldReadStatements(lookups)
+			type answer struct {
+				subject  *custos.StoredSubject
+				key      *custos.DataKey
+				consents []*custos.StoredConsent
+				err      error
+			}
+			answers := make([]answer, len(asks))
+			var wg sync.WaitGroup
+			for i, a := range asks {
+				wg.Go(func() {
+					var ans answer
+					ans.err = db.Glance(ctx, func(tx custos.Tx) error {
+						st, err := get(ctx, tx, a)
+						if err != nil {
+							return err
+						}
+						if ans.key, err = tx.GetDataKey(ctx, st.ID); err != nil {
+							return err
+						}
+						if ans.consents, err = tx.ListConsentsFor(ctx, st.ID, []string{"p0", "p1"}); err != nil {
+							return err
+						}
+						ans.subject = st
+						return nil
+					})
+					answers[i] = ans
+				})
+			}
+			// And one read whose caller gives up while it waits.
+			gaveUp := make(chan error, 1)
+			cctx, cancel := context.WithCancel(ctx)
+			go func() {
+				gaveUp <- db.Glance(cctx, func(tx custos.Tx) error { _, err := get(cctx, tx, ask{ids[1], field}); return err })
+			}()
+			waitFor(t, func() bool { return db.QueuedReads(lookups) == len(asks)+1 })
+			cancel()
+			if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+				t.Errorf("a read whose caller gave up: got %v, want context.Canceled at once", err)
+			}
+			release()
+			wg.Wait()
 
-	// With nothing held, a lone read goes at once, in a statement of its
-	// own, and the places are all free again.
-	if err := db.Glance(ctx, func(tx custos.Tx) error { _, err := tx.GetSubject(ctx, ids[2]); return err }); err != nil {
-		t.Fatalf("lone read: %v", err)
-	}
-	if st := db.GroupStats().ReadStatements - after.ReadStatements; st != 1 {
-		t.Errorf("a lone read took %d statements, want 1", st)
+			for i, ans := range answers[:unknown] {
+				a := asks[i]
+				if ans.err != nil {
+					t.Errorf("read %d (%v): %v", i, a, ans.err)
+					continue
+				}
+				if ans.subject.ID != a.id || string(ans.subject.Sealed["name"]) != string(a.id) {
+					t.Errorf("read %d: asked for %v, got %s with %q", i, a, ans.subject.ID, ans.subject.Sealed["name"])
+				}
+				if ans.key == nil || ans.key.SubjectID != a.id || ans.key.Version != 1 {
+					t.Errorf("read %d (%v): data key %+v", i, a, ans.key)
+				}
+				k := 0
+				for k < n && ids[k] != a.id {
+					k++
+				}
+				if len(ans.consents) != k%3 {
+					t.Errorf("read %d (%v): %d consents, want %d", i, a, len(ans.consents), k%3)
+				}
+				for j, c := range ans.consents {
+					if c.SubjectID != a.id || c.ID != fmt.Sprintf("con_%d_%d", k, j) {
+						t.Errorf("read %d (%v): consent %d is %s of %s", i, a, j, c.ID, c.SubjectID)
+					}
+				}
+			}
+			for i := n; i < unknown; i++ {
+				if answers[0].subject == answers[i].subject {
+					t.Errorf("reads 0 and %d of %s share one subject value", i, ids[0])
+				}
+			}
+			if code := custos.ErrorCode(answers[unknown].err); code != custos.ENOTFOUND {
+				t.Errorf("read of an unknown ask: got %v, want ENOTFOUND", answers[unknown].err)
+			}
+
+			// All asks and the given-up one in two statements: the second
+			// read of the first ask waits for the second.
+			after := db.GroupStats()
+			if st, reads := after.ReadStatements-before.ReadStatements, after.BatchedReads-before.BatchedReads; st != 2 || reads != int64(len(asks)+1) {
+				t.Errorf("%d reads in %d statements, want %d in 2", reads, st, len(asks)+1)
+			}
+
+			// With nothing held, a lone read goes at once, in a statement
+			// of its own.
+			if err := db.Glance(ctx, func(tx custos.Tx) error { _, err := get(ctx, tx, ask{ids[2], field}); return err }); err != nil {
+				t.Fatalf("lone read: %v", err)
+			}
+			if st := db.GroupStats().ReadStatements - after.ReadStatements; st != 1 {
+				t.Errorf("a lone read took %d statements, want 1", st)
+			}
+		})
 	}
 }
 

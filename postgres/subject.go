@@ -87,9 +87,9 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		tx.found = nil
 		return st, nil
 	}
-	if tx.glance && tx.readBatch != nil && !tx.sent {
+	if tx.glance && tx.byID != nil && !tx.sent {
 		tx.sent = true
-		r, err := tx.readBatch.read(ctx, string(id))
+		r, err := tx.byID.read(ctx, string(id))
 		if err != nil {
 			return nil, formatError(err, "Subject")
 		}

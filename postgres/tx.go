@@ -60,8 +60,9 @@ type Tx struct {
 	// sends one SELECT: sent records that it went, refused that fn asked
 	// for more (errNeedsTransaction) and must run again in View.
 	glance, sent, refused bool
-	// readBatch, in a Glance, sends a read by id with other Glances' reads.
-	readBatch *readBatcher
+	// byID and byKey, in a Glance, send a read by id or a lookup with
+	// other Glances' (readbatch.go).
+	byID, byKey *readBatcher
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject

@@ -219,8 +219,8 @@ type benchResult struct {
 	GroupEnds        int64 `json:"group_ends,omitempty"`
 	OneTripEnds      int64 `json:"one_trip_ends,omitempty"`
 	OneTripFallbacks int64 `json:"one_trip_fallbacks,omitempty"`
-	// ReadsPerStatement is, on PostgreSQL, how many reads by id went in
-	// one statement on average (forty-fifth session: concurrent reads
+	// ReadsPerStatement is, on PostgreSQL, how many reads by id or
+	// lookup key went in one statement on average (forty-fifth session: concurrent reads
 	// share one).
 	ReadsPerStatement float64 `json:"reads_per_statement,omitempty"`
 	Samples           int     `json:"latency_samples"`
@@ -1842,7 +1842,7 @@ func benchTable(w io.Writer, rep *benchReport) {
 				notes = append(notes, fmt.Sprintf("%.1f %% of commits answered before their flush", r.EarlyShare*100))
 			}
 			if r.ReadsPerStatement > 0 {
-				notes = append(notes, fmt.Sprintf("%.2f reads by id a statement", r.ReadsPerStatement))
+				notes = append(notes, fmt.Sprintf("%.2f reads a statement", r.ReadsPerStatement))
 			}
 		}
 		codeList := func(cl []benchCode) string {

@@ -16,10 +16,19 @@ import (
 // expression for the subject's sealed column (a store may send it with
 // the first row only).
 func SubjectReadSQL(sealed string) string {
-	return `SELECT s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
+	return SubjectReadFromSQL("", sealed, "subjects s")
+}
+
+// SubjectReadFromSQL is SubjectReadSQL with lead, columns (each followed
+// by a comma) that come before the subject's in each row, and from, the
+// FROM item that gives the subjects as s: a statement reading several
+// subjects says with lead which of its asks each row answers
+// (SubjectRow.Scan's lead).
+func SubjectReadFromSQL(lead, sealed, from string) string {
+	return `SELECT ` + lead + `s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
 	k.version, k.kek_version, k.wrapped, k.created_at,
 	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
-	FROM subjects s
+	FROM ` + from + `
 	LEFT JOIN data_keys k ON k.subject_id = s.id
 	LEFT JOIN consents c ON c.subject_id = s.id`
 }
@@ -34,36 +43,17 @@ type SubjectRead struct {
 // Scan reads one row: the subject and its key from the first, a consent
 // from each. An error decoding the sealed column is returned as is.
 func (r *SubjectRead) Scan(s Scanner) error {
-	var row subjectRow
-	if err := row.scan(s); err != nil {
+	var row SubjectRow
+	if err := row.Scan(s); err != nil {
 		return err
 	}
-	return r.add(&row)
+	return r.Add(&row)
 }
 
-// ScanSubjectRow reads one row of a SubjectReadSQL statement over several
-// subjects whose rows come subject by subject (ORDER BY s.id, c.seq): onto
-// the last read of reads when the row is that subject's, else onto a new
-// read appended. The first row of each subject must carry its sealed
-// column.
-func ScanSubjectRow(s Scanner, reads []*SubjectRead) ([]*SubjectRead, error) {
-	var row subjectRow
-	if err := row.scan(s); err != nil {
-		return reads, err
-	}
-	if n := len(reads); n > 0 && string(reads[n-1].Subject.ID) == row.id {
-		return reads, reads[n-1].add(&row)
-	}
-	r := &SubjectRead{}
-	if err := r.add(&row); err != nil {
-		return reads, err
-	}
-	return append(reads, r), nil
-}
-
-// subjectRow is one row of a SubjectReadSQL statement.
-type subjectRow struct {
-	id                           string
+// SubjectRow is one row of a SubjectReadSQL or SubjectReadFromSQL
+// statement.
+type SubjectRow struct {
+	ID                           string // the subject's
 	sealed, wrapped, cSealed     []byte
 	created, updated, restricted int64
 	version, kekVersion, keyAt   sql.NullInt64
@@ -72,17 +62,18 @@ type subjectRow struct {
 	channel, initiated, actor    sql.NullString
 }
 
-func (w *subjectRow) scan(s Scanner) error {
-	return s.Scan(&w.id, &w.sealed, &w.created, &w.updated, &w.restricted,
+// Scan reads the row's lead columns into lead, the rest into w.
+func (w *SubjectRow) Scan(s Scanner, lead ...any) error {
+	return s.Scan(append(lead, &w.ID, &w.sealed, &w.created, &w.updated, &w.restricted,
 		&w.version, &w.kekVersion, &w.wrapped, &w.keyAt,
-		&w.seq, &w.cid, &w.purpose, &w.scope, &w.action, &w.notice, &w.at, &w.channel, &w.initiated, &w.guardian, &w.actor, &w.cSealed)
+		&w.seq, &w.cid, &w.purpose, &w.scope, &w.action, &w.notice, &w.at, &w.channel, &w.initiated, &w.guardian, &w.actor, &w.cSealed)...)
 }
 
-// add takes the subject and its key from w if r has none yet, and w's
-// consent if it has one.
-func (r *SubjectRead) add(w *subjectRow) error {
+// Add takes the subject and its key from w if r has none yet (w must then
+// carry the sealed column), and w's consent if it has one.
+func (r *SubjectRead) Add(w *SubjectRow) error {
 	if r.Subject == nil {
-		st, err := Subject(custos.SubjectID(w.id), w.sealed, w.created, w.updated, w.restricted)
+		st, err := Subject(custos.SubjectID(w.ID), w.sealed, w.created, w.updated, w.restricted)
 		if err != nil {
 			return err
 		}
