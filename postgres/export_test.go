@@ -100,3 +100,13 @@ func (db *DB) batcher(lookups bool) *readBatcher {
 	}
 	return db.byID
 }
+
+// ReadBatchSQL returns the statement of a batched read of up to 1<<size
+// asks, lookups or by id, and the parameters an ask takes.
+func ReadBatchSQL(lookups bool, size int) (string, int) {
+	k := readsByID
+	if lookups {
+		k = readsByKey
+	}
+	return k.sql[size], k.params
+}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,81 @@ func TestScanSubjectsEventClock(t *testing.T) {
 	}
 }
 
+// TestReadBatchPlans: a statement of batched reads or lookups reads the
+// rows of the customers it asks for, planned once for all its executions
+// (generic, as PostgreSQL keeps it for a statement whose asks go as a list
+// of parameters) and on tables never analysed, as right after a load
+// (readbatch.go).
+func TestReadBatchPlans(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true})
+	ctx := t.Context()
+	pool := db.Pool()
+	for _, table := range []string{"subjects", "data_keys", "consents", "lookups"} {
+		if _, err := pool.ExecContext(ctx, `ALTER TABLE `+table+` SET (autovacuum_enabled = false)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const customers = 20000
+	for _, q := range []string{
+		`INSERT INTO subjects (id, sealed, created_at, updated_at) SELECT 'sub_' || lpad(g::text, 8, '0'), '\x01', 0, 0 FROM generate_series(1, $1) g`,
+		`INSERT INTO data_keys (subject_id, version, kek_version, wrapped, created_at) SELECT 'sub_' || lpad(g::text, 8, '0'), 1, 1, '\x02', 0 FROM generate_series(1, $1) g`,
+		`INSERT INTO consents (id, subject_id, purpose, scope, action, notice_version, at, channel, initiated_by, by_guardian, actor_id)
+			SELECT 'con_' || g, 'sub_' || lpad((g % $1 + 1)::text, 8, '0'), 'marketing', '', 'granted', 1, 0, 'app', 'customer', 0, 'prn_app' FROM generate_series(1, 2 * $1) g`,
+		`INSERT INTO lookups (field, hash, subject_id) SELECT 'mobile', decode(md5(g::text), 'hex'), 'sub_' || lpad(g::text, 8, '0') FROM generate_series(1, $1) g`,
+	} {
+		if _, err := pool.ExecContext(ctx, q, customers); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	const size, asks = 3, 8 // a list of 8
+	for _, lookups := range []bool{false, true} {
+		query, params := postgres.ReadBatchSQL(lookups, size)
+		name := map[bool]string{false: "by_id", true: "by_key"}[lookups]
+		if _, err := conn.ExecContext(ctx, `PREPARE `+name+` AS `+query); err != nil {
+			t.Fatalf("PREPARE %s: %v", query, err)
+		}
+		// EXECUTE takes its parameters as literals.
+		var args []string
+		for a := range asks {
+			g := 1 + a*customers/asks
+			if lookups {
+				args = append(args, `'mobile'`, fmt.Sprintf(`decode(md5('%d'), 'hex')`, g))
+			} else {
+				args = append(args, fmt.Sprintf(`'sub_%08d'`, g))
+			}
+		}
+		if len(args) != asks*params {
+			t.Fatalf("%d parameters for %d asks of %d", len(args), asks, params)
+		}
+		var out []byte
+		if err := conn.QueryRowContext(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE `+name+`(`+strings.Join(args, ", ")+`)`).Scan(&out); err != nil {
+			t.Fatalf("EXPLAIN EXECUTE: %v", err)
+		}
+		read, _, plan := walkPlan(t, out)
+		for _, table := range []string{"subjects", "data_keys", "consents", "lookups"} {
+			if !lookups && table == "lookups" {
+				continue
+			}
+			// Each customer asked for has one row in each table but two
+			// consents.
+			if want := float64(2 * asks); read[table] > 2*want {
+				t.Errorf("%s: a statement for %d customers read %.0f rows of %s; want about %.0f\n%s", name, asks, read[table], table, want, plan)
+			}
+		}
+		if read["subjects"] < asks {
+			t.Errorf("%s: read %.0f customers, asked for %d\n%s", name, read["subjects"], asks, plan)
+		}
+	}
+}
+
 // explainCaptured runs EXPLAIN ANALYZE of the query q captured, and
 // returns the rows its scans of each table looked at, the rows its
 // filters removed, and the plan.
@@ -103,6 +179,13 @@ func explainCaptured(t *testing.T, pool *sql.DB, q *sqlutiltest.Capture) (map[st
 	if err := pool.QueryRowContext(t.Context(), `EXPLAIN (ANALYZE, FORMAT JSON) `+sqlutil.Dollar(query), args...).Scan(&out); err != nil {
 		t.Fatalf("EXPLAIN %s: %v", query, err)
 	}
+	return walkPlan(t, out)
+}
+
+// walkPlan reads EXPLAIN (ANALYZE, FORMAT JSON)'s out: the rows its scans
+// of each table looked at, the rows its filters removed, and out.
+func walkPlan(t *testing.T, out []byte) (map[string]float64, float64, []byte) {
+	t.Helper()
 	var plans []struct{ Plan planNode }
 	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
 		t.Fatalf("EXPLAIN's JSON: %v\n%s", err, out)

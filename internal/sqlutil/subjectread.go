@@ -25,12 +25,18 @@ func SubjectReadSQL(sealed string) string {
 // subjects says with lead which of its asks each row answers
 // (SubjectRow.Scan's lead).
 func SubjectReadFromSQL(lead, sealed, from string) string {
-	return `SELECT ` + lead + `s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
-	k.version, k.kek_version, k.wrapped, k.created_at,
-	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed
+	return SubjectReadSelect(lead, sealed) + `
 	FROM ` + from + `
 	LEFT JOIN data_keys k ON k.subject_id = s.id
 	LEFT JOIN consents c ON c.subject_id = s.id`
+}
+
+// SubjectReadSelect is the SELECT list of SubjectReadFromSQL, for a
+// statement that joins s, k and c in a way of its own.
+func SubjectReadSelect(lead, sealed string) string {
+	return `SELECT ` + lead + `s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
+	k.version, k.kek_version, k.wrapped, k.created_at,
+	c.seq, c.id, c.purpose, c.scope, c.action, c.notice_version, c.at, c.channel, c.initiated_by, c.by_guardian, c.actor_id, c.sealed`
 }
 
 // SubjectRead collects the rows of a SubjectReadSQL statement.
