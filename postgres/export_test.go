@@ -110,3 +110,7 @@ func ReadBatchSQL(lookups bool, size int) (string, int) {
 	}
 	return k.sql[size], k.params
 }
+
+// DroppedReads returns how many queued reads of a kind were dropped
+// because their callers gave up.
+func (db *DB) DroppedReads(lookups bool) int64 { return db.batcher(lookups).dropped.Load() }

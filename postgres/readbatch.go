@@ -114,15 +114,17 @@ type readBatcher struct {
 	busy  int // statements on their way
 	queue []*batchedRead
 
-	// statements and reads count what went (GroupStats).
-	statements, reads atomic.Int64
+	// statements and reads count what went (GroupStats), dropped the
+	// queued reads whose callers gave up before a statement took them.
+	statements, reads, dropped atomic.Int64
 }
 
 // batchedRead is one read waiting for its statement.
 type batchedRead struct {
 	ask  string // its parameters, joined: what rows answering it lead with
 	args []any
-	done chan struct{} // closed when read and err are set
+	ctx  context.Context // the caller's: once done, the read is not sent
+	done chan struct{}   // closed when read and err are set
 	read *sqlutil.SubjectRead
 	err  error
 }
@@ -132,7 +134,7 @@ type batchedRead struct {
 // wait: a statement carries the reads of others too, so it runs under the
 // query timeout alone.
 func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, error) {
-	r := &batchedRead{ask: askKey(args), args: args}
+	r := &batchedRead{ask: askKey(args), args: args, ctx: ctx}
 	b.mu.Lock()
 	if b.busy < maxReadBatches {
 		b.busy++
@@ -189,17 +191,19 @@ func (b *readBatcher) next() {
 // take removes up to maxReadBatch queued reads of distinct asks and
 // returns them, or frees a statement's place and returns nil when none
 // wait. A second read of an ask already taken stays queued for the next
-// statement, so that each read gets rows of its own.
+// statement, so that each read gets rows of its own. Reads whose callers
+// have given up are dropped, so that a queue that grew while the
+// database did not answer holds only reads someone waits for.
 func (b *readBatcher) take() []*batchedRead {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.queue) == 0 {
-		b.busy--
-		return nil
-	}
 	var batch, rest []*batchedRead
 	seen := make(map[string]bool, len(b.queue))
 	for _, r := range b.queue {
+		if r.ctx.Err() != nil {
+			b.dropped.Add(1)
+			continue
+		}
 		if len(batch) == maxReadBatch || seen[r.ask] {
 			rest = append(rest, r)
 			continue
@@ -208,6 +212,10 @@ func (b *readBatcher) take() []*batchedRead {
 		batch = append(batch, r)
 	}
 	b.queue = rest
+	if len(batch) == 0 {
+		b.busy--
+		return nil
+	}
 	return batch
 }
 
