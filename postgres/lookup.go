@@ -34,7 +34,8 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 //
 // In a read-only transaction or a Glance it reads the owner with its data
 // key and consents in the same statement (readSubject), for the
-// GetSubject that a lookup asks for next.
+// GetSubject that a lookup asks for next; a Glance's goes in one
+// statement with other Glances' lookups (readbatch.go).
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
 	if tx.glance && tx.byKey != nil && !tx.sent {
 		tx.sent = true

@@ -15,7 +15,8 @@ import (
 // the subject with its data key, its consents, COMMIT. Now the subject, its
 // data key and its consent history come back from one statement
 // (readSubject), and Glance runs that statement without a transaction:
-// one round trip. The later reads of the same snapshot (GetDataKey,
+// one round trip, shared with the reads that arrive with it
+// (readbatch.go). The later reads of the same snapshot (GetDataKey,
 // ListConsentsFor, and GetSubject after FindLookup) answer from what it
 // read.
 

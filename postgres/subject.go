@@ -74,7 +74,8 @@ func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos
 // Glance, the subject's data key and consent history come back in the
 // same statement and are kept for GetDataKey and ListConsentsFor, which a
 // read asks for next (readSubject); after FindLookup read the subject,
-// it is not read again.
+// it is not read again. A Glance's read goes in one statement with other
+// Glances' reads (readbatch.go).
 func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, error) {
 	if tx.write {
 		var l lockedSubject // and locked until commit
