@@ -114,3 +114,11 @@ func ReadBatchSQL(lookups bool, size int) (string, int) {
 // DroppedReads returns how many queued reads of a kind were dropped
 // because their callers gave up.
 func (db *DB) DroppedReads(lookups bool) int64 { return db.batcher(lookups).dropped.Load() }
+
+// BusyReads returns how many statements of a kind are on their way.
+func (db *DB) BusyReads(lookups bool) int {
+	b := db.batcher(lookups)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.busy
+}

@@ -201,3 +201,55 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestReadBatchFailure: when a batched statement fails, every read it
+// carried gets the failure, as EINTERNAL without the statement's text,
+// and the batcher's places are free again for the reads after it.
+func TestReadBatchFailure(t *testing.T) {
+	db := MustOpenDB(t, nil)
+	ctx := t.Context()
+	ids := []custos.SubjectID{"sub_fail_0", "sub_fail_1", "sub_fail_2"}
+	for _, id := range ids {
+		if err := db.Update(ctx, func(tx custos.Tx) error {
+			return storetest.CreateCustomer(ctx, tx, id, map[string][]byte{"name": []byte(id)}, nil, false)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(id custos.SubjectID) error {
+		return db.Glance(ctx, func(tx custos.Tx) error { _, err := tx.GetSubject(ctx, id); return err })
+	}
+	exec := func(q string) {
+		t.Helper()
+		if _, err := db.Pool().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	release := db.HoldReadStatements(false)
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { errs[i] = read(id) })
+	}
+	waitFor(t, func() bool { return db.QueuedReads(false) == len(ids) })
+	exec(`ALTER TABLE consents RENAME TO consents_away`)
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if custos.ErrorCode(err) != custos.EINTERNAL || custos.ErrorMessage(err) != "Internal error." {
+			t.Errorf("read %d with its statement failing: got %v, want EINTERNAL", i, err)
+		}
+	}
+	waitFor(t, func() bool { return db.BusyReads(false) == 0 })
+
+	exec(`ALTER TABLE consents_away RENAME TO consents`)
+	for _, id := range ids {
+		if err := read(id); err != nil {
+			t.Errorf("read of %s after the failure: %v", id, err)
+		}
+	}
+	if n := db.BusyReads(false); n != 0 {
+		t.Errorf("%d statements still counted on their way", n)
+	}
+}
