@@ -49,6 +49,16 @@ type Glancer interface {
 	Glance(ctx context.Context, fn func(tx Tx) error) error
 }
 
+// SubjectPrefetcher is implemented by a read-only Tx that can read many
+// subjects, each with its data key and consent history, in one statement
+// instead of one each. A batch read (FindSubjectsByID) asks for all its
+// subjects first; GetSubject, GetDataKey and ListConsentsFor then answer
+// from what was read, in the same snapshot. A subject not found is read
+// again by GetSubject, which reports it.
+type SubjectPrefetcher interface {
+	PrefetchSubjects(ctx context.Context, ids []SubjectID) error
+}
+
 // AtEnder is implemented by a Tx that can defer work to the end of its
 // transaction, after everything else the transaction does and just before
 // it commits. A store that shares one commit among several Update calls

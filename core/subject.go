@@ -438,6 +438,12 @@ func (s *Service) FindSubjectsByID(ctx context.Context, purposes []string, ids [
 	out := make([]custos.SubjectRead, len(ids))
 	ls := make([]*loaded, len(ids))
 	err := s.store.View(ctx, func(tx custos.Tx) error {
+		if p, ok := tx.(custos.SubjectPrefetcher); ok {
+			// PostgreSQL: every subject in one statement, not one each.
+			if err := p.PrefetchSubjects(ctx, ids); err != nil {
+				return err
+			}
+		}
 		for i, id := range ids {
 			l, err := s.load(ctx, tx, purposes, id, evs[i])
 			switch custos.ErrorCode(err) {

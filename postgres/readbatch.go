@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"custos"
 	"custos/internal/sqlutil"
 )
 
@@ -223,15 +224,12 @@ func (b *readBatcher) take() []*batchedRead {
 // the rows that lead with its ask, sql.ErrNoRows when there were none, or
 // the statement's error.
 func (b *readBatcher) send(batch []*batchedRead) {
-	size := 0
-	for 1<<size < len(batch) {
-		size++
-	}
+	size := listSize(len(batch))
 	args := make([]any, 0, (1<<size)*b.kind.params)
 	for i := range 1 << size {
 		args = append(args, batch[min(i, len(batch)-1)].args...)
 	}
-	byAsk := map[string]*sqlutil.SubjectRead{}
+	c := newAskRows(b.kind.params)
 	err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 		defer cancel()
@@ -240,33 +238,14 @@ func (b *readBatcher) send(batch []*batchedRead) {
 			return err
 		}
 		defer rows.Close()
-		lead := make([]any, b.kind.params)
-		vals := make([][]byte, b.kind.params)
-		for i := range lead {
-			lead[i] = &vals[i]
-		}
-		var cur *sqlutil.SubjectRead
-		last := ""
 		for rows.Next() {
-			var row sqlutil.SubjectRow
-			if err := row.Scan(rows, lead...); err != nil {
-				return err
-			}
-			var sb strings.Builder
-			for _, v := range vals {
-				sb.Write(v)
-				sb.WriteByte(0)
-			}
-			if ask := sb.String(); cur == nil || ask != last {
-				cur, last = &sqlutil.SubjectRead{}, ask
-				byAsk[ask] = cur
-			}
-			if err := cur.Add(&row); err != nil {
+			if err := c.scan(rows); err != nil {
 				return err
 			}
 		}
 		return rows.Err()
 	}()
+	byAsk := c.byAsk
 	b.statements.Add(1)
 	b.reads.Add(int64(len(batch)))
 	for _, r := range batch {
@@ -283,3 +262,83 @@ func (b *readBatcher) send(batch []*batchedRead) {
 		}
 	}
 }
+
+// listSize is the i of the shortest list of readKind.sql[i] that holds n
+// asks (n at most maxReadBatch).
+func listSize(n int) int {
+	size := 0
+	for 1<<size < n {
+		size++
+	}
+	return size
+}
+
+// askRows collects the rows of a readKind statement: each ask's
+// customer, by the ask its rows lead with.
+type askRows struct {
+	lead  []any
+	vals  [][]byte
+	cur   *sqlutil.SubjectRead
+	last  string
+	byAsk map[string]*sqlutil.SubjectRead
+}
+
+func newAskRows(params int) *askRows {
+	c := &askRows{lead: make([]any, params), vals: make([][]byte, params), byAsk: map[string]*sqlutil.SubjectRead{}}
+	for i := range c.lead {
+		c.lead[i] = &c.vals[i]
+	}
+	return c
+}
+
+// scan reads one row, onto the read of the ask it leads with.
+func (c *askRows) scan(s scanner) error {
+	var row sqlutil.SubjectRow
+	if err := row.Scan(s, c.lead...); err != nil {
+		return err
+	}
+	var sb strings.Builder
+	for _, v := range c.vals {
+		sb.Write(v)
+		sb.WriteByte(0)
+	}
+	if ask := sb.String(); c.cur == nil || ask != c.last {
+		c.cur, c.last = &sqlutil.SubjectRead{}, ask
+		c.byAsk[ask] = c.cur
+	}
+	return c.cur.Add(&row)
+}
+
+// PrefetchSubjects implements custos.SubjectPrefetcher in a read-only
+// transaction (View): the subjects of ids, each with its data key and
+// consent history, in one statement for each 64 (readsByID's), where
+// GetSubject took one each; GetSubject, GetDataKey and ListConsentsFor
+// then answer from them. Elsewhere it does nothing.
+func (tx *Tx) PrefetchSubjects(ctx context.Context, ids []custos.SubjectID) error {
+	if tx.write || tx.glance {
+		return nil
+	}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), maxReadBatch)]
+		ids = ids[len(chunk):]
+		size := listSize(len(chunk))
+		args := make([]any, 1<<size)
+		for i := range args {
+			args[i] = string(chunk[min(i, len(chunk)-1)])
+		}
+		c := newAskRows(readsByID.params)
+		if err := tx.query(ctx, readsByID.sql[size], args, c.scan); err != nil {
+			return formatError(err, "Subject")
+		}
+		if tx.prefetched == nil {
+			tx.prefetched = map[custos.SubjectID]*custos.StoredSubject{}
+		}
+		for _, r := range c.byAsk {
+			tx.reads.Keep(r)
+			tx.prefetched[r.Subject.ID] = r.Subject
+		}
+	}
+	return nil
+}
+
+var _ custos.SubjectPrefetcher = (*Tx)(nil)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"custos"
+	"custos/postgres"
 	"custos/storetest"
 )
 
@@ -24,37 +26,7 @@ func TestReadBatch(t *testing.T) {
 	db := MustOpenDB(t, nil)
 	ctx := t.Context()
 	const n = 12
-	ids := make([]custos.SubjectID, n)
-	for i := range ids {
-		ids[i] = custos.SubjectID(fmt.Sprintf("sub_batch_%02d", i))
-		lks := []custos.Lookup{{Field: "email", Hash: []byte("e\x00" + string(ids[i])), SubjectID: ids[i]},
-			{Field: "mobile", Hash: []byte("m\x00" + string(ids[i])), SubjectID: ids[i]}}
-		err := db.Update(ctx, func(tx custos.Tx) error {
-			return storetest.CreateCustomer(ctx, tx, ids[i], map[string][]byte{"name": []byte(string(ids[i]))}, lks, false)
-		})
-		if err != nil {
-			t.Fatalf("create %s: %v", ids[i], err)
-		}
-	}
-	// 0, 1 or 2 consents a subject, given in turns, so that one
-	// subject's consents are not next to each other in recorded order.
-	for j := range 2 {
-		err := db.Update(ctx, func(tx custos.Tx) error {
-			for i, id := range ids {
-				if j >= i%3 {
-					continue
-				}
-				if err := tx.InsertConsent(ctx, &custos.StoredConsent{ID: fmt.Sprintf("con_%d_%d", i, j), SubjectID: id, Purpose: fmt.Sprintf("p%d", j),
-					Action: custos.ConsentGranted, NoticeVersion: 1, At: tx.Now(), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"}); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("consents: %v", err)
-		}
-	}
+	ids := createBatchCustomers(t, db, n)
 
 	// An ask: a subject by id, or by one of its keys.
 	type ask struct {
@@ -187,6 +159,100 @@ func TestReadBatch(t *testing.T) {
 				t.Errorf("a lone read took %d statements, want 1", st)
 			}
 		})
+	}
+}
+
+// createBatchCustomers stores n customers sub_batch_00 … with the name
+// field their id, keys email "e\x00"+id and mobile "m\x00"+id, and 0, 1
+// or 2 consents (customer i has i%3, purposes p0 and p1), given in turns
+// so that one customer's consents are not next to each other in recorded
+// order.
+func createBatchCustomers(t *testing.T, db *postgres.DB, n int) []custos.SubjectID {
+	t.Helper()
+	ctx := t.Context()
+	ids := make([]custos.SubjectID, n)
+	for i := range ids {
+		ids[i] = custos.SubjectID(fmt.Sprintf("sub_batch_%02d", i))
+		lks := []custos.Lookup{{Field: "email", Hash: []byte("e\x00" + string(ids[i])), SubjectID: ids[i]},
+			{Field: "mobile", Hash: []byte("m\x00" + string(ids[i])), SubjectID: ids[i]}}
+		err := db.Update(ctx, func(tx custos.Tx) error {
+			return storetest.CreateCustomer(ctx, tx, ids[i], map[string][]byte{"name": []byte(string(ids[i]))}, lks, false)
+		})
+		if err != nil {
+			t.Fatalf("create %s: %v", ids[i], err)
+		}
+	}
+	for j := range 2 {
+		err := db.Update(ctx, func(tx custos.Tx) error {
+			for i, id := range ids {
+				if j >= i%3 {
+					continue
+				}
+				if err := tx.InsertConsent(ctx, &custos.StoredConsent{ID: fmt.Sprintf("con_%d_%d", i, j), SubjectID: id, Purpose: fmt.Sprintf("p%d", j),
+					Action: custos.ConsentGranted, NoticeVersion: 1, At: tx.Now(), Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("consents: %v", err)
+		}
+	}
+	return ids
+}
+
+// TestPrefetchSubjects: in a read-only transaction, PrefetchSubjects reads
+// the customers of a batch read (more than one statement's 64 here) so
+// that GetSubject, GetDataKey and ListConsentsFor answer each from memory
+// (they are asked with a context already cancelled, which fails any
+// statement), with that customer's own rows; an id not found is left to
+// GetSubject, which reports it.
+func TestPrefetchSubjects(t *testing.T) {
+	db := MustOpenDB(t, nil)
+	ctx := t.Context()
+	const n = 70
+	ids := createBatchCustomers(t, db, n)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	err := db.View(ctx, func(tx custos.Tx) error {
+		p, ok := tx.(custos.SubjectPrefetcher)
+		if !ok {
+			t.Fatal("a PostgreSQL read-only Tx is not a SubjectPrefetcher")
+		}
+		if err := p.PrefetchSubjects(ctx, append(slices.Clone(ids), "sub_batch_none")); err != nil {
+			return err
+		}
+		for i := n - 1; i >= 0; i-- {
+			id := ids[i]
+			st, err := tx.GetSubject(done, id)
+			if err != nil {
+				t.Errorf("GetSubject(%s) after the prefetch: %v", id, err)
+				continue
+			}
+			if st.ID != id || string(st.Sealed["name"]) != string(id) {
+				t.Errorf("GetSubject(%s): got %s with %q", id, st.ID, st.Sealed["name"])
+			}
+			if k, err := tx.GetDataKey(done, id); err != nil || k == nil || k.SubjectID != id {
+				t.Errorf("GetDataKey(%s): %+v, %v", id, k, err)
+			}
+			cs, err := tx.ListConsentsFor(done, id, []string{"p0", "p1"})
+			if err != nil || len(cs) != i%3 {
+				t.Errorf("ListConsentsFor(%s): %d consents, %v; want %d", id, len(cs), err, i%3)
+			}
+			for j, c := range cs {
+				if c.SubjectID != id || c.ID != fmt.Sprintf("con_%d_%d", i, j) {
+					t.Errorf("%s: consent %d is %s of %s", id, j, c.ID, c.SubjectID)
+				}
+			}
+		}
+		if _, err := tx.GetSubject(ctx, "sub_batch_none"); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Errorf("GetSubject of an id not found: %v, want ENOTFOUND", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

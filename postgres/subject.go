@@ -88,6 +88,10 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		tx.found = nil
 		return st, nil
 	}
+	if st, ok := tx.prefetched[id]; ok {
+		delete(tx.prefetched, id)
+		return st, nil
+	}
 	if tx.glance && tx.byID != nil && !tx.sent {
 		tx.sent = true
 		r, err := tx.byID.read(ctx, string(id))

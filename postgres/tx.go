@@ -66,6 +66,9 @@ type Tx struct {
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
+	// prefetched holds the subjects PrefetchSubjects read, each handed to
+	// the first GetSubject of it.
+	prefetched map[custos.SubjectID]*custos.StoredSubject
 	// deferring is set in a commit group's first run: a statement whose
 	// only answer is a check
 	// (InsertNewSubject) is then queued in deferred, with the member's
