@@ -53,8 +53,8 @@ type Glancer interface {
 // subjects, each with its data key and consent history, in one statement
 // instead of one each. A batch read (FindSubjectsByID) asks for all its
 // subjects first; GetSubject, GetDataKey and ListConsentsFor then answer
-// from what was read, in the same snapshot. A subject not found is read
-// again by GetSubject, which reports it.
+// from what was read, in the same snapshot, GetSubject with ENOTFOUND for
+// a subject that was not there.
 type SubjectPrefetcher interface {
 	PrefetchSubjects(ctx context.Context, ids []SubjectID) error
 }

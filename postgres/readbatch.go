@@ -313,7 +313,8 @@ func (c *askRows) scan(s scanner) error {
 // transaction (View): the subjects of ids, each with its data key and
 // consent history, in one statement for each 64 (readsByID's), where
 // GetSubject took one each; GetSubject, GetDataKey and ListConsentsFor
-// then answer from them. Elsewhere it does nothing.
+// then answer from them, GetSubject with ENOTFOUND for an id the
+// statement did not find. Elsewhere it does nothing.
 func (tx *Tx) PrefetchSubjects(ctx context.Context, ids []custos.SubjectID) error {
 	if tx.write || tx.glance {
 		return nil
@@ -332,6 +333,10 @@ func (tx *Tx) PrefetchSubjects(ctx context.Context, ids []custos.SubjectID) erro
 		}
 		if tx.prefetched == nil {
 			tx.prefetched = map[custos.SubjectID]*custos.StoredSubject{}
+		}
+		for _, id := range chunk {
+			// Not found in this snapshot: nil, ENOTFOUND for GetSubject.
+			tx.prefetched[id] = nil
 		}
 		for _, r := range c.byAsk {
 			tx.reads.Keep(r)

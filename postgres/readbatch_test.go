@@ -206,8 +206,8 @@ func createBatchCustomers(t *testing.T, db *postgres.DB, n int) []custos.Subject
 // the customers of a batch read (more than one statement's 64 here) so
 // that GetSubject, GetDataKey and ListConsentsFor answer each from memory
 // (they are asked with a context already cancelled, which fails any
-// statement), with that customer's own rows; an id not found is left to
-// GetSubject, which reports it.
+// statement), with that customer's own rows, and GetSubject of an id not
+// found with ENOTFOUND.
 func TestPrefetchSubjects(t *testing.T) {
 	db := MustOpenDB(t, nil)
 	ctx := t.Context()
@@ -246,7 +246,7 @@ func TestPrefetchSubjects(t *testing.T) {
 				}
 			}
 		}
-		if _, err := tx.GetSubject(ctx, "sub_batch_none"); custos.ErrorCode(err) != custos.ENOTFOUND {
+		if _, err := tx.GetSubject(done, "sub_batch_none"); custos.ErrorCode(err) != custos.ENOTFOUND {
 			t.Errorf("GetSubject of an id not found: %v, want ENOTFOUND", err)
 		}
 		return nil

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 
 	"custos"
@@ -90,6 +91,9 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 	}
 	if st, ok := tx.prefetched[id]; ok {
 		delete(tx.prefetched, id)
+		if st == nil {
+			return nil, formatError(sql.ErrNoRows, "Subject")
+		}
 		return st, nil
 	}
 	if tx.glance && tx.byID != nil && !tx.sent {

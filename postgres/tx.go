@@ -67,7 +67,7 @@ type Tx struct {
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
 	// prefetched holds the subjects PrefetchSubjects read, each handed to
-	// the first GetSubject of it.
+	// the first GetSubject of it (nil: not found).
 	prefetched map[custos.SubjectID]*custos.StoredSubject
 	// deferring is set in a commit group's first run: a statement whose
 	// only answer is a check
