@@ -16,23 +16,17 @@ import (
 // expression for the subject's sealed column (a store may send it with
 // the first row only).
 func SubjectReadSQL(sealed string) string {
-	return SubjectReadFromSQL("", sealed, "subjects s")
-}
-
-// SubjectReadFromSQL is SubjectReadSQL with lead, columns (each followed
-// by a comma) that come before the subject's in each row, and from, the
-// FROM item that gives the subjects as s: a statement reading several
-// subjects says with lead which of its asks each row answers
-// (SubjectRow.Scan's lead).
-func SubjectReadFromSQL(lead, sealed, from string) string {
-	return SubjectReadSelect(lead, sealed) + `
-	FROM ` + from + `
+	return SubjectReadSelect("", sealed) + `
+	FROM subjects s
 	LEFT JOIN data_keys k ON k.subject_id = s.id
 	LEFT JOIN consents c ON c.subject_id = s.id`
 }
 
-// SubjectReadSelect is the SELECT list of SubjectReadFromSQL, for a
-// statement that joins s, k and c in a way of its own.
+// SubjectReadSelect is the SELECT list of SubjectReadSQL with lead,
+// columns (each followed by a comma) that come before the subject's in
+// each row, for a statement that joins s, k and c in a way of its own: a
+// statement reading several subjects says with lead which of its asks
+// each row answers (SubjectRow.Scan's lead).
 func SubjectReadSelect(lead, sealed string) string {
 	return `SELECT ` + lead + `s.id, ` + sealed + `, s.created_at, s.updated_at, s.restricted_until,
 	k.version, k.kek_version, k.wrapped, k.created_at,
@@ -56,8 +50,8 @@ func (r *SubjectRead) Scan(s Scanner) error {
 	return r.Add(&row)
 }
 
-// SubjectRow is one row of a SubjectReadSQL or SubjectReadFromSQL
-// statement.
+// SubjectRow is one row of a SubjectReadSQL statement, or of one built on
+// SubjectReadSelect.
 type SubjectRow struct {
 	ID                           string // the subject's
 	sealed, wrapped, cSealed     []byte
