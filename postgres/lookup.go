@@ -38,14 +38,12 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 // statement with other Glances' lookups (readbatch.go).
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
 	if tx.glance && tx.byKey != nil && !tx.sent {
-		tx.sent = true
-		r, err := tx.byKey.read(ctx, field, hash)
+		st, err := tx.glanceRead(ctx, tx.byKey, "Lookup", field, hash)
 		if err != nil {
-			return "", formatError(err, "Lookup")
+			return "", err
 		}
-		tx.reads.Keep(r)
-		tx.found = r.Subject
-		return r.Subject.ID, nil
+		tx.found = st
+		return st.ID, nil
 	}
 	if !tx.write {
 		st, err := tx.readSubject(ctx, "Lookup", `s.id = (SELECT subject_id FROM lookups WHERE field = $1 AND hash = $2)`,

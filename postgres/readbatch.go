@@ -157,8 +157,23 @@ func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRe
 	}
 }
 
-// askKey joins an ask's parameters (strings and byte slices) into one
-// string, as the rows answering it give them back.
+// glanceRead sends a Glance's one statement, a read by id or a lookup,
+// with other Glances' through b (tx.sent is then set), keeps the data key
+// and consents read with the customer for GetDataKey and ListConsentsFor,
+// and returns the customer; ENOTFOUND names entity.
+func (tx *Tx) glanceRead(ctx context.Context, b *readBatcher, entity string, args ...any) (*custos.StoredSubject, error) {
+	tx.sent = true
+	r, err := b.read(ctx, args...)
+	if err != nil {
+		return nil, formatError(err, entity)
+	}
+	tx.reads.Keep(r)
+	return r.Subject, nil
+}
+
+// askKey joins an ask's parameters (strings and byte slices, or the
+// byte slices a row's lead columns were scanned into) into one string: a
+// read's and the rows answering it give the same.
 func askKey(args []any) string {
 	var sb strings.Builder
 	for _, a := range args {
@@ -167,6 +182,8 @@ func askKey(args []any) string {
 			sb.WriteString(v)
 		case []byte:
 			sb.Write(v)
+		case *[]byte:
+			sb.Write(*v)
 		default:
 			panic(fmt.Sprintf("postgres: a batched read's parameter is a %T", a))
 		}
@@ -276,17 +293,16 @@ func listSize(n int) int {
 // askRows collects the rows of a readKind statement: each ask's
 // customer, by the ask its rows lead with.
 type askRows struct {
-	lead  []any
-	vals  [][]byte
+	lead  []any // a *[]byte for each lead column
 	cur   *sqlutil.SubjectRead
 	last  string
 	byAsk map[string]*sqlutil.SubjectRead
 }
 
 func newAskRows(params int) *askRows {
-	c := &askRows{lead: make([]any, params), vals: make([][]byte, params), byAsk: map[string]*sqlutil.SubjectRead{}}
+	c := &askRows{lead: make([]any, params), byAsk: map[string]*sqlutil.SubjectRead{}}
 	for i := range c.lead {
-		c.lead[i] = &c.vals[i]
+		c.lead[i] = new([]byte)
 	}
 	return c
 }
@@ -297,12 +313,7 @@ func (c *askRows) scan(s scanner) error {
 	if err := row.Scan(s, c.lead...); err != nil {
 		return err
 	}
-	var sb strings.Builder
-	for _, v := range c.vals {
-		sb.Write(v)
-		sb.WriteByte(0)
-	}
-	if ask := sb.String(); c.cur == nil || ask != c.last {
+	if ask := askKey(c.lead); c.cur == nil || ask != c.last {
 		c.cur, c.last = &sqlutil.SubjectRead{}, ask
 		c.byAsk[ask] = c.cur
 	}

@@ -97,13 +97,7 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		return st, nil
 	}
 	if tx.glance && tx.byID != nil && !tx.sent {
-		tx.sent = true
-		r, err := tx.byID.read(ctx, string(id))
-		if err != nil {
-			return nil, formatError(err, "Subject")
-		}
-		tx.reads.Keep(r)
-		return r.Subject, nil
+		return tx.glanceRead(ctx, tx.byID, "Subject", string(id))
 	}
 	return tx.readSubject(ctx, "Subject", `s.id = $1`, []any{string(id)})
 }
