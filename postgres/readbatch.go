@@ -131,16 +131,19 @@ type batchedRead struct {
 }
 
 // read returns the subject that args ask for (kind.params of them) with
-// its key and consent history, or sql.ErrNoRows. ctx bounds only the
-// wait: a statement carries the reads of others too, so it runs under the
-// query timeout alone.
+// its key and consent history, or sql.ErrNoRows. A read sent alone runs
+// under ctx; a queued read's ctx bounds only its wait, because its
+// statement carries the reads of others too and runs under the query
+// timeout alone.
 func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, error) {
 	r := &batchedRead{ask: askKey(args), args: args, ctx: ctx}
 	b.mu.Lock()
 	if b.busy < maxReadBatches {
 		b.busy++
 		b.mu.Unlock()
-		b.send([]*batchedRead{r})
+		// Alone in its statement, the read goes under its caller's
+		// context, as a statement of its own did.
+		b.send(ctx, []*batchedRead{r})
 		b.next()
 		return r.read, r.err
 	}
@@ -199,7 +202,7 @@ func (b *readBatcher) next() {
 	if batch := b.take(); batch != nil {
 		go func() {
 			for batch != nil {
-				b.send(batch)
+				b.send(context.Background(), batch)
 				batch = b.take()
 			}
 		}()
@@ -237,10 +240,10 @@ func (b *readBatcher) take() []*batchedRead {
 	return batch
 }
 
-// send reads what batch asks for in one statement and answers each read:
-// the rows that lead with its ask, sql.ErrNoRows when there were none, or
-// the statement's error.
-func (b *readBatcher) send(batch []*batchedRead) {
+// send reads what batch asks for in one statement, under ctx and the query
+// timeout, and answers each read: the rows that lead with its ask,
+// sql.ErrNoRows when there were none, or the statement's error.
+func (b *readBatcher) send(ctx context.Context, batch []*batchedRead) {
 	size := listSize(len(batch))
 	args := make([]any, 0, (1<<size)*b.kind.params)
 	for i := range 1 << size {
@@ -248,7 +251,7 @@ func (b *readBatcher) send(batch []*batchedRead) {
 	}
 	c := newAskRows(b.kind.params)
 	err := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		ctx, cancel := context.WithTimeout(ctx, b.timeout)
 		defer cancel()
 		rows, err := b.pool.QueryContext(ctx, b.kind.sql[size], args...)
 		if err != nil {

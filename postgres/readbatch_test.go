@@ -158,6 +158,13 @@ func TestReadBatch(t *testing.T) {
 			if st := db.GroupStats().ReadStatements - after.ReadStatements; st != 1 {
 				t.Errorf("a lone read took %d statements, want 1", st)
 			}
+			// Alone in its statement, a read goes under its caller's
+			// context, as a statement of its own did.
+			done, cancelDone := context.WithCancel(ctx)
+			cancelDone()
+			if err := db.Glance(done, func(tx custos.Tx) error { _, err := get(done, tx, ask{ids[2], field}); return err }); !errors.Is(err, context.Canceled) {
+				t.Errorf("a lone read whose caller gave up: %v, want context.Canceled", err)
+			}
 		})
 	}
 }
