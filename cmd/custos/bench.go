@@ -220,8 +220,8 @@ type benchResult struct {
 	OneTripEnds      int64 `json:"one_trip_ends,omitempty"`
 	OneTripFallbacks int64 `json:"one_trip_fallbacks,omitempty"`
 	// ReadsPerStatement is, on PostgreSQL, how many reads by id or
-	// lookup key went in one statement on average (forty-fifth session: concurrent reads
-	// share one).
+	// lookup key went in one statement on average (forty-fifth session:
+	// concurrent reads share one).
 	ReadsPerStatement float64 `json:"reads_per_statement,omitempty"`
 	Samples           int     `json:"latency_samples"`
 	// DrainSeconds is how long the requests in flight at the end of the
