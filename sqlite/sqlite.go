@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,14 @@ type DB struct {
 	// the read cache, nil when off (readcache.go).
 	gen *sharedGen
 	rc  *readCache
+	// lastTurn is the turn counter after this store's last BEGIN of a
+	// write, yields how often it let another process's writer begin
+	// first, waitSlot its waiting mark's slot while it waits (-1: none),
+	// and runBegan when its present run of turns began, for the one
+	// write connection's user (turns.go).
+	lastTurn, yields atomic.Uint64
+	waitSlot         atomic.Int32
+	runBegan         time.Time
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
@@ -176,6 +185,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 
 	db := &DB{path: path, now: opts.Now, timeout: opts.QueryTimeout, dur: newDurability(path)}
+	db.waitSlot.Store(-1)
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -254,9 +264,13 @@ func dsn(path string, write bool) string {
 	return baseDSN(path) + "&_query_only=on"
 }
 
+// busyTimeoutMS is every connection's busy_timeout: how long a statement
+// waits for a lock another connection holds.
+const busyTimeoutMS = 10000
+
 // baseDSN is what every connection to path sets.
 func baseDSN(path string) string {
-	return path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
+	return path + "?_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")&_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)" +
 		"&_foreign_keys=on&_synchronous=full"
 }
 
@@ -523,7 +537,7 @@ func retryStale(tx *Tx, err error, first bool) bool {
 // (retryStale); first says whether this is the group's first run.
 func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, errs []error, inv *invalidation, wrote *bool, first bool) (done bool) {
 	fail := func(err error) { failRest(errs, err) }
-	sqlTx, err := conn.BeginTx(ctx, nil)
+	sqlTx, err := db.beginWrite(ctx, conn)
 	if err != nil {
 		fail(internal("begin", err))
 		return true
@@ -582,7 +596,7 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 			fail(internal("rollback", rerr))
 			return true
 		}
-		if sqlTx, err = conn.BeginTx(ctx, nil); err != nil {
+		if sqlTx, err = db.beginWrite(ctx, conn); err != nil {
 			fail(internal("begin", err))
 			return true
 		}
@@ -804,7 +818,12 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 		if err != nil {
 			return err
 		}
-		sqlTx, err := c.BeginTx(ctx, opts)
+		var sqlTx *sql.Tx
+		if opts == nil || !opts.ReadOnly {
+			sqlTx, err = db.beginWrite(ctx, c)
+		} else {
+			sqlTx, err = c.BeginTx(ctx, opts)
+		}
 		if err != nil {
 			return errors.Join(internal("begin", err), c.Close())
 		}

@@ -42,7 +42,11 @@ type WriterStats struct {
 	// one is under way, or a process was killed inside one, and no
 	// group is answered before its sync.
 	DataCommitsBegun, DataCommitsEnded uint64
-	Busy                               time.Duration
+	// Yields is how often this store's writer, having had the last turn
+	// at the write lock, let another process's waiting writer begin
+	// first (turns.go).
+	Yields uint64
+	Busy   time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -57,7 +61,7 @@ func (db *DB) WriterStats() WriterStats {
 	begun, ended := db.gen.dataCommits()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
 		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(),
-		DataCommitsBegun: begun, DataCommitsEnded: ended, Busy: busy}
+		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -73,6 +77,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_groups_answered_before_sync_total", Help: "Commit groups of audit events alone answered once committed, before their sync (read_audit_durability committed).", Value: fmt.Sprint(st.Early)},
 		{Name: "custos_sqlite_data_commits_begun_total", Help: "Commits of data (anything but the audit log) begun by every process on the file.", Value: fmt.Sprint(st.DataCommitsBegun)},
 		{Name: "custos_sqlite_data_commits_ended_total", Help: "Of those, commits ended; while fewer, none is answered before its sync.", Value: fmt.Sprint(st.DataCommitsEnded)},
+		{Name: "custos_sqlite_writer_yields_total", Help: "Times the writer, having had the last turn at the write lock, let another process's waiting writer begin first.", Value: fmt.Sprint(st.Yields)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
 	if db.rc == nil {

@@ -1,0 +1,246 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Taking turns at the write lock with the other processes on the file.
+//
+// SQLite lets one connection write at a time. A writer of another process
+// that finds the write lock held waits in SQLite's busy handler, which
+// tries again after growing sleeps, up to 100 ms apart. A process that
+// runs transactions back to back (`custos retention run`'s windows, an
+// import) leaves gaps of microseconds between them, which such a waiter
+// seldom lands in: beside a serving node, the node's reads waited 2–4 s
+// while the CLI's retention run went on (BENCHMARKS.md, forty-fourth
+// session).
+//
+// So writers take turns. Before its BEGIN IMMEDIATE, a writer marks
+// itself waiting in the file the processes share (readcache.go's
+// sharedGen), and clears the mark once BEGIN has returned; a BEGIN that
+// took the lock advances the turn counter. A writer that has had the last
+// turns (no one began since) for turnQuantum or longer, and finds
+// another's mark, lets that writer begin first: it waits until the turn
+// counter moves on, at most yieldMax. And a writer that finds another
+// process has begun since its own last turn tries its BEGIN without the
+// busy handler, again every yieldPoll, so that it begins within about a
+// millisecond of the lock's release rather than at the busy handler's
+// next try. The quantum lets a node's short commit groups run on for a
+// while between another process's long transactions, rather than one
+// group between each two of them: while both want the lock, the
+// processes share its time. The writer's WAL restart (checkpoint.go's
+// resetWAL), which waits for the write lock too and then holds it through
+// a checkpoint, waits for a time when no other process's writer has
+// begun since this one's last turn, or waits.
+//
+// A process alone on the file reads the counter and the marks, and never
+// waits or polls. A mark older than waitStale is a waiter that died
+// waiting (a BEGIN waits at most the busy timeout, 10 s); it is ignored,
+// taken over by the next writer that needs its slot, and cleared when a
+// process opens the file alone. A process of an earlier build neither
+// marks nor yields: it waits in the busy handler as before, and is waited
+// for likewise.
+
+const (
+	// turnSlots is how many writers can be marked waiting at once; one
+	// that finds every slot taken waits unmarked.
+	turnSlots = 8
+	// waitStale is the age past which a waiting mark is ignored.
+	waitStale = 15 * time.Second
+	// yieldMax bounds a yield: the busy handler's longest sleep is 100 ms.
+	yieldMax = 150 * time.Millisecond
+	// turnQuantum is how long a writer's turns may follow one another
+	// while another process's writer waits.
+	turnQuantum = 20 * time.Millisecond
+	// yieldPoll is how often a yielding writer looks at the counter, and
+	// a waiting one tries its BEGIN again.
+	yieldPoll = time.Millisecond
+	// beginMax bounds the tries of a BEGIN without the busy handler: the
+	// busy timeout.
+	beginMax = 10 * time.Second
+)
+
+// turnCounterOffset and turnSlotsOffset place the turn counter and the
+// waiting marks (Unix nanoseconds, 0 when free) in the shared file, after
+// the five counters of readcache.go.
+const (
+	turnCounterOffset = 40
+	turnSlotsOffset   = 48
+)
+
+// turns returns the turn counter and the waiting marks, or nil when the
+// file has none (tests that make a sharedGen of their own).
+func (g *sharedGen) turns() (*uint64, []uint64) {
+	if g == nil || len(g.mem) < sharedGenSize {
+		return nil, nil
+	}
+	return g.turn, g.marks
+}
+
+// markWaiting marks a writer about to wait for the write lock at now and
+// returns its slot, or -1 when it could not be marked.
+func (g *sharedGen) markWaiting(now time.Time) int {
+	_, marks := g.turns()
+	stamp := uint64(now.UnixNano())
+	for i := range marks {
+		old := atomic.LoadUint64(&marks[i])
+		if (old == 0 || stale(old, now)) && atomic.CompareAndSwapUint64(&marks[i], old, stamp) {
+			return i
+		}
+	}
+	return -1
+}
+
+// clearWaiting clears the mark markWaiting set in slot.
+func (g *sharedGen) clearWaiting(slot int) {
+	if _, marks := g.turns(); slot >= 0 && slot < len(marks) {
+		atomic.StoreUint64(&marks[slot], 0)
+	}
+}
+
+// othersWaiting says whether a writer other than the one marked in slot
+// mine (-1: none) is marked waiting, and not stale, at now.
+func (g *sharedGen) othersWaiting(now time.Time, mine int) bool {
+	_, marks := g.turns()
+	for i := range marks {
+		if m := atomic.LoadUint64(&marks[i]); i != mine && m != 0 && !stale(m, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// stale says whether a mark made at Unix nanoseconds m is past waitStale
+// at now, or in the future by as much (a clock set back).
+func stale(m uint64, now time.Time) bool {
+	d := now.Sub(time.Unix(0, int64(m)))
+	return d > waitStale || d < -waitStale
+}
+
+// tookTurn advances the turn counter for a BEGIN that took the write lock
+// and returns its new value.
+func (g *sharedGen) tookTurn() uint64 {
+	turn, _ := g.turns()
+	if turn == nil {
+		return 0
+	}
+	return atomic.AddUint64(turn, 1)
+}
+
+// yield lets a marked waiter begin first when the caller had the last
+// turn (last, what tookTurn returned it) and its turns since another's
+// began at or before since, waiting at most yieldMax, and says whether it
+// waited.
+func (g *sharedGen) yield(last uint64, since time.Time) bool {
+	turn, _ := g.turns()
+	if turn == nil || atomic.LoadUint64(turn) != last || time.Now().Before(since) || !g.othersWaiting(time.Now(), -1) {
+		return false
+	}
+	deadline := time.Now().Add(yieldMax)
+	for {
+		time.Sleep(yieldPoll)
+		now := time.Now()
+		if atomic.LoadUint64(turn) != last || !g.othersWaiting(now, -1) || now.After(deadline) {
+			return true
+		}
+	}
+}
+
+// clearMarks clears every waiting mark: called by a process that opened
+// the file alone, when any left are a dead waiter's.
+func (g *sharedGen) clearMarks() {
+	_, marks := g.turns()
+	for i := range marks {
+		atomic.StoreUint64(&marks[i], 0)
+	}
+}
+
+// movedSince says whether another writer began since the turn last.
+func (g *sharedGen) movedSince(last uint64) bool {
+	turn, _ := g.turns()
+	return turn != nil && atomic.LoadUint64(turn) != last
+}
+
+// beginWrite begins a write transaction (BEGIN IMMEDIATE, the write
+// pool's _txlock) on c, taking turns with the other processes' writers
+// (see above).
+func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
+	last := db.lastTurn.Load()
+	if db.gen.yield(last, db.runBegan.Add(turnQuantum)) {
+		db.yields.Add(1)
+	}
+	slot := db.gen.markWaiting(time.Now())
+	db.waitSlot.Store(int32(slot))
+	var tx *sql.Tx
+	var err error
+	if db.gen.movedSince(last) {
+		tx, err = beginPolling(ctx, c)
+	} else {
+		tx, err = c.BeginTx(ctx, nil)
+	}
+	db.waitSlot.Store(-1)
+	db.gen.clearWaiting(slot)
+	if err == nil {
+		turn := db.gen.tookTurn()
+		if turn != last+1 {
+			// Another process began since this one's last turn: a new
+			// run of turns.
+			db.runBegan = time.Now()
+		}
+		db.lastTurn.Store(turn)
+	}
+	return tx, err
+}
+
+// beginPolling begins a write transaction on c without the busy handler
+// (busy_timeout 0 for the call), trying again every yieldPoll while the
+// lock is busy, at most beginMax or until ctx is done.
+func beginPolling(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
+	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		return c.BeginTx(ctx, nil)
+	}
+	defer func() {
+		// The connection's own setting again (baseDSN); it applies from
+		// the next statement, inside the transaction begun or not. A
+		// connection that keeps 0 would fail its next waits at once, so
+		// one that cannot be set back is closed by the pool once
+		// released (driver.ErrBadConn), and the next opened with the DSN.
+		if _, err := c.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS)); err != nil {
+			_ = c.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	deadline := time.Now().Add(beginMax)
+	for {
+		tx, err := c.BeginTx(ctx, nil)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return tx, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(yieldPoll):
+		}
+	}
+}
+
+// isBusy says whether err is SQLite's SQLITE_BUSY, or one of its
+// extended codes.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// othersWriting says whether another process's writer has begun since
+// this store's last turn, or waits for the write lock.
+func (db *DB) othersWriting() bool {
+	return db.gen.movedSince(db.lastTurn.Load()) || db.gen.othersWaiting(time.Now(), int(db.waitSlot.Load()))
+}

@@ -1,0 +1,237 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"custos"
+)
+
+// TestWritersTakeTurns: a process running write transactions back to
+// back on the file (here a second store on it, as `custos retention run`
+// beside a serving node) lets the other's waiting writer in after the
+// transaction in progress, instead of after all of them (turns.go). The
+// assertion counts the busy store's transactions that ended while each
+// write of the other waited; without turns, a write waited for most of
+// the run (SQLite's busy handler tries again up to 100 ms apart and
+// seldom lands in the gaps between them).
+func TestWritersTakeTurns(t *testing.T) {
+	ctx := context.Background()
+	busy := openInternal(t)
+	node := openSecond(t, busy)
+
+	const windows = 40
+	var done atomic.Int64 // the busy store's transactions committed
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range windows {
+			// A window holds the write lock for 25 ms, longer than a
+			// turn's quantum, as a retention window holds it for 11–15
+			// ms on a store of a million alone and about 30 ms beside a
+			// busy node.
+			err := busy.Update(ctx, func(tx custos.Tx) error {
+				if err := appendEvent(ctx, tx, 1000+i); err != nil {
+					return err
+				}
+				time.Sleep(25 * time.Millisecond)
+				return nil
+			})
+			if err != nil {
+				t.Errorf("window %d: %v", i, err)
+				return
+			}
+			done.Add(1)
+		}
+	}()
+	for done.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	worst := int64(0)
+	for i := range 10 {
+		before := done.Load()
+		if err := node.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, i) }); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		worst = max(worst, done.Load()-before)
+	}
+	finished := done.Load()
+	wg.Wait()
+	if worst > 3 {
+		t.Errorf("a write waited while the busy store committed %d transactions, want at most 3 (the one in progress, and the one it may have begun as the write marked itself)", worst)
+	}
+	if finished >= windows {
+		t.Errorf("the ten writes ended after the busy store's %d transactions, want them between", windows)
+	}
+	if y := busy.WriterStats().Yields; y == 0 {
+		t.Error("the busy store never yielded to the waiting writer")
+	}
+	// The other store's BEGINs polled without the busy handler (the busy
+	// store had begun since each of its turns); its connection has its
+	// busy timeout back.
+	var ms int
+	if err := node.write.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil || ms != busyTimeoutMS {
+		t.Errorf("write connection's busy_timeout after polling BEGINs: %d, %v; want %d", ms, err, busyTimeoutMS)
+	}
+	checkChain(t, busy, windows+10)
+}
+
+// TestBeginPolling: a BEGIN without the busy handler fails with
+// SQLITE_BUSY while another connection writes, is tried again, and
+// begins once that one commits; a BEGIN that cannot begin stops when its
+// context ends.
+func TestBeginPolling(t *testing.T) {
+	ctx := context.Background()
+	a := openInternal(t)
+	b := openSecond(t, a)
+	ca, err := a.write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb, err := b.write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	ta, err := ca.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ta.Rollback() // ended below; this one is for a test that stops early
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, err := beginPolling(short, cb); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("BEGIN while another writes, until the context ends: %v, want its deadline", err)
+	}
+	if _, err := cb.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cb.BeginTx(ctx, nil)
+	if !isBusy(err) {
+		t.Fatalf("BEGIN with no busy handler while another writes: %v, want SQLITE_BUSY", err)
+	}
+	if isBusy(errors.New("database is locked")) || isBusy(nil) {
+		t.Error("isBusy took an error that is not SQLite's for SQLITE_BUSY")
+	}
+	var committed atomic.Bool
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		committed.Store(true)
+		if err := ta.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+			t.Error(err)
+		}
+	}()
+	tb, err := beginPolling(ctx, cb)
+	if err != nil {
+		t.Fatalf("BEGIN after the other's end: %v", err)
+	}
+	if !committed.Load() {
+		t.Error("a BEGIN began while another connection held the write lock")
+	}
+	var ms int
+	if err := tb.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil || ms != busyTimeoutMS {
+		t.Errorf("busy_timeout inside the transaction begun: %d, %v; want %d", ms, err, busyTimeoutMS)
+	}
+	if err := tb.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWaitingMarks: a waiting mark counts until it is cleared or grows
+// stale; a stale one is taken over; a process that opens the file alone
+// clears every mark, a dead waiter's.
+func TestWaitingMarks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custos.db")
+	g, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if g.othersWaiting(now, -1) {
+		t.Fatal("a new file has a waiter")
+	}
+	slot := g.markWaiting(now)
+	if slot < 0 || !g.othersWaiting(now, -1) {
+		t.Fatalf("marked in slot %d: waiting %v, want a slot and a waiter", slot, g.othersWaiting(now, -1))
+	}
+	if g.othersWaiting(now, slot) {
+		t.Error("a writer's own mark counts as another's")
+	}
+	if g.othersWaiting(now.Add(waitStale+time.Second), -1) {
+		t.Error("a mark past waitStale still counts")
+	}
+	if g.othersWaiting(now.Add(-waitStale-time.Second), -1) {
+		t.Error("a mark that far in the future (a clock set back) still counts")
+	}
+	// Every slot taken: the next writer waits unmarked, then takes over
+	// a stale one.
+	for i := 1; i < turnSlots; i++ {
+		if s := g.markWaiting(now); s < 0 {
+			t.Fatalf("mark %d: no slot", i)
+		}
+	}
+	if s := g.markWaiting(now); s != -1 {
+		t.Fatalf("a ninth mark got slot %d, want none", s)
+	}
+	if s := g.markWaiting(now.Add(waitStale + time.Second)); s < 0 {
+		t.Fatal("a stale mark was not taken over")
+	}
+	g.clearWaiting(slot)
+	// The turn counter: a writer that had the last turn yields to a
+	// waiter until the counter moves on; one that did not, never.
+	last := g.tookTurn()
+	other, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		time.Sleep(20 * time.Millisecond)
+		other.tookTurn()
+	}()
+	if !g.yield(last, time.Time{}) {
+		t.Error("the writer with the last turn did not yield to the marked waiters")
+	}
+	<-moved
+	if g.yield(last, time.Time{}) {
+		t.Error("a writer yielded though another had begun since its turn")
+	}
+	// Within its quantum a writer does not yield.
+	if g.yield(g.tookTurn(), time.Now().Add(time.Hour)) {
+		t.Error("a writer yielded within its quantum")
+	}
+	// movedSince: whether another writer began since a turn.
+	mine := g.tookTurn()
+	if g.movedSince(mine) {
+		t.Error("no one began since: moved")
+	}
+	other.tookTurn()
+	if !g.movedSince(mine) {
+		t.Error("another began since: not moved")
+	}
+	if err := other.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.close(); err != nil {
+		t.Fatal(err)
+	}
+	// Marks left by processes that are gone are cleared by the next one
+	// to open the file alone.
+	g, err = openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	if g.othersWaiting(now, -1) {
+		t.Error("marks left by closed processes were not cleared by one opening the file alone")
+	}
+}
