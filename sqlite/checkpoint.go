@@ -200,9 +200,10 @@ func (db *DB) passiveRound(ctx context.Context, writeback bool) (copied, logFram
 // larger). Its failure leaves the request standing for the next round.
 func (db *DB) resetWAL() {
 	if !db.walReset.Load() || db.othersWriting() {
-		// Another process's writer holds the write lock or waits for
-		// it: the restart, which waits for that lock and then holds it
-		// through a checkpoint, is left for a later group (turns.go).
+		// Another process's writer has begun since this one's last
+		// turn (it may hold the write lock now) or waits for it: the
+		// restart, which waits for that lock and then holds it through
+		// a checkpoint, is left for a later group (turns.go).
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
