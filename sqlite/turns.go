@@ -40,7 +40,11 @@ import (
 // processes share its time. The writer's WAL restart (checkpoint.go's
 // resetWAL), which waits for the write lock too and then holds it through
 // a checkpoint, waits for a time when no other process's writer has
-// begun since this one's last turn, or waits.
+// begun since this one's last turn, or waits. Beside a CLI retention run
+// on a store of a million, a node's longest wait fell from 1.7–2.2 s to
+// about 0.1 s, its reads went on at about the rate they had averaged
+// between the stalls, and the run took 2.3–3× as long (BENCHMARKS.md,
+// forty-sixth session).
 //
 // A process alone on the file reads the counter and the marks, and never
 // waits or polls. A mark older than waitStale is a waiter that died
