@@ -18,8 +18,8 @@ import (
 // SQLite lets one connection write at a time. A writer of another process
 // that finds the write lock held waits in SQLite's busy handler, which
 // tries again after growing sleeps, up to 100 ms apart. A process that
-// runs transactions back to back (`custos retention run`'s windows, an
-// import) leaves gaps of microseconds between them, which such a waiter
+// runs transactions back to back (`custos retention run`'s windows,
+// `custos seed`'s batches) leaves gaps of microseconds between them, which such a waiter
 // seldom lands in: beside a serving node, the node's reads waited 2–4 s
 // while the CLI's retention run went on (BENCHMARKS.md, forty-fourth
 // session).
