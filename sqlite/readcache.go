@@ -444,14 +444,14 @@ type sharedGen struct {
 	d    *uint64
 	a    *uint64 // nil in tests that make a sharedGen of their own
 	b, e *uint64 // likewise
-	// turn and marks are the writers' turn counter and waiting marks
-	// (turns.go); likewise nil.
-	turn  *uint64
-	marks []uint64
+	// turn, lastRun and marks are the writers' turn counter, last
+	// yielded run's length and waiting marks (turns.go); likewise nil.
+	turn, lastRun *uint64
+	marks         []uint64
 }
 
 // sharedGenSize is the counters' file size: five counters, then the
-// writers' turn counter and waiting marks (turns.go). Files written before
+// writers' turn counter, last run's length and waiting marks (turns.go). Files written before
 // the second to seventh counters held fewer; opening one makes it this
 // long, and a process of an older build maps only the counters it knows.
 const sharedGenSize = turnSlotsOffset + 8*turnSlots
@@ -484,7 +484,7 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	}
 	g = &sharedGen{f: f, mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
 		a: (*uint64)(unsafe.Pointer(&mem[16])), b: (*uint64)(unsafe.Pointer(&mem[24])), e: (*uint64)(unsafe.Pointer(&mem[32])),
-		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), marks: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots)}
+		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), lastRun: (*uint64)(unsafe.Pointer(&mem[lastRunOffset])), marks: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots)}
 	alone := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	if alone {
 		atomic.StoreUint64(g.e, atomic.LoadUint64(g.b))
@@ -569,7 +569,7 @@ func (g *sharedGen) close() error {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.marks = nil, nil, nil, nil, nil, nil, nil, nil
+	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks = nil, nil, nil, nil, nil, nil, nil, nil, nil
 	if g.f != nil {
 		// Closing the file releases its flock.
 		err = errors.Join(err, g.f.Close())

@@ -96,11 +96,14 @@ type DB struct {
 	// lastTurn is the turn counter after this store's last BEGIN of a
 	// write, yields how often it let another process's writer begin
 	// first, waitSlot its waiting mark's slot while it waits (-1: none),
-	// and runBegan when its present run of turns began, for the one
-	// write connection's user (turns.go).
-	lastTurn, yields atomic.Uint64
-	waitSlot         atomic.Int32
-	runBegan         time.Time
+	// runBegan when its present run of turns began, quantum how long it
+	// may last while another waits, lastBegin when its last transaction
+	// began and lastHold how long that held the lock, for the one write
+	// connection's user (turns.go).
+	lastTurn, yields    atomic.Uint64
+	waitSlot            atomic.Int32
+	runBegan, lastBegin time.Time
+	quantum, lastHold   time.Duration
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
@@ -186,6 +189,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 
 	db := &DB{path: path, now: opts.Now, timeout: opts.QueryTimeout, dur: newDurability(path)}
 	db.waitSlot.Store(-1)
+	db.quantum = turnQuantum
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -499,6 +503,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		return
 	}
 	defer conn.Close()
+	defer db.endWrite()
 	inv = &invalidation{}
 	// At most two runs: a second only when the first found the head kept
 	// from the last group stale (retryStale, keptHeadFor).
@@ -841,6 +846,9 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql
 			if rerr := rollbackError(tx.tx.Rollback()); rerr != nil {
 				err = errors.Join(err, internal("rollback", rerr))
 			}
+		}
+		if opts == nil || !opts.ReadOnly {
+			db.endWrite()
 		}
 		if cerr := conn.Close(); cerr != nil && err == nil {
 			err = internal("release", cerr)

@@ -28,9 +28,18 @@ import (
 // itself waiting in the file the processes share (readcache.go's
 // sharedGen), and clears the mark once BEGIN has returned; a BEGIN that
 // took the lock advances the turn counter. A writer that has had the last
-// turns (no one began since) for turnQuantum or longer, and finds
+// turns (no one began since) for its quantum or longer, and finds
 // another's mark, lets that writer begin first: it waits until the turn
-// counter moves on, at most yieldMax. And a writer that finds another
+// counter moves on, at most yieldMax. A writer that yields records how
+// long it held the lock in its last transaction (from its BEGIN to the
+// end of its COMMIT or ROLLBACK), and the writer it yields to takes that
+// as its quantum for its run (at least turnQuantum, at most maxQuantum):
+// a node's run between a seed's batches lasts about as long as one batch,
+// and between a retention run's windows about as long as one window. So
+// while both want the lock they share its time about evenly. (The other's
+// whole run, the waiter's wait, or the time from one BEGIN to the next,
+// which counts a process's work between its transactions, grew the
+// quanta to the cap: BENCHMARKS.md, forty-sixth session.) And a writer that finds another
 // process has begun since its own last turn tries its BEGIN without the
 // busy handler, again every yieldPoll, so that it begins within about a
 // millisecond of the lock's release rather than at the busy handler's
@@ -63,8 +72,10 @@ const (
 	// yieldMax bounds a yield: the busy handler's longest sleep is 100 ms.
 	yieldMax = 150 * time.Millisecond
 	// turnQuantum is how long a writer's turns may follow one another
-	// while another process's writer waits.
+	// while another process's writer waits, at least; maxQuantum at
+	// most, however long the other's turns take.
 	turnQuantum = 20 * time.Millisecond
+	maxQuantum  = time.Second
 	// yieldPoll is how often a yielding writer looks at the counter, and
 	// a waiting one tries its BEGIN again.
 	yieldPoll = time.Millisecond
@@ -73,12 +84,14 @@ const (
 	beginMax = 10 * time.Second
 )
 
-// turnCounterOffset and turnSlotsOffset place the turn counter and the
-// waiting marks (Unix nanoseconds, 0 when free) in the shared file, after
-// the five counters of readcache.go.
+// turnCounterOffset, lastRunOffset and turnSlotsOffset place the turn
+// counter, how long the last writer that yielded held the lock in its last
+// transaction (nanoseconds) and the waiting marks (Unix nanoseconds, 0 when free) in
+// the shared file, after the five counters of readcache.go.
 const (
 	turnCounterOffset = 40
-	turnSlotsOffset   = 48
+	lastRunOffset     = 48
+	turnSlotsOffset   = 56
 )
 
 // turns returns the turn counter and the waiting marks, or nil when the
@@ -141,15 +154,20 @@ func (g *sharedGen) tookTurn() uint64 {
 }
 
 // yield lets a marked waiter begin first when the caller had the last
-// turn (last, what tookTurn returned it) and its turns since another's
-// began at or before since, waiting at most yieldMax, and says whether it
-// waited.
-func (g *sharedGen) yield(last uint64, since time.Time) bool {
+// turn (last, what tookTurn returned it) and its run of turns, begun at
+// began, has lasted quantum or longer, waiting at most yieldMax, and says
+// whether it waited. It records hold, how long the caller held the lock
+// in its last transaction, for the waiter's quantum.
+func (g *sharedGen) yield(last uint64, began time.Time, quantum, hold time.Duration) bool {
 	turn, _ := g.turns()
-	if turn == nil || atomic.LoadUint64(turn) != last || time.Now().Before(since) || !g.othersWaiting(time.Now(), -1) {
+	now := time.Now()
+	if turn == nil || atomic.LoadUint64(turn) != last || now.Sub(began) < quantum || !g.othersWaiting(now, -1) {
 		return false
 	}
-	deadline := time.Now().Add(yieldMax)
+	if g.lastRun != nil {
+		atomic.StoreUint64(g.lastRun, uint64(max(hold, 0)))
+	}
+	deadline := now.Add(yieldMax)
 	for {
 		time.Sleep(yieldPoll)
 		now := time.Now()
@@ -168,6 +186,16 @@ func (g *sharedGen) clearMarks() {
 	}
 }
 
+// quantum returns how long a run of turns begun now may last while
+// another process waits: as long as the writer that last yielded held the
+// lock in its last transaction, within turnQuantum and maxQuantum.
+func (g *sharedGen) quantum() time.Duration {
+	if g == nil || g.lastRun == nil {
+		return turnQuantum
+	}
+	return min(max(time.Duration(atomic.LoadUint64(g.lastRun)), turnQuantum), maxQuantum)
+}
+
 // movedSince says whether another writer began since the turn last.
 func (g *sharedGen) movedSince(last uint64) bool {
 	turn, _ := g.turns()
@@ -179,7 +207,7 @@ func (g *sharedGen) movedSince(last uint64) bool {
 // (see above).
 func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 	last := db.lastTurn.Load()
-	if db.gen.yield(last, db.runBegan.Add(turnQuantum)) {
+	if db.gen.yield(last, db.runBegan, db.quantum, db.lastHold) {
 		db.yields.Add(1)
 	}
 	slot := db.gen.markWaiting(time.Now())
@@ -197,12 +225,24 @@ func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 		turn := db.gen.tookTurn()
 		if turn != last+1 {
 			// Another process began since this one's last turn: a new
-			// run of turns.
-			db.runBegan = time.Now()
+			// run of turns, as long as that process's last.
+			db.runBegan, db.quantum = time.Now(), db.gen.quantum()
 		}
 		db.lastTurn.Store(turn)
+		db.lastBegin = time.Now()
+	} else {
+		db.lastBegin = time.Time{} // nothing held: endWrite notes nothing
 	}
 	return tx, err
+}
+
+// endWrite notes how long the transaction beginWrite began held the write
+// lock: the caller calls it once that transaction has ended.
+func (db *DB) endWrite() {
+	if !db.lastBegin.IsZero() {
+		db.lastHold = time.Since(db.lastBegin)
+		db.lastBegin = time.Time{}
+	}
 }
 
 // beginPolling begins a write transaction on c without the busy handler
