@@ -1,15 +1,17 @@
 #!/bin/bash
-# usage: stall.sh BIN TAG — reads at c=16 on the 1M store while `custos retention run` runs in another process
-BIN=$1; TAG=$2; D=/tmp/s46/m1; cd /tmp/s46
+# usage: stall.sh BIN TAG — reads at c=16 on the 1M store while `custos retention run`
+# (or SECOND, e.g. SECOND='seed -subjects 30000 -records 0 -seed 5 -no-plans') runs in another process
+# DATA: a store seeded with custos seed -subjects 1000000 -records 0 -seed 7 -no-plans; OUT: where the files go
+BIN=$1; TAG=$2; D=${DATA:-/tmp/s46/m1}; cd "${OUT:-/tmp/s46}"
 $BIN bench -reuse -data $D -subjects 100000 -c 16 -duration 25s -workloads read -seed 11 -draw-seed $RANDOM -json stall-$TAG.json -server-log srv-$TAG.log > stall-$TAG.out 2> stall-$TAG.err &
 B=$!
 until grep -q "bench: ceiling" stall-$TAG.err 2>/dev/null; do sleep 0.2; done
 sleep 7
 T0=$(date +%s.%N)
-$BIN retention run -data $D $RETARGS > ret-$TAG.out 2> ret-$TAG.err
+$BIN ${SECOND:-retention run} -data $D $RETARGS > ret-$TAG.out 2> ret-$TAG.err
 T1=$(date +%s.%N)
 wait $B
-echo "$TAG: retention run $(echo "$T1 - $T0" | bc) s, exit ok"
+echo "$TAG: ${SECOND:-retention run} $(echo "$T1 - $T0" | bc) s, exit ok"
 python3 -c "
 import json;r=json.load(open('stall-$TAG.json'))
 for s in r['results']:
