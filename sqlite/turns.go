@@ -225,7 +225,7 @@ func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 		turn := db.gen.tookTurn()
 		if turn != last+1 {
 			// Another process began since this one's last turn: a new
-			// run of turns, as long as that process's last.
+			// run of turns, whose quantum is that process's last hold.
 			db.runBegan, db.quantum = time.Now(), db.gen.quantum()
 		}
 		db.lastTurn.Store(turn)
