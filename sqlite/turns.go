@@ -69,7 +69,9 @@ const (
 	turnSlots = 8
 	// waitStale is the age past which a waiting mark is ignored.
 	waitStale = 15 * time.Second
-	// yieldMax bounds a yield: the busy handler's longest sleep is 100 ms.
+	// yieldMax bounds a yield, for a waiter that does not begin soon: one
+	// that gave up, or one that waits in the busy handler (its first
+	// BEGIN, or an earlier build's), whose tries are up to 100 ms apart.
 	yieldMax = 150 * time.Millisecond
 	// turnQuantum is how long a writer's turns may follow one another
 	// while another process's writer waits, at least; maxQuantum at
