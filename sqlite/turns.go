@@ -70,8 +70,9 @@ const (
 	// waitStale is the age past which a waiting mark is ignored.
 	waitStale = 15 * time.Second
 	// yieldMax bounds a yield, for a waiter that does not begin soon: one
-	// that gave up, or one that waits in the busy handler (its first
-	// BEGIN, or an earlier build's), whose tries are up to 100 ms apart.
+	// that gave up, or one whose BEGIN waits in the busy handler (when no
+	// one else had begun since its last turn), whose tries are up to 100
+	// ms apart.
 	yieldMax = 150 * time.Millisecond
 	// turnQuantum is how long a writer's turns may follow one another
 	// while another process's writer waits, at least; maxQuantum at
