@@ -136,16 +136,28 @@ func TestReadAuditCommitted(t *testing.T) {
 	}
 
 	// Writers and readers at once on a: groups mix them, and no write
-	// may commit asynchronously, whatever shares its group.
+	// may commit asynchronously, whatever shares its group. The readers
+	// then read on a while after the writers are done, so that some
+	// groups certainly hold reads alone (while all six run, each group
+	// may hold a write: all are answered together and ask again).
 	async0 := a.GroupStats().Async
 	var (
-		wg     sync.WaitGroup
-		writes []string
-		mu     sync.Mutex
+		wg, writers sync.WaitGroup
+		writes      []string
+		mu          sync.Mutex
 	)
+	writers.Add(3)
 	for g := range 6 {
 		wg.Go(func() {
-			for i := range 15 {
+			n := 20 // a reader's: 15 beside the writers, 5 after
+			if g%2 == 0 {
+				n = 15
+				defer writers.Done()
+			}
+			for i := range n {
+				if i == 15 {
+					writers.Wait()
+				}
 				// t.Fatal is the test goroutine's: errors here.
 				req := fmt.Sprintf("g%d_%d", g, i)
 				fn := func(tx custos.Tx) error { appendAtEnd(t, tx, req); return nil }
