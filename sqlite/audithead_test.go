@@ -62,14 +62,17 @@ func openInternal(t *testing.T) *DB {
 
 // runGroup commits fns as one commit group, the way the writer goroutine
 // does (the writer is idle, so the single write connection is free), and
-// returns each member's error.
+// returns each member's error. A group cut short for another process's
+// writer (cutGroup) goes on with its rest, as the writer's next group.
 func runGroup(t *testing.T, db *DB, fns ...func(tx custos.Tx) error) []error {
 	t.Helper()
 	group := make([]*writeReq, len(fns))
 	for i, fn := range fns {
 		group[i] = &writeReq{ctx: context.Background(), fn: fn, done: make(chan error, 1)}
 	}
-	db.commitGroup(group)
+	for rest := db.commitGroup(group); len(rest) > 0; {
+		rest = db.commitGroup(rest)
+	}
 	errs := make([]error, len(fns))
 	for i, r := range group {
 		errs[i] = <-r.done

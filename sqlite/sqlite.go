@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,7 +101,10 @@ type DB struct {
 	// may last while another waits, lastBegin when its last transaction
 	// began and lastHold how long that held the lock, for the one write
 	// connection's user (turns.go).
-	lastTurn, yields    atomic.Uint64
+	lastTurn, yields atomic.Uint64
+	// cuts is how often a group was cut short for another process's
+	// waiting writer (turns.go's cutGroup).
+	cuts                atomic.Uint64
 	waitSlot            atomic.Int32
 	runBegan, lastBegin time.Time
 	quantum, lastHold   time.Duration
@@ -415,31 +419,33 @@ func (db *DB) writer() {
 	// start and after a filing that stopped at its bound. They are
 	// filed while no write waits.
 	backlog := auditWriterFiles
+	// carried: the members of a group cut short (cutGroup), which lead
+	// the next; they are answered whether or not the store is closing.
+	var carried []*writeReq
 	for {
-		var first *writeReq
-		var idle <-chan time.Time
-		if backlog {
-			idle = time.After(auditIdleWait)
-		}
-		select {
-		case first = <-db.reqs:
-		case <-db.closed:
-			return
-		case <-idle:
-			_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
-			backlog = err == nil && rest > 0
-			continue
+		if len(carried) == 0 {
+			var first *writeReq
+			var idle <-chan time.Time
+			if backlog {
+				idle = time.After(auditIdleWait)
+			}
+			select {
+			case first = <-db.reqs:
+			case <-db.closed:
+				return
+			case <-idle:
+				_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
+				backlog = err == nil && rest > 0
+				continue
+			}
+			carried = []*writeReq{first}
 		}
 		t0, unfiled0 := time.Now(), db.auditUnfiled.Load()
 		db.busyMu.Lock()
 		db.busySince = t0
 		db.busyMu.Unlock()
-		group := queue.Gather(db.reqs, []*writeReq{first}, MaxGroup, gatherYields)
-		// Counted before the callers are answered, so that a caller
-		// sees its own write in WriterStats.
-		db.groups.Add(1)
-		db.members.Add(uint64(len(group)))
-		db.commitGroup(group)
+		group := queue.Gather(db.reqs, carried, MaxGroup, gatherYields)
+		carried = db.commitGroup(group)
 		// The write connection is free between groups: prepare the
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
@@ -465,8 +471,9 @@ func (db *DB) writer() {
 }
 
 // commitGroup runs a group of Update calls in one transaction (runMembers),
-// commits, and answers each caller.
-func (db *DB) commitGroup(group []*writeReq) {
+// commits, and answers each caller. A group cut short (cutGroup) commits
+// and answers its first members; the rest, returned, lead the next group.
+func (db *DB) commitGroup(group []*writeReq) (rest []*writeReq) {
 	errs := make([]error, len(group))
 	var inv *invalidation
 	var conn *sql.Conn
@@ -485,13 +492,17 @@ func (db *DB) commitGroup(group []*writeReq) {
 		if conn != nil {
 			db.countPages(conn)
 		}
+		// Counted before the callers are answered, so that a caller
+		// sees its own write in WriterStats.
+		db.groups.Add(1)
+		db.members.Add(uint64(len(group)))
 		db.dur.answer(group, errs, wrote)
 	}
 	fail := func(err error) { failRest(errs, err) }
 	if err := db.dur.failed(); err != nil {
 		fail(err)
 		answer()
-		return
+		return nil
 	}
 	ctx := context.Background()
 	cctx, cancel := context.WithTimeout(ctx, db.timeout)
@@ -500,7 +511,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 	if err != nil {
 		fail(internal("connect", err))
 		answer()
-		return
+		return nil
 	}
 	defer conn.Close()
 	defer db.endWrite()
@@ -508,7 +519,13 @@ func (db *DB) commitGroup(group []*writeReq) {
 	// At most two runs: a second only when the first found the head kept
 	// from the last group stale (retryStale, keptHeadFor).
 	for run := 0; ; run++ {
-		if db.runGroup(ctx, conn, group, errs, inv, &wrote, run == 0) {
+		done, n := db.runGroup(ctx, conn, group, errs, inv, &wrote, run == 0)
+		if done {
+			if n < len(group) {
+				db.cuts.Add(1)
+				rest = slices.Clone(group[n:])
+				group, errs = group[:n], errs[:n]
+			}
 			break
 		}
 		db.reruns.Add(1)
@@ -517,6 +534,7 @@ func (db *DB) commitGroup(group []*writeReq) {
 		}
 	}
 	answer()
+	return rest
 }
 
 // failRest gives err to every member without an outcome yet.
@@ -539,13 +557,19 @@ func retryStale(tx *Tx, err error, first bool) bool {
 // runGroup runs the group once in a transaction on conn and commits it,
 // leaving each member's outcome in errs. It returns false, with nothing
 // committed and the kept head dropped, when the group must run again
-// (retryStale); first says whether this is the group's first run.
-func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, errs []error, inv *invalidation, wrote *bool, first bool) (done bool) {
-	fail := func(err error) { failRest(errs, err) }
+// (retryStale); first says whether this is the group's first run. n is
+// how many of the group's first members the transaction ran and
+// committed: fewer than all only when it was cut short for another
+// process's writer (cutGroup); the others have no outcome yet.
+func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, errs []error, inv *invalidation, wrote *bool, first bool) (done bool, n int) {
+	// Until the members have run, and when they fail as a whole, every
+	// member gets the group's failure; after a cut, only those run.
+	n = len(group)
+	fail := func(err error) { failRest(errs[:n], err) }
 	sqlTx, err := db.beginWrite(ctx, conn)
 	if err != nil {
 		fail(internal("begin", err))
-		return true
+		return true, n
 	}
 	tx := db.groupTx(sqlTx, db.now().UTC().Truncate(time.Microsecond), inv, wrote)
 	// stale rolls back a run whose end work found the kept head stale.
@@ -568,7 +592,7 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 			errs[0] = internal("update", errs[0])
 		} else if errs[0] = callFn(r.fn, tx); errs[0] == nil {
 			if errs[0] = tx.finish(ctx); stale(errs[0]) {
-				return false
+				return false, n
 			}
 		}
 		if errs[0] != nil {
@@ -578,7 +602,7 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 		} else if err := db.commit(tx, sqlTx); err != nil {
 			errs[0] = internal("commit", err)
 		}
-		return true
+		return true, n
 	}
 	// Optimistic first: the members run without savepoints, because a
 	// savepoint copies every page a member changes into the sub-journal
@@ -587,7 +611,7 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 	// writes that only a savepoint could undo, so the transaction is
 	// rolled back and the whole group runs again, each member in its own
 	// savepoint. Update functions may run more than once (custos.Store).
-	failed, gerr := runMembers(ctx, tx, group, errs, false, -1)
+	failed, ran, gerr := runMembers(ctx, tx, group, errs, false, -1, db.cutGroup)
 	if failed >= 0 {
 		db.reruns.Add(1)
 		skip := -1
@@ -599,11 +623,11 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 			skip = failed
 		} else if rerr != nil {
 			fail(internal("rollback", rerr))
-			return true
+			return true, n
 		}
 		if sqlTx, err = db.beginWrite(ctx, conn); err != nil {
 			fail(internal("begin", err))
-			return true
+			return true, n
 		}
 		// Same clock; the invalidations of both runs are kept.
 		tx = db.groupTx(sqlTx, tx.now, inv, wrote)
@@ -612,13 +636,14 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 				errs[i] = nil
 			}
 		}
-		_, gerr = runMembers(ctx, tx, group, errs, true, skip)
+		_, ran, gerr = runMembers(ctx, tx, group, errs, true, skip, db.cutGroup)
 	}
+	n = ran
 	if gerr != nil {
 		// Nothing of this group is committed; every caller not already
 		// answered with its own error gets the failure.
 		fail(gerr)
-		for i := range errs {
+		for i := range errs[:n] {
 			if custos.ErrorCode(errs[i]) != custos.EINTERNAL {
 				errs[i] = internal("group", errors.New("transaction aborted"))
 			}
@@ -626,23 +651,23 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
-		return true
+		return true, n
 	}
 	// The members' end work (their audit events) for the whole group.
 	if err := tx.finish(ctx); err != nil {
 		if stale(err) {
-			return false
+			return false, n
 		}
 		fail(err)
 		if rerr := rollbackError(sqlTx.Rollback()); rerr != nil {
 			fail(internal("rollback", rerr))
 		}
-		return true
+		return true, n
 	}
 	if err := db.commit(tx, sqlTx); err != nil {
 		fail(internal("commit", err))
 	}
-	return true
+	return true, n
 }
 
 // commit commits a group's transaction, keeping its audit head for the
@@ -721,9 +746,14 @@ func (db *DB) forgetHead() { db.head = auditHead{} }
 // writes are undone alone. Without, a member that fails after running a
 // statement stops the run: failed is its index (-1: none), and the group
 // must run again with savepoints. A non-nil error breaks the whole
-// transaction.
-func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, savepoints bool, skip int) (failed int, err error) {
+// transaction. ran is how many of the first members ran: all, unless cut
+// said, before a member after skip, that the group should end with those
+// before it (the rest are run by a later group).
+func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, savepoints bool, skip int, cut func() bool) (failed, ran int, err error) {
 	for i, r := range group {
+		if i > 0 && i > skip && cut() {
+			return -1, i, nil
+		}
 		if i == skip {
 			continue
 		}
@@ -743,32 +773,32 @@ func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, sa
 		sp := tx.sp
 		tx.sp = spNone
 		if tx.spErr != nil {
-			return -1, internal("savepoint", tx.spErr)
+			return -1, len(group), internal("savepoint", tx.spErr)
 		}
 		if errs[i] == nil {
 			if sp == spOpen {
 				if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
-					return -1, internal("release savepoint", err)
+					return -1, len(group), internal("release savepoint", err)
 				}
 			}
 			continue
 		}
 		if sp == spRan {
-			return i, nil
+			return i, i + 1, nil
 		}
 		// The member's audit events and end work are undone with it.
 		*tx.head = head
 		tx.ends = tx.ends[:ends]
 		if sp == spOpen {
 			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
-				return -1, internal("rollback to savepoint", err)
+				return -1, len(group), internal("rollback to savepoint", err)
 			}
 			if _, err := tx.exec(ctx, "RELEASE w"); err != nil {
-				return -1, internal("release savepoint", err)
+				return -1, len(group), internal("release savepoint", err)
 			}
 		}
 	}
-	return -1, nil
+	return -1, len(group), nil
 }
 
 // invalidate tells other processes on this file, then this process's read

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,83 @@ func TestWritersTakeTurns(t *testing.T) {
 		t.Errorf("write connection's busy_timeout after polling BEGINs: %d, %v; want %d", ms, err, busyTimeoutMS)
 	}
 	checkChain(t, busy, windows+10)
+}
+
+// TestGroupCutForWaiter: a commit group of long members (`custos seed`'s
+// batches of 500 customers, four to a group) that finds another process's
+// writer waiting ends after the member in progress, commits and answers
+// what it ran, lets that writer in, and runs the rest as the writer's next
+// group (cutGroup). Without the cut the other waited for the whole group.
+func TestGroupCutForWaiter(t *testing.T) {
+	// No idle audit filing: each store writes only when asked here.
+	quietAuditFiling(t, auditFileChunk, auditFileIdleMax)
+	ctx := context.Background()
+	seed := openInternal(t)
+	node := openSecond(t, seed)
+
+	var mu sync.Mutex
+	var order []string // whose write ran, in order
+	note := func(who string) {
+		mu.Lock()
+		order = append(order, who)
+		mu.Unlock()
+	}
+	errs := make(chan error, 6)
+	// A first write holds the seed's writer while four more queue behind
+	// it, so that those run as one group.
+	release := make(chan struct{})
+	var held sync.Once
+	holding := make(chan struct{})
+	go func() {
+		errs <- seed.Update(ctx, func(tx custos.Tx) error {
+			held.Do(func() { close(holding) })
+			<-release
+			return appendEvent(ctx, tx, 100)
+		})
+	}()
+	<-holding
+	var waiting sync.Once
+	for i := range 4 {
+		go func() {
+			errs <- seed.Update(ctx, func(tx custos.Tx) error {
+				if err := appendEvent(ctx, tx, 200+i); err != nil {
+					return err
+				}
+				// While the group's first member holds the lock, the
+				// node's writer begins waiting for it.
+				waiting.Do(func() {
+					go func() {
+						errs <- node.Update(ctx, func(tx custos.Tx) error {
+							note("node")
+							return appendEvent(ctx, tx, 300)
+						})
+					}()
+					for !seed.gen.othersWaiting(time.Now(), -1) {
+						time.Sleep(time.Millisecond)
+					}
+				})
+				// Longer than the least quantum, as a seed batch is.
+				time.Sleep(2 * turnQuantum)
+				note(fmt.Sprint("seed", i))
+				return nil
+			})
+		}()
+	}
+	// The four reach the writer's queue while the first write holds it.
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(order) != 5 || order[1] != "node" {
+		t.Errorf("writes ran in the order %v, want the node's second, after the member in progress when it began waiting", order)
+	}
+	if st := seed.WriterStats(); st.Cuts != 1 || st.Members != 5 || st.Groups != 3 {
+		t.Errorf("seed's writer: %d cuts, %d members in %d groups; want one cut, and the five writes counted once each, in three groups (the first write's, the cut one's, its rest's)", st.Cuts, st.Members, st.Groups)
+	}
+	checkChain(t, seed, 6)
 }
 
 // TestBeginPolling: a BEGIN without the busy handler fails with

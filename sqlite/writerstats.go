@@ -46,7 +46,11 @@ type WriterStats struct {
 	// at the write lock, let another process's waiting writer begin
 	// first (turns.go).
 	Yields uint64
-	Busy   time.Duration
+	// Cuts is how many of its commit groups it ended early, after the
+	// members run so far, for another process's waiting writer; the
+	// rest led the next group (turns.go's cutGroup).
+	Cuts uint64
+	Busy time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -61,7 +65,7 @@ func (db *DB) WriterStats() WriterStats {
 	begun, ended := db.gen.dataCommits()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
 		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(),
-		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Busy: busy}
+		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Cuts: db.cuts.Load(), Busy: busy}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -78,6 +82,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_data_commits_begun_total", Help: "Commits of data (anything but the audit log) begun by every process on the file.", Value: fmt.Sprint(st.DataCommitsBegun)},
 		{Name: "custos_sqlite_data_commits_ended_total", Help: "Of those, commits ended; while fewer, none is answered before its sync.", Value: fmt.Sprint(st.DataCommitsEnded)},
 		{Name: "custos_sqlite_writer_yields_total", Help: "Times the writer, having had the last turn at the write lock, let another process's waiting writer begin first.", Value: fmt.Sprint(st.Yields)},
+		{Name: "custos_sqlite_writer_group_cuts_total", Help: "Commit groups ended early, after the members run so far, for another process's waiting writer; the rest led the next group.", Value: fmt.Sprint(st.Cuts)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 	})
 	if db.rc == nil {
