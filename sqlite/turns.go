@@ -303,3 +303,9 @@ func (db *DB) cutGroup() bool {
 	now := time.Now()
 	return now.Sub(db.runBegan) >= db.quantum && db.gen.othersWaiting(now, -1)
 }
+
+// OthersWriting says whether another process's writer has begun on the
+// file since this store's last write, or waits to: a caller about to
+// write much in one transaction (`custos seed`'s batches) writes less at a
+// time then, since that writer may wait for the whole transaction.
+func (db *DB) OthersWriting() bool { return db.othersWriting() }

@@ -350,6 +350,9 @@ func TestWALRestartWaitsForOthers(t *testing.T) {
 	if err := other.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 2) }); err != nil {
 		t.Fatal(err)
 	}
+	if !db.OthersWriting() {
+		t.Error("OthersWriting after another process wrote since this one: false")
+	}
 	db.walReset.Store(true)
 	db.resetWAL()
 	if !db.walReset.Load() {
@@ -357,6 +360,9 @@ func TestWALRestartWaitsForOthers(t *testing.T) {
 	}
 	if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 3) }); err != nil {
 		t.Fatal(err)
+	}
+	if db.OthersWriting() {
+		t.Error("OthersWriting once this store had the last turn: true")
 	}
 	// The writer itself restarts the WAL after a group when asked; here
 	// the test asks after the group, as the writer would before its next.
