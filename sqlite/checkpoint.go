@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -123,6 +124,7 @@ func (db *DB) checkpointPassive() {
 	if int64(logFrames) <= limit {
 		return
 	}
+	db.walOverdue.Store(int64(logFrames) > walOverdueFactor*limit)
 	// What this round copied, and every round since the last restart,
 	// waits in the kernel for the restart's sync: start writing it out.
 	// Only now: a page copied in several rounds between two restarts (a
@@ -198,12 +200,22 @@ func (db *DB) passiveRound(ctx context.Context, writeback bool) (copied, logFram
 // next commit writes the WAL from its beginning, reusing the file's blocks
 // (journal_size_limit, set here to walSizeLimit, trims a file that grew
 // larger). Its failure leaves the request standing for the next round.
+//
+// While another process's writer has begun since this one's last turn
+// (it may hold the write lock now) or waits for it, the restart, which
+// waits for that lock and then holds it through a checkpoint, is left for
+// a later group (turns.go). But while two processes take turns one of
+// them nearly always waits, and the other's restart waits likewise, so
+// the WAL would grow without bound: 318 MB in 35 s beside a seed
+// (BENCHMARKS.md, forty-seventh session). Once the WAL is overdue
+// (walOverdueFactor), the restart takes a turn as a write does
+// (restartInTurn).
 func (db *DB) resetWAL() {
-	if !db.walReset.Load() || db.othersWriting() {
-		// Another process's writer has begun since this one's last
-		// turn (it may hold the write lock now) or waits for it: the
-		// restart, which waits for that lock and then holds it through
-		// a checkpoint, is left for a later group (turns.go).
+	if !db.walReset.Load() {
+		return
+	}
+	inTurn := db.othersWriting()
+	if inTurn && !db.walOverdue.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
@@ -214,14 +226,74 @@ func (db *DB) resetWAL() {
 	if want := db.walSizeLimit.Load(); want > 0 {
 		_, _ = db.write.ExecContext(ctx, fmt.Sprintf("PRAGMA journal_size_limit = %d", want))
 	}
-	var busy, logFrames, checkpointed int
 	// Kept snapshots hold the WAL: end them, and keep none meanwhile.
 	db.kept.pause()
 	defer db.kept.resume()
-	if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &checkpointed); err == nil && busy == 0 {
+	var done bool
+	if inTurn {
+		done = db.restartInTurn(ctx)
+	} else {
+		done = restart(ctx, db.write) == nil
+	}
+	if done {
 		db.walReset.Store(false)
+		db.walOverdue.Store(false)
 	}
 }
+
+// walOverdueFactor: a WAL past this many times the size at which the
+// checkpointer asks for a restart is overdue (resetWAL).
+const walOverdueFactor = 2
+
+// errRestartBusy is a RESTART checkpoint that could not finish: the
+// write lock, or a reader still using the WAL, was busy.
+var errRestartBusy = errors.New("wal checkpoint(RESTART): busy")
+
+// restart runs a RESTART checkpoint on q.
+func restart(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) error {
+	var busy, logFrames, checkpointed int
+	if err := q.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return err
+	}
+	if busy != 0 {
+		return errRestartBusy
+	}
+	return nil
+}
+
+// restartInTurn runs the RESTART checkpoint as a turn at the write lock
+// among the processes on the file: marked waiting, so that the others'
+// writers yield to it at their next transaction (yield), and tried
+// without the busy handler every yieldPoll, as a waiting BEGIN is
+// (pollBusy), for at most restartInTurnMax; it advances the turn
+// counter once it ran, which ends the others' yields. It says whether the
+// restart ran.
+func (db *DB) restartInTurn(ctx context.Context) bool {
+	c, err := db.write.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	slot := db.gen.markWaiting(time.Now())
+	db.waitSlot.Store(int32(slot))
+	defer func() {
+		db.waitSlot.Store(-1)
+		db.gen.clearWaiting(slot)
+	}()
+	err = pollBusy(ctx, c, restartInTurnMax, func() error { return restart(ctx, c) })
+	if err != nil {
+		return false
+	}
+	db.lastTurn.Store(db.gen.tookTurn())
+	return true
+}
+
+// restartInTurnMax bounds restartInTurn's tries: longer than the others'
+// yields (yieldMax), during which the lock is free, and than a kept
+// snapshot of theirs lives (keepFor), which the restart waits out.
+const restartInTurnMax = 2 * yieldMax
 
 // openCheckpointer opens the checkpointer's connection, and the database
 // file for its writebacks (passiveRound). That descriptor is closed only

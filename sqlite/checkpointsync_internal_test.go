@@ -162,3 +162,43 @@ func TestStartWriteback(t *testing.T) {
 		t.Fatal("writeback of a closed file: no error")
 	}
 }
+
+// TestCheckpointWALOverdue: past its limit the WAL is to be started again;
+// past walOverdueFactor times that it is overdue too, and the writer's
+// restart no longer waits for other processes' writers to pause (resetWAL).
+func TestCheckpointWALOverdue(t *testing.T) {
+	quietAuditFiling(t, auditFileChunk, auditFileIdleMax) // no frames but the test's
+	ctx := context.Background()
+	db := openCheckpointTest(t, filepath.Join(t.TempDir(), "c.db"), startWriteback)
+	catchUpRounds = 0
+	putSubjects(t, db, "overdue", 30)
+	_, frames, err := db.passiveRound(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages int64
+	if err := db.ckpt.QueryRowContext(ctx, "SELECT page_count FROM pragma_page_count()").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if walLimitFor(pages) >= int64(frames/walOverdueFactor)-1 {
+		t.Fatalf("a WAL of %d frames on %d pages: too few frames for the test's limits", frames, pages)
+	}
+	for _, c := range []struct {
+		name           string
+		limit          int
+		reset, overdue bool
+	}{
+		{"within its limit", frames, false, false},
+		{"past its limit", frames - 1, true, false},
+		{"past twice its limit", frames/walOverdueFactor - 1, true, true},
+	} {
+		walResetFrames = c.limit
+		db.walReset.Store(false)
+		db.walOverdue.Store(false)
+		db.checkpointPassive()
+		if db.walReset.Load() != c.reset || db.walOverdue.Load() != c.overdue {
+			t.Errorf("a WAL of %d frames, %s (%d): restart asked %v, overdue %v; want %v, %v",
+				frames, c.name, c.limit, db.walReset.Load(), db.walOverdue.Load(), c.reset, c.overdue)
+		}
+	}
+}

@@ -115,8 +115,10 @@ type DB struct {
 	// ckptDone is closed when the checkpointer has finished.
 	ckptDone chan struct{}
 	// walReset is set by the checkpointer when the writer should empty
-	// the WAL between two groups (checkpoint.go).
-	walReset atomic.Bool
+	// the WAL between two groups, and walOverdue when the WAL has grown
+	// past twice the size that asked for it, so that the restart no
+	// longer waits for other processes' writers to pause (checkpoint.go).
+	walReset, walOverdue atomic.Bool
 	// walSizeLimit is the journal_size_limit the checkpointer wants for
 	// the database's size; the writer sets it when it restarts the WAL
 	// (checkpoint.go).

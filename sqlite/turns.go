@@ -248,12 +248,29 @@ func (db *DB) endWrite() {
 	}
 }
 
-// beginPolling begins a write transaction on c without the busy handler
-// (busy_timeout 0 for the call), trying again every yieldPoll while the
-// lock is busy, at most beginMax or until ctx is done.
-func beginPolling(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
-	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+// beginPolling begins a write transaction on c without the busy handler,
+// trying again every yieldPoll while the lock is busy, at most beginMax
+// or until ctx is done (pollBusy).
+func beginPolling(ctx context.Context, c *sql.Conn) (tx *sql.Tx, err error) {
+	err = pollBusy(ctx, c, beginMax, func() (err error) {
+		tx, err = c.BeginTx(ctx, nil)
+		return err
+	})
+	if errors.Is(err, errBusyHandler) {
 		return c.BeginTx(ctx, nil)
+	}
+	return tx, err
+}
+
+// pollBusy runs try on c with busy_timeout 0, so that a statement that
+// finds a lock busy fails at once rather than waiting in SQLite's busy
+// handler, and again every yieldPoll while it fails so (SQLITE_BUSY, or
+// errRestartBusy), at most for most or until ctx is done; then it sets the
+// busy timeout back. It returns try's last error, or ctx's, or
+// errBusyHandler, without trying, when it could not set the timeout.
+func pollBusy(ctx context.Context, c *sql.Conn, most time.Duration, try func() error) error {
+	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		return errBusyHandler
 	}
 	defer func() {
 		// The connection's own setting again (baseDSN); it applies from
@@ -265,19 +282,22 @@ func beginPolling(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 			_ = c.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	deadline := time.Now().Add(beginMax)
+	deadline := time.Now().Add(most)
 	for {
-		tx, err := c.BeginTx(ctx, nil)
-		if err == nil || !isBusy(err) || time.Now().After(deadline) {
-			return tx, err
+		err := try()
+		if !isBusy(err) && !errors.Is(err, errRestartBusy) || time.Now().After(deadline) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(yieldPoll):
 		}
 	}
 }
+
+// errBusyHandler: pollBusy could not turn the busy handler off.
+var errBusyHandler = errors.New("busy_timeout = 0 failed")
 
 // isBusy says whether err is SQLite's SQLITE_BUSY, or one of its
 // extended codes.

@@ -336,7 +336,8 @@ func TestWaitingMarks(t *testing.T) {
 
 // TestWALRestartWaitsForOthers: the writer's WAL restart is left for a
 // later group while another process has written since this one's last
-// turn, and runs once this one has written again.
+// turn, unless the WAL is overdue, and runs once this one has written
+// again.
 func TestWALRestartWaitsForOthers(t *testing.T) {
 	// Neither store's writer files its audit index when idle, which is a
 	// turn of its own: each writes only when asked here.
@@ -358,7 +359,43 @@ func TestWALRestartWaitsForOthers(t *testing.T) {
 	if !db.walReset.Load() {
 		t.Fatal("the WAL restart ran while another process had begun since this one's last turn")
 	}
-	if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 3) }); err != nil {
+	// Overdue, it runs in a turn of its own though the other began since,
+	// even while the other holds the write lock when it starts: it waits
+	// for the lock without the busy handler, and takes the turn.
+	oc, err := other.write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otx, err := oc.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.gen.tookTurn()
+	ended := make(chan error, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		ended <- otx.Commit()
+	}()
+	db.walOverdue.Store(true)
+	db.resetWAL()
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+	oc.Close()
+	if db.walReset.Load() || db.walOverdue.Load() {
+		t.Fatal("an overdue WAL restart did not run while another process took turns")
+	}
+	if db.OthersWriting() {
+		t.Error("after the overdue restart's turn: another process's turn is the last")
+	}
+	var ms int
+	if err := db.write.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil || ms != busyTimeoutMS {
+		t.Errorf("write connection's busy_timeout after the restart's turn: %d, %v; want %d", ms, err, busyTimeoutMS)
+	}
+	if err := other.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 4) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 5) }); err != nil {
 		t.Fatal(err)
 	}
 	if db.OthersWriting() {
