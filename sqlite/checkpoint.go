@@ -205,9 +205,13 @@ func (db *DB) passiveRound(ctx context.Context, writeback bool) (copied, logFram
 // (it may hold the write lock now) or waits for it, the restart, which
 // waits for that lock and then holds it through a checkpoint, is left for
 // a later group (turns.go). But while two processes take turns one of
-// them nearly always waits, and the other's restart waits likewise, so
-// the WAL would grow without bound: 318 MB in 35 s beside a seed
-// (BENCHMARKS.md, forty-seventh session). Once the WAL is overdue
+// them nearly always waits, and the other's restart waits likewise.
+// Beside a seed the WAL then grew to 270–330 MB, past its 256 MiB limit,
+// and stayed there only because SQLite starts the WAL again by itself when
+// a PASSIVE round has copied all of it, which the pauses between turns
+// happened to allow (BENCHMARKS.md, forty-seventh session); nothing
+// bounds it otherwise (a 1M import without the writer's restart grew it
+// to 9 GB, twelfth session). So once the WAL is overdue
 // (walOverdueFactor), the restart takes a turn as a write does
 // (restartInTurn).
 func (db *DB) resetWAL() {
