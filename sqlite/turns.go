@@ -49,11 +49,20 @@ import (
 // processes share its time. The writer's WAL restart (checkpoint.go's
 // resetWAL), which waits for the write lock too and then holds it through
 // a checkpoint, waits for a time when no other process's writer has
-// begun since this one's last turn, or waits. Beside a CLI retention run
-// on a store of a million, a node's longest wait fell from 1.7–2.2 s to
-// about 0.1 s, its reads went on at about the rate they had averaged
+// begun since this one's last turn, or waits, unless the WAL is overdue;
+// then it takes a turn of its own (restartInTurn). Beside a CLI retention
+// run on a store of a million, a node's longest wait fell from 1.7–2.2 s
+// to about 0.1 s, its reads went on at about the rate they had averaged
 // between the stalls, and the run took 2.3–3× as long (BENCHMARKS.md,
 // forty-sixth session).
+//
+// Turns are taken between transactions, and a commit group is one
+// transaction of many callers' writes: so a group whose run of turns has
+// lasted its quantum while another process waits ends after the member in
+// progress, and the rest lead the next group (cutGroup). Beside `custos
+// seed`, whose batches are members of up to four to a group, that and
+// the seed's smaller batches beside another writer brought a node's
+// longest wait from 1.2–1.7 s to 0.34–0.54 s (forty-seventh session).
 //
 // A process alone on the file reads the counter and the marks, and never
 // waits or polls. A mark older than waitStale is a waiter that died
