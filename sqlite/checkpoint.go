@@ -280,12 +280,7 @@ func (db *DB) restartInTurn(ctx context.Context) bool {
 		return false
 	}
 	defer c.Close()
-	slot := db.gen.markWaiting(time.Now())
-	db.waitSlot.Store(int32(slot))
-	defer func() {
-		db.waitSlot.Store(-1)
-		db.gen.clearWaiting(slot)
-	}()
+	defer db.markWaiting()()
 	err = pollBusy(ctx, c, restartInTurnMax, func() error { return restart(ctx, c) })
 	if err != nil {
 		return false

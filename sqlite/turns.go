@@ -173,7 +173,7 @@ func (g *sharedGen) tookTurn() uint64 {
 func (g *sharedGen) yield(last uint64, began time.Time, quantum, hold time.Duration) bool {
 	turn, _ := g.turns()
 	now := time.Now()
-	if turn == nil || atomic.LoadUint64(turn) != last || now.Sub(began) < quantum || !g.othersWaiting(now, -1) {
+	if turn == nil || atomic.LoadUint64(turn) != last || !g.runDue(began, quantum, now) {
 		return false
 	}
 	if g.lastRun != nil {
@@ -222,8 +222,7 @@ func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 	if db.gen.yield(last, db.runBegan, db.quantum, db.lastHold) {
 		db.yields.Add(1)
 	}
-	slot := db.gen.markWaiting(time.Now())
-	db.waitSlot.Store(int32(slot))
+	unmark := db.markWaiting()
 	var tx *sql.Tx
 	var err error
 	if db.gen.movedSince(last) {
@@ -231,8 +230,7 @@ func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 	} else {
 		tx, err = c.BeginTx(ctx, nil)
 	}
-	db.waitSlot.Store(-1)
-	db.gen.clearWaiting(slot)
+	unmark()
 	if err == nil {
 		turn := db.gen.tookTurn()
 		if turn != last+1 {
@@ -246,6 +244,17 @@ func (db *DB) beginWrite(ctx context.Context, c *sql.Conn) (*sql.Tx, error) {
 		db.lastBegin = time.Time{} // nothing held: endWrite notes nothing
 	}
 	return tx, err
+}
+
+// markWaiting marks this store's writer waiting for the write lock, and
+// returns the call that clears the mark.
+func (db *DB) markWaiting() (unmark func()) {
+	slot := db.gen.markWaiting(time.Now())
+	db.waitSlot.Store(int32(slot))
+	return func() {
+		db.waitSlot.Store(-1)
+		db.gen.clearWaiting(slot)
+	}
 }
 
 // endWrite notes how long the transaction beginWrite began held the write
@@ -329,8 +338,14 @@ func (db *DB) othersWriting() bool {
 // 500 customers, four to a group) would otherwise hold the lock for all
 // of them while the other waits.
 func (db *DB) cutGroup() bool {
-	now := time.Now()
-	return now.Sub(db.runBegan) >= db.quantum && db.gen.othersWaiting(now, -1)
+	return db.gen.runDue(db.runBegan, db.quantum, time.Now())
+}
+
+// runDue says whether a run of turns begun at began has lasted quantum or
+// longer at now while another writer is marked waiting: the writer then
+// lets it in at its next transaction (yield, cutGroup).
+func (g *sharedGen) runDue(began time.Time, quantum time.Duration, now time.Time) bool {
+	return now.Sub(began) >= quantum && g.othersWaiting(now, -1)
 }
 
 // OthersWriting says whether another process's writer has begun on the
