@@ -444,17 +444,21 @@ type sharedGen struct {
 	d    *uint64
 	a    *uint64 // nil in tests that make a sharedGen of their own
 	b, e *uint64 // likewise
-	// turn, lastRun and marks are the writers' turn counter, last
-	// yielded run's length and waiting marks (turns.go); likewise nil.
+	// turn, lastRun, marks and owners are the writers' turn counter,
+	// last yielded run's length, waiting marks and their owners
+	// (turns.go); likewise nil.
 	turn, lastRun *uint64
-	marks         []uint64
+	marks, owners []uint64
+	// proc is this process's slot (takeProcSlot) plus one; 0: none.
+	proc int
 }
 
 // sharedGenSize is the counters' file size: five counters, then the
-// writers' turn counter, last run's length and waiting marks (turns.go). Files written before
-// the second to seventh counters held fewer; opening one makes it this
-// long, and a process of an older build maps only the counters it knows.
-const sharedGenSize = turnSlotsOffset + 8*turnSlots
+// writers' turn counter, last run's length, waiting marks and their
+// owners (turns.go). Files written before the second to seventh counters,
+// or the owners, held fewer; opening one makes it this long, and a
+// process of an older build maps only the counters it knows.
+const sharedGenSize = ownersOffset + 8*turnSlots
 
 func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
@@ -484,7 +488,9 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	}
 	g = &sharedGen{f: f, mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
 		a: (*uint64)(unsafe.Pointer(&mem[16])), b: (*uint64)(unsafe.Pointer(&mem[24])), e: (*uint64)(unsafe.Pointer(&mem[32])),
-		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), lastRun: (*uint64)(unsafe.Pointer(&mem[lastRunOffset])), marks: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots)}
+		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), lastRun: (*uint64)(unsafe.Pointer(&mem[lastRunOffset])),
+		marks:  unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots),
+		owners: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[ownersOffset])), turnSlots)}
 	alone := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	if alone {
 		atomic.StoreUint64(g.e, atomic.LoadUint64(g.b))
@@ -496,6 +502,8 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 		syscall.Munmap(mem)
 		return nil, fmt.Errorf("lock %s-cachegen: %w", dbPath, err)
 	}
+	g.proc = g.takeProcSlot() + 1
+	g.clearOwnMarks()
 	return g, nil
 }
 
@@ -569,9 +577,10 @@ func (g *sharedGen) close() error {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks = nil, nil, nil, nil, nil, nil, nil, nil, nil
+	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks, g.owners = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	if g.f != nil {
-		// Closing the file releases its flock.
+		// Closing the file releases its flock, and its process slot's
+		// lock (takeProcSlot).
 		err = errors.Join(err, g.f.Close())
 		g.f = nil
 	}

@@ -409,3 +409,110 @@ func TestWALRestartWaitsForOthers(t *testing.T) {
 		t.Error("the WAL restart did not run once this store had the last turn")
 	}
 }
+
+// TestGoneWaiterMark: a waiting mark names the process slot of the
+// process that made it; once that process has let its slot go (here its
+// counters' file is closed, which releases the slot's lock as the kernel
+// does when a process dies), the mark no longer counts and is cleared by
+// the writer that finds it. A mark that names no owner (made by a process
+// of an earlier build) counts until it is stale, and a process that takes
+// a dead one's slot clears the marks it left.
+func TestGoneWaiterMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custos.db")
+	live, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.close()
+	dead, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.proc == 0 || dead.proc == 0 || live.proc == dead.proc {
+		t.Fatalf("process slots %d and %d (plus one), want two different ones", live.proc, dead.proc)
+	}
+	now := time.Now()
+	slot := dead.markWaiting(now)
+	if slot < 0 || !live.othersWaiting(now, -1) {
+		t.Fatalf("a live process's mark (slot %d) does not count", slot)
+	}
+	deadProc := dead.proc - 1
+	if err := dead.close(); err != nil {
+		t.Fatal(err)
+	}
+	if live.othersWaiting(now, -1) {
+		t.Error("the mark of a process that let its slot go still counts")
+	}
+	if m := atomic.LoadUint64(&live.marks[slot]); m != 0 {
+		t.Errorf("the gone process's mark is %d, want it cleared", m)
+	}
+	// A mark without its owner word counts until it is stale: the word
+	// left in the slot is the gone process's, of another time.
+	atomic.StoreUint64(&live.marks[slot], uint64(now.Add(time.Microsecond).UnixNano()))
+	if !live.othersWaiting(now, -1) {
+		t.Error("a mark without an owner does not count")
+	}
+	if live.othersWaiting(now.Add(waitStale+time.Second), -1) {
+		t.Error("a mark without an owner counts past waitStale")
+	}
+	// A mark the dead process left where no writer looked: the next
+	// process to take its slot clears it.
+	stamp := uint64(now.UnixNano())
+	atomic.StoreUint64(&live.marks[slot], stamp)
+	atomic.StoreUint64(&live.owners[slot], ownerWord(stamp, deadProc))
+	next, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.close()
+	if next.proc-1 != deadProc {
+		t.Fatalf("the next process took slot %d, want the dead one's, %d", next.proc-1, deadProc)
+	}
+	if m := atomic.LoadUint64(&live.marks[slot]); m != 0 {
+		t.Errorf("the dead process's mark is %d after its slot was taken again, want it cleared", m)
+	}
+}
+
+// TestGoneWaiterNotYieldedTo: a writer that died while marked waiting
+// holds no one up. The store's writes go on without yielding to its mark,
+// where before each of them yielded for yieldMax until the mark was stale
+// (15 s): beside `custos seed`, a node killed so stretched the seed from
+// about 4 to 18 s. A live waiter's mark is still yielded to.
+func TestGoneWaiterNotYieldedTo(t *testing.T) {
+	ctx := context.Background()
+	quietAuditFiling(t, 1<<30, 1<<30)
+	db := openInternal(t)
+	dead, err := openSharedGen(db.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.markWaiting(time.Now()) < 0 {
+		t.Fatal("no slot for the mark")
+	}
+	if err := dead.close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, i) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if y := db.WriterStats().Yields; y != 0 {
+		t.Errorf("the writer yielded %d times to the mark of a process that is gone, want none", y)
+	}
+	live, err := openSharedGen(db.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.close()
+	if live.markWaiting(time.Now()) < 0 {
+		t.Fatal("no slot for the live mark")
+	}
+	if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, 5) }); err != nil {
+		t.Fatal(err)
+	}
+	if y := db.WriterStats().Yields; y != 1 {
+		t.Errorf("the writer yielded %d times to a live waiter's mark, want once", y)
+	}
+	checkChain(t, db, 6)
+}
