@@ -49,7 +49,11 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 		return internal("migrate "+name, err)
 	}
 	// Other processes' read caches may hold rows the migration changes.
-	defer db.gen.add()
+	token := db.gen.pendCache()
+	defer func() {
+		db.gen.add()
+		db.gen.unpendCache(token)
+	}()
 	return db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		// The row goes first: if another process applied this migration
 		// meanwhile, the primary key stops us before the schema changes.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"custos"
@@ -40,10 +41,12 @@ const DefaultReadCache = 50_000
 //
 // Across processes (custos retention run, keys rotate or another command
 // on the same file while serve runs): every process that commits such a
-// change advances a counter in a small shared file (DB-cachegen) before
-// and after its commit; a View that finds the counter moved by another
-// process empties its cache first. Writing the file with other tools
-// while custos runs is not supported (docs/deploy.md).
+// change advances a counter in a small shared file (DB-cachegen) after
+// its commit, before it answers; a View that finds the counter moved by
+// another process empties its cache first. A process killed between the
+// commit and the advance is caught by its pending word (pendCache).
+// Writing the file with other tools while custos runs is not supported
+// (docs/deploy.md).
 type readCache struct {
 	max    int // per shard
 	seed   maphash.Seed
@@ -130,6 +133,7 @@ func (c *readCache) shard(id custos.SubjectID) *cacheShard {
 // process changed cached tables since it last looked, and returns the
 // stamp that fills must match.
 func (c *readCache) begin() cacheStamp {
+	c.shared.repairPending()
 	if c.shared.load() != c.seen.Load() {
 		c.bumpMu.Lock()
 		// Again under the lock: this process's own advance may have been
@@ -449,16 +453,24 @@ type sharedGen struct {
 	// (turns.go); likewise nil.
 	turn, lastRun *uint64
 	marks, owners []uint64
+	// pending is each process slot's cache change under way (pendCache);
+	// likewise nil.
+	pending []uint64
 	// proc is this process's slot (takeProcSlot) plus one; 0: none.
 	proc int
 }
 
+// pendingOffset places the process slots' pending words (pendCache)
+// after the waiting marks' owners.
+const pendingOffset = ownersOffset + 8*turnSlots
+
 // sharedGenSize is the counters' file size: five counters, then the
 // writers' turn counter, last run's length, waiting marks and their
-// owners (turns.go). Files written before the second to seventh counters,
-// or the owners, held fewer; opening one makes it this long, and a
-// process of an older build maps only the counters it knows.
-const sharedGenSize = ownersOffset + 8*turnSlots
+// owners (turns.go), then the pending words. Files written before the
+// second to seventh counters, the owners or the pending words held fewer;
+// opening one makes it this long, and a process of an older build maps
+// only the counters it knows.
+const sharedGenSize = pendingOffset + 8*turnSlots
 
 func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
@@ -489,8 +501,9 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	g = &sharedGen{f: f, mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
 		a: (*uint64)(unsafe.Pointer(&mem[16])), b: (*uint64)(unsafe.Pointer(&mem[24])), e: (*uint64)(unsafe.Pointer(&mem[32])),
 		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), lastRun: (*uint64)(unsafe.Pointer(&mem[lastRunOffset])),
-		marks:  unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots),
-		owners: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[ownersOffset])), turnSlots)}
+		marks:   unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots),
+		owners:  unsafe.Slice((*uint64)(unsafe.Pointer(&mem[ownersOffset])), turnSlots),
+		pending: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[pendingOffset])), turnSlots)}
 	alone := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	if alone {
 		atomic.StoreUint64(g.e, atomic.LoadUint64(g.b))
@@ -504,6 +517,7 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	}
 	g.proc = g.takeProcSlot() + 1
 	g.clearOwnMarks()
+	g.repairOwnPending()
 	return g, nil
 }
 
@@ -577,7 +591,7 @@ func (g *sharedGen) close() error {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks, g.owners = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks, g.owners, g.pending = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	if g.f != nil {
 		// Closing the file releases its flock, and its process slot's
 		// lock (takeProcSlot).
@@ -585,4 +599,79 @@ func (g *sharedGen) close() error {
 		g.f = nil
 	}
 	return err
+}
+
+// A change of cached rows under way, for the other processes on the file
+// should its process die before it tells them.
+//
+// The shared counter moves after a commit that changed cached rows, when
+// the writer answers the commit's callers (DB.invalidate). A process
+// killed between its COMMIT and that advance left the other processes'
+// read caches holding rows the commit had changed, an erased customer's
+// among them, until something else moved the counter: possibly for
+// hours. So a process with a slot (takeProcSlot) sets its slot's pending
+// word to a token before such a COMMIT, and clears it after the advance.
+// A View that finds another slot's word set by a process that has let its
+// slot go, dead, advances the counters for it (repairPending), which
+// empties every read cache on the file at its next View, its own
+// included; so does a process that takes the slot next. A process
+// without a slot (more than turnSlots on the file, or no such locks)
+// sets no word, and its death there is not caught.
+
+// pendCache sets this process's pending word and returns its token, 0
+// when the process has no slot.
+func (g *sharedGen) pendCache() uint64 {
+	if g == nil || g.proc == 0 || len(g.pending) == 0 {
+		return 0
+	}
+	token := uint64(time.Now().UnixNano()) | 1
+	atomic.StoreUint64(&g.pending[g.proc-1], token)
+	return token
+}
+
+// unpendCache clears the pending word pendCache set, once the counter has
+// moved for its change.
+func (g *sharedGen) unpendCache(token uint64) {
+	if g != nil && g.proc > 0 && len(g.pending) > 0 {
+		atomic.CompareAndSwapUint64(&g.pending[g.proc-1], token, 0)
+	}
+}
+
+// repairPending advances the counters for each other process slot whose
+// word is set while no process holds the slot: a change that process
+// committed, or was about to, and died before telling the others. It
+// reports whether it advanced them. A View calls it first; it reads the
+// words, and asks after a slot only when its word is set.
+func (g *sharedGen) repairPending() bool {
+	if g == nil {
+		return false
+	}
+	repaired := false
+	for q := range g.pending {
+		token := atomic.LoadUint64(&g.pending[q])
+		if token == 0 || q == g.proc-1 || g.procAlive(q) {
+			continue
+		}
+		// Its word was read before the slot was found free: a process
+		// that takes the slot since sets a token of its own, which this
+		// does not clear. Whoever clears the word advances the counters.
+		if atomic.CompareAndSwapUint64(&g.pending[q], token, 0) {
+			g.addData()
+			g.add()
+			repaired = true
+		}
+	}
+	return repaired
+}
+
+// repairOwnPending advances the counters for a pending word left under
+// this process's slot by the process that held it before and died.
+func (g *sharedGen) repairOwnPending() {
+	if g.proc == 0 || len(g.pending) == 0 {
+		return
+	}
+	if token := atomic.LoadUint64(&g.pending[g.proc-1]); token != 0 && atomic.CompareAndSwapUint64(&g.pending[g.proc-1], token, 0) {
+		g.addData()
+		g.add()
+	}
 }

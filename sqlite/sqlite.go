@@ -108,6 +108,9 @@ type DB struct {
 	waitSlot            atomic.Int32
 	runBegan, lastBegin time.Time
 	quantum, lastHold   time.Duration
+	// pending is the token of the cache change the writer is committing
+	// (sharedGen.pendCache), 0 when none.
+	pending uint64
 
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
@@ -488,8 +491,18 @@ func (db *DB) commitGroup(group []*writeReq) (rest []*writeReq) {
 		// touched are dropped before any caller is answered; its
 		// pages are counted before, too, so that a caller sees its
 		// own write in WriterStats.
-		if inv != nil && !inv.empty() {
+		// A test's stand-in for a process killed after its commit and
+		// before it told the others: neither the counter nor the pending
+		// word moves.
+		died := testDieAfterCommit.Load() == db
+		if inv != nil && !inv.empty() && !died {
 			db.invalidate(inv)
+		}
+		if db.pending != 0 {
+			if !died {
+				db.gen.unpendCache(db.pending)
+			}
+			db.pending = 0
 		}
 		if conn != nil {
 			db.countPages(conn)
@@ -672,10 +685,20 @@ func (db *DB) runGroup(ctx context.Context, conn *sql.Conn, group []*writeReq, e
 	return true, n
 }
 
+// testDieAfterCommit is a store a test has stand for a process killed
+// right after its commit groups' COMMIT: they are answered without the
+// shared counter or the pending word moving.
+var testDieAfterCommit atomic.Pointer[DB]
+
 // commit commits a group's transaction, keeping its audit head for the
 // next group (keptHeadFor) unless the commit fails.
 func (db *DB) commit(tx *Tx, sqlTx *sql.Tx) error {
 	db.keepHead(tx)
+	if tx.inv != nil && !tx.inv.empty() && db.pending == 0 {
+		// A change of cached rows: the other processes learn of it from
+		// the pending word, should this one die before invalidate.
+		db.pending = db.gen.pendCache()
+	}
 	err := db.gen.commitData(*tx.wrote, func() error { return db.dur.commit(sqlTx.Commit) })
 	if err != nil {
 		db.forgetHead()

@@ -13,9 +13,12 @@ const procLockBase = 1 << 20
 
 // takeProcSlot takes the first free process slot: an open-file-description
 // lock (F_OFD_SETLK) on its byte of the counters' file, held until the
-// file is closed, or released by the kernel when the process dies. It
-// returns -1 when every slot is held, or the lock cannot be taken (a file
-// system without such locks): the process's marks then name no owner.
+// file is closed, or released by the kernel when the process dies. The
+// slot names the process in its waiting marks (turns.go) and holds its
+// pending word (readcache.go's pendCache), so that the others can tell
+// what a dead process left. It returns -1 when every slot is held, or the
+// lock cannot be taken (a file system without such locks): the process's
+// marks then name no owner, and it sets no pending word.
 func (g *sharedGen) takeProcSlot() int {
 	if g.f == nil {
 		return -1
