@@ -42,6 +42,9 @@ func (db *DB) checkpointer() {
 		// Snapshots kept past their time would keep the round from
 		// copying the frames after them (kept.go).
 		db.kept.expire()
+		// What a process that died on the file left (readcache.go's
+		// repairDead), for a process whose reads do not look.
+		db.gen.repairDead()
 		db.checkpointPassive()
 	}
 }

@@ -251,11 +251,75 @@ func TestPendingWordOfDeadSlot(t *testing.T) {
 	}
 	// A live process's word is its own to clear: no repair.
 	tok := next.pendCache()
-	if stay.repairPending() || stay.load() != before+1 {
+	if stay.repairDead() || stay.load() != before+1 {
 		t.Error("a live process's pending word was repaired")
 	}
 	next.unpendCache(tok)
 	if w := atomic.LoadUint64(&stay.pending[slot-1]); w != 0 {
 		t.Errorf("pending word %d after unpendCache, want 0", w)
+	}
+}
+
+// TestDataCommitOfDeadSlot: a process killed inside a data commit (after
+// commitData counted it begun, before it counted it ended) left the file's
+// commits begun and ended apart, which stopped early answers (durable.go)
+// for every process on the file until one opened it alone. The others now
+// count it ended once its slot is free, after advancing the data counter,
+// and a process that takes the slot does the same at once.
+func TestDataCommitOfDeadSlot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custos.db")
+	stay, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stay.close()
+	// dies inside a commit: what commitData has done before COMMIT.
+	dies := func() *sharedGen {
+		t.Helper()
+		g, err := openSharedGen(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atomic.AddUint64(g.b, 1)
+		g.slotAdd(g.slotBegun)
+		return g
+	}
+	dead := dies()
+	if _, settled := stay.settledData(); settled {
+		t.Fatal("a commit under way counts as settled")
+	}
+	data := stay.loadData()
+	// Alive: its commit is its own to end.
+	if stay.repairDead() {
+		t.Error("repaired a live process's commit")
+	}
+	if err := dead.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !stay.repairDead() {
+		t.Error("the dead process's commit was not repaired")
+	}
+	if got, settled := stay.settledData(); !settled || got != data+1 {
+		t.Errorf("after the repair: data %d, settled %v; want %d and settled", got, settled, data+1)
+	}
+	if stay.repairDead() {
+		t.Error("repaired twice")
+	}
+	// The next process to take a dead one's slot repairs it at once.
+	dead = dies()
+	slot := dead.proc
+	if err := dead.close(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.close()
+	if next.proc != slot {
+		t.Fatalf("the next process took slot %d, want the dead one's, %d (plus one)", next.proc, slot)
+	}
+	if got, settled := stay.settledData(); !settled || got != data+2 {
+		t.Errorf("after the slot was taken again: data %d, settled %v; want %d and settled", got, settled, data+2)
 	}
 }

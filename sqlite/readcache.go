@@ -133,7 +133,7 @@ func (c *readCache) shard(id custos.SubjectID) *cacheShard {
 // process changed cached tables since it last looked, and returns the
 // stamp that fills must match.
 func (c *readCache) begin() cacheStamp {
-	c.shared.repairPending()
+	c.shared.repairDead()
 	if c.shared.load() != c.seen.Load() {
 		c.bumpMu.Lock()
 		// Again under the lock: this process's own advance may have been
@@ -453,24 +453,30 @@ type sharedGen struct {
 	// (turns.go); likewise nil.
 	turn, lastRun *uint64
 	marks, owners []uint64
-	// pending is each process slot's cache change under way (pendCache);
+	// pending is each process slot's cache change under way (pendCache),
+	// slotBegun and slotEnded its commits bracketed by commitData;
 	// likewise nil.
-	pending []uint64
+	pending, slotBegun, slotEnded []uint64
 	// proc is this process's slot (takeProcSlot) plus one; 0: none.
 	proc int
 }
 
-// pendingOffset places the process slots' pending words (pendCache)
-// after the waiting marks' owners.
-const pendingOffset = ownersOffset + 8*turnSlots
+// pendingOffset, slotBegunOffset and slotEndedOffset place the process
+// slots' pending words (pendCache) and their commits begun and ended
+// (commitData) after the waiting marks' owners.
+const (
+	pendingOffset   = ownersOffset + 8*turnSlots
+	slotBegunOffset = pendingOffset + 8*turnSlots
+	slotEndedOffset = slotBegunOffset + 8*turnSlots
+)
 
 // sharedGenSize is the counters' file size: five counters, then the
 // writers' turn counter, last run's length, waiting marks and their
-// owners (turns.go), then the pending words. Files written before the
-// second to seventh counters, the owners or the pending words held fewer;
-// opening one makes it this long, and a process of an older build maps
-// only the counters it knows.
-const sharedGenSize = pendingOffset + 8*turnSlots
+// owners (turns.go), then the process slots' words. Files written before
+// the second to seventh counters, the owners or the slots' words held
+// fewer; opening one makes it this long, and a process of an older build
+// maps only the counters it knows.
+const sharedGenSize = slotEndedOffset + 8*turnSlots
 
 func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	f, err := os.OpenFile(dbPath+"-cachegen", os.O_RDWR|os.O_CREATE, 0o600)
@@ -501,9 +507,11 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	g = &sharedGen{f: f, mem: mem, p: (*uint64)(unsafe.Pointer(&mem[0])), d: (*uint64)(unsafe.Pointer(&mem[8])),
 		a: (*uint64)(unsafe.Pointer(&mem[16])), b: (*uint64)(unsafe.Pointer(&mem[24])), e: (*uint64)(unsafe.Pointer(&mem[32])),
 		turn: (*uint64)(unsafe.Pointer(&mem[turnCounterOffset])), lastRun: (*uint64)(unsafe.Pointer(&mem[lastRunOffset])),
-		marks:   unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots),
-		owners:  unsafe.Slice((*uint64)(unsafe.Pointer(&mem[ownersOffset])), turnSlots),
-		pending: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[pendingOffset])), turnSlots)}
+		marks:     unsafe.Slice((*uint64)(unsafe.Pointer(&mem[turnSlotsOffset])), turnSlots),
+		owners:    unsafe.Slice((*uint64)(unsafe.Pointer(&mem[ownersOffset])), turnSlots),
+		pending:   unsafe.Slice((*uint64)(unsafe.Pointer(&mem[pendingOffset])), turnSlots),
+		slotBegun: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[slotBegunOffset])), turnSlots),
+		slotEnded: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[slotEndedOffset])), turnSlots)}
 	alone := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 	if alone {
 		atomic.StoreUint64(g.e, atomic.LoadUint64(g.b))
@@ -517,7 +525,10 @@ func openSharedGen(dbPath string) (g *sharedGen, err error) {
 	}
 	g.proc = g.takeProcSlot() + 1
 	g.clearOwnMarks()
-	g.repairOwnPending()
+	if g.proc > 0 {
+		// What the process that held the slot before left.
+		g.repairSlot(g.proc - 1)
+	}
 	return g, nil
 }
 
@@ -555,13 +566,26 @@ func (g *sharedGen) commitData(wrote bool, commit func() error) error {
 	if g.b != nil {
 		atomic.AddUint64(g.b, 1)
 	}
+	// The slot's own count inside the global one's, so that a process
+	// that dies between the two leaves the slot's counts even: its
+	// bracket is then left open, as before slots (repairDead).
+	g.slotAdd(g.slotBegun)
 	defer func() {
 		g.addData()
+		g.slotAdd(g.slotEnded)
 		if g.e != nil {
 			atomic.AddUint64(g.e, 1)
 		}
 	}()
 	return commit()
+}
+
+// slotAdd advances this process's slot's word in words (slotBegun or
+// slotEnded), when it has a slot.
+func (g *sharedGen) slotAdd(words []uint64) {
+	if g.proc > 0 && len(words) > 0 {
+		atomic.AddUint64(&words[g.proc-1], 1)
+	}
 }
 
 // settledData returns the data counter, and whether no commit bracketed
@@ -591,7 +615,8 @@ func (g *sharedGen) close() error {
 		return nil
 	}
 	err := syscall.Munmap(g.mem)
-	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun, g.marks, g.owners, g.pending = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	g.mem, g.p, g.d, g.a, g.b, g.e, g.turn, g.lastRun = nil, nil, nil, nil, nil, nil, nil, nil
+	g.marks, g.owners, g.pending, g.slotBegun, g.slotEnded = nil, nil, nil, nil, nil
 	if g.f != nil {
 		// Closing the file releases its flock, and its process slot's
 		// lock (takeProcSlot).
@@ -612,7 +637,7 @@ func (g *sharedGen) close() error {
 // hours. So a process with a slot (takeProcSlot) sets its slot's pending
 // word to a token before such a COMMIT, and clears it after the advance.
 // A View that finds another slot's word set by a process that has let its
-// slot go, dead, advances the counters for it (repairPending), which
+// slot go, dead, advances the counters for it (repairDead), which
 // empties every read cache on the file at its next View, its own
 // included; so does a process that takes the slot next. A process
 // without a slot (more than turnSlots on the file, or no such locks)
@@ -637,41 +662,65 @@ func (g *sharedGen) unpendCache(token uint64) {
 	}
 }
 
-// repairPending advances the counters for each other process slot whose
-// word is set while no process holds the slot: a change that process
-// committed, or was about to, and died before telling the others. It
-// reports whether it advanced them. A View calls it first; it reads the
-// words, and asks after a slot only when its word is set.
-func (g *sharedGen) repairPending() bool {
+// repairDead repairs what each other process slot left whose process has
+// let it go (repairSlot), and reports whether it advanced the counters.
+// A View calls it first, and the checkpointer every round; it reads the
+// slots' words, and asks after a slot only when it left something.
+func (g *sharedGen) repairDead() bool {
 	if g == nil {
 		return false
 	}
 	repaired := false
 	for q := range g.pending {
-		token := atomic.LoadUint64(&g.pending[q])
-		if token == 0 || q == g.proc-1 || g.procAlive(q) {
+		if q == g.proc-1 {
 			continue
 		}
-		// Its word was read before the slot was found free: a process
-		// that takes the slot since sets a token of its own, which this
-		// does not clear. Whoever clears the word advances the counters.
-		if atomic.CompareAndSwapUint64(&g.pending[q], token, 0) {
-			g.addData()
-			g.add()
+		token := atomic.LoadUint64(&g.pending[q])
+		begun, ended := atomic.LoadUint64(&g.slotBegun[q]), atomic.LoadUint64(&g.slotEnded[q])
+		if token == 0 && begun == ended || g.procAlive(q) {
+			continue
+		}
+		// Its words were read before the slot was found free: a process
+		// that takes the slot since repairs them itself first, and any
+		// words it sets after are its own, which the compare-and-swaps
+		// below leave alone.
+		if g.repairWords(q, token, begun, ended) {
 			repaired = true
 		}
 	}
 	return repaired
 }
 
-// repairOwnPending advances the counters for a pending word left under
-// this process's slot by the process that held it before and died.
-func (g *sharedGen) repairOwnPending() {
-	if g.proc == 0 || len(g.pending) == 0 {
-		return
+// repairSlot repairs what the process that held slot q before left, for a
+// process that has just taken it.
+func (g *sharedGen) repairSlot(q int) {
+	if q < len(g.pending) {
+		g.repairWords(q, atomic.LoadUint64(&g.pending[q]), atomic.LoadUint64(&g.slotBegun[q]), atomic.LoadUint64(&g.slotEnded[q]))
 	}
-	if token := atomic.LoadUint64(&g.pending[g.proc-1]); token != 0 && atomic.CompareAndSwapUint64(&g.pending[g.proc-1], token, 0) {
+}
+
+// repairWords does, for the dead process of slot q, what it did not live
+// to do; token, begun and ended are the slot's words as read. A cache
+// change it set out to commit (token set) advances the data and shared
+// counters, which empties every read cache on the file at its next View.
+// A commit it had begun and not ended (begun past ended) is counted as
+// ended, after the data counter, as commitData would have: so the file's
+// commits begun and ended are even again, and early answers (durable.go)
+// go on, where before they stopped until a process opened the file alone.
+// Whoever clears a word does its part, once.
+func (g *sharedGen) repairWords(q int, token, begun, ended uint64) bool {
+	repaired := false
+	if token != 0 && atomic.CompareAndSwapUint64(&g.pending[q], token, 0) {
 		g.addData()
 		g.add()
+		repaired = true
 	}
+	if begun != ended && atomic.CompareAndSwapUint64(&g.slotEnded[q], ended, begun) {
+		g.addData()
+		if g.e != nil {
+			atomic.AddUint64(g.e, begun-ended)
+		}
+		repaired = true
+	}
+	return repaired
 }
