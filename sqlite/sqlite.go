@@ -112,6 +112,10 @@ type DB struct {
 	// (sharedGen.pendCache), 0 when none.
 	pending uint64
 
+	// leaders are the lock files of the jobs this store leads (leader.go).
+	leadMu  sync.Mutex
+	leaders map[*os.File]struct{}
+
 	reqs   chan *writeReq // to the group-commit writer
 	closed chan struct{}  // closed by Close: no new writes
 	done   chan struct{}  // closed when the writer has finished
@@ -356,6 +360,7 @@ func (db *DB) Close() error {
 	if err := db.gen.close(); err != nil {
 		errs = append(errs, internal("close", err))
 	}
+	db.closeLeaders()
 	return errors.Join(errs...)
 }
 

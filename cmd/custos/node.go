@@ -228,11 +228,15 @@ func notExist(err error) bool {
 func (n *node) Close() error { return n.store.Close() }
 
 // leader reports whether this node should run the background job now:
-// on PostgreSQL the holder of the job's advisory lock (held until release);
-// on the embedded store, always.
+// on PostgreSQL the holder of the job's advisory lock, on SQLite the
+// process on the file that holds the job's lock file (each held until
+// release); on the embedded store, always.
 func (n *node) leader(ctx context.Context, job string) (release func(), ok bool, err error) {
 	if n.pg != nil {
 		return n.pg.TryLeader(ctx, job)
+	}
+	if n.sqlite != nil {
+		return n.sqlite.TryLeader(ctx, job)
 	}
 	return func() {}, true, nil
 }

@@ -15,8 +15,9 @@ import (
 	"custos/core"
 )
 
-// jobRetention names the background retention sweep; on PostgreSQL its
-// advisory lock makes one node (or one CLI run) sweep at a time.
+// jobRetention names the background retention sweep; its lock (an
+// advisory lock on PostgreSQL, a lock file beside a SQLite database)
+// makes one node or CLI run sweep at a time.
 const jobRetention = "custos:retention"
 
 // DefaultRetentionInterval is how often serve sweeps; the first sweep
@@ -170,7 +171,7 @@ func cmdRetention(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("another node is running the retention sweep; try again later")
+		return fmt.Errorf("another node or process is running the retention sweep on this store; try again when it has finished")
 	}
 	defer release()
 	p := newSweepProgress(stderr)

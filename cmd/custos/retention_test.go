@@ -12,6 +12,7 @@ import (
 
 	"custos"
 	custoshttp "custos/http"
+	"custos/sqlite"
 )
 
 var certRE = regexp.MustCompile(`destruction certificate: (cert_[a-z2-7]{26})`)
@@ -216,5 +217,39 @@ func TestRetentionScheduled(t *testing.T) {
 	code, out, _ = runCLI(t, ctx, "retention", "verify", m[0][1], "--data", dir)
 	if code != 0 || !strings.Contains(out, `"anonymised":1`) {
 		t.Errorf("first scheduled certificate: code %d\n%s", code, out)
+	}
+}
+
+// TestRetentionRunOneAtATime: on SQLite, as on PostgreSQL, one retention
+// sweep runs at a time among the processes on a store (L2). `custos
+// retention run` refuses while another process sweeps (here the test
+// holds the job's lock on the same file, as a serving node's scheduled
+// sweep does), and runs once it has finished. Before, nothing stopped
+// them: two that resumed one interrupted run each wrote a certificate of
+// it.
+func TestRetentionRunOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	startServer(t, dir).stop(t)
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	release, ok, err := db.TryLeader(ctx, jobRetention)
+	if err != nil || !ok {
+		t.Fatalf("the test's lead: %v, %v", ok, err)
+	}
+	code, out, errOut := runCLI(t, ctx, "retention", "run", "--data", dir)
+	if code == 0 || !strings.Contains(errOut, "another node or process is running the retention sweep") {
+		t.Errorf("retention run while another process sweeps: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if certRE.MatchString(out) {
+		t.Errorf("a certificate was written while another process swept:\n%s", out)
+	}
+	release()
+	code, out, errOut = runCLI(t, ctx, "retention", "run", "--data", dir)
+	if code != 0 || !certRE.MatchString(out) {
+		t.Errorf("retention run once the other finished: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

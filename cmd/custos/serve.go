@@ -188,7 +188,8 @@ const jobAuditCheckpoint = "custos:audit-checkpoint"
 
 // jobRunner runs the background jobs on the node that leads them: with
 // PostgreSQL, the holder of the job's advisory lock, which passes to
-// another node when this one stops or dies; on SQLite, this node.
+// another node when this one stops or dies; on SQLite, the process on the
+// file that holds the job's lock file.
 type jobRunner struct {
 	n       *node
 	logger  *slog.Logger
