@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"custos"
 	custoshttp "custos/http"
+	"custos/seed"
 	mrand "math/rand/v2"
 )
 
@@ -23,6 +29,10 @@ const (
 )
 
 var seededRE = regexp.MustCompile(`seeded (\d+) synthetic customers`)
+
+// crashRetentionKills is how many retention runs TestCrashRetentionRun
+// kills before it lets one finish.
+const crashRetentionKills = 4
 
 // TestCrashBesideSeed kills a serving SQLite node with SIGKILL at random
 // moments while `custos seed`, another process, stores customers in the
@@ -147,4 +157,119 @@ func TestCrashBesideSeed(t *testing.T) {
 		}
 		t.Logf("%d %s events, one a customer the seed stored", n, custos.AuditSubjectImport)
 	})
+}
+
+// TestCrashRetentionRun kills `custos retention run` with SIGKILL at
+// random moments while a node serves the same SQLite store, and starts it
+// again, until a run finishes. A run saves its cursor and counts with
+// each batch and resumes from them (core.SweepRetention), and its lock
+// file goes with the killed process (sqlite.DB.TryLeader): so the run
+// that finishes must have resumed, certify every due record once, with
+// exactly the number anonymised, in the one certificate on the store,
+// which verifies; nothing must be left due; and the chain must verify
+// (L2, L3, S4).
+func TestCrashRetentionRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash harness skipped under -short")
+	}
+	const subjects, orders = 120, 5
+	ctx := context.Background()
+	bin := scaleBuild(t)
+	dir, adminKey := crashInit(t, bin, nil)
+	p := startChild(t, bin, "serve", "100ms", "--data", dir)
+	setupPlans(t, p.url, adminKey)
+	c, tr := crashClient(p.url, adminKey)
+	defer tr.CloseIdleConnections()
+	_, r, gen := crashSeeds(t, 0x726574656e)
+	var ids []custos.SubjectID
+	for i := range subjects {
+		sub, err := c.CreateSubject(ctx, scalePurposes, custos.NewSubject{Fields: gen.subject(), Provenance: seed.Provenance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sub.ID)
+		for j := range orders {
+			// Completed four years ago: past the 3-year floor of
+			// transaction records, so due to be anonymised.
+			if _, err := c.CreateRecord(ctx, []string{"fulfilment"}, sub.ID, custos.NewRecord{Type: "order",
+				OccurredAt: time.Now().AddDate(-4, 0, -i-j), Data: map[string]any{"order_no": fmt.Sprintf("SO-%d-%d", i, j), "amount": "88.00", "currency": "CNY"},
+				Provenance: seed.Provenance}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The first runs are killed at a random moment of their sweep, once
+	// it has begun (its first progress line; the cursor is saved by
+	// then); later ones are left to finish.
+	var out string
+	tries, killed := 0, 0
+	for {
+		tries++
+		if tries > 30 {
+			t.Fatalf("no retention run finished in %d tries (%d killed)", tries-1, killed)
+		}
+		cmd := exec.Command(bin, "retention", "run", "--data", dir, "-batch", "5")
+		cmd.Env = childEnv()
+		stdout, stderr := newSyncBuffer(), newSyncBuffer()
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		if tries <= crashRetentionKills && scaleWait(stderr, "retention: rule", 20*time.Second) {
+			time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+			_ = cmd.Process.Kill()
+		}
+		err := <-done
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL {
+			killed++
+			crashVerify(t, bin, dir, nil, fmt.Sprintf("after retention run %d was killed", tries))
+			continue
+		}
+		if err != nil {
+			t.Fatalf("retention run %d: %v\nstdout:\n%s\nstderr:\n%s", tries, err, stdout, stderr)
+		}
+		out = stdout.String()
+		break
+	}
+	if killed < 2 || !strings.Contains(out, "(resumed an interrupted run)") {
+		t.Errorf("%d runs killed before one finished, want 2 or more, and the finished one resumed: the test tested nothing\n%s", killed, out)
+	}
+	m := certRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the finished run printed no certificate:\n%s", out)
+	}
+	anonymised := ruleRow(t, out, "transaction-records")[6]
+	if anonymised != strconv.Itoa(subjects*orders) {
+		t.Errorf("the finished run anonymised %s transaction records, want %d, each counted once across %d killed runs:\n%s", anonymised, subjects*orders, killed, out)
+	}
+	code, certs, _ := runCLI(t, ctx, "retention", "certificates", "--data", dir)
+	if code != 0 || !strings.Contains(certs, m[1]) || !strings.Contains(certs, "1 certificates") {
+		t.Errorf("certificates after %d killed runs: code %d, want the one certificate %s\n%s", killed, code, m[1], certs)
+	}
+	code, vout, verr := runCLI(t, ctx, "retention", "verify", m[1], "--data", dir)
+	if code != 0 || !strings.Contains(vout, "certificate "+m[1]+" OK") {
+		t.Errorf("verify %s: code %d\n%s\n%s", m[1], code, vout, verr)
+	}
+	code, dry, _ := runCLI(t, ctx, "retention", "run", "--dry-run", "--data", dir)
+	if row := ruleRow(t, dry, "transaction-records"); code != 0 || row[6] != "0" {
+		t.Errorf("a dry run after the finished run: code %d, %s still to anonymise, want 0", code, row[6])
+	}
+	// The node served on: the customers' orders are gone from it (their
+	// unlinked residue is kept apart), and the customers read whole.
+	for _, id := range ids[:10] {
+		recs, err := c.FindRecords(ctx, []string{"fulfilment"}, id, "")
+		if err != nil || len(recs) != 0 {
+			t.Errorf("the node's read of %s's records after the run: %d, %v; want none", id, len(recs), err)
+		}
+		if _, err := c.FindSubjectByID(ctx, scalePurposes, id); err != nil {
+			t.Errorf("the node's read of %s after the run: %v", id, err)
+		}
+	}
+	p.terminate(t)
+	events, _ := crashVerify(t, bin, dir, nil, "at the end")
+	t.Logf("%d retention runs killed, the next finished: %s transaction records anonymised in one certificate; chain OK, %d events", killed, anonymised, events)
 }
