@@ -23,6 +23,39 @@ func (g *sharedGen) releaseProcSlot(t *testing.T) {
 	}
 }
 
+// openGen opens the counters' file of the database at path, as a process
+// opening the store does; it is closed at cleanup, if the test has not
+// closed it, as a process dies, before.
+func openGen(t *testing.T, path string) *sharedGen {
+	t.Helper()
+	g, err := openSharedGen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.close() })
+	return g
+}
+
+// die closes g's file without clearing anything: its process slot goes,
+// as the kernel lets a dead process's go.
+func die(t *testing.T, g *sharedGen) {
+	t.Helper()
+	if err := g.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openInSlot opens the file as openGen does, and requires the opener to
+// have taken slot proc (a process slot plus one), a dead one's.
+func openInSlot(t *testing.T, path string, proc int) *sharedGen {
+	t.Helper()
+	g := openGen(t, path)
+	if g.proc != proc {
+		t.Fatalf("the next process took slot %d, want the dead one's, %d (plus one)", g.proc, proc)
+	}
+	return g
+}
+
 // TestReadCacheAfterDeadCommitter: a process killed after committing a
 // change of cached rows, before it advanced the shared counter (here a
 // second store on the file whose writer answers its group without
@@ -113,15 +146,7 @@ func TestReadCacheAfterDeadCommitter(t *testing.T) {
 // a dead one's slot clears the marks it left.
 func TestGoneWaiterMark(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "custos.db")
-	live, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.close()
-	dead, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live, dead := openGen(t, path), openGen(t, path)
 	if live.proc == 0 || dead.proc == 0 || live.proc == dead.proc {
 		t.Fatalf("process slots %d and %d (plus one), want two different ones", live.proc, dead.proc)
 	}
@@ -130,10 +155,8 @@ func TestGoneWaiterMark(t *testing.T) {
 	if slot < 0 || !live.othersWaiting(now, -1) {
 		t.Fatalf("a live process's mark (slot %d) does not count", slot)
 	}
-	deadProc := dead.proc - 1
-	if err := dead.close(); err != nil {
-		t.Fatal(err)
-	}
+	deadProc := dead.proc
+	die(t, dead)
 	if live.othersWaiting(now, -1) {
 		t.Error("the mark of a process that let its slot go still counts")
 	}
@@ -153,15 +176,8 @@ func TestGoneWaiterMark(t *testing.T) {
 	// process to take its slot clears it.
 	stamp := uint64(now.UnixNano())
 	atomic.StoreUint64(&live.marks[slot], stamp)
-	atomic.StoreUint64(&live.owners[slot], ownerWord(stamp, deadProc))
-	next, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.close()
-	if next.proc-1 != deadProc {
-		t.Fatalf("the next process took slot %d, want the dead one's, %d", next.proc-1, deadProc)
-	}
+	atomic.StoreUint64(&live.owners[slot], ownerWord(stamp, deadProc-1))
+	openInSlot(t, path, deadProc)
 	if m := atomic.LoadUint64(&live.marks[slot]); m != 0 {
 		t.Errorf("the dead process's mark is %d after its slot was taken again, want it cleared", m)
 	}
@@ -176,16 +192,11 @@ func TestGoneWaiterNotYieldedTo(t *testing.T) {
 	ctx := context.Background()
 	quietAuditFiling(t, 1<<30, 1<<30)
 	db := openInternal(t)
-	dead, err := openSharedGen(db.path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dead := openGen(t, db.path)
 	if dead.markWaiting(time.Now()) < 0 {
 		t.Fatal("no slot for the mark")
 	}
-	if err := dead.close(); err != nil {
-		t.Fatal(err)
-	}
+	die(t, dead)
 	for i := range 5 {
 		if err := db.Update(ctx, func(tx custos.Tx) error { return appendEvent(ctx, tx, i) }); err != nil {
 			t.Fatal(err)
@@ -194,11 +205,7 @@ func TestGoneWaiterNotYieldedTo(t *testing.T) {
 	if y := db.WriterStats().Yields; y != 0 {
 		t.Errorf("the writer yielded %d times to the mark of a process that is gone, want none", y)
 	}
-	live, err := openSharedGen(db.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.close()
+	live := openGen(t, db.path)
 	if live.markWaiting(time.Now()) < 0 {
 		t.Fatal("no slot for the live mark")
 	}
@@ -218,31 +225,14 @@ func TestGoneWaiterNotYieldedTo(t *testing.T) {
 // View, and the word is cleared.
 func TestPendingWordOfDeadSlot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "custos.db")
-	stay, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stay.close()
-	dead, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stay, dead := openGen(t, path), openGen(t, path)
 	slot := dead.proc
 	if dead.pendCache() == 0 {
 		t.Fatal("no token: the process has no slot")
 	}
 	before, data := stay.load(), stay.loadData()
-	if err := dead.close(); err != nil {
-		t.Fatal(err)
-	}
-	next, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.close()
-	if next.proc != slot {
-		t.Fatalf("the next process took slot %d, want the dead one's, %d (plus one)", next.proc, slot)
-	}
+	die(t, dead)
+	next := openInSlot(t, path, slot)
 	if stay.load() != before+1 || stay.loadData() != data+1 {
 		t.Errorf("counters %d and %d after the slot was taken again, want %d and %d", stay.load(), stay.loadData(), before+1, data+1)
 	}
@@ -268,23 +258,16 @@ func TestPendingWordOfDeadSlot(t *testing.T) {
 // and a process that takes the slot does the same at once.
 func TestDataCommitOfDeadSlot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "custos.db")
-	stay, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stay.close()
-	// dies inside a commit: what commitData has done before COMMIT.
-	dies := func() *sharedGen {
+	stay := openGen(t, path)
+	// A process inside a commit: what commitData has done before COMMIT.
+	inCommit := func() *sharedGen {
 		t.Helper()
-		g, err := openSharedGen(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := openGen(t, path)
 		atomic.AddUint64(g.b, 1)
 		g.slotAdd(g.slotBegun)
 		return g
 	}
-	dead := dies()
+	dead := inCommit()
 	if _, settled := stay.settledData(); settled {
 		t.Fatal("a commit under way counts as settled")
 	}
@@ -293,9 +276,7 @@ func TestDataCommitOfDeadSlot(t *testing.T) {
 	if stay.repairDead() {
 		t.Error("repaired a live process's commit")
 	}
-	if err := dead.close(); err != nil {
-		t.Fatal(err)
-	}
+	die(t, dead)
 	if !stay.repairDead() {
 		t.Error("the dead process's commit was not repaired")
 	}
@@ -306,19 +287,10 @@ func TestDataCommitOfDeadSlot(t *testing.T) {
 		t.Error("repaired twice")
 	}
 	// The next process to take a dead one's slot repairs it at once.
-	dead = dies()
+	dead = inCommit()
 	slot := dead.proc
-	if err := dead.close(); err != nil {
-		t.Fatal(err)
-	}
-	next, err := openSharedGen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.close()
-	if next.proc != slot {
-		t.Fatalf("the next process took slot %d, want the dead one's, %d (plus one)", next.proc, slot)
-	}
+	die(t, dead)
+	openInSlot(t, path, slot)
 	if got, settled := stay.settledData(); !settled || got != data+2 {
 		t.Errorf("after the slot was taken again: data %d, settled %v; want %d and settled", got, settled, data+2)
 	}
