@@ -33,6 +33,7 @@ import (
 	"custos"
 	"custos/core"
 	custoshttp "custos/http"
+	"custos/internal/gcheadroom"
 	"custos/postgres"
 	"custos/seed"
 	"custos/sqlite"
@@ -423,6 +424,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	// The node's collector setting, as serve's; the ceiling, in the
+	// same process, runs under it too.
+	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
 	var warm *cacheWarmer
 	if *warmFlag {
 		warm = startCacheWarmer(ctx, n.sqlite, logger)

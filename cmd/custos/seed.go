@@ -13,6 +13,7 @@ import (
 
 	"custos"
 	"custos/core"
+	"custos/internal/gcheadroom"
 	"custos/seed"
 )
 
@@ -53,6 +54,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return err
 	}
 	defer node.Close()
+	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
 	printAdminKey(stdout, node)
 	if *cpuProfile != "" {
 		prof, err := os.Create(*cpuProfile)

@@ -12,6 +12,7 @@ import (
 	"custos"
 	"custos/core"
 	custoshttp "custos/http"
+	"custos/internal/gcheadroom"
 )
 
 // ShutdownTimeout bounds how long in-flight requests may take at shutdown.
@@ -53,6 +54,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
+	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
 	// Writes cite an approved collection plan (C2) unless turned off for
 	// development; in-process tools (seed, bench) leave it off.
 	n.svc.RequirePlan = !cfg.NoPlans
@@ -64,7 +66,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	n.svc.Rights = core.RightsOptions{Calendar: n.rights.calendar, Notifier: n.rights.notifier, OTP: n.rights.otp}
 	srv := custoshttp.NewServer(n.svc, logger)
-	writers := []func(io.Writer){n.rights.deliverer.WriteMetrics, n.svc.WriteMetrics}
+	writers := []func(io.Writer){n.rights.deliverer.WriteMetrics, n.svc.WriteMetrics, gcheadroom.WriteMetrics}
 	if n.sqlite != nil {
 		writers = append(writers, n.sqlite.WriteMetrics)
 	} else if n.pg != nil {

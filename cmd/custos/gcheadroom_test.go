@@ -1,0 +1,32 @@
+package main
+
+import (
+	"testing"
+)
+
+// TestServeGCHeadroom: serve with --gc-headroom-mib keeps the collector's
+// goal that far above a small live heap (its percentage, on /metrics,
+// well over Go's 100); without it the percentage is Go's default. Each
+// node is a process of its own: the setting is the process's.
+func TestServeGCHeadroom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped under -short")
+	}
+	bin := scaleBuild(t)
+	dir, _ := crashInit(t, bin, nil)
+	p := startChild(t, bin, "serve", "100ms", "--data", dir, "--gc-headroom-mib", "512")
+	// A live heap of tens of MiB under a headroom of 512: the percentage
+	// puts the goal 512 MiB above it, at least several hundred.
+	if pct := metricAt(t, p.url, "custos_go_gc_percent"); pct < 500 {
+		t.Errorf("custos_go_gc_percent with --gc-headroom-mib 512: %d, want at least 500", pct)
+	}
+	if goal, live := metricAt(t, p.url, "custos_go_heap_goal_bytes"), metricAt(t, p.url, "custos_go_heap_live_bytes"); goal < live+400<<20 {
+		t.Errorf("heap goal %d with %d live, want at least 400 MiB above it", goal, live)
+	}
+	p.terminate(t)
+	p = startChild(t, bin, "serve", "100ms", "--data", dir)
+	defer p.terminate(t)
+	if pct := metricAt(t, p.url, "custos_go_gc_percent"); pct != 100 {
+		t.Errorf("custos_go_gc_percent by default: %d, want Go's 100", pct)
+	}
+}
