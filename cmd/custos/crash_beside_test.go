@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -16,15 +17,14 @@ import (
 	"custos"
 	custoshttp "custos/http"
 	"custos/seed"
-	mrand "math/rand/v2"
 )
 
 const (
 	// besideSeedSubjects is the size of the seed that runs beside the
 	// crashing node: long enough to outlast several of its rounds.
 	besideSeedSubjects = 20000
-	// besideRounds bounds the node's rounds: at least the first, while
-	// the seed runs; at most the second.
+	// besideMinRounds and besideMaxRounds bound the node's rounds: at
+	// least the first, and on while the seed runs, up to the second.
 	besideMinRounds, besideMaxRounds = 6, 40
 )
 
@@ -46,7 +46,8 @@ const crashRetentionKills = 4
 //
 // It also logs how long the seed took: a writer killed while marked
 // waiting for the lock leaves its mark behind, which the seed's writer
-// yields to until the mark is stale.
+// yielded to until the mark was stale, before marks named their process
+// (sqlite/turns.go).
 func TestCrashBesideSeed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash harness skipped under -short")
