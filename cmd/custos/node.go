@@ -229,8 +229,8 @@ func (n *node) Close() error { return n.store.Close() }
 
 // leader reports whether this node should run the background job now:
 // on PostgreSQL the holder of the job's advisory lock, on SQLite the
-// process on the file that holds the job's lock file (each held until
-// release); on the embedded store, always.
+// process on the file that holds the job's lock file, each held until
+// release.
 func (n *node) leader(ctx context.Context, job string) (release func(), ok bool, err error) {
 	if n.pg != nil {
 		return n.pg.TryLeader(ctx, job)
