@@ -30,8 +30,8 @@ const (
 
 var seededRE = regexp.MustCompile(`seeded (\d+) synthetic customers`)
 
-// crashRetentionKills is how many retention runs TestCrashRetentionRun
-// kills before it lets one finish.
+// crashRetentionKills is how many runs crashKillRuns kills before it
+// lets one finish.
 const crashRetentionKills = 4
 
 // TestCrashBesideSeed kills a serving SQLite node with SIGKILL at random
@@ -202,40 +202,8 @@ func TestCrashRetentionRun(t *testing.T) {
 
 	// The first runs are killed at a random moment of their sweep, once
 	// it has begun (its first progress line; the cursor is saved by
-	// then); later ones are left to finish.
-	var out string
-	tries, killed := 0, 0
-	for {
-		tries++
-		if tries > 30 {
-			t.Fatalf("no retention run finished in %d tries (%d killed)", tries-1, killed)
-		}
-		cmd := exec.Command(bin, "retention", "run", "--data", dir, "-batch", "5")
-		cmd.Env = childEnv()
-		stdout, stderr := newSyncBuffer(), newSyncBuffer()
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		if tries <= crashRetentionKills && scaleWait(stderr, "retention: rule", 20*time.Second) {
-			time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
-			_ = cmd.Process.Kill()
-		}
-		err := <-done
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL {
-			killed++
-			crashVerify(t, bin, dir, nil, fmt.Sprintf("after retention run %d was killed", tries))
-			continue
-		}
-		if err != nil {
-			t.Fatalf("retention run %d: %v\nstdout:\n%s\nstderr:\n%s", tries, err, stdout, stderr)
-		}
-		out = stdout.String()
-		break
-	}
+	// then); the next is left to finish.
+	out, _, killed := crashKillRuns(t, bin, dir, r, "retention: rule", 40*time.Millisecond, "retention", "run", "--data", dir, "-batch", "5")
 	if killed < 2 || !strings.Contains(out, "(resumed an interrupted run)") {
 		t.Errorf("%d runs killed before one finished, want 2 or more, and the finished one resumed: the test tested nothing\n%s", killed, out)
 	}
@@ -301,36 +269,9 @@ func TestCrashSeedRun(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	seedv, r, _ := crashSeeds(t, 0x7365656472)
 
-	var final string
-	killed := 0
-	for try := 1; ; try++ {
-		cmd := exec.Command(bin, "seed", "--data", dir, "-subjects", strconv.Itoa(subjects), "-records", "0",
-			"-seed", strconv.FormatUint(seedv|1, 10))
-		cmd.Env = childEnv()
-		stdout, stderr := newSyncBuffer(), newSyncBuffer()
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		if try <= crashRetentionKills && scaleWait(stderr, "stored ", 20*time.Second) {
-			time.Sleep(time.Duration(r.IntN(150)) * time.Millisecond)
-			_ = cmd.Process.Kill()
-		}
-		err := <-done
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL {
-			killed++
-			crashVerify(t, bin, dir, nil, fmt.Sprintf("after seed run %d was killed", try))
-			continue
-		}
-		if err != nil {
-			t.Fatalf("seed run %d: %v\nstdout:\n%s\nstderr:\n%s", try, err, stdout, stderr)
-		}
-		final = stderr.String()
-		break
-	}
+	// Killed once its progress shows a batch done; the next run finishes.
+	_, final, killed := crashKillRuns(t, bin, dir, r, "stored ", 150*time.Millisecond, "seed", "--data", dir, "-subjects", strconv.Itoa(subjects),
+		"-records", "0", "-seed", strconv.FormatUint(seedv|1, 10))
 	ms := seedProgressRE.FindAllStringSubmatch(final, -1)
 	if ms == nil {
 		t.Fatalf("the last seed run showed no progress:\n%s", final)
@@ -370,4 +311,42 @@ func TestCrashSeedRun(t *testing.T) {
 	p.terminate(t)
 	events, _ := crashVerify(t, bin, dir, nil, "at the end")
 	t.Logf("%d seed runs killed; the last stored %d and found %d already stored; %d import events; chain OK, %d events", killed, stored, already, n, events)
+}
+
+// crashKillRuns runs `bin args…` on dir again and again. The first
+// crashRetentionKills runs are killed with SIGKILL within most of
+// showing progress (the text, on stderr), each followed by a check of the
+// chain; the next is left to finish, and its stdout and stderr are
+// returned with the number killed.
+func crashKillRuns(t *testing.T, bin, dir string, r *mrand.Rand, progress string, most time.Duration, args ...string) (stdout, stderr string, killed int) {
+	t.Helper()
+	for try := 1; ; try++ {
+		if try > 30 {
+			t.Fatalf("%s: no run finished in %d tries (%d killed)", args[0], try-1, killed)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = childEnv()
+		out, errOut := newSyncBuffer(), newSyncBuffer()
+		cmd.Stdout, cmd.Stderr = out, errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		if try <= crashRetentionKills && scaleWait(errOut, progress, 20*time.Second) {
+			time.Sleep(time.Duration(r.Int64N(int64(most))))
+			_ = cmd.Process.Kill()
+		}
+		err := <-done
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL {
+			killed++
+			crashVerify(t, bin, dir, nil, fmt.Sprintf("after %s run %d was killed", args[0], try))
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s run %d: %v\nstdout:\n%s\nstderr:\n%s", args[0], try, err, out, errOut)
+		}
+		return out.String(), errOut.String(), killed
+	}
 }
