@@ -459,6 +459,9 @@ type sharedGen struct {
 	pending, slotBegun, slotEnded []uint64
 	// proc is this process's slot (takeProcSlot) plus one; 0: none.
 	proc int
+	// asked is when this process last asked the kernel whether each
+	// slot's process is alive (repairDead), Unix nanoseconds.
+	asked [turnSlots]atomic.Int64
 }
 
 // pendingOffset, slotBegunOffset and slotEndedOffset place the process
@@ -677,7 +680,7 @@ func (g *sharedGen) repairDead() bool {
 		}
 		token := atomic.LoadUint64(&g.pending[q])
 		begun, ended := atomic.LoadUint64(&g.slotBegun[q]), atomic.LoadUint64(&g.slotEnded[q])
-		if token == 0 && begun == ended || g.procAlive(q) {
+		if token == 0 && begun == ended || !g.mayAsk(q) || g.procAlive(q) {
 			continue
 		}
 		// Its words were read before the slot was found free: a process
@@ -689,6 +692,21 @@ func (g *sharedGen) repairDead() bool {
 		}
 	}
 	return repaired
+}
+
+// askEvery is how often, at most, repairDead asks the kernel after one
+// slot: while another process commits, its words are set during each of
+// its commits, and every View would otherwise make a system call (2.3 µs
+// a View against 0.04 alone, BenchmarkRepairDead). A dead process's
+// words are then repaired up to askEvery later.
+const askEvery = time.Millisecond
+
+// mayAsk says whether repairDead may ask after slot q now, and notes that
+// it does; one caller at a time gets yes.
+func (g *sharedGen) mayAsk(q int) bool {
+	now := time.Now().UnixNano()
+	last := g.asked[q].Load()
+	return now-last >= int64(askEvery) && g.asked[q].CompareAndSwap(last, now)
 }
 
 // repairSlot repairs what the process that held slot q before left, for a
