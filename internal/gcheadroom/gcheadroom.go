@@ -21,14 +21,16 @@
 package gcheadroom
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"custos/internal/promtext"
 )
 
 // minLive is the live heap below which the percentage is figured as for
@@ -117,21 +119,18 @@ func Percent(live, headroom uint64) int {
 func WriteMetrics(w io.Writer) {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(s)
-	v := func(i int) uint64 {
+	v := func(i int) string {
 		if s[i].Value.Kind() == metrics.KindUint64 {
-			return s[i].Value.Uint64()
+			return strconv.FormatUint(s[i].Value.Uint64(), 10)
 		}
-		return 0
+		return "0"
 	}
-	for _, m := range []struct {
-		name, typ, help string
-		val             uint64
-	}{
-		{"custos_go_gc_percent", "gauge", "The garbage collector's percentage (GOGC; set after each cycle with --gc-headroom-mib).", v(0)},
-		{"custos_go_heap_goal_bytes", "gauge", "The heap size at which the garbage collector next collects.", v(1)},
-		{"custos_go_heap_live_bytes", "gauge", "The live heap the last collection found.", v(2)},
-		{"custos_go_gc_cycles_total", "counter", "Garbage collections since the process started.", v(3)},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.typ, m.name, m.val)
-	}
+	promtext.WriteGauges(w, []promtext.Counter{
+		{Name: "custos_go_gc_percent", Help: "The garbage collector's percentage (GOGC; set after each cycle with --gc-headroom-mib).", Value: v(0)},
+		{Name: "custos_go_heap_goal_bytes", Help: "The heap size at which the garbage collector next collects.", Value: v(1)},
+		{Name: "custos_go_heap_live_bytes", Help: "The live heap the last collection found.", Value: v(2)},
+	})
+	promtext.WriteCounters(w, []promtext.Counter{
+		{Name: "custos_go_gc_cycles_total", Help: "Garbage collections since the process started.", Value: v(3)},
+	})
 }
