@@ -24,7 +24,7 @@ func (g *sharedGen) takeProcSlot() int {
 		return -1
 	}
 	for p := range turnSlots {
-		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: procLockBase + int64(p), Len: 1}
+		lk := slotLock(p, unix.F_WRLCK)
 		if unix.FcntlFlock(g.f.Fd(), unix.F_OFD_SETLK, &lk) == nil {
 			return p
 		}
@@ -39,9 +39,15 @@ func (g *sharedGen) procAlive(p int) bool {
 	if g.f == nil {
 		return true
 	}
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: procLockBase + int64(p), Len: 1}
+	lk := slotLock(p, unix.F_WRLCK)
 	if err := unix.FcntlFlock(g.f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
 		return true
 	}
 	return lk.Type != unix.F_UNLCK
+}
+
+// slotLock is a lock of type typ (F_WRLCK, F_UNLCK) on process slot p's
+// byte.
+func slotLock(p int, typ int16) unix.Flock_t {
+	return unix.Flock_t{Type: typ, Whence: io.SeekStart, Start: procLockBase + int64(p), Len: 1}
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"io"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // process that dies, while the store goes on.
 func (g *sharedGen) releaseProcSlot(t *testing.T) {
 	t.Helper()
-	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: io.SeekStart, Start: procLockBase + int64(g.proc-1), Len: 1}
+	lk := slotLock(g.proc-1, unix.F_UNLCK)
 	if err := unix.FcntlFlock(g.f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		t.Fatal(err)
 	}
