@@ -326,3 +326,41 @@ func BenchmarkRepairDead(b *testing.B) {
 		}
 	})
 }
+
+// TestProcSlotsRunOut: a ninth process on the file gets no slot; it works
+// as before slots (its marks name no owner and count until stale, it sets
+// no pending word), and takes a slot the next time it opens once one is
+// free.
+func TestProcSlotsRunOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custos.db")
+	gens := make([]*sharedGen, turnSlots)
+	for i := range gens {
+		gens[i] = openGen(t, path)
+		if gens[i].proc == 0 {
+			t.Fatalf("process %d got no slot", i)
+		}
+	}
+	ninth := openGen(t, path)
+	if ninth.proc != 0 {
+		t.Fatalf("a ninth process got slot %d (plus one), want none", ninth.proc)
+	}
+	if ninth.pendCache() != 0 {
+		t.Error("a process without a slot set a pending word")
+	}
+	now := time.Now()
+	slot := ninth.markWaiting(now)
+	if slot < 0 {
+		t.Fatal("no mark")
+	}
+	if _, ok := gens[0].markOwner(slot, atomic.LoadUint64(&gens[0].marks[slot])); ok {
+		t.Error("a mark of a process without a slot names an owner")
+	}
+	if !gens[0].othersWaiting(now, -1) {
+		t.Error("a mark without an owner does not count")
+	}
+	ninth.clearWaiting(slot)
+	die(t, gens[3])
+	if again := openGen(t, path); again.proc != 4 {
+		t.Errorf("after slot 3 was let go, an opener took slot %d (plus one), want 4", again.proc)
+	}
+}
