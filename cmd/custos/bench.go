@@ -106,6 +106,10 @@ type benchReport struct {
 	// once their audit event was committed rather than on disk
 	// (read_audit_durability); "": the default, on disk.
 	ReadAuditDurability string `json:"read_audit_durability,omitempty"`
+	// GC is the garbage collector's setting when not Go's default:
+	// "headroom N MiB" (--gc-headroom-mib) or "GOGC=V" from the
+	// environment. It is the process's, so the ceiling ran under it too.
+	GC string `json:"gc,omitempty"`
 	// Zipf is the exponent of the Zipf law by which reads and lookups
 	// drew their customer; 0: uniformly.
 	Zipf float64 `json:"zipf,omitempty"`
@@ -408,6 +412,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads, Zipf: *zipf,
 		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
 	rep.Store = "sqlite:" + cfg.DBPath()
+	if v := os.Getenv("GOGC"); v != "" {
+		rep.GC = "GOGC=" + v
+	} else if cfg.GCHeadroomMiB > 0 {
+		rep.GC = fmt.Sprintf("headroom %d MiB", cfg.GCHeadroomMiB)
+	}
 	if cfg.ReadAuditCommitted() {
 		rep.ReadAuditDurability = cfg.ReadAuditDurability
 	}
@@ -1783,6 +1792,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 	}
 	if rep.ReadAuditDurability != "" {
 		fmt.Fprintf(w, "read_audit_durability %s: reads, lookups and denials were answered once their audit event was committed, before it was on disk (not the default)\n", rep.ReadAuditDurability)
+	}
+	if rep.GC != "" {
+		fmt.Fprintf(w, "garbage collector: %s (not the default), in the whole process, the ceiling's steps included\n", rep.GC)
 	}
 	if rep.AnalyzeSeconds > 0 {
 		fmt.Fprintf(w, "planner statistics refreshed after the seed (ANALYZE, %.1f s), as autovacuum does within a minute of a load\n", rep.AnalyzeSeconds)

@@ -212,12 +212,17 @@ func benchAlike(opt, p0, p string, first, r *benchReport) error {
 // benchSameSettings checks that reps (read from paths) all analysed
 // their PostgreSQL store after the seed, or none did (builds before the
 // fortieth session), and that all answered reads at one
-// read_audit_durability. -merge asks it of all its runs, -compare of each
-// side's: a pair may set a build or a setting against another.
+// read_audit_durability and ran under one garbage collector setting.
+// -merge asks it of all its runs, -compare of each side's: a pair may set
+// a build or a setting against another.
 func benchSameSettings(opt string, paths []string, reps []*benchReport) error {
 	for i, r := range reps[1:] {
 		if (r.AnalyzeSeconds > 0) != (reps[0].AnalyzeSeconds > 0) {
 			return fmt.Errorf("bench: %s: %s and %s differ in planner statistics: one analysed its PostgreSQL store after the seed, the other (a build before the fortieth session) did not", opt, paths[0], paths[i+1])
+		}
+		if r.GC != reps[0].GC {
+			return fmt.Errorf("bench: %s: %s and %s differ in the garbage collector's setting (%q and %q)", opt, paths[0], paths[i+1],
+				cmp.Or(reps[0].GC, "Go's default"), cmp.Or(r.GC, "Go's default"))
 		}
 		if r.ReadAuditDurability != reps[0].ReadAuditDurability {
 			return fmt.Errorf("bench: %s: %s and %s differ in read_audit_durability (%q and %q)", opt, paths[0], paths[i+1],

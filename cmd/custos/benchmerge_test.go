@@ -148,6 +148,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	pgAnalyzed.Store, pgAnalyzed.AnalyzeSeconds = pg.Store, 0.4
 	committed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	committed.ReadAuditDurability = "committed"
+	tunedGC := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	tunedGC.GC = "headroom 128 MiB"
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -169,6 +171,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"warmed", []string{"-merge", writeBenchReports(t, run1, warmed)}, "differ in -warm"},
 		{"planner statistics", []string{"-merge", writeBenchReports(t, pg, pgAnalyzed)}, "differ in planner statistics"},
 		{"read audit durability", []string{"-merge", writeBenchReports(t, run1, committed)}, `differ in read_audit_durability ("synced" and "committed")`},
+		{"garbage collector", []string{"-merge", writeBenchReports(t, run1, tunedGC)}, `differ in the garbage collector's setting ("Go's default" and "headroom 128 MiB")`},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer
