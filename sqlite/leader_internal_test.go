@@ -1,11 +1,8 @@
-package sqlite_test
+package sqlite
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
-
-	"custos/sqlite"
 )
 
 // TestTryLeader: one caller at a time leads a job among the stores on a
@@ -14,17 +11,8 @@ import (
 // passes on at release or Close.
 func TestTryLeader(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "custos.db")
-	a, err := sqlite.Open(ctx, path, sqlite.Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := sqlite.Open(ctx, path, sqlite.Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := openInternal(t)
+	b := openSecond(t, a)
 
 	release, ok, err := a.TryLeader(ctx, "custos:retention")
 	if err != nil || !ok {
