@@ -107,8 +107,11 @@ type benchReport struct {
 	// (read_audit_durability); "": the default, on disk.
 	ReadAuditDurability string `json:"read_audit_durability,omitempty"`
 	// GC is the garbage collector's setting when not Go's default:
-	// "headroom N MiB" (--gc-headroom-mib) or "GOGC=V" from the
-	// environment. It is the process's, so the ceiling ran under it too.
+	// "headroom N MiB …" (--gc-headroom-mib, or its automatic default
+	// since the forty-ninth session) or "GOGC=V" from the environment;
+	// "": Go's default (--gc-headroom-mib -1, and every run before the
+	// forty-eighth session). It is the process's, so the ceiling ran
+	// under it too.
 	GC string `json:"gc,omitempty"`
 	// Zipf is the exponent of the Zipf law by which reads and lookups
 	// drew their customer; 0: uniformly.
@@ -412,10 +415,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads, Zipf: *zipf,
 		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
 	rep.Store = "sqlite:" + cfg.DBPath()
-	if v := os.Getenv("GOGC"); v != "" {
-		rep.GC = "GOGC=" + v
-	} else if cfg.GCHeadroomMiB > 0 {
-		rep.GC = fmt.Sprintf("headroom %d MiB", cfg.GCHeadroomMiB)
+	gcHeadroom, gcHow := cfg.GCHeadroom()
+	switch {
+	case strings.HasPrefix(gcHow, "GOGC="):
+		rep.GC = gcHow
+	case gcHeadroom > 0:
+		rep.GC = "headroom " + gcHow
 	}
 	if cfg.ReadAuditCommitted() {
 		rep.ReadAuditDurability = cfg.ReadAuditDurability
@@ -435,7 +440,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer n.Close()
 	// The node's collector setting, as serve's; the ceiling, in the
 	// same process, runs under it too.
-	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
+	defer gcheadroom.Start(gcHeadroom).Stop()
 	var warm *cacheWarmer
 	if *warmFlag {
 		warm = startCacheWarmer(ctx, n.sqlite, logger)
@@ -1794,7 +1799,7 @@ func benchTable(w io.Writer, rep *benchReport) {
 		fmt.Fprintf(w, "read_audit_durability %s: reads, lookups and denials were answered once their audit event was committed, before it was on disk (not the default)\n", rep.ReadAuditDurability)
 	}
 	if rep.GC != "" {
-		fmt.Fprintf(w, "garbage collector: %s (not the default), in the whole process, the ceiling's steps included\n", rep.GC)
+		fmt.Fprintf(w, "garbage collector: %s, not Go's default, in the whole process, the ceiling's steps included\n", rep.GC)
 	}
 	if rep.AnalyzeSeconds > 0 {
 		fmt.Fprintf(w, "planner statistics refreshed after the seed (ANALYZE, %.1f s), as autovacuum does within a minute of a load\n", rep.AnalyzeSeconds)

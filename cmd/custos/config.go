@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"custos/internal/gcheadroom"
 )
 
 // DefaultAddr is where custos listens unless told otherwise: loopback only.
@@ -39,8 +41,10 @@ type Config struct {
 	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
 	ReadCache int `json:"read_cache"`
 	// GCHeadroomMiB is how far above the live heap, at least, the garbage
-	// collector lets a node's heap grow before it collects (0 = Go's
-	// default alone; GOGC in the environment overrides it). docs/deploy.md.
+	// collector lets a node's heap grow before it collects (0 = auto: a
+	// sixteenth of the memory limit, at most 128 MiB; -1 = off, Go's
+	// default collector; GOGC in the environment overrides it).
+	// docs/deploy.md.
 	GCHeadroomMiB int `json:"gc_headroom_mib"`
 	// ReadAuditDurability is when a node answers a request whose only
 	// write is its audit event (a read, a lookup, a denial): "synced" (the
@@ -88,8 +92,8 @@ func (c Config) Validate() error {
 	if c.ReadCache < -1 {
 		return fmt.Errorf("read_cache %d: want -1 (off), 0 (default) or a number of customers", c.ReadCache)
 	}
-	if c.GCHeadroomMiB < 0 {
-		return fmt.Errorf("gc_headroom_mib %d: want 0 (off, the default) or a number of MiB", c.GCHeadroomMiB)
+	if c.GCHeadroomMiB < -1 {
+		return fmt.Errorf("gc_headroom_mib %d: want -1 (off), 0 (auto, the default) or a number of MiB", c.GCHeadroomMiB)
 	}
 	switch c.ReadAuditDurability {
 	case "", "synced", "committed":
@@ -153,8 +157,22 @@ var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
 func (c Config) ReadAuditCommitted() bool { return c.ReadAuditDurability == "committed" }
 
 // GCHeadroom is the garbage collector's headroom in bytes (gcheadroom),
-// 0 when off.
-func (c Config) GCHeadroom() uint64 { return uint64(max(c.GCHeadroomMiB, 0)) << 20 }
+// 0 when off, and how it was chosen, for the log and bench reports. By
+// default (0) it is gcheadroom.Auto of the process's memory limit.
+func (c Config) GCHeadroom() (uint64, string) {
+	if v := os.Getenv("GOGC"); v != "" {
+		return 0, "GOGC=" + v
+	}
+	switch {
+	case c.GCHeadroomMiB < 0:
+		return 0, "off"
+	case c.GCHeadroomMiB > 0:
+		return uint64(c.GCHeadroomMiB) << 20, fmt.Sprintf("%d MiB", c.GCHeadroomMiB)
+	}
+	l := gcheadroom.MemoryLimit()
+	h := gcheadroom.Auto(l.Bytes)
+	return h, fmt.Sprintf("%d MiB (auto: a sixteenth of %s, at most %d MiB)", h>>20, l, gcheadroom.MaxAuto>>20)
+}
 
 // DBPath is the SQLite file.
 func (c Config) DBPath() string {
@@ -204,7 +222,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
 	fs.IntVar(&f.pgWriters, "pg-writers", 0, "PostgreSQL: commit groups run at once per node (env CUSTOS_PG_WRITERS; default 2, at most half of --max-conns)")
 	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
-	fs.IntVar(&f.gcHeadroom, "gc-headroom-mib", 0, "MiB the garbage collector lets the heap grow above the live heap, at least, before it collects: less CPU for at most that much more memory (env CUSTOS_GC_HEADROOM_MIB; default 0, Go's default collector; GOGC overrides it)")
+	fs.IntVar(&f.gcHeadroom, "gc-headroom-mib", 0, "MiB the garbage collector lets the heap grow above the live heap, at least, before it collects: less CPU for at most that much more memory; -1 turns it off, for Go's default collector (env CUSTOS_GC_HEADROOM_MIB; default auto, a sixteenth of the memory limit (cgroup, GOMEMLIMIT or RAM), at most 128 MiB; GOGC overrides it)")
 	fs.StringVar(&f.readAudit, "read-audit-durability", "", "answer a read once its audit event is on disk (synced, the default) or once it is committed, on disk within about 5 ms on SQLite, within wal_writer_delay on PostgreSQL (committed) (env CUSTOS_READ_AUDIT_DURABILITY)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (env CUSTOS_TLS_KEY)")
@@ -294,7 +312,7 @@ func (f *commonFlags) load(getenv func(string) string) (Config, error) {
 		{f.maxConns, "CUSTOS_MAX_CONNS", 1, &c.MaxConns},
 		{f.pgWriters, "CUSTOS_PG_WRITERS", 1, &c.PGWriters},
 		{f.readCache, "CUSTOS_READ_CACHE", -1, &c.ReadCache},
-		{f.gcHeadroom, "CUSTOS_GC_HEADROOM_MIB", 0, &c.GCHeadroomMiB},
+		{f.gcHeadroom, "CUSTOS_GC_HEADROOM_MIB", -1, &c.GCHeadroomMiB},
 	} {
 		// A flag's zero means "not given", as 0 means "default" in the file.
 		if n.flag != 0 {

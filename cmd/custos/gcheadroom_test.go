@@ -1,13 +1,19 @@
 package main
 
 import (
+	"strings"
 	"testing"
+
+	"custos/internal/gcheadroom"
 )
 
 // TestServeGCHeadroom: serve with --gc-headroom-mib keeps the collector's
 // goal that far above a small live heap (its percentage, on /metrics,
-// well over Go's 100); without it the percentage is Go's default. Each
-// node is a process of its own: the setting is the process's.
+// well over Go's 100); by default it picks a headroom of its own from the
+// memory limit (on this machine, with gigabytes, the largest, 128 MiB) and
+// says so in its "listening" line; with -1 the percentage is Go's
+// default. Each node is a process of its own: the setting is the
+// process's.
 func TestServeGCHeadroom(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped under -short")
@@ -24,9 +30,22 @@ func TestServeGCHeadroom(t *testing.T) {
 		t.Errorf("heap goal %d with %d live, want at least 400 MiB above it", goal, live)
 	}
 	p.terminate(t)
-	p = startChild(t, bin, "serve", "100ms", "--data", dir)
-	defer p.terminate(t)
+
+	p = startChild(t, bin, "serve", "100ms", "--data", dir, "--gc-headroom-mib", "-1")
 	if pct := metricAt(t, p.url, "custos_go_gc_percent"); pct != 100 {
-		t.Errorf("custos_go_gc_percent by default: %d, want Go's 100", pct)
+		t.Errorf("custos_go_gc_percent with --gc-headroom-mib -1: %d, want Go's 100", pct)
+	}
+	p.terminate(t)
+
+	if l := gcheadroom.MemoryLimit(); l.Bytes < 2<<30 {
+		t.Skipf("the default headroom's check wants a machine with 2 GiB or more to give: %v", l)
+	}
+	p = startChild(t, bin, "serve", "100ms", "--data", dir)
+	if goal, live := metricAt(t, p.url, "custos_go_heap_goal_bytes"), metricAt(t, p.url, "custos_go_heap_live_bytes"); goal < live+100<<20 {
+		t.Errorf("by default: heap goal %d with %d live, want about 128 MiB above it", goal, live)
+	}
+	p.terminate(t)
+	if log := p.stderr.String(); !strings.Contains(log, `gc_headroom="128 MiB (auto: a sixteenth of`) {
+		t.Errorf("serve's log does not say how it chose the default headroom:\n%s", log)
 	}
 }

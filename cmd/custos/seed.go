@@ -54,7 +54,8 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return err
 	}
 	defer node.Close()
-	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
+	gcHeadroom, _ := cfg.GCHeadroom()
+	defer gcheadroom.Start(gcHeadroom).Stop()
 	printAdminKey(stdout, node)
 	if *cpuProfile != "" {
 		prof, err := os.Create(*cpuProfile)

@@ -54,7 +54,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
-	defer gcheadroom.Start(cfg.GCHeadroom()).Stop()
+	gcHeadroom, gcHow := cfg.GCHeadroom()
+	defer gcheadroom.Start(gcHeadroom).Stop()
 	// Writes cite an approved collection plan (C2) unless turned off for
 	// development; in-process tools (seed, bench) leave it off.
 	n.svc.RequirePlan = !cfg.NoPlans
@@ -93,7 +94,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "custos listening on %s://%s (data %s)\n", scheme, srv.Addr(), cfg.Data)
-	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version)
+	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version, "gc_headroom", gcHow)
 	if cfg.ReadAuditCommitted() {
 		loss := "a power loss may lose the last few milliseconds of read audit events"
 		if cfg.Postgres() {

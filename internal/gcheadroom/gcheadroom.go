@@ -17,7 +17,9 @@
 // headroom and the live heap itself. A small heap gets the headroom, a
 // heap larger than the headroom Go's default. The
 // process then holds at most the headroom more than with the default,
-// whatever the read cache's size.
+// whatever the read cache's size. A node's default headroom (Auto) is a
+// sixteenth of the memory it may use, at most 128 MiB (limit.go), so a
+// small container gives up little.
 package gcheadroom
 
 import (

@@ -1,0 +1,103 @@
+package gcheadroom
+
+import (
+	"runtime/debug"
+	"testing"
+	"testing/fstest"
+)
+
+func TestAuto(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ limit, want uint64 }{
+		{0, MaxAuto},                   // no limit found
+		{24 << 30, MaxAuto},            // a large machine: the cap
+		{2 << 30, 128 * mib},           // a sixteenth is the cap
+		{512 * mib, 32 * mib},          // a small container: a sixteenth
+		{256 * mib, 16 * mib},          //
+		{63 * mib, 0},                  // under 4 MiB: Go's default
+		{64 * mib, 4 * mib},            // exactly Go's minimum goal
+		{1 << 40, MaxAuto},             // a terabyte
+		{MaxAuto * 16, MaxAuto},        // the boundary
+		{MaxAuto*16 - 16, MaxAuto - 1}, // just under it
+	} {
+		if got := Auto(c.limit); got != c.want {
+			t.Errorf("Auto(%d MiB) = %d bytes, want %d", c.limit/mib, got, c.want)
+		}
+	}
+}
+
+// v1 is how this CI machine mounts its cgroups; v2 how current systems do.
+const (
+	mountsV1 = `34 30 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+35 30 0:32 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+`
+	groupsV1 = "5:devices:/\n4:memory:/shop/custos\n1:cpu:/\n0::/\n"
+	mountsV2 = `25 20 0:22 / /proc rw - proc proc rw
+29 21 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+`
+	groupsV2 = "0::/system.slice/custos.service\n"
+)
+
+func TestCgroupLimit(t *testing.T) {
+	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	for _, c := range []struct {
+		name string
+		fs   fstest.MapFS
+		want uint64
+	}{
+		{"v2: the service's own limit", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
+			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("536870912\n"),
+			"sys/fs/cgroup/system.slice/memory.max":                file("max\n"),
+		}, 512 << 20},
+		{"v2: a parent's smaller limit binds", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
+			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("max\n"),
+			"sys/fs/cgroup/system.slice/memory.max":                file("268435456\n"),
+		}, 256 << 20},
+		{"v2: no limit anywhere", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
+			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("max\n"),
+		}, 0},
+		{"v2: a container's namespace, its root the cgroup", fstest.MapFS{
+			"proc/self/mountinfo":      file("29 21 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"),
+			"proc/self/cgroup":         file("0::/\n"),
+			"sys/fs/cgroup/memory.max": file("1073741824\n"),
+		}, 1 << 30},
+		{"v1: a limit", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file(groupsV1),
+			"sys/fs/cgroup/memory/shop/custos/memory.limit_in_bytes": file("2147483648\n"),
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":             file("9223372036854771712\n"),
+		}, 2 << 30},
+		{"v1: unlimited, as on this machine", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file(groupsV1),
+			"sys/fs/cgroup/memory/shop/custos/memory.limit_in_bytes": file("9223372036854771712\n"),
+		}, 0},
+		{"v1 mounted, the process in no memory group", fstest.MapFS{
+			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file("1:cpu:/\n"),
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("1048576\n"),
+		}, 0},
+		{"no /proc", fstest.MapFS{}, 0},
+	} {
+		if got := cgroupLimit(c.fs); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// TestMemoryLimit: on this machine some limit is found (its memory at
+// least), GOMEMLIMIT lowers it, and the default headroom follows.
+func TestMemoryLimit(t *testing.T) {
+	l := MemoryLimit()
+	if l.Bytes == 0 || l.Source == "" {
+		t.Fatalf("MemoryLimit() = %v: no limit found on Linux, where the machine's memory is one", l)
+	}
+	old := debug.SetMemoryLimit(64 << 20)
+	defer debug.SetMemoryLimit(old)
+	if l := MemoryLimit(); l.Bytes != 64<<20 || l.Source != "GOMEMLIMIT" {
+		t.Errorf("with a 64 MiB GOMEMLIMIT: %v", l)
+	}
+	if h := Auto(MemoryLimit().Bytes); h != 4<<20 {
+		t.Errorf("headroom under a 64 MiB GOMEMLIMIT: %d, want 4 MiB", h)
+	}
+}
