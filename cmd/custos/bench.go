@@ -33,7 +33,6 @@ import (
 	"custos"
 	"custos/core"
 	custoshttp "custos/http"
-	"custos/internal/gcheadroom"
 	"custos/postgres"
 	"custos/seed"
 	"custos/sqlite"
@@ -415,13 +414,6 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		DurationSec: duration.Seconds(), WarmupSec: warmup.Seconds(), Concurrency: conc, Workloads: workloads, Zipf: *zipf,
 		Client: "net/http keep-alive client in the same process (raw requests, bodies encoded before timing)"}
 	rep.Store = "sqlite:" + cfg.DBPath()
-	gcHeadroom, gcHow := cfg.GCHeadroom()
-	switch {
-	case strings.HasPrefix(gcHow, "GOGC="):
-		rep.GC = gcHow
-	case gcHeadroom > 0:
-		rep.GC = "headroom " + gcHow
-	}
 	if cfg.ReadAuditCommitted() {
 		rep.ReadAuditDurability = cfg.ReadAuditDurability
 	}
@@ -440,7 +432,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer n.Close()
 	// The node's collector setting, as serve's; the ceiling, in the
 	// same process, runs under it too.
-	defer gcheadroom.Start(gcHeadroom).Stop()
+	gc, gcHow := startGC(cfg)
+	defer gc.Stop()
+	switch {
+	case strings.HasPrefix(gcHow, "GOGC="):
+		rep.GC = gcHow
+	case gc != nil:
+		rep.GC = "headroom " + gcHow
+	}
 	var warm *cacheWarmer
 	if *warmFlag {
 		warm = startCacheWarmer(ctx, n.sqlite, logger)

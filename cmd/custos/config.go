@@ -156,22 +156,29 @@ var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
 // postgres.Options.ReadAuditCommitted).
 func (c Config) ReadAuditCommitted() bool { return c.ReadAuditDurability == "committed" }
 
-// GCHeadroom is the garbage collector's headroom in bytes (gcheadroom),
-// 0 when off, and how it was chosen, for the log and bench reports. By
-// default (0) it is gcheadroom.Auto of the process's memory limit.
-func (c Config) GCHeadroom() (uint64, string) {
+// startGC starts the node's garbage collector headroom (gcheadroom): by
+// default (gc_headroom_mib 0) gcheadroom.Auto of the process's memory
+// limit, with Go's soft memory limit at nine tenths of a cgroup's. It
+// returns the pacer to stop (nil when off) and how the setting was
+// chosen, for the log and bench reports: "off", "GOGC=V", or the
+// headroom and where it came from.
+func startGC(c Config) (*gcheadroom.Pacer, string) {
 	if v := os.Getenv("GOGC"); v != "" {
-		return 0, "GOGC=" + v
+		return nil, "GOGC=" + v
 	}
 	switch {
 	case c.GCHeadroomMiB < 0:
-		return 0, "off"
+		return nil, "off"
 	case c.GCHeadroomMiB > 0:
-		return uint64(c.GCHeadroomMiB) << 20, fmt.Sprintf("%d MiB", c.GCHeadroomMiB)
+		return gcheadroom.Start(uint64(c.GCHeadroomMiB) << 20), fmt.Sprintf("%d MiB", c.GCHeadroomMiB)
 	}
 	l := gcheadroom.MemoryLimit()
 	h := gcheadroom.Auto(l.Bytes)
-	return h, fmt.Sprintf("%d MiB (auto: a sixteenth of %s, at most %d MiB)", h>>20, l, gcheadroom.MaxAuto>>20)
+	how := fmt.Sprintf("%d MiB (auto: a sixteenth of %s, at most %d MiB)", h>>20, l, gcheadroom.MaxAuto>>20)
+	if soft := gcheadroom.SoftLimit(l); soft > 0 {
+		how += fmt.Sprintf("; soft memory limit %d MiB, nine tenths of the cgroup's", soft>>20)
+	}
+	return gcheadroom.Start(h), how
 }
 
 // DBPath is the SQLite file.

@@ -13,7 +13,6 @@ import (
 
 	"custos"
 	"custos/core"
-	"custos/internal/gcheadroom"
 	"custos/seed"
 )
 
@@ -54,8 +53,8 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return err
 	}
 	defer node.Close()
-	gcHeadroom, _ := cfg.GCHeadroom()
-	defer gcheadroom.Start(gcHeadroom).Stop()
+	gc, _ := startGC(cfg)
+	defer gc.Stop()
 	printAdminKey(stdout, node)
 	if *cpuProfile != "" {
 		prof, err := os.Create(*cpuProfile)

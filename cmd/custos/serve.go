@@ -54,8 +54,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer n.Close()
-	gcHeadroom, gcHow := cfg.GCHeadroom()
-	defer gcheadroom.Start(gcHeadroom).Stop()
+	gc, gcHow := startGC(cfg)
+	defer gc.Stop()
 	// Writes cite an approved collection plan (C2) unless turned off for
 	// development; in-process tools (seed, bench) leave it off.
 	n.svc.RequirePlan = !cfg.NoPlans

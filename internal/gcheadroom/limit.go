@@ -74,6 +74,20 @@ func MemoryLimit() Limit {
 	return l
 }
 
+// SoftLimit sets Go's soft memory limit to nine tenths of l when l is a
+// cgroup's limit and GOMEMLIMIT is not set, so that near the limit the
+// collector works harder rather than the kernel killing the process (Go
+// does not read cgroup limits itself). It returns the limit it set, 0 if
+// none.
+func SoftLimit(l Limit) uint64 {
+	if l.Source != "cgroup" || os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	v := l.Bytes / 10 * 9
+	debug.SetMemoryLimit(int64(v))
+	return v
+}
+
 // cgroupLimit returns the smallest memory limit set on this process's
 // cgroups or their ancestors, read from fsys (the root directory); 0 when
 // none is set or none can be read.

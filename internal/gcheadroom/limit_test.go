@@ -101,3 +101,22 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("headroom under a 64 MiB GOMEMLIMIT: %d, want 4 MiB", h)
 	}
 }
+
+// TestSoftLimit: a cgroup's limit sets Go's soft limit to nine tenths of
+// it; the machine's memory does not, nor does anything when GOMEMLIMIT is
+// the operator's.
+func TestSoftLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	if v := SoftLimit(Limit{Bytes: 24 << 30, Source: "RAM"}); v != 0 || debug.SetMemoryLimit(-1) != old {
+		t.Errorf("the machine's memory set a soft limit: %d", v)
+	}
+	if v := SoftLimit(Limit{Bytes: 1000 << 20, Source: "cgroup"}); v != 900<<20 || debug.SetMemoryLimit(-1) != 900<<20 {
+		t.Errorf("a 1000 MiB cgroup: soft limit %d, Go's %d, want 900 MiB", v, debug.SetMemoryLimit(-1))
+	}
+	debug.SetMemoryLimit(old)
+	t.Setenv("GOMEMLIMIT", "2GiB")
+	if v := SoftLimit(Limit{Bytes: 1000 << 20, Source: "cgroup"}); v != 0 || debug.SetMemoryLimit(-1) != old {
+		t.Errorf("with GOMEMLIMIT set: soft limit %d", v)
+	}
+}
