@@ -14,7 +14,11 @@ const dataKeyColumns = `subject_id, version, kek_version, wrapped, created_at`
 func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 	_, err := tx.exec(ctx, `INSERT INTO data_keys (`+dataKeyColumns+`) VALUES (?, ?, ?, ?, ?)`,
 		string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt))
-	return formatError(err, "Data key")
+	if err != nil {
+		return formatError(err, "Data key")
+	}
+	tx.freshKey(k)
+	return nil
 }
 
 // GetDataKey returns the subject's data key, or ENOTFOUND (never created,

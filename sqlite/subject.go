@@ -13,7 +13,11 @@ import (
 func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error {
 	_, err := tx.exec(ctx, `INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES (?, ?, ?, ?)`,
 		string(s.ID), sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.CreatedAt), sqlutil.Micros(s.UpdatedAt))
-	return formatError(err, "Subject")
+	if err != nil {
+		return formatError(err, "Subject")
+	}
+	tx.freshSubject(s)
+	return nil
 }
 
 // GetSubject returns the subject with id, or ENOTFOUND. In a View it
@@ -129,7 +133,13 @@ func (tx *Tx) RestrictSubject(ctx context.Context, id custos.SubjectID, until ti
 // InsertConsent appends a consent decision and sets c.Seq.
 func (tx *Tx) InsertConsent(ctx context.Context, c *custos.StoredConsent) error {
 	defer tx.about(c.SubjectID)()
-	return tx.Stmts.InsertConsent(ctx, c)
+	tx.addingConsents = true
+	defer func() { tx.addingConsents = false }()
+	if err := tx.Stmts.InsertConsent(ctx, c); err != nil {
+		return err
+	}
+	tx.freshConsents([]*custos.StoredConsent{c})
+	return nil
 }
 
 // InsertConsents appends consent decisions in multi-row statements and
@@ -157,7 +167,13 @@ func (tx *Tx) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) er
 	for i, c := range cs {
 		c.Seq = last + 1 + int64(i)
 	}
-	return tx.Stmts.InsertConsentsNumbered(ctx, cs)
+	tx.addingConsents = true
+	defer func() { tx.addingConsents = false }()
+	if err := tx.Stmts.InsertConsentsNumbered(ctx, cs); err != nil {
+		return err
+	}
+	tx.freshConsents(cs)
+	return nil
 }
 
 // lastConsentSeqSQL is the highest consent seq handed out so far: the
