@@ -14,11 +14,7 @@ const dataKeyColumns = `subject_id, version, kek_version, wrapped, created_at`
 func (tx *Tx) InsertDataKey(ctx context.Context, k *custos.DataKey) error {
 	_, err := tx.exec(ctx, `INSERT INTO data_keys (`+dataKeyColumns+`) VALUES (?, ?, ?, ?, ?)`,
 		string(k.SubjectID), k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt))
-	if err != nil {
-		return formatError(err, "Data key")
-	}
-	tx.freshKey(k)
-	return nil
+	return formatError(err, "Data key")
 }
 
 // GetDataKey returns the subject's data key, or ENOTFOUND (never created,

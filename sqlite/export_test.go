@@ -8,15 +8,6 @@ import (
 	"custos"
 )
 
-// EmptyReadCache drops every entry of the read cache, as a restart
-// would, for tests of reads that miss: creates put their customers in it
-// (fresh.go). It counts as a flush.
-func (db *DB) EmptyReadCache() {
-	if db.rc != nil {
-		db.rc.flushAll()
-	}
-}
-
 // WritePool and ReadPool expose the pools to the external tests.
 func (db *DB) WritePool() *sql.DB { return db.write }
 func (db *DB) ReadPool() *sql.DB  { return db.read }

@@ -62,15 +62,14 @@ type readCache struct {
 
 	hits, misses, flushes atomic.Uint64
 	warmed                atomic.Uint64 // entries the warm-up put (warm.go)
-	fresh                 atomic.Uint64 // customers put by the commits that created them (fresh.go)
 }
 
 // ReadCacheStats counts the read cache's answers for subject rows, how
 // often it was emptied whole, and the customers a warm-up read into it
 // (WarmReadCache).
 type ReadCacheStats struct {
-	Hits, Misses, Flushes, Warmed, Fresh uint64
-	Entries                              int
+	Hits, Misses, Flushes, Warmed uint64
+	Entries                       int
 }
 
 // ReadCacheStats reports the read cache's counters; all zero when it is
@@ -80,7 +79,7 @@ func (db *DB) ReadCacheStats() ReadCacheStats {
 	if c == nil {
 		return ReadCacheStats{}
 	}
-	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Flushes: c.flushes.Load(), Warmed: c.warmed.Load(), Fresh: c.fresh.Load()}
+	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Flushes: c.flushes.Load(), Warmed: c.warmed.Load()}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
@@ -248,20 +247,18 @@ const evictProbe = 8
 const maxCachedHistory = 64
 
 // putSubject adds an entry for a subject row, its data key (nil: none)
-// and its consent history, read together in a View stamped stamp (or
-// written by the commit of a create: fresh.go), and reports whether it
-// did. The entry is an encoding of them, which shares no memory with
-// them.
-func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) (put bool) {
+// and its consent history, read together in a View stamped stamp. The
+// entry is an encoding of them, which shares no memory with them.
+func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) {
 	if len(history) > maxCachedHistory {
-		return false
+		return
 	}
 	e := cacheEntry{blob: encodeEntry(st, key, history)}
 	s := c.shard(st.ID)
 	s.mu.Lock()
 	if _, ok := s.entries[st.ID]; ok || !c.valid(stamp) {
 		s.mu.Unlock()
-		return false
+		return
 	}
 	var (
 		evicted custos.SubjectID
@@ -291,7 +288,6 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 	s.entries[st.ID] = e
 	s.mu.Unlock()
 	c.dropLookups(keys, evicted)
-	return true
 }
 
 // getKey returns the cached data key of id, or nil when id has no entry

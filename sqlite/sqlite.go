@@ -111,12 +111,6 @@ type DB struct {
 	// pending is the token of the cache change the writer is committing
 	// (sharedGen.pendCache), 0 when none.
 	pending uint64
-	// fresh are the customers the running commit group created, to put
-	// in the read cache after its commit (fresh.go); freshShared is the
-	// shared counter just before that commit. The writer's alone; nil
-	// with the read cache off.
-	fresh       *freshRows
-	freshShared uint64
 
 	// leaders are the lock files of the jobs this store leads (leader.go).
 	leadMu  sync.Mutex
@@ -506,18 +500,8 @@ func (db *DB) commitGroup(group []*writeReq) (rest []*writeReq) {
 		// before it told the others: neither the counter nor the pending
 		// word moves.
 		died := testDieAfterCommit.Load() == db
-		var advanced uint64
 		if inv != nil && !inv.empty() && !died {
 			db.invalidate(inv)
-			if db.rc != nil && !inv.all {
-				advanced = 1 // advanceShared
-			}
-		}
-		if db.fresh != nil {
-			if !died && (inv == nil || !inv.all) {
-				db.putFresh(errs, db.freshShared, advanced)
-			}
-			db.fresh.reset()
 		}
 		if db.pending != 0 {
 			if !died {
@@ -720,9 +704,6 @@ func (db *DB) commit(tx *Tx, sqlTx *sql.Tx) error {
 		// the pending word, should this one die before invalidate.
 		db.pending = db.gen.pendCache()
 	}
-	if tx.freshLen() > 0 {
-		db.freshShared = db.rc.shared.load()
-	}
 	err := db.gen.commitData(*tx.wrote, func() error { return db.dur.commit(sqlTx.Commit) })
 	if err != nil {
 		db.forgetHead()
@@ -736,14 +717,6 @@ func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bo
 	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &head, headKept: kept, audits: db.gen,
 		unfiled: &db.auditUnfiled, cache: db.wcache, inv: inv, wrote: wrote}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
-	if db.rc != nil {
-		// Each run of a group runs its members again from the start.
-		if db.fresh == nil {
-			db.fresh = &freshRows{}
-		}
-		db.fresh.reset()
-		tx.fresh = db.fresh
-	}
 	return tx
 }
 
@@ -825,8 +798,7 @@ func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, sa
 		if savepoints {
 			tx.sp = spPending
 		}
-		head, ends, fresh := *tx.head, len(tx.ends), tx.freshLen()
-		tx.member = i
+		head, ends := *tx.head, len(tx.ends)
 		errs[i] = callFn(r.fn, tx)
 		sp := tx.sp
 		tx.sp = spNone
@@ -844,13 +816,9 @@ func runMembers(ctx context.Context, tx *Tx, group []*writeReq, errs []error, sa
 		if sp == spRan {
 			return i, i + 1, nil
 		}
-		// The member's audit events and end work are undone with it, and
-		// the customers it created.
+		// The member's audit events and end work are undone with it.
 		*tx.head = head
 		tx.ends = tx.ends[:ends]
-		if tx.fresh != nil {
-			tx.fresh.undo(fresh)
-		}
 		if sp == spOpen {
 			if _, err := tx.exec(ctx, "ROLLBACK TO w"); err != nil {
 				return -1, len(group), internal("rollback to savepoint", err)

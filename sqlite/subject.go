@@ -13,11 +13,7 @@ import (
 func (tx *Tx) InsertSubject(ctx context.Context, s *custos.StoredSubject) error {
 	_, err := tx.exec(ctx, `INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES (?, ?, ?, ?)`,
 		string(s.ID), sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.CreatedAt), sqlutil.Micros(s.UpdatedAt))
-	if err != nil {
-		return formatError(err, "Subject")
-	}
-	tx.freshSubject(s)
-	return nil
+	return formatError(err, "Subject")
 }
 
 // GetSubject returns the subject with id, or ENOTFOUND. In a View it
@@ -133,13 +129,7 @@ func (tx *Tx) RestrictSubject(ctx context.Context, id custos.SubjectID, until ti
 // InsertConsent appends a consent decision and sets c.Seq.
 func (tx *Tx) InsertConsent(ctx context.Context, c *custos.StoredConsent) error {
 	defer tx.about(c.SubjectID)()
-	tx.addingConsents = true
-	defer func() { tx.addingConsents = false }()
-	if err := tx.Stmts.InsertConsent(ctx, c); err != nil {
-		return err
-	}
-	tx.freshConsents([]*custos.StoredConsent{c})
-	return nil
+	return tx.Stmts.InsertConsent(ctx, c)
 }
 
 // InsertConsents appends consent decisions in multi-row statements and
@@ -167,13 +157,7 @@ func (tx *Tx) InsertConsents(ctx context.Context, cs []*custos.StoredConsent) er
 	for i, c := range cs {
 		c.Seq = last + 1 + int64(i)
 	}
-	tx.addingConsents = true
-	defer func() { tx.addingConsents = false }()
-	if err := tx.Stmts.InsertConsentsNumbered(ctx, cs); err != nil {
-		return err
-	}
-	tx.freshConsents(cs)
-	return nil
+	return tx.Stmts.InsertConsentsNumbered(ctx, cs)
 }
 
 // lastConsentSeqSQL is the highest consent seq handed out so far: the

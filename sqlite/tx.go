@@ -66,14 +66,6 @@ type Tx struct {
 	inv      *invalidation
 	subjects []custos.SubjectID
 	noted    bool
-	// fresh, on a commit group's transaction with the read cache on,
-	// notes the customers it creates, by member (the index in the group
-	// of the member running now), to put in the cache after the commit;
-	// addingConsents is set while InsertConsent(s) runs, whose statements
-	// add to those customers' entries rather than spoil them (fresh.go).
-	fresh          *freshRows
-	member         int
-	addingConsents bool
 	// wrote, on write transactions, is set by the first statement that
 	// may change anything but the audit log; the commit then advances the
 	// shared data counter, which kept snapshots check (kept.go). Shared
@@ -243,9 +235,6 @@ func (tx *Tx) note(query string) {
 	}
 	if tx.inv == nil || tx.noted || !changesCached(query) {
 		return
-	}
-	if tx.fresh != nil && !tx.addingConsents && len(tx.fresh.entries) > 0 {
-		tx.fresh.spoil(tx.subjects)
 	}
 	if len(tx.subjects) == 0 {
 		tx.inv.all = true

@@ -58,8 +58,6 @@ func seedWarm(t *testing.T, db *sqlite.DB, n int) []custos.SubjectID {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The tests warm a cache the creates did not fill.
-	db.EmptyReadCache()
 	return ids
 }
 

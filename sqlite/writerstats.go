@@ -94,7 +94,6 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_read_cache_misses_total", Help: "Reads of a customer the read cache did not hold.", Value: fmt.Sprint(rc.Misses)},
 		{Name: "custos_sqlite_read_cache_flushes_total", Help: "Times the read cache was emptied whole.", Value: fmt.Sprint(rc.Flushes)},
 		{Name: "custos_sqlite_read_cache_warmed_total", Help: "Customers the warm-up after a start read into the read cache.", Value: fmt.Sprint(rc.Warmed)},
-		{Name: "custos_sqlite_read_cache_fresh_total", Help: "Customers put in the read cache by the commit that created them.", Value: fmt.Sprint(rc.Fresh)},
 	})
 }
 
