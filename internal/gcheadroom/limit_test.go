@@ -39,45 +39,39 @@ const (
 )
 
 func TestCgroupLimit(t *testing.T) {
-	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	// files is a root with the given /proc/self files and the cgroup
+	// files under sys/fs/cgroup, each given its content.
+	files := func(mountinfo, groups string, cgroupFiles ...string) fstest.MapFS {
+		fsys := fstest.MapFS{}
+		if mountinfo != "" {
+			fsys["proc/self/mountinfo"] = &fstest.MapFile{Data: []byte(mountinfo)}
+			fsys["proc/self/cgroup"] = &fstest.MapFile{Data: []byte(groups)}
+		}
+		for i := 0; i+1 < len(cgroupFiles); i += 2 {
+			fsys["sys/fs/cgroup/"+cgroupFiles[i]] = &fstest.MapFile{Data: []byte(cgroupFiles[i+1] + "\n")}
+		}
+		return fsys
+	}
+	const (
+		service = "system.slice/custos.service/memory.max"
+		slice   = "system.slice/memory.max"
+		v1Group = "memory/shop/custos/memory.limit_in_bytes"
+		v1None  = "9223372036854771712" // v1's "no limit"
+	)
 	for _, c := range []struct {
 		name string
 		fs   fstest.MapFS
 		want uint64
 	}{
-		{"v2: the service's own limit", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
-			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("536870912\n"),
-			"sys/fs/cgroup/system.slice/memory.max":                file("max\n"),
-		}, 512 << 20},
-		{"v2: a parent's smaller limit binds", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
-			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("max\n"),
-			"sys/fs/cgroup/system.slice/memory.max":                file("268435456\n"),
-		}, 256 << 20},
-		{"v2: no limit anywhere", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV2), "proc/self/cgroup": file(groupsV2),
-			"sys/fs/cgroup/system.slice/custos.service/memory.max": file("max\n"),
-		}, 0},
-		{"v2: a container's namespace, its root the cgroup", fstest.MapFS{
-			"proc/self/mountinfo":      file("29 21 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"),
-			"proc/self/cgroup":         file("0::/\n"),
-			"sys/fs/cgroup/memory.max": file("1073741824\n"),
-		}, 1 << 30},
-		{"v1: a limit", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file(groupsV1),
-			"sys/fs/cgroup/memory/shop/custos/memory.limit_in_bytes": file("2147483648\n"),
-			"sys/fs/cgroup/memory/memory.limit_in_bytes":             file("9223372036854771712\n"),
-		}, 2 << 30},
-		{"v1: unlimited, as on this machine", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file(groupsV1),
-			"sys/fs/cgroup/memory/shop/custos/memory.limit_in_bytes": file("9223372036854771712\n"),
-		}, 0},
-		{"v1 mounted, the process in no memory group", fstest.MapFS{
-			"proc/self/mountinfo": file(mountsV1), "proc/self/cgroup": file("1:cpu:/\n"),
-			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("1048576\n"),
-		}, 0},
-		{"no /proc", fstest.MapFS{}, 0},
+		{"v2: the service's own limit", files(mountsV2, groupsV2, service, "536870912", slice, "max"), 512 << 20},
+		{"v2: a parent's smaller limit binds", files(mountsV2, groupsV2, service, "max", slice, "268435456"), 256 << 20},
+		{"v2: no limit anywhere", files(mountsV2, groupsV2, service, "max"), 0},
+		{"v2: a container's namespace, its root the cgroup",
+			files("29 21 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n", "0::/\n", "memory.max", "1073741824"), 1 << 30},
+		{"v1: a limit", files(mountsV1, groupsV1, v1Group, "2147483648", "memory/memory.limit_in_bytes", v1None), 2 << 30},
+		{"v1: unlimited, as on this machine", files(mountsV1, groupsV1, v1Group, v1None), 0},
+		{"v1 mounted, the process in no memory group", files(mountsV1, "1:cpu:/\n", "memory/memory.limit_in_bytes", "1048576"), 0},
+		{"no /proc", files("", ""), 0},
 	} {
 		if got := cgroupLimit(c.fs); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
