@@ -175,6 +175,9 @@ func startGC(c Config) (*gcheadroom.Pacer, string) {
 	l := gcheadroom.MemoryLimit()
 	h := gcheadroom.Auto(l.Bytes)
 	how := fmt.Sprintf("%d MiB (auto: a sixteenth of %s, at most %d MiB)", h>>20, l, gcheadroom.MaxAuto>>20)
+	if h == 0 {
+		how = fmt.Sprintf("off (auto: a sixteenth of %s is under Go's own 4 MiB)", l)
+	}
 	if soft := gcheadroom.SoftLimit(l); soft > 0 {
 		how += fmt.Sprintf("; soft memory limit %d MiB, nine tenths of the cgroup's", soft>>20)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -47,5 +48,17 @@ func TestServeGCHeadroom(t *testing.T) {
 	p.terminate(t)
 	if log := p.stderr.String(); !strings.Contains(log, `gc_headroom="128 MiB (auto: a sixteenth of`) {
 		t.Errorf("serve's log does not say how it chose the default headroom:\n%s", log)
+	}
+}
+
+// TestStartGCSmallLimit: under a memory limit whose sixteenth is below
+// Go's own 4 MiB goal, the default starts no pacer and says why.
+func TestStartGCSmallLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(32 << 20)
+	defer debug.SetMemoryLimit(old)
+	gc, how := startGC(Config{})
+	defer gc.Stop()
+	if gc != nil || !strings.HasPrefix(how, "off (auto: a sixteenth of 32 MiB of GOMEMLIMIT") {
+		t.Errorf("startGC under a 32 MiB GOMEMLIMIT: pacer %v, %q; want none, saying why", gc != nil, how)
 	}
 }
