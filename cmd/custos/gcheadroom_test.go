@@ -1,9 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"custos/internal/gcheadroom"
 )
@@ -61,4 +67,75 @@ func TestStartGCSmallLimit(t *testing.T) {
 	if gc != nil || !strings.HasPrefix(how, "off (auto: a sixteenth of 32 MiB of GOMEMLIMIT") {
 		t.Errorf("startGC under a 32 MiB GOMEMLIMIT: pacer %v, %q; want none, saying why", gc != nil, how)
 	}
+}
+
+// TestServeUnderCgroupLimit: a node started in a memory cgroup limited to
+// 512 MiB picks a headroom of a sixteenth of it (32 MiB) and Go's soft
+// memory limit at nine tenths (460 MiB), says so, and keeps its heap goal
+// that far above the live heap. It needs a memory cgroup it may make (as
+// root on this machine and in CI), and skips saying so otherwise.
+func TestServeUnderCgroupLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped under -short")
+	}
+	procs := memoryCgroup(t, 512<<20)
+	bin := scaleBuild(t)
+	dir, _ := crashInit(t, bin, nil)
+	// The wrapper joins the cgroup, then becomes the node, so that the
+	// node starts under the limit.
+	wrapper := filepath.Join(t.TempDir(), "in-cgroup")
+	script := "#!/bin/sh\necho $$ > " + procs + "\nexec " + bin + ` "$@"` + "\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := startChild(t, wrapper, "serve", "100ms", "--data", dir)
+	if goal, live := metricAt(t, p.url, "custos_go_heap_goal_bytes"), metricAt(t, p.url, "custos_go_heap_live_bytes"); goal < live+24<<20 || goal > live+max(live, 32<<20)+8<<20 {
+		t.Errorf("heap goal %d with %d live, want about 32 MiB above it", goal, live)
+	}
+	// The log is whole once the node has stopped.
+	p.terminate(t)
+	want := `gc_headroom="32 MiB (auto: a sixteenth of 512 MiB of cgroup, at most 128 MiB); soft memory limit 460 MiB, nine tenths of the cgroup's"`
+	if log := p.stderr.String(); !strings.Contains(log, want) {
+		t.Errorf("serve in a 512 MiB cgroup does not log %s:\n%s", want, log)
+	}
+}
+
+// memoryCgroup makes a memory cgroup under this process's, limited to
+// limit bytes, removed at the end of the test, and returns its
+// cgroup.procs file; it skips the test when it cannot.
+func memoryCgroup(t *testing.T, limit int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skipf("no /proc/self/cgroup: %v", err)
+	}
+	var base, file string
+	for line := range strings.Lines(string(b)) {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		switch {
+		case len(f) != 3:
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			base, file = filepath.Join("/sys/fs/cgroup/memory", f[2]), "memory.limit_in_bytes"
+		case f[0] == "0" && f[1] == "" && base == "":
+			base, file = filepath.Join("/sys/fs/cgroup", f[2]), "memory.max"
+		}
+	}
+	dir := filepath.Join(base, fmt.Sprintf("custos-test-%d", os.Getpid()))
+	if base == "" || os.Mkdir(dir, 0o755) != nil {
+		t.Skipf("cannot make a memory cgroup under %q (not root, or no memory controller here)", base)
+	}
+	t.Cleanup(func() {
+		// Once its processes have left: the node has exited by now.
+		for range 50 {
+			if os.Remove(dir) == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("cgroup %s left behind", dir)
+	})
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.Itoa(limit)), 0o644); err != nil {
+		t.Skipf("cannot limit the memory cgroup %s: %v", dir, err)
+	}
+	return filepath.Join(dir, "cgroup.procs")
 }
