@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,29 +99,20 @@ func TestServeUnderCgroupLimit(t *testing.T) {
 	}
 }
 
-// memoryCgroup makes a memory cgroup under this process's, limited to
-// limit bytes, removed at the end of the test, and returns its
-// cgroup.procs file; it skips the test when it cannot.
+// memoryCgroup makes a memory cgroup under this process's (the first that
+// gcheadroom.LimitFiles names), limited to limit bytes, removed at the
+// end of the test, and returns its cgroup.procs file; it skips the test
+// when it cannot.
 func memoryCgroup(t *testing.T, limit int) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Skipf("no /proc/self/cgroup: %v", err)
+	files := gcheadroom.LimitFiles()
+	if len(files) == 0 {
+		t.Skip("no memory cgroup found in /proc/self")
 	}
-	var base, file string
-	for line := range strings.Lines(string(b)) {
-		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
-		switch {
-		case len(f) != 3:
-		case slices.Contains(strings.Split(f[1], ","), "memory"):
-			base, file = filepath.Join("/sys/fs/cgroup/memory", f[2]), "memory.limit_in_bytes"
-		case f[0] == "0" && f[1] == "" && base == "":
-			base, file = filepath.Join("/sys/fs/cgroup", f[2]), "memory.max"
-		}
-	}
+	base, file := filepath.Split(files[0])
 	dir := filepath.Join(base, fmt.Sprintf("custos-test-%d", os.Getpid()))
-	if base == "" || os.Mkdir(dir, 0o755) != nil {
-		t.Skipf("cannot make a memory cgroup under %q (not root, or no memory controller here)", base)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a memory cgroup under %s (not root, or no memory controller here): %v", base, err)
 	}
 	t.Cleanup(func() {
 		// Once its processes have left: the node has exited by now.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -92,15 +93,42 @@ func SoftLimit(l Limit) uint64 {
 // cgroups or their ancestors, read from fsys (the root directory); 0 when
 // none is set or none can be read.
 func cgroupLimit(fsys fs.FS) uint64 {
+	var limit uint64
+	for _, f := range limitFiles(fsys) {
+		if b, err := fs.ReadFile(fsys, f); err == nil {
+			if v := parseLimit(string(b)); v > 0 && (limit == 0 || v < limit) {
+				limit = v
+			}
+		}
+	}
+	return limit
+}
+
+// LimitFiles returns the memory limit files MemoryLimit reads, as
+// absolute paths: for each mounted cgroup hierarchy with the memory
+// controller, this process's cgroup's file (v2's memory.max, v1's
+// memory.limit_in_bytes) first, then its ancestors' up to the mount
+// point. Nil when /proc tells nothing.
+func LimitFiles() []string {
+	files := limitFiles(os.DirFS("/"))
+	for i, f := range files {
+		files[i] = "/" + f
+	}
+	return files
+}
+
+// limitFiles is LimitFiles read from fsys (the root directory), its
+// paths relative to it.
+func limitFiles(fsys fs.FS) []string {
 	groups, err := fs.ReadFile(fsys, "proc/self/cgroup")
 	if err != nil {
-		return 0
+		return nil
 	}
 	mounts, err := fs.ReadFile(fsys, "proc/self/mountinfo")
 	if err != nil {
-		return 0
+		return nil
 	}
-	var limit uint64
+	var files []string
 	for _, m := range cgroupMounts(string(mounts)) {
 		p, ok := cgroupPath(string(groups), m.v2)
 		if !ok {
@@ -115,17 +143,13 @@ func cgroupLimit(fsys fs.FS) uint64 {
 			file = "memory.max"
 		}
 		for dir := path.Join(m.point, rel); ; dir = path.Dir(dir) {
-			if b, err := fs.ReadFile(fsys, strings.TrimPrefix(path.Join(dir, file), "/")); err == nil {
-				if v := parseLimit(string(b)); v > 0 && (limit == 0 || v < limit) {
-					limit = v
-				}
-			}
+			files = append(files, strings.TrimPrefix(path.Join(dir, file), "/"))
 			if dir == m.point || dir == "/" || dir == "." {
 				break
 			}
 		}
 	}
-	return limit
+	return files
 }
 
 // parseLimit reads a cgroup memory limit file: "max" (v2) or a figure of
@@ -159,7 +183,7 @@ func cgroupMounts(mountinfo string) []cgroupMount {
 		switch {
 		case g[0] == "cgroup2":
 			ms = append(ms, cgroupMount{root: f[3], point: f[4], v2: true})
-		case g[0] == "cgroup" && len(g) >= 3 && hasWord(g[2], "memory"):
+		case g[0] == "cgroup" && len(g) >= 3 && slices.Contains(strings.Split(g[2], ","), "memory"):
 			ms = append(ms, cgroupMount{root: f[3], point: f[4]})
 		}
 	}
@@ -174,19 +198,9 @@ func cgroupPath(groups string, v2 bool) (string, bool) {
 		if len(f) != 3 {
 			continue
 		}
-		if v2 && f[0] == "0" && f[1] == "" || !v2 && hasWord(f[1], "memory") {
+		if v2 && f[0] == "0" && f[1] == "" || !v2 && slices.Contains(strings.Split(f[1], ","), "memory") {
 			return f[2], true
 		}
 	}
 	return "", false
-}
-
-// hasWord reports whether the comma-separated list holds w.
-func hasWord(list, w string) bool {
-	for s := range strings.SplitSeq(list, ",") {
-		if s == w {
-			return true
-		}
-	}
-	return false
 }
