@@ -425,14 +425,15 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	}
 	tx.begun = true
 	var end *endPhase
-	if len(tx.deferred) == 0 {
-		switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
-		case oneTripEnded:
-			tx.begun = err != nil
-			return ran, db.counted(tx.async, commitResult(tag, err))
-		case oneTripFellBack:
-			first = oneTripRollbackSQL
+	switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
+	case oneTripEnded:
+		tx.begun = err != nil
+		if de := (*errDeferred)(nil); errors.As(err, &de) {
+			return ran, err
 		}
+		return ran, db.counted(tx.async, commitResult(tag, err))
+	case oneTripFellBack:
+		first = oneTripRollbackSQL
 	}
 	if len(tx.deferred) > 0 {
 		// The deferred statements go in the same round trip.

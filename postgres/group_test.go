@@ -655,17 +655,7 @@ func TestGroupMemberHidesError(t *testing.T) {
 func TestGroupDeferredInserts(t *testing.T) {
 	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
 	ctx := t.Context()
-	insert := func(tx custos.Tx, id string, hashes ...string) error {
-		sid := custos.SubjectID(id)
-		now := tx.Now()
-		k := &custos.DataKey{SubjectID: sid, Version: 1, KEKVersion: 1, Wrapped: []byte("wrapped " + id), CreatedAt: now}
-		s := &custos.StoredSubject{ID: sid, Sealed: map[string][]byte{"email": []byte("sealed " + id)}, CreatedAt: now, UpdatedAt: now}
-		var ls []custos.Lookup
-		for i, h := range hashes {
-			ls = append(ls, custos.Lookup{Field: []string{"email", "mobile"}[i], Hash: []byte(h), SubjectID: sid})
-		}
-		return tx.(custos.NewSubjectInserter).InsertNewSubject(ctx, k, s, ls)
-	}
+	insert := func(tx custos.Tx, id string, hashes ...string) error { return insertNew(t, tx, id, hashes...) }
 	// A lone create is deferred too: its insert goes with the group's
 	// end. A lone duplicate runs again and gets its ECONFLICT.
 	sent0, undeferred0 := db.DeferredSent(), db.Undeferred()
@@ -682,17 +672,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 	if got := db.Undeferred() - undeferred0; got != 1 {
 		t.Errorf("a lone duplicate: run again without deferring %d times, want 1", got)
 	}
-	stored := func(id string) bool {
-		t.Helper()
-		err := db.View(ctx, func(tx custos.Tx) error {
-			_, err := tx.GetSubject(ctx, custos.SubjectID(id))
-			return err
-		})
-		if err != nil && custos.ErrorCode(err) != custos.ENOTFOUND {
-			t.Fatal(err)
-		}
-		return err == nil
-	}
+	stored := func(id string) bool { return subjectStored(t, db, id) }
 	errBoom := errors.New("boom")
 	const (
 		failsAfter = 0 // queues its insert, then fails
@@ -839,6 +819,35 @@ func TestGroupDeferredInserts(t *testing.T) {
 		t.Errorf("third group: run again without deferring %d times, want 1", got)
 	}
 	checkChain(t, db)
+}
+
+// insertNew stores a new subject id with a data key and a lookup key for
+// each of hashes (email, then mobile), as a create does
+// (InsertNewSubject, deferred in a commit group).
+func insertNew(t *testing.T, tx custos.Tx, id string, hashes ...string) error {
+	t.Helper()
+	sid := custos.SubjectID(id)
+	now := tx.Now()
+	k := &custos.DataKey{SubjectID: sid, Version: 1, KEKVersion: 1, Wrapped: []byte("wrapped " + id), CreatedAt: now}
+	s := &custos.StoredSubject{ID: sid, Sealed: map[string][]byte{"email": []byte("sealed " + id)}, CreatedAt: now, UpdatedAt: now}
+	var ls []custos.Lookup
+	for i, h := range hashes {
+		ls = append(ls, custos.Lookup{Field: []string{"email", "mobile"}[i], Hash: []byte(h), SubjectID: sid})
+	}
+	return tx.(custos.NewSubjectInserter).InsertNewSubject(t.Context(), k, s, ls)
+}
+
+// subjectStored reports whether db holds subject id.
+func subjectStored(t *testing.T, db *postgres.DB, id string) bool {
+	t.Helper()
+	err := db.View(t.Context(), func(tx custos.Tx) error {
+		_, err := tx.GetSubject(t.Context(), custos.SubjectID(id))
+		return err
+	})
+	if err != nil && custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 // TestGroupCommitFlushed checks that an Update with an audit event

@@ -142,12 +142,30 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		// way will meet again, or nothing to chain: nothing was sent.
 		return oneTripNotSent, "", nil
 	}
+	queued := tx.deferred
+	for _, d := range queued {
+		if d.strict == "" {
+			return oneTripNotSent, "", nil
+		}
+	}
 	tx.async = tx.async && len(end.shreds) == 0
 	args, err := chainArgs(end.events, tx.checkpointEvery)
 	if err != nil {
 		return oneTripNotSent, "", nil
 	}
 	hint.sent.Add(1)
+	// The deferred statements go first, in their strict form: the batch
+	// commits before their rows are read, so a conflict must abort the
+	// transaction on the server. Sent, they leave the queue, whatever
+	// becomes of the batch.
+	tx.deferred = nil
+	// derr is a deferred statement's failure, which PostgreSQL reported:
+	// the transaction is aborted. committedMaybe: its row failed the
+	// check for another reason, and the batch may have committed.
+	var (
+		derr           error
+		committedMaybe bool
+	)
 	ctx, cancel := context.WithTimeout(ctx, tx.timeout)
 	defer cancel()
 	var (
@@ -166,6 +184,12 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		}
 		controls = append(controls, lockAppendSQL, "SAVEPOINT "+oneTripSavepoint)
 		b := &pgx.Batch{}
+		for _, d := range queued {
+			for _, q := range d.controls {
+				b.Queue(q)
+			}
+			b.Queue(d.strict, d.args...)
+		}
 		for _, q := range controls {
 			b.Queue(q)
 		}
@@ -175,6 +199,31 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		b.Queue(serverChainSQL, args...)
 		b.Queue(commitSQL)
 		br := c.SendBatch(ctx, b)
+		// A failure aborts the transaction: PostgreSQL skips the rest
+		// of the batch, its COMMIT included, and the group runs again
+		// without deferring (commitGroup).
+		for _, d := range queued {
+			for range d.controls {
+				if _, derr = br.Exec(); derr != nil {
+					return errors.Join(derr, br.Close())
+				}
+			}
+			row := &rowErr{Row: br.QueryRow()}
+			if derr = d.check(row); derr != nil {
+				if !errors.As(row.err, new(*pgconn.PgError)) {
+					// Not the server's refusal: the statement may have
+					// stored its rows, and the batch gone on to commit.
+					// The group fails as a whole; it is not run again.
+					cause := row.err
+					if cause == nil {
+						cause = fmt.Errorf("its row failed the check the strict form makes on the server: %w", derr)
+					}
+					derr, committedMaybe = nil, true
+					return errors.Join(internal("deferred insert", cause), br.Close())
+				}
+				return errors.Join(derr, br.Close())
+			}
+		}
 		for range controls {
 			if _, err := br.Exec(); err != nil {
 				return errors.Join(err, br.Close())
@@ -199,6 +248,15 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		tag, err = commitOutcome(br, serr, ierr)
 		return err
 	})
+	switch {
+	case derr != nil:
+		return oneTripEnded, "", &errDeferred{err}
+	case committedMaybe:
+		return oneTripEnded, "", err
+	}
+	if len(queued) > 0 && tx.flushed != nil {
+		tx.flushed.Add(int64(len(queued)))
+	}
 	if fellBack || tag == "COMMIT" {
 		tx.locks.Add(1) // the lock statement ran
 	}
@@ -221,6 +279,17 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		hint.set(last.seq, last.hash)
 	}
 	return oneTripEnded, tag, err
+}
+
+// rowErr is a row that keeps the error its Scan returned.
+type rowErr struct {
+	pgx.Row
+	err error
+}
+
+func (r *rowErr) Scan(dest ...any) error {
+	r.err = r.Row.Scan(dest...)
+	return r.err
 }
 
 // chained is one event as serverChainSQL stored it.

@@ -171,3 +171,72 @@ func checkpointSeqs(t *testing.T, db *postgres.DB) []int64 {
 	}
 	return seqs
 }
+
+// TestOneTripEndsWithCreates: a group of creates, whose inserts are
+// deferred, ends in one round trip with them (BENCHMARKS.md, fiftieth
+// session). A lookup key taken already is refused by PostgreSQL inside
+// that batch (insertNewSubjectStrict), so its COMMIT rolls back: nothing
+// of the group is stored, no subject without its lookup keys above all,
+// and the group runs again without deferring, where only the duplicate's
+// member fails, naming the key.
+func TestOneTripEndsWithCreates(t *testing.T) {
+	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
+	before := db.GroupStats()
+	errs := groupMembers(t, db, 4, func(i int, req string, tx custos.Tx) error {
+		if err := insertNew(t, tx, "sub_"+req, "e_"+req, "m_"+req); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, req)
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("member %d: %v", i, err)
+		}
+	}
+	st := db.GroupStats()
+	if got := st.OneTrip - before.OneTrip; got != 2 { // the blocking Update's group, and the creates'
+		t.Errorf("ends in one round trip: %d, want 2", got)
+	}
+	if st.Deferred-before.Deferred != 4 || st.Undeferred != before.Undeferred {
+		t.Errorf("deferred %d, run again %d; want 4 and 0", st.Deferred-before.Deferred, st.Undeferred-before.Undeferred)
+	}
+
+	const duplicate = 2 // its mobile is req_0's
+	before = db.GroupStats()
+	errs = groupMembers(t, db, 4, func(i int, req string, tx custos.Tx) error {
+		mobile := "m_d" + req
+		if i == duplicate {
+			mobile = "m_req_0"
+		}
+		if err := insertNew(t, tx, "sub_d"+req, "e_d"+req, mobile); err != nil {
+			return err
+		}
+		appendAtEnd(t, tx, "d"+req)
+		return nil
+	})
+	for i, err := range errs {
+		e := custos.AsError(err)
+		if i == duplicate && (e == nil || e.Code != custos.ECONFLICT || e.Message != "Lookup already exists.") {
+			t.Errorf("member %d: %v, want ECONFLICT Lookup already exists.", i, err)
+		}
+		if i != duplicate && err != nil {
+			t.Errorf("member %d: %v", i, err)
+		}
+		if id := fmt.Sprintf("sub_dreq_%d", i); subjectStored(t, db, id) != (i != duplicate) {
+			t.Errorf("%s stored: %v, want %v", id, i == duplicate, i != duplicate)
+		}
+	}
+	st = db.GroupStats()
+	if st.Undeferred-before.Undeferred != 1 {
+		t.Errorf("groups run again without deferring: %d, want 1", st.Undeferred-before.Undeferred)
+	}
+	if st.OneTrip-before.OneTrip < 2 {
+		t.Errorf("ends sent in one round trip: %d, want the deferred one and its run again", st.OneTrip-before.OneTrip)
+	}
+	// The members of a group queue in any order.
+	want := []string{"block", "block", "dreq_0", "dreq_1", "dreq_3", "req_0", "req_1", "req_2", "req_3"}
+	if got := checkChain(t, db); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+		t.Errorf("chain %v, want %v in some order", got, want)
+	}
+}

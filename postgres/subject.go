@@ -23,14 +23,30 @@ var _ custos.NewSubjectInserter = (*Tx)(nil)
 // inserts in one statement, each counting the rows it stored. The lookups'
 // foreign key on the subject is checked at the end of the statement, when
 // the subject row is there.
-const insertNewSubject = `WITH k AS (
+const insertNewSubject = insertNewSubjectCTEs + ` SELECT nk, ns, nl FROM n`
+
+// insertNewSubjectStrict is insertNewSubject failing on the server, with
+// division_by_zero, wherever InsertNewSubject's check of its row would
+// fail. A group's end sent in one round trip (oneTripEnd) sends its
+// deferred inserts in the batch that commits, before the node has read
+// any of their rows: a conflict must then abort the transaction on the
+// server, so that the COMMIT rolls back, and the group runs again
+// without deferring, where the member sees which key is taken.
+const insertNewSubjectStrict = insertNewSubjectCTEs + ` SELECT nk, ns, nl FROM n
+	WHERE 1 / (CASE WHEN nk = 1 AND ns = 1 AND nl >= cardinality($10::text[]) THEN 1 ELSE 0 END) = 1`
+
+// insertNewSubjectCTEs are the inserts of insertNewSubject and
+// insertNewSubjectStrict, and n the rows each stored.
+const insertNewSubjectCTEs = `WITH k AS (
 	INSERT INTO data_keys (` + dataKeyColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
 ), s AS (
 	INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES ($6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1
 ), l AS (
 	INSERT INTO lookups (field, hash, subject_id) SELECT f, h, $6 FROM unnest($10::text[], $11::bytea[]) AS u(f, h)
 	ON CONFLICT DO NOTHING RETURNING 1
-) SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM s), (SELECT count(*) FROM l)`
+), n AS (
+	SELECT (SELECT count(*) FROM k) AS nk, (SELECT count(*) FROM s) AS ns, (SELECT count(*) FROM l) AS nl
+)`
 
 // InsertNewSubject stores a new customer's data key, row and lookup keys
 // in one round trip (custos.NewSubjectInserter): inside a commit group each
@@ -63,7 +79,7 @@ func (tx *Tx) InsertNewSubject(ctx context.Context, k *custos.DataKey, s *custos
 	// In a commit group, sent with the other members' and the group's
 	// end (Tx.deferring): a group of creates takes no round trip of its
 	// own for them, where it took one each.
-	if tx.deferQuery(insertNewSubject, args, func(row pgx.Row) error { return check(row) }) {
+	if tx.deferQuery(insertNewSubject, insertNewSubjectStrict, args, func(row pgx.Row) error { return check(row) }) {
 		return nil
 	}
 	return tx.queryRow(ctx, insertNewSubject, args, check)

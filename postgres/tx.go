@@ -99,9 +99,13 @@ type Tx struct {
 
 // deferredStmt is a statement queued by a commit group member, with the
 // transaction control that goes before it, and the check of its one row.
+// strict is the same statement failing on the server wherever check
+// would fail, for a batch that commits before its rows are read
+// (oneTripEnd); "": it has none, and such a group ends the usual way.
 type deferredStmt struct {
 	controls []string
 	query    string
+	strict   string
 	args     []any
 	check    func(row pgx.Row) error
 }
@@ -115,8 +119,9 @@ func (e *errDeferred) Unwrap() error { return e.err }
 
 // deferQuery queues query, to be sent with the member's pending
 // transaction control at the next flush, and reports whether it did: only
-// in a commit group that defers, for a statement pgx can batch.
-func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error) bool {
+// in a commit group that defers, for a statement pgx can batch. strict is
+// deferredStmt's.
+func (tx *Tx) deferQuery(query, strict string, args []any, check func(row pgx.Row) error) bool {
 	if !tx.deferring || tx.oneTrip {
 		return false
 	}
@@ -125,7 +130,7 @@ func (tx *Tx) deferQuery(query string, args []any, check func(row pgx.Row) error
 			return false
 		}
 	}
-	d := deferredStmt{query: query, args: args, check: check}
+	d := deferredStmt{query: query, strict: strict, args: args, check: check}
 	if tx.pending != "" {
 		d.controls = strings.Split(tx.pending, "; ")
 		tx.pending, tx.begun = "", true
