@@ -40,6 +40,15 @@ import (
 // fails (division by zero) when a seq it gives is a multiple of the
 // interval. That failure rolls back to c, keeping the members' work and
 // the lock, and the group ends the usual way, where core signs it.
+//
+// A group of creates has its members' inserts still queued (deferred)
+// at its end; they go first in the same batch (fiftieth session: until
+// then such a group took the usual end, the inserts going with the lock
+// and the head read). The batch commits before the node reads their
+// rows, so each goes in a strict form that PostgreSQL itself refuses
+// where the node's check of its row would fail (insertNewSubjectStrict):
+// a taken lookup key then aborts the transaction, the COMMIT rolls back,
+// and the group runs again without deferring, as before.
 
 // keptHint is the chain head the node's last group end wrote: where its
 // next end's work chains its events before the server chains them again.
