@@ -111,8 +111,27 @@ func wantWritesKept(t *testing.T, db *postgres.DB, reqs []string) {
 // to its savepoint (keeping the member's write) and goes the usual way,
 // where the checkpoint is made; where the hint already puts it in the
 // group, the end goes the usual way without sending. Every third event
-// here has one.
+// here has one. The members write a meta row, or create a subject, whose
+// insert is deferred and goes before the savepoint in the one-trip batch
+// (fiftieth session), so that the rollback to it keeps the insert too.
 func TestOneTripCheckpointDue(t *testing.T) {
+	t.Run("meta", func(t *testing.T) {
+		testOneTripCheckpointDue(t, func(tx custos.Tx, req string) error { return tx.SetMeta(t.Context(), req, "done") },
+			func(db *postgres.DB, reqs []string) { wantWritesKept(t, db, reqs) })
+	})
+	t.Run("create", func(t *testing.T) {
+		testOneTripCheckpointDue(t, func(tx custos.Tx, req string) error { return insertNew(t, tx, "sub_"+req, "e_"+req) },
+			func(db *postgres.DB, reqs []string) {
+				for _, req := range reqs {
+					if !subjectStored(t, db, "sub_"+req) {
+						t.Errorf("member %s's subject not stored", req)
+					}
+				}
+			})
+	})
+}
+
+func testOneTripCheckpointDue(t *testing.T, write func(tx custos.Tx, req string) error, wantKept func(db *postgres.DB, reqs []string)) {
 	url := MustCreateSchema(t)
 	a := MustOpen(t, url, postgres.Options{Migrate: true})
 	b := MustOpen(t, url, postgres.Options{Migrate: true})
@@ -120,7 +139,7 @@ func TestOneTripCheckpointDue(t *testing.T) {
 	appendSigned := func(db *postgres.DB, req string) {
 		t.Helper()
 		err := db.Update(t.Context(), func(tx custos.Tx) error {
-			if err := tx.SetMeta(t.Context(), req, "done"); err != nil {
+			if err := write(tx, req); err != nil {
 				return err
 			}
 			tx.(interface{ NoteCheckpointEvery(int64) }).NoteCheckpointEvery(every)
@@ -145,7 +164,7 @@ func TestOneTripCheckpointDue(t *testing.T) {
 		t.Errorf("chain %v, want %v", got, want)
 	}
 	seqs := checkpointSeqs(t, a)
-	wantWritesKept(t, a, want)
+	wantKept(a, want)
 	if !slices.Equal(seqs, []int64{3, 6}) {
 		t.Errorf("checkpoints at %v, want [3 6]", seqs)
 	}
