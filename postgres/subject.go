@@ -22,31 +22,34 @@ var _ custos.NewSubjectInserter = (*Tx)(nil)
 // insertNewSubject writes a data key, a subject and its lookup keys: three
 // inserts in one statement, each counting the rows it stored. The lookups'
 // foreign key on the subject is checked at the end of the statement, when
-// the subject row is there.
-const insertNewSubject = insertNewSubjectCTEs + ` SELECT nk, ns, nl FROM n`
+// the subject row is there. A key taken already is skipped (ON CONFLICT
+// DO NOTHING), and InsertNewSubject's check of the counts names it.
+//
+// insertNewSubjectStrict is the same without ON CONFLICT: a key taken
+// already fails it on the server (unique_violation). A group's end sent
+// in one round trip (oneTripEnd) sends its deferred inserts in the batch
+// that commits, before the node has read any of their rows; a conflict
+// must then abort the transaction on the server, so that the COMMIT rolls
+// back, and the group runs again without deferring, where the member
+// hears which key is taken. Without ON CONFLICT PostgreSQL also inserts
+// each row without a speculative insertion and its confirmation (pgbench
+// of the statement alone: 5–8 % more a second, BENCHMARKS.md, fiftieth
+// session).
+var (
+	insertNewSubject       = newSubjectSQL(" ON CONFLICT DO NOTHING")
+	insertNewSubjectStrict = newSubjectSQL("")
+)
 
-// insertNewSubjectStrict is insertNewSubject failing on the server, with
-// division_by_zero, wherever InsertNewSubject's check of its row would
-// fail. A group's end sent in one round trip (oneTripEnd) sends its
-// deferred inserts in the batch that commits, before the node has read
-// any of their rows: a conflict must then abort the transaction on the
-// server, so that the COMMIT rolls back, and the group runs again
-// without deferring, where the member sees which key is taken.
-const insertNewSubjectStrict = insertNewSubjectCTEs + ` SELECT nk, ns, nl FROM n
-	WHERE 1 / (CASE WHEN nk = 1 AND ns = 1 AND nl >= cardinality($10::text[]) THEN 1 ELSE 0 END) = 1`
-
-// insertNewSubjectCTEs are the inserts of insertNewSubject and
-// insertNewSubjectStrict, and n the rows each stored.
-const insertNewSubjectCTEs = `WITH k AS (
-	INSERT INTO data_keys (` + dataKeyColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
+// newSubjectSQL is insertNewSubject with onConflict after each insert.
+func newSubjectSQL(onConflict string) string {
+	return `WITH k AS (
+	INSERT INTO data_keys (` + dataKeyColumns + `) VALUES ($1, $2, $3, $4, $5)` + onConflict + ` RETURNING 1
 ), s AS (
-	INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES ($6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1
+	INSERT INTO subjects (id, sealed, created_at, updated_at) VALUES ($6, $7, $8, $9)` + onConflict + ` RETURNING 1
 ), l AS (
-	INSERT INTO lookups (field, hash, subject_id) SELECT f, h, $6 FROM unnest($10::text[], $11::bytea[]) AS u(f, h)
-	ON CONFLICT DO NOTHING RETURNING 1
-), n AS (
-	SELECT (SELECT count(*) FROM k) AS nk, (SELECT count(*) FROM s) AS ns, (SELECT count(*) FROM l) AS nl
-)`
+	INSERT INTO lookups (field, hash, subject_id) SELECT f, h, $6 FROM unnest($10::text[], $11::bytea[]) AS u(f, h)` + onConflict + ` RETURNING 1
+) SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM s), (SELECT count(*) FROM l)`
+}
 
 // InsertNewSubject stores a new customer's data key, row and lookup keys
 // in one round trip (custos.NewSubjectInserter): inside a commit group each
