@@ -169,8 +169,8 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 	// becomes of the batch.
 	tx.deferred = nil
 	// derr is a deferred statement's failure, which PostgreSQL reported:
-	// the transaction is aborted. committedMaybe: its row failed the
-	// check for another reason, and the batch may have committed.
+	// the transaction is aborted. committedMaybe: one failed otherwise,
+	// and the batch may have committed.
 	var (
 		derr           error
 		committedMaybe bool
@@ -208,29 +208,26 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		b.Queue(serverChainSQL, args...)
 		b.Queue(commitSQL)
 		br := c.SendBatch(ctx, b)
-		// A failure aborts the transaction: PostgreSQL skips the rest
-		// of the batch, its COMMIT included, and the group runs again
-		// without deferring (commitGroup).
+		// A failure PostgreSQL reports aborts the transaction: it skips
+		// the rest of the batch, its COMMIT included, and the group runs
+		// again without deferring (commitGroup). Any other failure here
+		// (the connection lost, a row that fails its check though the
+		// server took it) leaves the batch's outcome unknown: the group
+		// fails as a whole and is not run again, lest what committed be
+		// inserted twice.
 		for _, d := range queued {
 			for range d.controls {
-				if _, derr = br.Exec(); derr != nil {
-					return errors.Join(derr, br.Close())
+				if _, err := br.Exec(); err != nil {
+					derr, committedMaybe = serverRefused(err)
+					return errors.Join(err, br.Close())
 				}
 			}
 			row := &rowErr{Row: br.QueryRow()}
-			if derr = d.check(row); derr != nil {
-				if !errors.As(row.err, new(*pgconn.PgError)) {
-					// Not the server's refusal: the statement may have
-					// stored its rows, and the batch gone on to commit.
-					// The group fails as a whole; it is not run again.
-					cause := row.err
-					if cause == nil {
-						cause = fmt.Errorf("its row failed the check the strict form makes on the server: %w", derr)
-					}
-					derr, committedMaybe = nil, true
-					return errors.Join(internal("deferred insert", cause), br.Close())
+			if err := d.check(row); err != nil {
+				if derr, committedMaybe = serverRefused(row.err); committedMaybe && row.err == nil {
+					err = internal("deferred insert", fmt.Errorf("its row failed the check the strict form makes on the server: %w", err))
 				}
-				return errors.Join(derr, br.Close())
+				return errors.Join(err, br.Close())
 			}
 		}
 		for range controls {
@@ -288,6 +285,16 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		hint.set(last.seq, last.hash)
 	}
 	return oneTripEnded, tag, err
+}
+
+// serverRefused sorts a failure of a statement in a batch: err itself
+// when PostgreSQL reported it (the transaction is then aborted, and the
+// rest of the batch skipped), else unknown.
+func serverRefused(err error) (refused error, unknown bool) {
+	if errors.As(err, new(*pgconn.PgError)) {
+		return err, false
+	}
+	return nil, true
 }
 
 // rowErr is a row that keeps the error its Scan returned.
