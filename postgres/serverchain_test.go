@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"custos"
@@ -258,4 +260,94 @@ func TestOneTripEndsWithCreates(t *testing.T) {
 	if got := checkChain(t, db); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 		t.Errorf("chain %v, want %v in some order", got, want)
 	}
+}
+
+// TestOneTripCreatesRace: four nodes create customers at once, a fifth of
+// them racing for a few mobile numbers, so that inserts of one group wait
+// for another group's on another node and fail inside one-trip batches.
+// Every create must end stored whole (its data key, row and both lookup
+// keys) with one audit event, or refused with ECONFLICT and nothing
+// stored; each contended number ends with exactly one owner.
+func TestOneTripCreatesRace(t *testing.T) {
+	url := MustCreateSchema(t)
+	nodes := []*postgres.DB{MustOpen(t, url, postgres.Options{Migrate: true, Writers: 2})}
+	for range 3 {
+		nodes = append(nodes, MustOpen(t, url, postgres.Options{Writers: 2}))
+	}
+	const workers, perWorker, contended = 6, 15, 4
+	type outcome struct {
+		req, mobile string
+		err         error
+	}
+	out := make(chan outcome, len(nodes)*workers*perWorker)
+	var wg sync.WaitGroup
+	for n, db := range nodes {
+		for w := range workers {
+			wg.Go(func() {
+				for i := range perWorker {
+					req := fmt.Sprintf("r%d_%d_%d", n, w, i)
+					mobile := "m_" + req
+					if i%5 == 0 {
+						mobile = fmt.Sprintf("m_shared_%d", (w+i)%contended)
+					}
+					err := db.Update(t.Context(), func(tx custos.Tx) error {
+						if err := insertNew(t, tx, "sub_"+req, "e_"+req, mobile); err != nil {
+							return err
+						}
+						appendAtEnd(t, tx, req)
+						return nil
+					})
+					out <- outcome{req, mobile, err}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(out)
+
+	var stored []string
+	owners := map[string]int{}
+	for o := range out {
+		switch e := custos.AsError(o.err); {
+		case o.err == nil:
+			stored = append(stored, o.req)
+			owners[o.mobile]++
+		case e != nil && e.Code == custos.ECONFLICT && strings.HasPrefix(o.mobile, "m_shared_"):
+			if subjectStored(t, nodes[0], "sub_"+o.req) {
+				t.Errorf("%s: refused (%v) but stored", o.req, o.err)
+			}
+		default:
+			t.Errorf("%s: %v", o.req, o.err)
+		}
+	}
+	for k := range contended {
+		if m := fmt.Sprintf("m_shared_%d", k); owners[m] != 1 {
+			t.Errorf("%s: %d owners, want 1", m, owners[m])
+		}
+	}
+	// Nothing half-stored: every customer row has its data key and both
+	// lookup keys, and there are as many as creates that succeeded.
+	var subjects, whole int
+	err := nodes[0].Pool().QueryRowContext(t.Context(), `SELECT
+		(SELECT count(*) FROM subjects),
+		(SELECT count(*) FROM subjects s WHERE EXISTS (SELECT 1 FROM data_keys k WHERE k.subject_id = s.id)
+			AND (SELECT count(*) FROM lookups l WHERE l.subject_id = s.id) = 2)`).Scan(&subjects, &whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subjects != len(stored) || whole != subjects {
+		t.Errorf("%d customer rows, %d of them whole; %d creates succeeded", subjects, whole, len(stored))
+	}
+	if got := checkChain(t, nodes[0]); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(stored))) {
+		t.Errorf("chain holds %d events, want one for each of the %d creates stored", len(got), len(stored))
+	}
+	var oneTrip, undeferred int64
+	for _, db := range nodes {
+		st := db.GroupStats()
+		oneTrip, undeferred = oneTrip+st.OneTrip, undeferred+st.Undeferred
+	}
+	if oneTrip == 0 || undeferred == 0 {
+		t.Errorf("ends in one round trip %d, groups run again without deferring %d: want both", oneTrip, undeferred)
+	}
+	t.Logf("%d stored, %d refused; %d ends in one round trip, %d groups run again", len(stored), len(nodes)*workers*perWorker-len(stored), oneTrip, undeferred)
 }
