@@ -193,12 +193,7 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		}
 		controls = append(controls, lockAppendSQL, "SAVEPOINT "+oneTripSavepoint)
 		b := &pgx.Batch{}
-		for _, d := range queued {
-			for _, q := range d.controls {
-				b.Queue(q)
-			}
-			b.Queue(d.strict, d.args...)
-		}
+		queueDeferred(b, queued, true)
 		for _, q := range controls {
 			b.Queue(q)
 		}
@@ -215,20 +210,11 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		// server took it) leaves the batch's outcome unknown: the group
 		// fails as a whole and is not run again, lest what committed be
 		// inserted twice.
-		for _, d := range queued {
-			for range d.controls {
-				if _, err := br.Exec(); err != nil {
-					derr, committedMaybe = serverRefused(err)
-					return errors.Join(err, br.Close())
-				}
+		if err, raw := readDeferred(br, queued); err != nil {
+			if derr, committedMaybe = serverRefused(raw); committedMaybe && raw == nil {
+				err = internal("deferred insert", fmt.Errorf("its row failed the check the strict form makes on the server: %w", err))
 			}
-			row := &rowErr{Row: br.QueryRow()}
-			if err := d.check(row); err != nil {
-				if derr, committedMaybe = serverRefused(row.err); committedMaybe && row.err == nil {
-					err = internal("deferred insert", fmt.Errorf("its row failed the check the strict form makes on the server: %w", err))
-				}
-				return errors.Join(err, br.Close())
-			}
+			return errors.Join(err, br.Close())
 		}
 		for range controls {
 			if _, err := br.Exec(); err != nil {
@@ -295,17 +281,6 @@ func serverRefused(err error) (refused error, unknown bool) {
 		return err, false
 	}
 	return nil, true
-}
-
-// rowErr is a row that keeps the error its Scan returned.
-type rowErr struct {
-	pgx.Row
-	err error
-}
-
-func (r *rowErr) Scan(dest ...any) error {
-	r.err = r.Row.Scan(dest...)
-	return r.err
 }
 
 // chained is one event as serverChainSQL stored it.

@@ -164,25 +164,13 @@ func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.
 			return err
 		}
 		b := &pgx.Batch{}
-		for _, d := range queued {
-			for _, q := range d.controls {
-				b.Queue(q)
-			}
-			b.Queue(d.query, d.args...)
-		}
+		queueDeferred(b, queued, false)
 		for _, q := range tail {
 			b.Queue(q)
 		}
 		br := c.SendBatch(ctx, b)
-		for _, d := range queued {
-			for range d.controls {
-				if _, derr = br.Exec(); derr != nil {
-					return errors.Join(derr, br.Close())
-				}
-			}
-			if derr = d.check(br.QueryRow()); derr != nil {
-				return errors.Join(derr, br.Close())
-			}
+		if derr, _ = readDeferred(br, queued); derr != nil {
+			return errors.Join(derr, br.Close())
 		}
 		if read != nil {
 			if err := read(br); err != nil {
@@ -202,6 +190,51 @@ func (tx *Tx) sendDeferred(ctx context.Context, tail []string, read func(br pgx.
 		tx.flushed.Add(int64(len(queued)))
 	}
 	return nil
+}
+
+// queueDeferred puts the statements queued in b, each after its
+// transaction control; with strict, in their strict forms.
+func queueDeferred(b *pgx.Batch, queued []deferredStmt, strict bool) {
+	for _, d := range queued {
+		for _, q := range d.controls {
+			b.Queue(q)
+		}
+		query := d.query
+		if strict {
+			query = d.strict
+		}
+		b.Queue(query, d.args...)
+	}
+}
+
+// readDeferred reads the results of queueDeferred's statements from br
+// and checks their rows. It returns the first failure, and raw: that
+// failure as PostgreSQL or the driver gave it, nil where a row read
+// whole failed its check.
+func readDeferred(br pgx.BatchResults, queued []deferredStmt) (err, raw error) {
+	for _, d := range queued {
+		for range d.controls {
+			if _, err := br.Exec(); err != nil {
+				return err, err
+			}
+		}
+		row := &rowErr{Row: br.QueryRow()}
+		if err := d.check(row); err != nil {
+			return err, row.err
+		}
+	}
+	return nil, nil
+}
+
+// rowErr is a row that keeps the error its Scan returned.
+type rowErr struct {
+	pgx.Row
+	err error
+}
+
+func (r *rowErr) Scan(dest ...any) error {
+	r.err = r.Row.Scan(dest...)
+	return r.err
 }
 
 // sqlConn is where a Tx runs its statements: a *sql.Tx, or the *sql.Conn
