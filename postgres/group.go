@@ -428,8 +428,9 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
 	case oneTripEnded:
 		tx.begun = err != nil
-		if de := (*errDeferred)(nil); errors.As(err, &de) {
-			return ran, err
+		var de *errDeferred
+		if errors.As(err, &de) {
+			return ran, err // commitGroup runs the group again without deferring
 		}
 		return ran, db.counted(tx.async, commitResult(tag, err))
 	case oneTripFellBack:
