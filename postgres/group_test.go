@@ -655,24 +655,22 @@ func TestGroupMemberHidesError(t *testing.T) {
 func TestGroupDeferredInserts(t *testing.T) {
 	db := MustOpen(t, MustCreateSchema(t), postgres.Options{Migrate: true, Writers: 1})
 	ctx := t.Context()
-	insert := func(tx custos.Tx, id string, hashes ...string) error { return insertNew(t, tx, id, hashes...) }
 	// A lone create is deferred too: its insert goes with the group's
 	// end. A lone duplicate runs again and gets its ECONFLICT.
 	sent0, undeferred0 := db.DeferredSent(), db.Undeferred()
-	if err := db.Update(ctx, func(tx custos.Tx) error { return insert(tx, "sub_taken", "e_taken", "m_taken") }); err != nil {
+	if err := db.Update(ctx, func(tx custos.Tx) error { return insertNew(t, tx, "sub_taken", "e_taken", "m_taken") }); err != nil {
 		t.Fatal(err)
 	}
 	if got := db.DeferredSent() - sent0; got != 1 {
 		t.Errorf("a lone create: %d statements sent deferred, want 1", got)
 	}
-	err := db.Update(ctx, func(tx custos.Tx) error { return insert(tx, "sub_lone", "e_lone", "m_taken") })
+	err := db.Update(ctx, func(tx custos.Tx) error { return insertNew(t, tx, "sub_lone", "e_lone", "m_taken") })
 	if e := custos.AsError(err); e == nil || e.Code != custos.ECONFLICT || e.Message != "Lookup already exists." {
 		t.Errorf("a lone duplicate: %v, want ECONFLICT Lookup already exists.", err)
 	}
 	if got := db.Undeferred() - undeferred0; got != 1 {
 		t.Errorf("a lone duplicate: run again without deferring %d times, want 1", got)
 	}
-	stored := func(id string) bool { return subjectStored(t, db, id) }
 	errBoom := errors.New("boom")
 	const (
 		failsAfter = 0 // queues its insert, then fails
@@ -686,7 +684,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 		if i == duplicate {
 			mobile = "m_taken"
 		}
-		if err := insert(tx, id, "e_"+req, mobile); err != nil {
+		if err := insertNew(t, tx, id, "e_"+req, mobile); err != nil {
 			return err
 		}
 		if i == thenMeta {
@@ -721,7 +719,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 			}
 		}
 		req := fmt.Sprintf("req_%d", i)
-		if want := i != failsAfter && i != duplicate; stored("sub_"+req) != want {
+		if want := i != failsAfter && i != duplicate; subjectStored(t, db, "sub_"+req) != want {
 			t.Errorf("sub_%s stored %v, want %v", req, !want, want)
 		}
 	}
@@ -742,7 +740,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 	sent := db.DeferredSent()
 	undeferred = db.Undeferred()
 	errs = groupMembers(t, db, 8, func(i int, req string, tx custos.Tx) error {
-		if err := insert(tx, "sub_b"+req, "e_b"+req, "m_b"+req); err != nil {
+		if err := insertNew(t, tx, "sub_b"+req, "e_b"+req, "m_b"+req); err != nil {
 			return err
 		}
 		appendAtEnd(t, tx, "b"+req)
@@ -763,7 +761,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 		if (err == nil) != !fails {
 			t.Errorf("second group, member %d: %v", i, err)
 		}
-		if req := fmt.Sprintf("req_%d", i); stored("sub_b"+req) != !fails {
+		if req := fmt.Sprintf("req_%d", i); subjectStored(t, db, "sub_b"+req) != !fails {
 			t.Errorf("sub_b%s stored %v, want %v", req, fails, !fails)
 		}
 	}
@@ -801,7 +799,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 		if i == 1 {
 			mobile = "m_taken"
 		}
-		if err := insert(tx, "sub_c"+req, "e_c"+req, mobile); err != nil {
+		if err := insertNew(t, tx, "sub_c"+req, "e_c"+req, mobile); err != nil {
 			return err
 		}
 		appendAtEnd(t, tx, "c"+req)
@@ -811,7 +809,7 @@ func TestGroupDeferredInserts(t *testing.T) {
 		if (custos.ErrorCode(err) == custos.ECONFLICT) != (i == 1) || (err != nil && i != 1) {
 			t.Errorf("third group, member %d: %v", i, err)
 		}
-		if req := fmt.Sprintf("req_%d", i); stored("sub_c"+req) != (i != 1) {
+		if req := fmt.Sprintf("req_%d", i); subjectStored(t, db, "sub_c"+req) != (i != 1) {
 			t.Errorf("sub_c%s stored %v, want %v", req, i == 1, i != 1)
 		}
 	}
