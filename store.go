@@ -2,6 +2,7 @@ package custos
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -48,6 +49,46 @@ type Glancer interface {
 	// durable only with everything committed before it.
 	Glance(ctx context.Context, fn func(tx Tx) error) error
 }
+
+// ReadProver is implemented by a store whose Glance may answer from a
+// cache that other nodes' writes can make stale (PostgreSQL's read cache,
+// postgres/readcache.go). Its caller puts a ReadProof in the context of
+// the Glance and of the Update that audits the read (WithReadProof): the
+// Glance notes there the cache generation its answer came from, and that
+// Update fails with ErrStaleRead, committing nothing for the read, when
+// the generation has moved since. The caller must then run the read again
+// with Bypass set, and answer with nothing the first run read.
+type ReadProver interface {
+	Glancer
+	ProvesReads()
+}
+
+// ReadProof is what a Glance's answer rests on, for a ReadProver.
+type ReadProof struct {
+	// Gen is the cache generation the Glance answered from; 0: it read
+	// the tables.
+	Gen int64
+	// Bypass has the Glance read the tables whatever its cache holds.
+	Bypass bool
+}
+
+type readProofKey struct{}
+
+// WithReadProof returns ctx carrying a new, empty ReadProof, and it.
+func WithReadProof(ctx context.Context) (context.Context, *ReadProof) {
+	p := &ReadProof{}
+	return context.WithValue(ctx, readProofKey{}, p), p
+}
+
+// ReadProofFrom returns the ReadProof ctx carries, or nil.
+func ReadProofFrom(ctx context.Context) *ReadProof {
+	p, _ := ctx.Value(readProofKey{}).(*ReadProof)
+	return p
+}
+
+// ErrStaleRead fails the Update that audits a read a ReadProver answered
+// from its cache when the cache generation has moved since (ReadProver).
+var ErrStaleRead = errors.New("custos: a read answered from the store's cache is out of date and must run again")
 
 // SubjectPrefetcher is implemented by a read-only Tx that can read many
 // subjects, each with its data key and consent history, in one statement

@@ -157,6 +157,9 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 		if err := t.lockAppend(ctx); err != nil {
 			return formatError(err, "Lock")
 		}
+		// Its rows go in by statements of its own: the read caches'
+		// generation moves on at its commit all the same.
+		t.changed = true
 		tx, ok := t.tx.(*sql.Tx) // db.run's transaction, never a commit group's
 		if !ok {
 			return internal("load", fmt.Errorf("unexpected transaction %T", t.tx))

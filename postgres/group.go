@@ -181,6 +181,7 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 	again := make([]bool, len(group))
 	ran := len(group)
 	deferring := true
+	stale := 0
 	for attempt := 1; ; attempt++ {
 		clear(errs)
 		clear(again)
@@ -190,6 +191,15 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 		}
 		if err == nil {
 			break
+		}
+		var es *errStaleGen
+		if errors.As(err, &es) && stale < maxAttempts {
+			// The cache generation moved under a member's read: the
+			// group runs again, where that member fails with
+			// ErrStaleRead (runGroup) and core reads again.
+			stale++
+			attempt--
+			continue
 		}
 		var de *errDeferred
 		if deferring && errors.As(err, &de) {
@@ -279,6 +289,12 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_batched_reads_total", Help: "Reads those statements carried.", Value: fmt.Sprint(st.BatchedReads)},
 		{Name: "custos_pg_groups_committed_async_total", Help: "Commit groups of audit events alone committed before their flush (read_audit_durability committed).", Value: fmt.Sprint(st.Async)},
 	})
+	rc := db.ReadCacheStats()
+	promtext.WriteCounters(w, []promtext.Counter{
+		{Name: "custos_pg_read_cache_hits_total", Help: "Reads by id and lookups answered from this node's read cache.", Value: fmt.Sprint(rc.Hits)},
+		{Name: "custos_pg_read_cache_misses_total", Help: "Reads by id and lookups the read cache could not answer.", Value: fmt.Sprint(rc.Misses)},
+		{Name: "custos_pg_read_cache_stale_total", Help: "Reads answered from the read cache that found the data changed since and ran again from the tables.", Value: fmt.Sprint(rc.Stale)},
+	})
 }
 
 // Savepoint and transaction control, sent by the simple protocol (no
@@ -344,6 +360,16 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 			errs[i] = internal("update", err)
 			continue
 		}
+		// A member that audits a read answered from the read cache is
+		// run only if the cache generation it rests on is still the one
+		// the node knows; the group's end checks that it is the
+		// database's (readcache.go).
+		proof := custos.ReadProofFrom(r.ctx)
+		if proof != nil && proof.Gen != 0 && db.rc != nil && proof.Gen != db.rc.known.Load() {
+			db.rc.stale.Add(1)
+			errs[i] = custos.ErrStaleRead
+			continue
+		}
 		if tx.begun {
 			tx.pending = nextSQL + "; " + lockLimitSQL
 		} else {
@@ -359,6 +385,9 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 			return ran, internal("savepoint", tx.broken)
 		}
 		if errs[i] == nil {
+			if proof != nil && proof.Gen != 0 {
+				tx.noteGen(proof.Gen)
+			}
 			continue
 		}
 		// The member's writes, and the work it left for the end, are
@@ -401,7 +430,11 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		if !tx.begun {
 			return ran, nil // no member ran a statement
 		}
-		tag, err := control(ctx, conn, db.timeout, releaseSQL+"; "+commitSQL)
+		end := releaseSQL
+		if tx.changed {
+			end += "; " + bumpGenSQL
+		}
+		tag, err := control(ctx, conn, db.timeout, end+"; "+commitSQL)
 		tx.begun = err != nil
 		return ran, commitResult(tag, err)
 	}
@@ -432,20 +465,26 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		if errors.As(err, &de) {
 			return ran, err // commitGroup runs the group again without deferring
 		}
+		if es, ok := staleGenOf(err); ok {
+			return ran, db.staleGen(es)
+		}
 		return ran, db.counted(tx.async, commitResult(tag, err))
 	case oneTripFellBack:
 		first = oneTripRollbackSQL
 	}
 	if len(tx.deferred) > 0 {
 		// The deferred statements go in the same round trip.
-		end, err = tx.deferredLockHead(ctx, first)
+		end, err = tx.deferredLockHead(ctx, first, tx.endSQL())
 	} else {
-		end, err = lockHead(ctx, conn, db.timeout, first)
+		end, err = lockHead(ctx, conn, db.timeout, first, tx.endSQL())
 	}
 	if err != nil {
 		var de *errDeferred
 		if errors.As(err, &de) {
 			return ran, err
+		}
+		if es, ok := staleGenOf(err); ok {
+			return ran, db.staleGen(es)
 		}
 		return ran, formatError(err, "Audit event")
 	}
@@ -485,13 +524,23 @@ func (db *DB) counted(async bool, err error) error {
 // text.
 const headHexSQL = `SELECT seq, encode(hash, 'hex') FROM audit_events ORDER BY seq DESC LIMIT 1`
 
+// staleGen learns the cache generation a group's check found, and
+// returns es for commitGroup, which runs the group again.
+func (db *DB) staleGen(es *errStaleGen) error {
+	if db.rc != nil {
+		db.rc.learn(es.gen)
+	}
+	return es
+}
+
 // lockHead runs first (releasing the savepoint m, or beginning the
-// transaction), takes the append lock and reads the chain head, in one
+// transaction), takes the append lock, runs after (the read cache's
+// statements, Tx.endSQL) and reads the chain head, in one
 // round trip. The three statements go in one simple
 // query; under READ COMMITTED each takes its snapshot when it starts, so
 // the head is read after the lock is granted and sees what the previous
 // holder committed.
-func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first string) (*endPhase, error) {
+func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first string, after []string) (*endPhase, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	end := &endPhase{known: true}
@@ -500,7 +549,8 @@ func lockHead(ctx context.Context, conn *sql.Conn, timeout time.Duration, first 
 		if err != nil {
 			return err
 		}
-		results, err := c.PgConn().Exec(ctx, first+"; "+lockAppendSQL+"; "+headHexSQL).ReadAll()
+		q := append(append([]string{first, lockAppendSQL}, after...), headHexSQL)
+		results, err := c.PgConn().Exec(ctx, strings.Join(q, "; ")).ReadAll()
 		if err != nil {
 			return err
 		}
@@ -533,9 +583,9 @@ func (end *endPhase) setHash(hexHash string) error {
 // batch: first (releasing the savepoint m), the append lock and the chain
 // head follow them. Each statement of the batch has its own snapshot
 // under READ COMMITTED, as in lockHead's simple query.
-func (tx *Tx) deferredLockHead(ctx context.Context, first string) (*endPhase, error) {
+func (tx *Tx) deferredLockHead(ctx context.Context, first string, after []string) (*endPhase, error) {
 	end := &endPhase{known: true}
-	tail := append(strings.Split(first, "; "), lockAppendSQL, headHexSQL)
+	tail := append(append(append(strings.Split(first, "; "), lockAppendSQL), after...), headHexSQL)
 	err := tx.sendDeferred(ctx, tail, func(br pgx.BatchResults) error {
 		for range tail[:len(tail)-1] {
 			if _, err := br.Exec(); err != nil {

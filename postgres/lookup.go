@@ -38,6 +38,12 @@ func (tx *Tx) InsertLookup(ctx context.Context, field string, hash []byte, id cu
 // statement with other Glances' lookups (readbatch.go).
 func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos.SubjectID, error) {
 	if tx.glance && tx.byKey != nil && !tx.sent {
+		if p := tx.glanceProof(); p != nil {
+			if r, gen, ok := tx.rc.byKey(field, hash); ok {
+				tx.found = tx.cacheAnswer(p, r, gen)
+				return tx.found.ID, nil
+			}
+		}
 		st, err := tx.glanceRead(ctx, tx.byKey, "Lookup", field, hash)
 		if err != nil {
 			return "", err

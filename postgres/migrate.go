@@ -78,6 +78,10 @@ func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
 		if _, err := tx.exec(ctx, string(body)); err != nil {
 			return internal("migrate "+name, err)
 		}
+		// A migration runs before the node serves: no read cache holds
+		// anything yet. (One that changes cached rows while other nodes
+		// serve must move cache_gen on itself.)
+		tx.changed = false
 		return nil
 	})
 	return done, err

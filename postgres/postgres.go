@@ -89,6 +89,9 @@ type Options struct {
 	// every group without this option, commits synchronously. See
 	// runGroup.
 	ReadAuditCommitted bool
+	// ReadCache is how many customers the read cache keeps for reads by
+	// id and lookups (readcache.go): 0 is DefaultReadCache, -1 none.
+	ReadCache int
 }
 
 // DB is a custos.Store on one PostgreSQL database (the schema is the first
@@ -128,6 +131,8 @@ type DB struct {
 	// byID and byKey gather the reads by id and the lookups of
 	// concurrent Glances (readbatch.go).
 	byID, byKey *readBatcher
+	// rc is the read cache, nil when off (readcache.go).
+	rc *readCache
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -149,7 +154,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "custos"
 	}
-	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted}
+	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted,
+		rc: newReadCache(opts.ReadCache)}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -284,6 +290,12 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 		}
 		if err := tx.flushEvents(ctx); err != nil {
 			return err
+		}
+	}
+	if tx.changed {
+		// After the append lock where the transaction took it.
+		if _, err := tx.exec(ctx, bumpGenSQL); err != nil {
+			return formatError(err, "Read cache generation")
 		}
 	}
 	ended = true

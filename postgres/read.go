@@ -68,10 +68,17 @@ var errNeedsTransaction = errors.New("postgres: a glance runs one statement; its
 func (db *DB) Glance(ctx context.Context, fn func(tx custos.Tx) error) error {
 	// The one statement takes a pooled connection for itself, or goes
 	// with other Glances' reads or lookups (readBatcher).
-	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, byID: db.byID, byKey: db.byKey}
+	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, byID: db.byID, byKey: db.byKey,
+		rc: db.rc, proof: custos.ReadProofFrom(ctx)}
+	if tx.proof != nil {
+		tx.proof.Gen = 0
+	}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	err := fn(tx)
 	if tx.refused {
+		if tx.proof != nil {
+			tx.proof.Gen = 0 // View reads the tables
+		}
 		return db.View(ctx, fn)
 	}
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,10 @@ var readsByID = newReadKind(1, "s.id", "s.id", "subjects s")
 var readsByKey = newReadKind(2, "l.field, l.hash", "(l.field, l.hash)",
 	"lookups l CROSS JOIN LATERAL (SELECT * FROM subjects WHERE id = l.subject_id OFFSET 0) s")
 
+// readGenSQL is the read cache generation (readcache.go), in every row
+// after the lead columns: the statement's snapshot's, as its rows are.
+const readGenSQL = `(SELECT gen FROM cache_gen)`
+
 // readJoins joins each subject's data key and consents by a probe of
 // their index, one subject at a time. As plain joins, planned for a list
 // of asks on tables not analysed since they grew (a store just loaded,
@@ -100,7 +105,7 @@ func newReadKind(params int, cols, match, from string) *readKind {
 		} else {
 			where = match + ` IN (` + strings.Join(asks, ", ") + `)`
 		}
-		k.sql[i] = sqlutil.SubjectReadSelect(cols+", ", sealed) + ` FROM ` + from + readJoins + ` WHERE ` + where + ` ORDER BY ` + order
+		k.sql[i] = sqlutil.SubjectReadSelect(cols+", "+readGenSQL+", ", sealed) + ` FROM ` + from + readJoins + ` WHERE ` + where + ` ORDER BY ` + order
 	}
 	return k
 }
@@ -125,17 +130,19 @@ type batchedRead struct {
 	ask  string // its parameters, joined: what rows answering it lead with
 	args []any
 	ctx  context.Context // the caller's: once done, the read is not sent
-	done chan struct{}   // closed when read and err are set
+	done chan struct{}   // closed when read, gen and err are set
 	read *sqlutil.SubjectRead
+	gen  int64 // the read cache generation the statement saw
 	err  error
 }
 
 // read returns the subject that args ask for (kind.params of them) with
-// its key and consent history, or sql.ErrNoRows. A read sent alone runs
+// its key and consent history, and the read cache generation its
+// statement saw, or sql.ErrNoRows. A read sent alone runs
 // under ctx; a queued read's ctx bounds only its wait, because its
 // statement carries the reads of others too and runs under the query
 // timeout alone.
-func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, error) {
+func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, int64, error) {
 	r := &batchedRead{ask: askKey(args), args: args, ctx: ctx}
 	b.mu.Lock()
 	if b.busy < maxReadBatches {
@@ -145,18 +152,18 @@ func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRe
 		// context, as a statement of its own did.
 		b.send(ctx, []*batchedRead{r})
 		b.next()
-		return r.read, r.err
+		return r.read, r.gen, r.err
 	}
 	r.done = make(chan struct{})
 	b.queue = append(b.queue, r)
 	b.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.read, r.err
+		return r.read, r.gen, r.err
 	case <-ctx.Done():
 		// The statement goes on for the others; this read's answer is
 		// dropped when it comes.
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 }
 
@@ -164,14 +171,34 @@ func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRe
 // with other Glances' through b (tx.sent is then set), keeps the data key
 // and consents read with the customer for GetDataKey and ListConsentsFor,
 // and returns the customer; ENOTFOUND names entity.
+//
+// With a read cache, the answer goes in it, tagged with the cache
+// generation the statement saw (readcache.go), and the caller gets a copy.
 func (tx *Tx) glanceRead(ctx context.Context, b *readBatcher, entity string, args ...any) (*custos.StoredSubject, error) {
 	tx.sent = true
-	r, err := b.read(ctx, args...)
+	r, gen, err := b.read(ctx, args...)
 	if err != nil {
 		return nil, formatError(err, entity)
 	}
+	if tx.rc != nil {
+		field, hash := "", []byte(nil)
+		if b.kind == readsByKey {
+			field, hash = args[0].(string), args[1].([]byte)
+		}
+		tx.rc.put(r, gen, field, hash)
+	}
 	tx.reads.Keep(r)
 	return r.Subject, nil
+}
+
+// cacheAnswer answers a Glance's one read with r, which the read cache
+// holds as of gen, as glanceRead answers with a statement's, and notes gen
+// in the read's proof.
+func (tx *Tx) cacheAnswer(p *custos.ReadProof, r *sqlutil.SubjectRead, gen int64) *custos.StoredSubject {
+	tx.sent = true
+	p.Gen = gen
+	tx.reads.Keep(r)
+	return r.Subject
 }
 
 // askKey joins an ask's parameters (strings and byte slices, or the
@@ -275,7 +302,7 @@ func (b *readBatcher) send(ctx context.Context, batch []*batchedRead) {
 		case byAsk[r.ask] == nil:
 			r.err = sql.ErrNoRows
 		default:
-			r.read = byAsk[r.ask]
+			r.read, r.gen = byAsk[r.ask], c.gen
 		}
 		if r.done != nil {
 			close(r.done)
@@ -297,6 +324,8 @@ func listSize(n int) int {
 // customer, by the ask its rows lead with.
 type askRows struct {
 	lead  []any // a *[]byte for each lead column
+	gen   int64 // the read cache generation, after the lead columns
+	dests []any // lead, then &gen
 	cur   *sqlutil.SubjectRead
 	last  string
 	byAsk map[string]*sqlutil.SubjectRead
@@ -307,13 +336,14 @@ func newAskRows(params int) *askRows {
 	for i := range c.lead {
 		c.lead[i] = new([]byte)
 	}
+	c.dests = append(slices.Clip(c.lead), &c.gen)
 	return c
 }
 
 // scan reads one row, onto the read of the ask it leads with.
 func (c *askRows) scan(s scanner) error {
 	var row sqlutil.SubjectRow
-	if err := row.Scan(s, c.lead...); err != nil {
+	if err := row.Scan(s, slices.Clip(c.dests)...); err != nil {
 		return err
 	}
 	if ask := askKey(c.lead); c.cur == nil || ask != c.last {

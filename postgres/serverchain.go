@@ -191,7 +191,10 @@ func (tx *Tx) oneTripEnd(ctx context.Context, conn *sql.Conn, first string, hint
 		if tx.async {
 			controls = append(controls, asyncCommitSQL)
 		}
-		controls = append(controls, lockAppendSQL, "SAVEPOINT "+oneTripSavepoint)
+		controls = append(controls, lockAppendSQL)
+		// The read cache's check and bump (readcache.go) go before c:
+		// a checkpoint's fallback keeps them.
+		controls = append(append(controls, tx.endSQL()...), "SAVEPOINT "+oneTripSavepoint)
 		b := &pgx.Batch{}
 		queueDeferred(b, queued, true)
 		for _, q := range controls {

@@ -116,6 +116,11 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 		return st, nil
 	}
 	if tx.glance && tx.byID != nil && !tx.sent {
+		if p := tx.glanceProof(); p != nil {
+			if r, gen, ok := tx.rc.byID(id); ok {
+				return tx.cacheAnswer(p, r, gen), nil
+			}
+		}
 		return tx.glanceRead(ctx, tx.byID, "Subject", string(id))
 	}
 	return tx.readSubject(ctx, "Subject", `s.id = $1`, []any{string(id)})

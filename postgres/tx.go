@@ -63,6 +63,16 @@ type Tx struct {
 	// byID and byKey, in a Glance, send a read by id or a lookup with
 	// other Glances' (readbatch.go).
 	byID, byKey *readBatcher
+	// rc is the node's read cache, and proof, in a Glance, where the
+	// read notes the cache generation it answered from (readcache.go).
+	rc    *readCache
+	proof *custos.ReadProof
+	// changed records, in a write transaction, that a statement may have
+	// changed a row a read cache holds: the transaction moves the cache
+	// generation on before it commits. gens, in a commit group, are the
+	// generations its members' reads rest on, checked at its end.
+	changed bool
+	gens    []int64
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject
@@ -130,6 +140,7 @@ func (tx *Tx) deferQuery(query, strict string, args []any, check func(row pgx.Ro
 			return false
 		}
 	}
+	tx.note(query)
 	d := deferredStmt{query: query, strict: strict, args: args, check: check}
 	if tx.pending != "" {
 		d.controls = strings.Split(tx.pending, "; ")
@@ -267,6 +278,7 @@ func (tx *Tx) stmtCtx(ctx context.Context, query string) (context.Context, conte
 		}
 		tx.sent = true
 	}
+	tx.note(query)
 	if err := tx.flushDeferred(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -357,6 +369,9 @@ func (tx *Tx) batch(ctx context.Context, queries []batchQuery, fn func(br pgx.Ba
 	tx.memberSent = true
 	ctx, cancel := tx.timed(ctx)
 	defer cancel()
+	for _, q := range queries {
+		tx.note(q.query)
+	}
 	var controls []string
 	if tx.pending != "" {
 		controls = strings.Split(tx.pending, "; ")

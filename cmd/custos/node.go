@@ -76,7 +76,7 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 	n := &node{cfg: cfg}
 	if cfg.Postgres() {
 		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Migrate: cfg.Migrate, MaxConns: cfg.MaxConns, Writers: cfg.PGWriters,
-			ReadAuditCommitted: cfg.ReadAuditCommitted()})
+			ReadAuditCommitted: cfg.ReadAuditCommitted(), ReadCache: cfg.ReadCache})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
 		}

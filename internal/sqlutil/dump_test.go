@@ -53,7 +53,7 @@ func TestConvertDumpValue(t *testing.T) {
 }
 
 func TestSkipDumpTable(t *testing.T) {
-	for name, want := range map[string]bool{"migrations": true, "sqlite_sequence": true, "subjects": false, "shred_ledger": false} {
+	for name, want := range map[string]bool{"migrations": true, "sqlite_sequence": true, "cache_gen": true, "subjects": false, "shred_ledger": false} {
 		if got := sqlutil.SkipDumpTable(name); got != want {
 			t.Errorf("SkipDumpTable(%q) = %v, want %v", name, got, want)
 		}

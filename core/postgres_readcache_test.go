@@ -1,0 +1,210 @@
+package core_test
+
+// The PostgreSQL read cache across nodes (postgres/readcache.go): a node
+// answers reads by id and lookups from its cache, and the group that
+// commits a read's audit event checks that no change committed since the
+// cached rows were read. Node b changes what node a has cached; a's next
+// read must show the change, never the cached rows, and leave one audit
+// event, not two.
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"custos"
+)
+
+func TestPostgresReadCacheAcrossNodes(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	publishPersonalisation(t, a.svc, admin)
+	const mobile, newMobile = "13900000001", "13900000002"
+	id := pgCreate(t, a, admin, map[string]string{"name": "王小明", "mobile": mobile, "gender": "female"})
+	consentPersonalisation(t, a.svc, admin, id)
+	account := []string{"account"}
+	reads, lookups := 0, 0 // granted reads and lookups of id, each audited once
+	read := func(what string) *custos.Subject {
+		t.Helper()
+		s, err := a.svc.FindSubjectByID(admin, account, id)
+		if err != nil {
+			t.Fatalf("%s: read on a: %v", what, err)
+		}
+		reads++
+		return s
+	}
+	lookup := func(what, m string) (*custos.Subject, error) {
+		t.Helper()
+		s, err := a.svc.FindSubjectByLookup(admin, account, "mobile", m)
+		if err == nil {
+			lookups++
+		}
+		return s, err
+	}
+	stats := a.db.ReadCacheStats
+
+	// A first read fills the cache; the second is answered from it, with
+	// no read statement.
+	read("first read")
+	before, statements := stats(), a.db.GroupStats().ReadStatements
+	if s := read("second read"); s.Fields["name"] != "王小明" {
+		t.Fatalf("second read: name %q", s.Fields["name"])
+	}
+	if got := stats(); got.Hits != before.Hits+1 {
+		t.Fatalf("second read: cache hits %d → %d, want one more", before.Hits, got.Hits)
+	}
+	if got := a.db.GroupStats().ReadStatements; got != statements {
+		t.Fatalf("second read: read statements %d → %d, want none sent", statements, got)
+	}
+	if _, err := lookup("lookup", mobile); err != nil {
+		t.Fatalf("lookup: %v", err)
+	}
+	before = stats()
+	if s, err := lookup("lookup again", mobile); err != nil || s.ID != id {
+		t.Fatalf("lookup again: %v", err)
+	}
+	if got := stats(); got.Hits != before.Hits+1 {
+		t.Fatalf("lookup again: cache hits %d → %d, want one more", before.Hits, got.Hits)
+	}
+
+	// b corrects the name: a's cached rows are stale, and its read shows
+	// the correction.
+	name := "王大明"
+	if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"name": &name}, Provenance: prov}); err != nil {
+		t.Fatalf("correction on b: %v", err)
+	}
+	before = stats()
+	if s := read("read after b's correction"); s.Fields["name"] != name {
+		t.Fatalf("read on a after b's correction: name %q, want %q (a stale cached row)", s.Fields["name"], name)
+	}
+	if got := stats(); got.Stale != before.Stale+1 {
+		t.Fatalf("read after b's correction: stale %d → %d, want the cached answer refused once", before.Stale, got.Stale)
+	}
+	// Filled again at the new generation: a hit.
+	before = stats()
+	read("read again")
+	if got := stats(); got.Hits != before.Hits+1 || got.Stale != before.Stale {
+		t.Fatalf("read again: hits %d → %d, stale %d → %d; want a hit", before.Hits, got.Hits, before.Stale, got.Stale)
+	}
+
+	// b changes the mobile: the old number leads nowhere on a.
+	m := newMobile
+	if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"mobile": &m}, Provenance: prov}); err != nil {
+		t.Fatalf("mobile correction on b: %v", err)
+	}
+	if _, err := lookup("lookup by the old mobile", mobile); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("lookup on a by the old mobile after b changed it: got %v, want ENOTFOUND", err)
+	}
+	if s, err := lookup("lookup by the new mobile", newMobile); err != nil || s.ID != id {
+		t.Fatalf("lookup on a by the new mobile: %v", err)
+	}
+
+	// b records the withdrawal of consent: a's read for personalisation,
+	// allowed from the cache before, is refused.
+	perso := []string{"personalisation"}
+	if _, err := a.svc.FindSubjectByID(admin, perso, id); err != nil {
+		t.Fatalf("read for personalisation: %v", err)
+	}
+	if _, err := a.svc.FindSubjectByID(admin, perso, id); err != nil {
+		t.Fatalf("read for personalisation again: %v", err)
+	}
+	reads += 2
+	if _, err := b.svc.WithdrawConsent(admin, id, "personalisation", "", "app"); err != nil {
+		t.Fatalf("withdraw on b: %v", err)
+	}
+	if s, err := a.svc.FindSubjectByID(admin, perso, id); err == nil {
+		if s.Fields["gender"] != "" {
+			t.Fatalf("read on a for personalisation after b recorded the withdrawal: gender shown from the cache")
+		}
+		reads++
+	}
+
+	// b erases the customer: a finds nothing, by id or by lookup.
+	read("read before erasure")
+	if _, err := b.svc.EraseSubject(admin, []string{"customer-service"}, id, "customer request"); err != nil {
+		t.Fatalf("erase on b: %v", err)
+	}
+	if _, err := a.svc.FindSubjectByID(admin, account, id); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("read on a after b's erasure: got %v, want ENOTFOUND", err)
+	}
+	if _, err := lookup("lookup after erasure", newMobile); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("lookup on a after b's erasure: got %v, want ENOTFOUND", err)
+	}
+
+	// Every granted read and lookup left one audit event; the refused
+	// cached answers none.
+	events, err := a.svc.FindAuditEvents(admin, custos.AuditFilter{SubjectID: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := map[string]int{}
+	for _, e := range events {
+		if e.Decision == custos.DecisionAllow {
+			granted[e.Action]++
+		}
+	}
+	if granted[custos.AuditSubjectRead] != reads || granted[custos.AuditSubjectLookup] != lookups {
+		t.Fatalf("granted read and lookup events of the customer: %d and %d, want %d and %d (one per request)",
+			granted[custos.AuditSubjectRead], granted[custos.AuditSubjectLookup], reads, lookups)
+	}
+}
+
+// TestPostgresReadCacheRace: node b corrects a customer's e-mail again
+// and again while readers on node a read it. A read that starts after a
+// correction has been answered must show that correction or a later one,
+// never the cached rows from before it.
+func TestPostgresReadCacheRace(t *testing.T) {
+	a, b, admin := newPGNodes(t)
+	id := pgCreate(t, a, admin, map[string]string{"name": "王小明", "email": "c0@example.com"})
+	account := []string{"account"}
+	const corrections, readers = 40, 4
+	var done atomic.Int64 // the last correction answered
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, readers+1)
+	for range readers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				least := done.Load()
+				s, err := a.svc.FindSubjectByID(admin, account, id)
+				if err != nil {
+					errs <- fmt.Errorf("read: %v", err)
+					return
+				}
+				var n int64
+				if _, err := fmt.Sscanf(s.Fields["email"], "c%d@example.com", &n); err != nil {
+					errs <- fmt.Errorf("read: e-mail %q", s.Fields["email"])
+					return
+				}
+				if n < least {
+					errs <- fmt.Errorf("read begun after correction %d answered showed correction %d", least, n)
+					return
+				}
+			}
+		})
+	}
+	for i := int64(1); i <= corrections; i++ {
+		email := fmt.Sprintf("c%d@example.com", i)
+		if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"email": &email}, Provenance: prov}); err != nil {
+			errs <- fmt.Errorf("correction %d: %v", i, err)
+			break
+		}
+		done.Store(i)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := a.db.ReadCacheStats()
+	t.Logf("read cache on a: %d hits, %d misses, %d stale", st.Hits, st.Misses, st.Stale)
+	if st.Hits == 0 {
+		t.Errorf("no read was answered from the cache: the race tested nothing")
+	}
+}

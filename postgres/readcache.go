@@ -1,0 +1,351 @@
+package postgres
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"custos"
+	"custos/internal/sqlutil"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A read cache for PostgreSQL reads by id and lookups (Glance), checked
+// against the generation of the customers' data at the end of the group
+// that commits the read's audit event (BENCHMARKS.md, fifty-first
+// session).
+//
+// Several nodes write one database, so a node cannot know by itself when
+// what it cached changed. The table cache_gen holds one number, gen
+// (migration 0012): every transaction that changes a row a cache may hold
+// — a customer's subject row, data key, consents or lookup keys; an
+// insert of a new customer's rows changes none — adds one to it before
+// it commits (Tx.changed, bumpGenSQL). A read's statement returns gen as
+// its own snapshot saw it, and the cache tags what it keeps with that gen.
+// The node answers a read from the cache only with entries of the gen it
+// knows last (known), and notes that gen in the read's custos.ReadProof.
+// The group that commits the read's audit event checks, after taking the
+// append lock and before chaining the event, that gen is still the noted
+// one (cache_gen_check). It is, unless a change committed after the read's
+// entries were filled: the answer is then what a read from the tables
+// would have given, since every change that committed before the check
+// moved gen. If gen has moved, the check fails the group's transaction
+// (SQLSTATE CU001, the current gen in its DETAIL); the node learns the
+// gen, the group runs again, and each member whose read came from an
+// older gen fails with custos.ErrStaleRead, committing nothing, so that
+// core reads again from the tables (custos.ReadProver).
+//
+// The cache holds what the database holds (ciphertext) and nothing in
+// plaintext, like SQLite's (sqlite/readcache.go). It drops nothing when
+// gen moves: entries of an older gen are simply not used, and are
+// replaced as reads fill the cache again.
+
+// DefaultReadCache is how many customers the read cache holds when
+// Options.ReadCache is 0.
+const DefaultReadCache = 50_000
+
+// readCacheShards spreads the cache's entries over locks.
+const readCacheShards = 16
+
+// bumpGenSQL moves the generation on, in a transaction that changed a row
+// a read cache may hold. It goes after the append lock where the
+// transaction takes one, so that it waits for no other holder of the row
+// while holding the lock.
+const bumpGenSQL = `UPDATE cache_gen SET gen = gen + 1`
+
+// staleGen is the SQLSTATE cache_gen_check fails with.
+const staleGen = "CU001"
+
+// readCache is one node's read cache (see above).
+type readCache struct {
+	max   int // entries per shard
+	seed  maphash.Seed
+	known atomic.Int64 // the gen this node learned last: entries of others are not used
+
+	shards [readCacheShards]readShard
+
+	hits, misses, stale atomic.Int64
+}
+
+type readShard struct {
+	mu    sync.Mutex
+	byID  map[custos.SubjectID]cachedRead
+	byKey map[string]cachedKey // askKey(field, hash) → owner
+}
+
+type cachedRead struct {
+	gen  int64
+	read *sqlutil.SubjectRead
+}
+
+type cachedKey struct {
+	gen int64
+	id  custos.SubjectID
+}
+
+// newReadCache returns a cache of about size customers, or nil when size
+// is negative (off).
+func newReadCache(size int) *readCache {
+	if size < 0 {
+		return nil
+	}
+	if size == 0 {
+		size = DefaultReadCache
+	}
+	c := &readCache{max: max(1, size/readCacheShards), seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].byID = map[custos.SubjectID]cachedRead{}
+		c.shards[i].byKey = map[string]cachedKey{}
+	}
+	return c
+}
+
+func (c *readCache) shard(key string) *readShard {
+	return &c.shards[maphash.String(c.seed, key)%readCacheShards]
+}
+
+// learn records gen as the one the database holds now, found by a check.
+func (c *readCache) learn(gen int64) { c.known.Store(gen) }
+
+// saw records gen, read by a statement: the node knows it if it is newer
+// than what the node knew.
+func (c *readCache) saw(gen int64) {
+	for k := c.known.Load(); gen > k && !c.known.CompareAndSwap(k, gen); k = c.known.Load() {
+	}
+}
+
+// byID returns a copy of id's entry and its gen, if it has one of the
+// known gen.
+func (c *readCache) byID(id custos.SubjectID) (*sqlutil.SubjectRead, int64, bool) {
+	gen := c.known.Load()
+	s := c.shard(string(id))
+	s.mu.Lock()
+	e, ok := s.byID[id]
+	s.mu.Unlock()
+	if !ok || e.gen != gen {
+		c.misses.Add(1)
+		return nil, 0, false
+	}
+	c.hits.Add(1)
+	return cloneRead(e.read), gen, true
+}
+
+// byKey is byID for the owner of a blind-index key.
+func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int64, bool) {
+	gen := c.known.Load()
+	key := askKey([]any{field, hash})
+	s := c.shard(key)
+	s.mu.Lock()
+	e, ok := s.byKey[key]
+	s.mu.Unlock()
+	if !ok || e.gen != gen {
+		c.misses.Add(1)
+		return nil, 0, false
+	}
+	return c.byID(e.id)
+}
+
+// put keeps a copy of r, read by a statement that saw gen, and, for a
+// lookup, the key that led to it (field "": a read by id).
+func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []byte) {
+	c.saw(gen)
+	if gen != c.known.Load() {
+		return // older than what a check or another read saw
+	}
+	id := r.Subject.ID
+	cp := cloneRead(r)
+	s := c.shard(string(id))
+	s.mu.Lock()
+	evict(s.byID, c.max, id)
+	s.byID[id] = cachedRead{gen: gen, read: cp}
+	s.mu.Unlock()
+	if field == "" {
+		return
+	}
+	key := askKey([]any{field, hash})
+	s = c.shard(key)
+	s.mu.Lock()
+	evict(s.byKey, c.max, key)
+	s.byKey[key] = cachedKey{gen: gen, id: id}
+	s.mu.Unlock()
+}
+
+// evict makes room in m for k: when m is full and does not hold k, it
+// drops an entry, whichever map iteration gives first.
+func evict[K comparable, V any](m map[K]V, limit int, k K) {
+	if len(m) < limit {
+		return
+	}
+	if _, ok := m[k]; ok {
+		return
+	}
+	for old := range m {
+		delete(m, old)
+		return
+	}
+}
+
+// cloneRead copies r down to its bytes: what the cache keeps, and what it
+// hands out, is nobody else's to change.
+func cloneRead(r *sqlutil.SubjectRead) *sqlutil.SubjectRead {
+	st := *r.Subject
+	st.Sealed = make(map[string][]byte, len(r.Subject.Sealed))
+	for f, v := range r.Subject.Sealed {
+		st.Sealed[f] = bytes.Clone(v)
+	}
+	cp := &sqlutil.SubjectRead{Subject: &st, Consents: make([]*custos.StoredConsent, len(r.Consents))}
+	if r.Key != nil {
+		cp.Key = sqlutil.CloneKey(r.Key)
+	}
+	for i, con := range r.Consents {
+		cc := *con
+		cc.Sealed = bytes.Clone(con.Sealed)
+		cp.Consents[i] = &cc
+	}
+	return cp
+}
+
+// ReadCacheStats counts the read cache's answers (Hits), the reads it
+// could not answer (Misses), and the reads answered from it that the
+// check at their audit group's end found stale and that ran again
+// (Stale).
+type ReadCacheStats struct {
+	Hits, Misses, Stale int64
+	Entries             int
+}
+
+// ReadCacheStats reports the read cache's counters; all zero when it is
+// off.
+func (db *DB) ReadCacheStats() ReadCacheStats {
+	c := db.rc
+	if c == nil {
+		return ReadCacheStats{}
+	}
+	st := ReadCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load()}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		st.Entries += len(s.byID)
+		s.mu.Unlock()
+	}
+	return st
+}
+
+// ProvesReads marks DB as a custos.ReadProver.
+func (db *DB) ProvesReads() {}
+
+var _ custos.ReadProver = (*DB)(nil)
+
+// errStaleGen fails a group whose check found gen moved: the group runs
+// again (commitGroup), where the members whose reads came from an older
+// gen fail with custos.ErrStaleRead.
+type errStaleGen struct{ gen int64 }
+
+func (e *errStaleGen) Error() string {
+	return fmt.Sprintf("postgres: the read cache generation moved to %d", e.gen)
+}
+
+// staleGenOf returns the errStaleGen err reports, if PostgreSQL failed
+// cache_gen_check in it.
+func staleGenOf(err error) (*errStaleGen, bool) {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != staleGen {
+		return nil, false
+	}
+	gen, perr := strconv.ParseInt(pe.Detail, 10, 64)
+	if perr != nil {
+		return nil, false
+	}
+	return &errStaleGen{gen}, true
+}
+
+// checkGenSQL checks the gens the group's reads rest on (cache_gen_check),
+// without parameters, for a simple query or a batch's control statements.
+func checkGenSQL(gens []int64) string {
+	s := make([]string, len(gens))
+	for i, g := range gens {
+		s[i] = strconv.FormatInt(g, 10)
+	}
+	return `SELECT cache_gen_check('{` + strings.Join(s, ",") + `}'::bigint[])`
+}
+
+// endSQL is what a group's end runs after the append lock for the read
+// cache: the check of the gens its members' reads rest on, then the bump
+// of gen if a member changed a cached row. Checked first, a group's own
+// change does not fail its reads: what they read is older than the
+// change, which the chain orders after them.
+func (tx *Tx) endSQL() []string {
+	var out []string
+	if len(tx.gens) > 0 {
+		out = append(out, checkGenSQL(tx.gens))
+	}
+	if tx.changed {
+		out = append(out, bumpGenSQL)
+	}
+	return out
+}
+
+// noteGen records, in a commit group, that a member's read rests on gen.
+func (tx *Tx) noteGen(gen int64) {
+	for _, g := range tx.gens {
+		if g == gen {
+			return
+		}
+	}
+	tx.gens = append(tx.gens, gen)
+}
+
+// note records in a write transaction that query may change a row a read
+// cache holds (tx.changed).
+func (tx *Tx) note(query string) {
+	if tx.write && !tx.changed && changesCached(query) {
+		tx.changed = true
+	}
+}
+
+// cachedTables finds the statements' changes to the tables a read cache
+// holds rows of, anywhere in the text, so that those in a WITH count too.
+var cachedTables = regexp.MustCompile(`(?is)\b(UPDATE|DELETE\s+FROM|INSERT\s+INTO|MERGE\s+INTO|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"?(subjects|data_keys|consents|lookups)"?(?:[\s(,;]|$)`)
+
+// doUpdate finds an upsert's update.
+var doUpdate = regexp.MustCompile(`(?is)\bDO\s+UPDATE\b`)
+
+var cachedKinds sync.Map // query → bool, for texts under 4 KiB
+
+// changesCached reports whether query may change a row a read cache
+// holds. An insert of subject, data key or lookup rows does not, unless
+// it is an upsert's update: only rows that exist are cached. An insert of
+// a consent does (it adds to a cached history).
+func changesCached(query string) bool {
+	if v, ok := cachedKinds.Load(query); ok {
+		return v.(bool)
+	}
+	changes := false
+	for _, m := range cachedTables.FindAllStringSubmatch(query, -1) {
+		verb := strings.ToUpper(m[1])
+		if !strings.HasPrefix(verb, "INSERT") || strings.EqualFold(m[2], "consents") || doUpdate.MatchString(query) {
+			changes = true
+			break
+		}
+	}
+	if len(query) < 4096 {
+		cachedKinds.Store(query, changes)
+	}
+	return changes
+}
+
+// glanceProof returns the proof a Glance notes its cache's answer in,
+// nil when it may not answer from the cache.
+func (tx *Tx) glanceProof() *custos.ReadProof {
+	if tx.rc == nil || tx.proof == nil || tx.proof.Bypass {
+		return nil
+	}
+	return tx.proof
+}
