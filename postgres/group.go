@@ -262,15 +262,21 @@ type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
 	OneTrip, OneTripFellBack, Async                    int64
 	ReadStatements, BatchedReads                       int64
+	// CacheHits, CacheMisses and CacheStale are ReadCacheStats'.
+	CacheHits, CacheMisses, CacheStale int64
 }
 
 // GroupStats reports the writers' counters.
 func (db *DB) GroupStats() GroupStats {
-	return GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
+	st := GroupStats{Groups: db.groups.Load(), Members: db.members.Load(),
 		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
 		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load(), Async: db.asyncCommits.Load(),
 		ReadStatements: db.byID.statements.Load() + db.byKey.statements.Load(),
 		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load()}
+	if rc := db.rc; rc != nil {
+		st.CacheHits, st.CacheMisses, st.CacheStale = rc.hits.Load(), rc.misses.Load(), rc.stale.Load()
+	}
+	return st
 }
 
 // WriteMetrics appends the writers' counters to w in Prometheus' text
@@ -289,11 +295,10 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_batched_reads_total", Help: "Reads those statements carried.", Value: fmt.Sprint(st.BatchedReads)},
 		{Name: "custos_pg_groups_committed_async_total", Help: "Commit groups of audit events alone committed before their flush (read_audit_durability committed).", Value: fmt.Sprint(st.Async)},
 	})
-	rc := db.ReadCacheStats()
 	promtext.WriteCounters(w, []promtext.Counter{
-		{Name: "custos_pg_read_cache_hits_total", Help: "Reads by id and lookups answered from this node's read cache.", Value: fmt.Sprint(rc.Hits)},
-		{Name: "custos_pg_read_cache_misses_total", Help: "Reads by id and lookups the read cache could not answer.", Value: fmt.Sprint(rc.Misses)},
-		{Name: "custos_pg_read_cache_stale_total", Help: "Reads answered from the read cache that found the data changed since and ran again from the tables.", Value: fmt.Sprint(rc.Stale)},
+		{Name: "custos_pg_read_cache_hits_total", Help: "Reads by id and lookups answered from this node's read cache.", Value: fmt.Sprint(st.CacheHits)},
+		{Name: "custos_pg_read_cache_misses_total", Help: "Reads by id and lookups the read cache could not answer.", Value: fmt.Sprint(st.CacheMisses)},
+		{Name: "custos_pg_read_cache_stale_total", Help: "Reads answered from the read cache that found the data changed since and ran again from the tables.", Value: fmt.Sprint(st.CacheStale)},
 	})
 }
 

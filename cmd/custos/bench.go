@@ -188,9 +188,13 @@ type benchResult struct {
 	// concurrency take longer than a short window, and only this rate
 	// then says how fast rows were stored.
 	RowsPerSecDrained float64 `json:"rows_per_sec_with_drain,omitempty"`
-	// CacheHitRate is the share of subject rows reads found in the SQLite
-	// read cache during the window (omitted when no read looked).
+	// CacheHitRate is the share of subject rows reads found in the
+	// SQLite read cache, or of the reads by id and lookups the PostgreSQL
+	// read cache answered, during the window (omitted when no read
+	// looked). CacheStale counts the PostgreSQL reads answered from it
+	// that its check found stale, and that ran again from the tables.
 	CacheHitRate float64 `json:"read_cache_hit_rate,omitempty"`
+	CacheStale   int64   `json:"read_cache_stale,omitempty"`
 	// KeptRate is the share of the SQLite reads of one customer that ran
 	// SQL (Glance) answered on a snapshot kept from an earlier read
 	// (sqlite/kept.go), and KeptStale the share of those that ran again
@@ -1694,6 +1698,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.EarlyShare = float64(groups1.Async-groups0.Async) / float64(groups)
 		res.pgGroups = true
 	}
+	if looked := (groups1.CacheHits - groups0.CacheHits) + (groups1.CacheMisses - groups0.CacheMisses); looked > 0 {
+		res.CacheHitRate = float64(groups1.CacheHits-groups0.CacheHits) / float64(looked)
+	}
+	res.CacheStale = groups1.CacheStale - groups0.CacheStale
 	if st := groups1.ReadStatements - groups0.ReadStatements; st > 0 {
 		res.ReadsPerStatement = float64(groups1.BatchedReads-groups0.BatchedReads) / float64(st)
 	}
@@ -1841,7 +1849,14 @@ func benchTable(w io.Writer, rep *benchReport) {
 			notes = append(notes, n)
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
-			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of subject rows", r.CacheHitRate*100))
+			what := "subject rows"
+			if r.pgGroups || r.ReadsPerStatement > 0 {
+				what = "reads by id and lookups"
+			}
+			notes = append(notes, fmt.Sprintf("read cache answered %.1f %% of %s", r.CacheHitRate*100, what))
+		}
+		if r.CacheStale > 0 {
+			notes = append(notes, fmt.Sprintf("%d cached answers found stale and read again", r.CacheStale))
 		}
 		if r.KeptRate > 0 && r.Workload != "ceiling" {
 			notes = append(notes, fmt.Sprintf("kept snapshots answered %.1f %% of the reads that ran SQL (%.1f %% ran again)", r.KeptRate*100, r.KeptStale*100))
