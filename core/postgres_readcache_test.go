@@ -87,6 +87,20 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 		t.Fatalf("read again: hits %d → %d, stale %d → %d; want a hit", before.Hits, got.Hits, before.Stale, got.Stale)
 	}
 
+	// a's own correction: a knows its cached rows are stale, and its next
+	// read goes to the tables at once, with no cached answer refused.
+	own := "王中明"
+	if _, err := a.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"name": &own}, Provenance: prov}); err != nil {
+		t.Fatalf("correction on a: %v", err)
+	}
+	before = stats()
+	if s := read("read after a's own correction"); s.Fields["name"] != own {
+		t.Fatalf("read on a after its own correction: name %q, want %q", s.Fields["name"], own)
+	}
+	if got := stats(); got.Hits != before.Hits || got.Stale != before.Stale {
+		t.Fatalf("read after a's own correction: hits %d → %d, stale %d → %d; want a miss", before.Hits, got.Hits, before.Stale, got.Stale)
+	}
+
 	// b changes the mobile: the old number leads nowhere on a.
 	m := newMobile
 	if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"mobile": &m}, Provenance: prov}); err != nil {

@@ -216,6 +216,9 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 		if retryable(err) && attempt < maxAttempts {
 			continue
 		}
+		if errors.As(err, &es) {
+			err = internal("read cache check", err)
+		}
 		// Nothing of the group is committed: every member not failed
 		// with its own error gets the group's.
 		for i := range errs[:ran] {
@@ -339,6 +342,11 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true,
 		deferring: deferring, flushed: &db.deferredSent, locks: &db.appendLocks}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	defer func() {
+		if tx.changed {
+			db.rc.forget()
+		}
+	}()
 	defer func() {
 		if tx.begun {
 			// After a failed COMMIT the transaction may be over already;

@@ -299,6 +299,9 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 		}
 	}
 	ended = true
+	if tx.changed {
+		defer db.rc.forget()
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return formatError(fmt.Errorf("commit: %w", err), "Transaction")
 	}

@@ -114,6 +114,16 @@ func (c *readCache) shard(key string) *readShard {
 // learn records gen as the one the database holds now, found by a check.
 func (c *readCache) learn(gen int64) { c.known.Store(gen) }
 
+// forget is called after this node committed a change to cached rows,
+// which moved gen on: no entry is used until a read's statement or a
+// check says what gen is now (gens start at 1), so that the node's own
+// change costs no cached answer that its check would refuse.
+func (c *readCache) forget() {
+	if c != nil {
+		c.known.Store(0)
+	}
+}
+
 // saw records gen, read by a statement: the node knows it if it is newer
 // than what the node knew.
 func (c *readCache) saw(gen int64) {

@@ -37,8 +37,9 @@ type Config struct {
 	// PGWriters is how many PostgreSQL commit groups a node runs at once
 	// (0 = 2; at most half of max_conns). docs/deploy.md.
 	PGWriters int `json:"pg_writers"`
-	// ReadCache is how many customers' stored rows a SQLite node keeps in
-	// memory for reads (0 = 50,000; -1 = off). docs/deploy.md.
+	// ReadCache is how many customers' stored rows a node keeps in memory
+	// for reads, on SQLite and on PostgreSQL (0 = 50,000; -1 = off).
+	// docs/deploy.md.
 	ReadCache int `json:"read_cache"`
 	// GCHeadroomMiB is how far above the live heap, at least, the garbage
 	// collector lets a node's heap grow before it collects (0 = auto: a
@@ -231,7 +232,7 @@ func bindFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.store, "store", "", "store: sqlite:PATH or postgres://… (env CUSTOS_STORE; default DIR/custos.db)")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL: connections per node (env CUSTOS_MAX_CONNS; default 16)")
 	fs.IntVar(&f.pgWriters, "pg-writers", 0, "PostgreSQL: commit groups run at once per node (env CUSTOS_PG_WRITERS; default 2, at most half of --max-conns)")
-	fs.IntVar(&f.readCache, "read-cache", 0, "SQLite: customers whose stored rows reads keep in memory; -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
+	fs.IntVar(&f.readCache, "read-cache", 0, "customers whose stored rows reads keep in memory (SQLite and PostgreSQL); -1 turns it off (env CUSTOS_READ_CACHE; default 50000)")
 	fs.IntVar(&f.gcHeadroom, "gc-headroom-mib", 0, "MiB the garbage collector lets the heap grow above the live heap, at least, before it collects: less CPU for at most that much more memory; -1 turns it off, for Go's default collector (env CUSTOS_GC_HEADROOM_MIB; default auto, a sixteenth of the memory limit (cgroup, GOMEMLIMIT or RAM), at most 128 MiB; GOGC overrides it)")
 	fs.StringVar(&f.readAudit, "read-audit-durability", "", "answer a read once its audit event is on disk (synced, the default) or once it is committed, on disk within about 5 ms on SQLite, within wal_writer_delay on PostgreSQL (committed) (env CUSTOS_READ_AUDIT_DURABILITY)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS (env CUSTOS_TLS_CERT)")
