@@ -64,8 +64,9 @@ var readsByKey = newReadKind(2, "l.field, l.hash", "(l.field, l.hash)",
 	"lookups l CROSS JOIN LATERAL (SELECT * FROM subjects WHERE id = l.subject_id OFFSET 0) s")
 
 // readGenSQL is the read cache generation (readcache.go), in every row
-// after the lead columns: the statement's snapshot's, as its rows are.
-const readGenSQL = `(SELECT gen FROM cache_gen)`
+// after the lead columns: the statement's snapshot's, as its rows are; 0
+// (never cached) should its row be missing.
+const readGenSQL = `COALESCE((SELECT gen FROM cache_gen), 0)`
 
 // readJoins joins each subject's data key and consents by a probe of
 // their index, one subject at a time. As plain joins, planned for a list

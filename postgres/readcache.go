@@ -165,6 +165,9 @@ func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int6
 // put keeps a copy of r, read by a statement that saw gen, and, for a
 // lookup, the key that led to it (field "": a read by id).
 func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []byte) {
+	if gen <= 0 {
+		return // no generation to check the entry against
+	}
 	c.saw(gen)
 	if gen != c.known.Load() {
 		return // older than what a check or another read saw
