@@ -8,6 +8,7 @@ package core_test
 // event, not two.
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,12 @@ import (
 
 	"custos"
 )
+
+// pgCorrect corrects one field of the customer id on node n.
+func pgCorrect(n pgNode, admin context.Context, id custos.SubjectID, field, value string) error {
+	_, err := n.svc.UpdateSubject(admin, []string{"account"}, id, custos.SubjectUpdate{Fields: map[string]*string{field: &value}, Provenance: prov})
+	return err
+}
 
 func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 	a, b, admin := newPGNodes(t)
@@ -69,8 +76,8 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 
 	// b corrects the name: a's cached rows are stale, and its read shows
 	// the correction.
-	name := "王大明"
-	if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"name": &name}, Provenance: prov}); err != nil {
+	const name = "王大明"
+	if err := pgCorrect(b, admin, id, "name", name); err != nil {
 		t.Fatalf("correction on b: %v", err)
 	}
 	before = stats()
@@ -89,8 +96,8 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 
 	// a's own correction: a knows its cached rows are stale, and its next
 	// read goes to the tables at once, with no cached answer refused.
-	own := "王中明"
-	if _, err := a.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"name": &own}, Provenance: prov}); err != nil {
+	const own = "王中明"
+	if err := pgCorrect(a, admin, id, "name", own); err != nil {
 		t.Fatalf("correction on a: %v", err)
 	}
 	before = stats()
@@ -102,8 +109,7 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 	}
 
 	// b changes the mobile: the old number leads nowhere on a.
-	m := newMobile
-	if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"mobile": &m}, Provenance: prov}); err != nil {
+	if err := pgCorrect(b, admin, id, "mobile", newMobile); err != nil {
 		t.Fatalf("mobile correction on b: %v", err)
 	}
 	if _, err := lookup("lookup by the old mobile", mobile); custos.ErrorCode(err) != custos.ENOTFOUND {
@@ -203,8 +209,7 @@ func TestPostgresReadCacheRace(t *testing.T) {
 		})
 	}
 	for i := int64(1); i <= corrections; i++ {
-		email := fmt.Sprintf("c%d@example.com", i)
-		if _, err := b.svc.UpdateSubject(admin, account, id, custos.SubjectUpdate{Fields: map[string]*string{"email": &email}, Provenance: prov}); err != nil {
+		if err := pgCorrect(b, admin, id, "email", fmt.Sprintf("c%d@example.com", i)); err != nil {
 			errs <- fmt.Errorf("correction %d: %v", i, err)
 			break
 		}
