@@ -110,6 +110,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 			m.Samples += r.Samples
 			m.DeferredStatements += r.DeferredStatements
 			m.GroupsUndeferred += r.GroupsUndeferred
+			m.CacheStale += r.CacheStale
 			m.MaxMs = max(m.MaxMs, r.MaxMs)
 			m.PeakRSSBytes = max(m.PeakRSSBytes, r.PeakRSSBytes)
 			tMin, tMax = min(tMin, r.Throughput), max(tMax, r.Throughput)

@@ -52,9 +52,11 @@ func benchRun(start time.Time, ceiling, readRatio, creates, p99 float64, errs in
 func TestBenchMerge(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
 	// The read's wake-ups a request, and the machine's idle share where
-	// the run could read it (the second could not).
+	// the run could read it (the second could not); the PostgreSQL read
+	// cache's stale answers, ten times the wake-ups.
 	woke := func(r benchReport, waits float64, idle *float64) benchReport {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
+		r.Results[1].CacheStale = int64(math.Round(waits * 10))
 		return r
 	}
 	share := func(v float64) *float64 { return &v }
@@ -87,6 +89,9 @@ func TestBenchMerge(t *testing.T) {
 	// median read over the median ceiling (9,000 / 39,000).
 	if read.Ratio != 0.25 || read.Throughput != 9000 || read.PeakRSSBytes != 300<<20 {
 		t.Errorf("read c=16: ratio %.3f, %.0f/s, peak %d MiB; want 0.25, 9,000/s, 300 MiB", read.Ratio, read.Throughput, read.PeakRSSBytes>>20)
+	}
+	if read.CacheStale != 18 {
+		t.Errorf("read c=16: %d stale cached answers, want the runs' 5 + 7 + 6", read.CacheStale)
 	}
 	if read.WaitsPerRequest != 0.6 || read.MachineIdle == nil || math.Abs(*read.MachineIdle-0.3) > 1e-9 || ceil.MachineIdle != nil {
 		idle := "none"
