@@ -298,7 +298,8 @@ func (s *Service) runRead(ctx context.Context, e *custos.AuditEvent, fn func(tx 
 
 // glanceRead is runRead for a read of one subject, which a store that can
 // (custos.Glancer: PostgreSQL) runs outside a transaction when fn reads
-// with one statement. fn must be safe to run again (more than once where the store answered from a cache that proved stale).
+// with one statement. fn must be safe to run again, more than once where
+// the store answered from a cache that proved stale.
 func (s *Service) glanceRead(ctx context.Context, e *custos.AuditEvent, fn func(tx custos.Tx) error) error {
 	if p, ok := s.store.(custos.ReadProver); ok {
 		return s.provenRead(ctx, e, p, fn)
