@@ -94,6 +94,16 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 		t.Fatalf("read again: hits %d → %d, stale %d → %d; want a hit", before.Hits, got.Hits, before.Stale, got.Stale)
 	}
 
+	// b creates another customer: nothing a caches changed, and a's next
+	// read is still a hit (creates must not move the generation, or
+	// reads beside creates would find the cache useless).
+	pgCreate(t, b, admin, map[string]string{"name": "李四", "mobile": "13900000009"})
+	before = stats()
+	read("read after b's create")
+	if got := stats(); got.Hits != before.Hits+1 || got.Stale != before.Stale {
+		t.Fatalf("read after b's create: hits %d → %d, stale %d → %d; want a hit", before.Hits, got.Hits, before.Stale, got.Stale)
+	}
+
 	// a's own correction: a knows its cached rows are stale, and its next
 	// read goes to the tables at once, with no cached answer refused.
 	const own = "王中明"
