@@ -307,11 +307,14 @@ func (db *DB) WriteMetrics(w io.Writer) {
 
 // Savepoint and transaction control, sent by the simple protocol (no
 // parameters), several statements in one round trip where they follow
-// each other.
+// each other. A group that begins with a member's statement marks its
+// transaction as custos's own (markBumpsSQL, readcache.go); one that
+// begins only at its end (beginOnlySQL), to append audit events, changes
+// no row a read cache holds.
 const (
 	noLockLimitSQL = `SET LOCAL lock_timeout = DEFAULT`
 	beginOnlySQL   = `BEGIN ISOLATION LEVEL READ COMMITTED`
-	beginSQL       = beginOnlySQL + `; SAVEPOINT m`
+	beginSQL       = beginOnlySQL + `; ` + markBumpsSQL + `; SAVEPOINT m`
 	nextSQL        = `RELEASE m; SAVEPOINT m`
 	undoSQL        = `ROLLBACK TO m`
 	releaseSQL     = `RELEASE m`

@@ -281,6 +281,11 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 
 	tx := &Tx{tx: sqlTx, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: write, locks: &db.appendLocks}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
+	if write {
+		if _, err := sqlTx.ExecContext(ctx, markBumpsSQL); err != nil {
+			return formatError(err, "Transaction")
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}

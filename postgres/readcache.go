@@ -60,6 +60,12 @@ const readCacheShards = 16
 // while holding the lock.
 const bumpGenSQL = `UPDATE cache_gen SET gen = gen + 1`
 
+// markBumpsSQL marks a write transaction as custos's own, which moves
+// the generation itself at its end (bumpGenSQL): the triggers of
+// migration 0013, which move it for changes made outside custos, then
+// leave it alone.
+const markBumpsSQL = `SET LOCAL custos.bumps = '1'`
+
 // staleGen is the SQLSTATE cache_gen_check fails with.
 const staleGen = "CU001"
 

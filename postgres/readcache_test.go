@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"slices"
 	"testing"
@@ -15,18 +16,32 @@ import (
 // audited only if no change committed since its rows were read (the
 // check at its group's end, postgres/readcache.go), both where the group
 // ends in one round trip and where it ends the usual way (a checkpoint in
-// it). After node b restricts the customer, a's audit of the cached read
-// fails with custos.ErrStaleRead and commits nothing; a's next read
-// reads the tables.
+// it). After node b restricts the customer, or another tool does in SQL
+// (a trigger then moves the generation, migration 0013), a's audit of the
+// cached read fails with custos.ErrStaleRead and commits nothing; a's
+// next read reads the tables.
 func TestReadCacheCheck(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		every int64 // checkpoint interval: 1 sends every end the usual way
-	}{{"one trip", 0}, {"usual end", 1}} {
+		other bool  // the restriction made by another tool, in SQL
+	}{{"one trip", 0, false}, {"usual end", 1, false}, {"another tool", 0, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			url := MustCreateSchema(t)
 			a := MustOpen(t, url, postgres.Options{Migrate: true})
 			b := MustOpen(t, url, postgres.Options{Migrate: true})
+			sqlDB, err := sql.Open("pgx", url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sqlDB.Close() })
+			gen := func() (g int64) {
+				t.Helper()
+				if err := sqlDB.QueryRowContext(t.Context(), `SELECT gen FROM cache_gen`).Scan(&g); err != nil {
+					t.Fatalf("read cache_gen: %v", err)
+				}
+				return g
+			}
 			const id = custos.SubjectID("sub_1")
 			insertSubjects(t, a, id)
 			// glance reads id on a under a new proof and returns it, and
@@ -74,8 +89,19 @@ func TestReadCacheCheck(t *testing.T) {
 				t.Fatalf("third read: not answered from the cache")
 			}
 			until := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-			if err := b.Update(t.Context(), func(tx custos.Tx) error { return tx.RestrictSubject(t.Context(), id, until) }); err != nil {
+			g0 := gen()
+			if c.other {
+				// Not custos: a trigger moves the generation.
+				if _, err := sqlDB.ExecContext(t.Context(), `UPDATE subjects SET restricted_until = $1 WHERE id = $2`, until.UnixMicro(), string(id)); err != nil {
+					t.Fatalf("restriction in SQL: %v", err)
+				}
+			} else if err := b.Update(t.Context(), func(tx custos.Tx) error { return tx.RestrictSubject(t.Context(), id, until) }); err != nil {
 				t.Fatalf("restriction on b: %v", err)
+			}
+			// Once, by custos at its end or by the trigger: custos's own
+			// transactions are marked, so its triggers leave them alone.
+			if g := gen(); g != g0+1 {
+				t.Fatalf("the restriction moved the generation from %d to %d, want one step", g0, g)
 			}
 			if err := audit(ctx, "r3"); !errors.Is(err, custos.ErrStaleRead) {
 				t.Fatalf("audit of a cached read after b's restriction: got %v, want ErrStaleRead", err)
