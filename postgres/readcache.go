@@ -27,7 +27,10 @@ import (
 // (migration 0012): every transaction that changes a row a cache may hold
 // — a customer's subject row, data key, consents or lookup keys; an
 // insert of a new customer's rows changes none — adds one to it before
-// it commits (Tx.changed, bumpGenSQL). A read's statement returns gen as
+// it commits (Tx.changed, bumpGenSQL); a change made outside custos
+// (another tool, a migration, a node of an older version) moves it through
+// the triggers of migration 0013, which leave custos's own transactions,
+// marked with markBumpsSQL, alone. A read's statement returns gen as
 // its own snapshot saw it, and the cache tags what it keeps with that gen.
 // The node answers a read from the cache only with entries of the gen it
 // knows last (known), and notes that gen in the read's custos.ReadProof.
@@ -65,6 +68,9 @@ const bumpGenSQL = `UPDATE cache_gen SET gen = gen + 1`
 // migration 0013, which move it for changes made outside custos, then
 // leave it alone.
 const markBumpsSQL = `SET LOCAL custos.bumps = '1'`
+
+// unmarkBumpsSQL takes the mark back, for a migration (migrate.go).
+const unmarkBumpsSQL = `SET LOCAL custos.bumps = '0'`
 
 // staleGen is the SQLSTATE cache_gen_check fails with.
 const staleGen = "CU001"
