@@ -146,7 +146,11 @@ func (c *readCache) saw(gen int64) {
 // byID returns a copy of id's entry and its gen, if it has one of the
 // known gen.
 func (c *readCache) byID(id custos.SubjectID) (*sqlutil.SubjectRead, int64, bool) {
-	gen := c.known.Load()
+	return c.at(id, c.known.Load())
+}
+
+// at returns a copy of id's entry if it is of gen.
+func (c *readCache) at(id custos.SubjectID, gen int64) (*sqlutil.SubjectRead, int64, bool) {
 	s := c.shard(string(id))
 	s.mu.Lock()
 	e, ok := s.byID[id]
@@ -159,7 +163,9 @@ func (c *readCache) byID(id custos.SubjectID) (*sqlutil.SubjectRead, int64, bool
 	return cloneRead(e.read), gen, true
 }
 
-// byKey is byID for the owner of a blind-index key.
+// byKey is byID for the owner of a blind-index key. The key's entry and
+// its owner's must be of one gen, the one the proof then carries: an owner
+// filled at a later gen than the key does not vouch for the key.
 func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int64, bool) {
 	gen := c.known.Load()
 	key := askKey([]any{field, hash})
@@ -171,7 +177,7 @@ func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int6
 		c.misses.Add(1)
 		return nil, 0, false
 	}
-	return c.byID(e.id)
+	return c.at(e.id, gen)
 }
 
 // put keeps a copy of r, read by a statement that saw gen, and, for a

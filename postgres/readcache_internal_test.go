@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"fmt"
 	"testing"
 
+	"custos"
 	"custos/internal/sqlutil"
 )
 
@@ -35,5 +37,74 @@ func TestChangesCached(t *testing.T) {
 		if got := changesCached(c.query); got != c.want {
 			t.Errorf("changesCached(%.80q) = %v, want %v", c.query, got, c.want)
 		}
+	}
+}
+
+// TestReadCacheEntries: the cache answers only with entries of the
+// generation the node knows, never caches generation 0, hands out and
+// keeps copies, and stays within its size.
+func TestReadCacheEntries(t *testing.T) {
+	c := newReadCache(32) // 2 a shard
+	read := func(id string) *sqlutil.SubjectRead {
+		return &sqlutil.SubjectRead{
+			Subject:  &custos.StoredSubject{ID: custos.SubjectID(id), Sealed: map[string][]byte{"name": {1, 2, 3}}},
+			Key:      &custos.DataKey{SubjectID: custos.SubjectID(id), Version: 1, Wrapped: []byte{9}},
+			Consents: []*custos.StoredConsent{{Seq: 1, SubjectID: custos.SubjectID(id), Purpose: "marketing", Sealed: []byte{7}}},
+		}
+	}
+	hash := []byte{0xab}
+	if c.put(read("sub_a"), 0, "mobile", hash); c.known.Load() != 0 {
+		t.Fatalf("generation 0 taken as known")
+	}
+	if _, _, ok := c.byID("sub_a"); ok {
+		t.Fatalf("an entry of generation 0 answered")
+	}
+	orig := read("sub_a")
+	c.put(orig, 5, "mobile", hash)
+	orig.Subject.Sealed["name"][0] = 0 // the caller's copy, changed after
+	got, gen, ok := c.byID("sub_a")
+	if !ok || gen != 5 || got.Subject.Sealed["name"][0] != 1 {
+		t.Fatalf("byID after put at 5: ok %v, gen %d, name %v; want the entry as put, of generation 5", ok, gen, got.Subject.Sealed["name"])
+	}
+	got.Subject.Sealed["name"][0], got.Key.Wrapped[0], got.Consents[0].Sealed[0] = 0, 0, 0
+	if again, _, _ := c.byID("sub_a"); again.Subject.Sealed["name"][0] != 1 || again.Key.Wrapped[0] != 9 || again.Consents[0].Sealed[0] != 7 {
+		t.Fatalf("a copy handed out, changed, changed the cache")
+	}
+	if r, gen, ok := c.byKey("mobile", hash); !ok || gen != 5 || r.Subject.ID != "sub_a" {
+		t.Fatalf("byKey: ok %v, gen %d", ok, gen)
+	}
+	if c.put(read("sub_b"), 4, "", nil); c.known.Load() != 5 {
+		t.Fatalf("an older generation's read moved the known one to %d", c.known.Load())
+	}
+	if _, _, ok := c.byID("sub_b"); ok {
+		t.Fatalf("an entry older than the known generation answered")
+	}
+	c.learn(6)
+	if _, _, ok := c.byID("sub_a"); ok {
+		t.Fatalf("an entry of generation 5 answered after 6 was learned")
+	}
+	if _, _, ok := c.byKey("mobile", hash); ok {
+		t.Fatalf("a key of generation 5 answered after 6 was learned")
+	}
+	// An owner filled at a later generation than its key does not vouch
+	// for the key, whatever the node knows when it looks.
+	c.put(read("sub_a"), 6, "mobile", hash)
+	c.put(read("sub_a"), 7, "", nil)
+	c.learn(6)
+	if _, _, ok := c.byKey("mobile", hash); ok {
+		t.Fatalf("a key of generation 6 answered with its owner of generation 7")
+	}
+	c.forget()
+	if _, _, ok := c.byID("sub_a"); ok {
+		t.Fatalf("an entry answered after the node's own change")
+	}
+	for i := range 200 {
+		c.put(read(fmt.Sprintf("sub_%d", i)), 8, "", nil)
+	}
+	if n := (&DB{rc: c}).ReadCacheStats().Entries; n > 32 {
+		t.Fatalf("%d entries, want at most 32", n)
+	}
+	if _, gen, ok := c.byID("sub_199"); !ok || gen != 8 {
+		t.Fatalf("the last entry put: ok %v, gen %d", ok, gen)
 	}
 }
