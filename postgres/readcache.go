@@ -348,28 +348,22 @@ var cachedTables = regexp.MustCompile(`(?is)\b(UPDATE|DELETE\s+FROM|INSERT\s+INT
 // doUpdate finds an upsert's update.
 var doUpdate = regexp.MustCompile(`(?is)\bDO\s+UPDATE\b`)
 
-var cachedKinds sync.Map // query → bool, for texts under 4 KiB
+var cachedKinds sqlutil.QueryKinds
 
 // changesCached reports whether query may change a row a read cache
 // holds. An insert of subject, data key or lookup rows does not, unless
 // it is an upsert's update: only rows that exist are cached. An insert of
 // a consent does (it adds to a cached history).
 func changesCached(query string) bool {
-	if v, ok := cachedKinds.Load(query); ok {
-		return v.(bool)
-	}
-	changes := false
-	for _, m := range cachedTables.FindAllStringSubmatch(query, -1) {
-		verb := strings.ToUpper(m[1])
-		if !strings.HasPrefix(verb, "INSERT") || strings.EqualFold(m[2], "consents") || doUpdate.MatchString(query) {
-			changes = true
-			break
+	return cachedKinds.Of(query, func(query string) bool {
+		for _, m := range cachedTables.FindAllStringSubmatch(query, -1) {
+			verb := strings.ToUpper(m[1])
+			if !strings.HasPrefix(verb, "INSERT") || strings.EqualFold(m[2], "consents") || doUpdate.MatchString(query) {
+				return true
+			}
 		}
-	}
-	if len(query) < 4096 {
-		cachedKinds.Store(query, changes)
-	}
-	return changes
+		return false
+	})
 }
 
 // glanceProof returns the proof a Glance notes its cache's answer in,

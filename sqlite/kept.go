@@ -218,24 +218,24 @@ func (tx *Tx) checkKept(query string) error {
 // (audit_events, audit_blocks, audit_blocks_filed, audit_checkpoints).
 var auditTables = regexp.MustCompile(`(?i)\baudit_\w+`)
 
-var auditReads queryKinds
+var auditReads sqlutil.QueryKinds
 
 // readsAudit reports whether query names a table of the audit log.
 func readsAudit(query string) bool {
-	return auditReads.of(query, auditTables.MatchString)
+	return auditReads.Of(query, auditTables.MatchString)
 }
 
 // auditWrites matches the statements that change the audit log alone:
 // inserts of events and the filing of their index entries (auditindex.go).
 var auditWrites = regexp.MustCompile(`(?is)^\s*INSERT\s+(OR\s+\w+\s+)?INTO\s+"?(audit_events|audit_blocks|audit_blocks_filed)"?[\s(]`)
 
-var dataKinds queryKinds
+var dataKinds sqlutil.QueryKinds
 
 // changesData reports whether query may change anything but the audit
 // log: every statement but a SELECT and an insert into the audit log's
 // tables. Erring towards yes only ends kept snapshots sooner.
 func changesData(query string) bool {
-	return dataKinds.of(query, func(query string) bool {
+	return dataKinds.Of(query, func(query string) bool {
 		return !selectOnly.MatchString(query) && !auditWrites.MatchString(query)
 	})
 }

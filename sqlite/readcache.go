@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // DefaultReadCache is how many customers the read cache holds when
@@ -388,12 +389,12 @@ func (inv *invalidation) empty() bool { return !inv.all && len(inv.ids) == 0 }
 // reads beside creates (the bench's mixed workload) found it empty.
 var cachedTables = regexp.MustCompile(`(?is)^\s*(UPDATE\s+(OR\s+\w+\s+)?|DELETE\s+FROM\s+|INSERT\s+(OR\s+\w+\s+)?INTO\s+|REPLACE\s+INTO\s+)"?(subjects|data_keys|consents|lookups)"?[\s(]`)
 
-var statementKinds queryKinds // changes cached rows
+var statementKinds sqlutil.QueryKinds // changes cached rows
 
 // changesCached reports whether query may change a row the read cache
 // holds.
 func changesCached(query string) bool {
-	return statementKinds.of(query, func(query string) bool {
+	return statementKinds.Of(query, func(query string) bool {
 		m := cachedTables.FindStringSubmatch(query)
 		if m == nil {
 			return false
@@ -406,23 +407,6 @@ func changesCached(query string) bool {
 		}
 		return true
 	})
-}
-
-// queryKinds remembers a yes-or-no answer about each statement text, so
-// that the regular expressions behind it run once per text.
-type queryKinds struct{ m sync.Map } // query → bool
-
-// of returns kind(query), computed once per query. Texts of 4 KiB or more
-// (batch statements, whose text varies with their row count) are not kept.
-func (k *queryKinds) of(query string, kind func(string) bool) bool {
-	if v, ok := k.m.Load(query); ok {
-		return v.(bool)
-	}
-	r := kind(query)
-	if len(query) < 4096 {
-		k.m.Store(query, r)
-	}
-	return r
 }
 
 // sharedGen is three counters in a file mapped into every custos process
