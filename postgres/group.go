@@ -380,8 +380,12 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		// run only if the cache generation it rests on is still the one
 		// the node knows; the group's end checks that it is the
 		// database's (readcache.go).
-		proof := custos.ReadProofFrom(r.ctx)
-		if proof != nil && proof.Gen != 0 && db.rc != nil && proof.Gen != db.rc.known.Load() {
+		var proof *custos.ReadProof
+		if db.rc != nil {
+			// Only a node with a cache answers from it.
+			proof = custos.ReadProofFrom(r.ctx)
+		}
+		if proof != nil && proof.Gen != 0 && proof.Gen != db.rc.known.Load() {
 			db.rc.stale.Add(1)
 			errs[i] = custos.ErrStaleRead
 			continue

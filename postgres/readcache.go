@@ -1,11 +1,11 @@
 package postgres
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,7 +160,7 @@ func (c *readCache) at(id custos.SubjectID, gen int64) (*sqlutil.SubjectRead, in
 		return nil, 0, false
 	}
 	c.hits.Add(1)
-	return cloneRead(e.read), gen, true
+	return e.read.Clone(), gen, true
 }
 
 // byKey is byID for the owner of a blind-index key. The key's entry and
@@ -191,7 +191,9 @@ func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []
 		return // older than what a check or another read saw
 	}
 	id := r.Subject.ID
-	cp := cloneRead(r)
+	// What the cache keeps, and what it hands out, is nobody else's to
+	// change.
+	cp := r.Clone()
 	s := c.shard(string(id))
 	s.mu.Lock()
 	evict(s.byID, c.max, id)
@@ -221,26 +223,6 @@ func evict[K comparable, V any](m map[K]V, limit int, k K) {
 		delete(m, old)
 		return
 	}
-}
-
-// cloneRead copies r down to its bytes: what the cache keeps, and what it
-// hands out, is nobody else's to change.
-func cloneRead(r *sqlutil.SubjectRead) *sqlutil.SubjectRead {
-	st := *r.Subject
-	st.Sealed = make(map[string][]byte, len(r.Subject.Sealed))
-	for f, v := range r.Subject.Sealed {
-		st.Sealed[f] = bytes.Clone(v)
-	}
-	cp := &sqlutil.SubjectRead{Subject: &st, Consents: make([]*custos.StoredConsent, len(r.Consents))}
-	if r.Key != nil {
-		cp.Key = sqlutil.CloneKey(r.Key)
-	}
-	for i, con := range r.Consents {
-		cc := *con
-		cc.Sealed = bytes.Clone(con.Sealed)
-		cp.Consents[i] = &cc
-	}
-	return cp
 }
 
 // ReadCacheStats counts the read cache's answers (Hits), the reads it
@@ -325,12 +307,9 @@ func (tx *Tx) endSQL() []string {
 
 // noteGen records, in a commit group, that a member's read rests on gen.
 func (tx *Tx) noteGen(gen int64) {
-	for _, g := range tx.gens {
-		if g == gen {
-			return
-		}
+	if !slices.Contains(tx.gens, gen) {
+		tx.gens = append(tx.gens, gen)
 	}
-	tx.gens = append(tx.gens, gen)
 }
 
 // note records in a write transaction that query may change a row a read
