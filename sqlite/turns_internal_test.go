@@ -30,28 +30,40 @@ func TestWritersTakeTurns(t *testing.T) {
 	const windows = 40
 	var done atomic.Int64 // the busy store's transactions committed
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
+	// Each window queues the next as it begins, so that the busy store's
+	// writer begins the next as soon as one commits, as a store with work
+	// queued does: the other's write gets in by a yield, not in a gap
+	// between one window's end and the next one's request (on a loaded
+	// host such gaps let every write in without a yield, and the test
+	// then proved nothing about turns).
+	var window func(i int)
+	window = func(i int) {
 		defer wg.Done()
-		for i := range windows {
-			// A window holds the write lock for 25 ms, longer than a
-			// turn's quantum, as a retention window holds it for 11–15
-			// ms on a store of a million alone and about 30 ms beside a
-			// busy node.
-			err := busy.Update(ctx, func(tx custos.Tx) error {
-				if err := appendEvent(ctx, tx, 1000+i); err != nil {
-					return err
-				}
-				time.Sleep(25 * time.Millisecond)
-				return nil
-			})
-			if err != nil {
-				t.Errorf("window %d: %v", i, err)
-				return
+		var next sync.Once
+		// A window holds the write lock for 25 ms, longer than a turn's
+		// quantum, as a retention window holds it for 11–15 ms on a
+		// store of a million alone and about 30 ms beside a busy node.
+		err := busy.Update(ctx, func(tx custos.Tx) error {
+			if i+1 < windows {
+				next.Do(func() {
+					wg.Add(1)
+					go window(i + 1)
+				})
 			}
-			done.Add(1)
+			if err := appendEvent(ctx, tx, 1000+i); err != nil {
+				return err
+			}
+			time.Sleep(25 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Errorf("window %d: %v", i, err)
+			return
 		}
-	}()
+		done.Add(1)
+	}
+	wg.Add(1)
+	go window(0)
 	for done.Load() < 3 {
 		time.Sleep(time.Millisecond)
 	}
