@@ -197,7 +197,11 @@ func TestBumpSQL(t *testing.T) {
 	}
 	slices.Sort(slots)
 	slots = slices.Compact(slots)
-	if got, want := tx.inv.bumpSQL(), bumpSlotsSQL(slots); got != want || !strings.Contains(got, "'{"+joinInts(slots)+"}'") {
+	var rows []string
+	for _, s := range slots {
+		rows = append(rows, fmt.Sprintf("(%d, 1)", s))
+	}
+	if got, want := tx.inv.bumpSQL(), bumpSlotsSQL(slots); got != want || !strings.Contains(got, " VALUES "+strings.Join(rows, ", ")+" ON CONFLICT") {
 		t.Fatalf("bump %q, want %q", got, want)
 	}
 	if tx.scope != nil {

@@ -12,6 +12,8 @@ import (
 
 	"custos"
 	"custos/postgres"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestReadCacheCheck: a read that node a answered from its read cache is
@@ -198,5 +200,29 @@ func TestCacheSlot(t *testing.T) {
 	}
 	if len(seen) < len(ids)*9/10 {
 		t.Errorf("%d ids in %d slots: not spread", len(ids), len(seen))
+	}
+}
+
+// TestOlderNodeCheck: once migration 0014 has run, the check of a node of
+// the version before (cache_gen_check over cache_gen alone, which a newer
+// node's change to a customer no longer moves) always fails, naming a
+// generation past cache_gen's, so that such a node, during a rolling
+// upgrade, answers nothing from its cache.
+func TestOlderNodeCheck(t *testing.T) {
+	url := MustCreateSchema(t)
+	MustOpen(t, url, postgres.Options{Migrate: true})
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var g int64
+	if err := db.QueryRowContext(t.Context(), `SELECT gen FROM cache_gen`).Scan(&g); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(t.Context(), fmt.Sprintf(`SELECT cache_gen_check('{%d}'::bigint[])`, g))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "CU001" || pe.Detail != fmt.Sprint(g+1) {
+		t.Fatalf("an older node's check at the current generation %d: %v, want SQLSTATE CU001 naming %d", g, err, g+1)
 	}
 }

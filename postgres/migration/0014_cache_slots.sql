@@ -32,13 +32,19 @@ $$;
 CREATE FUNCTION cache_check(gens bigint[], slots integer[], slot_gens bigint[]) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
 	g bigint;
+	sg bigint;
 	moved text;
 BEGIN
 	SELECT gen INTO g FROM cache_gen;
-	SELECT string_agg(w.slot || ':' || COALESCE(c.gen, 0), ' ') INTO moved
-		FROM unnest(slots, slot_gens) AS w(slot, gen)
-		LEFT JOIN cache_slots c ON c.slot = w.slot
-		WHERE COALESCE(c.gen, 0) <> w.gen;
+	-- A probe of the key a slot, each a cached plan: half the time of one
+	-- join of the arrays with the table (pgbench, fifty-second session),
+	-- and this runs under the append lock.
+	FOR i IN 1 .. coalesce(array_length(slots, 1), 0) LOOP
+		SELECT gen INTO sg FROM cache_slots WHERE slot = slots[i];
+		IF coalesce(sg, 0) <> slot_gens[i] THEN
+			moved := concat_ws(' ', moved, slots[i] || ':' || coalesce(sg, 0));
+		END IF;
+	END LOOP;
 	IF moved IS NOT NULL OR NOT (g = ALL (gens)) THEN
 		RAISE EXCEPTION 'custos: a read cache generation is out of date'
 			USING ERRCODE = 'CU001', DETAIL = concat_ws(' ', g::text, moved);
