@@ -68,11 +68,6 @@ type ReadProof struct {
 	// Gen is the cache generation the Glance answered from; 0: it read
 	// the tables.
 	Gen int64
-	// Slot and SlotGen, for a store whose cache generation is also kept
-	// by slots of customers (PostgreSQL's), are the answer's customer's
-	// slot and that slot's generation the Glance answered from.
-	Slot    int
-	SlotGen int64
 	// Bypass has the Glance read the tables whatever its cache holds.
 	Bypass bool
 }

@@ -40,7 +40,6 @@ func (tx *Tx) GetDataKey(ctx context.Context, id custos.SubjectID) (*custos.Data
 // UpdateDataKey replaces every column of k.SubjectID's key with k (a
 // rewrap under another master key, or a new version). Returns ENOTFOUND.
 func (tx *Tx) UpdateDataKey(ctx context.Context, k *custos.DataKey) error {
-	defer tx.about(k.SubjectID)()
 	n, err := tx.affected(ctx, `UPDATE data_keys SET version = $1, kek_version = $2, wrapped = $3, created_at = $4 WHERE subject_id = $5`,
 		k.Version, k.KEKVersion, k.Wrapped, sqlutil.Micros(k.CreatedAt), string(k.SubjectID))
 	return mustAffect(n, err, "Data key")
@@ -52,7 +51,6 @@ func (tx *Tx) UpdateDataKey(ctx context.Context, k *custos.DataKey) error {
 // the table file until VACUUM reclaims the space, and in the WAL and any
 // base backup: shredding relies on the master key wrapping every data key.
 func (tx *Tx) DeleteDataKey(ctx context.Context, id custos.SubjectID) error {
-	defer tx.about(id)()
 	n, err := tx.affected(ctx, `DELETE FROM data_keys WHERE subject_id = $1`, string(id))
 	return mustAffect(n, err, "Data key")
 }

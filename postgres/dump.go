@@ -159,7 +159,7 @@ func (db *DB) Load(ctx context.Context, r custos.DumpReader) error {
 		}
 		// Its rows go in by statements of its own: the read caches'
 		// generation moves on at its commit all the same.
-		t.inv.all = true
+		t.changed = true
 		tx, ok := t.tx.(*sql.Tx) // db.run's transaction, never a commit group's
 		if !ok {
 			return internal("load", fmt.Errorf("unexpected transaction %T", t.tx))

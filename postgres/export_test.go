@@ -122,6 +122,3 @@ func (db *DB) BusyReads(lookups bool) int {
 	defer b.mu.Unlock()
 	return b.busy
 }
-
-// CacheSlot exposes a customer's read cache slot, as Go computes it.
-var CacheSlot = cacheSlot

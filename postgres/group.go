@@ -345,7 +345,11 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 	tx := &Tx{tx: conn, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, write: true, shared: true,
 		deferring: deferring, flushed: &db.deferredSent, locks: &db.appendLocks}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
-	defer db.rc.forget(&tx.inv)
+	defer func() {
+		if tx.changed {
+			db.rc.forget()
+		}
+	}()
 	defer func() {
 		if tx.begun {
 			// After a failed COMMIT the transaction may be over already;
@@ -381,7 +385,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 			// Only a node with a cache answers from it.
 			proof = custos.ReadProofFrom(r.ctx)
 		}
-		if proof != nil && proof.Gen != 0 && (gens{proof.Gen, proof.SlotGen} != db.rc.knownFor(proof.Slot)) {
+		if proof != nil && proof.Gen != 0 && proof.Gen != db.rc.known.Load() {
 			db.rc.stale.Add(1)
 			errs[i] = custos.ErrStaleRead
 			continue
@@ -402,7 +406,7 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		}
 		if errs[i] == nil {
 			if proof != nil && proof.Gen != 0 {
-				tx.noteGens(proof)
+				tx.noteGen(proof.Gen)
 			}
 			continue
 		}
@@ -447,8 +451,8 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 			return ran, nil // no member ran a statement
 		}
 		end := releaseSQL
-		if b := tx.inv.bumpSQL(); b != "" {
-			end += "; " + b
+		if tx.changed {
+			end += "; " + bumpGenSQL
 		}
 		tag, err := control(ctx, conn, db.timeout, end+"; "+commitSQL)
 		tx.begun = err != nil
@@ -540,11 +544,11 @@ func (db *DB) counted(async bool, err error) error {
 // text.
 const headHexSQL = `SELECT seq, encode(hash, 'hex') FROM audit_events ORDER BY seq DESC LIMIT 1`
 
-// staleGen learns the cache generations a group's check found, and
+// staleGen learns the cache generation a group's check found, and
 // returns es for commitGroup, which runs the group again.
 func (db *DB) staleGen(es *errStaleGen) error {
 	if db.rc != nil {
-		db.rc.learn(es)
+		db.rc.learn(es.gen)
 	}
 	return es
 }

@@ -71,7 +71,6 @@ func (tx *Tx) FindLookup(ctx context.Context, field string, hash []byte) (custos
 // DeleteLookups removes a subject's entries for field, or all when field
 // is "". Deleting nothing is not an error.
 func (tx *Tx) DeleteLookups(ctx context.Context, id custos.SubjectID, field string) error {
-	defer tx.about(id)()
 	var err error
 	if field == "" {
 		_, err = tx.exec(ctx, `DELETE FROM lookups WHERE subject_id = $1`, string(id))

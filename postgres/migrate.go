@@ -86,7 +86,7 @@ func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
 		if _, err := tx.exec(ctx, string(body)); err != nil {
 			return internal("migrate "+name, err)
 		}
-		tx.inv = cacheInv{}
+		tx.changed = false
 		return nil
 	})
 	return done, err

@@ -297,14 +297,16 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, write bool, fn func(
 			return err
 		}
 	}
-	if b := tx.inv.bumpSQL(); b != "" {
+	if tx.changed {
 		// After the append lock where the transaction took it.
-		if _, err := tx.exec(ctx, b); err != nil {
+		if _, err := tx.exec(ctx, bumpGenSQL); err != nil {
 			return formatError(err, "Read cache generation")
 		}
-		defer db.rc.forget(&tx.inv)
 	}
 	ended = true
+	if tx.changed {
+		defer db.rc.forget()
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return formatError(fmt.Errorf("commit: %w", err), "Transaction")
 	}

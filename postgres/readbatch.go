@@ -63,11 +63,10 @@ var readsByID = newReadKind(1, "s.id", "s.id", "subjects s")
 var readsByKey = newReadKind(2, "l.field, l.hash", "(l.field, l.hash)",
 	"lookups l CROSS JOIN LATERAL (SELECT * FROM subjects WHERE id = l.subject_id OFFSET 0) s")
 
-// readGenSQL is the read cache generations (readcache.go), in every row
-// after the lead columns: cache_gen's and the customer's slot's, as the
-// statement's snapshot saw them, as its rows are; cache_gen's is 0 (never
-// cached) should its row be missing, a slot's 0 until it first moves.
-const readGenSQL = `COALESCE((SELECT gen FROM cache_gen), 0), COALESCE((SELECT gen FROM cache_slots WHERE slot = cache_slot(s.id)), 0)`
+// readGenSQL is the read cache generation (readcache.go), in every row
+// after the lead columns: the statement's snapshot's, as its rows are; 0
+// (never cached) should its row be missing.
+const readGenSQL = `COALESCE((SELECT gen FROM cache_gen), 0)`
 
 // readJoins joins each subject's data key and consents by a probe of
 // their index, one subject at a time. As plain joins, planned for a list
@@ -134,17 +133,17 @@ type batchedRead struct {
 	ctx  context.Context // the caller's: once done, the read is not sent
 	done chan struct{}   // closed when read, gen and err are set
 	read *sqlutil.SubjectRead
-	gens gens // the read cache generations the statement saw
+	gen  int64 // the read cache generation the statement saw
 	err  error
 }
 
 // read returns the subject that args ask for (kind.params of them) with
-// its key and consent history, and the read cache generations its
+// its key and consent history, and the read cache generation its
 // statement saw, or sql.ErrNoRows. A read sent alone runs
 // under ctx; a queued read's ctx bounds only its wait, because its
 // statement carries the reads of others too and runs under the query
 // timeout alone.
-func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, gens, error) {
+func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRead, int64, error) {
 	r := &batchedRead{ask: askKey(args), args: args, ctx: ctx}
 	b.mu.Lock()
 	if b.busy < maxReadBatches {
@@ -154,18 +153,18 @@ func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRe
 		// context, as a statement of its own did.
 		b.send(ctx, []*batchedRead{r})
 		b.next()
-		return r.read, r.gens, r.err
+		return r.read, r.gen, r.err
 	}
 	r.done = make(chan struct{})
 	b.queue = append(b.queue, r)
 	b.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.read, r.gens, r.err
+		return r.read, r.gen, r.err
 	case <-ctx.Done():
 		// The statement goes on for the others; this read's answer is
 		// dropped when it comes.
-		return nil, gens{}, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 }
 
@@ -175,10 +174,10 @@ func (b *readBatcher) read(ctx context.Context, args ...any) (*sqlutil.SubjectRe
 // and returns the customer; ENOTFOUND names entity.
 //
 // With a read cache, the answer goes in it, tagged with the cache
-// generations the statement saw (readcache.go), and the caller gets a copy.
+// generation the statement saw (readcache.go), and the caller gets a copy.
 func (tx *Tx) glanceRead(ctx context.Context, b *readBatcher, entity string, args ...any) (*custos.StoredSubject, error) {
 	tx.sent = true
-	r, g, err := b.read(ctx, args...)
+	r, gen, err := b.read(ctx, args...)
 	if err != nil {
 		return nil, formatError(err, entity)
 	}
@@ -187,18 +186,18 @@ func (tx *Tx) glanceRead(ctx context.Context, b *readBatcher, entity string, arg
 		if b.kind == readsByKey {
 			field, hash = args[0].(string), args[1].([]byte)
 		}
-		tx.rc.put(r, g, field, hash)
+		tx.rc.put(r, gen, field, hash)
 	}
 	tx.reads.Keep(r)
 	return r.Subject, nil
 }
 
 // cacheAnswer answers a Glance's one read with r, which the read cache
-// holds as of g, as glanceRead answers with a statement's, and notes g in
-// the read's proof.
-func (tx *Tx) cacheAnswer(p *custos.ReadProof, r *sqlutil.SubjectRead, g gens) *custos.StoredSubject {
+// holds as of gen, as glanceRead answers with a statement's, and notes gen
+// in the read's proof.
+func (tx *Tx) cacheAnswer(p *custos.ReadProof, r *sqlutil.SubjectRead, gen int64) *custos.StoredSubject {
 	tx.sent = true
-	p.Gen, p.Slot, p.SlotGen = g.all, cacheSlot(r.Subject.ID), g.slot
+	p.Gen = gen
 	tx.reads.Keep(r)
 	return r.Subject
 }
@@ -304,7 +303,7 @@ func (b *readBatcher) send(ctx context.Context, batch []*batchedRead) {
 		case byAsk[r.ask] == nil:
 			r.err = sql.ErrNoRows
 		default:
-			r.read, r.gens = byAsk[r.ask], c.gens[r.ask]
+			r.read, r.gen = byAsk[r.ask], c.gen
 		}
 		if r.done != nil {
 			close(r.done)
@@ -326,20 +325,19 @@ func listSize(n int) int {
 // customer, by the ask its rows lead with.
 type askRows struct {
 	lead  []any // a *[]byte for each lead column
-	gen   gens  // the read cache generations, after the lead columns
-	dests []any // lead, then &gen.all and &gen.slot
+	gen   int64 // the read cache generation, after the lead columns
+	dests []any // lead, then &gen
 	cur   *sqlutil.SubjectRead
 	last  string
 	byAsk map[string]*sqlutil.SubjectRead
-	gens  map[string]gens // each ask's customer's generations
 }
 
 func newAskRows(params int) *askRows {
-	c := &askRows{lead: make([]any, params), byAsk: map[string]*sqlutil.SubjectRead{}, gens: map[string]gens{}}
+	c := &askRows{lead: make([]any, params), byAsk: map[string]*sqlutil.SubjectRead{}}
 	for i := range c.lead {
 		c.lead[i] = new([]byte)
 	}
-	c.dests = append(slices.Clip(c.lead), &c.gen.all, &c.gen.slot)
+	c.dests = append(slices.Clip(c.lead), &c.gen)
 	return c
 }
 
@@ -352,7 +350,6 @@ func (c *askRows) scan(s scanner) error {
 	if ask := askKey(c.lead); c.cur == nil || ask != c.last {
 		c.cur, c.last = &sqlutil.SubjectRead{}, ask
 		c.byAsk[ask] = c.cur
-		c.gens[ask] = c.gen
 	}
 	return c.cur.Add(&row)
 }

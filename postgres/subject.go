@@ -129,7 +129,6 @@ func (tx *Tx) GetSubject(ctx context.Context, id custos.SubjectID) (*custos.Stor
 // UpdateSubject replaces the sealed fields and updated time of s.ID; the
 // creation time is kept. Returns ENOTFOUND.
 func (tx *Tx) UpdateSubject(ctx context.Context, s *custos.StoredSubject) error {
-	defer tx.about(s.ID)()
 	n, err := tx.affected(ctx, `UPDATE subjects SET sealed = $1, updated_at = $2 WHERE id = $3`,
 		sqlutil.EncodeSealed(s.Sealed), sqlutil.Micros(s.UpdatedAt), string(s.ID))
 	return mustAffect(n, err, "Subject")
@@ -138,7 +137,6 @@ func (tx *Tx) UpdateSubject(ctx context.Context, s *custos.StoredSubject) error 
 // DeleteSubject deletes the subject row. Its lookups and records must be
 // deleted first. Returns ENOTFOUND.
 func (tx *Tx) DeleteSubject(ctx context.Context, id custos.SubjectID) error {
-	defer tx.about(id)()
 	n, err := tx.affected(ctx, `DELETE FROM subjects WHERE id = $1`, string(id))
 	return mustAffect(n, err, "Subject")
 }
@@ -189,7 +187,6 @@ func (l *lockedSubject) subject(id custos.SubjectID) (*custos.StoredSubject, err
 // sees every row another transaction added before letting the subject
 // go, and no transaction adds one after.
 func (tx *Tx) EraseSubjectRows(ctx context.Context, id custos.SubjectID) (*custos.StoredSubject, int, error) {
-	defer tx.about(id)()
 	args := []any{string(id)}
 	var (
 		l                        lockedSubject

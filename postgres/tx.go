@@ -67,17 +67,12 @@ type Tx struct {
 	// read notes the cache generation it answered from (readcache.go).
 	rc    *readCache
 	proof *custos.ReadProof
-	// inv records, in a write transaction, what its statements may have
-	// changed of the rows a read cache holds: the transaction moves those
-	// rows' cache generations on before it commits (note). scope names the
-	// customers the statements sent now change (about); noted, that they
-	// are in inv. gens and slotGens, in a commit group, are the
+	// changed records, in a write transaction, that a statement may have
+	// changed a row a read cache holds: the transaction moves the cache
+	// generation on before it commits. gens, in a commit group, are the
 	// generations its members' reads rest on, checked at its end.
-	inv      cacheInv
-	scope    []custos.SubjectID
-	noted    bool
-	gens     []int64
-	slotGens []slotGen
+	changed bool
+	gens    []int64
 	// found is the subject FindLookup read in a read-only transaction,
 	// handed to the GetSubject that follows.
 	found *custos.StoredSubject

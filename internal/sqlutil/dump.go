@@ -18,13 +18,13 @@ import (
 // its own and which a restore compares instead, SQLite's internal
 // tables, SQLite's audit index (audit_blocks, audit_blocks_filed),
 // which the restoring store builds again from the audit log it loads, and
-// PostgreSQL's read cache generations (cache_gen, cache_slots), which the
-// restoring store has of its own and which no backup's data depends on. Every
+// PostgreSQL's read cache generation (cache_gen), which the restoring
+// store has of its own and which no backup's data depends on. Every
 // other table — including those later features add — is
 // dumped, found at run time from the schema catalog.
 func SkipDumpTable(name string) bool {
 	return name == "migrations" || strings.HasPrefix(name, "sqlite_") ||
-		name == "audit_blocks" || name == "audit_blocks_filed" || name == "cache_gen" || name == "cache_slots"
+		name == "audit_blocks" || name == "audit_blocks_filed" || name == "cache_gen"
 }
 
 // QuoteIdent quotes a table or column name for SQL (both dialects).
