@@ -1,0 +1,8 @@
+#!/bin/bash
+# plain.sh BIN OUT: reads and lookups, primed, a fresh database.
+BIN=$1; OUT=$2
+db=s52p_$RANDOM$RANDOM; createdb -h 127.0.0.1 -U postgres $db
+data=$(mktemp -d)
+$BIN bench -data $data -store "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" -migrate -subjects 5000 -duration 5s -prime -workloads read,lookup -c 16,64 -json $OUT.json > $OUT.txt 2>&1
+dropdb -h 127.0.0.1 -U postgres --force $db
+rm -rf $data

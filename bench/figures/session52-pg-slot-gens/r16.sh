@@ -1,0 +1,7 @@
+#!/bin/bash
+BIN=$1; OUT=$2
+db=s52r_$RANDOM$RANDOM; createdb -h 127.0.0.1 -U postgres $db
+data=$(mktemp -d)
+$BIN bench -data $data -store "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" -migrate -subjects 5000 -duration 5s -prime -workloads read -c 16 -json $OUT.json > $OUT.txt 2>&1
+dropdb -h 127.0.0.1 -U postgres --force $db
+rm -rf $data
