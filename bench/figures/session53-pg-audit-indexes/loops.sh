@@ -3,7 +3,7 @@
 # from this directory. SERIES dropped: A (indexes dropped) against B (as
 # migrated); filing-1: F (dropped, pgbench filing meanwhile) then B;
 # filing-2: B then F.
-BIN=$1; cd "$(dirname "$0")"
+BIN=$(realpath "$1"); cd "$(dirname "$0")"
 for i in 1 2 3; do
   case $2 in
   dropped) ./run.sh $BIN A$i 1; ./run.sh $BIN B$i 0 ;;

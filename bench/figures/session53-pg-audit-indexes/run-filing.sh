@@ -1,5 +1,5 @@
 #!/bin/bash
-# run.sh BIN OUT MODE: reads and lookups, primed, a fresh database.
+# run-filing.sh BIN OUT MODE: reads and lookups, primed, a fresh database.
 # MODE 0: the audit indexes as migrated; 1: dropped; 2: dropped, and
 # pgbench files events into audit_keys in chunks of 1,024 six times a
 # second meanwhile (the CPU a filing would take, outside the lock).
