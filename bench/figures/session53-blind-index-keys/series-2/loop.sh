@@ -1,7 +1,7 @@
 #!/bin/bash
 # second series: base (B), 16-byte keys (K), no lookups_subject_id (N), both (X); order rotates each round
 # BINDIR holds custos (the head), custos-k16, custos-noli and custos-both (the head with one scratch patch, the other, or both)
-cd "$(dirname "$0")"
+BINDIR=$(realpath "${BINDIR:?set BINDIR}"); cd "$(dirname "$0")"
 run() { $BINDIR/$1 bench -subjects 2000 -duration 5s -workloads create -c 16,64 -json $2.json > $2.txt 2>&1; }
 for i in 1 2 3 4 5 6; do
   case $((i % 4)) in
