@@ -11,8 +11,20 @@ import (
 	"sync"
 )
 
-// IndexSize is the length in bytes of a blind index value.
-const IndexSize = sha256.Size
+// IndexSize is the length in bytes of a blind index value: HMAC-SHA-256
+// truncated to its first 128 bits.
+//
+// Truncation is allowed by RFC 2104 section 5 down to half the hash's
+// length and by NIST SP 800-107r1 section 5.3.3; 128 bits is that half.
+// What the index must resist is a collision between two customers' values
+// of one field, which would make the second customer's create or
+// correction fail as a duplicate: among a billion keys of one field the
+// chance of any is about 1.5e-21 (n²/2¹²⁹). Guessing a value from its key
+// still needs the index key. The shorter key takes half the space in the
+// blind index's B-tree leaves, where a create's keys land on random pages
+// (BENCHMARKS.md, fifty-third and fifty-fourth sessions). Keys written
+// before migration 0014 were 32 bytes; the migration cut them to these 16.
+const IndexSize = 16
 
 // maxCachedFields bounds the cache of derived field keys. Field names come
 // from the catalog, a few dozen; the bound only stops a caller that passes
@@ -47,7 +59,7 @@ func newIndexer(root []byte) *Indexer {
 	return &Indexer{root: root, fields: make(map[string]*fieldMAC)}
 }
 
-// Index returns the 32-byte blind index of normalized for field. The caller
+// Index returns the IndexSize-byte blind index of normalized for field. The caller
 // normalises first (trimmed, case-folded, digits only …, per the catalog's
 // normaliser), since "138 0013 8000" and "13800138000" index differently.
 // The result depends only on the index root key, field and value, so it is
@@ -58,7 +70,10 @@ func (ix *Indexer) Index(field, normalized string) []byte {
 	if _, err := io.WriteString(h, normalized); err != nil {
 		panic("keys: hash write failed: " + err.Error())
 	}
-	return h.Sum(make([]byte, 0, IndexSize))
+	var sum [sha256.Size]byte
+	out := make([]byte, IndexSize)
+	copy(out, h.Sum(sum[:0]))
+	return out
 }
 
 // mac returns a fresh keyed HMAC for field.

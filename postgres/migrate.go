@@ -83,6 +83,7 @@ func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
 		if _, err := tx.exec(ctx, unmarkBumpsSQL); err != nil {
 			return internal("migrate "+name, err)
 		}
+		tx.timeout = max(tx.timeout, sqlutil.MigrationTimeout)
 		if _, err := tx.exec(ctx, string(body)); err != nil {
 			return internal("migrate "+name, err)
 		}

@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"crypto/sha256"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,5 +186,78 @@ func TestOpenNewerDatabase(t *testing.T) {
 		if custos.ErrorCode(err) != custos.EINVALID || custos.ErrorMessage(err) != want {
 			t.Errorf("Open(Migrate: %v): got %v, want EINVALID %q", migrate, err, want)
 		}
+	}
+}
+
+// TestLookupsHash16 (migration 0014): a store written before it, with
+// 32-byte blind-index keys, comes out with every key cut to its first 16
+// bytes, the customer found by the cut key as by the key this custos
+// computes (keys.IndexSize); afterwards a 32-byte key, as an older node
+// still running during an upgrade would write, is refused by name, and
+// nothing of the refused transaction is stored.
+func TestLookupsHash16(t *testing.T) {
+	ctx := t.Context()
+	url := MustCreateSchema(t)
+	db := MustOpen(t, url, postgres.Options{Migrate: true})
+	pool := db.Pool()
+	// The store as it was before 0014.
+	if _, err := pool.ExecContext(ctx, `ALTER TABLE lookups DROP CONSTRAINT lookups_hash_not_before_0014;
+		DELETE FROM migrations WHERE name = '0014_lookups_hash16.sql'`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0).UTC()
+	long := map[custos.SubjectID][]byte{}
+	for i := range 50 {
+		id := custos.SubjectID(fmt.Sprintf("sub_%06d", i))
+		h := sha256.Sum256([]byte(id))
+		long[id] = h[:]
+		err := db.Update(ctx, func(tx custos.Tx) error {
+			if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: id, Sealed: map[string][]byte{"name": {1}}, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+			return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: h[:], SubjectID: id}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	db = MustOpen(t, url, postgres.Options{Migrate: true})
+	pool = db.Pool()
+	var n, cut int
+	if err := pool.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE octet_length(hash) = 16) FROM lookups`).Scan(&n, &cut); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(long) || cut != n {
+		t.Errorf("after the migration: %d keys, %d of them 16 bytes; want %d and all", n, cut, len(long))
+	}
+	for id, h := range long {
+		var got custos.SubjectID
+		err := db.View(ctx, func(tx custos.Tx) error {
+			var err error
+			got, err = tx.FindLookup(ctx, "mobile", h[:16])
+			return err
+		})
+		if err != nil || got != id {
+			t.Errorf("FindLookup of %s's cut key: got %q, %v", id, got, err)
+		}
+	}
+
+	// An older node's key: refused, naming the constraint, and the
+	// subject of the same transaction is not stored.
+	h := sha256.Sum256([]byte("older node"))
+	err := db.Update(ctx, func(tx custos.Tx) error {
+		if err := tx.InsertSubject(ctx, &custos.StoredSubject{ID: "sub_older", Sealed: map[string][]byte{"name": {1}}, CreatedAt: now, UpdatedAt: now}); err != nil {
+			return err
+		}
+		return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: h[:], SubjectID: "sub_older"}})
+	})
+	if err == nil || !strings.Contains(err.Error(), "lookups_hash_not_before_0014") {
+		t.Errorf("a 32-byte key after the migration: got %v, want a refusal naming lookups_hash_not_before_0014", err)
+	}
+	var stored int
+	if err := pool.QueryRowContext(ctx, `SELECT count(*) FROM subjects WHERE id = 'sub_older'`).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("the refused transaction's subject: %d rows, %v; want none", stored, err)
 	}
 }

@@ -240,3 +240,102 @@ func TestBatchInsertKeepsNoStatementJournal(t *testing.T) {
 		t.Errorf("a plain multi-row INSERT opened no statement journal: the test cannot see one")
 	}
 }
+
+// TestLookupsHash16 (migration 0014): a store written before it, with
+// 32-byte blind-index keys, comes out with every key cut to its first 16
+// bytes and nothing else changed: each customer is found by the cut key,
+// the index of keys by customer is used again, the foreign key is still
+// deferred and enforced, and the database passes its integrity and
+// foreign-key checks.
+func TestLookupsHash16(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "custos.db")
+	db, err := Open(ctx, path, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(21, 14))
+	insertLookupSubjects(t, db, r, 0, 300) // random 32-byte keys, as before 0014
+	// The table as 0001 and 0010 left it.
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE lookups_old (
+			field      TEXT NOT NULL,
+			hash       BLOB NOT NULL,
+			subject_id TEXT NOT NULL REFERENCES subjects (id) DEFERRABLE INITIALLY DEFERRED,
+			PRIMARY KEY (field, hash)
+		) STRICT, WITHOUT ROWID;
+		INSERT INTO lookups_old SELECT field, hash, subject_id FROM lookups;
+		DROP TABLE lookups;
+		ALTER TABLE lookups_old RENAME TO lookups;
+		CREATE INDEX lookups_subject_id ON lookups (subject_id);
+		DELETE FROM migrations WHERE name = '0014_lookups_hash16.sql'`); err != nil {
+		t.Fatal(err)
+	}
+	before := allLookups(t, db)
+	if len(before) != 900 {
+		t.Fatalf("before the migration: %d keys, want 900", len(before))
+	}
+	db.Close()
+
+	db, err = Open(ctx, path, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	after := allLookups(t, db)
+	if len(after) != len(before) {
+		t.Errorf("after the migration: %d keys, want %d", len(after), len(before))
+	}
+	for k := range before {
+		f, rest, _ := strings.Cut(k, "/")
+		h, s, _ := strings.Cut(rest, "/")
+		if cut := f + "/" + h[:32] + "/" + s; !after[cut] { // hex: 16 bytes
+			t.Errorf("key %s: want %s after the migration", k, cut)
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	if s := lookupsSchema(t, db); !strings.Contains(s, "subject_id TEXT NOT NULL REFERENCES subjects (id) DEFERRABLE INITIALLY DEFERRED,") {
+		t.Errorf("after the migration the key is not the deferred foreign key: %s", s)
+	}
+	if p := queryPlan(t, db, `SELECT field FROM lookups WHERE subject_id = ?`, "sub_000001"); !strings.Contains(p, "lookups_subject_id") {
+		t.Errorf("lookups by subject after the migration: plan %q, want the index lookups_subject_id", p)
+	}
+	// Found by the cut key, through the store.
+	var one string
+	for k := range after {
+		one = k
+		break
+	}
+	f, rest, _ := strings.Cut(one, "/")
+	hx, want, _ := strings.Cut(rest, "/")
+	var h []byte
+	if _, err := fmt.Sscanf(hx, "%X", &h); err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(ctx, func(tx custos.Tx) error {
+		got, err := tx.FindLookup(ctx, f, h)
+		if err == nil && string(got) != want {
+			t.Errorf("FindLookup(%s, %X): got %s, want %s", f, h, got, want)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key is enforced.
+	orphan := func(tx custos.Tx) error {
+		return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: []byte("orphan"), SubjectID: "sub_missing"}})
+	}
+	if err := db.Update(ctx, orphan); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "FOREIGN KEY") {
+		t.Errorf("a lookup key without its subject: got %v, want EINTERNAL naming the foreign key", err)
+	}
+	var integrity string
+	if err := db.read.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity_check: %q, %v", integrity, err)
+	}
+	var fkErrors int
+	if err := db.read.QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&fkErrors); err != nil || fkErrors != 0 {
+		t.Errorf("foreign_key_check: %d rows, %v", fkErrors, err)
+	}
+}

@@ -61,6 +61,7 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 			name, sqlutil.Micros(tx.now)); err != nil {
 			return internal("migrate "+name, err)
 		}
+		tx.timeout = max(tx.timeout, sqlutil.MigrationTimeout)
 		if _, err := tx.exec(ctx, string(body)); err != nil {
 			return internal("migrate "+name, err)
 		}

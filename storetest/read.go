@@ -65,7 +65,7 @@ func testReadSubject(t *testing.T, open OpenFunc) {
 			Channel: "app", InitiatedBy: "customer", ActorID: "prn_app"},
 	}
 	key := &custos.DataKey{SubjectID: "sub_a", Version: 2, KEKVersion: 3, Wrapped: []byte{9, 8, 7}, CreatedAt: at(0)}
-	hashA, hashB := []byte("hash-of-a-mobile-number-32-bytes"), []byte("hash-of-b-mobile-number-32-bytes")
+	hashA, hashB := []byte("hash-of-a-mobile"), []byte("hash-of-b-mobile")
 	update(t, s, func(ctx context.Context, tx custos.Tx) error {
 		must(t, "InsertDataKey", tx.InsertDataKey(ctx, key))
 		for _, st := range subjects {

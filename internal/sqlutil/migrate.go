@@ -6,9 +6,18 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"custos"
 )
+
+// MigrationTimeout bounds a migration's statements in place of the query
+// timeout, which is sized for requests: a migration that rewrites a table
+// takes time in proportion to the store (0014 rebuilds the blind index,
+// about 20 s a million customers on SQLite), and one cut short rolls back
+// and keeps the node from starting. A migration is a setup step that an
+// operator starts and can interrupt.
+const MigrationTimeout = time.Hour
 
 // MigrationNames lists the *.sql files in dir of fsys by base name, in the
 // order they are applied. Both stores embed the same names.
