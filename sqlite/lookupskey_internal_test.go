@@ -281,6 +281,12 @@ func TestLookupsHash16(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	// migrateFile sorts to files for the migration only; the writer's
+	// statement journals stay in memory (TestBatchInsertKeepsNoStatementJournal).
+	var store int
+	if err := db.write.QueryRow(`PRAGMA temp_store`).Scan(&store); err != nil || store != 2 {
+		t.Errorf("the write connection's temp_store after the migration: %d, %v; want 2 (MEMORY)", store, err)
+	}
 	after := allLookups(t, db)
 	if len(after) != len(before) {
 		t.Errorf("after the migration: %d keys, want %d", len(after), len(before))
