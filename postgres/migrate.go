@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"time"
 
 	"custos/internal/sqlutil"
 )
@@ -33,9 +34,16 @@ const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
 // transaction-level advisory lock, then reads what is applied, so starters
 // queue and a migration is applied once; the lock goes with the
 // transaction, even if the node dies halfway.
-func (db *DB) Migrate(ctx context.Context) error {
+func (db *DB) Migrate(ctx context.Context) error { return db.MigrateReporting(ctx, nil) }
+
+// MigrateReporting is Migrate, calling report, when not nil, as each
+// migration starts (done false) and once it is applied (done true, with
+// the time it took), so that an operator sees which one a long upgrade
+// is in (custos migrate up). A migration another node applied meanwhile
+// is not reported.
+func (db *DB) MigrateReporting(ctx context.Context, report func(name string, done bool, took time.Duration)) error {
 	for {
-		done, err := db.migrateNext(ctx)
+		done, err := db.migrateNext(ctx, report)
 		if err != nil || done {
 			return err
 		}
@@ -44,7 +52,16 @@ func (db *DB) Migrate(ctx context.Context) error {
 
 // migrateNext applies the first pending migration, or reports done when
 // there is none.
-func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
+func (db *DB) migrateNext(ctx context.Context, report func(name string, done bool, took time.Duration)) (done bool, err error) {
+	var (
+		name  string
+		start time.Time
+	)
+	defer func() {
+		if report != nil && name != "" && err == nil {
+			report(name, true, time.Since(start))
+		}
+	}()
 	err = db.run(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, true, func(tx *Tx) error {
 		if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_setting('search_path')), $1)`, migrateLockKey); err != nil {
 			return internal("migrate: lock", err)
@@ -64,7 +81,10 @@ func (db *DB) migrateNext(ctx context.Context) (done bool, err error) {
 			done = true
 			return nil
 		}
-		name := pending[0]
+		name, start = pending[0], time.Now()
+		if report != nil {
+			report(name, false, 0)
+		}
 		body, err := migrationFS.ReadFile("migration/" + name)
 		if err != nil {
 			return internal("migrate "+name, err)

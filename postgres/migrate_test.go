@@ -223,8 +223,18 @@ func TestLookupsHash16(t *testing.T) {
 	}
 	db.Close()
 
-	db = MustOpen(t, url, postgres.Options{Migrate: true})
+	// As custos migrate up applies it, reporting its start and end.
+	db = MustOpen(t, url, postgres.Options{NoSchemaCheck: true})
 	pool = db.Pool()
+	var reported []string
+	if err := db.MigrateReporting(ctx, func(name string, done bool, took time.Duration) {
+		reported = append(reported, fmt.Sprint(name, " done=", done, " timed=", took > 0))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0014_lookups_hash16.sql done=false timed=false", "0014_lookups_hash16.sql done=true timed=true"}; !slices.Equal(reported, want) {
+		t.Errorf("MigrateReporting reported %q, want %q", reported, want)
+	}
 	var n, cut int
 	if err := pool.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE octet_length(hash) = 16) FROM lookups`).Scan(&n, &cut); err != nil {
 		t.Fatal(err)

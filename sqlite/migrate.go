@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"time"
 
 	"custos/internal/sqlutil"
 )
@@ -27,7 +28,13 @@ const createMigrations = `CREATE TABLE IF NOT EXISTS migrations (
 // Migrate applies the pending migrations in order, each in its own
 // transaction together with its row in the migrations table. It refuses a
 // database migrated by a newer custos (EINVALID).
-func (db *DB) Migrate(ctx context.Context) error {
+func (db *DB) Migrate(ctx context.Context) error { return db.MigrateReporting(ctx, nil) }
+
+// MigrateReporting is Migrate, calling report, when not nil, as each
+// migration starts (done false) and once it is applied (done true, with
+// the time it took), so that an operator sees which one a long upgrade
+// is in (custos migrate up).
+func (db *DB) MigrateReporting(ctx context.Context, report func(name string, done bool, took time.Duration)) error {
 	if err := db.exec(ctx, createMigrations); err != nil {
 		return err
 	}
@@ -36,8 +43,15 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return err
 	}
 	for _, name := range pending {
+		start := time.Now()
+		if report != nil {
+			report(name, false, 0)
+		}
 		if err := db.migrateFile(ctx, name); err != nil {
 			return err
+		}
+		if report != nil {
+			report(name, true, time.Since(start))
 		}
 	}
 	return nil
