@@ -78,6 +78,47 @@ func insertLookupSubjects(t *testing.T, db *DB, r *rand.Rand, from, n int) {
 	}
 }
 
+// rewindLookups puts back the lookups table as it was before migration
+// (its name in the migrations table, which is deleted): the same keys,
+// the foreign key written as references, and the index of keys by
+// customer. The next migrating Open applies migration again.
+func rewindLookups(t *testing.T, db *DB, references, migration string) {
+	t.Helper()
+	if _, err := db.write.ExecContext(context.Background(), `CREATE TABLE lookups_old (
+			field      TEXT NOT NULL,
+			hash       BLOB NOT NULL,
+			subject_id TEXT NOT NULL `+references+`,
+			PRIMARY KEY (field, hash)
+		) STRICT, WITHOUT ROWID;
+		INSERT INTO lookups_old SELECT field, hash, subject_id FROM lookups;
+		DROP TABLE lookups;
+		ALTER TABLE lookups_old RENAME TO lookups;
+		CREATE INDEX lookups_subject_id ON lookups (subject_id);
+		DELETE FROM migrations WHERE name = ?`, migration); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// orphanLookup stores a lookup key whose subject does not exist.
+func orphanLookup(ctx context.Context) func(tx custos.Tx) error {
+	return func(tx custos.Tx) error {
+		return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: []byte("orphan"), SubjectID: "sub_missing"}})
+	}
+}
+
+// checkIntegrity runs SQLite's integrity and foreign-key checks.
+func checkIntegrity(t *testing.T, db *DB) {
+	t.Helper()
+	var integrity string
+	if err := db.read.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity_check: %q, %v", integrity, err)
+	}
+	var fkErrors int
+	if err := db.read.QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&fkErrors); err != nil || fkErrors != 0 {
+		t.Errorf("foreign_key_check: %d rows, %v", fkErrors, err)
+	}
+}
+
 // TestLookupsKeyDeferred: migration 0010 makes the blind index's foreign
 // key checked at commit, in place, keeping every key and the index; the
 // key is still enforced: a transaction that leaves a lookup key without
@@ -97,19 +138,7 @@ func TestLookupsKeyDeferred(t *testing.T) {
 	insertLookupSubjects(t, db, r, 0, 300)
 	// The table as it was before 0010: the key checked after each
 	// statement.
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE lookups_old (
-			field      TEXT NOT NULL,
-			hash       BLOB NOT NULL,
-			subject_id TEXT NOT NULL REFERENCES subjects (id),
-			PRIMARY KEY (field, hash)
-		) STRICT, WITHOUT ROWID;
-		INSERT INTO lookups_old SELECT field, hash, subject_id FROM lookups;
-		DROP TABLE lookups;
-		ALTER TABLE lookups_old RENAME TO lookups;
-		CREATE INDEX lookups_subject_id ON lookups (subject_id);
-		DELETE FROM migrations WHERE name = '0010_lookups_deferred.sql'`); err != nil {
-		t.Fatal(err)
-	}
+	rewindLookups(t, db, `REFERENCES subjects (id)`, "0010_lookups_deferred.sql")
 	before := allLookups(t, db)
 	if len(before) != 900 || strings.Contains(lookupsSchema(t, db), "DEFERRED") {
 		t.Fatalf("before the migration: %d keys, schema %s", len(before), lookupsSchema(t, db))
@@ -137,9 +166,7 @@ func TestLookupsKeyDeferred(t *testing.T) {
 		t.Errorf("lookups by subject after the migration: plan %q, want the index lookups_subject_id", p)
 	}
 
-	orphan := func(tx custos.Tx) error {
-		return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: []byte("orphan"), SubjectID: "sub_missing"}})
-	}
+	orphan := orphanLookup(ctx)
 	good := func(i int) func(tx custos.Tx) error {
 		return func(tx custos.Tx) error {
 			return tx.SetMeta(ctx, fmt.Sprintf("good-%d", i), "v")
@@ -171,14 +198,7 @@ func TestLookupsKeyDeferred(t *testing.T) {
 	if orphans != 0 || goods != 2 {
 		t.Errorf("stored: %d orphan keys and %d of the writes, want 0 and 2 (good-0 and good-3)", orphans, goods)
 	}
-	var integrity string
-	if err := db.read.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
-		t.Errorf("integrity_check: %q, %v", integrity, err)
-	}
-	var fkErrors int
-	if err := db.read.QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&fkErrors); err != nil || fkErrors != 0 {
-		t.Errorf("foreign_key_check: %d rows, %v", fkErrors, err)
-	}
+	checkIntegrity(t, db)
 }
 
 // TestBatchInsertKeepsNoStatementJournal: a multi-row insert of lookup
@@ -257,19 +277,7 @@ func TestLookupsHash16(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 14))
 	insertLookupSubjects(t, db, r, 0, 300) // random 32-byte keys, as before 0014
 	// The table as 0001 and 0010 left it.
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE lookups_old (
-			field      TEXT NOT NULL,
-			hash       BLOB NOT NULL,
-			subject_id TEXT NOT NULL REFERENCES subjects (id) DEFERRABLE INITIALLY DEFERRED,
-			PRIMARY KEY (field, hash)
-		) STRICT, WITHOUT ROWID;
-		INSERT INTO lookups_old SELECT field, hash, subject_id FROM lookups;
-		DROP TABLE lookups;
-		ALTER TABLE lookups_old RENAME TO lookups;
-		CREATE INDEX lookups_subject_id ON lookups (subject_id);
-		DELETE FROM migrations WHERE name = '0014_lookups_hash16.sql'`); err != nil {
-		t.Fatal(err)
-	}
+	rewindLookups(t, db, `REFERENCES subjects (id) DEFERRABLE INITIALLY DEFERRED`, "0014_lookups_hash16.sql")
 	before := allLookups(t, db)
 	if len(before) != 900 {
 		t.Fatalf("before the migration: %d keys, want 900", len(before))
@@ -330,18 +338,8 @@ func TestLookupsHash16(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The key is enforced.
-	orphan := func(tx custos.Tx) error {
-		return tx.InsertLookups(ctx, []custos.Lookup{{Field: "mobile", Hash: []byte("orphan"), SubjectID: "sub_missing"}})
-	}
-	if err := db.Update(ctx, orphan); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "FOREIGN KEY") {
+	if err := db.Update(ctx, orphanLookup(ctx)); custos.ErrorCode(err) != custos.EINTERNAL || !strings.Contains(err.Error(), "FOREIGN KEY") {
 		t.Errorf("a lookup key without its subject: got %v, want EINTERNAL naming the foreign key", err)
 	}
-	var integrity string
-	if err := db.read.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
-		t.Errorf("integrity_check: %q, %v", integrity, err)
-	}
-	var fkErrors int
-	if err := db.read.QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&fkErrors); err != nil || fkErrors != 0 {
-		t.Errorf("foreign_key_check: %d rows, %v", fkErrors, err)
-	}
+	checkIntegrity(t, db)
 }
