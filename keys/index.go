@@ -59,9 +59,10 @@ func newIndexer(root []byte) *Indexer {
 	return &Indexer{root: root, fields: make(map[string]*fieldMAC)}
 }
 
-// Index returns the IndexSize-byte blind index of normalized for field. The caller
-// normalises first (trimmed, case-folded, digits only …, per the catalog's
-// normaliser), since "138 0013 8000" and "13800138000" index differently.
+// Index returns the IndexSize-byte blind index of normalized for field.
+// The caller normalises first (trimmed, case-folded, digits only …, per
+// the catalog's normaliser), since "138 0013 8000" and "13800138000"
+// index differently.
 // The result depends only on the index root key, field and value, so it is
 // unchanged by master key rotation.
 func (ix *Indexer) Index(field, normalized string) []byte {
