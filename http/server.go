@@ -5,12 +5,14 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -429,14 +431,23 @@ func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v an
 	case *ReadResponse:
 		b, ok = appendReadResponse(b, v)
 	}
-	w.WriteHeader(status)
-	var err error
-	if ok {
-		_, err = w.Write(b)
-	} else {
-		err = json.NewEncoder(w).Encode(v)
+	if !ok {
+		buf := bytes.NewBuffer(b[:0])
+		if err := json.NewEncoder(buf).Encode(v); err != nil {
+			// Nothing is sent yet: the client gets a problem document,
+			// not a status line followed by half an answer.
+			Error(w, r, s.Logger, fmt.Errorf("encoding the answer: %w", err))
+			return
+		}
+		b = buf.Bytes()
 	}
-	if err != nil {
+	// The answer's length, known before the first byte is sent, goes in
+	// Content-Length. Without it net/http sends any answer longer than
+	// its 2,048-byte buffer chunked, which a masked read's (about 2.2 KB)
+	// is, and the client has to take the chunks apart again.
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	if _, err := w.Write(b); err != nil {
 		s.Logger.Debug("writing response failed", "request_id", custos.RequestIDFromContext(r.Context()), "err", err)
 	}
 }

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	nethttp "net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -167,6 +170,10 @@ func TestEncodeConcurrent(t *testing.T) {
 					errs <- fmt.Sprintf("goroutine %d, answer %d:\n got %.200s\nwant %.200s", g, i, rec.Body.Bytes(), want)
 					return
 				}
+				if got, want := rec.Header().Get("Content-Length"), strconv.Itoa(rec.Body.Len()); got != want {
+					errs <- fmt.Sprintf("goroutine %d, answer %d: Content-Length %q, body of %s bytes", g, i, got, want)
+					return
+				}
 			}
 		})
 	}
@@ -174,5 +181,66 @@ func TestEncodeConcurrent(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestEncodeSendsLength: over a real connection, an answer longer than
+// net/http's 2,048-byte buffer (a masked read's is about 2.2 KB) arrives
+// with its Content-Length, not chunked, whichever encoder wrote it; an
+// answer that cannot be encoded is a 500 problem document, not a 200
+// with half a body.
+func TestEncodeSendsLength(t *testing.T) {
+	s := &Server{Logger: slog.New(slog.DiscardHandler)}
+	big := &custos.Subject{ID: "sub_big", Fields: map[string]string{}, CreatedAt: time.Unix(1, 0).UTC(), UpdatedAt: time.Unix(2, 0).UTC()}
+	for i := range 40 {
+		big.Fields[fmt.Sprintf("field_%02d", i)] = "上海市浦东新区世纪大道100号"
+	}
+	receipt := &custos.Subject{ID: "sub_r", Fields: big.Fields, ConsentReceipt: &custos.ConsentReceipt{ReceiptID: "rcp_1"}}
+	cases := []struct {
+		name   string
+		v      any
+		status int
+	}{
+		{"a subject, by appendSubject", big, 200},
+		{"a read response, by appendReadResponse", &ReadResponse{Results: []ReadResult{{ID: "sub_big", Subject: big}}}, 200},
+		{"a subject with a receipt, by encoding/json", receipt, 201},
+		{"a value encoding/json refuses", map[string]float64{"x": math.NaN()}, 500},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+				s.encode(w, r, c.status, c.v)
+			}))
+			defer srv.Close()
+			resp, err := nethttp.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body := new(bytes.Buffer)
+			if _, err := body.ReadFrom(resp.Body); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d; body %.300s", resp.StatusCode, c.status, body)
+			}
+			if len(resp.TransferEncoding) != 0 || resp.ContentLength != int64(body.Len()) {
+				t.Fatalf("Transfer-Encoding %q, Content-Length %d, body of %d bytes", resp.TransferEncoding, resp.ContentLength, body.Len())
+			}
+			if c.status == 500 {
+				var p Problem
+				if err := json.Unmarshal(body.Bytes(), &p); err != nil || p.Code != custos.EINTERNAL ||
+					resp.Header.Get("Content-Type") != "application/problem+json" {
+					t.Fatalf("answer %q (%s), want an internal-error problem document", body, resp.Header.Get("Content-Type"))
+				}
+				return
+			}
+			if body.Len() <= 2048 {
+				t.Fatalf("answer of %d bytes: the case needs one longer than net/http's buffer", body.Len())
+			}
+			if want := encodingJSON(t, c.v); !bytes.Equal(body.Bytes(), want) {
+				t.Fatalf("got %.200s\nwant %.200s", body, want)
+			}
+		})
 	}
 }
