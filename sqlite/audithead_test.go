@@ -50,7 +50,7 @@ func openSecond(t *testing.T, db *DB) *DB {
 
 // openInternal opens a migrated store in a temporary directory for the
 // package's internal tests, closed at cleanup.
-func openInternal(t *testing.T) *DB {
+func openInternal(t testing.TB) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"), Options{Migrate: true})
 	if err != nil {

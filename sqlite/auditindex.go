@@ -31,10 +31,24 @@ import (
 // there and moves the mark. Filing is an optimisation only: a failure
 // leaves the events to the scan and to the next round.
 
-// auditBlockShift sets the block size: 16,384 events. A query with a rare
-// filter probes each block once (610 probes at ten million events). The
-// migration that filed existing events wrote it too.
-const auditBlockShift = 14
+// auditBlockShift sets the block size: 1,024 events, a filing's chunk
+// (auditFileChunk). A chunk's entries then go into blocks no entry is in
+// yet, after every entry filed before: the B-tree grows at its right
+// edge, and each page a filing writes is written once and full. With
+// blocks of 16,384 events (migrations 0009 to 0014), every chunk's
+// subject entries went to random leaves of its block, up to some 250,
+// rewritten by each of the block's sixteen chunks, and its actor, action
+// and time entries split pages in the middle of the tree: reads 1.03,
+// lookups 1.05–1.09 and their p99 at c=64 15–19 % lower with the smaller
+// blocks (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed the
+// existing events again in blocks of this size.
+const auditBlockShift = 10
+
+// auditBlocksPerPart is how many blocks a query part probes, one seek a
+// block in one statement: a query with a rare filter runs one statement
+// per 16,384 events, as it did with blocks of that size (610 at ten
+// million events).
+const auditBlocksPerPart = 16
 
 // auditFileChunk is how many unfiled events make the writer file them
 // after a group, and how many it files there at most besides as many as
@@ -166,9 +180,13 @@ func auditProbe(f custos.AuditFilter) (lo, hi string, ok bool) {
 }
 
 // auditBlockProbe is the condition of a query part that finds the
-// events of one block through their entries in [lo, hi]: the key's
-// prefix (block, key) is probed, and the events read by seq.
-const auditBlockProbe = `seq IN (SELECT seq FROM audit_blocks WHERE block = ? AND key >= ? AND key <= ? AND seq > ? AND seq <= ?)`
+// events of n consecutive blocks through their entries in [lo, hi]: the
+// key's prefix (block, key) is probed once a block, all in one
+// statement, and the events read by seq.
+func auditBlockProbe(n int) string {
+	return `seq IN (SELECT seq FROM audit_blocks WHERE block IN (?` + strings.Repeat(`, ?`, n-1) +
+		`) AND key >= ? AND key <= ? AND seq > ? AND seq <= ?)`
+}
 
 // auditPart is one statement's condition of an audit query.
 type auditPart struct {
@@ -214,9 +232,18 @@ func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart
 		return nil, err
 	}
 	var parts []auditPart
-	for b := (f.AfterSeq + 1) >> auditBlockShift; f.AfterSeq < filedTo && b <= filedTo>>auditBlockShift; b++ {
-		parts = append(parts, auditPart{auditBlockProbe + " AND " + filters,
-			append([]any{b, lo, hi, f.AfterSeq, filedTo}, args...)})
+	for b := (f.AfterSeq + 1) >> auditBlockShift; f.AfterSeq < filedTo && b <= filedTo>>auditBlockShift; b += auditBlocksPerPart {
+		n := min(auditBlocksPerPart, filedTo>>auditBlockShift-b+1)
+		pargs := make([]any, 0, int(n)+4+len(args))
+		for i := range n {
+			pargs = append(pargs, b+i)
+		}
+		// The part's own events only, whatever the entries say: an
+		// entry under the wrong block (filed by a binary with other
+		// blocks) cannot put an event out of order or twice.
+		after, upTo := max(f.AfterSeq, b<<auditBlockShift-1), min(filedTo, (b+n)<<auditBlockShift-1)
+		pargs = append(append(pargs, lo, hi, after, upTo), args...)
+		parts = append(parts, auditPart{auditBlockProbe(int(n)) + " AND " + filters, pargs})
 	}
 	return append(parts, auditPart{"seq > ? AND " + filters, append([]any{filedTo}, args...)}), nil
 }
@@ -250,8 +277,12 @@ func (db *DB) RepairAuditIndex(ctx context.Context) (int64, error) {
 		return seq, err
 	}
 	// On the write connection, as filing runs, rather than as a commit
-	// group member.
+	// group member. Entries under a block other than their event's (a
+	// binary with other blocks filed them) are dropped.
 	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
+		if _, err := tx.exec(ctx, `DELETE FROM audit_blocks WHERE block <> seq >> ?`, auditBlockShift); err != nil {
+			return err
+		}
 		_, err := tx.exec(ctx, `UPDATE audit_blocks_filed SET seq = min(seq, ?)`, seq-1)
 		return err
 	})
