@@ -38,10 +38,10 @@ import (
 // blocks of 16,384 events (migrations 0009 to 0014), every chunk's
 // subject entries went to random leaves of its block, up to some 250,
 // rewritten by each of the block's sixteen chunks, and its actor, action
-// and time entries split pages in the middle of the tree: reads 1.03,
-// lookups 1.05–1.09 and their p99 at c=64 15–19 % lower with the smaller
-// blocks (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed the
-// existing events again in blocks of this size.
+// and time entries split pages in the middle of the tree. The smaller
+// blocks write 16–20 % fewer WAL pages a read and gave reads a 10–16 %
+// lower p99 (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed
+// the existing events again in blocks of this size.
 const auditBlockShift = 10
 
 // auditBlocksPerPart is how many blocks a query part probes, one seek a
