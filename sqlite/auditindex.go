@@ -32,9 +32,10 @@ import (
 // leaves the events to the scan and to the next round.
 
 // auditBlockShift sets the block size: 1,024 events, a filing's chunk
-// (auditFileChunk). A chunk's entries then go into blocks no entry is in
-// yet, after every entry filed before: the B-tree grows at its right
-// edge, and each page a filing writes is written once and full. With
+// (auditFileChunk). A chunk's entries then go into the last block filed
+// and the blocks after it: the B-tree grows at its right edge, and a
+// filing rewrites at most the last block's dozen or so pages (chunks start
+// at the mark, not at a block's edge). With
 // blocks of 16,384 events (migrations 0009 to 0014), every chunk's
 // subject entries went to random leaves of its block, up to some 250,
 // rewritten by each of the block's sixteen chunks, and its actor, action

@@ -5,9 +5,9 @@
 -- 16,384 each filing put its subject entries on random leaves of its
 -- block, up to some 250 pages that the block's sixteen filings wrote
 -- again and again, and split pages in the middle of the B-tree for the
--- actor, action and time entries. A block of one filing's size is new
--- to each filing: its entries go after every entry filed before, each
--- page written once and full (BENCHMARKS.md, fifty-fifth session).
+-- actor, action and time entries. With blocks of one filing's size, a
+-- filing's entries go into the last block filed and the ones after it,
+-- at the B-tree's right edge (BENCHMARKS.md, fifty-fifth session).
 -- Queries probe up to sixteen blocks in one statement, so a rare filter
 -- still costs one statement per 16,384 events.
 --
