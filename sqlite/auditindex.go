@@ -40,7 +40,7 @@ import (
 // subject entries went to random leaves of its block, up to some 250,
 // rewritten by each of the block's sixteen chunks, and its actor, action
 // and time entries split pages in the middle of the tree. The smaller
-// blocks write 16–20 % fewer WAL pages a read and gave reads a 10–16 %
+// blocks write 16–20 % fewer WAL pages a read and gave reads a 10–17 %
 // lower p99 (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed
 // the existing events again in blocks of this size.
 const auditBlockShift = 10
