@@ -185,7 +185,7 @@ func auditProbe(f custos.AuditFilter) (lo, hi string, ok bool) {
 // key's prefix (block, key) is probed once a block, all in one
 // statement, and the events read by seq.
 func auditBlockProbe(n int) string {
-	return `seq IN (SELECT seq FROM audit_blocks WHERE block IN (?` + strings.Repeat(`, ?`, n-1) +
+	return `seq IN (SELECT seq FROM audit_blocks WHERE block IN (` + sqlutil.Placeholders(n) +
 		`) AND key >= ? AND key <= ? AND seq > ? AND seq <= ?)`
 }
 

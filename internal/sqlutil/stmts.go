@@ -2,7 +2,6 @@ package sqlutil
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"custos"
@@ -136,8 +135,8 @@ func (st Stmts) ListConsentsFor(ctx context.Context, id custos.SubjectID, purpos
 	for _, p := range purposes {
 		args = append(args, p)
 	}
-	q := `SELECT seq, ` + consentColumns + ` FROM consents WHERE subject_id = ? AND purpose IN (?` +
-		strings.Repeat(", ?", len(purposes)-1) + `) ORDER BY seq`
+	q := `SELECT seq, ` + consentColumns + ` FROM consents WHERE subject_id = ? AND purpose IN (` +
+		Placeholders(len(purposes)) + `) ORDER BY seq`
 	return queryAll(ctx, st.Q, "Consent", q, args, ScanConsent)
 }
 

@@ -145,7 +145,7 @@ func queryIn[T any](ctx context.Context, q Querier, query string, lead any, valu
 		for _, v := range values[lo:hi] {
 			args = append(args, v)
 		}
-		return q.Query(ctx, query+`IN (`+placeholders(hi-lo)+`)`, args, scan)
+		return q.Query(ctx, query+`IN (`+Placeholders(hi-lo)+`)`, args, scan)
 	})
 }
 

@@ -60,8 +60,8 @@ func (st Stmts) RestrictSubject(ctx context.Context, id custos.SubjectID, until 
 	return st.updated(n, err, "Subject")
 }
 
-// placeholders returns "?, ?, …" for n arguments.
-func placeholders(n int) string {
+// Placeholders returns "?, ?, …" for n arguments, for an IN list.
+func Placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
@@ -79,7 +79,7 @@ func (st Stmts) RestrictRecords(ctx context.Context, ids []custos.RecordID, unti
 		return 0, nil
 	}
 	args := append([]any{OptMicros(until)}, recordArgs(ids)...)
-	n, err := st.Q.Exec(ctx, `UPDATE records SET restricted_until = ? WHERE id IN (`+placeholders(len(ids))+`)`, args...)
+	n, err := st.Q.Exec(ctx, `UPDATE records SET restricted_until = ? WHERE id IN (`+Placeholders(len(ids))+`)`, args...)
 	if err != nil {
 		return 0, st.Q.Error(err, "Record")
 	}
@@ -91,7 +91,7 @@ func (st Stmts) DeleteRecordsByID(ctx context.Context, ids []custos.RecordID) (i
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	n, err := st.Q.Exec(ctx, `DELETE FROM records WHERE id IN (`+placeholders(len(ids))+`)`, recordArgs(ids)...)
+	n, err := st.Q.Exec(ctx, `DELETE FROM records WHERE id IN (`+Placeholders(len(ids))+`)`, recordArgs(ids)...)
 	if err != nil {
 		return 0, st.Q.Error(err, "Record")
 	}
@@ -123,7 +123,7 @@ func (st Stmts) ScanRecords(ctx context.Context, q custos.RecordScan) ([]*custos
 	args = append(args, q.Limit)
 	out := []*custos.ScannedRecord{}
 	err := st.Q.Query(ctx, `SELECT r.id, r.subject_id, r.type, r.category, r.occurred_at, r.created_at, r.sealed, r.restricted_until, `+clock+`
-		FROM `+from+` WHERE r.id > ?`+through("r.id", q.Through)+` AND `+clock+` < ? AND r.type IN (`+placeholders(len(q.Types))+`)
+		FROM `+from+` WHERE r.id > ?`+through("r.id", q.Through)+` AND `+clock+` < ? AND r.type IN (`+Placeholders(len(q.Types))+`)
 		ORDER BY r.id LIMIT ?`, args, func(s Scanner) error {
 		var (
 			r                                  custos.ScannedRecord
