@@ -34,15 +34,15 @@ import (
 // auditBlockShift sets the block size: 1,024 events, a filing's chunk
 // (auditFileChunk). A chunk's entries then go into the last block filed
 // and the blocks after it: the B-tree grows at its right edge, and a
-// filing rewrites at most the last block's dozen or so pages (chunks start
-// at the mark, not at a block's edge). With
-// blocks of 16,384 events (migrations 0009 to 0014), every chunk's
-// subject entries went to random leaves of its block, up to some 250,
-// rewritten by each of the block's sixteen chunks, and its actor, action
-// and time entries split pages in the middle of the tree. The smaller
-// blocks write 16–20 % fewer WAL pages a read and gave reads a 10–17 %
-// lower p99 (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed
-// the existing events again in blocks of this size.
+// filing rewrites at most the last block's dozen or so pages (chunks
+// start at the mark, not at a block's edge). With blocks of 16,384
+// events (migrations 0009 to 0014), every chunk's subject entries went
+// to random leaves of its block, up to some 250, rewritten by each of the
+// block's sixteen chunks, and its actor, action and time entries split
+// pages in the middle of the tree. The smaller blocks write 16–20 % fewer
+// WAL pages a read and gave reads a 10–17 % lower p99 (BENCHMARKS.md,
+// fifty-fifth session). Migration 0015 filed the existing events again in
+// blocks of this size.
 const auditBlockShift = 10
 
 // auditBlocksPerPart is how many blocks a query part probes, one seek a
