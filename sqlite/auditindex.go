@@ -32,17 +32,22 @@ import (
 // leaves the events to the scan and to the next round.
 
 // auditBlockShift sets the block size: 1,024 events, a filing's chunk
-// (auditFileChunk). A chunk's entries then go into the last block filed
-// and the blocks after it: the B-tree grows at its right edge, and a
-// filing rewrites at most the last block's dozen or so pages (chunks
-// start at the mark, not at a block's edge). With blocks of 16,384
-// events (migrations 0009 to 0014), every chunk's subject entries went
-// to random leaves of its block, up to some 250, rewritten by each of the
-// block's sixteen chunks, and its actor, action and time entries split
-// pages in the middle of the tree. The smaller blocks write 16–20 % fewer
-// WAL pages a read and gave reads a 10–17 % lower p99 (BENCHMARKS.md,
-// fifty-fifth session). Migration 0015 filed the existing events again in
-// blocks of this size.
+// (auditFileChunk). The writer's filings end where a chunk ends, on a
+// block's edge, so each files whole blocks after the last one filed: the
+// B-tree grows at its right edge, and of the pages filed before only the
+// last ones are written again. Until the fifty-sixth session a filing
+// ended at the head, and the next one finished that block, writing its
+// pages again; reads' p99 was 7–15 % higher (BENCHMARKS.md). A forced
+// filing (a backlog while idle, a repair) still ends at the head, and
+// the writer's next one finishes that chunk.
+//
+// With blocks of 16,384 events (migrations 0009 to 0014), every chunk's
+// subject entries went to random leaves of its block, up to some 250,
+// rewritten by each of the block's sixteen chunks, and its actor, action
+// and time entries split pages in the middle of the tree. The smaller
+// blocks write 16–20 % fewer WAL pages a read and gave reads a 10–17 %
+// lower p99 (BENCHMARKS.md, fifty-fifth session). Migration 0015 filed
+// the existing events again in blocks of this size.
 const auditBlockShift = 10
 
 // auditBlocksPerPart is how many blocks a query part probes, one seek a
@@ -53,15 +58,16 @@ const auditBlocksPerPart = 16
 
 // auditFileChunk is how many unfiled events make the writer file them
 // after a group, and how many it files there at most besides as many as
-// that group inserted. Filing takes about 8 µs an event, so the reads
-// waiting behind a filing wait about 8 ms, and a bulk group's filing
-// keeps pace with the group. With 4,096 the wait was 25–45 ms, and reads'
-// p99 at c=64 rose from 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth
-// session). A backlog (a
-// store loaded from a dump starts with every event unfiled) is filed while
-// no write waits, after auditIdleWait, up to auditFileIdleMax at a time.
-// auditWriterFiles is false in tests that file by hand. Variables so that
-// tests can file small logs.
+// that group inserted, in whole chunks: it files up to the last seq
+// before a multiple of auditFileChunk, a block's edge (auditBlockShift).
+// Filing takes about 8 µs an event, so the reads waiting behind a filing
+// wait about 8 ms, and a bulk group's filing keeps pace with the group.
+// With 4,096 the wait was 25–45 ms, and reads' p99 at c=64 rose from
+// 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth session). A backlog (a
+// store loaded from a dump starts with every event unfiled) is filed
+// while no write waits, after auditIdleWait, up to auditFileIdleMax at a
+// time. auditWriterFiles is false in tests that file by hand. Variables
+// so that tests can file small logs.
 var (
 	auditIdleWait          = time.Millisecond
 	auditFileChunk   int64 = 1024
@@ -97,10 +103,13 @@ func auditTimeKey(t time.Time) string {
 
 // fileAuditEvents files up to most unfiled audit events into
 // audit_blocks, when there are auditFileChunk of them or force is set. It
-// runs on the write connection between groups. It returns how many it
-// filed and how many it left, and sets db.auditUnfiled to the latter; a
-// failure sets it to zero, so that the writer tries again after another
-// chunk.
+// runs on the write connection between groups. Unless forced, it files
+// whole chunks only: it stops where a chunk ends (the seq after the last
+// one filed a multiple of auditFileChunk), which in a build is a block's
+// edge, so that the next filing starts a block rather than finishing
+// one. It returns how many it filed and how many it left, and sets
+// db.auditUnfiled to the latter; a failure sets it to zero, so that the
+// writer tries again after another chunk.
 func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
@@ -115,6 +124,15 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 			return nil
 		}
 		to := min(head, from+most)
+		if !force {
+			// Whole chunks. There are auditFileChunk events or more
+			// after from, so one ends by to, unless most is smaller.
+			to = (to+1)/auditFileChunk*auditFileChunk - 1
+			if to <= from {
+				rest = head - from
+				return nil
+			}
+		}
 		// OR IGNORE: an entry filed already (it cannot be, below the
 		// mark) must not stop the filing for good.
 		selects := make([]string, len(auditEntryKeys))

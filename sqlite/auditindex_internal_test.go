@@ -304,6 +304,47 @@ func TestAuditBlocksMigration(t *testing.T) {
 	checkAuditQueries(t, db, r, subjects, "backlog filed")
 }
 
+// TestAuditFilingWholeChunks: a filing the writer makes ends where a
+// chunk ends, and in a build a chunk is a block, so the next filing
+// starts a block instead of finishing one (BENCHMARKS.md, fifty-sixth
+// session); a forced filing files up to the head.
+func TestAuditFilingWholeChunks(t *testing.T) {
+	if auditFileChunk != 1<<auditBlockShift {
+		t.Fatalf("auditFileChunk is %d, a block %d events: filings would not end on a block's edge", auditFileChunk, 1<<auditBlockShift)
+	}
+	quietAuditFiling(t, 100, 1000)
+	db := openInternal(t)
+	r := rand.New(rand.NewPCG(13, 11))
+	subjects := []custos.SubjectID{"sub_a", "sub_b"}
+	for _, step := range []struct {
+		add           int
+		most          int64
+		filed, unfile int64
+	}{
+		{250, 1000, 199, 51}, // up to the second chunk's end
+		{30, 1000, 0, 81},    // no chunk ends in the 81 unfiled
+		{19, 1000, 100, 0},   // the third chunk, whole
+		{520, 1000, 500, 20}, // five chunks, the last one's end
+		{500, 150, 100, 420}, // at most 150: one chunk
+		{80, 50, 0, 500},     // at most 50: no whole chunk
+	} {
+		appendRandomEvents(t, db, r, subjects, step.add)
+		before := filedTo(t, db)
+		n, rest, err := db.fileAuditEvents(false, step.most)
+		if err != nil || n != step.filed || rest != step.unfile {
+			t.Fatalf("after %d more events, from %d, at most %d: filed %d, left %d, %v; want %d filed, %d left",
+				step.add, before, step.most, n, rest, err, step.filed, step.unfile)
+		}
+		if to := filedTo(t, db); (to+1)%auditFileChunk != 0 && n != 0 {
+			t.Errorf("filed up to %d: not a chunk's end", to)
+		}
+	}
+	if n, rest, err := db.fileAuditEvents(true, 1000); err != nil || n != 500 || rest != 0 || filedTo(t, db) != 1399 {
+		t.Fatalf("forced: filed %d, left %d, %v, up to %d; want 500, none left, up to 1399", n, rest, err, filedTo(t, db))
+	}
+	checkAuditQueries(t, db, r, subjects, "filed in whole chunks")
+}
+
 // TestAuditFilingKeepsUp: under writes that never leave the writer idle,
 // it files after the groups once they inserted a chunk of events, and as
 // many more as a group inserted, so the unfiled tail that queries scan
@@ -334,6 +375,8 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 			}
 			if got := filedTo(t, db); got < want {
 				t.Errorf("after %d events in groups of %d: filed to %d, want at least %d", total, c.groupEvents, got, want)
+			} else if (got+1)%auditFileChunk != 0 {
+				t.Errorf("the writer filed up to %d, not a chunk's end", got)
 			}
 			checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 		})
