@@ -113,6 +113,7 @@ func auditTimeKey(t time.Time) string {
 func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
+	t0 := time.Now()
 	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
 		var from, head int64
 		if err := tx.scanRow(ctx, `SELECT coalesce((SELECT seq FROM audit_blocks_filed), 0),
@@ -155,6 +156,11 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		return 0, 0, formatError(err, "Audit index")
 	}
 	db.auditUnfiled.Store(rest)
+	if filed > 0 {
+		db.filings.Add(1)
+		db.filed.Add(uint64(filed))
+		db.filingNanos.Add(int64(time.Since(t0)))
+	}
 	return filed, rest, nil
 }
 

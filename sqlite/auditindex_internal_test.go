@@ -343,6 +343,11 @@ func TestAuditFilingWholeChunks(t *testing.T) {
 		t.Fatalf("forced: filed %d, left %d, %v, up to %d; want 500, none left, up to 1399", n, rest, err, filedTo(t, db))
 	}
 	checkAuditQueries(t, db, r, subjects, "filed in whole chunks")
+	// WriterStats counts the five filings that filed, not the two that
+	// found no whole chunk, and the events they filed.
+	if st := db.WriterStats(); st.Filings != 5 || st.Filed != 1399 || st.FilingTime <= 0 {
+		t.Errorf("WriterStats: %d filings, %d events filed, %v; want 5, 1399 and some time", st.Filings, st.Filed, st.FilingTime)
+	}
 }
 
 // TestAuditFilingKeepsUp: under writes that never leave the writer idle,
@@ -380,6 +385,40 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 			}
 			checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 		})
+	}
+}
+
+// BenchmarkFileAuditChunk: the writer's filing of a chunk of 1,024 reads'
+// audit events, about random customers among 20,000, onto a log of
+// 100,000 filed ones; the time a filing holds the writer, which every
+// write waits through (custos_sqlite_audit_filing_seconds_total).
+func BenchmarkFileAuditChunk(b *testing.B) {
+	quietAuditFiling(b, 1024, 1<<20)
+	db := openInternal(b)
+	r := rand.New(rand.NewPCG(5, 12))
+	subjects := make([]custos.SubjectID, 20_000)
+	for i := range subjects {
+		subjects[i] = custos.SubjectID(fmt.Sprintf("sub_%016x", r.Uint64()))
+	}
+	for range 10 {
+		appendRandomEvents(b, db, r, subjects, 10_000)
+	}
+	if _, rest, err := db.fileAuditEvents(true, 1<<20); err != nil || rest != 0 {
+		b.Fatalf("filing: %d left, %v", rest, err)
+	}
+	// Up to a block's edge, where the writer's filings start.
+	appendRandomEvents(b, db, r, subjects, 1024)
+	if _, _, err := db.fileAuditEvents(false, 1024); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		appendRandomEvents(b, db, r, subjects, 1024)
+		b.StartTimer()
+		if n, _, err := db.fileAuditEvents(false, 1024); err != nil || n != 1024 {
+			b.Fatalf("filed %d, %v; want a chunk of 1024", n, err)
+		}
 	}
 }
 

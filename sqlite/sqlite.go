@@ -134,6 +134,11 @@ type DB struct {
 	// those the groups inserted since the last filing, which sets it to
 	// what it left (auditindex.go).
 	auditUnfiled atomic.Int64
+	// filings, filed and filingNanos count the filings of the audit
+	// index that filed events, the events they filed, and the time they
+	// held the write connection (WriterStats).
+	filings, filed atomic.Uint64
+	filingNanos    atomic.Int64
 	// head is the audit chain head as the writer's last committed group
 	// left it, and headGen the shared audit counter at that group's
 	// commit (keptHeadFor). Only the holder of the write connection

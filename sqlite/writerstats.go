@@ -51,6 +51,13 @@ type WriterStats struct {
 	// rest led the next group (turns.go's cutGroup).
 	Cuts uint64
 	Busy time.Duration
+	// Filings is how many times this store filed audit events into the
+	// audit log's index (auditindex.go), Filed how many events they
+	// filed, and FilingTime how long they held the write connection, a
+	// wait for every write that came meanwhile (part of Busy when the
+	// writer filed after a group).
+	Filings, Filed uint64
+	FilingTime     time.Duration
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -65,7 +72,8 @@ func (db *DB) WriterStats() WriterStats {
 	begun, ended := db.gen.dataCommits()
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
 		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(),
-		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Cuts: db.cuts.Load(), Busy: busy}
+		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Cuts: db.cuts.Load(), Busy: busy,
+		Filings: db.filings.Load(), Filed: db.filed.Load(), FilingTime: time.Duration(db.filingNanos.Load())}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -84,6 +92,9 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_writer_yields_total", Help: "Times the writer, having had the last turn at the write lock, let another process's waiting writer begin first.", Value: fmt.Sprint(st.Yields)},
 		{Name: "custos_sqlite_writer_group_cuts_total", Help: "Commit groups ended early, after the members run so far, for another process's waiting writer; the rest led the next group.", Value: fmt.Sprint(st.Cuts)},
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
+		{Name: "custos_sqlite_audit_filings_total", Help: "Filings of audit events into the audit log's index.", Value: fmt.Sprint(st.Filings)},
+		{Name: "custos_sqlite_audit_events_filed_total", Help: "Audit events those filings filed.", Value: fmt.Sprint(st.Filed)},
+		{Name: "custos_sqlite_audit_filing_seconds_total", Help: "Time those filings held the write connection, which every write meanwhile waited for.", Value: fmt.Sprintf("%.6f", st.FilingTime.Seconds())},
 	})
 	if db.rc == nil {
 		return

@@ -79,11 +79,13 @@ func TestWriterStats(t *testing.T) {
 	db.WriteMetrics(&b)
 	final := db.WriterStats()
 	for name, want := range map[string]uint64{
-		"custos_sqlite_commit_groups_total": final.Groups,
-		"custos_sqlite_group_members_total": final.Members,
-		"custos_sqlite_group_reruns_total":  final.Reruns,
-		"custos_sqlite_pages_written_total": final.Pages,
-		"custos_sqlite_wal_syncs_total":     final.Syncs,
+		"custos_sqlite_commit_groups_total":      final.Groups,
+		"custos_sqlite_group_members_total":      final.Members,
+		"custos_sqlite_group_reruns_total":       final.Reruns,
+		"custos_sqlite_pages_written_total":      final.Pages,
+		"custos_sqlite_wal_syncs_total":          final.Syncs,
+		"custos_sqlite_audit_filings_total":      final.Filings,
+		"custos_sqlite_audit_events_filed_total": final.Filed,
 	} {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(b.String())
 		if m == nil {
@@ -93,6 +95,9 @@ func TestWriterStats(t *testing.T) {
 		if got, _ := strconv.ParseUint(m[1], 10, 64); got != want {
 			t.Errorf("%s = %d, want %d", name, got, want)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^custos_sqlite_audit_filing_seconds_total \d+\.\d{6}$`).MatchString(b.String()) {
+		t.Errorf("metrics lack the filing seconds:\n%s", b.String())
 	}
 	m := regexp.MustCompile(`(?m)^custos_sqlite_writer_busy_seconds_total (\d+\.\d+)$`).FindStringSubmatch(b.String())
 	if m == nil {

@@ -212,6 +212,12 @@ type benchResult struct {
 	GroupSize     float64 `json:"group_size,omitempty"`
 	PagesPerWrite float64 `json:"pages_per_write,omitempty"`
 	SyncsPerGroup float64 `json:"syncs_per_group,omitempty"`
+	// FilingsPerThousand is how many filings of the audit log's index
+	// the SQLite store made per thousand write requests, and FilingMs
+	// the mean milliseconds each held the write connection: a wait for
+	// every write that came meanwhile (sqlite/auditindex.go).
+	FilingsPerThousand float64 `json:"audit_filings_per_1000_writes,omitempty"`
+	FilingMs           float64 `json:"audit_filing_ms,omitempty"`
 	// EarlyShare is the share of commit groups answered before their
 	// sync, on PostgreSQL before their commit flush
 	// (read_audit_durability committed).
@@ -1689,6 +1695,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 		res.GroupSize = float64(writer1.Members-writer0.Members) / float64(groups)
 		res.PagesPerWrite = float64(writer1.Pages-writer0.Pages) / float64(writer1.Members-writer0.Members)
 		res.SyncsPerGroup = float64(writer1.Syncs-writer0.Syncs) / float64(groups)
+		if n := writer1.Filings - writer0.Filings; n > 0 {
+			res.FilingsPerThousand = 1000 * float64(n) / float64(writer1.Members-writer0.Members)
+			res.FilingMs = float64((writer1.FilingTime - writer0.FilingTime).Microseconds()) / 1000 / float64(n)
+		}
 		res.EarlyShare = float64(writer1.Early-writer0.Early) / float64(groups)
 	}
 	if groups := groups1.Groups - groups0.Groups; groups > 0 {
@@ -1865,6 +1875,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 		}
 		if r.GroupSize > 0 && r.Workload != "ceiling" && !r.pgGroups {
 			notes = append(notes, fmt.Sprintf("writer busy %.0f %%, %.1f writes per commit, %.1f pages per write, %.2f syncs per commit", r.WriterBusy*100, r.GroupSize, r.PagesPerWrite, r.SyncsPerGroup))
+			if r.FilingsPerThousand > 0 {
+				notes = append(notes, fmt.Sprintf("%.2f audit index filings per 1,000 writes, holding the writer %.1f ms each", r.FilingsPerThousand, r.FilingMs))
+			}
 			if r.EarlyShare > 0 {
 				notes = append(notes, fmt.Sprintf("%.1f %% of commits answered before their sync", r.EarlyShare*100))
 			}

@@ -84,6 +84,8 @@ func benchMerge(paths []string) (*benchReport, error) {
 			GroupSize:             med(func(r benchResult) float64 { return r.GroupSize }),
 			PagesPerWrite:         med(func(r benchResult) float64 { return r.PagesPerWrite }),
 			SyncsPerGroup:         med(func(r benchResult) float64 { return r.SyncsPerGroup }),
+			FilingsPerThousand:    med(func(r benchResult) float64 { return r.FilingsPerThousand }),
+			FilingMs:              med(func(r benchResult) float64 { return r.FilingMs }),
 			EarlyShare:            med(func(r benchResult) float64 { return r.EarlyShare }),
 			DrainSeconds:          med(func(r benchResult) float64 { return r.DrainSeconds }),
 		}
