@@ -1,0 +1,18 @@
+#!/bin/bash
+# rounds of custos bench runs of N builds, rotating which runs first
+#   BINDIR=DIR rot.sh OUT ROUNDS WORKLOADS X=binx Y=biny [Z=binz ...]
+set -euo pipefail
+BINDIR=$(realpath "${BINDIR:?set BINDIR}")
+out=$1 rounds=$2 workloads=$3; shift 3
+names=(); bins=()
+for a in "$@"; do names+=("${a%%=*}"); bins+=("${a#*=}"); done
+n=${#names[@]}
+mkdir -p "$out"; cd "$out"
+run() { "$BINDIR/$1" bench -subjects 2000 -duration 5s -workloads "$workloads" -c 16,64 -json "$2.json" > "$2.txt" 2>&1; }
+for i in $(seq 1 "$rounds"); do
+  for j in $(seq 0 $((n-1))); do
+    k=$(( (i + j) % n ))
+    run "${bins[$k]}" "${names[$k]}$i"
+  done
+done
+echo done > loop.done
