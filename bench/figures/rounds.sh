@@ -1,6 +1,11 @@
 #!/bin/bash
-# rounds of custos bench runs of N builds, rotating which runs first
-#   BINDIR=DIR rot.sh OUT ROUNDS WORKLOADS X=binx Y=biny [Z=binz ...]
+# Rounds of `custos bench` runs of N builds on fresh SQLite stores, one run of each
+# build a round, rotating which runs first (the fifty-sixth session's series).
+#
+#   BINDIR=DIR rounds.sh OUT ROUNDS WORKLOADS X=binx Y=biny [Z=binz ...]
+#
+# DIR/binx, DIR/biny, … are the builds. Round i writes OUT/Xi.json, OUT/Yi.json, …
+# (and .txt). Compare two of them with `custos bench -compare Y1.json,… -base X1.json,…`.
 set -euo pipefail
 BINDIR=$(realpath "${BINDIR:?set BINDIR}")
 out=$1 rounds=$2 workloads=$3; shift 3
