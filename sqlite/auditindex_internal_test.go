@@ -388,24 +388,34 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 	}
 }
 
-// BenchmarkFileAuditChunk: the writer's filing of a chunk of 1,024 reads'
-// audit events, about random customers among 20,000, onto a log of
-// 100,000 filed ones; the time a filing holds the writer, which every
-// write waits through (custos_sqlite_audit_filing_seconds_total).
-func BenchmarkFileAuditChunk(b *testing.B) {
+// filedAuditLog opens a store for a benchmark with a log of events (a
+// multiple of 10,000) about random customers among 20,000, all filed;
+// it returns the store, the random source (seeded with seed) and the
+// customers.
+func filedAuditLog(b *testing.B, seed uint64, events int) (*DB, *rand.Rand, []custos.SubjectID) {
+	b.Helper()
 	quietAuditFiling(b, 1024, 1<<20)
 	db := openInternal(b)
-	r := rand.New(rand.NewPCG(5, 12))
+	r := rand.New(rand.NewPCG(5, seed))
 	subjects := make([]custos.SubjectID, 20_000)
 	for i := range subjects {
 		subjects[i] = custos.SubjectID(fmt.Sprintf("sub_%016x", r.Uint64()))
 	}
-	for range 10 {
+	for range events / 10_000 {
 		appendRandomEvents(b, db, r, subjects, 10_000)
 	}
 	if _, rest, err := db.fileAuditEvents(true, 1<<20); err != nil || rest != 0 {
 		b.Fatalf("filing: %d left, %v", rest, err)
 	}
+	return db, r, subjects
+}
+
+// BenchmarkFileAuditChunk: the writer's filing of a chunk of 1,024 reads'
+// audit events, about random customers among 20,000, onto a log of
+// 100,000 filed ones; the time a filing holds the writer, which every
+// write waits through (custos_sqlite_audit_filing_seconds_total).
+func BenchmarkFileAuditChunk(b *testing.B) {
+	db, r, subjects := filedAuditLog(b, 12, 100_000)
 	// Up to a block's edge, where the writer's filings start.
 	appendRandomEvents(b, db, r, subjects, 1024)
 	if _, _, err := db.fileAuditEvents(false, 1024); err != nil {
@@ -427,19 +437,7 @@ func BenchmarkFileAuditChunk(b *testing.B) {
 // log of 200,000 filed events about 20,000 customers: about ten events,
 // found through one probe of the filed entries a block.
 func BenchmarkFindAuditEventsBySubject(b *testing.B) {
-	quietAuditFiling(b, 1024, 1<<20)
-	db := openInternal(b)
-	r := rand.New(rand.NewPCG(5, 11))
-	subjects := make([]custos.SubjectID, 20_000)
-	for i := range subjects {
-		subjects[i] = custos.SubjectID(fmt.Sprintf("sub_%016x", r.Uint64()))
-	}
-	for range 20 {
-		appendRandomEvents(b, db, r, subjects, 10_000)
-	}
-	if _, rest, err := db.fileAuditEvents(true, 1<<20); err != nil || rest != 0 {
-		b.Fatalf("filing: %d left, %v", rest, err)
-	}
+	db, _, subjects := filedAuditLog(b, 11, 200_000)
 	ctx := context.Background()
 	found := 0
 	b.ResetTimer()
