@@ -60,8 +60,10 @@ const auditBlocksPerPart = 16
 // after a group, and how many it files there at most besides as many as
 // that group inserted, in whole chunks: it files up to the last seq
 // before a multiple of auditFileChunk, a block's edge (auditBlockShift).
-// Filing takes about 8 µs an event, so the reads waiting behind a filing
-// wait about 8 ms, and a bulk group's filing keeps pace with the group.
+// Filing takes 5–7 µs an event, so the requests waiting behind a filing
+// wait 5–7 ms (custos_sqlite_audit_filing_seconds_total; at 16 clients a
+// read's p99 is about that plus a millisecond, BENCHMARKS.md, fifty-sixth
+// session), and a bulk group's filing keeps pace with the group.
 // With 4,096 the wait was 25–45 ms, and reads' p99 at c=64 rose from
 // 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth session). A backlog (a
 // store loaded from a dump starts with every event unfiled) is filed
