@@ -37,7 +37,7 @@ import (
 // B-tree grows at its right edge, and of the pages filed before only the
 // last ones are written again. Until the fifty-sixth session a filing
 // ended at the head, and the next one finished that block, writing its
-// pages again; reads' p99 was 7–15 % higher (BENCHMARKS.md). A forced
+// pages again; reads' p99 is 5–15 % lower since (BENCHMARKS.md). A forced
 // filing (a backlog while idle, a repair) still ends at the head, and
 // the writer's next one finishes that chunk.
 //
