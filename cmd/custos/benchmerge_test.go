@@ -54,9 +54,12 @@ func TestBenchMerge(t *testing.T) {
 	// The read's wake-ups a request, and the machine's idle share where
 	// the run could read it (the second could not); the PostgreSQL read
 	// cache's stale answers, ten times the wake-ups.
+	// The creates' audit index filings: per 1,000 writes 1.5 times the
+	// wake-ups, each holding the writer ten times them in ms.
 	woke := func(r benchReport, waits float64, idle *float64) benchReport {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
 		r.Results[1].CacheStale = int64(math.Round(waits * 10))
+		r.Results[2].FilingsPerThousand, r.Results[2].FilingMs = 1.5*waits, 10*waits
 		return r
 	}
 	share := func(v float64) *float64 { return &v }
@@ -108,6 +111,9 @@ func TestBenchMerge(t *testing.T) {
 	if want := "median of 3 runs: 4,000–5,200 req/s, p99 0.000–0.000 ms; run 2: 100 create bodies made on demand"; create.Note != want {
 		t.Errorf("create note %q, want %q", create.Note, want)
 	}
+	if math.Abs(create.FilingsPerThousand-0.9) > 1e-9 || math.Abs(create.FilingMs-6) > 1e-9 {
+		t.Errorf("create c=16: %.2f filings per 1,000 writes, %.2f ms each; want the medians 0.9 and 6", create.FilingsPerThousand, create.FilingMs)
+	}
 	if read64.P99ms != 21 {
 		t.Errorf("read c=64 p99 %.1f ms, want the median 21", read64.P99ms)
 	}
@@ -118,7 +124,8 @@ func TestBenchMerge(t *testing.T) {
 	if len(rep.Targets) != 4 || verdict["masked read"] || !verdict["durable creates"] || verdict["zero errors"] {
 		t.Errorf("targets %+v; want read missed at 25 %%, creates met at 5,100/s, p99 missed at 21 ms, errors missed", rep.Targets)
 	}
-	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %", "3 in 3 runs of 3 steps at c=16,64"} {
+	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %",
+		"0.90 audit index filings per 1,000 writes, holding the writer 6.0 ms each", "3 in 3 runs of 3 steps at c=16,64"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.String())
 		}
