@@ -13,7 +13,8 @@ import (
 // i of the change (A, -compare) and run i of the base (B, -base), made one
 // after the other, alternating which goes first. It reports, step by
 // step, the median of the pairs' A/B throughput ratios, their range, how
-// many pairs A won, and a sign test of that count.
+// many pairs A won, and a sign test of that count; and each side's
+// median p99 with how many pairs A's p99 was lower in.
 //
 // Pairs, not medians of each side: this host's speed drifts by 10–20 %
 // within minutes, and a pair's two runs share most of that drift. The
@@ -69,6 +70,12 @@ func benchCompare(aPaths, bPaths []string) (*benchComparison, error) {
 			AWriterUS: med(as, benchWriterUS), BWriterUS: med(bs, benchWriterUS)}
 		var ratios, shares []float64
 		for i := range n {
+			if pa, pb := as[i].Results[s].P99ms, bs[i].Results[s].P99ms; pa > 0 && pb > 0 {
+				c.P99Pairs++
+				if pa < pb {
+					c.AP99Lower++
+				}
+			}
 			if ta[i] <= 0 || tb[i] <= 0 {
 				continue // a step that served nothing has no ratio
 			}
@@ -135,6 +142,11 @@ type benchCompared struct {
 	BCPU    float64 `json:"b_cpu_us_per_request"`
 	AP99    float64 `json:"a_p99_ms"`
 	BP99    float64 `json:"b_p99_ms"`
+	// AP99Lower is in how many of the P99Pairs pairs (both runs with a
+	// p99) A's p99 was lower: the medians alone cannot say whether a
+	// change lowered the p99 in a series or in one pair of it.
+	AP99Lower int `json:"a_p99_lower"`
+	P99Pairs  int `json:"p99_pairs"`
 	// AWriterUS and BWriterUS are the SQLite writer's busy time per
 	// request, in µs: what bounds a write step while the one writer is
 	// busy (0 where the run reports no writer).
@@ -221,7 +233,7 @@ func benchCompareWrite(c *benchComparison, stdout io.Writer, jsonOut string) err
 	fmt.Fprintf(stdout, "custos bench -compare: %d pairs, A (-compare) against B (-base); A's runs started %s … %s\n",
 		c.Pairs, c.A[0], c.A[len(c.A)-1])
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tc\tA req/s\tB req/s\tA/B\trange\tA faster\tsign p\tA/B of ceiling shares\tCPU µs/req A\tB\tp99 ms A\tB\twriter µs/req A\tB\t")
+	fmt.Fprintln(tw, "workload\tc\tA req/s\tB req/s\tA/B\trange\tA faster\tsign p\tA/B of ceiling shares\tCPU µs/req A\tB\tp99 ms A\tB\tA's p99 lower\twriter µs/req A\tB\t")
 	for _, s := range c.Steps {
 		share, writerA, writerB := "", "", ""
 		if s.ShareRatio > 0 {
@@ -230,15 +242,18 @@ func benchCompareWrite(c *benchComparison, stdout io.Writer, jsonOut string) err
 		if s.AWriterUS > 0 || s.BWriterUS > 0 {
 			writerA, writerB = fmt.Sprintf("%.0f", s.AWriterUS), fmt.Sprintf("%.0f", s.BWriterUS)
 		}
-		ratio, span, wins, p := "-", "-", "no pair served", "-"
+		ratio, span, wins, p, lower := "-", "-", "no pair served", "-", "-"
+		if s.P99Pairs > 0 {
+			lower = fmt.Sprintf("%d of %d", s.AP99Lower, s.P99Pairs)
+		}
 		if s.Counted > 0 {
 			ratio, span = fmt.Sprintf("%.3f", s.Ratio), fmt.Sprintf("%.2f–%.2f", s.RatioMin, s.RatioMax)
 			wins, p = fmt.Sprintf("%d of %d", s.AWins, s.Counted), fmt.Sprintf("%.3g", s.SignP)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n",
 			s.Workload, s.Concurrency, benchThousands(s.AThroughput), benchThousands(s.BThroughput),
 			ratio, span, wins, p, share,
-			s.ACPU, s.BCPU, benchMs(s.AP99), benchMs(s.BP99), writerA, writerB)
+			s.ACPU, s.BCPU, benchMs(s.AP99), benchMs(s.BP99), lower, writerA, writerB)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

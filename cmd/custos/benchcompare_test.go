@@ -37,20 +37,25 @@ func TestBenchSignTest(t *testing.T) {
 // TestBenchCompare: -compare pairs the change's runs with the base's by
 // position and reports, step by step, the median of the pairs' ratios,
 // their range, A's wins and the sign test, the ratio of ceiling shares,
-// and each side's CPU, p99 and writer time per request; a step no pair
-// served has no ratio; JSON carries the same.
+// and each side's CPU, p99 and writer time per request, with how many
+// pairs A's p99 was lower in; a step no pair served has no ratio; JSON
+// carries the same.
 func TestBenchCompare(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC)
 	var as, bs []benchReport
 	// Six pairs. Creates: A 10 % faster in every pair. Reads at c=16: A
 	// faster in three pairs, slower in three. The ceiling: alike.
 	readA := []float64{0.30, 0.20, 0.31, 0.19, 0.32, 0.18}
+	// Read p99 at c=16: A's lower than B's 7 ms in four pairs of six,
+	// higher in two; their medians (5 and 7) alone would not say so.
+	readP99A := []float64{5, 9, 5, 9, 5, 5}
 	for i := range 6 {
 		ceiling := 30000 + 1000*float64(i) // the host drifts; a pair shares it
 		start := t0.Add(time.Duration(2*i) * time.Minute)
 		b := benchRun(start, ceiling, 0.25, 4000+100*float64(i), 20, 0, nil, 0)
 		a := benchRun(start.Add(time.Minute), ceiling, readA[i], 1.1*(4000+100*float64(i)), 18, 0, nil, 0)
 		a.Results[2].CPUPerRequestUS, b.Results[2].CPUPerRequestUS = 270, 300
+		a.Results[1].P99ms, b.Results[1].P99ms = readP99A[i], 7
 		as, bs = append(as, a), append(bs, b)
 	}
 	file := filepath.Join(t.TempDir(), "compare.json")
@@ -64,6 +69,7 @@ func TestBenchCompare(t *testing.T) {
 	for _, want := range []string{
 		"6 pairs, A (-compare) against B (-base)",
 		"no pair served", // read c=64 served nothing in these made-up runs
+		"A's p99 lower", "4 of 6",
 		"repeat the series at another time",
 	} {
 		if !strings.Contains(out, want) {
@@ -108,6 +114,13 @@ func TestBenchCompare(t *testing.T) {
 	}
 	if read64.Counted != 0 || read64.Ratio != 0 || read64.AP99 != 18 || read64.BP99 != 20 {
 		t.Errorf("read c=64 served nothing, yet counted %d pairs, ratio %g; p99 %g/%g, want 18/20", read64.Counted, read64.Ratio, read64.AP99, read64.BP99)
+	}
+	if read.AP99Lower != 4 || read.P99Pairs != 6 || read.AP99 != 5 || read.BP99 != 7 || read64.AP99Lower != 6 || read64.P99Pairs != 6 {
+		t.Errorf("p99: read c=16 A lower in %d of %d (medians %g/%g), c=64 in %d of %d; want 4 of 6 (5/7) and 6 of 6",
+			read.AP99Lower, read.P99Pairs, read.AP99, read.BP99, read64.AP99Lower, read64.P99Pairs)
+	}
+	if ceiling.P99Pairs != 0 || ceiling.AP99Lower != 0 {
+		t.Errorf("ceiling: no run had a p99, yet %d of %d pairs counted", ceiling.AP99Lower, ceiling.P99Pairs)
 	}
 }
 
