@@ -385,8 +385,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if *rounds > 1 {
 		return benchRounds(ctx, fs, *rounds, *seedV, *jsonOut, *svgOut, stdout, stderr, getenv)
 	}
+	// say is called from goroutines at once (-prime's workers report
+	// their progress), and stderr may be any writer: one line at a time.
+	var sayMu sync.Mutex
 	say := func(format string, a ...any) {
 		if !*quiet {
+			sayMu.Lock()
+			defer sayMu.Unlock()
 			fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
 		}
 	}
