@@ -104,30 +104,43 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 // seq order: Seq > f.AfterSeq, Since <= Time < Until, and at most f.Limit
 // events when it is positive (the caller caps it).
 func (tx *Tx) FindAuditEvents(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
-	// Block by block through the filed index entries, then the scan of
-	// the events not filed yet (auditindex.go), until f.Limit.
-	parts, err := tx.auditParts(ctx, f)
-	if err != nil {
-		return nil, formatError(err, "Audit event")
-	}
+	filters, args := auditFilters(f)
 	events := []*custos.AuditEvent{}
-	for _, p := range parts {
-		q, args := `SELECT `+auditColumns+` FROM audit_events WHERE `+p.where+` ORDER BY seq`, p.args
+	// find adds the events matching where, in seq order, up to f.Limit,
+	// and says whether that is reached.
+	find := func(where string, args []any) (full bool, err error) {
+		q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + where + ` ORDER BY seq`
 		if f.Limit > 0 {
-			if len(events) >= f.Limit {
-				break
-			}
 			q, args = q+` LIMIT ?`, append(args, f.Limit-len(events))
 		}
-		if err := tx.query(ctx, q, args, func(s scanner) error {
+		err = tx.query(ctx, q, args, func(s scanner) error {
 			e, err := scanAuditEvent(s)
 			if err == nil {
 				events = append(events, e)
 			}
 			return err
-		}); err != nil {
+		})
+		return f.Limit > 0 && len(events) >= f.Limit, err
+	}
+	// Through the index's entries up to its mark, when f has a filter
+	// they can narrow, then a scan of the events past the mark
+	// (auditindex.go).
+	var mark int64
+	if lo, hi, ok := auditProbe(f); ok && tx.aix != nil {
+		var full bool
+		var err error
+		mark, full, err = tx.aix.probe(ctx, f.AfterSeq, lo, hi, func(seqs []int64) (bool, error) {
+			return find(`seq IN (SELECT value FROM json_each(?)) AND `+filters, append([]any{seqList(seqs)}, args...))
+		})
+		if err != nil {
 			return nil, formatError(err, "Audit event")
 		}
+		if full {
+			return events, nil
+		}
+	}
+	if _, err := find(`seq > ? AND `+filters, append([]any{mark}, args...)); err != nil {
+		return nil, formatError(err, "Audit event")
 	}
 	return events, nil
 }

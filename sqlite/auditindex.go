@@ -1,35 +1,47 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"custos"
 	"custos/internal/sqlutil"
 )
 
-// The audit log's indexes, filed in blocks (migration 0009).
+// The audit log's index, filed in blocks (migration 0009), in a file of
+// its own (since migration 0016).
 //
 // An index entry lands on a page of its B-tree, and SQLite's WAL takes
 // whole pages: with the indexes on subject_id, actor_id, action and time,
 // every read's audit event wrote a random 4 KiB subject leaf and the last
 // leaf of three more trees, most of a read's commit (BENCHMARKS.md,
-// thirteenth session). So the writer files committed events into
-// audit_blocks afterwards, auditFileChunk at a time, sorted: keyed by
-// (block, key, seq) with a block of 2^auditBlockShift consecutive events,
-// one filing writes only into the pages of the blocks it covers. Until
-// filed, an event is found by a scan of the events after
-// audit_blocks_filed.seq (FindAuditEvents).
+// thirteenth session). So committed events are filed into audit_blocks
+// afterwards, auditFileChunk at a time, sorted: keyed by (block, key,
+// seq) with a block of 2^auditBlockShift consecutive events, one filing
+// writes only into the pages of the blocks it covers. Until filed, an
+// event is found by a scan of the events past the mark, audit_index.filed
+// (FindAuditEvents).
 //
-// Who files: the writer of any process, after a commit group once its
-// groups inserted auditFileChunk events, and while no write waits, in a
-// transaction of its own that reads where filing stopped, files from
-// there and moves the mark. Filing is an optimisation only: a failure
-// leaves the events to the scan and to the next round.
+// Who files: a goroutine of every process, the filer, in a transaction
+// on the index file that reads where filing stopped, files from there and
+// moves the mark. The index is in a file of its own, custos.db-auditindex,
+// with its own WAL and write lock, so that filing never holds the store's
+// one write lock. Until the fifty-eighth session the writer filed between
+// its groups, holding that lock 5–9 ms a chunk, and every write waited,
+// a read's audit event included: a read's p99 at 16 clients was about that
+// hold plus a millisecond (BENCHMARKS.md, fifty-sixth and fifty-seventh
+// sessions). Filing is an optimisation only: a failure leaves the events
+// to the scan and to the next round. The file holds derived data and is
+// in no backup; a store without it, or with one that is not its own,
+// files its whole log again (reconcile).
 
 // auditBlockShift sets the block size: 1,024 events, a filing's chunk
 // (auditFileChunk). The writer's filings end where a chunk ends, on a
@@ -50,31 +62,21 @@ import (
 // the existing events again in blocks of this size.
 const auditBlockShift = 10
 
-// auditBlocksPerPart is how many blocks a query part probes, one seek a
-// block in one statement: a query with a rare filter runs one statement
-// per 16,384 events, as it did with blocks of that size (610 at ten
-// million events).
-const auditBlocksPerPart = 16
-
-// auditFileChunk is how many unfiled events make the writer file them
-// after a group, and how many it files there at most besides as many as
-// that group inserted, in whole chunks: it files up to the last seq
-// before a multiple of auditFileChunk, a block's edge (auditBlockShift).
-// Filing takes 5–7 µs an event, so the requests waiting behind a filing
-// wait 5–7 ms (custos_sqlite_audit_filing_seconds_total; at 16 clients a
-// read's p99 is about that plus a millisecond, BENCHMARKS.md, fifty-sixth
-// session), and a bulk group's filing keeps pace with the group.
-// With 4,096 the wait was 25–45 ms, and reads' p99 at c=64 rose from
-// 18–20 to 34–36 ms (BENCHMARKS.md, thirteenth session). A backlog (a
-// store loaded from a dump starts with every event unfiled) is filed
-// while no write waits, after auditIdleWait, up to auditFileIdleMax at a
-// time. auditWriterFiles is false in tests that file by hand. Variables
-// so that tests can file small logs.
+// auditFileChunk is how many unfiled events make the writer kick the
+// filer after a group; the filer then files whole chunks, up to the last
+// seq before a multiple of auditFileChunk, a block's edge
+// (auditBlockShift), and at most auditFileIdleMax events a transaction.
+// Filing takes 5–9 µs an event. A backlog (a store loaded from a dump, or
+// whose index file is new, starts with every event unfiled) is filed once
+// no group has committed for auditIdleWait, up to auditFileIdleMax at a
+// time, so that it does not take the processors from requests.
+// auditFilerRuns is false in tests that file by hand. Variables so that
+// tests can file small logs.
 var (
-	auditIdleWait          = time.Millisecond
+	auditIdleWait          = 10 * time.Millisecond
 	auditFileChunk   int64 = 1024
 	auditFileIdleMax int64 = 16 * 1024
-	auditWriterFiles       = true
+	auditFilerRuns         = true
 )
 
 // Each event's entries: its subject, actor, action and time, under these
@@ -103,23 +105,226 @@ func auditTimeKey(t time.Time) string {
 	return fmt.Sprintf("%s%020d", auditKeyTime, max(sqlutil.Micros(t), 0))
 }
 
-// fileAuditEvents files up to most unfiled audit events into
-// audit_blocks, when there are auditFileChunk of them or force is set. It
-// runs on the write connection between groups. Unless forced, it files
-// whole chunks only: it stops where a chunk ends (the seq after the last
-// one filed a multiple of auditFileChunk), which in a build is a block's
-// edge, so that the next filing starts a block rather than finishing
-// one. It returns how many it filed and how many it left, and sets
+// auditIndexSuffix names the index's file: the store's path and this
+// (custos.db-auditindex, with its own -wal and -shm while open).
+const auditIndexSuffix = "-auditindex"
+
+// auditIndex is the audit log's index, in a SQLite file of its own: the
+// table audit_blocks, and audit_index's one row, with the seq every event
+// up to is filed under (filed) and the hash of the store's first audit
+// event (first_hash), which ties the file to its store's log.
+type auditIndex struct {
+	path string
+	// mu holds the filer's connection, conn, on which the index file is
+	// main and the store's file is attached, as m, to be read. Filing,
+	// the check and the repair run on it.
+	mu   sync.Mutex
+	pool *sql.DB // conn's, of one connection
+	conn *sql.Conn
+	// read is the queries' pool, on the index file alone.
+	read *sql.DB
+	// kick wakes the filer; done is closed when it has stopped (nil
+	// when none was started).
+	kick chan struct{}
+	done chan struct{}
+}
+
+// auditIndexDSN is the connection string of the index file's filer
+// connection (write) or of its queries' pool. synchronous is NORMAL: the
+// file holds derived data only, and what a power loss takes from it is
+// filed again (open checks it against the store's log: reconcile).
+func auditIndexDSN(path string, write bool) string {
+	dsn := path + "?_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	if write {
+		return dsn + "&_pragma=temp_store(MEMORY)"
+	}
+	return dsn + "&_query_only=on"
+}
+
+// openAuditIndex opens the store's audit index file, creating it if
+// needed, and reconciles it with the store's log, before the writer
+// starts (Open).
+func (db *DB) openAuditIndex(ctx context.Context) error {
+	ix := &auditIndex{path: db.path + auditIndexSuffix}
+	db.aix = ix // Close closes what opened
+	ctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	var err error
+	if ix.pool, err = sql.Open("sqlite", auditIndexDSN(ix.path, true)); err != nil {
+		return internal("open audit index", err)
+	}
+	ix.pool.SetMaxOpenConns(1)
+	if ix.conn, err = ix.pool.Conn(ctx); err != nil {
+		return internal("open audit index", err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS audit_blocks (block INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+			PRIMARY KEY (block, key, seq)) STRICT, WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS audit_index (one INTEGER PRIMARY KEY CHECK (one = 1), filed INTEGER NOT NULL,
+			first_hash BLOB) STRICT`,
+		`INSERT INTO audit_index (one, filed) VALUES (1, 0) ON CONFLICT (one) DO NOTHING`,
+	} {
+		if _, err := ix.conn.ExecContext(ctx, q); err != nil {
+			return internal("open audit index", err)
+		}
+	}
+	if _, err := ix.conn.ExecContext(ctx, `ATTACH DATABASE ? AS m`, db.path); err != nil {
+		return internal("open audit index", err)
+	}
+	if err := ix.reconcile(ctx); err != nil {
+		return internal("open audit index", err)
+	}
+	if ix.read, err = sql.Open("sqlite", auditIndexDSN(ix.path, false)); err != nil {
+		return internal("open audit index", err)
+	}
+	ix.read.SetMaxOpenConns(readConns)
+	ix.read.SetMaxIdleConns(readConns)
+	return nil
+}
+
+// reconcile makes the index describe the store's log. A file that is not
+// this log's (another store's, or one kept beside a restored database:
+// its first event's hash differs) is emptied, to be filed again. Entries
+// past the log's head are deleted and the mark lowered to it: the filer
+// files events once committed, before the syncer's fsync, so after a
+// power loss the index may hold events the store's file lost, and their
+// seqs are then given to other events.
+func (ix *auditIndex) reconcile(ctx context.Context) error {
+	return ix.write(ctx, func(tx *sql.Tx) error {
+		var filed, head int64
+		var stored, first []byte
+		if err := tx.QueryRowContext(ctx, `SELECT filed, first_hash, (SELECT hash FROM m.audit_events ORDER BY seq LIMIT 1),
+			(SELECT coalesce(max(seq), 0) FROM m.audit_events) FROM audit_index`).Scan(&filed, &stored, &first, &head); err != nil {
+			return err
+		}
+		if !bytes.Equal(stored, first) {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM audit_blocks`); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = 0, first_hash = ?`, first)
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_blocks WHERE block >= ? AND seq > ?`, head>>auditBlockShift, head); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = min(filed, ?)`, head)
+		return err
+	})
+}
+
+// write runs fn in a transaction on the filer's connection. Its first
+// statement writes to the index file, so that the transaction takes the
+// index file's write lock at once, waiting for another process's filer
+// under the busy timeout, and never the store's: it only reads that.
+// (BEGIN IMMEDIATE would take the write lock of every attached file.)
+func (ix *auditIndex) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	tx, err := ix.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = filed`); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// close closes the index's connections, once the filer has stopped.
+// Once: Close may be called again.
+func (ix *auditIndex) close() error {
+	var errs []error
+	if ix.conn != nil {
+		errs = append(errs, ix.conn.Close())
+	}
+	for _, pool := range []*sql.DB{ix.pool, ix.read} {
+		if pool != nil {
+			errs = append(errs, pool.Close())
+		}
+	}
+	ix.conn, ix.pool, ix.read = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// filer files the audit index while the store is open: when the writer
+// kicks it, after a group once auditFileChunk events wait, every whole
+// chunk; and a backlog (on start, or one a filing left)
+// once no group has committed for auditIdleWait, up to the head. It runs
+// beside the writer: filing takes the index file's lock, and no write
+// waits for it (BENCHMARKS.md, fifty-eighth session).
+func (db *DB) filer() {
+	defer close(db.aix.done)
+	backlog := true
+	for {
+		var idle <-chan time.Time
+		groups := db.groups.Load()
+		if backlog {
+			idle = time.After(auditIdleWait)
+		}
+		select {
+		case <-db.closed:
+			return
+		case <-db.aix.kick:
+			// Every whole chunk, auditFileIdleMax at a time: groups
+			// larger than that (an import's, a seed's) kick once.
+			for {
+				n, rest, err := db.fileAuditEvents(false, auditFileIdleMax)
+				if err != nil || n == 0 || rest < auditFileChunk || db.isClosed() {
+					backlog = backlog || rest > 0
+					break
+				}
+			}
+		case <-idle:
+			if db.groups.Load() != groups {
+				continue // writes came: not idle
+			}
+			_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
+			backlog = err == nil && rest > 0
+		}
+	}
+}
+
+// isClosed reports whether Close has begun.
+func (db *DB) isClosed() bool {
+	select {
+	case <-db.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// kickFiler wakes the filer, after a group, once a chunk of events waits.
+func (db *DB) kickFiler() {
+	if db.aix != nil && db.aix.kick != nil && db.auditUnfiled.Load() >= auditFileChunk {
+		select {
+		case db.aix.kick <- struct{}{}:
+		default: // it is awake
+		}
+	}
+}
+
+// fileAuditEvents files up to most unfiled audit events into the index,
+// when there are auditFileChunk of them or force is set. The filer runs
+// it, and tests and the repair. Unless forced, it files whole chunks
+// only: it stops where a chunk ends (the seq after the last one filed a
+// multiple of auditFileChunk), which in a build is a block's edge, so
+// that the next filing starts a block rather than finishing one. It
+// returns how many it filed and how many it left, and sets
 // db.auditUnfiled to the latter; a failure sets it to zero, so that the
-// writer tries again after another chunk.
+// writer kicks again after another chunk.
 func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	t0 := time.Now()
-	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
+	err = db.aix.write(ctx, func(tx *sql.Tx) error {
 		var from, head int64
-		if err := tx.scanRow(ctx, `SELECT coalesce((SELECT seq FROM audit_blocks_filed), 0),
-			coalesce((SELECT max(seq) FROM audit_events), 0)`, nil, &from, &head); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT filed, (SELECT coalesce(max(seq), 0) FROM m.audit_events) FROM audit_index`).
+			Scan(&from, &head); err != nil {
 			return err
 		}
 		if head <= from || (!force && head-from < auditFileChunk) {
@@ -140,14 +345,14 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		// mark) must not stop the filing for good.
 		selects := make([]string, len(auditEntryKeys))
 		for i, k := range auditEntryKeys {
-			selects[i] = `SELECT seq >> ?1, ` + k + `, seq FROM audit_events WHERE seq > ?2 AND seq <= ?3`
+			selects[i] = `SELECT seq >> ?1, ` + k + `, seq FROM m.audit_events WHERE seq > ?2 AND seq <= ?3`
 		}
-		if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq) `+
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO audit_blocks (block, key, seq) `+
 			strings.Join(selects, ` UNION ALL `)+` ORDER BY 1, 2, 3`, auditBlockShift, from, to); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, `INSERT INTO audit_blocks_filed (one, seq) VALUES (1, ?)
-			ON CONFLICT (one) DO UPDATE SET seq = excluded.seq`, to); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = ?,
+			first_hash = coalesce(first_hash, (SELECT hash FROM m.audit_events ORDER BY seq LIMIT 1))`, to); err != nil {
 			return err
 		}
 		filed, rest = to-from, head-to
@@ -164,17 +369,6 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		db.filingNanos.Add(int64(time.Since(t0)))
 	}
 	return filed, rest, nil
-}
-
-// auditFiledTo returns the seq every audit event up to is filed under in
-// audit_blocks, in tx's snapshot.
-func (tx *Tx) auditFiledTo(ctx context.Context) (int64, error) {
-	var seq int64
-	err := tx.scanRow(ctx, `SELECT seq FROM audit_blocks_filed`, nil, &seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return seq, err
 }
 
 // auditProbe is the condition on the filed entries that f's most
@@ -206,30 +400,85 @@ func auditProbe(f custos.AuditFilter) (lo, hi string, ok bool) {
 	return "", "", false
 }
 
-// auditBlockProbe is the condition of a query part that finds the
-// events of n consecutive blocks through their entries in [lo, hi]: the
-// key's prefix (block, key) is probed once a block, all in one
-// statement, and the events read by seq.
-func auditBlockProbe(n int) string {
-	return `seq IN (SELECT seq FROM audit_blocks WHERE block IN (` + sqlutil.Placeholders(n) +
-		`) AND key >= ? AND key <= ? AND seq > ? AND seq <= ?)`
+// auditProbeBatch is about how many events a query reads at once through
+// the index: the seqs of whole blocks, at least this many unless the
+// blocks end. A query with a small limit stops after the first batches
+// that hold enough events.
+const auditProbeBatch = 512
+
+// probe finds the filed events whose entries lie in [lo, hi] (inclusive)
+// past seq after, block by block in seq order, and hands their seqs to
+// batch, whole blocks at a time, sorted; batch says when the caller has
+// enough (full). probe returns the mark: every event up to it is filed.
+// It reads the index in one snapshot, apart from the caller's
+// transaction on the store: the index holds committed events only, so an
+// event the caller's snapshot cannot see yet is not found by its seq
+// either, and every event it can see is found, through the index up to
+// the mark and by the caller's scan past it.
+func (ix *auditIndex) probe(ctx context.Context, after int64, lo, hi string, batch func(seqs []int64) (full bool, err error)) (mark int64, full bool, err error) {
+	tx, err := ix.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, `SELECT filed FROM audit_index`).Scan(&mark); err != nil || after >= mark {
+		return mark, false, err
+	}
+	// One seek a block (CROSS JOIN: the blocks outside), in block order.
+	// The entries' own block only: an entry under another could put an
+	// event out of order or twice.
+	rows, err := tx.QueryContext(ctx, probeQuery, (after+1)>>auditBlockShift, mark>>auditBlockShift, lo, hi, after, mark, auditBlockShift)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	var seqs []int64
+	cur := int64(-1)
+	for rows.Next() {
+		var block, seq int64
+		if err := rows.Scan(&block, &seq); err != nil {
+			return 0, false, err
+		}
+		if block != cur && len(seqs) >= auditProbeBatch {
+			if full, err := batch(seqs); full || err != nil {
+				return mark, full, err
+			}
+			seqs = seqs[:0]
+		}
+		cur, seqs = block, append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, false, err
+	}
+	if len(seqs) > 0 {
+		full, err = batch(seqs)
+	}
+	return mark, full, err
 }
 
-// auditPart is one statement's condition of an audit query.
-type auditPart struct {
-	where string
-	args  []any
+// probeQuery finds the entries in [?3, ?4] of the events in (?5, ?6] in
+// blocks ?1 to ?2 (?7 is auditBlockShift).
+const probeQuery = `WITH RECURSIVE b(n) AS (VALUES (?1) UNION ALL SELECT n + 1 FROM b WHERE n < ?2)
+	SELECT x.block, x.seq FROM b CROSS JOIN audit_blocks AS x
+	WHERE x.block = b.n AND x.key >= ?3 AND x.key <= ?4 AND x.seq > ?5 AND x.seq <= ?6 AND x.seq >> ?7 = x.block`
+
+// seqList is seqs sorted, as a JSON array (for json_each).
+func seqList(seqs []int64) string {
+	slices.Sort(seqs)
+	b := make([]byte, 0, 8*len(seqs)+2)
+	b = append(b, '[')
+	for i, s := range seqs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, s, 10)
+	}
+	return string(append(b, ']'))
 }
 
-// auditParts returns the conditions that find f's events in tx, to run in
-// order, each part's events after the previous part's: f's filters on the
-// events and seq > f.AfterSeq, and, when f has a filter the filed entries
-// can narrow, one part for each block of filed events past f.AfterSeq
-// (found through their entries) and a last one for the events past the
-// filed ones (scanned). A query with a small limit then stops after the
-// first blocks that hold enough events, and one with a rare filter costs
-// one probe per block.
-func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart, error) {
+// auditFilters are the conditions on the events themselves of f: its
+// filters and seq > f.AfterSeq.
+func auditFilters(f custos.AuditFilter) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, arg any) { conds, args = append(conds, cond), append(args, arg) }
@@ -249,46 +498,29 @@ func (tx *Tx) auditParts(ctx context.Context, f custos.AuditFilter) ([]auditPart
 	if f.Until != nil {
 		add("time < ?", sqlutil.Micros(*f.Until))
 	}
-	filters := strings.Join(conds, " AND ")
-	lo, hi, ok := auditProbe(f)
-	if !ok {
-		return []auditPart{{filters, args}}, nil
-	}
-	filedTo, err := tx.auditFiledTo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var parts []auditPart
-	for b := (f.AfterSeq + 1) >> auditBlockShift; f.AfterSeq < filedTo && b <= filedTo>>auditBlockShift; b += auditBlocksPerPart {
-		n := min(auditBlocksPerPart, filedTo>>auditBlockShift-b+1)
-		pargs := make([]any, 0, int(n)+4+len(args))
-		for i := range n {
-			pargs = append(pargs, b+i)
-		}
-		// The part's own events only, whatever the entries say: an
-		// entry under the wrong block (filed by a binary with other
-		// blocks) cannot put an event out of order or twice.
-		after, upTo := max(f.AfterSeq, b<<auditBlockShift-1), min(filedTo, (b+n)<<auditBlockShift-1)
-		pargs = append(append(pargs, lo, hi, after, upTo), args...)
-		parts = append(parts, auditPart{auditBlockProbe(int(n)) + " AND " + filters, pargs})
-	}
-	return append(parts, auditPart{"seq > ? AND " + filters, append([]any{filedTo}, args...)}), nil
+	return strings.Join(conds, " AND "), args
 }
 
 // CheckAuditIndex returns the first audit event up to the filing mark
-// that lacks one of its four entries in audit_blocks, or 0 when none
-// does (custos audit verify). The entries are derived data outside the
-// hash chain: someone who can write the database could delete them to
-// hide events from audit queries, and this finds that.
+// that lacks one of its four entries in the index, or 0 when none does
+// (custos audit verify). The entries are derived data outside the hash
+// chain: someone who can write the index file could delete them to hide
+// events from audit queries, and this finds that.
 func (db *DB) CheckAuditIndex(ctx context.Context) (int64, error) {
+	if db.aix == nil {
+		return 0, nil // opened for migrations only: no index
+	}
 	var seq int64
-	err := db.run(ctx, db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
-		// The keys' columns are the event's: audit_blocks has none of them.
-		return tx.scanRow(ctx, `SELECT coalesce(min(e.seq), 0) FROM audit_events AS e
-			WHERE e.seq <= coalesce((SELECT seq FROM audit_blocks_filed), 0) AND ? > (SELECT count(*) FROM audit_blocks AS x
+	err := func() error {
+		db.aix.mu.Lock()
+		defer db.aix.mu.Unlock()
+		// One statement, one snapshot of both files. The keys'
+		// columns are the event's: audit_blocks has none of them.
+		return db.aix.conn.QueryRowContext(ctx, `SELECT coalesce(min(e.seq), 0) FROM m.audit_events AS e
+			WHERE e.seq <= (SELECT filed FROM audit_index) AND ? > (SELECT count(*) FROM audit_blocks AS x
 				WHERE x.block = e.seq >> ? AND x.seq = e.seq AND x.key IN (`+strings.Join(auditEntryKeys, ", ")+`))`,
-			[]any{len(auditEntryKeys), auditBlockShift}, &seq)
-	})
+			len(auditEntryKeys), auditBlockShift).Scan(&seq)
+	}()
 	if err != nil {
 		return 0, formatError(err, "Audit index")
 	}
@@ -297,20 +529,18 @@ func (db *DB) CheckAuditIndex(ctx context.Context) (int64, error) {
 
 // RepairAuditIndex files again every audit event from the first one
 // CheckAuditIndex finds, and returns it (0: nothing to repair). The
-// entries still there are kept (filing ignores them).
+// entries still there are kept (filing ignores them); entries under a
+// block other than their event's are dropped.
 func (db *DB) RepairAuditIndex(ctx context.Context) (int64, error) {
 	seq, err := db.CheckAuditIndex(ctx)
 	if err != nil || seq == 0 {
 		return seq, err
 	}
-	// On the write connection, as filing runs, rather than as a commit
-	// group member. Entries under a block other than their event's (a
-	// binary with other blocks filed them) are dropped.
-	err = db.run(ctx, db.write, nil, nil, func(tx *Tx) error {
-		if _, err := tx.exec(ctx, `DELETE FROM audit_blocks WHERE block <> seq >> ?`, auditBlockShift); err != nil {
+	err = db.aix.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_blocks WHERE block <> seq >> ?`, auditBlockShift); err != nil {
 			return err
 		}
-		_, err := tx.exec(ctx, `UPDATE audit_blocks_filed SET seq = min(seq, ?)`, seq-1)
+		_, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = min(filed, ?)`, seq-1)
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,13 +16,15 @@ import (
 	"custos/audit"
 )
 
-// quietAuditFiling stops the writer from filing audit events on its own
-// for the test, which files them by calling fileAuditEvents.
+// quietAuditFiling starts no filer in the stores the test opens, which
+// files audit events by calling fileAuditEvents.
 func quietAuditFiling(t testing.TB, chunk, most int64) {
 	t.Helper()
-	oldChunk, oldMax, oldWriter := auditFileChunk, auditFileIdleMax, auditWriterFiles
-	auditFileChunk, auditFileIdleMax, auditWriterFiles = chunk, most, false
-	t.Cleanup(func() { auditFileChunk, auditFileIdleMax, auditWriterFiles = oldChunk, oldMax, oldWriter })
+	oldChunk, oldMax, oldFiler, oldIdle := auditFileChunk, auditFileIdleMax, auditFilerRuns, auditIdleWait
+	auditFileChunk, auditFileIdleMax, auditFilerRuns = chunk, most, false
+	t.Cleanup(func() {
+		auditFileChunk, auditFileIdleMax, auditFilerRuns, auditIdleWait = oldChunk, oldMax, oldFiler, oldIdle
+	})
 }
 
 // auditTestEpoch is the earliest time of appendRandomEvents' events.
@@ -59,18 +62,32 @@ func appendRandomEvents(t testing.TB, db *DB, r *rand.Rand, subjects []custos.Su
 	}
 }
 
-// filedTo reads audit_blocks_filed.
-func filedTo(t *testing.T, db *DB) int64 {
+// filedTo reads the index's mark.
+func filedTo(t testing.TB, db *DB) int64 {
 	t.Helper()
 	var seq int64
-	if err := db.run(context.Background(), db.read, nil, &sql.TxOptions{ReadOnly: true}, func(tx *Tx) error {
-		var err error
-		seq, err = tx.auditFiledTo(context.Background())
-		return err
-	}); err != nil {
+	if err := db.aix.read.QueryRow(`SELECT filed FROM audit_index`).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
 	return seq
+}
+
+// indexExec runs statements on the index file, with the store's file
+// attached as m, on a connection of the test's own.
+func indexExec(t *testing.T, db *DB, query string, args ...any) {
+	t.Helper()
+	c, err := sql.Open("sqlite", auditIndexDSN(db.aix.path, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetMaxOpenConns(1)
+	if _, err := c.Exec(`ATTACH DATABASE ? AS m`, db.path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(query, args...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // auditEntryCounts counts the filed entries under a block other than
@@ -79,8 +96,10 @@ func filedTo(t *testing.T, db *DB) int64 {
 // from auditEntryKeys, so that a wrong key there shows.
 func auditEntryCounts(t *testing.T, db *DB) (wrong, matching int64) {
 	t.Helper()
-	if err := db.read.QueryRow(`SELECT (SELECT count(*) FROM audit_blocks WHERE block <> seq >> ?),
-		(SELECT count(*) FROM audit_blocks AS x JOIN audit_events AS e USING (seq) WHERE x.key IN
+	db.aix.mu.Lock()
+	defer db.aix.mu.Unlock()
+	if err := db.aix.conn.QueryRowContext(context.Background(), `SELECT (SELECT count(*) FROM audit_blocks WHERE block <> seq >> ?),
+		(SELECT count(*) FROM audit_blocks AS x JOIN m.audit_events AS e USING (seq) WHERE x.key IN
 			('s' || e.subject_id, 'a' || e.actor_id, 'c' || e.action, 't' || printf('%020d', e.time)))`,
 		auditBlockShift).Scan(&wrong, &matching); err != nil {
 		t.Fatal(err)
@@ -238,17 +257,27 @@ func TestAuditBlocks(t *testing.T) {
 		t.Errorf("audit_blocks: %d entries under the wrong block, %d matching their event; want 0 and %d", wrong, entries, 4*(2*block+2500))
 	}
 
-	// Each block is probed through the key, not scanned.
-	if p := queryPlan(t, db, `SELECT seq FROM audit_events WHERE `+auditBlockProbe(3), 0, 1, 2, "ssub_a", "ssub_a", 0, 2*block); !strings.Contains(p, "SEARCH audit_blocks USING PRIMARY KEY (block=? AND key>? AND key<?)") ||
-		!strings.Contains(p, "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid=?)") {
+	// Each block is probed through the key, not scanned, and the
+	// events are read by seq.
+	if p := indexQueryPlan(t, db, probeQuery, 0, 2, "ssub_a", "ssub_a", 0, 2*block, auditBlockShift); !strings.Contains(p, "SEARCH x USING PRIMARY KEY (block=? AND key>? AND key<?)") {
 		t.Errorf("query plan does not probe each block by its key: %s", p)
+	}
+	if p := queryPlan(t, db, `SELECT seq FROM audit_events WHERE seq IN (SELECT value FROM json_each(?)) AND subject_id = ?`, "[1,5,9]", "sub_a"); !strings.Contains(p, "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid=?)") {
+		t.Errorf("query plan does not read the events by seq: %s", p)
 	}
 }
 
-// TestAuditBlocksMigration: migration 0009 files the events a store
-// already holds and drops the per-event indexes, 0015 files them again
-// in blocks of 1,024, and the writer files a backlog while no write
-// waits.
+// indexQueryPlan is queryPlan's on the index file.
+func indexQueryPlan(t *testing.T, db *DB, query string, args ...any) string {
+	t.Helper()
+	return poolPlan(t, db.aix.read, query, args...)
+}
+
+// TestAuditBlocksMigration: migration 0009 filed the events a store
+// already held and dropped the per-event indexes, and 0016 drops its
+// tables from the database: a store from before 0009 migrated today has
+// neither, and its filer files the whole log into the index file in
+// steps while no group commits.
 func TestAuditBlocksMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "custos.db")
@@ -261,12 +290,11 @@ func TestAuditBlocksMigration(t *testing.T) {
 	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c"}
 	appendRandomEvents(t, db, r, subjects, 5000)
 	// The schema as it was before 0009.
-	if _, err := db.write.ExecContext(ctx, `DROP TABLE audit_blocks; DROP TABLE audit_blocks_filed;
-		CREATE INDEX audit_events_subject_id ON audit_events (subject_id);
+	if _, err := db.write.ExecContext(ctx, `CREATE INDEX audit_events_subject_id ON audit_events (subject_id);
 		CREATE INDEX audit_events_actor_id ON audit_events (actor_id);
 		CREATE INDEX audit_events_action ON audit_events (action);
 		CREATE INDEX audit_events_time ON audit_events (time);
-		DELETE FROM migrations WHERE name IN ('0009_audit_blocks.sql', '0015_audit_blocks_1024.sql')`); err != nil {
+		DELETE FROM migrations WHERE name IN ('0009_audit_blocks.sql', '0015_audit_blocks_1024.sql', '0016_audit_index_file.sql')`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -275,31 +303,45 @@ func TestAuditBlocksMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := filedTo(t, db); got != 5000 {
-		t.Errorf("after the migration: filed to %d, want 5000", got)
+	var left []string
+	rows, err := db.read.Query(`SELECT name FROM sqlite_schema WHERE (type = 'index' AND tbl_name = 'audit_events') OR name LIKE 'audit_blocks%'`)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var idx int
-	if err := db.read.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'audit_events'`).Scan(&idx); err != nil || idx != 0 {
-		t.Errorf("indexes on audit_events after the migration: %d, %v; want them dropped", idx, err)
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, name)
 	}
-	checkAuditQueries(t, db, r, subjects, "migrated")
+	rows.Close()
+	if len(left) != 0 {
+		t.Errorf("after the migrations the database still has %v; want the audit indexes and tables dropped", left)
+	}
+	checkAuditQueries(t, db, r, subjects, "migrated, nothing filed")
 	appendRandomEvents(t, db, r, subjects, 3000)
 	db.Close()
 
-	// A backlog (here 3,000 events, as a store loaded from a dump has
-	// its whole log) is filed by the writer in steps while idle.
-	auditFileChunk, auditFileIdleMax, auditWriterFiles = 100, 400, true
+	// A backlog (here 8,000 events, as a store migrated by 0016 or
+	// loaded from a dump has its whole log) is filed by the filer in
+	// steps while no group commits.
+	auditFileChunk, auditFileIdleMax, auditFilerRuns, auditIdleWait = 100, 400, true, time.Millisecond
 	db, err = Open(ctx, path, Options{Migrate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	deadline := time.Now().Add(20 * time.Second)
-	for filedTo(t, db) < 8000 {
+	// The counters move after the filing's commit.
+	for filedTo(t, db) < 8000 || db.WriterStats().Filed < 8000 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the writer filed up to %d of 8000 events in 20 s", filedTo(t, db))
+			t.Fatalf("the filer filed up to %d of 8000 events in 20 s", filedTo(t, db))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if st := db.WriterStats(); st.Filings < 8000/400 || st.Filed != 8000 {
+		t.Errorf("WriterStats: %d filings of %d events; want at least %d of 8000 (at most 400 a filing)", st.Filings, st.Filed, 8000/400)
 	}
 	checkAuditQueries(t, db, r, subjects, "backlog filed")
 }
@@ -351,10 +393,10 @@ func TestAuditFilingWholeChunks(t *testing.T) {
 }
 
 // TestAuditFilingKeepsUp: under writes that never leave the writer idle,
-// it files after the groups once they inserted a chunk of events, and as
-// many more as a group inserted, so the unfiled tail that queries scan
-// stays short, with small groups (reads) and with groups larger than the
-// chunk (a seed's or an import's).
+// the writer kicks the filer after the groups once they inserted a chunk
+// of events, and it files whole chunks, so the unfiled tail that queries
+// scan stays short, with small groups (reads) and with groups larger
+// than the chunk (a seed's or an import's).
 func TestAuditFilingKeepsUp(t *testing.T) {
 	for _, c := range []struct {
 		name        string
@@ -362,17 +404,15 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 	}{{"small groups", 60}, {"groups larger than the chunk", 250}} {
 		t.Run(c.name, func(t *testing.T) {
 			quietAuditFiling(t, 100, 400)
-			oldIdle := auditIdleWait
-			auditWriterFiles, auditIdleWait = true, time.Hour
-			t.Cleanup(func() { auditIdleWait = oldIdle })
+			auditFilerRuns, auditIdleWait = true, time.Hour
 			db := openInternal(t)
 			r := rand.New(rand.NewPCG(13, 9))
 			const groups = 40
 			for range groups {
 				appendRandomEvents(t, db, r, []custos.SubjectID{"sub_a"}, c.groupEvents)
 			}
-			// The writer files after the group that answered the last
-			// append; give it the moment that takes.
+			// The filer files once kicked after the group that
+			// answered the last append; give it the moment that takes.
 			total, want := int64(groups*c.groupEvents), int64(groups*c.groupEvents-c.groupEvents)
 			deadline := time.Now().Add(10 * time.Second)
 			for filedTo(t, db) < want && time.Now().Before(deadline) {
@@ -381,139 +421,135 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 			if got := filedTo(t, db); got < want {
 				t.Errorf("after %d events in groups of %d: filed to %d, want at least %d", total, c.groupEvents, got, want)
 			} else if (got+1)%auditFileChunk != 0 {
-				t.Errorf("the writer filed up to %d, not a chunk's end", got)
+				t.Errorf("the filer filed up to %d, not a chunk's end", got)
 			}
 			checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 		})
 	}
 }
 
-// filedAuditLog opens a store for a benchmark with a log of events (a
-// multiple of 10,000) about random customers among 20,000, all filed;
-// it returns the store, the random source (seeded with seed) and the
-// customers.
-func filedAuditLog(b *testing.B, seed uint64, events int) (*DB, *rand.Rand, []custos.SubjectID) {
-	b.Helper()
-	quietAuditFiling(b, 1024, 1<<20)
-	db := openInternal(b)
-	r := rand.New(rand.NewPCG(5, seed))
-	subjects := make([]custos.SubjectID, 20_000)
-	for i := range subjects {
-		subjects[i] = custos.SubjectID(fmt.Sprintf("sub_%016x", r.Uint64()))
-	}
-	for range events / 10_000 {
-		appendRandomEvents(b, db, r, subjects, 10_000)
-	}
-	if _, rest, err := db.fileAuditEvents(true, 1<<20); err != nil || rest != 0 {
-		b.Fatalf("filing: %d left, %v", rest, err)
-	}
-	return db, r, subjects
-}
-
-// BenchmarkFileAuditChunk: the writer's filing of a chunk of 1,024 reads'
-// audit events, about random customers among 20,000, onto a log of
-// 100,000 filed ones; the time a filing holds the writer, which every
-// write waits through (custos_sqlite_audit_filing_seconds_total).
-func BenchmarkFileAuditChunk(b *testing.B) {
-	db, r, subjects := filedAuditLog(b, 12, 100_000)
-	// Up to a block's edge, where the writer's filings start.
-	appendRandomEvents(b, db, r, subjects, 1024)
-	if _, _, err := db.fileAuditEvents(false, 1024); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		appendRandomEvents(b, db, r, subjects, 1024)
-		b.StartTimer()
-		if n, _, err := db.fileAuditEvents(false, 1024); err != nil || n != 1024 {
-			b.Fatalf("filed %d, %v; want a chunk of 1024", n, err)
-		}
-	}
-}
-
-// BenchmarkFindAuditEventsBySubject: a customer's audit log (GET
-// /v1/audit?subject_id=…, as a rights request's report asks for it) in a
-// log of 200,000 filed events about 20,000 customers: about ten events,
-// found through one probe of the filed entries a block.
-func BenchmarkFindAuditEventsBySubject(b *testing.B) {
-	db, _, subjects := filedAuditLog(b, 11, 200_000)
+// TestAuditFilingOffTheWriter: filing takes the index file's lock, never
+// the store's, so writes commit while another connection holds the index
+// file's write lock (before the fifty-eighth session the writer filed
+// under its own lock, and every write waited for it); the filer files
+// once the lock is let go; and an audit query inside a write transaction
+// (core runs one with its own audit event) finds what a read finds.
+func TestAuditFilingOffTheWriter(t *testing.T) {
 	ctx := context.Background()
-	found := 0
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		id := subjects[i%len(subjects)]
-		err := db.View(ctx, func(tx custos.Tx) error {
-			es, err := tx.FindAuditEvents(ctx, custos.AuditFilter{SubjectID: &id, Limit: 100})
-			found += len(es)
-			return err
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(found)/float64(b.N), "events/op")
-}
+	quietAuditFiling(t, 100, 400)
+	auditFilerRuns, auditIdleWait = true, time.Hour
+	db := openInternal(t)
+	r := rand.New(rand.NewPCG(13, 21))
+	subjects := []custos.SubjectID{"sub_a", "sub_b"}
+	appendRandomEvents(t, db, r, subjects, 50)
 
-// TestAuditBlocks1024Migration: migration 0015 files the events filed in
-// blocks of 16,384 again in blocks of 1,024, each with its four entries,
-// leaves the mark and the events past it as they were, and queries find
-// every event afterwards.
-func TestAuditBlocks1024Migration(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "custos.db")
-	quietAuditFiling(t, 1000, 1<<20)
-	db, err := Open(ctx, path, Options{Migrate: true})
+	lock, err := sql.Open("sqlite", auditIndexDSN(db.aix.path, true)+"&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer lock.Close()
+	held, err := lock.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each append within 5 s, half the busy timeout a write waiting for
+	// the index file's lock would wait before failing.
+	for range 10 {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := db.Update(wctx, func(tx custos.Tx) error {
+			seq, head, err := tx.AuditHead(wctx)
+			if err != nil {
+				return err
+			}
+			es := make([]*custos.AuditEvent, 60)
+			for i := range es {
+				e := &custos.AuditEvent{Time: auditTestEpoch, ActorID: "prn_0", Action: custos.AuditSubjectRead, SubjectID: subjects[i%2],
+					Decision: custos.DecisionAllow}
+				audit.Chain(seq, head, e)
+				seq, head, es[i] = e.Seq, e.Hash, e
+			}
+			return tx.InsertAuditEvents(wctx, es)
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("a write while the index file's lock is held elsewhere: %v", err)
+		}
+	}
+	if got := filedTo(t, db); got != 0 {
+		t.Errorf("filed to %d while the index file's lock was held elsewhere", got)
+	}
+	if err := held.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for filedTo(t, db) < 599 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := filedTo(t, db); got != 599 {
+		t.Fatalf("after the lock was let go: filed to %d, want 599 (whole chunks of 100 of 650 events)", got)
+	}
+	var all []*custos.AuditEvent
+	if err := db.View(ctx, func(tx custos.Tx) (err error) {
+		all, err = tx.FindAuditEvents(ctx, custos.AuditFilter{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subjects {
+		want := 0
+		for _, e := range all {
+			if e.SubjectID == s {
+				want++
+			}
+		}
+		var inRead, inWrite []*custos.AuditEvent
+		if err := db.View(ctx, func(tx custos.Tx) (err error) {
+			inRead, err = tx.FindAuditEvents(ctx, custos.AuditFilter{SubjectID: &s})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(ctx, func(tx custos.Tx) (err error) {
+			inWrite, err = tx.FindAuditEvents(ctx, custos.AuditFilter{SubjectID: &s})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if want < 300 || len(inRead) != want || len(inWrite) != want {
+			t.Errorf("%s's events: %d in a read, %d in a write; want the %d of the whole log's %d in both (300 or more)", s, len(inRead), len(inWrite), want, len(all))
+		}
+	}
+}
+
+// TestAuditIndexRepair: custos audit verify (CheckAuditIndex) finds the
+// first event whose entries an index file lacks or holds under another
+// block, queries never return an event twice or out of order meanwhile,
+// and the repair drops the stray entries and files the events again.
+func TestAuditIndexRepair(t *testing.T) {
+	ctx := context.Background()
+	quietAuditFiling(t, 1000, 1<<20)
+	db := openInternal(t)
 	r := rand.New(rand.NewPCG(29, 4))
 	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c", "sub_d", "sub_e"}
 	appendRandomEvents(t, db, r, subjects, 20_000)
 	if _, _, err := db.fileAuditEvents(true, 17_000); err != nil {
 		t.Fatal(err)
 	}
-	// The entries as 0009 to 0014 filed them: blocks of 16,384.
-	if _, err := db.write.ExecContext(ctx, `UPDATE audit_blocks SET block = seq >> 14;
-		DELETE FROM migrations WHERE name = '0015_audit_blocks_1024.sql'`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	db, err = Open(ctx, path, Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	wrong, entries := auditEntryCounts(t, db)
-	var beyond int64
-	if err := db.read.QueryRow(`SELECT count(*) FROM audit_blocks WHERE seq > 17000`).Scan(&beyond); err != nil {
-		t.Fatal(err)
-	}
-	if wrong != 0 || entries != 4*17_000 || beyond != 0 {
-		t.Errorf("after 0015: %d entries under a block other than seq >> 10, %d matching their event, %d past the mark; want 0, %d, 0",
-			wrong, entries, beyond, 4*17_000)
-	}
-	if got := filedTo(t, db); got != 17_000 {
-		t.Errorf("filed to %d after 0015, want the mark left at 17000", got)
+	if wrong, entries := auditEntryCounts(t, db); wrong != 0 || entries != 4*17_000 {
+		t.Errorf("filed: %d entries under a block other than seq >> 10, %d matching their event; want 0 and %d", wrong, entries, 4*17_000)
 	}
 	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 0 {
-		t.Errorf("CheckAuditIndex after 0015: %d, %v; want every filed event complete", seq, err)
+		t.Errorf("CheckAuditIndex: %d, %v; want every filed event complete", seq, err)
 	}
-	checkAuditQueries(t, db, r, subjects, "after 0015")
 
-	// An older binary left running files 500 more events in blocks of
-	// 16,384: audit verify finds the first, queries never return an
-	// event twice or out of order meanwhile, and the repair drops the
-	// stray entries and files the events again.
-	if _, err := db.write.ExecContext(ctx, `INSERT INTO audit_blocks (block, key, seq)
-			SELECT seq >> 14, 's' || subject_id, seq FROM audit_events WHERE seq > 17000 AND seq <= 17500
-			UNION ALL SELECT seq >> 14, 'a' || actor_id, seq FROM audit_events WHERE seq > 17000 AND seq <= 17500
-			UNION ALL SELECT seq >> 14, 'c' || action, seq FROM audit_events WHERE seq > 17000 AND seq <= 17500
-			UNION ALL SELECT seq >> 14, 't' || printf('%020d', time), seq FROM audit_events WHERE seq > 17000 AND seq <= 17500;
-		UPDATE audit_blocks_filed SET seq = 17500`); err != nil {
-		t.Fatal(err)
-	}
+	// 500 more events filed in blocks of 16,384 (as an older binary's
+	// index had them): audit verify finds the first.
+	indexExec(t, db, `INSERT INTO audit_blocks (block, key, seq)
+			SELECT seq >> 14, 's' || subject_id, seq FROM m.audit_events WHERE seq > 17000 AND seq <= 17500
+			UNION ALL SELECT seq >> 14, 'a' || actor_id, seq FROM m.audit_events WHERE seq > 17000 AND seq <= 17500
+			UNION ALL SELECT seq >> 14, 'c' || action, seq FROM m.audit_events WHERE seq > 17000 AND seq <= 17500
+			UNION ALL SELECT seq >> 14, 't' || printf('%020d', time), seq FROM m.audit_events WHERE seq > 17000 AND seq <= 17500;
+		UPDATE audit_index SET filed = 17500`)
 	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 17001 {
 		t.Fatalf("CheckAuditIndex with stray entries: %d, %v; want 17001", seq, err)
 	}
@@ -533,11 +569,119 @@ func TestAuditBlocks1024Migration(t *testing.T) {
 	if seq, err := db.RepairAuditIndex(ctx); err != nil || seq != 17001 {
 		t.Fatalf("RepairAuditIndex: %d, %v; want 17001", seq, err)
 	}
-	if wrong, _ = auditEntryCounts(t, db); wrong != 0 {
+	if wrong, _ := auditEntryCounts(t, db); wrong != 0 {
 		t.Errorf("after the repair: %d stray entries; want none", wrong)
 	}
 	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 0 {
 		t.Errorf("CheckAuditIndex after the repair: %d, %v; want every filed event complete", seq, err)
 	}
 	checkAuditQueries(t, db, r, subjects, "repaired")
+
+	// Entries deleted (to hide events): found, and filed again.
+	indexExec(t, db, `DELETE FROM audit_blocks WHERE seq = 4321 AND key LIKE 's%'`)
+	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 4321 {
+		t.Fatalf("CheckAuditIndex with an entry deleted: %d, %v; want 4321", seq, err)
+	}
+	if seq, err := db.RepairAuditIndex(ctx); err != nil || seq != 4321 {
+		t.Fatalf("RepairAuditIndex: %d, %v; want 4321", seq, err)
+	}
+	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 0 {
+		t.Errorf("CheckAuditIndex after the repair: %d, %v; want every filed event complete", seq, err)
+	}
+}
+
+// TestAuditIndexReconcile: on open, an index that goes past the store's
+// log (the filer filed events that a power loss then took from the
+// store's file, whose seqs later events get) is cut back to the log's
+// head; one that is another store's, or missing, starts empty; queries
+// find exactly the log's events after each.
+func TestAuditIndexReconcile(t *testing.T) {
+	ctx := context.Background()
+	quietAuditFiling(t, 100, 1<<20)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "custos.db")
+	open := func(path string) *DB {
+		t.Helper()
+		db, err := Open(ctx, path, Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open(path)
+	r := rand.New(rand.NewPCG(29, 5))
+	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c"}
+	appendRandomEvents(t, db, r, subjects, 3000)
+	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	// Events 3,001 to 3,100 as the index would hold them had they been
+	// filed and then lost: about another subject.
+	indexExec(t, db, `INSERT INTO audit_blocks (block, key, seq)
+			WITH RECURSIVE s(n) AS (VALUES (3001) UNION ALL SELECT n + 1 FROM s WHERE n < 3100)
+			SELECT n >> 10, 'ssub_lost', n FROM s;
+		UPDATE audit_index SET filed = 3100`)
+	db.Close()
+
+	db = open(path)
+	if got := filedTo(t, db); got != 3000 {
+		t.Errorf("reopened with the index past the log's head: filed to %d, want 3000", got)
+	}
+	if wrong, entries := auditEntryCounts(t, db); wrong != 0 || entries != 4*3000 {
+		t.Errorf("reopened: %d entries under the wrong block, %d matching their event; want 0 and %d", wrong, entries, 4*3000)
+	}
+	appendRandomEvents(t, db, r, subjects, 200)
+	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	checkAuditQueries(t, db, r, subjects, "cut back to the head, then filed")
+	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 0 {
+		t.Errorf("CheckAuditIndex: %d, %v; want every filed event complete", seq, err)
+	}
+	db.Close()
+
+	// Another store's index file beside this store's database.
+	other := open(filepath.Join(dir, "other.db"))
+	appendRandomEvents(t, other, rand.New(rand.NewPCG(1, 1)), []custos.SubjectID{"sub_x"}, 4000)
+	if _, _, err := other.fileAuditEvents(true, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if err := os.Rename(filepath.Join(dir, "other.db"+auditIndexSuffix), path+auditIndexSuffix); err != nil {
+		t.Fatal(err)
+	}
+	db = open(path)
+	if got, n := filedTo(t, db), indexEntries(t, db); got != 0 || n != 0 {
+		t.Errorf("reopened with another store's index: filed to %d, %d entries; want it emptied", got, n)
+	}
+	checkAuditQueries(t, db, r, subjects, "another store's index emptied")
+	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	checkAuditQueries(t, db, r, subjects, "filed again")
+	db.Close()
+
+	// No index file at all.
+	files, _ := filepath.Glob(path + auditIndexSuffix + "*")
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db = open(path)
+	defer db.Close()
+	if got := filedTo(t, db); got != 0 {
+		t.Errorf("reopened without an index file: filed to %d, want 0", got)
+	}
+	checkAuditQueries(t, db, r, subjects, "index file removed")
+}
+
+// indexEntries counts the index's entries.
+func indexEntries(t *testing.T, db *DB) int64 {
+	t.Helper()
+	var n int64
+	if err := db.aix.read.QueryRow(`SELECT count(*) FROM audit_blocks`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -215,7 +215,7 @@ func (tx *Tx) checkKept(query string) error {
 }
 
 // auditTables matches statements about the audit log's tables
-// (audit_events, audit_blocks, audit_blocks_filed, audit_checkpoints).
+// (audit_events, audit_checkpoints).
 var auditTables = regexp.MustCompile(`(?i)\baudit_\w+`)
 
 var auditReads sqlutil.QueryKinds
@@ -226,8 +226,8 @@ func readsAudit(query string) bool {
 }
 
 // auditWrites matches the statements that change the audit log alone:
-// inserts of events and the filing of their index entries (auditindex.go).
-var auditWrites = regexp.MustCompile(`(?is)^\s*INSERT\s+(OR\s+\w+\s+)?INTO\s+"?(audit_events|audit_blocks|audit_blocks_filed)"?[\s(]`)
+// inserts of events. (Their index is in a file of its own, auditindex.go.)
+var auditWrites = regexp.MustCompile(`(?is)^\s*INSERT\s+(OR\s+\w+\s+)?INTO\s+"?audit_events"?[\s(]`)
 
 var dataKinds sqlutil.QueryKinds
 
@@ -257,7 +257,7 @@ func (db *DB) view(ctx context.Context, fn func(tx custos.Tx) error, keep bool) 
 		// Before the snapshot: fills are checked against this stamp.
 		stamp = db.rc.begin()
 	}
-	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: db.rcache, view: true}
+	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: db.rcache, view: true, aix: db.aix}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	if db.rc != nil {
 		tx.rc, tx.stamp = db.rc, stamp

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -243,7 +244,13 @@ func openWithCache(t *testing.T, cache int) *DB {
 // joined by "; ".
 func queryPlan(t *testing.T, db *DB, query string, args ...any) string {
 	t.Helper()
-	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+query, args...)
+	return poolPlan(t, db.read, query, args...)
+}
+
+// poolPlan is query's plan on a connection of pool.
+func poolPlan(t *testing.T, pool *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := pool.Query(`EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}

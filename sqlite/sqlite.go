@@ -130,13 +130,16 @@ type DB struct {
 	// the database's size; the writer sets it when it restarts the WAL
 	// (checkpoint.go).
 	walSizeLimit atomic.Int64
+	// aix is the audit log's index, in a file of its own, and its filer
+	// (auditindex.go); nil when opened for migrations only.
+	aix *auditIndex
 	// auditUnfiled is about how many audit events wait to be filed:
 	// those the groups inserted since the last filing, which sets it to
 	// what it left (auditindex.go).
 	auditUnfiled atomic.Int64
 	// filings, filed and filingNanos count the filings of the audit
 	// index that filed events, the events they filed, and the time they
-	// held the write connection (WriterStats).
+	// took (WriterStats).
 	filings, filed atomic.Uint64
 	filingNanos    atomic.Int64
 	// head is the audit chain head as the writer's last committed group
@@ -239,11 +242,20 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := db.openCheckpointer(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	if !opts.NoSchemaCheck {
+		if err := db.openAuditIndex(ctx); err != nil {
+			return nil, errors.Join(err, db.Close())
+		}
+	}
 	db.reqs, db.closed, db.done = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	db.ckptDone = make(chan struct{})
 	go db.dur.run()
 	go db.writer()
 	go db.checkpointer()
+	if db.aix != nil && auditFilerRuns {
+		db.aix.kick, db.aix.done = make(chan struct{}, 1), make(chan struct{})
+		go db.filer()
+	}
 	return db, nil
 }
 
@@ -334,6 +346,9 @@ func (db *DB) Close() error {
 		db.once.Do(func() { close(db.closed) })
 		<-db.done
 		<-db.ckptDone
+		if db.aix != nil && db.aix.done != nil {
+			<-db.aix.done
+		}
 		db.dur.close() // once the writer has queued its last answers
 	} else {
 		durables.Delete(db.dur.id)
@@ -345,6 +360,11 @@ func (db *DB) Close() error {
 			if err := c.close(); err != nil {
 				errs = append(errs, internal("close statements", err))
 			}
+		}
+	}
+	if db.aix != nil {
+		if err := db.aix.close(); err != nil {
+			errs = append(errs, internal("close audit index", err))
 		}
 	}
 	for _, pool := range []*sql.DB{db.ckpt, db.read, db.write} {
@@ -430,32 +450,20 @@ func (db *DB) writer() {
 	defer close(db.done)
 	_ = db.tuneCache() // a failure keeps the small cache until the next check
 	tuned := time.Now()
-	// backlog: audit events may wait to be filed (auditindex.go), on
-	// start and after a filing that stopped at its bound. They are
-	// filed while no write waits.
-	backlog := auditWriterFiles
 	// carried: the members of a group cut short (cutGroup), which lead
 	// the next; they are answered whether or not the store is closing.
 	var carried []*writeReq
 	for {
 		if len(carried) == 0 {
 			var first *writeReq
-			var idle <-chan time.Time
-			if backlog {
-				idle = time.After(auditIdleWait)
-			}
 			select {
 			case first = <-db.reqs:
 			case <-db.closed:
 				return
-			case <-idle:
-				_, rest, err := db.fileAuditEvents(true, auditFileIdleMax)
-				backlog = err == nil && rest > 0
-				continue
 			}
 			carried = []*writeReq{first}
 		}
-		t0, unfiled0 := time.Now(), db.auditUnfiled.Load()
+		t0 := time.Now()
 		db.busyMu.Lock()
 		db.busySince = t0
 		db.busyMu.Unlock()
@@ -465,14 +473,7 @@ func (db *DB) writer() {
 		// statements the group ran as text.
 		db.wcache.prepareWanted()
 		db.resetWAL()
-		if unfiled := db.auditUnfiled.Load(); auditWriterFiles && unfiled >= auditFileChunk {
-			// A chunk, and as many more as this group inserted, so
-			// that bulk groups (an import's, a seed's) are filed as
-			// they come, each after a wait in proportion to its own
-			// length. A failure waits for another chunk of events.
-			_, rest, _ := db.fileAuditEvents(false, auditFileChunk+max(unfiled-unfiled0, 0))
-			backlog = backlog || rest >= auditFileChunk
-		}
+		db.kickFiler()
 		if time.Since(tuned) >= tuneCacheInterval {
 			_ = db.tuneCache()
 			tuned = time.Now()
@@ -720,7 +721,7 @@ func (db *DB) commit(tx *Tx, sqlTx *sql.Tx) error {
 func (db *DB) groupTx(sqlTx *sql.Tx, now time.Time, inv *invalidation, wrote *bool) *Tx {
 	head, kept := db.keptHeadFor()
 	tx := &Tx{tx: sqlTx, now: now, timeout: db.timeout, shared: true, head: &head, headKept: kept, audits: db.gen,
-		unfiled: &db.auditUnfiled, cache: db.wcache, inv: inv, wrote: wrote}
+		unfiled: &db.auditUnfiled, aix: db.aix, cache: db.wcache, inv: inv, wrote: wrote}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	return tx
 }
@@ -876,7 +877,7 @@ func (db *DB) View(ctx context.Context, fn func(tx custos.Tx) error) error {
 // its first statement (Tx.before); a write transaction at once.
 func (db *DB) run(ctx context.Context, pool *sql.DB, cache *stmtCache, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
 	var conn *sql.Conn
-	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache}
+	tx := &Tx{now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, cache: cache, aix: db.aix}
 	tx.Stmts = sqlutil.NewStmts(stmtQuerier{tx})
 	var wrote bool
 	if opts == nil || !opts.ReadOnly {

@@ -43,6 +43,9 @@ type Tx struct {
 	// inserts, for the writer's filing (auditindex.go); an event a
 	// rollback takes back is counted too, which only files sooner.
 	unfiled *atomic.Int64
+	// aix is the store's audit index, which FindAuditEvents probes (nil
+	// during migrations: queries scan).
+	aix *auditIndex
 	// cache is the pool's prepared statements (nil: run every statement
 	// as text, as during migrations); stmts holds those bound to this
 	// transaction.

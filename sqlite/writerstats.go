@@ -51,11 +51,12 @@ type WriterStats struct {
 	// rest led the next group (turns.go's cutGroup).
 	Cuts uint64
 	Busy time.Duration
-	// Filings is how many times this store filed audit events into the
-	// audit log's index (auditindex.go), Filed how many events they
-	// filed, and FilingTime how long they held the write connection, a
-	// wait for every write that came meanwhile (part of Busy when the
-	// writer filed after a group).
+	// Filings is how many times this store's filer filed audit events
+	// into the audit log's index (auditindex.go), Filed how many events
+	// they filed, and FilingTime how long they took. The filer runs
+	// beside the writer, on the index's own file: no write waits for it
+	// (until the fifty-eighth session the writer filed, holding the
+	// write lock that long).
 	Filings, Filed uint64
 	FilingTime     time.Duration
 }
@@ -94,7 +95,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_writer_busy_seconds_total", Help: "Time the writer spent on groups rather than waiting.", Value: fmt.Sprintf("%.6f", st.Busy.Seconds())},
 		{Name: "custos_sqlite_audit_filings_total", Help: "Filings of audit events into the audit log's index.", Value: fmt.Sprint(st.Filings)},
 		{Name: "custos_sqlite_audit_events_filed_total", Help: "Audit events those filings filed.", Value: fmt.Sprint(st.Filed)},
-		{Name: "custos_sqlite_audit_filing_seconds_total", Help: "Time those filings held the write connection, which every write meanwhile waited for.", Value: fmt.Sprintf("%.6f", st.FilingTime.Seconds())},
+		{Name: "custos_sqlite_audit_filing_seconds_total", Help: "Time those filings took, on the audit index file beside the writer.", Value: fmt.Sprintf("%.6f", st.FilingTime.Seconds())},
 	})
 	if db.rc == nil {
 		return

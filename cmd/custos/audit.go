@@ -44,7 +44,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 }
 
 // auditIndex is a store whose audit queries use an index kept outside
-// the hash chain (SQLite's audit_blocks).
+// the hash chain (SQLite's, in custos.db-auditindex).
 type auditIndex interface {
 	CheckAuditIndex(ctx context.Context) (int64, error)
 	RepairAuditIndex(ctx context.Context) (int64, error)

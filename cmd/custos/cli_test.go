@@ -916,18 +916,22 @@ func TestAuditVerifyIndex(t *testing.T) {
 	}
 
 	const k = 5
-	db, err := sql.Open("sqlite", filepath.Join(src, "custos.db"))
+	// The index file, with the database attached as the filer has it.
+	db, err := sql.Open("sqlite", filepath.Join(src, "custos.db-auditindex"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every event filed (as the migration files them), then one entry gone.
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, `ATTACH DATABASE ? AS m`, filepath.Join(src, "custos.db"))
+	// Every event filed, then one entry gone.
 	mustExec(t, db, `DELETE FROM audit_blocks`)
 	mustExec(t, db, `INSERT INTO audit_blocks (block, key, seq)
-		SELECT seq >> 14, 's' || subject_id, seq FROM audit_events
-		UNION ALL SELECT seq >> 14, 'a' || actor_id, seq FROM audit_events
-		UNION ALL SELECT seq >> 14, 'c' || action, seq FROM audit_events
-		UNION ALL SELECT seq >> 14, 't' || printf('%020d', max(time, 0)), seq FROM audit_events`)
-	mustExec(t, db, `UPDATE audit_blocks_filed SET seq = (SELECT max(seq) FROM audit_events)`)
+		SELECT seq >> 10, 's' || subject_id, seq FROM m.audit_events
+		UNION ALL SELECT seq >> 10, 'a' || actor_id, seq FROM m.audit_events
+		UNION ALL SELECT seq >> 10, 'c' || action, seq FROM m.audit_events
+		UNION ALL SELECT seq >> 10, 't' || printf('%020d', max(time, 0)), seq FROM m.audit_events`)
+	mustExec(t, db, `UPDATE audit_index SET filed = (SELECT max(seq) FROM m.audit_events),
+		first_hash = (SELECT hash FROM m.audit_events ORDER BY seq LIMIT 1)`)
 	mustExec(t, db, `DELETE FROM audit_blocks WHERE seq = ? AND key LIKE 's%'`, k)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

@@ -90,7 +90,7 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 	}
 	// The database holds only ciphertext, but its metadata (ids, times,
 	// audit trail) is still nobody else's business.
-	for _, suffix := range []string{"", "-wal", "-shm"} {
+	for _, suffix := range []string{"", "-wal", "-shm", "-auditindex", "-auditindex-wal", "-auditindex-shm"} {
 		if err := os.Chmod(cfg.DBPath()+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			db.Close()
 			return nil, fmt.Errorf("store: %w", err)

@@ -16,15 +16,12 @@ import (
 // SkipDumpTable reports whether a table stays out of every dump (custos
 // backup): the migrations bookkeeping, which the restoring store has of
 // its own and which a restore compares instead, SQLite's internal
-// tables, SQLite's audit index (audit_blocks, audit_blocks_filed),
-// which the restoring store builds again from the audit log it loads, and
-// PostgreSQL's read cache generation (cache_gen), which the restoring
+// tables, and PostgreSQL's read cache generation (cache_gen), which the restoring
 // store has of its own and which no backup's data depends on. Every
 // other table — including those later features add — is
 // dumped, found at run time from the schema catalog.
 func SkipDumpTable(name string) bool {
-	return name == "migrations" || strings.HasPrefix(name, "sqlite_") ||
-		name == "audit_blocks" || name == "audit_blocks_filed" || name == "cache_gen"
+	return name == "migrations" || strings.HasPrefix(name, "sqlite_") || name == "cache_gen"
 }
 
 // QuoteIdent quotes a table or column name for SQL (both dialects).
