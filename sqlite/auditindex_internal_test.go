@@ -521,6 +521,73 @@ func TestAuditFilingOffTheWriter(t *testing.T) {
 	}
 }
 
+// filedAuditLog opens a store for a benchmark with a log of events (a
+// multiple of 10,000) about random customers among 20,000, all filed;
+// it returns the store, the random source (seeded with seed) and the
+// customers.
+func filedAuditLog(b *testing.B, seed uint64, events int) (*DB, *rand.Rand, []custos.SubjectID) {
+	b.Helper()
+	quietAuditFiling(b, 1024, 1<<20)
+	db := openInternal(b)
+	r := rand.New(rand.NewPCG(5, seed))
+	subjects := make([]custos.SubjectID, 20_000)
+	for i := range subjects {
+		subjects[i] = custos.SubjectID(fmt.Sprintf("sub_%016x", r.Uint64()))
+	}
+	for range events / 10_000 {
+		appendRandomEvents(b, db, r, subjects, 10_000)
+	}
+	if _, rest, err := db.fileAuditEvents(true, 1<<20); err != nil || rest != 0 {
+		b.Fatalf("filing: %d left, %v", rest, err)
+	}
+	return db, r, subjects
+}
+
+// BenchmarkFileAuditChunk: the filer's filing of a chunk of 1,024 reads'
+// audit events, about random customers among 20,000, onto a log of
+// 100,000 filed ones (custos_sqlite_audit_filing_seconds_total): CPU
+// the filer takes from requests, though no write waits for it.
+func BenchmarkFileAuditChunk(b *testing.B) {
+	db, r, subjects := filedAuditLog(b, 12, 100_000)
+	// Up to a block's edge, where the writer's filings start.
+	appendRandomEvents(b, db, r, subjects, 1024)
+	if _, _, err := db.fileAuditEvents(false, 1024); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		appendRandomEvents(b, db, r, subjects, 1024)
+		b.StartTimer()
+		if n, _, err := db.fileAuditEvents(false, 1024); err != nil || n != 1024 {
+			b.Fatalf("filed %d, %v; want a chunk of 1024", n, err)
+		}
+	}
+}
+
+// BenchmarkFindAuditEventsBySubject: a customer's audit log (GET
+// /v1/audit?subject_id=…, as a rights request's report asks for it) in a
+// log of 200,000 filed events about 20,000 customers: about ten events,
+// found through one probe of the filed entries a block.
+func BenchmarkFindAuditEventsBySubject(b *testing.B) {
+	db, _, subjects := filedAuditLog(b, 11, 200_000)
+	ctx := context.Background()
+	found := 0
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		id := subjects[i%len(subjects)]
+		err := db.View(ctx, func(tx custos.Tx) error {
+			es, err := tx.FindAuditEvents(ctx, custos.AuditFilter{SubjectID: &id, Limit: 100})
+			found += len(es)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(found)/float64(b.N), "events/op")
+}
+
 // TestAuditIndexRepair: custos audit verify (CheckAuditIndex) finds the
 // first event whose entries an index file lacks or holds under another
 // block, queries never return an event twice or out of order meanwhile,
