@@ -55,7 +55,7 @@ func TestBenchMerge(t *testing.T) {
 	// the run could read it (the second could not); the PostgreSQL read
 	// cache's stale answers, ten times the wake-ups.
 	// The creates' audit index filings: per 1,000 writes 1.5 times the
-	// wake-ups, each holding the writer ten times them in ms.
+	// wake-ups, each taking ten times them in ms.
 	woke := func(r benchReport, waits float64, idle *float64) benchReport {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
 		r.Results[1].CacheStale = int64(math.Round(waits * 10))
@@ -125,7 +125,7 @@ func TestBenchMerge(t *testing.T) {
 		t.Errorf("targets %+v; want read missed at 25 %%, creates met at 5,100/s, p99 missed at 21 ms, errors missed", rep.Targets)
 	}
 	for _, s := range []string{"the median of 3 runs, started 2026-12-03T04:00:00Z", "create c=16: writer busy 80 %",
-		"0.90 audit index filings per 1,000 writes, holding the writer 6.0 ms each", "3 in 3 runs of 3 steps at c=16,64"} {
+		"0.90 audit index filings per 1,000 writes, 6.0 ms each", "3 in 3 runs of 3 steps at c=16,64"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.String())
 		}

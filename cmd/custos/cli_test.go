@@ -54,6 +54,8 @@ func TestInitThenServe(t *testing.T) {
 		{dir, 0o700 | os.ModeDir},
 		{filepath.Join(dir, "master.keys"), 0o600},
 		{filepath.Join(dir, "audit-signing.key"), 0o600},
+		{filepath.Join(dir, "custos.db"), 0o600},
+		{filepath.Join(dir, "custos.db-auditindex"), 0o600},
 	} {
 		st, err := os.Stat(f.path)
 		if err != nil {
