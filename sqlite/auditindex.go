@@ -6,11 +6,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"custos"
 	"custos/internal/sqlutil"
@@ -143,8 +148,36 @@ func auditIndexDSN(path string, write bool) string {
 
 // openAuditIndex opens the store's audit index file, creating it if
 // needed, and reconciles it with the store's log, before the writer
-// starts (Open).
+// starts (Open). A file SQLite finds damaged, or that is no database, is
+// moved aside (to the name plus ".damaged-" and the time, with its WAL,
+// for whoever wants to see what happened to it) and a new one begun: the
+// index is derived, and the filer files the log again.
 func (db *DB) openAuditIndex(ctx context.Context) error {
+	err := db.openAuditIndexFile(ctx)
+	if !isDamaged(err) {
+		return err
+	}
+	if cerr := db.aix.close(); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	aside := fmt.Sprintf("%s.damaged-%s", db.aix.path, db.now().UTC().Format("20060102T150405.000000000"))
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if rerr := os.Rename(db.aix.path+suffix, aside+suffix); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return errors.Join(err, internal("move the damaged audit index aside", rerr))
+		}
+	}
+	return db.openAuditIndexFile(ctx)
+}
+
+// isDamaged says whether err is SQLite's finding that a file is damaged
+// (SQLITE_CORRUPT) or no database (SQLITE_NOTADB).
+func isDamaged(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_CORRUPT || se.Code()&0xff == sqlite3.SQLITE_NOTADB)
+}
+
+// openAuditIndexFile is openAuditIndex's one try.
+func (db *DB) openAuditIndexFile(ctx context.Context) error {
 	ix := &auditIndex{path: db.path + auditIndexSuffix}
 	db.aix = ix // Close closes what opened
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
@@ -315,12 +348,19 @@ func (db *DB) kickFiler() {
 // multiple of auditFileChunk), which in a build is a block's edge, so
 // that the next filing starts a block rather than finishing one. It
 // returns how many it filed and how many it left, and sets
-// db.auditUnfiled to the latter; a failure sets it to zero, so that the
-// writer kicks again after another chunk.
+// db.auditUnfiled to the latter plus what the groups added meanwhile; a
+// failure sets it to what they added, so that the writer kicks again
+// after another chunk.
 func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
 	defer cancel()
 	t0 := time.Now()
+	// The groups add to auditUnfiled while the filing runs: it keeps what
+	// they added since here (an event both counts and finds in its
+	// snapshot is counted twice, which only kicks sooner). Storing rest
+	// alone lost events a group inserted meanwhile, and the writer then
+	// did not kick for a whole chunk waiting.
+	before := db.auditUnfiled.Load()
 	err = db.aix.write(ctx, func(tx *sql.Tx) error {
 		var from, head int64
 		if err := tx.QueryRowContext(ctx, `SELECT filed, (SELECT coalesce(max(seq), 0) FROM m.audit_events) FROM audit_index`).
@@ -359,10 +399,10 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		return nil
 	})
 	if err != nil {
-		db.auditUnfiled.Store(0)
+		db.auditUnfiled.Add(-before)
 		return 0, 0, formatError(err, "Audit index")
 	}
-	db.auditUnfiled.Store(rest)
+	db.auditUnfiled.Add(rest - before)
 	if filed > 0 {
 		db.filings.Add(1)
 		db.filed.Add(uint64(filed))

@@ -660,8 +660,9 @@ func TestAuditIndexRepair(t *testing.T) {
 // TestAuditIndexReconcile: on open, an index that goes past the store's
 // log (the filer filed events that a power loss then took from the
 // store's file, whose seqs later events get) is cut back to the log's
-// head; one that is another store's, or missing, starts empty; queries
-// find exactly the log's events after each.
+// head; one that is another store's, or missing, starts empty; a damaged
+// one is moved aside and a new one begun; queries find exactly the log's
+// events after each.
 func TestAuditIndexReconcile(t *testing.T) {
 	ctx := context.Background()
 	quietAuditFiling(t, 100, 1<<20)
@@ -736,11 +737,34 @@ func TestAuditIndexReconcile(t *testing.T) {
 		}
 	}
 	db = open(path)
-	defer db.Close()
 	if got := filedTo(t, db); got != 0 {
 		t.Errorf("reopened without an index file: filed to %d, want 0", got)
 	}
 	checkAuditQueries(t, db, r, subjects, "index file removed")
+	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// A damaged file, here no database at all: moved aside as it was,
+	// and a new index begun.
+	garbage := []byte("this is not an SQLite database, and it is long enough to have a header of one")
+	if err := os.WriteFile(path+auditIndexSuffix, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db = open(path)
+	defer db.Close()
+	if got, n := filedTo(t, db), indexEntries(t, db); got != 0 || n != 0 {
+		t.Errorf("reopened with a damaged index file: filed to %d, %d entries; want a new, empty one", got, n)
+	}
+	aside, _ := filepath.Glob(path + auditIndexSuffix + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("damaged index files moved aside: %v; want one", aside)
+	}
+	if b, err := os.ReadFile(aside[0]); err != nil || string(b) != string(garbage) {
+		t.Errorf("%s: %q, %v; want the damaged file as it was", aside[0], b, err)
+	}
+	checkAuditQueries(t, db, r, subjects, "damaged index file replaced")
 }
 
 // indexEntries counts the index's entries.
