@@ -521,6 +521,53 @@ func TestAuditFilingOffTheWriter(t *testing.T) {
 	}
 }
 
+// TestAuditFilingTwoProcesses: every process on a store runs a filer;
+// they take turns at the index file's lock, and between them file every
+// event, whichever process appended it, exactly once.
+func TestAuditFilingTwoProcesses(t *testing.T) {
+	ctx := context.Background()
+	quietAuditFiling(t, 100, 400)
+	auditFilerRuns, auditIdleWait = true, time.Millisecond
+	db := openInternal(t)
+	other, err := Open(ctx, db.path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	r := rand.New(rand.NewPCG(13, 31))
+	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c"}
+	for i := range 60 {
+		appendRandomEvents(t, []*DB{db, other}[i%2], r, subjects, 70)
+	}
+	// Each filer is kicked by its own writer, once a chunk of its own
+	// process's events waits, so less than a chunk a process may be
+	// left unfiled (until more come, or a filer finds the writers idle
+	// with a backlog of its own).
+	const total = 60 * 70
+	deadline := time.Now().Add(20 * time.Second)
+	filed := func() uint64 { return db.WriterStats().Filed + other.WriterStats().Filed }
+	for (filedTo(t, db) <= total-2*auditFileChunk || filed() < uint64(filedTo(t, db))) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := filedTo(t, db); got <= total-2*auditFileChunk {
+		t.Fatalf("two filers filed up to %d of %d events; want less than a chunk of %d a process left", got, total, auditFileChunk)
+	}
+	if got, want := filed(), uint64(filedTo(t, db)); got != want {
+		t.Errorf("the filers filed %d events in all, up to %d; want each once", got, want)
+	}
+	if _, _, err := other.fileAuditEvents(true, total); err != nil {
+		t.Fatal(err)
+	}
+	if wrong, entries := auditEntryCounts(t, db); wrong != 0 || entries != 4*total {
+		t.Errorf("%d entries under the wrong block, %d matching their event; want 0 and %d", wrong, entries, 4*total)
+	}
+	if seq, err := db.CheckAuditIndex(ctx); err != nil || seq != 0 {
+		t.Errorf("CheckAuditIndex: %d, %v; want every filed event complete", seq, err)
+	}
+	checkAuditQueries(t, db, r, subjects, "filed by two processes")
+	checkAuditQueries(t, other, r, subjects, "filed by two processes, asked of the other")
+}
+
 // filedAuditLog opens a store for a benchmark with a log of events (a
 // multiple of 10,000) about random customers among 20,000, all filed;
 // it returns the store, the random source (seeded with seed) and the
