@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,6 +133,9 @@ type auditIndex struct {
 	// when none was started).
 	kick chan struct{}
 	done chan struct{}
+	// opened says what opening found to mend, for the node's log ("":
+	// the store's own index, up to date or behind).
+	opened string
 }
 
 // auditIndexDSN is the connection string of the index file's filer
@@ -166,7 +170,21 @@ func (db *DB) openAuditIndex(ctx context.Context) error {
 			return errors.Join(err, internal("move the damaged audit index aside", rerr))
 		}
 	}
-	return db.openAuditIndexFile(ctx)
+	if err := db.openAuditIndexFile(ctx); err != nil {
+		return err
+	}
+	db.aix.opened = fmt.Sprintf("the file was damaged (%v) and is moved aside to %s; %s", err, filepath.Base(aside), db.aix.opened)
+	return nil
+}
+
+// AuditIndexOpened says what opening the store found to mend in its audit
+// index file (reconcile), for the node's log: "" when the file was the
+// store's own and not ahead of its log.
+func (db *DB) AuditIndexOpened() string {
+	if db.aix == nil {
+		return ""
+	}
+	return db.aix.opened
 }
 
 // isDamaged says whether err is SQLite's finding that a file is damaged
@@ -204,9 +222,11 @@ func (db *DB) openAuditIndexFile(ctx context.Context) error {
 	if _, err := ix.conn.ExecContext(ctx, `ATTACH DATABASE ? AS m`, db.path); err != nil {
 		return internal("open audit index", err)
 	}
-	if err := ix.reconcile(ctx); err != nil {
+	behind, err := ix.reconcile(ctx)
+	if err != nil {
 		return internal("open audit index", err)
 	}
+	db.auditBehind.Store(behind)
 	if ix.read, err = sql.Open("sqlite", auditIndexDSN(ix.path, false)); err != nil {
 		return internal("open audit index", err)
 	}
@@ -222,27 +242,43 @@ func (db *DB) openAuditIndexFile(ctx context.Context) error {
 // files events once committed, before the syncer's fsync, so after a
 // power loss the index may hold events the store's file lost, and their
 // seqs are then given to other events.
-func (ix *auditIndex) reconcile(ctx context.Context) error {
-	return ix.write(ctx, func(tx *sql.Tx) error {
+func (ix *auditIndex) reconcile(ctx context.Context) (behind int64, err error) {
+	err = ix.write(ctx, func(tx *sql.Tx) error {
 		var filed, head int64
 		var stored, first []byte
 		if err := tx.QueryRowContext(ctx, `SELECT filed, first_hash, (SELECT hash FROM m.audit_events ORDER BY seq LIMIT 1),
 			(SELECT coalesce(max(seq), 0) FROM m.audit_events) FROM audit_index`).Scan(&filed, &stored, &first, &head); err != nil {
 			return err
 		}
+		ix.opened, behind = "", head-min(filed, head)
 		if !bytes.Equal(stored, first) {
+			behind = head
 			if _, err := tx.ExecContext(ctx, `DELETE FROM audit_blocks`); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = 0, first_hash = ?`, first)
-			return err
+			if _, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = 0, first_hash = ?`, first); err != nil {
+				return err
+			}
+			switch {
+			case stored != nil:
+				ix.opened = fmt.Sprintf("the file was another audit log's and is emptied; %d events to file in the background", head)
+			case head > 0:
+				ix.opened = fmt.Sprintf("a new index; %d events to file in the background", head)
+			}
+			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audit_blocks WHERE block >= ? AND seq > ?`, head>>auditBlockShift, head); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = min(filed, ?)`, head)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_index SET filed = min(filed, ?)`, head); err != nil {
+			return err
+		}
+		if filed > head {
+			ix.opened = fmt.Sprintf("the index went past the log's last event (filed to %d, the log ends at %d: events lost to a power loss, or a database restored older) and is cut back to it", filed, head)
+		}
+		return nil
 	})
+	return behind, err
 }
 
 // write runs fn in a transaction on the filer's connection. Its first
@@ -403,6 +439,7 @@ func (db *DB) fileAuditEvents(force bool, most int64) (filed, rest int64, err er
 		return 0, 0, formatError(err, "Audit index")
 	}
 	db.auditUnfiled.Add(rest - before)
+	db.auditBehind.Store(rest)
 	if filed > 0 {
 		db.filings.Add(1)
 		db.filed.Add(uint64(filed))

@@ -724,6 +724,9 @@ func TestAuditIndexReconcile(t *testing.T) {
 		return db
 	}
 	db := open(path)
+	if what := db.AuditIndexOpened(); what != "" {
+		t.Errorf("a new store's index, opened: %q; want nothing to say", what)
+	}
 	r := rand.New(rand.NewPCG(29, 5))
 	subjects := []custos.SubjectID{"sub_a", "sub_b", "sub_c"}
 	appendRandomEvents(t, db, r, subjects, 3000)
@@ -741,6 +744,9 @@ func TestAuditIndexReconcile(t *testing.T) {
 	db = open(path)
 	if got := filedTo(t, db); got != 3000 {
 		t.Errorf("reopened with the index past the log's head: filed to %d, want 3000", got)
+	}
+	if what := db.AuditIndexOpened(); !strings.Contains(what, "filed to 3100, the log ends at 3000") {
+		t.Errorf("reopened with the index past the log's head: %q; want it said", what)
 	}
 	if wrong, entries := auditEntryCounts(t, db); wrong != 0 || entries != 4*3000 {
 		t.Errorf("reopened: %d entries under the wrong block, %d matching their event; want 0 and %d", wrong, entries, 4*3000)
@@ -769,6 +775,9 @@ func TestAuditIndexReconcile(t *testing.T) {
 	if got, n := filedTo(t, db), indexEntries(t, db); got != 0 || n != 0 {
 		t.Errorf("reopened with another store's index: filed to %d, %d entries; want it emptied", got, n)
 	}
+	if what, behind := db.AuditIndexOpened(), db.WriterStats().AuditIndexBehind; !strings.Contains(what, "another audit log's") || behind != 3200 {
+		t.Errorf("reopened with another store's index: %q, %d behind; want it said, and the log's 3200 events behind", what, behind)
+	}
 	checkAuditQueries(t, db, r, subjects, "another store's index emptied")
 	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
 		t.Fatal(err)
@@ -787,6 +796,9 @@ func TestAuditIndexReconcile(t *testing.T) {
 	if got := filedTo(t, db); got != 0 {
 		t.Errorf("reopened without an index file: filed to %d, want 0", got)
 	}
+	if what := db.AuditIndexOpened(); !strings.Contains(what, "a new index; 3200 events to file") {
+		t.Errorf("reopened without an index file: %q; want it said", what)
+	}
 	checkAuditQueries(t, db, r, subjects, "index file removed")
 	if _, _, err := db.fileAuditEvents(true, 1<<20); err != nil {
 		t.Fatal(err)
@@ -803,6 +815,9 @@ func TestAuditIndexReconcile(t *testing.T) {
 	defer db.Close()
 	if got, n := filedTo(t, db), indexEntries(t, db); got != 0 || n != 0 {
 		t.Errorf("reopened with a damaged index file: filed to %d, %d entries; want a new, empty one", got, n)
+	}
+	if what := db.AuditIndexOpened(); !strings.Contains(what, "damaged") || !strings.Contains(what, "a new index") {
+		t.Errorf("reopened with a damaged index file: %q; want it said", what)
 	}
 	aside, _ := filepath.Glob(path + auditIndexSuffix + ".damaged-*")
 	if len(aside) != 1 {

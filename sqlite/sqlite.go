@@ -137,6 +137,9 @@ type DB struct {
 	// those the groups inserted since the last filing, which sets it to
 	// what it left (auditindex.go).
 	auditUnfiled atomic.Int64
+	// auditBehind is how many audit events were past the index's mark
+	// when this process last filed or opened it (WriterStats).
+	auditBehind atomic.Int64
 	// filings, filed and filingNanos count the filings of the audit
 	// index that filed events, the events they filed, and the time they
 	// took (WriterStats).

@@ -59,6 +59,11 @@ type WriterStats struct {
 	// write lock that long).
 	Filings, Filed uint64
 	FilingTime     time.Duration
+	// AuditIndexBehind is how many audit events were past the index's
+	// mark when this store's filer last filed (or the store opened it):
+	// after an upgrade or a restore, what the background filing has left
+	// to do.
+	AuditIndexBehind int64
 }
 
 // WriterStats reports the writer's counters. Busy includes the group
@@ -74,7 +79,8 @@ func (db *DB) WriterStats() WriterStats {
 	return WriterStats{Groups: db.groups.Load(), Members: db.members.Load(), Reruns: db.reruns.Load(),
 		Pages: db.pages.Load(), Syncs: db.dur.syncs.Load(), Early: db.dur.earlyGroups.Load(),
 		DataCommitsBegun: begun, DataCommitsEnded: ended, Yields: db.yields.Load(), Cuts: db.cuts.Load(), Busy: busy,
-		Filings: db.filings.Load(), Filed: db.filed.Load(), FilingTime: time.Duration(db.filingNanos.Load())}
+		Filings: db.filings.Load(), Filed: db.filed.Load(), FilingTime: time.Duration(db.filingNanos.Load()),
+		AuditIndexBehind: db.auditBehind.Load()}
 }
 
 // WriteMetrics appends the writer's counters to w in Prometheus' text
@@ -96,6 +102,9 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_sqlite_audit_filings_total", Help: "Filings of audit events into the audit log's index.", Value: fmt.Sprint(st.Filings)},
 		{Name: "custos_sqlite_audit_events_filed_total", Help: "Audit events those filings filed.", Value: fmt.Sprint(st.Filed)},
 		{Name: "custos_sqlite_audit_filing_seconds_total", Help: "Time those filings took, on the audit index file beside the writer.", Value: fmt.Sprintf("%.6f", st.FilingTime.Seconds())},
+	})
+	promtext.WriteGauges(w, []promtext.Counter{
+		{Name: "custos_sqlite_audit_index_behind_events", Help: "Audit events past the audit index's mark when this process last filed it: after an upgrade or a restore, the background filing's work left; otherwise under 1,024 a process.", Value: fmt.Sprint(st.AuditIndexBehind)},
 	})
 	if db.rc == nil {
 		return

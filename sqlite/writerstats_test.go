@@ -79,13 +79,14 @@ func TestWriterStats(t *testing.T) {
 	db.WriteMetrics(&b)
 	final := db.WriterStats()
 	for name, want := range map[string]uint64{
-		"custos_sqlite_commit_groups_total":      final.Groups,
-		"custos_sqlite_group_members_total":      final.Members,
-		"custos_sqlite_group_reruns_total":       final.Reruns,
-		"custos_sqlite_pages_written_total":      final.Pages,
-		"custos_sqlite_wal_syncs_total":          final.Syncs,
-		"custos_sqlite_audit_filings_total":      final.Filings,
-		"custos_sqlite_audit_events_filed_total": final.Filed,
+		"custos_sqlite_commit_groups_total":       final.Groups,
+		"custos_sqlite_group_members_total":       final.Members,
+		"custos_sqlite_group_reruns_total":        final.Reruns,
+		"custos_sqlite_pages_written_total":       final.Pages,
+		"custos_sqlite_wal_syncs_total":           final.Syncs,
+		"custos_sqlite_audit_filings_total":       final.Filings,
+		"custos_sqlite_audit_events_filed_total":  final.Filed,
+		"custos_sqlite_audit_index_behind_events": uint64(final.AuditIndexBehind),
 	} {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(b.String())
 		if m == nil {

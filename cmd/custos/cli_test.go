@@ -7,8 +7,10 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -950,5 +952,17 @@ func TestAuditVerifyIndex(t *testing.T) {
 	code, out, errOut = runCLI(t, ctx, "audit", "verify", "--data", src)
 	if code != 0 || !strings.Contains(out, "audit index OK") {
 		t.Fatalf("after --reindex: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	// The index file gone: the node says so on open, and files the log
+	// again.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(filepath.Join(src, "custos.db-auditindex"+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut = runCLI(t, ctx, "audit", "verify", "--data", src)
+	if code != 0 || !strings.Contains(out, "audit index OK") || !strings.Contains(errOut, "mended on open") || !strings.Contains(errOut, "a new index") {
+		t.Fatalf("without the index file: code %d, want 0 and the log saying it began a new index\n%s\n%s", code, out, errOut)
 	}
 }

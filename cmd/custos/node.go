@@ -151,6 +151,11 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 		return nil, err
 	}
 	n.logger = logger
+	if n.sqlite != nil {
+		if what := n.sqlite.AuditIndexOpened(); what != "" {
+			logger.Info("audit index "+cfg.DBPath()+"-auditindex mended on open", "found", what)
+		}
+	}
 	fail := func(err error) (*node, error) {
 		n.store.Close()
 		return nil, err
