@@ -50,14 +50,14 @@ import (
 // files its whole log again (reconcile).
 
 // auditBlockShift sets the block size: 1,024 events, a filing's chunk
-// (auditFileChunk). The writer's filings end where a chunk ends, on a
+// (auditFileChunk). The filer's filings end where a chunk ends, on a
 // block's edge, so each files whole blocks after the last one filed: the
 // B-tree grows at its right edge, and of the pages filed before only the
 // last ones are written again. Until the fifty-sixth session a filing
 // ended at the head, and the next one finished that block, writing its
 // pages again; reads' p99 is 5–15 % lower since (BENCHMARKS.md). A forced
 // filing (a backlog while idle, a repair) still ends at the head, and
-// the writer's next one finishes that chunk.
+// the next one finishes that chunk.
 //
 // With blocks of 16,384 events (migrations 0009 to 0014), every chunk's
 // subject entries went to random leaves of its block, up to some 250,
@@ -111,9 +111,9 @@ func auditTimeKey(t time.Time) string {
 	return fmt.Sprintf("%s%020d", auditKeyTime, max(sqlutil.Micros(t), 0))
 }
 
-// auditIndexSuffix names the index's file: the store's path and this
-// (custos.db-auditindex, with its own -wal and -shm while open).
-const auditIndexSuffix = "-auditindex"
+// AuditIndexSuffix names the audit index's file: the store's path and
+// this (custos.db-auditindex, with its own -wal and -shm while open).
+const AuditIndexSuffix = "-auditindex"
 
 // auditIndex is the audit log's index, in a SQLite file of its own: the
 // table audit_blocks, and audit_index's one row, with the seq every event
@@ -196,7 +196,7 @@ func isDamaged(err error) bool {
 
 // openAuditIndexFile is openAuditIndex's one try.
 func (db *DB) openAuditIndexFile(ctx context.Context) error {
-	ix := &auditIndex{path: db.path + auditIndexSuffix}
+	ix := &auditIndex{path: db.path + AuditIndexSuffix}
 	db.aix = ix // Close closes what opened
 	ctx, cancel := context.WithTimeout(ctx, db.timeout)
 	defer cancel()

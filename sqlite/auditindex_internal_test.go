@@ -768,7 +768,7 @@ func TestAuditIndexReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Close()
-	if err := os.Rename(filepath.Join(dir, "other.db"+auditIndexSuffix), path+auditIndexSuffix); err != nil {
+	if err := os.Rename(filepath.Join(dir, "other.db"+AuditIndexSuffix), path+AuditIndexSuffix); err != nil {
 		t.Fatal(err)
 	}
 	db = open(path)
@@ -786,7 +786,7 @@ func TestAuditIndexReconcile(t *testing.T) {
 	db.Close()
 
 	// No index file at all.
-	files, _ := filepath.Glob(path + auditIndexSuffix + "*")
+	files, _ := filepath.Glob(path + AuditIndexSuffix + "*")
 	for _, f := range files {
 		if err := os.Remove(f); err != nil {
 			t.Fatal(err)
@@ -808,7 +808,7 @@ func TestAuditIndexReconcile(t *testing.T) {
 	// A damaged file, here no database at all: moved aside as it was,
 	// and a new index begun.
 	garbage := []byte("this is not an SQLite database, and it is long enough to have a header of one")
-	if err := os.WriteFile(path+auditIndexSuffix, garbage, 0o600); err != nil {
+	if err := os.WriteFile(path+AuditIndexSuffix, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db = open(path)
@@ -819,7 +819,7 @@ func TestAuditIndexReconcile(t *testing.T) {
 	if what := db.AuditIndexOpened(); !strings.Contains(what, "damaged") || !strings.Contains(what, "a new index") {
 		t.Errorf("reopened with a damaged index file: %q; want it said", what)
 	}
-	aside, _ := filepath.Glob(path + auditIndexSuffix + ".damaged-*")
+	aside, _ := filepath.Glob(path + AuditIndexSuffix + ".damaged-*")
 	if len(aside) != 1 {
 		t.Fatalf("damaged index files moved aside: %v; want one", aside)
 	}

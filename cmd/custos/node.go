@@ -90,7 +90,8 @@ func openStore(ctx context.Context, cfg Config, create bool) (*node, error) {
 	}
 	// The database holds only ciphertext, but its metadata (ids, times,
 	// audit trail) is still nobody else's business.
-	for _, suffix := range []string{"", "-wal", "-shm", "-auditindex", "-auditindex-wal", "-auditindex-shm"} {
+	ix := sqlite.AuditIndexSuffix
+	for _, suffix := range []string{"", "-wal", "-shm", ix, ix + "-wal", ix + "-shm"} {
 		if err := os.Chmod(cfg.DBPath()+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			db.Close()
 			return nil, fmt.Errorf("store: %w", err)
@@ -153,7 +154,7 @@ func openNode(ctx context.Context, cfg Config, getenv func(string) string, logge
 	n.logger = logger
 	if n.sqlite != nil {
 		if what := n.sqlite.AuditIndexOpened(); what != "" {
-			logger.Info("audit index "+cfg.DBPath()+"-auditindex mended on open", "found", what)
+			logger.Info("audit index "+cfg.DBPath()+sqlite.AuditIndexSuffix+" mended on open", "found", what)
 		}
 	}
 	fail := func(err error) (*node, error) {
