@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,6 +427,75 @@ func TestAuditFilingKeepsUp(t *testing.T) {
 			checkAuditQueries(t, db, r, []custos.SubjectID{"sub_a"}, "filed while writing")
 		})
 	}
+}
+
+// TestAuditFilingBacklogUnderWrites: a backlog past one filing's worth
+// that writes find (after an upgrade or a restore) is filed with a pause
+// after each filing, as long as it took, so that the filer takes at most
+// half a processor from requests; writes the filer keeps up with cause
+// no pause.
+func TestAuditFilingBacklogUnderWrites(t *testing.T) {
+	ctx := context.Background()
+	quietAuditFiling(t, 100, 400)
+	path := filepath.Join(t.TempDir(), "custos.db")
+	db, err := Open(ctx, path, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(13, 41))
+	subjects := []custos.SubjectID{"sub_a", "sub_b"}
+	appendRandomEvents(t, db, r, subjects, 2000) // no filer: the backlog
+	db.Close()
+
+	var mu sync.Mutex
+	var pauses []time.Duration
+	oldPause := filerPause
+	filerPause = func(closed <-chan struct{}, d time.Duration) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		pauses = append(pauses, d)
+		return true
+	}
+	t.Cleanup(func() { filerPause = oldPause })
+	paused := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(pauses)
+	}
+	auditFilerRuns, auditIdleWait = true, time.Hour // no idle filing
+	db, err = Open(ctx, path, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waitFiled := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for filedTo(t, db) < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := filedTo(t, db); got < want {
+			t.Fatalf("filed to %d, want %d", got, want)
+		}
+	}
+
+	// A group past a chunk kicks the filer: 2,150 events, filed in whole
+	// chunks up to 2,099, 400 a filing, with a pause after each filing
+	// that left a chunk or more: after 399, 799, 1,199, 1,599 and 1,999.
+	appendRandomEvents(t, db, r, subjects, 150)
+	waitFiled(2099)
+	if got := paused(); len(got) != 5 || slices.Min(got) <= 0 {
+		t.Errorf("the backlog's filing paused %v; want five pauses, each as long as a filing", got)
+	}
+	// Groups the filer keeps up with: no pause.
+	for range 3 {
+		appendRandomEvents(t, db, r, subjects, 100)
+	}
+	waitFiled(2399)
+	if got := paused(); len(got) != 5 {
+		t.Errorf("filing up with the writes paused %d times more; want none", len(got)-5)
+	}
+	checkAuditQueries(t, db, r, subjects, "backlog filed under writes")
 }
 
 // TestAuditFilingOffTheWriter: filing takes the index file's lock, never
