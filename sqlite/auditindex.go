@@ -304,18 +304,21 @@ func (ix *auditIndex) write(ctx context.Context, fn func(tx *sql.Tx) error) erro
 }
 
 // close closes the index's connections, once the filer has stopped.
-// Once: Close may be called again.
+// Close may be called again: the connection then says it is closed
+// already, and the pools nothing. A call after it fails as the store's
+// own pools do, with the connection or pool closed.
 func (ix *auditIndex) close() error {
 	var errs []error
 	if ix.conn != nil {
-		errs = append(errs, ix.conn.Close())
+		if err := ix.conn.Close(); !errors.Is(err, sql.ErrConnDone) {
+			errs = append(errs, err)
+		}
 	}
 	for _, pool := range []*sql.DB{ix.pool, ix.read} {
 		if pool != nil {
 			errs = append(errs, pool.Close())
 		}
 	}
-	ix.conn, ix.pool, ix.read = nil, nil, nil
 	return errors.Join(errs...)
 }
 

@@ -774,6 +774,22 @@ func TestAuditIndexRepair(t *testing.T) {
 	}
 }
 
+// TestAuditIndexAfterClose: Close may be called again, and custos audit
+// verify's check on a closed store fails with an error rather than a
+// panic (the index's connection was once dropped at Close).
+func TestAuditIndexAfterClose(t *testing.T) {
+	db := openInternal(t)
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("Close again: %v", err)
+	}
+	if _, err := db.CheckAuditIndex(context.Background()); err == nil {
+		t.Error("CheckAuditIndex on a closed store: no error")
+	}
+}
+
 // TestAuditIndexReconcile: on open, an index that goes past the store's
 // log (the filer filed events that a power loss then took from the
 // store's file, whose seqs later events get) is cut back to the log's
