@@ -774,10 +774,13 @@ func TestAuditIndexRepair(t *testing.T) {
 	}
 }
 
-// TestAuditIndexAfterClose: Close may be called again, and custos audit
-// verify's check on a closed store fails with an error rather than a
-// panic (the index's connection was once dropped at Close).
-func TestAuditIndexAfterClose(t *testing.T) {
+// TestStoreAfterClose: Close may be called again, and what a caller does
+// with a closed store fails with an error rather than a panic: reads,
+// migrations and leaderships (Close unmaps the counters shared with the
+// other processes, which they used), and custos audit verify's check (the
+// index's connection was once dropped at Close).
+func TestStoreAfterClose(t *testing.T) {
+	ctx := context.Background()
 	db := openInternal(t)
 	if err := db.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -785,8 +788,34 @@ func TestAuditIndexAfterClose(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Errorf("Close again: %v", err)
 	}
-	if _, err := db.CheckAuditIndex(context.Background()); err == nil {
-		t.Error("CheckAuditIndex on a closed store: no error")
+	noop := func(custos.Tx) error { return nil }
+	for _, c := range []struct {
+		name string
+		call func() error
+	}{
+		{"View", func() error { return db.View(ctx, noop) }},
+		{"Glance", func() error { return db.Glance(ctx, noop) }},
+		{"Update", func() error { return db.Update(ctx, noop) }},
+		{"Migrate", func() error { return db.Migrate(ctx) }},
+		{"TryLeader", func() error {
+			release, ok, err := db.TryLeader(ctx, "retention")
+			if ok {
+				release() // a leadership no Close would let go
+			}
+			return err
+		}},
+		{"CheckAuditIndex", func() error { _, err := db.CheckAuditIndex(ctx); return err }},
+	} {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%s on a closed store: panic: %v", c.name, p)
+				}
+			}()
+			if err := c.call(); err == nil {
+				t.Errorf("%s on a closed store: no error", c.name)
+			}
+		}()
 	}
 }
 

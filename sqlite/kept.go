@@ -252,6 +252,9 @@ var selectOnly = regexp.MustCompile(`(?is)^\s*SELECT\s`)
 // The transaction begins with fn's first statement: a read the read cache
 // answers whole takes no connection at all.
 func (db *DB) view(ctx context.Context, fn func(tx custos.Tx) error, keep bool) (*Tx, error) {
+	if err := db.checkOpen(); err != nil {
+		return nil, err
+	}
 	var stamp cacheStamp
 	if db.rc != nil {
 		// Before the snapshot: fills are checked against this stamp.

@@ -31,6 +31,9 @@ func (db *DB) TryLeader(ctx context.Context, job string) (release func(), ok boo
 	if err := ctx.Err(); err != nil {
 		return nil, false, internal("leader", err)
 	}
+	if err := db.checkOpen(); err != nil {
+		return nil, false, err // closeLeaders has run: nothing would let it go
+	}
 	f, err := os.OpenFile(db.path+"-job-"+jobFileName(job)+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, internal("leader", err)

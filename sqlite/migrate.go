@@ -35,6 +35,9 @@ func (db *DB) Migrate(ctx context.Context) error { return db.MigrateReporting(ct
 // the time it took), so that an operator sees which one a long upgrade
 // is in (custos migrate up).
 func (db *DB) MigrateReporting(ctx context.Context, report func(name string, done bool, took time.Duration)) error {
+	if err := db.checkOpen(); err != nil {
+		return err
+	}
 	if err := db.exec(ctx, createMigrations); err != nil {
 		return err
 	}

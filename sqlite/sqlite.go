@@ -418,6 +418,20 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 
 var errClosed = queue.ClosedError("sqlite")
 
+// checkOpen fails with errClosed once Close has begun. Close unmaps the
+// counters shared with the other processes on the file, which reads,
+// migrations and the leaders use: after it they fail with this error,
+// as Update does, not with a nil-pointer panic (TestStoreAfterClose).
+// During Open, before the writer starts, db.closed is nil: open.
+func (db *DB) checkOpen() error {
+	select {
+	case <-db.closed:
+		return errClosed
+	default:
+		return nil
+	}
+}
+
 // Update runs fn in a write transaction and returns once that transaction
 // is committed. fn's error undoes everything fn wrote and is returned
 // unchanged.
