@@ -1,10 +1,11 @@
 // Command cpusplit splits a CPU profile of a custos node under load
 // (`custos bench -cpuprofile FILE`) by the part of the node that spent it:
 // the handler and its phases, net/http's server around it, the SQLite
-// writer's phases, the syncer's fsync, the checkpointer, the bench's own
-// client, the collector and the scheduler. With the number of requests the
-// profile covers it gives each part's CPU per request, the budget a read or
-// a create is measured against (BENCHMARKS.md, thirty-sixth session).
+// writer's phases, the audit index's filer, the syncer's fsync, the
+// checkpointer, the bench's own client, the collector and the scheduler.
+// With the number of requests the profile covers it gives each part's CPU
+// per request, the budget a read or a create is measured against
+// (BENCHMARKS.md, thirty-sixth session).
 //
 // It is a module of its own, so that custos does not depend on
 // github.com/google/pprof: from this directory, `go run . [-requests N |
