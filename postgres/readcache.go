@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"custos"
+	"custos/internal/cacheblob"
 	"custos/internal/sqlutil"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,6 +50,14 @@ import (
 // plaintext, like SQLite's (sqlite/readcache.go). It drops nothing when
 // gen moves: entries of an older gen are simply not used, and are
 // replaced as reads fill the cache again.
+//
+// An entry is one pointer-free byte slice (internal/cacheblob), as
+// SQLite's has been since the twenty-ninth session: kept as the objects
+// a statement's read made, 10,000 cached customers were about half the
+// live heap and most of its pointers, which the collector traced in every
+// cycle, about three a second in a read step at c=64, and the requests
+// its marking ran beside set the read's p99 (BENCHMARKS.md, fifty-ninth
+// session).
 
 // DefaultReadCache is how many customers the read cache holds when
 // Options.ReadCache is 0.
@@ -82,6 +91,7 @@ type readCache struct {
 	known atomic.Int64 // the gen this node learned last: entries of others are not used
 
 	shards [readCacheShards]readShard
+	in     cacheblob.Interner // the entries' field names and consent words
 
 	hits, misses, stale atomic.Int64
 }
@@ -94,7 +104,7 @@ type readShard struct {
 
 type cachedRead struct {
 	gen  int64
-	read *sqlutil.SubjectRead
+	blob []byte // cacheblob.Encode of the subject, its key, its consents
 }
 
 type cachedKey struct {
@@ -160,7 +170,9 @@ func (c *readCache) at(id custos.SubjectID, gen int64) (*sqlutil.SubjectRead, in
 		return nil, 0, false
 	}
 	c.hits.Add(1)
-	return e.read.Clone(), gen, true
+	r := &sqlutil.SubjectRead{Subject: cacheblob.Subject(e.blob, id, &c.in), Key: cacheblob.Key(e.blob, id),
+		Consents: cacheblob.History(e.blob, id, &c.in)}
+	return r, gen, true
 }
 
 // byKey is byID for the owner of a blind-index key. The key's entry and
@@ -192,12 +204,13 @@ func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []
 	}
 	id := r.Subject.ID
 	// What the cache keeps, and what it hands out, is nobody else's to
-	// change.
-	cp := r.Clone()
+	// change: an encoding, in memory of its own, which every hit decodes
+	// into memory of the caller's.
+	blob := cacheblob.Encode(r.Subject, r.Key, r.Consents)
 	s := c.shard(string(id))
 	s.mu.Lock()
 	evict(s.byID, c.max, id)
-	s.byID[id] = cachedRead{gen: gen, read: cp}
+	s.byID[id] = cachedRead{gen: gen, blob: blob}
 	s.mu.Unlock()
 	if field == "" {
 		return

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"custos"
+	"custos/internal/cacheblob"
 	"custos/internal/sqlutil"
 )
 
@@ -53,7 +54,7 @@ type readCache struct {
 	seed   maphash.Seed
 	gen    atomic.Uint64 // local invalidations
 	shards [cacheShards]cacheShard
-	in     interner // the entries' field names and consent words
+	in     cacheblob.Interner // the entries' field names and consent words
 
 	shared *sharedGen
 	// seen is the shared counter's value this process has accounted for:
@@ -100,7 +101,7 @@ type cacheShard struct {
 
 // cacheEntry is one customer's entry: the stored subject row, its data
 // key (none: GetDataKey asks the database) and every consent in recorded
-// order, encoded as one pointer-free slice (cacheblob.go), and the
+// order, encoded as one pointer-free slice (internal/cacheblob), and the
 // blind-index keys that led to the customer.
 type cacheEntry struct {
 	blob    []byte
@@ -234,7 +235,7 @@ func (c *readCache) getSubject(id custos.SubjectID) *custos.StoredSubject {
 		return nil
 	}
 	c.hits.Add(1)
-	return entrySubject(e.blob, id, &c.in)
+	return cacheblob.Subject(e.blob, id, &c.in)
 }
 
 // evictProbe is how many entries an eviction looks at, at most, for one
@@ -254,7 +255,7 @@ func (c *readCache) putSubject(stamp cacheStamp, st *custos.StoredSubject, key *
 	if len(history) > maxCachedHistory {
 		return
 	}
-	e := cacheEntry{blob: encodeEntry(st, key, history)}
+	e := cacheEntry{blob: cacheblob.Encode(st, key, history)}
 	s := c.shard(st.ID)
 	s.mu.Lock()
 	if _, ok := s.entries[st.ID]; ok || !c.valid(stamp) {
@@ -301,7 +302,7 @@ func (c *readCache) getKey(id custos.SubjectID) *custos.DataKey {
 	if !ok {
 		return nil
 	}
-	return entryKey(e.blob, id)
+	return cacheblob.Key(e.blob, id)
 }
 
 // getConsents returns the cached consents of id for purposes, in recorded
@@ -314,7 +315,7 @@ func (c *readCache) getConsents(id custos.SubjectID, purposes []string) ([]*cust
 	if !ok {
 		return nil, false
 	}
-	return entryConsents(e.blob, id, purposes, &c.in), true
+	return cacheblob.Consents(e.blob, id, purposes, &c.in), true
 }
 
 func lookupKey(field string, hash []byte) string { return field + "\x00" + string(hash) }

@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 
 	"custos"
+	"custos/internal/cacheblob"
 )
 
 // benchCache is a read cache holding n customers shaped as the bench's
@@ -24,37 +24,17 @@ func benchCache(b *testing.B, n int) (*readCache, []custos.SubjectID) {
 	ids := make([]custos.SubjectID, n)
 	for i := range ids {
 		ids[i] = custos.SubjectID(fmt.Sprintf("sub_%026d", i))
-		st, key, history := typicalEntry(ids[i], i, "marketing", "analytics")
+		st, key, history := cacheblob.Typical(ids[i], i, "marketing", "analytics")
 		c.putSubject(c.begin(), st, key, history)
 	}
 	return c, ids
-}
-
-// typicalEntry is what the cache keeps of a customer shaped as the
-// bench's synthetic ones: twelve sealed fields of about 60 bytes of
-// ciphertext, a wrapped data key and one consent for each of purposes.
-func typicalEntry(id custos.SubjectID, i int, purposes ...string) (*custos.StoredSubject, *custos.DataKey, []*custos.StoredConsent) {
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	st := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{}, CreatedAt: now, UpdatedAt: now}
-	for _, f := range []string{"name", "mobile", "email", "id_number", "address", "birth_date",
-		"gender", "member_no", "city", "postcode", "tier", "_provenance"} {
-		st.Sealed[f] = make([]byte, 60)
-	}
-	key := &custos.DataKey{SubjectID: id, Version: 1, KEKVersion: 1, Wrapped: make([]byte, 60), CreatedAt: now}
-	var history []*custos.StoredConsent
-	for j, p := range purposes {
-		history = append(history, &custos.StoredConsent{Seq: int64(i), ID: fmt.Sprintf("con_%d_%d", i, j),
-			SubjectID: id, Purpose: p, Scope: "all", Action: custos.ConsentGranted, NoticeVersion: 1, At: now,
-			Channel: "app", InitiatedBy: "subject", ActorID: "prn_app"})
-	}
-	return st, key, history
 }
 
 // BenchmarkReadCacheGC measures one whole garbage collection with 10,000
 // customers in the read cache: the collector's marking of the cache,
 // which it repeats every cycle while the node serves (about 9 cycles a
 // second at c=64 in the bench). Before entries were one pointer-free
-// slice each (cacheblob.go) this was the largest part of the
+// slice each (internal/cacheblob) this was the largest part of the
 // collector's work.
 func BenchmarkReadCacheGC(b *testing.B) {
 	c, _ := benchCache(b, 10_000)

@@ -134,24 +134,6 @@ func CloneConsent(c *custos.StoredConsent) *custos.StoredConsent {
 	return &cp
 }
 
-// Clone copies r down to its bytes: the subject with its sealed fields,
-// its key and its consents.
-func (r *SubjectRead) Clone() *SubjectRead {
-	st := *r.Subject
-	st.Sealed = make(map[string][]byte, len(r.Subject.Sealed))
-	for f, v := range r.Subject.Sealed {
-		st.Sealed[f] = bytes.Clone(v)
-	}
-	cp := &SubjectRead{Subject: &st, Consents: make([]*custos.StoredConsent, len(r.Consents))}
-	if r.Key != nil {
-		cp.Key = CloneKey(r.Key)
-	}
-	for i, c := range r.Consents {
-		cp.Consents[i] = CloneConsent(c)
-	}
-	return cp
-}
-
 // ConsentsFor returns the consents kept for id whose purpose is one of
 // purposes, in recorded order; ok is false when none were read with id.
 func (s *SubjectReads) ConsentsFor(id custos.SubjectID, purposes []string) (l []*custos.StoredConsent, ok bool) {

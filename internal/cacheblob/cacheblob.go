@@ -1,4 +1,7 @@
-package sqlite
+// Package cacheblob encodes a read-cache entry (a customer's subject row,
+// data key and consent history) as one pointer-free byte slice, for the
+// read caches of both stores (sqlite/readcache.go, postgres/readcache.go).
+package cacheblob
 
 import (
 	"encoding/binary"
@@ -37,8 +40,8 @@ import (
 // are the entry's key and are not stored again. Only this process reads
 // what it wrote, so the format has no version.
 
-// encodeEntry encodes an entry for st with key (nil: none) and history.
-func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
+// Encode encodes an entry for st with key (nil: none) and history.
+func Encode(st *custos.StoredSubject, key *custos.DataKey, history []*custos.StoredConsent) []byte {
 	sp := entryScratch.Get().(*[]byte)
 	defer entryScratch.Put(sp)
 	b := append((*sp)[:0], 0, 0, 0, 0, 0, 0, 0, 0) // the offsets, below
@@ -96,12 +99,12 @@ func encodeEntry(st *custos.StoredSubject, key *custos.DataKey, history []*custo
 	return out
 }
 
-// entryScratch holds the buffers encodeEntry writes an entry into before
+// entryScratch holds the buffers Encode writes an entry into before
 // it copies it out at its size.
 var entryScratch = sync.Pool{New: func() any { return new([]byte) }}
 
-// entrySubject decodes the subject of entry b, whose key is id.
-func entrySubject(b []byte, id custos.SubjectID, in *interner) *custos.StoredSubject {
+// Subject decodes the subject of entry b, whose key is id.
+func Subject(b []byte, id custos.SubjectID, in *Interner) *custos.StoredSubject {
 	d := decoder{b: b[8:binary.LittleEndian.Uint32(b[0:])]}
 	st := &custos.StoredSubject{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), RestrictedUntil: d.time()}
 	n := int(d.uvarint())
@@ -118,9 +121,9 @@ func entrySubject(b []byte, id custos.SubjectID, in *interner) *custos.StoredSub
 	return st
 }
 
-// entryKey decodes the data key of entry b, whose key is id; nil when it
+// Key decodes the data key of entry b, whose key is id; nil when it
 // has none.
-func entryKey(b []byte, id custos.SubjectID) *custos.DataKey {
+func Key(b []byte, id custos.SubjectID) *custos.DataKey {
 	d := decoder{b: b[binary.LittleEndian.Uint32(b[0:]):binary.LittleEndian.Uint32(b[4:])]}
 	if d.byte() == 0 {
 		return nil
@@ -129,19 +132,33 @@ func entryKey(b []byte, id custos.SubjectID) *custos.DataKey {
 		Wrapped: d.bytes(), CreatedAt: d.time()}
 }
 
-// entryConsents decodes the consents of entry b, whose key is id, for
+// Consents decodes the consents of entry b, whose key is id, for
 // purposes, in recorded order.
-func entryConsents(b []byte, id custos.SubjectID, purposes []string, in *interner) []*custos.StoredConsent {
+func Consents(b []byte, id custos.SubjectID, purposes []string, in *Interner) []*custos.StoredConsent {
+	return consents(b, id, purposes, false, in)
+}
+
+// History decodes every consent of entry b, whose key is id, in recorded
+// order: the whole history, which PostgreSQL's read cache hands to a
+// transaction that answers later asks by purpose from it.
+func History(b []byte, id custos.SubjectID, in *Interner) []*custos.StoredConsent {
+	return consents(b, id, nil, true, in)
+}
+
+func consents(b []byte, id custos.SubjectID, purposes []string, all bool, in *Interner) []*custos.StoredConsent {
 	d := decoder{b: b[binary.LittleEndian.Uint32(b[4:]):]}
 	out := []*custos.StoredConsent{}
 	for n := d.uvarint(); n > 0; n-- {
 		r := decoder{b: d.chunk()}
 		purpose := r.chunk()
-		i := slices.IndexFunc(purposes, func(p string) bool { return p == string(purpose) })
-		if i < 0 {
+		c := &custos.StoredConsent{SubjectID: id}
+		if all {
+			c.Purpose = in.get(purpose)
+		} else if i := slices.IndexFunc(purposes, func(p string) bool { return p == string(purpose) }); i >= 0 {
+			c.Purpose = purposes[i]
+		} else {
 			continue
 		}
-		c := &custos.StoredConsent{Purpose: purposes[i], SubjectID: id}
 		c.Seq = r.varint()
 		c.ID = string(r.chunk())
 		c.Scope = in.get(r.chunk())
@@ -180,7 +197,7 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
 }
 
-// decoder reads what encodeEntry wrote. The bytes never leave this
+// decoder reads what Encode wrote. The bytes never leave this
 // process's memory, so a malformed entry is a bug: reading past the end
 // panics rather than returning an error nobody could act on.
 type decoder struct{ b []byte }
@@ -194,7 +211,7 @@ func (d *decoder) byte() byte {
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
-		panic("sqlite: malformed read-cache entry")
+		panic("cacheblob: malformed read-cache entry")
 	}
 	d.b = d.b[n:]
 	return v
@@ -239,20 +256,20 @@ func (d *decoder) time() time.Time {
 	return time.Unix(sec, int64(d.uvarint())).UTC()
 }
 
-// interner hands out one string per distinct short value the entries
+// Interner hands out one string per distinct short value the entries
 // repeat (field names, scopes, actions, channels), so that a hit does not
 // allocate them again. Lookups read an immutable map; a new value
 // replaces it with a copy, which happens a few dozen times in a process's
-// life. It keeps at most maxInterned values; beyond that a value is
+// life. It keeps at most MaxInterned values; beyond that a value is
 // allocated each time.
-type interner struct {
+type Interner struct {
 	mu sync.Mutex // held to replace m
 	m  atomic.Pointer[map[string]string]
 }
 
-const maxInterned = 1024
+const MaxInterned = 1024
 
-func (in *interner) get(b []byte) string {
+func (in *Interner) get(b []byte) string {
 	if m := in.m.Load(); m != nil {
 		if s, ok := (*m)[string(b)]; ok {
 			return s
@@ -270,7 +287,7 @@ func (in *interner) get(b []byte) string {
 	if v, ok := (*old)[s]; ok {
 		return v
 	}
-	if len(*old) < maxInterned {
+	if len(*old) < MaxInterned {
 		m := maps.Clone(*old)
 		m[s] = s
 		in.m.Store(&m)

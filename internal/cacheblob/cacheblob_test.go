@@ -1,4 +1,4 @@
-package sqlite
+package cacheblob
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func fillAll(t *testing.T, v any, n int) {
 // read cache must answer exactly as the database would: S4's decision
 // reads the consents it returns).
 func TestCacheEntryRoundTrip(t *testing.T) {
-	var in interner
+	var in Interner
 	id := custos.SubjectID("sub-1")
 	st := &custos.StoredSubject{}
 	fillAll(t, st, 1)
@@ -66,15 +66,15 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 	history[2].ByGuardian = false // both values of a flag
 	history[3].At = time.Time{}   // the zero time stays zero
 
-	b := encodeEntry(st, key, history)
+	b := Encode(st, key, history)
 	for range 2 { // a second decode of the same bytes gives the same
-		if got := entrySubject(b, id, &in); !reflect.DeepEqual(got, st) {
+		if got := Subject(b, id, &in); !reflect.DeepEqual(got, st) {
 			t.Errorf("subject:\n got %+v\nwant %+v", got, st)
 		}
-		if got := entryKey(b, id); !reflect.DeepEqual(got, key) {
+		if got := Key(b, id); !reflect.DeepEqual(got, key) {
 			t.Errorf("key:\n got %+v\nwant %+v", got, key)
 		}
-		got := entryConsents(b, id, []string{"marketing", "account"}, &in)
+		got := Consents(b, id, []string{"marketing", "account"}, &in)
 		want := []*custos.StoredConsent{history[0], history[2], history[3]}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("consents for marketing, account: got %d", len(got))
@@ -85,7 +85,10 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 				}
 			}
 		}
-		if got := entryConsents(b, id, []string{"risk-control"}, &in); got == nil || len(got) != 0 {
+		if got := History(b, id, &in); !reflect.DeepEqual(got, history) {
+			t.Errorf("history: got %d consents, want all %d, in order, every field", len(got), len(history))
+		}
+		if got := Consents(b, id, []string{"risk-control"}, &in); got == nil || len(got) != 0 {
 			t.Errorf("consents for a purpose without any: %#v, want an empty, non-nil list", got)
 		}
 		if got[1].Sealed == nil || got[0].At.Location() != time.UTC {
@@ -94,46 +97,49 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 	}
 
 	// What a caller gets shares no memory with the entry.
-	s1 := entrySubject(b, id, &in)
+	s1 := Subject(b, id, &in)
 	s1.Sealed["mobile"][0] ^= 0xff
-	k1 := entryKey(b, id)
+	k1 := Key(b, id)
 	k1.Wrapped[0] ^= 0xff
-	c1 := entryConsents(b, id, []string{"marketing"}, &in)
+	c1 := Consents(b, id, []string{"marketing"}, &in)
 	c1[0].Sealed[0] ^= 0xff
-	if !reflect.DeepEqual(entrySubject(b, id, &in), st) || !reflect.DeepEqual(entryKey(b, id), key) ||
-		!reflect.DeepEqual(entryConsents(b, id, []string{"marketing"}, &in)[0], history[0]) {
+	if !reflect.DeepEqual(Subject(b, id, &in), st) || !reflect.DeepEqual(Key(b, id), key) ||
+		!reflect.DeepEqual(Consents(b, id, []string{"marketing"}, &in)[0], history[0]) {
 		t.Error("changing what a decode returned changed the entry")
 	}
 
 	// No key, no consents, no fields.
 	bare := &custos.StoredSubject{ID: id, Sealed: map[string][]byte{}, CreatedAt: st.CreatedAt}
-	b = encodeEntry(bare, nil, nil)
-	if got := entrySubject(b, id, &in); !reflect.DeepEqual(got, bare) {
+	b = Encode(bare, nil, nil)
+	if got := Subject(b, id, &in); !reflect.DeepEqual(got, bare) {
 		t.Errorf("bare subject: got %+v, want %+v", got, bare)
 	}
-	if got := entryKey(b, id); got != nil {
+	if got := Key(b, id); got != nil {
 		t.Errorf("key of an entry without one: %+v, want nil", got)
 	}
-	if got := entryConsents(b, id, []string{"marketing"}, &in); got == nil || len(got) != 0 {
+	if got := Consents(b, id, []string{"marketing"}, &in); got == nil || len(got) != 0 {
 		t.Errorf("consents of an entry without any: %#v, want an empty, non-nil list", got)
+	}
+	if got := History(b, id, &in); got == nil || len(got) != 0 {
+		t.Errorf("history of an entry without any: %#v, want an empty, non-nil list", got)
 	}
 }
 
-// TestInterner checks that the interner gives equal strings, one string
+// TestInterner checks that the Interner gives equal strings, one string
 // per value while it has room, and still the right string once full.
 func TestInterner(t *testing.T) {
-	var in interner
+	var in Interner
 	a, b := in.get([]byte("mobile")), in.get([]byte("mobile"))
 	if a != "mobile" || b != "mobile" || reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
 		t.Errorf("get(mobile) twice: %q, %q, not one string", a, b)
 	}
-	for i := range maxInterned + 10 {
+	for i := range MaxInterned + 10 {
 		if s := in.get([]byte("v" + strconv.Itoa(i))); s != "v"+strconv.Itoa(i) {
 			t.Fatalf("get(v%d) = %q", i, s)
 		}
 	}
-	if n := len(*in.m.Load()); n != maxInterned {
-		t.Errorf("interner holds %d values, want at most %d", n, maxInterned)
+	if n := len(*in.m.Load()); n != MaxInterned {
+		t.Errorf("Interner holds %d values, want at most %d", n, MaxInterned)
 	}
 	if s := in.get([]byte("past-the-bound")); s != "past-the-bound" {
 		t.Errorf("get past the bound = %q", s)
@@ -144,10 +150,10 @@ func TestInterner(t *testing.T) {
 // capacity at most an eighth over its length, so that the cache's memory
 // is what docs/deploy.md says) and in memory of its own.
 func TestCacheEntrySize(t *testing.T) {
-	st, key, history := typicalEntry("s", 1, "marketing", "marketing", "marketing", "marketing")
+	st, key, history := Typical("s", 1, "marketing", "marketing", "marketing", "marketing")
 	var entries [][]byte
 	for _, h := range [][]*custos.StoredConsent{nil, history} {
-		b := encodeEntry(st, key, h)
+		b := Encode(st, key, h)
 		if cap(b) > len(b)+len(b)/8 {
 			t.Errorf("entry with %d consents: %d bytes in a capacity of %d", len(h), len(b), cap(b))
 		}
@@ -155,16 +161,16 @@ func TestCacheEntrySize(t *testing.T) {
 	}
 	// Entries made one after the other share no memory (encodeEntry
 	// writes into a scratch buffer it reuses).
-	if got := entryConsents(entries[0], "s", []string{"marketing"}, &interner{}); len(got) != 0 {
+	if got := Consents(entries[0], "s", []string{"marketing"}, &Interner{}); len(got) != 0 {
 		t.Errorf("the first entry, made without consents, has %d after a second entry was made", len(got))
 	}
-	if got := entrySubject(entries[0], "s", &interner{}); !reflect.DeepEqual(got.Sealed, st.Sealed) {
+	if got := Subject(entries[0], "s", &Interner{}); !reflect.DeepEqual(got.Sealed, st.Sealed) {
 		t.Error("the first entry's subject changed when a second entry was made")
 	}
 	// The scratch keeps nothing of the last entry (the pool may hand out
 	// a new, empty one instead, which passes too).
 	key.Wrapped = []byte("wrapped-key-canary")
-	encodeEntry(st, key, nil)
+	Encode(st, key, nil)
 	sp := entryScratch.Get().(*[]byte)
 	defer entryScratch.Put(sp)
 	if scratch := (*sp)[:cap(*sp)]; bytes.Contains(scratch, []byte("wrapped-key-canary")) {
