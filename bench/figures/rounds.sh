@@ -8,6 +8,11 @@
 # (and .txt). At the end, OUT/compare-Y.txt, … compare each build with the base, the first
 # named (BASE=NAME names another): `custos bench -compare Y1.json,… -base X1.json,…`, run
 # with the base's build.
+#
+# SUBJECTS=N seeds N customers a run (2000 unless set). PG=URL (a server's, without a
+# database: postgres://postgres@127.0.0.1:5432) runs each on a PostgreSQL database of its
+# own instead, made empty before the run (-migrate) and dropped after it (fifty-ninth
+# session).
 set -euo pipefail
 BINDIR=$(realpath "${BINDIR:?set BINDIR}")
 out=$1 rounds=$2 workloads=$3; shift 3
@@ -21,7 +26,18 @@ for j in $(seq 0 $((n-1))); do
 done
 [ -n "$basebin" ] || { echo "rounds.sh: BASE=$base names no build" >&2; exit 2; }
 mkdir -p "$out"; cd "$out"
-run() { "$BINDIR/$1" bench -subjects 2000 -duration 5s -workloads "$workloads" -c 16,64 -json "$2.json" > "$2.txt" 2>&1; }
+subjects=${SUBJECTS:-2000}
+run() {
+  local store=()
+  if [ -n "${PG:-}" ]; then
+    local db
+    db=$(echo "rounds_$$_$2" | tr A-Z a-z) # psql folds unquoted names to lower case
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
+    store=(-store "$PG/$db?sslmode=disable" -migrate)
+  fi
+  "$BINDIR/$1" bench "${store[@]}" -subjects "$subjects" -duration 5s -workloads "$workloads" -c 16,64 -json "$2.json" > "$2.txt" 2>&1
+  if [ -n "${PG:-}" ]; then psql "$PG/postgres" -qc "DROP DATABASE $db" > /dev/null; fi
+}
 for i in $(seq 1 "$rounds"); do
   for j in $(seq 0 $((n-1))); do
     k=$(( (i + j) % n ))
