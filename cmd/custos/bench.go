@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -178,10 +179,20 @@ type benchResult struct {
 	WaitsPerRequest       float64  `json:"waits_per_request,omitempty"`
 	PreemptionsPerRequest float64  `json:"preemptions_per_request,omitempty"`
 	MachineIdle           *float64 `json:"machine_idle,omitempty"`
-	PeakRSSBytes          int64    `json:"peak_rss_bytes"`
-	CeilingRPS            float64  `json:"ceiling_throughput"`
-	Ratio                 float64  `json:"ratio_to_ceiling"`
-	RowsPerSec            float64  `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
+	// GCCycles counts the garbage collections that ended in the window,
+	// GCMarkMsPerCycle their marking's CPU (background and assists, in
+	// ms a cycle, the runtime's estimate), and GCLiveBytes the heap the
+	// last of them left: a collection's marking runs beside the requests
+	// for as long as it takes, and requests that meet it make a step's
+	// p99 (fifty-ninth session). The whole process's: server and load
+	// generator.
+	GCCycles         uint64  `json:"gc_cycles"`
+	GCMarkMsPerCycle float64 `json:"gc_mark_cpu_ms_per_cycle,omitempty"`
+	GCLiveBytes      uint64  `json:"gc_live_heap_bytes,omitempty"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+	CeilingRPS       float64 `json:"ceiling_throughput"`
+	Ratio            float64 `json:"ratio_to_ceiling"`
+	RowsPerSec       float64 `json:"rows_per_sec,omitempty"` // import: rows stored per second; read-batch: customers read per second
 	// RowsPerSecDrained counts also the rows of the requests that were in
 	// flight when the window closed, over the window and the drain
 	// (import; set when some completed late). Large batches at high
@@ -1465,6 +1476,47 @@ type benchUse struct {
 	voluntary, involuntary int64
 }
 
+// benchGC is what the runtime says of the garbage collector: cycles
+// ended, the CPU their marking took (background workers and assists, in
+// seconds), and the heap the last one left live.
+type benchGC struct {
+	cycles  uint64
+	markCPU float64
+	live    uint64
+}
+
+// benchGCMetrics are the runtime/metrics samples benchReadGC reads.
+var benchGCMetrics = []string{
+	"/gc/cycles/total:gc-cycles",
+	"/cpu/classes/gc/mark/assist:cpu-seconds",
+	"/cpu/classes/gc/mark/dedicated:cpu-seconds",
+	"/cpu/classes/gc/mark/idle:cpu-seconds",
+	"/gc/heap/live:bytes",
+}
+
+// benchReadGC reads the collector's counters; a metric this Go does not
+// have reads as zero.
+func benchReadGC() benchGC {
+	samples := make([]metrics.Sample, len(benchGCMetrics))
+	for i, name := range benchGCMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	var g benchGC
+	for _, s := range samples {
+		switch {
+		case s.Value.Kind() == metrics.KindBad:
+		case s.Name == "/gc/cycles/total:gc-cycles":
+			g.cycles = s.Value.Uint64()
+		case s.Name == "/gc/heap/live:bytes":
+			g.live = s.Value.Uint64()
+		default:
+			g.markCPU += s.Value.Float64()
+		}
+	}
+	return g
+}
+
 // benchUsage is the process's CPU time, peak RSS and context switches.
 func benchUsage() benchUse {
 	var ru syscall.Rusage
@@ -1557,6 +1609,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	// The clock goroutine takes the CPU and peak-RSS readings at the
 	// edges of the measured window, not when the last straggler is in.
 	var use0, use1 benchUse
+	var gc0, gc1 benchGC
 	var mach0, mach1 [2]int64 // the machine's CPU ticks: all, idle
 	var machOK0, machOK1 bool
 	var cache0, cache1 sqlite.ReadCacheStats
@@ -1580,7 +1633,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 				if resetRSS {
 					benchResetPeakRSS()
 				}
-				use0 = benchUsage()
+				use0, gc0 = benchUsage(), benchReadGC()
 				mach0[0], mach0[1], machOK0 = benchMachineCPU()
 				if env.cache != nil {
 					cache0, writer0, writerAt0, kept0 = env.cache(), env.writer(), time.Now(), env.kept()
@@ -1589,7 +1642,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 					groups0 = env.groups()
 				}
 			} else {
-				use1 = benchUsage()
+				use1, gc1 = benchUsage(), benchReadGC()
 				rss = use1.maxRSS
 				mach1[0], mach1[1], machOK1 = benchMachineCPU()
 				if env.cache != nil {
@@ -1682,6 +1735,10 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	}
 	res.ErrorCodes, res.LateErrorCodes = benchFirstCodes(codes), benchFirstCodes(late)
 	res.CPUSeconds = (use1.cpu - use0.cpu).Seconds()
+	res.GCCycles, res.GCLiveBytes = gc1.cycles-gc0.cycles, gc1.live
+	if res.GCCycles > 0 {
+		res.GCMarkMsPerCycle = (gc1.markCPU - gc0.markCPU) * 1000 / float64(res.GCCycles)
+	}
 	if machOK0 && machOK1 && mach1[0] > mach0[0] {
 		idle := float64(mach1[1]-mach0[1]) / float64(mach1[0]-mach0[0])
 		res.MachineIdle = &idle
@@ -1865,6 +1922,10 @@ func benchTable(w io.Writer, rep *benchReport) {
 				n += fmt.Sprintf(", machine %.0f %% idle", *r.MachineIdle*100)
 			}
 			notes = append(notes, n)
+		}
+		if r.GCCycles > 0 {
+			notes = append(notes, fmt.Sprintf("collector: %.1f cycles/s, marking %.1f ms of CPU a cycle, live heap %.0f MiB",
+				float64(r.GCCycles)/r.Seconds, r.GCMarkMsPerCycle, float64(r.GCLiveBytes)/(1<<20)))
 		}
 		if r.CacheHitRate > 0 && r.Workload != "ceiling" {
 			what := "subject rows"

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"testing"
 
@@ -162,5 +164,38 @@ func TestBenchDrawSeed(t *testing.T) {
 	}
 	if b := first(&benchEnv{seed: 11, draws: 102}); slices.Equal(a, b) {
 		t.Errorf("two draw seeds: the same draws %v", a)
+	}
+}
+
+// TestBenchReadGC: the collector's counters a step reports move with a
+// collection (fifty-ninth session: its marking set PostgreSQL's read p99),
+// and every metric they read is one this Go has.
+func TestBenchReadGC(t *testing.T) {
+	var live []byte
+	for range 64 {
+		live = append(live, make([]byte, 1<<16)...) // some heap to mark
+	}
+	g0 := benchReadGC()
+	runtime.GC()
+	g1 := benchReadGC()
+	if g1.cycles < g0.cycles+1 {
+		t.Errorf("cycles %d, then %d after runtime.GC; want at least one more", g0.cycles, g1.cycles)
+	}
+	if g1.markCPU <= g0.markCPU {
+		t.Errorf("marking CPU %.6f s, then %.6f s after a collection; want more", g0.markCPU, g1.markCPU)
+	}
+	if g1.live < uint64(len(live)) {
+		t.Errorf("live heap %d bytes after a collection, want at least the %d kept", g1.live, len(live))
+	}
+	runtime.KeepAlive(live)
+	samples := make([]metrics.Sample, len(benchGCMetrics))
+	for i, name := range benchGCMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindBad {
+			t.Errorf("runtime/metrics has no %s", s.Name)
+		}
 	}
 }

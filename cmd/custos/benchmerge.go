@@ -88,6 +88,8 @@ func benchMerge(paths []string) (*benchReport, error) {
 			FilingMs:              med(func(r benchResult) float64 { return r.FilingMs }),
 			EarlyShare:            med(func(r benchResult) float64 { return r.EarlyShare }),
 			DrainSeconds:          med(func(r benchResult) float64 { return r.DrainSeconds }),
+			GCMarkMsPerCycle:      med(func(r benchResult) float64 { return r.GCMarkMsPerCycle }),
+			GCLiveBytes:           uint64(med(func(r benchResult) float64 { return float64(r.GCLiveBytes) })),
 		}
 		// The machine's idle share, over the runs that read it.
 		var idle []float64
@@ -107,6 +109,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 			m.Requests += r.Requests
 			m.Seconds += r.Seconds
 			m.Errors += r.Errors
+			m.GCCycles += r.GCCycles // over the summed seconds: the cycles a second
 			m.LateErrors += r.LateErrors
 			m.CPUSeconds += r.CPUSeconds
 			m.Samples += r.Samples

@@ -60,6 +60,10 @@ func TestBenchMerge(t *testing.T) {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
 		r.Results[1].CacheStale = int64(math.Round(waits * 10))
 		r.Results[2].FilingsPerThousand, r.Results[2].FilingMs = 1.5*waits, 10*waits
+		// The collector: ten times the wake-ups in cycles, as many ms of
+		// marking a cycle, a hundred MiB times them live.
+		r.Results[1].GCCycles, r.Results[1].GCMarkMsPerCycle = uint64(math.Round(waits*10)), waits*10
+		r.Results[1].GCLiveBytes = uint64(waits * 100 * (1 << 20))
 		return r
 	}
 	share := func(v float64) *float64 { return &v }
@@ -92,6 +96,10 @@ func TestBenchMerge(t *testing.T) {
 	// median read over the median ceiling (9,000 / 39,000).
 	if read.Ratio != 0.25 || read.Throughput != 9000 || read.PeakRSSBytes != 300<<20 {
 		t.Errorf("read c=16: ratio %.3f, %.0f/s, peak %d MiB; want 0.25, 9,000/s, 300 MiB", read.Ratio, read.Throughput, read.PeakRSSBytes>>20)
+	}
+	if read.GCCycles != 18 || read.GCMarkMsPerCycle != 6 || read.GCLiveBytes != uint64(0.6*100*(1<<20)) {
+		t.Errorf("read c=16: %d collections, %.1f ms of marking a cycle, %d bytes live; want the runs' 5 + 7 + 6, the median 6 ms and 60 MiB",
+			read.GCCycles, read.GCMarkMsPerCycle, read.GCLiveBytes)
 	}
 	if read.CacheStale != 18 {
 		t.Errorf("read c=16: %d stale cached answers, want the runs' 5 + 7 + 6", read.CacheStale)
