@@ -53,11 +53,11 @@ import (
 //
 // An entry is one pointer-free byte slice (internal/cacheblob), as
 // SQLite's has been since the twenty-ninth session: kept as the objects
-// a statement's read made, 10,000 cached customers were about half the
-// live heap and most of its pointers, which the collector traced in every
-// cycle, about three a second in a read step at c=64, and the requests
-// its marking ran beside set the read's p99 (BENCHMARKS.md, fifty-ninth
-// session).
+// a statement's read made, 10,000 cached customers were about three
+// quarters of the live heap and most of its pointers, which the collector
+// traced in every cycle, about three a second in a read step at c=64, and
+// the requests its marking ran beside set the read's p99 (BENCHMARKS.md,
+// fifty-ninth session).
 
 // DefaultReadCache is how many customers the read cache holds when
 // Options.ReadCache is 0.
