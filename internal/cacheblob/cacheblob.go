@@ -150,15 +150,15 @@ func consents(b []byte, id custos.SubjectID, purposes []string, all bool, in *In
 	out := []*custos.StoredConsent{}
 	for n := d.uvarint(); n > 0; n-- {
 		r := decoder{b: d.chunk()}
-		purpose := r.chunk()
-		c := &custos.StoredConsent{SubjectID: id}
-		if all {
-			c.Purpose = in.get(purpose)
-		} else if i := slices.IndexFunc(purposes, func(p string) bool { return p == string(purpose) }); i >= 0 {
-			c.Purpose = purposes[i]
+		var purpose string
+		if p := r.chunk(); all {
+			purpose = in.get(p)
+		} else if i := slices.IndexFunc(purposes, func(s string) bool { return s == string(p) }); i >= 0 {
+			purpose = purposes[i]
 		} else {
-			continue
+			continue // decoded no further, nothing allocated
 		}
+		c := &custos.StoredConsent{Purpose: purpose, SubjectID: id}
 		c.Seq = r.varint()
 		c.ID = string(r.chunk())
 		c.Scope = in.get(r.chunk())
