@@ -96,6 +96,12 @@ func TestCacheEntryRoundTrip(t *testing.T) {
 		}
 	}
 
+	// A consent of a purpose not asked for is skipped before anything is
+	// made of it.
+	if n := testing.AllocsPerRun(100, func() { Consents(b, id, []string{"risk-control"}, &in) }); n != 0 {
+		t.Errorf("consents for a purpose none has: %.0f allocations, want 0", n)
+	}
+
 	// What a caller gets shares no memory with the entry.
 	s1 := Subject(b, id, &in)
 	s1.Sealed["mobile"][0] ^= 0xff
