@@ -240,6 +240,19 @@ func validLevel(l Level) bool {
 // Field returns the definition of a field, or nil.
 func (c *Catalog) Field(name string) *FieldDef { return c.fields[name] }
 
+// FieldName returns the catalog's own string for the field named b, and
+// false when c is nil or has no such field: a decoder of stored names can
+// then hand out the catalog's string instead of allocating one.
+func (c *Catalog) FieldName(b []byte) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	if f, ok := c.fields[string(b)]; ok {
+		return f.Name, true
+	}
+	return "", false
+}
+
 // Purpose returns a purpose, or nil.
 func (c *Catalog) Purpose(name string) *Purpose { return c.purposes[name] }
 

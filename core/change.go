@@ -94,7 +94,7 @@ func (s *Service) UpdateSubject(ctx context.Context, purposes []string, id custo
 			if err != nil {
 				return err
 			}
-			if entries, err = decodeProvenance(pt); err != nil {
+			if entries, err = decodeProvenance(pt, s.catalog); err != nil {
 				return err
 			}
 		}

@@ -93,7 +93,7 @@ func (s *Service) loadHeld(ctx context.Context, reqID, action string) (*custos.R
 			return nil, nil, err
 		}
 		if name == provenanceField {
-			if h.prov, err = decodeProvenance(pt); err != nil {
+			if h.prov, err = decodeProvenance(pt, s.catalog); err != nil {
 				return nil, nil, err
 			}
 			continue

@@ -60,8 +60,11 @@ func encodeProvenance(prev []provenanceEntry, fields []string, p custos.Provenan
 
 var errProvenance = errors.New("provenance: malformed sealed list")
 
-// decodeProvenance reads a sealed provenance list in either form.
-func decodeProvenance(pt []byte) ([]provenanceEntry, error) {
+// decodeProvenance reads a sealed provenance list in either form. The
+// field names of cat's fields are cat's own strings rather than new ones:
+// every read decodes the list, and its names were most of what that
+// allocated (BENCHMARKS.md, sixtieth session). cat may be nil.
+func decodeProvenance(pt []byte, cat *custos.Catalog) ([]provenanceEntry, error) {
 	if len(pt) == 0 || pt[0] != provenanceV1 {
 		var entries []provenanceEntry
 		if err := json.Unmarshal(pt, &entries); err != nil {
@@ -69,7 +72,7 @@ func decodeProvenance(pt []byte) ([]provenanceEntry, error) {
 		}
 		return entries, nil
 	}
-	d := provDecoder{b: pt[1:]}
+	d := provDecoder{b: pt[1:], cat: cat}
 	n := d.count()
 	entries := make([]provenanceEntry, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -77,7 +80,7 @@ func decodeProvenance(pt []byte) ([]provenanceEntry, error) {
 		nf := d.count()
 		e.Fields = make([]string, 0, nf)
 		for j := 0; j < nf && d.err == nil; j++ {
-			e.Fields = append(e.Fields, d.str())
+			e.Fields = append(e.Fields, d.field())
 		}
 		pv := &e.Provenance
 		pv.Collector, pv.Channel, pv.Location, pv.Source, pv.Plan = d.str(), d.str(), d.str(), d.str(), d.str()
@@ -108,6 +111,7 @@ func decodeProvenance(pt []byte) ([]provenanceEntry, error) {
 // later read returns a zero value.
 type provDecoder struct {
 	b   []byte
+	cat *custos.Catalog // field names it knows are its own strings; may be nil
 	err error
 }
 
@@ -142,11 +146,29 @@ func (d *provDecoder) count() int {
 }
 
 func (d *provDecoder) str() string {
-	n := d.count()
-	if d.err != nil {
+	b := d.bytes()
+	if b == nil {
 		return ""
 	}
-	s := string(d.b[:n])
+	return string(b)
+}
+
+// field reads a field name: the catalog's string when it has the field.
+func (d *provDecoder) field() string {
+	b := d.bytes()
+	if name, ok := d.cat.FieldName(b); ok {
+		return name
+	}
+	return string(b)
+}
+
+// bytes reads a string's bytes, nil after an error.
+func (d *provDecoder) bytes() []byte {
+	n := d.count()
+	if d.err != nil {
+		return nil
+	}
+	b := d.b[:n:n]
 	d.b = d.b[n:]
-	return s
+	return b
 }

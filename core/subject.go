@@ -375,7 +375,7 @@ func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[st
 		if err != nil {
 			return nil, err
 		}
-		entries, err := decodeProvenance(pt)
+		entries, err := decodeProvenance(pt, s.catalog)
 		if err != nil {
 			return nil, err
 		}
@@ -391,7 +391,7 @@ func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[st
 }
 
 func storedFields(st *custos.StoredSubject) []string {
-	var out []string
+	out := make([]string, 0, len(st.Sealed))
 	for name := range st.Sealed {
 		if name != provenanceField {
 			out = append(out, name)

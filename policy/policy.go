@@ -159,8 +159,13 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 	}
 
 	write := Write(req.Action)
-	d := Decision{Allowed: true, Fields: make(map[string]custos.FieldDecision, len(req.Fields)),
-		Records: make(map[string]custos.FieldDecision, len(req.Records)), Grants: map[string]string{}}
+	// Records and Grants stay nil (read as empty) until something goes in:
+	// most decisions name no record and use no grant, and every read makes
+	// one or two (BENCHMARKS.md, sixtieth session).
+	d := Decision{Allowed: true, Fields: make(map[string]custos.FieldDecision, len(req.Fields))}
+	if len(req.Records) > 0 {
+		d.Records = make(map[string]custos.FieldDecision, len(req.Records))
+	}
 	for _, name := range req.Fields {
 		f := cat.Field(name)
 		if f == nil {
@@ -172,7 +177,7 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 			fd, grant := decideOne(req, pr.role, pr.purpose, slices.Contains(pr.purpose.Fields, name), f.Category, f.Level, f.Secret, name, write)
 			if b := better(best, fd); b != best {
 				best = b
-				setGrant(d.Grants, name, grant)
+				setGrant(&d.Grants, name, grant)
 			}
 		}
 		d.Fields[name] = best
@@ -193,7 +198,7 @@ func Decide(cat *custos.Catalog, req Request) Decision {
 			}
 			if b := better(best, fd); b != best {
 				best = b
-				setGrant(d.Grants, "record:"+name, grant)
+				setGrant(&d.Grants, "record:"+name, grant)
 			}
 		}
 		d.Records[name] = best
@@ -210,11 +215,14 @@ func better(best, fd custos.FieldDecision) custos.FieldDecision {
 	return best
 }
 
-func setGrant(m map[string]string, name, grant string) {
-	if grant != "" {
-		m[name] = grant
-	} else {
-		delete(m, name)
+func setGrant(m *map[string]string, name, grant string) {
+	switch {
+	case grant == "":
+		delete(*m, name)
+	case *m == nil:
+		*m = map[string]string{name: grant}
+	default:
+		(*m)[name] = grant
 	}
 }
 
