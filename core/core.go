@@ -393,5 +393,11 @@ func (s *Service) decideFull(ctx context.Context, action string, purposes, field
 }
 
 func dekAAD(table, field string, id custos.SubjectID, rec custos.RecordID, version int) []byte {
-	return keys.AAD(table, field, string(id), string(rec), "v"+strconv.Itoa(version))
+	return appendDekAAD(nil, table, field, id, rec, version)
+}
+
+// appendDekAAD is dekAAD appended to dst, for a reader opening several
+// values.
+func appendDekAAD(dst []byte, table, field string, id custos.SubjectID, rec custos.RecordID, version int) []byte {
+	return keys.AppendAAD(dst, table, field, string(id), string(rec), "v"+strconv.Itoa(version))
 }

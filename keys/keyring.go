@@ -435,7 +435,7 @@ func (k *Keyring) Unwrap(kekVersion int, wrapped []byte) ([]byte, error) {
 	if !ok || mk.retired {
 		return nil, custos.Errorf(custos.ESEALED, "Master key version %d is not available.", kekVersion)
 	}
-	dek, err := open(mk.gcm, wrapped, wrapAAD(kekVersion))
+	dek, err := open(mk.gcm, nil, wrapped, wrapAAD(kekVersion))
 	if err != nil {
 		return nil, &custos.Error{Code: custos.EINTERNAL, Message: "Wrapped data key failed authentication.", Err: err}
 	}

@@ -88,7 +88,14 @@ func (a *AEAD) Seal(plaintext, aad []byte, rand io.Reader) ([]byte, error) {
 // failure — a short or unknown-format input, a wrong key, a different aad,
 // a flipped bit — is an EINTERNAL error whose message names no bytes.
 func (a *AEAD) Open(ciphertext, aad []byte) ([]byte, error) {
-	pt, err := open(a.gcm, ciphertext, aad)
+	return a.OpenAppend(nil, ciphertext, aad)
+}
+
+// OpenAppend is Open appending the plaintext to dst, for a caller that
+// opens several values into one buffer (and zeroes it after) instead of
+// allocating each. On failure it returns nil and dst is unchanged.
+func (a *AEAD) OpenAppend(dst, ciphertext, aad []byte) ([]byte, error) {
+	pt, err := open(a.gcm, dst, ciphertext, aad)
 	if err != nil {
 		return nil, openError(err)
 	}
@@ -138,12 +145,12 @@ func seal(gcm cipher.AEAD, plaintext, aad []byte, rand io.Reader) ([]byte, error
 
 // open checks every length before slicing (Vault's decrypt does the same),
 // so no input can panic it.
-func open(gcm cipher.AEAD, ciphertext, aad []byte) ([]byte, error) {
+func open(gcm cipher.AEAD, dst, ciphertext, aad []byte) ([]byte, error) {
 	if len(ciphertext) < Overhead || ciphertext[0] != formatV1 {
 		return nil, errMalformed
 	}
 	nonce := ciphertext[1 : 1+nonceSize]
-	pt, err := gcm.Open(nil, nonce, ciphertext[1+nonceSize:], aad)
+	pt, err := gcm.Open(dst, nonce, ciphertext[1+nonceSize:], aad)
 	if err != nil {
 		return nil, errAuth
 	}
@@ -167,19 +174,31 @@ func openError(cause error) error {
 func AAD(parts ...string) []byte {
 	n := 0
 	for _, p := range parts {
-		if uint64(len(p)) > math.MaxUint32 {
-			// Unreachable for field names and ids; refuse rather than let
-			// the length wrap and the encoding become ambiguous.
-			panic("keys: AAD part longer than 4 GiB")
-		}
+		checkAADPart(p)
 		n += 4 + len(p)
 	}
-	b := make([]byte, 0, n)
+	return AppendAAD(make([]byte, 0, n), parts...)
+}
+
+// AppendAAD is AAD appending the encoding to dst, for a caller that
+// reuses one buffer for the associated data of several values.
+func AppendAAD(dst []byte, parts ...string) []byte {
+	b := dst
 	for _, p := range parts {
+		checkAADPart(p)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
 		b = append(b, p...)
 	}
 	return b
+}
+
+// checkAADPart refuses a part whose length would wrap its 4-byte prefix:
+// unreachable for field names and ids, and refused rather than let the
+// encoding become ambiguous.
+func checkAADPart(p string) {
+	if uint64(len(p)) > math.MaxUint32 {
+		panic("keys: AAD part longer than 4 GiB")
+	}
 }
 
 func writeRedacted(w io.Writer, s string) {

@@ -372,3 +372,46 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	})
 }
+
+// OpenAppend opens into the caller's buffer: the plaintext follows what
+// dst held, in dst's memory when it has room, and a failure leaves dst as
+// it was. AppendAAD appends what AAD returns. Together they let a reader
+// open every field of a customer into one buffer it zeroes after.
+func TestOpenAppend(t *testing.T) {
+	a, err := keys.NewAEAD(mustDEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := fieldAAD("sub_1", "mobile", "1")
+	ct, err := a.Seal([]byte("13800138000"), aad, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3, 64)
+	copy(buf, "pre")
+	pt, err := a.OpenAppend(buf, ct, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(pt) != "pre13800138000" || &pt[0] != &buf[0] {
+		t.Fatalf("got %q (in dst's memory: %v), want pre13800138000 in dst's", pt, &pt[0] == &buf[0])
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := a.OpenAppend(buf[:0], ct, aad); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("OpenAppend into a buffer with room: %.0f allocations, want 0", n)
+	}
+	copy(buf[:3], "pre")
+	if pt, err := a.OpenAppend(buf[:3], ct, fieldAAD("sub_1", "email", "1")); pt != nil || custos.ErrorCode(err) != custos.EINTERNAL {
+		t.Fatalf("wrong aad: %q, %v; want nil and EINTERNAL", pt, err)
+	}
+	if string(buf[:3]) != "pre" {
+		t.Fatalf("dst after a failure: %q, want pre", buf[:3])
+	}
+	parts := []string{"subjects", "mobile", "sub_1", "", "v1"}
+	if got, want := keys.AppendAAD([]byte("x"), parts...), append([]byte("x"), keys.AAD(parts...)...); !bytes.Equal(got, want) {
+		t.Fatalf("AppendAAD: %x, want %x", got, want)
+	}
+}
