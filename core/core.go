@@ -393,7 +393,7 @@ func (s *Service) decideFull(ctx context.Context, action string, purposes, field
 }
 
 func dekAAD(table, field string, id custos.SubjectID, rec custos.RecordID, version int) []byte {
-	return appendDekAAD(nil, table, field, id, rec, version)
+	return keys.AAD(table, field, string(id), string(rec), "v"+strconv.Itoa(version))
 }
 
 // appendDekAAD is dekAAD appended to dst, for a reader opening several
