@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,61 @@ func TestRequestBudget(t *testing.T) {
 	}
 	if ClientTimeout <= ImportRequestTimeout {
 		t.Errorf("client timeout %v, want past the longest request deadline %v", ClientTimeout, ImportRequestTimeout)
+	}
+}
+
+// TestAnswerHeaders: every answer carries its request's id, nosniff,
+// no-store and, from encode, its JSON type. Their values are shared by
+// every answer (not made for each), so a handler adding to one must
+// change only its own answer: the next answer carries the shared values
+// as they were.
+func TestAnswerHeaders(t *testing.T) {
+	s := &Server{Logger: slog.New(slog.DiscardHandler), mux: http.NewServeMux(), metrics: newMetrics()}
+	s.mux.HandleFunc("GET /v1/one", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Cache-Control", "private")
+		w.Header().Add("X-Content-Type-Options", "extra")
+		s.encode(w, r, http.StatusOK, map[string]string{"ok": "1"})
+	})
+	s.mux.HandleFunc("GET /v1/other", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Cache-Control", "public")
+		s.encode(w, r, http.StatusOK, map[string]string{"ok": "3"})
+	})
+	s.mux.HandleFunc("GET /v1/two", func(w http.ResponseWriter, r *http.Request) {
+		s.encode(w, r, http.StatusOK, map[string]string{"ok": "2"})
+	})
+	serve := func(path, id string) http.Header {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("X-Request-ID", id)
+		s.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: status %d, body %s", path, rec.Code, rec.Body)
+		}
+		return rec.Header()
+	}
+	one := serve("/v1/one", "req_one")
+	// Another answer adding to the same header after it (were the shared
+	// slice to have room, both would append into its one array).
+	other := serve("/v1/other", "req_other")
+	if got := one.Values("Cache-Control"); !slices.Equal(got, []string{"no-store", "private"}) {
+		t.Errorf("first answer's Cache-Control %q, want no-store and its handler's private", got)
+	}
+	if got := other.Values("Cache-Control"); !slices.Equal(got, []string{"no-store", "public"}) {
+		t.Errorf("other answer's Cache-Control %q, want no-store and its handler's public", got)
+	}
+	two := serve("/v1/two", "req_two")
+	for k, want := range map[string][]string{
+		"X-Request-Id":           {"req_two"},
+		"X-Content-Type-Options": {"nosniff"},
+		"Cache-Control":          {"no-store"},
+		"Content-Type":           {"application/json"},
+	} {
+		if got := two.Values(k); !slices.Equal(got, want) {
+			t.Errorf("second answer's %s: %q, want %q", k, got, want)
+		}
+	}
+	if !slices.Equal(headerNoStore, []string{"no-store"}) || !slices.Equal(headerNosniff, []string{"nosniff"}) {
+		t.Errorf("shared values changed: %q, %q", headerNoStore, headerNosniff)
 	}
 }

@@ -262,9 +262,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(custos.NewContextWithRequestID(r.Context(), id), budget)
 	defer cancel()
 	r = r.WithContext(ctx)
-	w.Header().Set("X-Request-ID", id)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["X-Request-Id"] = []string{id}
+	h["X-Content-Type-Options"] = headerNosniff
+	h["Cache-Control"] = headerNoStore
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
@@ -413,8 +414,21 @@ var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return 
 
 const maxPooledEncode = 64 << 10
 
+// The values of headers every answer carries, shared by all of them
+// rather than made for each (Header.Set makes a slice a value, and
+// canonicalises a key not written canonically, as "X-Request-ID" was:
+// four allocations an answer, BENCHMARKS.md, sixtieth session). Each
+// slice's capacity is its length, so that a Header.Add after them
+// appends to a copy, never to the shared array; nothing sets an element
+// of a header's slice in place.
+var (
+	headerNosniff = []string{"nosniff"}[:1:1]
+	headerNoStore = []string{"no-store"}[:1:1]
+	headerJSON    = []string{"application/json"}[:1:1]
+)
+
 func (s *Server) encode(w http.ResponseWriter, r *http.Request, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = headerJSON
 	bp := encodeBufs.Get().(*[]byte)
 	b, ok := (*bp)[:0], false
 	// Once written, the answer is copied (or failed); a buffer a batch
