@@ -367,7 +367,7 @@ func (s *Service) present(st *custos.StoredSubject, dk *custos.DataKey, d map[st
 	}
 	buf := make([]byte, 0, most)
 	defer func() { keys.Zero(buf[:cap(buf)]) }()
-	aad := make([]byte, 0, 128) // room for every catalog field's
+	aad := make([]byte, 0, 128) // a field name of up to about 60 bytes fits; a longer grows it once
 	open := func(name string) ([]byte, error) {
 		aad = appendDekAAD(aad[:0], "subjects", name, st.ID, "", dk.Version)
 		return aead.OpenAppend(buf[:0], st.Sealed[name], aad)
