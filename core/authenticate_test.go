@@ -10,7 +10,7 @@ import (
 
 // TestAuthenticate: a key custos issued names its principal, from the
 // cache after the first time without building the refusal every other
-// answer is spared (S1); an empty, overlong or unknown key is refused
+// answer is spared (S4: access by role starts with who is asking; DESIGN.md: API keys stored hashed); an empty, overlong or unknown key is refused
 // with EUNAUTHORIZED and the same words, so a caller learns nothing of
 // which it was.
 func TestAuthenticate(t *testing.T) {
