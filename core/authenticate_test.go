@@ -9,10 +9,11 @@ import (
 )
 
 // TestAuthenticate: a key custos issued names its principal, from the
-// cache after the first time without building the refusal every other
-// answer is spared (S4: access by role starts with who is asking; DESIGN.md: API keys stored hashed); an empty, overlong or unknown key is refused
-// with EUNAUTHORIZED and the same words, so a caller learns nothing of
-// which it was.
+// cache after the first time, without building the refusal that every
+// other answer is spared (S4: access by role starts with who asks;
+// DESIGN.md: API keys stored hashed). An empty, overlong or unknown key
+// is refused with EUNAUTHORIZED and the same words, so a caller learns
+// nothing of which it was.
 func TestAuthenticate(t *testing.T) {
 	e := newEnv(t)
 	p := &custos.Principal{Name: "app", Kind: custos.KindService, Roles: []string{"app"}}
