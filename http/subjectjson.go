@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"custos"
+	"custos/internal/jsonstr"
 )
 
 // appendSubject appends the JSON encoding/json gives s (with a trailing
@@ -22,20 +22,20 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 	}
 	start, ok := len(b), true
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, string(s.ID))
+	b = jsonstr.Append(b, string(s.ID))
 	b = append(b, `,"fields":`...)
 	if s.Fields == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONMap(b, s.Fields, appendJSONString)
+		b = appendJSONMap(b, s.Fields, jsonstr.Append)
 	}
 	if len(s.Decisions) > 0 {
 		b = append(b, `,"decisions":`...)
 		b = appendJSONMap(b, s.Decisions, func(b []byte, d custos.FieldDecision) []byte {
 			b = append(b, `{"outcome":`...)
-			b = appendJSONString(b, string(d.Outcome))
+			b = jsonstr.Append(b, string(d.Outcome))
 			b = append(b, `,"reason":`...)
-			b = appendJSONString(b, d.Reason)
+			b = jsonstr.Append(b, d.Reason)
 			return append(b, '}')
 		})
 	}
@@ -43,18 +43,18 @@ func appendSubject(b []byte, s *custos.Subject) (out []byte, ok bool) {
 		b = append(b, `,"provenance":`...)
 		b = appendJSONMap(b, s.Provenance, func(b []byte, p custos.Provenance) []byte {
 			b = append(b, `{"collector":`...)
-			b = appendJSONString(b, p.Collector)
+			b = jsonstr.Append(b, p.Collector)
 			b = append(b, `,"channel":`...)
-			b = appendJSONString(b, p.Channel)
+			b = jsonstr.Append(b, p.Channel)
 			if p.Location != "" {
 				b = append(b, `,"location":`...)
-				b = appendJSONString(b, p.Location)
+				b = jsonstr.Append(b, p.Location)
 			}
 			b = append(b, `,"source":`...)
-			b = appendJSONString(b, p.Source)
+			b = jsonstr.Append(b, p.Source)
 			if p.Plan != "" {
 				b = append(b, `,"plan":`...)
-				b = appendJSONString(b, p.Plan)
+				b = jsonstr.Append(b, p.Plan)
 			}
 			b = append(b, `,"time":`...)
 			b = appendJSONTime(b, p.Time, &ok)
@@ -88,7 +88,7 @@ func appendReadResponse(b []byte, rs *ReadResponse) (out []byte, ok bool) {
 			b = append(b, ',')
 		}
 		b = append(b, `{"id":`...)
-		b = appendJSONString(b, string(res.ID))
+		b = jsonstr.Append(b, string(res.ID))
 		if res.Subject != nil {
 			b = append(b, `,"subject":`...)
 			if b, ok = appendSubject(b, res.Subject); !ok {
@@ -123,7 +123,7 @@ func appendJSONMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonstr.Append(b, k)
 		b = append(b, ':')
 		b = value(b, m[k])
 	}
@@ -142,60 +142,4 @@ func appendJSONTime(b []byte, t time.Time, ok *bool) []byte {
 		return b
 	}
 	return append(out, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString is encoding/json's string encoding with HTML escaping
-// (its default): <, > and & as \u003c, \u003e, \u0026; control characters
-// escaped; invalid UTF-8 as \ufffd; U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -5,11 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"custos"
+	"custos/internal/jsonstr"
 	"custos/internal/sqlutil"
 )
 
@@ -363,50 +364,30 @@ func (tx *Tx) query(ctx context.Context, query string, args []any, fn func(s sca
 
 // encodeList stores a string list as a JSON array; nil stays "null" so that
 // nil and empty lists both round-trip exactly.
-// encodeList is json.Marshal of l, as a string. An audit event carries two
-// lists, of field names and purposes, which are catalog names: a list of
-// strings that need no escaping is written here in one allocation, byte
-// for byte what json.Marshal writes, without its reflection and buffers
-// (a writer's group encodes two lists an event: BENCHMARKS.md, sixtieth
-// session). Any other list goes through json.Marshal.
+// encodeList is json.Marshal of l, as a string, written without its
+// reflection and buffers in one allocation (internal/jsonstr): an audit
+// event carries two lists, of field names and purposes, and a writer's
+// group encodes both for every event (BENCHMARKS.md, sixtieth session).
 func encodeList(l []string) (string, error) {
 	if l == nil {
 		return "null", nil
 	}
 	n := 2
 	for _, s := range l {
-		if !plainJSON(s) {
-			b, err := json.Marshal(l)
-			return string(b), err
-		}
-		n += len(s) + 3
+		n += len(s) + 3 // quotes and a comma; escapes grow it
 	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteByte('[')
+	b := make([]byte, 1, n)
+	b[0] = '['
 	for i, s := range l {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteByte('"')
-		b.WriteString(s)
-		b.WriteByte('"')
+		b = jsonstr.Append(b, s)
 	}
-	b.WriteByte(']')
-	return b.String(), nil
-}
-
-// plainJSON says whether json.Marshal writes s as its bytes between
-// quotes: printable ASCII, without the quote and backslash it escapes,
-// or the <, > and & it escapes for HTML.
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		}
-	}
-	return true
+	b = append(b, ']')
+	// The string is b's bytes, as strings.Builder's is: nothing writes b
+	// after this.
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
 func decodeList(s string) ([]string, error) {
