@@ -66,9 +66,12 @@ type Decision struct {
 	Allowed bool   // false: the whole request is refused with Reason
 	Reason  string // reason for a refusal, or "" when allowed
 	Fields  map[string]custos.FieldDecision
+	// Records is nil (read as empty; not to be written) when the request
+	// named no record type.
 	Records map[string]custos.FieldDecision
 	// Grants names, per field or record type let through in plain by a
-	// grant, the grant's id (for the audit event).
+	// grant, the grant's id (for the audit event); nil when no grant was
+	// used.
 	Grants map[string]string
 	// Unmet lists the staff prerequisites missing or expired when the
 	// request was refused with ReasonPrerequisites.
