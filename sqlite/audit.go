@@ -68,15 +68,7 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, es []*custos.AuditEvent) er
 	err := sqlutil.Chunks(len(es), func(lo, hi int) error {
 		args := make([]any, 0, 12*(hi-lo))
 		for _, e := range es[lo:hi] {
-			fields, err := encodeList(e.Fields)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			purposes, err := encodeList(e.Purposes)
-			if err != nil {
-				return internal("audit event", err)
-			}
-			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), fields, purposes,
+			args = append(args, e.Seq, sqlutil.Micros(e.Time), string(e.ActorID), e.Action, string(e.SubjectID), encodeList(e.Fields), encodeList(e.Purposes),
 				e.Decision, e.Reason, e.RequestID, e.PrevHash, e.Hash)
 		}
 		return sqlutil.InsertRows(ctx, q, "Audit event", `audit_events (`+auditColumns+`) VALUES `+sqlutil.Values(hi-lo, 12), hi-lo, args)

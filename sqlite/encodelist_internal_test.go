@@ -20,9 +20,9 @@ func TestEncodeList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := encodeList(l)
-		if err != nil || got != string(want) {
-			t.Errorf("encodeList(%q) = %s, %v; want %s", l, got, err, want)
+		got := encodeList(l)
+		if got != string(want) {
+			t.Errorf("encodeList(%q) = %s; want %s", l, got, want)
 			continue
 		}
 		back, err := decodeList(got)
@@ -31,11 +31,7 @@ func TestEncodeList(t *testing.T) {
 		}
 	}
 	names := []string{"name", "mobile", "email", "address"}
-	if n := testing.AllocsPerRun(100, func() {
-		if _, err := encodeList(names); err != nil {
-			t.Fatal(err)
-		}
-	}); n != 1 {
+	if n := testing.AllocsPerRun(100, func() { encodeList(names) }); n != 1 {
 		t.Errorf("a list of catalog names: %.0f allocations, want 1", n)
 	}
 }
