@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 )
 
 // Warming the read cache after a start.
@@ -105,21 +106,6 @@ func (db *DB) SaveReadCacheList() (int, error) {
 	return len(read) + len(rest), nil
 }
 
-// WarmStats is what a warm-up did.
-type WarmStats struct {
-	// Listed is how many customers the list named; Loaded how many the
-	// warm-up read into the cache; Cached how many were there already
-	// (read by live traffic first); Gone how many the store no longer
-	// holds (erased since the list was written); Skipped how many found
-	// no room: past the cache's size (a smaller --read-cache than the
-	// process that wrote the list had), or in a part of the cache that
-	// live reads or the list had filled. (Each process hashes ids to
-	// the cache's shards with a seed of its own, so a list as long as
-	// the cache never fits it exactly.)
-	Listed, Loaded, Cached, Gone, Skipped int
-	Elapsed                               time.Duration
-}
-
 // WarmReadCache reads the customers listed in WarmListPath into the read
 // cache, warmWorkers batches at a time, calling progress (when not nil)
 // after each batch with the figures so far, from one goroutine at a
@@ -133,8 +119,8 @@ type WarmStats struct {
 // an older copy. It decrypts nothing, decides nothing and answers nobody,
 // so it writes no audit event. It does not count in the cache's hits and
 // misses, and never evicts: a shard that is full is left as it is.
-func (db *DB) WarmReadCache(ctx context.Context, progress func(WarmStats)) (WarmStats, error) {
-	var st WarmStats
+func (db *DB) WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats)) (sqlutil.WarmStats, error) {
+	var st sqlutil.WarmStats
 	c := db.rc
 	if c == nil {
 		return st, nil
@@ -165,7 +151,7 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(WarmStats)) (Warm
 		next += len(b)
 		return b
 	}
-	done := func(b WarmStats, err error) {
+	done := func(b sqlutil.WarmStats, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		st.Loaded += b.Loaded
@@ -198,8 +184,8 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(WarmStats)) (Warm
 
 // warmBatch reads the customers ids in one read transaction, and counts
 // them in the returned stats.
-func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID) (WarmStats, error) {
-	var st WarmStats
+func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID) (sqlutil.WarmStats, error) {
+	var st sqlutil.WarmStats
 	_, err := db.view(ctx, func(t custos.Tx) error {
 		tx := t.(*Tx)
 		for _, id := range ids {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"custos"
+	"custos/internal/sqlutil"
 	"custos/sqlite"
 )
 
@@ -163,8 +164,8 @@ func TestWarmReadCache(t *testing.T) {
 	if st := db.ReadCacheStats(); st.Entries != 0 {
 		t.Fatalf("a new process's cache holds %d entries", st.Entries)
 	}
-	var calls []sqlite.WarmStats
-	st, err := db.WarmReadCache(ctx, func(s sqlite.WarmStats) { calls = append(calls, s) })
+	var calls []sqlutil.WarmStats
+	st, err := db.WarmReadCache(ctx, func(s sqlutil.WarmStats) { calls = append(calls, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestWarmReadCacheBadList(t *testing.T) {
 	db := openAt(t, path, 0)
 	ids := seedWarm(t, db, 3)
 
-	if st, err := db.WarmReadCache(ctx, nil); err != nil || st != (sqlite.WarmStats{}) {
+	if st, err := db.WarmReadCache(ctx, nil); err != nil || st != (sqlutil.WarmStats{}) {
 		t.Fatalf("without a list: %+v, %v; want nothing done", st, err)
 	}
 	// An empty cache writes no list.

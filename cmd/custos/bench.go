@@ -286,8 +286,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	keep := fs.Bool("keep", false, "keep the temporary data directory")
 	zipf := fs.Float64("zipf", 0, "reads and lookups draw their customer by a Zipf law of this exponent (> 1; the first customers drawn most often, as a shop's active customers are) instead of uniformly (0)")
 	prime := fs.Bool("prime", false, "before the steps, read each customer the read workload draws from once, unmeasured, so that the steps measure a node that has served them before (its read cache as full as -read-cache allows) rather than its first seconds")
-	warmFlag := fs.Bool("warm", false, "with -data of a SQLite store: warm the read cache in the background from the list the last -warm run (or custos serve) left beside the store, as serve does at its start, and leave the list at the end")
-	reuse := fs.Bool("reuse", false, "with -data of a SQLite store: seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target)")
+	warmFlag := fs.Bool("warm", false, "with -data: warm the read cache in the background as serve does at its start, a SQLite store's from the list the last -warm run (or custos serve) left beside it, and leave the list at the end; with -store postgres://… from the audit log's latest reads and lookups (with -reuse, the last run's)")
+	reuse := fs.Bool("reuse", false, "with -data (and -store postgres://… for a PostgreSQL store, whose keys -data holds): seed nothing, and read -subjects of the customers already there, drawn at random (read workload only; for the scale target, and -warm)")
 	serverLog := fs.String("server-log", "", "write the server's log here (default: formatted and discarded)")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	rounds := fs.Int("rounds", 1, "run the whole benchmark this many times, each on a fresh temporary store with the same -seed, and report the medians, step by step (as -merge)")
@@ -368,11 +368,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if *zipf != 0 && !(*zipf > 1 && *zipf <= 10) {
 		problems = append(problems, "-zipf must be 0 (uniform) or an exponent above 1 and at most 10")
 	}
-	if *reuse && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
-		problems = append(problems, "-reuse needs -data of a SQLite store")
+	if *reuse && !explicit["data"] {
+		problems = append(problems, "-reuse needs -data: the store's directory (with -store postgres://…, the one holding its keys)")
 	}
-	if *warmFlag && (!explicit["data"] || cfg.Store != "" && !strings.HasPrefix(cfg.Store, "sqlite:")) {
-		problems = append(problems, "-warm needs -data of a SQLite store")
+	if *warmFlag && !explicit["data"] {
+		problems = append(problems, "-warm needs -data: the store's directory (with -store postgres://…, the one holding its keys)")
 	}
 	if *reuse && !slices.Equal(workloads, []string{"read"}) {
 		problems = append(problems, "-reuse runs the read workload only (-workloads read)")
@@ -471,7 +471,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	var warm *cacheWarmer
 	if *warmFlag {
-		warm = startCacheWarmer(ctx, n.sqlite, logger)
+		warm = startCacheWarmer(ctx, nodeWarmStore(n), logger)
 		defer func() { // before n.Close
 			warm.stop()
 			warm.save()
@@ -539,7 +539,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	t0 := time.Now()
 	if *reuse {
-		stored, err := env.sampleSubjects(ctx, cfg.DBPath(), *subjects)
+		stored, err := env.sampleSubjects(ctx, cfg, *subjects)
 		if err != nil {
 			return fmt.Errorf("bench: -reuse: %w", err)
 		}
@@ -1049,10 +1049,50 @@ func (e *benchEnv) seedSubjects(ctx context.Context, n *node, count int, stderr 
 	return nil
 }
 
-// sampleSubjects fills e.ids with up to k distinct subjects of the SQLite
-// store at path, drawn uniformly by rowid, and returns how many subjects
-// the store holds. It reads through a connection of its own.
-func (e *benchEnv) sampleSubjects(ctx context.Context, path string, k int) (int, error) {
+// sampleSubjects fills e.ids with up to k distinct subjects of cfg's
+// store, drawn at random with e.seed, and returns how many subjects the
+// store holds. It reads through a connection of its own.
+func (e *benchEnv) sampleSubjects(ctx context.Context, cfg Config, k int) (int, error) {
+	if cfg.Postgres() {
+		return e.samplePostgres(ctx, cfg.Store, k)
+	}
+	return e.sampleSQLite(ctx, cfg.DBPath(), k)
+}
+
+// samplePostgres is sampleSubjects for the PostgreSQL store at url: the
+// first k subjects in an order the seed shuffles (md5 of the id and the
+// seed), which reads every id once.
+func (e *benchEnv) samplePostgres(ctx context.Context, url string, k int) (int, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var count int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM subjects`).Scan(&count); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		return 0, errors.New("the store holds no customers (seed it first: a bench run with -keep -data DIR, or custos seed)")
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id FROM subjects ORDER BY md5(id || $1), id LIMIT $2`, strconv.FormatUint(e.seed, 10), k)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return 0, err
+		}
+		e.ids = append(e.ids, id)
+	}
+	return count, rows.Err()
+}
+
+// sampleSQLite is sampleSubjects for the SQLite store at path, drawn
+// uniformly by rowid.
+func (e *benchEnv) sampleSQLite(ctx context.Context, path string, k int) (int, error) {
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_query_only=on")
 	if err != nil {
 		return 0, err
@@ -1875,7 +1915,11 @@ func benchTable(w io.Writer, rep *benchReport) {
 		fmt.Fprintf(w, "reads and lookups drew their customer by Zipf's law, exponent %g (uniformly without -zipf)\n", rep.Zipf)
 	}
 	if rep.Warm != nil {
-		fmt.Fprintf(w, "read cache warmed in the background from the last run's list (-warm): %s\n", rep.Warm)
+		from := "the last run's list"
+		if rep.Warm.FromAuditLog {
+			from = "the audit log's latest reads and lookups"
+		}
+		fmt.Fprintf(w, "read cache warmed in the background from %s (-warm): %s\n", from, rep.Warm)
 	}
 	if rep.ReadAuditDurability != "" {
 		fmt.Fprintf(w, "read_audit_durability %s: reads, lookups and denials were answered once their audit event was committed, before it was on disk (not the default)\n", rep.ReadAuditDurability)

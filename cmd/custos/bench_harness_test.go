@@ -256,6 +256,56 @@ func TestBenchReuse(t *testing.T) {
 	}
 }
 
+// TestBenchReusePostgresWarm: on a PostgreSQL store, `custos bench -reuse`
+// reads the customers an earlier run seeded (its keys in -data), and
+// -warm warms the read cache from the audit log's latest reads
+// (postgres/warm.go), so that a later run's read step, with the warm-up
+// done before it, finds every customer in the cache where a run without
+// -warm misses each one's first read.
+func TestBenchReusePostgresWarm(t *testing.T) {
+	ctx, file := benchTest(t)
+	store := scaleSchema(t) // skips when CUSTOS_TEST_POSTGRES is unset
+	dir := t.TempDir()
+	env := func(string) string { return "" }
+	var stdout, stderr bytes.Buffer
+	common := []string{"-data", dir, "-store", store, "-seed", "9", "-c", "2", "-duration", "300ms", "-warmup", "0", "-workloads", "read", "-json", file}
+	bench := func(extra ...string) benchReport {
+		t.Helper()
+		stdout.Reset()
+		stderr.Reset()
+		return runBenchJSON(t, ctx, append(append([]string{"bench"}, common...), extra...), file, env, &stdout, &stderr)
+	}
+	// Seeds 30 and reads them all once (-prime): the audit log lists them.
+	if rep := bench("-migrate", "-subjects", "30", "-prime"); rep.Results[1].Errors != 0 {
+		t.Fatalf("first run: %+v", rep.Results)
+	}
+	// Without -warm, the same 30 in a new process: each one's first read
+	// misses.
+	rep := bench("-reuse", "-subjects", "30")
+	if rep.Subjects != 30 || rep.StoreSubjects != 30 || rep.Warm != nil {
+		t.Fatalf("-reuse run: subjects %d of %d, warm %+v; want the 30 seeded, no warm-up", rep.Subjects, rep.StoreSubjects, rep.Warm)
+	}
+	if got := rep.Results[1].CacheHitRate; got >= 1 {
+		t.Errorf("-reuse without -warm: the read cache answered %.3f of the step's reads, want some misses", got)
+	}
+	// With -warm: the 30 listed and loaded (in milliseconds, during the
+	// ceiling's step), and the read step answered from the cache.
+	rep = bench("-reuse", "-subjects", "30", "-warm")
+	if w := rep.Warm; w == nil || !w.FromAuditLog || w.Listed != 30 || w.Loaded != 30 || w.Gone != 0 || w.NoRoom != 0 {
+		t.Fatalf("-reuse -warm run: warm %+v; want the 30 customers listed from the audit log and loaded", rep.Warm)
+	}
+	if rep.Warm.LoadedAtSteps == 30 {
+		if got := rep.Results[1].CacheHitRate; got != 1 {
+			t.Errorf("-reuse -warm, the warm-up done before the steps: the read cache answered %.3f of the step's reads, want all", got)
+		}
+	} else {
+		t.Logf("the warm-up had loaded %d of 30 when the steps began: the hit rate is not checked", rep.Warm.LoadedAtSteps)
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("read cache warmed in the background from the audit log's latest reads and lookups (-warm): 30 of 30 listed customers loaded")) {
+		t.Errorf("the table does not say the read cache was warmed from the audit log:\n%s", stdout.String())
+	}
+}
+
 // runBenchJSON runs custos with args (a bench writing its JSON report to
 // file) and returns the report.
 // benchTest skips a bench harness test under -short, and gives it a

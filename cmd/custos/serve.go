@@ -106,7 +106,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
-	warm := startCacheWarmer(ctx, n.sqlite, logger)
+	warm := startCacheWarmer(ctx, nodeWarmStore(n), logger)
 	defer warm.stop() // before n.Close
 	interval := CheckpointInterval
 	if v := getenv("CUSTOS_JOB_INTERVAL"); v != "" {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"custos/internal/sqlutil"
+	"custos/postgres"
 	"custos/sqlite"
 )
 
@@ -19,22 +21,60 @@ const ReadCacheSaveInterval = 5 * time.Minute
 // warmLogEvery is how often a warm-up in progress logs how far it got.
 const warmLogEvery = 10 * time.Second
 
-// cacheWarmer warms a SQLite node's read cache in the background from the
-// list its last run left, and saves the list.
+// warmStore is a store whose read cache warms after a start: a SQLite
+// node's from the list its last run left beside its file
+// (sqlite/warm.go), a PostgreSQL node's from the audit log's latest reads
+// and lookups (postgres/warm.go).
+type warmStore interface {
+	WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats)) (sqlutil.WarmStats, error)
+}
+
+// warmSaver is a warmStore that keeps its list itself (SQLite).
+type warmSaver interface {
+	SaveReadCacheList() (int, error)
+}
+
+// warmSource says where db's warm-up takes its list from, for the log.
+func warmSource(db warmStore) string {
+	if s, ok := db.(*sqlite.DB); ok {
+		return s.WarmListPath()
+	}
+	return "the audit log's latest reads and lookups"
+}
+
+// nodeWarmStore is n's store as a warmStore, nil for none.
+func nodeWarmStore(n *node) warmStore {
+	switch {
+	case n.sqlite != nil:
+		return n.sqlite
+	case n.pg != nil:
+		return n.pg
+	}
+	return nil
+}
+
+var (
+	_ warmStore = (*sqlite.DB)(nil)
+	_ warmSaver = (*sqlite.DB)(nil)
+	_ warmStore = (*postgres.DB)(nil)
+)
+
+// cacheWarmer warms a node's read cache in the background, and saves a
+// SQLite node's list.
 type cacheWarmer struct {
-	db     *sqlite.DB
+	db     warmStore
 	logger *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu       sync.Mutex
-	stats    sqlite.WarmStats
+	stats    sqlutil.WarmStats
 	finished bool
 }
 
-// startCacheWarmer starts the warm-up; stop ends it. With db nil (a
-// PostgreSQL node) it does nothing.
-func startCacheWarmer(ctx context.Context, db *sqlite.DB, logger *slog.Logger) *cacheWarmer {
+// startCacheWarmer starts the warm-up; stop ends it. With db nil it does
+// nothing.
+func startCacheWarmer(ctx context.Context, db warmStore, logger *slog.Logger) *cacheWarmer {
 	w := &cacheWarmer{db: db, logger: logger, done: make(chan struct{})}
 	if db == nil {
 		w.finished = true
@@ -45,13 +85,13 @@ func startCacheWarmer(ctx context.Context, db *sqlite.DB, logger *slog.Logger) *
 	go func() {
 		defer close(w.done)
 		var last time.Time
-		st, err := db.WarmReadCache(ctx, func(st sqlite.WarmStats) {
+		st, err := db.WarmReadCache(ctx, func(st sqlutil.WarmStats) {
 			w.mu.Lock()
 			w.stats = st
 			w.mu.Unlock()
 			if last.IsZero() {
 				last = time.Now()
-				logger.Info("read cache warming", "listed", st.Listed, "list", db.WarmListPath())
+				logger.Info("read cache warming", "listed", st.Listed, "list", warmSource(db))
 			} else if time.Since(last) >= warmLogEvery {
 				last = time.Now()
 				logger.Info("read cache warming", "loaded", st.Loaded, "listed", st.Listed, "elapsed", st.Elapsed.Round(time.Millisecond))
@@ -69,14 +109,14 @@ func startCacheWarmer(ctx context.Context, db *sqlite.DB, logger *slog.Logger) *
 			logger.Warn("read cache warm-up failed; reads warm the cache as they come", "err", err, "loaded", st.Loaded)
 		case st.Listed > 0:
 			logger.Info("read cache warmed", "loaded", st.Loaded, "listed", st.Listed, "already", st.Cached,
-				"gone", st.Gone, "no_room", st.Skipped, "elapsed", st.Elapsed.Round(time.Millisecond))
+				"gone", st.Gone, "no_room", st.Skipped, "lookup_keys", st.Keys, "elapsed", st.Elapsed.Round(time.Millisecond))
 		}
 	}()
 	return w
 }
 
 // Stats returns the warm-up's figures so far, and whether it finished.
-func (w *cacheWarmer) Stats() (sqlite.WarmStats, bool) {
+func (w *cacheWarmer) Stats() (sqlutil.WarmStats, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stats, w.finished
@@ -87,14 +127,15 @@ func (w *cacheWarmer) Stats() (sqlite.WarmStats, bool) {
 // cache then holds only part of it, and a restart in the middle of a
 // warm-up would lose the rest.
 func (w *cacheWarmer) save() {
-	if w.db == nil {
-		return
+	saver, ok := w.db.(warmSaver)
+	if !ok {
+		return // none, or PostgreSQL: its list is the audit log
 	}
 	if _, finished := w.Stats(); !finished {
 		w.logger.Info("read cache list kept: the warm-up from it did not finish")
 		return
 	}
-	n, err := w.db.SaveReadCacheList()
+	n, err := saver.SaveReadCacheList()
 	if err != nil {
 		w.logger.Warn("saving the read cache list failed", "err", err)
 	} else if n > 0 {
@@ -112,7 +153,10 @@ func (w *cacheWarmer) stop() {
 
 // benchWarm is what the read cache's warm-up did in a bench run (-warm).
 type benchWarm struct {
-	Listed int `json:"listed"`
+	// FromAuditLog is set when the list was the audit log's latest reads
+	// and lookups (PostgreSQL), not a list the last run left (SQLite).
+	FromAuditLog bool `json:"from_audit_log,omitempty"`
+	Listed       int  `json:"listed"`
 	// LoadedAtSteps is how many customers it had read into the cache
 	// when the first custos step began; Loaded how many by the end of
 	// the run.
@@ -126,7 +170,8 @@ type benchWarm struct {
 }
 
 func benchWarmAt(w *cacheWarmer) *benchWarm {
-	b := &benchWarm{}
+	_, fromList := w.db.(warmSaver)
+	b := &benchWarm{FromAuditLog: !fromList}
 	b.update(w)
 	b.LoadedAtSteps = b.Loaded
 	return b
@@ -142,7 +187,10 @@ func (b *benchWarm) update(w *cacheWarmer) {
 }
 
 func (b *benchWarm) String() string {
-	if b.Listed == 0 {
+	switch {
+	case b.Listed == 0 && b.FromAuditLog:
+		return "no granted reads or lookups in the audit log"
+	case b.Listed == 0:
 		return "no list beside the store (the first -warm run leaves one)"
 	}
 	done := "still running"

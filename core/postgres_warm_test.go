@@ -1,0 +1,109 @@
+package core_test
+
+import (
+	"testing"
+
+	"custos"
+	"custos/internal/sqlutil"
+)
+
+// TestPostgresWarmReadCache: a PostgreSQL node started after others have
+// served reads warms its read cache from the audit log's latest granted
+// reads and lookups (postgres/warm.go): the customers read, and the
+// blind-index keys of those looked up, so that its first reads of them
+// are answered from the cache, with no statement; an erased customer is
+// counted gone; a customer nobody read is not loaded; a correction made
+// after the warm-up is shown, never the warmed rows.
+func TestPostgresWarmReadCache(t *testing.T) {
+	a, b, admin := newPGNodes(t) // b: the node started later, its cache empty
+	account := []string{"account"}
+	ids := make([]custos.SubjectID, 6)
+	for i := range ids {
+		ids[i] = pgCreate(t, a, admin, map[string]string{"name": "王小明", "mobile": pgMobile(7, i)})
+	}
+	// On a: ids 0–3 read by id, 3 and 4 looked up by mobile, 5 neither
+	// (its read refused).
+	for _, id := range ids[:4] {
+		if _, err := a.svc.FindSubjectByID(admin, account, id); err != nil {
+			t.Fatalf("read on a: %v", err)
+		}
+	}
+	for _, i := range []int{3, 4} {
+		if _, err := a.svc.FindSubjectByLookup(admin, account, "mobile", pgMobile(7, i)); err != nil {
+			t.Fatalf("lookup on a: %v", err)
+		}
+	}
+	// A refused read of id 5 leaves an event of its own, which lists
+	// nobody.
+	nobody := custos.NewContextWithActor(t.Context(), &custos.Principal{ID: "prn_nobody"})
+	if _, err := a.svc.FindSubjectByID(nobody, account, ids[5]); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("read on a by a principal without a role: %v, want EFORBIDDEN", err)
+	}
+	if _, err := a.svc.EraseSubject(admin, []string{"customer-service"}, ids[0], "customer request"); err != nil {
+		t.Fatalf("erase on a: %v", err)
+	}
+
+	var calls int
+	var last sqlutil.WarmStats
+	st, err := b.db.WarmReadCache(t.Context(), func(s sqlutil.WarmStats) { calls, last = calls+1, s })
+	if err != nil {
+		t.Fatalf("WarmReadCache: %v", err)
+	}
+	if st.Listed != 5 || st.Loaded != 4 || st.Gone != 1 || st.Cached != 0 || st.Skipped != 0 {
+		t.Fatalf("warm-up: listed %d, loaded %d, gone %d, cached %d, no room %d; want 5 listed (ids 0–4), 4 loaded, 1 gone (erased)",
+			st.Listed, st.Loaded, st.Gone, st.Cached, st.Skipped)
+	}
+	if st.Keys < 2 {
+		t.Fatalf("warm-up: %d lookup keys, want at least the mobiles of the 2 customers looked up", st.Keys)
+	}
+	if calls == 0 || last.Loaded != st.Loaded || last.Keys != st.Keys {
+		t.Fatalf("progress: %d calls, last %+v; want the final figures %+v", calls, last, st)
+	}
+	if got := b.db.ReadCacheStats(); got.Hits != 0 || got.Misses != 0 || got.Entries != 4 {
+		t.Fatalf("after the warm-up: %+v; want 4 entries and no hit or miss counted", got)
+	}
+
+	// b's first reads of the warmed customers: all from the cache.
+	stmts := b.db.GroupStats().ReadStatements
+	for _, id := range ids[1:5] {
+		if s, err := b.svc.FindSubjectByID(admin, account, id); err != nil || s.Fields["name"] != "王小明" {
+			t.Fatalf("read on b: %v", err)
+		}
+	}
+	for _, i := range []int{3, 4} {
+		if s, err := b.svc.FindSubjectByLookup(admin, account, "mobile", pgMobile(7, i)); err != nil || s.ID != ids[i] {
+			t.Fatalf("lookup on b: %v", err)
+		}
+	}
+	if got := b.db.ReadCacheStats(); got.Hits != 6 || got.Misses != 0 {
+		t.Fatalf("b's first 4 reads and 2 lookups of warmed customers: %+v, want 6 hits and no miss", got)
+	}
+	if got := b.db.GroupStats().ReadStatements; got != stmts {
+		t.Fatalf("read statements %d → %d, want none", stmts, got)
+	}
+	// Not read on a: not warmed, a miss.
+	if _, err := b.svc.FindSubjectByID(admin, account, ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.db.ReadCacheStats(); got.Misses != 1 {
+		t.Fatalf("read of a customer nobody had read: misses %d, want 1", got.Misses)
+	}
+
+	// A second warm-up loads nothing new: b's own reads are in the log
+	// now (id 5 too), and all are cached.
+	st, err = b.db.WarmReadCache(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Listed != 6 || st.Cached != 5 || st.Gone != 1 || st.Loaded != 0 {
+		t.Fatalf("second warm-up: %+v; want 6 listed, 5 already cached, 1 gone", st)
+	}
+
+	// a corrects a warmed customer: b shows the correction.
+	if err := pgCorrect(a, admin, ids[2], "name", "王大明"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := b.svc.FindSubjectByID(admin, account, ids[2]); err != nil || s.Fields["name"] != "王大明" {
+		t.Fatalf("read on b after a's correction: %v, name %q; want the correction, not the warmed rows", err, s.Fields["name"])
+	}
+}

@@ -1,0 +1,347 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"custos"
+	"custos/internal/cacheblob"
+	"custos/internal/sqlutil"
+)
+
+// Warming the read cache after a start.
+//
+// A node starts with an empty read cache, and until reads have filled it
+// each read by id or lookup is a statement: on the sixtieth session's host
+// a read step ran at 3,300–3,600 reads a second while its cache filled,
+// against 6,200–6,400 with it full, and a miss cost the node about 300 µs
+// of CPU more than a hit (BENCHMARKS.md). A SQLite node warms its cache
+// from a list it writes beside its file (sqlite/warm.go). A PostgreSQL
+// node needs no file of its own: the audit log already records, newest
+// last, which customers the nodes' reads and lookups answered. So
+// WarmReadCache reads the customers of the latest granted reads and
+// lookups back into the cache, in the background, the most recent first,
+// and with each customer looked up its blind-index keys, so that lookups
+// are answered from the cache too.
+//
+// What it reads goes into the cache exactly as a read's statement does:
+// tagged with the cache generation the statement saw, so that an entry is
+// used only while no change has committed since (readcache.go). It
+// decrypts nothing, decides nothing and answers nobody, so it writes no
+// audit event; it counts in neither the hits nor the misses, and never
+// evicts: a full shard is left as it is.
+
+// warmScanWindow is how many audit events one statement of the list
+// reads (a range of seq, by the primary key), and warmScanFactor how far
+// back the list looks, in events for each customer the cache holds: a log
+// whose latest events are mostly of other kinds (an import, a retention
+// run) gives a shorter list rather than a long scan.
+const (
+	warmScanWindow = 8192
+	warmScanFactor = 8
+)
+
+// warmWorkers read batches of maxReadBatch customers side by side, as at
+// most maxReadBatches statements of the live reads by id do.
+const warmWorkers = 2
+
+// warmActions are the audit events whose customers the list takes: those
+// a read cache entry would have answered.
+var warmActions = []string{custos.AuditSubjectRead, custos.AuditSubjectLookup}
+
+// recentReads returns the distinct customers of the latest granted reads
+// and lookups in the audit log, the most recent first, at most limit of
+// them, looking back at most limit × warmScanFactor events; looked holds
+// those of them a lookup found.
+func (db *DB) recentReads(ctx context.Context, limit int) (ids []custos.SubjectID, looked map[custos.SubjectID]bool, err error) {
+	var top int64
+	if err := db.pool.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&top); err != nil {
+		return nil, nil, internal("read cache list", err)
+	}
+	floor := max(0, top-int64(limit)*warmScanFactor)
+	seen := map[custos.SubjectID]bool{}
+	looked = map[custos.SubjectID]bool{}
+	q := `SELECT subject_id, action FROM audit_events
+		WHERE seq > $1 AND seq <= $2 AND action IN ('` + strings.Join(warmActions, "', '") + `')
+			AND decision = '` + custos.DecisionAllow + `' AND subject_id <> ''
+		ORDER BY seq DESC`
+	for hi := top; hi > floor && len(ids) < limit; hi -= warmScanWindow {
+		rows, err := db.pool.QueryContext(ctx, q, max(floor, hi-warmScanWindow), hi)
+		if err != nil {
+			return nil, nil, internal("read cache list", err)
+		}
+		for rows.Next() && len(ids) < limit {
+			var id, action string
+			if err := rows.Scan(&id, &action); err != nil {
+				rows.Close()
+				return nil, nil, internal("read cache list", err)
+			}
+			sid := custos.SubjectID(id)
+			if !seen[sid] {
+				seen[sid] = true
+				ids = append(ids, sid)
+			}
+			if action == custos.AuditSubjectLookup {
+				looked[sid] = true
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, nil, internal("read cache list", err)
+		}
+	}
+	return ids, looked, nil
+}
+
+// WarmReadCache reads the customers of the audit log's latest granted
+// reads and lookups into the read cache (see above), warmWorkers batches
+// at a time, calling progress (when not nil) after each batch with the
+// figures so far, from one goroutine at a time. It stops when the list
+// ends or when ctx ends (then it returns ctx's error with the figures so
+// far). With the cache off, or an audit log without reads, it does
+// nothing and returns no error.
+func (db *DB) WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats)) (sqlutil.WarmStats, error) {
+	var st sqlutil.WarmStats
+	c := db.rc
+	if c == nil {
+		return st, nil
+	}
+	start := time.Now()
+	ids, looked, err := db.recentReads(ctx, c.max*readCacheShards)
+	if err != nil || len(ids) == 0 {
+		return st, err
+	}
+	st.Listed = len(ids)
+
+	var (
+		mu    sync.Mutex
+		next  int
+		first error
+	)
+	take := func() []custos.SubjectID {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= len(ids) || first != nil || ctx.Err() != nil {
+			return nil
+		}
+		b := ids[next:min(next+maxReadBatch, len(ids))]
+		next += len(b)
+		return b
+	}
+	done := func(b sqlutil.WarmStats, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		st.Loaded += b.Loaded
+		st.Cached += b.Cached
+		st.Gone += b.Gone
+		st.Skipped += b.Skipped
+		st.Keys += b.Keys
+		if err != nil && first == nil {
+			first = err
+		}
+		st.Elapsed = time.Since(start)
+		if progress != nil {
+			progress(st)
+		}
+	}
+	var wg sync.WaitGroup
+	for range warmWorkers {
+		wg.Go(func() {
+			for b := take(); b != nil; b = take() {
+				done(db.warmBatch(ctx, c, b, looked))
+			}
+		})
+	}
+	wg.Wait()
+	st.Elapsed = time.Since(start)
+	if first == nil {
+		first = ctx.Err()
+	}
+	return st, first
+}
+
+// warmBatch reads the customers ids (at most maxReadBatch) in one
+// statement, as a batch of reads by id does, and the blind-index keys of
+// those of them in looked in another, puts what it read in c where there
+// is room, and counts it.
+func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID, looked map[custos.SubjectID]bool) (sqlutil.WarmStats, error) {
+	var st sqlutil.WarmStats
+	var ask []custos.SubjectID
+	for _, id := range ids {
+		switch c.room(id) {
+		case roomCached:
+			st.Cached++
+		case roomFull:
+			st.Skipped++
+		default:
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return st, nil
+	}
+	size := listSize(len(ask))
+	args := make([]any, 1<<size)
+	for i := range args {
+		args[i] = string(ask[min(i, len(ask)-1)])
+	}
+	reads := newAskRows(readsByID.params)
+	if err := db.warmQuery(ctx, readsByID.sql[size], args, reads.scan); err != nil {
+		return st, formatError(err, "Subject")
+	}
+	var owners []any
+	for _, id := range ask {
+		if looked[id] && reads.byAsk[askKey([]any{string(id)})] != nil {
+			owners = append(owners, string(id))
+		}
+	}
+	type key struct {
+		field string
+		hash  []byte
+		owner custos.SubjectID
+	}
+	var (
+		keys   []key
+		keyGen int64
+	)
+	if len(owners) > 0 {
+		marks := make([]string, len(owners))
+		for i := range marks {
+			marks[i] = fmt.Sprintf("$%d", i+1)
+		}
+		err := db.warmQuery(ctx, `SELECT field, hash, subject_id, `+readGenSQL+` FROM lookups WHERE subject_id IN (`+strings.Join(marks, ", ")+`)`, owners,
+			func(s scanner) error {
+				var k key
+				var owner string
+				if err := s.Scan(&k.field, &k.hash, &owner, &keyGen); err != nil {
+					return err
+				}
+				k.owner = custos.SubjectID(owner)
+				keys = append(keys, k)
+				return nil
+			})
+		if err != nil {
+			return st, formatError(err, "Lookup key")
+		}
+	}
+	for _, id := range ask {
+		r := reads.byAsk[askKey([]any{string(id)})]
+		if r == nil {
+			st.Gone++
+			continue
+		}
+		switch c.warm(r, reads.gen) {
+		case roomFree:
+			st.Loaded++
+		case roomCached:
+			st.Cached++
+		default:
+			st.Skipped++
+		}
+	}
+	for _, k := range keys {
+		if c.warmKey(k.field, k.hash, k.owner, keyGen) {
+			st.Keys++
+		}
+	}
+	return st, nil
+}
+
+// warmQuery runs a warm-up statement on a pooled connection, outside any
+// transaction (as a Glance's read does), under the query timeout, calling
+// row for each row.
+func (db *DB) warmQuery(ctx context.Context, query string, args []any, row func(scanner) error) error {
+	ctx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	rows, err := db.pool.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+type roomFor int
+
+const (
+	roomFree roomFor = iota
+	roomCached
+	roomFull
+)
+
+// room reports whether id's shard holds an entry for it of the gen the
+// node knows, or has no room for one.
+func (c *readCache) room(id custos.SubjectID) roomFor {
+	known := c.known.Load()
+	s := c.shard(string(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.byID[id]; ok && e.gen == known {
+		return roomCached
+	} else if ok {
+		return roomFree // an older gen's entry: replaced, not evicted
+	}
+	if len(s.byID) >= c.max {
+		return roomFull
+	}
+	return roomFree
+}
+
+// warm puts r, read by a statement that saw gen, in the cache as put does,
+// but only where its shard has room or holds an older gen's entry for r's
+// customer: it evicts nothing. It reports roomFree when it put r,
+// roomCached when the shard held an entry of gen or a newer one, and
+// roomFull when there was no room, or gen was older than the node knows
+// (a change committed after the statement: the entry would never be
+// used).
+func (c *readCache) warm(r *sqlutil.SubjectRead, gen int64) roomFor {
+	if gen <= 0 {
+		return roomFull
+	}
+	c.saw(gen)
+	if gen != c.known.Load() {
+		return roomFull
+	}
+	id := r.Subject.ID
+	blob := cacheblob.Encode(r.Subject, r.Key, r.Consents)
+	s := c.shard(string(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.byID[id]; ok && e.gen >= gen {
+		return roomCached
+	} else if !ok && len(s.byID) >= c.max {
+		return roomFull
+	}
+	s.byID[id] = cachedRead{gen: gen, blob: blob}
+	return roomFree
+}
+
+// warmKey puts the blind-index key (field, hash) of owner, read by a
+// statement that saw gen, in the cache as put does for a lookup, where its
+// shard has room or holds an older entry for the key; it reports whether
+// it did.
+func (c *readCache) warmKey(field string, hash []byte, owner custos.SubjectID, gen int64) bool {
+	if gen <= 0 || gen != c.known.Load() {
+		return false
+	}
+	key := askKey([]any{field, hash})
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.byKey[key]; ok && e.gen >= gen {
+		return false
+	} else if !ok && len(s.byKey) >= c.max {
+		return false
+	}
+	s.byKey[key] = cachedKey{gen: gen, id: owner}
+	return true
+}
