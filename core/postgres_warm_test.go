@@ -62,6 +62,9 @@ func TestPostgresWarmReadCache(t *testing.T) {
 	if got := b.db.ReadCacheStats(); got.Hits != 0 || got.Misses != 0 || got.Entries != 4 {
 		t.Fatalf("after the warm-up: %+v; want 4 entries and no hit or miss counted", got)
 	}
+	if got := b.db.GroupStats().CacheWarmed; got != 4 {
+		t.Fatalf("warmed counter (custos_pg_read_cache_warmed_total): %d, want 4", got)
+	}
 
 	// b's first reads of the warmed customers: all from the cache.
 	stmts := b.db.GroupStats().ReadStatements

@@ -265,8 +265,10 @@ type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
 	OneTrip, OneTripFellBack, Async                    int64
 	ReadStatements, BatchedReads                       int64
-	// CacheHits, CacheMisses and CacheStale are ReadCacheStats'.
-	CacheHits, CacheMisses, CacheStale int64
+	// CacheHits, CacheMisses and CacheStale are ReadCacheStats'; CacheWarmed
+	// counts the customers the warm-up after a start put in the cache
+	// (warm.go).
+	CacheHits, CacheMisses, CacheStale, CacheWarmed int64
 }
 
 // GroupStats reports the writers' counters.
@@ -277,7 +279,7 @@ func (db *DB) GroupStats() GroupStats {
 		ReadStatements: db.byID.statements.Load() + db.byKey.statements.Load(),
 		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load()}
 	if rc := db.rc; rc != nil {
-		st.CacheHits, st.CacheMisses, st.CacheStale = rc.hits.Load(), rc.misses.Load(), rc.stale.Load()
+		st.CacheHits, st.CacheMisses, st.CacheStale, st.CacheWarmed = rc.hits.Load(), rc.misses.Load(), rc.stale.Load(), rc.warmed.Load()
 	}
 	return st
 }
@@ -302,6 +304,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_read_cache_hits_total", Help: "Reads by id and lookups answered from this node's read cache.", Value: fmt.Sprint(st.CacheHits)},
 		{Name: "custos_pg_read_cache_misses_total", Help: "Reads by id and lookups the read cache could not answer.", Value: fmt.Sprint(st.CacheMisses)},
 		{Name: "custos_pg_read_cache_stale_total", Help: "Reads answered from the read cache that found the data changed since and ran again from the tables.", Value: fmt.Sprint(st.CacheStale)},
+		{Name: "custos_pg_read_cache_warmed_total", Help: "Customers the warm-up after a start read into the read cache, from the audit log's latest reads.", Value: fmt.Sprint(st.CacheWarmed)},
 	})
 }
 

@@ -94,6 +94,7 @@ type readCache struct {
 	in     cacheblob.Interner // the entries' field names and consent words
 
 	hits, misses, stale atomic.Int64
+	warmed              atomic.Int64 // customers the warm-up put (warm.go)
 }
 
 type readShard struct {

@@ -237,6 +237,7 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 		switch c.warm(r, reads.gen) {
 		case roomFree:
 			st.Loaded++
+			c.warmed.Add(1)
 		case roomCached:
 			st.Cached++
 		default:
