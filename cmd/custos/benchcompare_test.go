@@ -158,6 +158,10 @@ func TestBenchCompareRefuses(t *testing.T) {
 	analysed.AnalyzeSeconds = 0.4
 	committed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	committed.ReadAuditDurability = "committed"
+	warmed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	warmed.Warm = &benchWarm{FromAuditLog: true, Listed: 10, Loaded: 10}
+	primed := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	primed.PrimeSeconds = 1.5
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -171,6 +175,8 @@ func TestBenchCompareRefuses(t *testing.T) {
 		{"run flags", []string{"-compare", two, "-base", two, "-duration", "5s"}, "takes only -base and -json, not -duration"},
 		{"statistics within a side", []string{"-compare", writeBenchReports(t, r, analysed), "-base", two}, "differ in planner statistics"},
 		{"read audit durability within a side", []string{"-compare", two, "-base", writeBenchReports(t, committed, r)}, "differ in read_audit_durability"},
+		{"warm-up within a side", []string{"-compare", writeBenchReports(t, warmed, r), "-base", two}, "differ in -warm"},
+		{"priming within a side", []string{"-compare", two, "-base", writeBenchReports(t, r, primed)}, "differ in -prime"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"bench"}, tc.args...), &stdout, &stderr, func(string) string { return "" })
@@ -189,5 +195,13 @@ func TestBenchCompareRefuses(t *testing.T) {
 	if code := run(context.Background(), []string{"bench", "-compare", writeBenchReports(t, committed, committed), "-base", two}, &stdout, &stderr,
 		func(string) string { return "" }); code != 0 {
 		t.Errorf("read_audit_durability committed against synced: exit %d, stderr %q", code, stderr.String())
+	}
+	for _, side := range []benchReport{warmed, primed} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(context.Background(), []string{"bench", "-compare", writeBenchReports(t, side, side), "-base", two}, &stdout, &stderr,
+			func(string) string { return "" }); code != 0 {
+			t.Errorf("warmed or primed runs against runs neither: exit %d, stderr %q", code, stderr.String())
+		}
 	}
 }

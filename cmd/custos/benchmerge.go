@@ -196,9 +196,9 @@ func benchSameRuns(opt string, paths []string, reps []*benchReport) ([]string, e
 }
 
 // benchAlike checks that run r (read from p) ran the same kind of store
-// as run first (from p0), with the same window, draws of customers,
-// priming and warming; what they read may differ (-scale sets a large
-// store against a small one).
+// as run first (from p0), with the same window and draws of customers;
+// what they read may differ (-scale sets a large store against a small
+// one).
 func benchAlike(opt, p0, p string, first, r *benchReport) error {
 	switch {
 	case benchStoreKind(r.Store) != benchStoreKind(first.Store):
@@ -207,22 +207,25 @@ func benchAlike(opt, p0, p string, first, r *benchReport) error {
 		return fmt.Errorf("bench: %s: %s measured %gs a step, %s %gs", opt, p0, first.DurationSec, p, r.DurationSec)
 	case r.Zipf != first.Zipf:
 		return fmt.Errorf("bench: %s: %s drew customers with -zipf %g, %s with %g", opt, p0, first.Zipf, p, r.Zipf)
-	case (r.PrimeSeconds > 0) != (first.PrimeSeconds > 0):
-		return fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, p0, p)
-	case (r.Warm != nil) != (first.Warm != nil):
-		return fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache from a list, the other did not", opt, p0, p)
 	}
 	return nil
 }
 
-// benchSameSettings checks that reps (read from paths) all analysed
-// their PostgreSQL store after the seed, or none did (builds before the
+// benchSameSettings checks that reps (read from paths) were all primed
+// (-prime) or none, all warmed (-warm) or none, all analysed their
+// PostgreSQL store after the seed or none did (builds before the
 // fortieth session), and that all answered reads at one
 // read_audit_durability and ran under one garbage collector setting.
 // -merge asks it of all its runs, -compare of each side's: a pair may set
 // a build or a setting against another.
 func benchSameSettings(opt string, paths []string, reps []*benchReport) error {
 	for i, r := range reps[1:] {
+		if (r.PrimeSeconds > 0) != (reps[0].PrimeSeconds > 0) {
+			return fmt.Errorf("bench: %s: %s and %s differ in -prime: one read its customers once before the steps, the other did not", opt, paths[0], paths[i+1])
+		}
+		if (r.Warm != nil) != (reps[0].Warm != nil) {
+			return fmt.Errorf("bench: %s: %s and %s differ in -warm: one warmed its read cache after its start, the other did not", opt, paths[0], paths[i+1])
+		}
 		if (r.AnalyzeSeconds > 0) != (reps[0].AnalyzeSeconds > 0) {
 			return fmt.Errorf("bench: %s: %s and %s differ in planner statistics: one analysed its PostgreSQL store after the seed, the other (a build before the fortieth session) did not", opt, paths[0], paths[i+1])
 		}

@@ -95,3 +95,77 @@ func TestServeWarmsReadCache(t *testing.T) {
 		t.Errorf("the first reads after the start: %d hits and %d misses, want 5 and 0", h, m)
 	}
 }
+
+// TestServeWarmsReadCachePostgres: a PostgreSQL node leaves no list; at
+// its start it reads the customers of the audit log's latest reads and
+// lookups back into its read cache, with the blind-index keys of those
+// looked up (postgres/warm.go), so that the first reads and lookups after
+// a restart are hits. Issue #7 (a node's first seconds after a start).
+func TestServeWarmsReadCachePostgres(t *testing.T) {
+	store := scaleSchema(t) // skips when CUSTOS_TEST_POSTGRES is unset
+	ctx := context.Background()
+	dir := t.TempDir()
+	pg := []string{"--store", store, "--migrate"}
+	srv := startServer(t, dir, pg...)
+	admin := srv.client(srv.AdminKey)
+	ps := createPrincipals(t, srv, admin)
+	account := []string{"account"}
+	var ids []custos.SubjectID
+	mobile := func(i int) string { return "1398765431" + strconv.Itoa(i) }
+	for i, name := range []string{"顾客甲", "顾客乙", "顾客丙", "顾客丁", "顾客戊"} {
+		s, err := ps.App.CreateSubject(ctx, account, custos.NewSubject{
+			Fields:     map[string]string{"name": name, "mobile": mobile(i)},
+			Provenance: custos.Provenance{Collector: "test", Channel: "app", Source: "customer"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, s.ID)
+		if i < 3 {
+			_, err = ps.App.FindSubjectByID(ctx, account, s.ID)
+		} else {
+			_, err = ps.App.FindSubjectByLookup(ctx, account, "mobile", mobile(i))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, "custos.db-readcache")); err == nil {
+		t.Error("a PostgreSQL node wrote a read cache list")
+	}
+
+	logs := newSyncBuffer()
+	srv = startServerOut(t, dir, logs, pg...)
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(logs.String(), "read cache warmed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warm-up logged within %v:\n%s", startTimeout, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`msg="read cache warmed" loaded=5 listed=5 already=0 gone=0 no_room=0 lookup_keys=[2-9]`).MatchString(logs.String()) {
+		t.Errorf("the warm-up log does not say all 5 loaded, with the keys of the 2 looked up:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), `list="the audit log's latest reads and lookups"`) {
+		t.Errorf("the warm-up log does not say where its list came from:\n%s", logs)
+	}
+	if got := metric(t, srv, "custos_pg_read_cache_warmed_total"); got != 5 {
+		t.Errorf("custos_pg_read_cache_warmed_total = %d, want 5", got)
+	}
+	hits := metric(t, srv, "custos_pg_read_cache_hits_total")
+	misses := metric(t, srv, "custos_pg_read_cache_misses_total")
+	app := srv.client(ps.AppKey) // the first start's key
+	for i, id := range ids {
+		if _, err := app.FindSubjectByID(ctx, account, id); err != nil {
+			t.Fatal(err)
+		}
+		if i >= 3 {
+			if s, err := app.FindSubjectByLookup(ctx, account, "mobile", mobile(i)); err != nil || s.ID != id {
+				t.Fatalf("lookup after the start: %v", err)
+			}
+		}
+	}
+	if h, m := metric(t, srv, "custos_pg_read_cache_hits_total")-hits, metric(t, srv, "custos_pg_read_cache_misses_total")-misses; h != 7 || m != 0 {
+		t.Errorf("the first 5 reads and 2 lookups after the start: %d hits and %d misses, want 7 and 0", h, m)
+	}
+}
