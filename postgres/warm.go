@@ -69,27 +69,21 @@ func (db *DB) recentReads(ctx context.Context, limit int) (ids []custos.SubjectI
 			AND decision = '` + custos.DecisionAllow + `' AND subject_id <> ''
 		ORDER BY seq DESC`
 	for hi := top; hi > floor && len(ids) < limit; hi -= warmScanWindow {
-		rows, err := db.pool.QueryContext(ctx, q, max(floor, hi-warmScanWindow), hi)
-		if err != nil {
-			return nil, nil, internal("read cache list", err)
-		}
-		for rows.Next() && len(ids) < limit {
+		err := db.warmQuery(ctx, q, []any{max(floor, hi-warmScanWindow), hi}, func(s scanner) error {
 			var id, action string
-			if err := rows.Scan(&id, &action); err != nil {
-				rows.Close()
-				return nil, nil, internal("read cache list", err)
+			if err := s.Scan(&id, &action); err != nil {
+				return err
 			}
 			sid := custos.SubjectID(id)
-			if !seen[sid] {
+			if !seen[sid] && len(ids) < limit {
 				seen[sid] = true
 				ids = append(ids, sid)
 			}
-			if action == custos.AuditSubjectLookup {
+			if seen[sid] && action == custos.AuditSubjectLookup {
 				looked[sid] = true
 			}
-		}
-		err = rows.Err()
-		rows.Close()
+			return nil
+		})
 		if err != nil {
 			return nil, nil, internal("read cache list", err)
 		}

@@ -108,8 +108,13 @@ func startCacheWarmer(ctx context.Context, db warmStore, logger *slog.Logger) *c
 		case err != nil:
 			logger.Warn("read cache warm-up failed; reads warm the cache as they come", "err", err, "loaded", st.Loaded)
 		case st.Listed > 0:
-			logger.Info("read cache warmed", "loaded", st.Loaded, "listed", st.Listed, "already", st.Cached,
-				"gone", st.Gone, "no_room", st.Skipped, "lookup_keys", st.Keys, "elapsed", st.Elapsed.Round(time.Millisecond))
+			attrs := []any{"loaded", st.Loaded, "listed", st.Listed, "already", st.Cached, "gone", st.Gone, "no_room", st.Skipped}
+			if _, ok := db.(warmSaver); !ok {
+				// PostgreSQL's cache answers lookups too, and the
+				// warm-up loads their keys.
+				attrs = append(attrs, "lookup_keys", st.Keys)
+			}
+			logger.Info("read cache warmed", append(attrs, "elapsed", st.Elapsed.Round(time.Millisecond))...)
 		}
 	}()
 	return w
