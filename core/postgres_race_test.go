@@ -44,6 +44,11 @@ type pgNode struct {
 // with the same keyring and signer, or skips t when no PostgreSQL test
 // database is configured.
 func newPGNodes(t *testing.T) (a, b pgNode, admin context.Context) {
+	return newPGNodesWith(t, postgres.Options{Migrate: true})
+}
+
+// newPGNodesWith is newPGNodes with node b opened with opts.
+func newPGNodesWith(t *testing.T, opts postgres.Options) (a, b pgNode, admin context.Context) {
 	t.Helper()
 	u := pgSchemaURL(t)
 	ring, err := keys.NewKeyring(nil)
@@ -54,11 +59,11 @@ func newPGNodes(t *testing.T) (a, b pgNode, admin context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := func() pgNode {
-		db := openPostgres(t, u)
+	node := func(opts postgres.Options) pgNode {
+		db := openPostgresWith(t, u, opts)
 		return pgNode{db: db, svc: core.New(db, custos.DefaultCatalog(), ring, signer, nil)}
 	}
-	a, b = node(), node()
+	a, b = node(postgres.Options{Migrate: true}), node(opts)
 	admin = custos.NewContextWithActor(context.Background(), &custos.Principal{ID: "prn_admin", Roles: []string{"admin"}})
 	return a, b, admin
 }
@@ -66,7 +71,13 @@ func newPGNodes(t *testing.T) (a, b pgNode, admin context.Context) {
 // openPostgres opens (and migrates) the store at u, closed when t ends.
 func openPostgres(t *testing.T, u string) *postgres.DB {
 	t.Helper()
-	db, err := postgres.Open(t.Context(), u, postgres.Options{Migrate: true})
+	return openPostgresWith(t, u, postgres.Options{Migrate: true})
+}
+
+// openPostgresWith is openPostgres with opts.
+func openPostgresWith(t *testing.T, u string, opts postgres.Options) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), u, opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"custos"
 	"custos/internal/sqlutil"
+	"custos/postgres"
 )
 
 // TestPostgresWarmReadCache: a PostgreSQL node started after others have
@@ -108,5 +109,49 @@ func TestPostgresWarmReadCache(t *testing.T) {
 	}
 	if s, err := b.svc.FindSubjectByID(admin, account, ids[2]); err != nil || s.Fields["name"] != "王大明" {
 		t.Fatalf("read on b after a's correction: %v, name %q; want the correction, not the warmed rows", err, s.Fields["name"])
+	}
+}
+
+// TestPostgresWarmListNewestFirst: the warm-up lists at most as many
+// customers as the cache holds, the most recently read first: with a
+// cache of 160 and 200 customers read one after another, the 40 read
+// first are not loaded.
+func TestPostgresWarmListNewestFirst(t *testing.T) {
+	const size, read = 160, 200
+	a, b, admin := newPGNodesWith(t, postgres.Options{Migrate: true, ReadCache: size})
+	account := []string{"account"}
+	ids := make([]custos.SubjectID, read)
+	for i := range ids {
+		ids[i] = pgCreate(t, a, admin, map[string]string{"name": "王小明"})
+		if _, err := a.svc.FindSubjectByID(admin, account, ids[i]); err != nil {
+			t.Fatalf("read on a: %v", err)
+		}
+	}
+	st, err := b.db.WarmReadCache(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A shard holds size/16 entries, and the ids hash to shards unevenly:
+	// some of the listed find no room.
+	if st.Listed != size || st.Loaded+st.Skipped != size || st.Loaded < size/2 {
+		t.Fatalf("warm-up: %+v; want %d listed, each loaded or without room, most loaded", st, size)
+	}
+	hits := func(l []custos.SubjectID) int64 {
+		t.Helper()
+		before := b.db.ReadCacheStats().Hits
+		for _, id := range l {
+			if _, err := b.svc.FindSubjectByID(admin, account, id); err != nil {
+				t.Fatalf("read on b: %v", err)
+			}
+		}
+		return b.db.ReadCacheStats().Hits - before
+	}
+	if got := b.db.ReadCacheStats().Entries; got != st.Loaded {
+		t.Fatalf("entries after the warm-up: %d, want the %d loaded", got, st.Loaded)
+	}
+	// The 40 read first were not listed: none is a hit. (Read first,
+	// before their misses' fills evict anything.)
+	if got := hits(ids[:read-size]); got != 0 {
+		t.Fatalf("reads of the %d read first: %d hits, want none (not listed)", read-size, got)
 	}
 }
