@@ -1073,7 +1073,7 @@ func (e *benchEnv) samplePostgres(ctx context.Context, url string, k int) (int, 
 		return 0, err
 	}
 	if count == 0 {
-		return 0, errors.New("the store holds no customers (seed it first: a bench run with -keep -data DIR, or custos seed)")
+		return 0, errors.New("the store holds no customers (seed it first: custos seed, or a bench run with the same -data and -store)")
 	}
 	rows, err := db.QueryContext(ctx, `SELECT id FROM subjects ORDER BY md5(id || $1), id LIMIT $2`, strconv.FormatUint(e.seed, 10), k)
 	if err != nil {
