@@ -222,6 +222,7 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 			return st, formatError(err, "Lookup key")
 		}
 	}
+	placed := map[custos.SubjectID]bool{} // in the cache now: their keys may go in
 	for _, id := range ask {
 		r := reads.byAsk[askKey([]any{string(id)})]
 		if r == nil {
@@ -232,14 +233,18 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 		case roomFree:
 			st.Loaded++
 			c.warmed.Add(1)
+			placed[id] = true
 		case roomCached:
 			st.Cached++
+			placed[id] = true
 		default:
 			st.Skipped++
 		}
 	}
 	for _, k := range keys {
-		if c.warmKey(k.field, k.hash, k.owner, keyGen) {
+		// A key whose owner found no room would only send its lookup
+		// to the tables after a search of the cache.
+		if placed[k.owner] && c.warmKey(k.field, k.hash, k.owner, keyGen) {
 			st.Keys++
 		}
 	}
