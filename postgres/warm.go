@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"custos"
@@ -110,52 +109,8 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats
 		return st, err
 	}
 	st.Listed = len(ids)
-
-	var (
-		mu    sync.Mutex
-		next  int
-		first error
-	)
-	take := func() []custos.SubjectID {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= len(ids) || first != nil || ctx.Err() != nil {
-			return nil
-		}
-		b := ids[next:min(next+maxReadBatch, len(ids))]
-		next += len(b)
-		return b
-	}
-	done := func(b sqlutil.WarmStats, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		st.Loaded += b.Loaded
-		st.Cached += b.Cached
-		st.Gone += b.Gone
-		st.Skipped += b.Skipped
-		st.Keys += b.Keys
-		if err != nil && first == nil {
-			first = err
-		}
-		st.Elapsed = time.Since(start)
-		if progress != nil {
-			progress(st)
-		}
-	}
-	var wg sync.WaitGroup
-	for range warmWorkers {
-		wg.Go(func() {
-			for b := take(); b != nil; b = take() {
-				done(db.warmBatch(ctx, c, b, looked))
-			}
-		})
-	}
-	wg.Wait()
-	st.Elapsed = time.Since(start)
-	if first == nil {
-		first = ctx.Err()
-	}
-	return st, first
+	return sqlutil.WarmBatches(ctx, ids, maxReadBatch, warmWorkers, st, start,
+		func(b []custos.SubjectID) (sqlutil.WarmStats, error) { return db.warmBatch(ctx, c, b, looked) }, progress)
 }
 
 // warmBatch reads the customers ids (at most maxReadBatch) in one

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
 	"custos"
@@ -133,53 +132,8 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats
 	}
 	st.Listed, st.Skipped = listed, listed-len(ids)
 	slices.Sort(ids)
-
-	var (
-		mu    sync.Mutex
-		next  int
-		first error
-	)
-	// take hands out the next batch, or none once the list is done, the
-	// context ended or a worker failed.
-	take := func() []custos.SubjectID {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= len(ids) || first != nil || ctx.Err() != nil {
-			return nil
-		}
-		b := ids[next:min(next+warmBatch, len(ids))]
-		next += len(b)
-		return b
-	}
-	done := func(b sqlutil.WarmStats, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		st.Loaded += b.Loaded
-		st.Cached += b.Cached
-		st.Gone += b.Gone
-		st.Skipped += b.Skipped
-		if err != nil && first == nil {
-			first = err
-		}
-		st.Elapsed = time.Since(start)
-		if progress != nil {
-			progress(st)
-		}
-	}
-	var wg sync.WaitGroup
-	for range warmWorkers {
-		wg.Go(func() {
-			for b := take(); b != nil; b = take() {
-				done(db.warmBatch(ctx, c, b))
-			}
-		})
-	}
-	wg.Wait()
-	st.Elapsed = time.Since(start)
-	if first == nil {
-		first = ctx.Err()
-	}
-	return st, first
+	return sqlutil.WarmBatches(ctx, ids, warmBatch, warmWorkers, st, start,
+		func(b []custos.SubjectID) (sqlutil.WarmStats, error) { return db.warmBatch(ctx, c, b) }, progress)
 }
 
 // warmBatch reads the customers ids in one read transaction, and counts

@@ -1,6 +1,12 @@
 package sqlutil
 
-import "time"
+import (
+	"context"
+	"sync"
+	"time"
+
+	"custos"
+)
 
 // WarmStats is what a warm-up of a store's read cache after a start did
 // (sqlite/warm.go, postgres/warm.go).
@@ -23,4 +29,68 @@ type WarmStats struct {
 	// file).
 	Keys    int
 	Elapsed time.Duration
+}
+
+// add adds a batch's counts to st's.
+func (st *WarmStats) add(b WarmStats) {
+	st.Loaded += b.Loaded
+	st.Cached += b.Cached
+	st.Gone += b.Gone
+	st.Skipped += b.Skipped
+	st.Keys += b.Keys
+}
+
+// WarmBatches runs a store's warm-up over ids: batch reads each run of up
+// to size of them into the cache and counts what it did, workers batches
+// at a time. Each batch's counts are added to st's, whose Listed (and
+// Skipped, for what the list held beyond the cache) the store has set,
+// and progress (when not nil) is called after each batch with the figures
+// so far, from one goroutine at a time. It stops when ids end, at the
+// first batch's error, or when ctx ends, and returns the figures, with
+// Elapsed since start, and that error or ctx's.
+func WarmBatches(ctx context.Context, ids []custos.SubjectID, size, workers int, st WarmStats, start time.Time,
+	batch func([]custos.SubjectID) (WarmStats, error), progress func(WarmStats)) (WarmStats, error) {
+	var (
+		mu    sync.Mutex
+		next  int
+		first error
+	)
+	// take hands out the next batch, or none once the list is done, the
+	// context ended or a worker failed.
+	take := func() []custos.SubjectID {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= len(ids) || first != nil || ctx.Err() != nil {
+			return nil
+		}
+		b := ids[next:min(next+size, len(ids))]
+		next += len(b)
+		return b
+	}
+	done := func(b WarmStats, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		st.add(b)
+		if err != nil && first == nil {
+			first = err
+		}
+		st.Elapsed = time.Since(start)
+		if progress != nil {
+			progress(st)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := take(); b != nil; b = take() {
+				done(batch(b))
+			}
+		})
+	}
+	wg.Wait()
+	st.Elapsed = time.Since(start)
+	if first == nil {
+		first = ctx.Err()
+	}
+	return st, first
 }
