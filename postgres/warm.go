@@ -122,9 +122,9 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	var ask []custos.SubjectID
 	for _, id := range ids {
 		switch c.room(id) {
-		case roomCached:
+		case sqlutil.RoomCached:
 			st.Cached++
-		case roomFull:
+		case sqlutil.RoomFull:
 			st.Skipped++
 		default:
 			ask = append(ask, id)
@@ -185,11 +185,11 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 			continue
 		}
 		switch c.warm(r, reads.gen) {
-		case roomFree:
+		case sqlutil.RoomFree:
 			st.Loaded++
 			c.warmed.Add(1)
 			placed[id] = true
-		case roomCached:
+		case sqlutil.RoomCached:
 			st.Cached++
 			placed[id] = true
 		default:
@@ -225,46 +225,38 @@ func (db *DB) warmQuery(ctx context.Context, query string, args []any, row func(
 	return rows.Err()
 }
 
-type roomFor int
-
-const (
-	roomFree roomFor = iota
-	roomCached
-	roomFull
-)
-
 // room reports whether id's shard holds an entry for it of the gen the
 // node knows, or has no room for one.
-func (c *readCache) room(id custos.SubjectID) roomFor {
+func (c *readCache) room(id custos.SubjectID) sqlutil.Room {
 	known := c.known.Load()
 	s := c.shard(string(id))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.byID[id]; ok && e.gen == known {
-		return roomCached
+		return sqlutil.RoomCached
 	} else if ok {
-		return roomFree // an older gen's entry: replaced, not evicted
+		return sqlutil.RoomFree // an older gen's entry: replaced, not evicted
 	}
 	if len(s.byID) >= c.max {
-		return roomFull
+		return sqlutil.RoomFull
 	}
-	return roomFree
+	return sqlutil.RoomFree
 }
 
 // warm puts r, read by a statement that saw gen, in the cache as put does,
 // but only where its shard has room or holds an older gen's entry for r's
-// customer: it evicts nothing. It reports roomFree when it put r,
-// roomCached when the shard held an entry of gen or a newer one, and
-// roomFull when there was no room, or gen was older than the node knows
+// customer: it evicts nothing. It reports sqlutil.RoomFree when it put r,
+// sqlutil.RoomCached when the shard held an entry of gen or a newer one, and
+// sqlutil.RoomFull when there was no room, or gen was older than the node knows
 // (a change committed after the statement: the entry would never be
 // used).
-func (c *readCache) warm(r *sqlutil.SubjectRead, gen int64) roomFor {
+func (c *readCache) warm(r *sqlutil.SubjectRead, gen int64) sqlutil.Room {
 	if gen <= 0 {
-		return roomFull
+		return sqlutil.RoomFull
 	}
 	c.saw(gen)
 	if gen != c.known.Load() {
-		return roomFull
+		return sqlutil.RoomFull
 	}
 	id := r.Subject.ID
 	blob := cacheblob.Encode(r.Subject, r.Key, r.Consents)
@@ -272,12 +264,12 @@ func (c *readCache) warm(r *sqlutil.SubjectRead, gen int64) roomFor {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.byID[id]; ok && e.gen >= gen {
-		return roomCached
+		return sqlutil.RoomCached
 	} else if !ok && len(s.byID) >= c.max {
-		return roomFull
+		return sqlutil.RoomFull
 	}
 	s.byID[id] = cachedRead{gen: gen, blob: blob}
-	return roomFree
+	return sqlutil.RoomFree
 }
 
 // warmKey puts the blind-index key (field, hash) of owner, read by a

@@ -28,34 +28,34 @@ func TestWarmEvictsNothing(t *testing.T) {
 		}
 	}
 	c.put(read(first), 5, "", nil) // a live read's entry, gen 5
-	if got := c.room(first); got != roomCached {
-		t.Fatalf("room for a cached customer: %v, want roomCached", got)
+	if got := c.room(first); got != sqlutil.RoomCached {
+		t.Fatalf("room for a cached customer: %v, want sqlutil.RoomCached", got)
 	}
-	if got := c.room(second); got != roomFull {
-		t.Fatalf("room in a full shard: %v, want roomFull", got)
+	if got := c.room(second); got != sqlutil.RoomFull {
+		t.Fatalf("room in a full shard: %v, want sqlutil.RoomFull", got)
 	}
-	if got := c.warm(read(second), 5); got != roomFull {
-		t.Fatalf("warm into a full shard: %v, want roomFull", got)
+	if got := c.warm(read(second), 5); got != sqlutil.RoomFull {
+		t.Fatalf("warm into a full shard: %v, want sqlutil.RoomFull", got)
 	}
 	if _, _, ok := c.byID(first); !ok {
 		t.Fatal("the warm-up evicted a live read's entry")
 	}
-	if got := c.warm(read(first), 5); got != roomCached {
-		t.Fatalf("warm of a customer cached at the known gen: %v, want roomCached", got)
+	if got := c.warm(read(first), 5); got != sqlutil.RoomCached {
+		t.Fatalf("warm of a customer cached at the known gen: %v, want sqlutil.RoomCached", got)
 	}
-	if got := c.warm(read(first), 4); got != roomFull {
-		t.Fatalf("warm at an older gen than known: %v, want roomFull (never used)", got)
+	if got := c.warm(read(first), 4); got != sqlutil.RoomFull {
+		t.Fatalf("warm at an older gen than known: %v, want sqlutil.RoomFull (never used)", got)
 	}
-	if got := c.warm(read(first), 0); got != roomFull {
-		t.Fatalf("warm at gen 0: %v, want roomFull", got)
+	if got := c.warm(read(first), 0); got != sqlutil.RoomFull {
+		t.Fatalf("warm at gen 0: %v, want sqlutil.RoomFull", got)
 	}
 	// A newer gen: the customer's older entry is replaced, and the node
 	// now knows the newer gen.
-	if got := c.room(first); got != roomCached {
+	if got := c.room(first); got != sqlutil.RoomCached {
 		t.Fatalf("room: %v", got)
 	}
-	if got := c.warm(read(first), 6); got != roomFree {
-		t.Fatalf("warm at a newer gen: %v, want roomFree (the older entry replaced)", got)
+	if got := c.warm(read(first), 6); got != sqlutil.RoomFree {
+		t.Fatalf("warm at a newer gen: %v, want sqlutil.RoomFree (the older entry replaced)", got)
 	}
 	if _, gen, ok := c.byID(first); !ok || gen != 6 {
 		t.Fatalf("after warming at gen 6: entry %v at gen %d, want one at 6", ok, gen)

@@ -144,10 +144,10 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 		tx := t.(*Tx)
 		for _, id := range ids {
 			switch c.room(id) {
-			case roomCached:
+			case sqlutil.RoomCached:
 				st.Cached++
 				continue
-			case roomFull:
+			case sqlutil.RoomFull:
 				st.Skipped++
 				continue
 			}
@@ -168,26 +168,18 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	return st, err
 }
 
-type roomFor int
-
-const (
-	roomFree roomFor = iota
-	roomCached
-	roomFull
-)
-
 // room reports whether id's shard has room for its entry, or holds it.
-func (c *readCache) room(id custos.SubjectID) roomFor {
+func (c *readCache) room(id custos.SubjectID) sqlutil.Room {
 	s := c.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.entries[id]; ok {
-		return roomCached
+		return sqlutil.RoomCached
 	}
 	if len(s.entries) >= c.max {
-		return roomFull
+		return sqlutil.RoomFull
 	}
-	return roomFree
+	return sqlutil.RoomFree
 }
 
 // readWarmList reads the list at path, keeping its first limit ids, and

@@ -31,6 +31,16 @@ type WarmStats struct {
 	Elapsed time.Duration
 }
 
+// Room is what a read cache's shard holds for a customer the warm-up
+// would put there (a warm-up evicts nothing).
+type Room int
+
+const (
+	RoomFree   Room = iota // room for the entry (or an entry it may replace)
+	RoomCached             // the customer's entry, current
+	RoomFull               // no room
+)
+
 // add adds a batch's counts to st's.
 func (st *WarmStats) add(b WarmStats) {
 	st.Loaded += b.Loaded
