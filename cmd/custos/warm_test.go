@@ -33,6 +33,18 @@ func metricAt(t *testing.T, url, name string) int {
 	return v
 }
 
+// waitWarmed waits until logs say the read cache's warm-up finished.
+func waitWarmed(t *testing.T, logs *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(logs.String(), "read cache warmed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warm-up logged within %v:\n%s", startTimeout, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestServeWarmsReadCache: serve leaves the list of the customers its read
 // cache holds when it stops, and the next start reads them back into the
 // cache in the background, so that the first read of each is a hit; the
@@ -70,13 +82,7 @@ func TestServeWarmsReadCache(t *testing.T) {
 
 	logs := newSyncBuffer()
 	srv = startServerOut(t, dir, logs)
-	deadline := time.Now().Add(startTimeout)
-	for !strings.Contains(logs.String(), "read cache warmed") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warm-up logged within %v:\n%s", startTimeout, logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitWarmed(t, logs)
 	if !regexp.MustCompile(`msg="read cache warmed" loaded=5 listed=5 `).MatchString(logs.String()) {
 		t.Errorf("the warm-up log does not say all 5 loaded:\n%s", logs)
 	}
@@ -136,13 +142,7 @@ func TestServeWarmsReadCachePostgres(t *testing.T) {
 
 	logs := newSyncBuffer()
 	srv = startServerOut(t, dir, logs, pg...)
-	deadline := time.Now().Add(startTimeout)
-	for !strings.Contains(logs.String(), "read cache warmed") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warm-up logged within %v:\n%s", startTimeout, logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitWarmed(t, logs)
 	if !regexp.MustCompile(`msg="read cache warmed" loaded=5 listed=5 already=0 gone=0 no_room=0 lookup_keys=[2-9]`).MatchString(logs.String()) {
 		t.Errorf("the warm-up log does not say all 5 loaded, with the keys of the 2 looked up:\n%s", logs)
 	}
