@@ -196,12 +196,27 @@ func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int6
 // put keeps a copy of r, read by a statement that saw gen, and, for a
 // lookup, the key that led to it (field "": a read by id).
 func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []byte) {
+	if c.keep(r, gen, true) == sqlutil.RoomFree && field != "" {
+		c.keepKey(field, hash, r.Subject.ID, gen, true)
+	}
+}
+
+// keep puts a copy of r, read by a statement that saw gen, in the cache,
+// if gen is the one the node knows (or, newer, becomes it): an older gen's
+// entry would never be used, and gen 0 has nothing to check an entry
+// against. With evictOld (a read's fill, put) it makes room in a full
+// shard; without (the warm-up, warm.go) it puts r only where the shard has
+// room or holds an older gen's entry for r's customer. It reports
+// sqlutil.RoomFree when it put r, sqlutil.RoomCached when, without
+// evictOld, the shard held an entry of gen or newer, and sqlutil.RoomFull
+// when it put nothing else.
+func (c *readCache) keep(r *sqlutil.SubjectRead, gen int64, evictOld bool) sqlutil.Room {
 	if gen <= 0 {
-		return // no generation to check the entry against
+		return sqlutil.RoomFull
 	}
 	c.saw(gen)
 	if gen != c.known.Load() {
-		return // older than what a check or another read saw
+		return sqlutil.RoomFull // older than what a check or another read saw
 	}
 	id := r.Subject.ID
 	// What the cache keeps, and what it hands out, is nobody else's to
@@ -210,18 +225,37 @@ func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []
 	blob := cacheblob.Encode(r.Subject, r.Key, r.Consents)
 	s := c.shard(string(id))
 	s.mu.Lock()
-	evict(s.byID, c.max, id)
+	defer s.mu.Unlock()
+	if evictOld {
+		evict(s.byID, c.max, id)
+	} else if e, ok := s.byID[id]; ok && e.gen >= gen {
+		return sqlutil.RoomCached
+	} else if !ok && len(s.byID) >= c.max {
+		return sqlutil.RoomFull
+	}
 	s.byID[id] = cachedRead{gen: gen, blob: blob}
-	s.mu.Unlock()
-	if field == "" {
-		return
+	return sqlutil.RoomFree
+}
+
+// keepKey is keep for the blind-index key (field, hash) of owner; it
+// reports whether it put the key.
+func (c *readCache) keepKey(field string, hash []byte, owner custos.SubjectID, gen int64, evictOld bool) bool {
+	if gen <= 0 || gen != c.known.Load() {
+		return false
 	}
 	key := askKey([]any{field, hash})
-	s = c.shard(key)
+	s := c.shard(key)
 	s.mu.Lock()
-	evict(s.byKey, c.max, key)
-	s.byKey[key] = cachedKey{gen: gen, id: id}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if evictOld {
+		evict(s.byKey, c.max, key)
+	} else if e, ok := s.byKey[key]; ok && e.gen >= gen {
+		return false
+	} else if !ok && len(s.byKey) >= c.max {
+		return false
+	}
+	s.byKey[key] = cachedKey{gen: gen, id: owner}
+	return true
 }
 
 // evict makes room in m for k: when m is full and does not hold k, it

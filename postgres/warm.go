@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"custos"
-	"custos/internal/cacheblob"
 	"custos/internal/sqlutil"
 )
 
@@ -142,42 +141,10 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	if err := db.warmQuery(ctx, readsByID.sql[size], args, reads.scan); err != nil {
 		return st, formatError(err, "Subject")
 	}
+	// The keys of those looked up go in once their owner is in the cache:
+	// a key whose owner found no room would only send its lookup to the
+	// tables after a search of the cache.
 	var owners []any
-	for _, id := range ask {
-		if looked[id] && reads.byAsk[askKey([]any{string(id)})] != nil {
-			owners = append(owners, string(id))
-		}
-	}
-	type key struct {
-		field string
-		hash  []byte
-		owner custos.SubjectID
-	}
-	var (
-		keys   []key
-		keyGen int64
-	)
-	if len(owners) > 0 {
-		marks := make([]string, len(owners))
-		for i := range marks {
-			marks[i] = fmt.Sprintf("$%d", i+1)
-		}
-		err := db.warmQuery(ctx, `SELECT field, hash, subject_id, `+readGenSQL+` FROM lookups WHERE subject_id IN (`+strings.Join(marks, ", ")+`)`, owners,
-			func(s scanner) error {
-				var k key
-				var owner string
-				if err := s.Scan(&k.field, &k.hash, &owner, &keyGen); err != nil {
-					return err
-				}
-				k.owner = custos.SubjectID(owner)
-				keys = append(keys, k)
-				return nil
-			})
-		if err != nil {
-			return st, formatError(err, "Lookup key")
-		}
-	}
-	placed := map[custos.SubjectID]bool{} // in the cache now: their keys may go in
 	for _, id := range ask {
 		r := reads.byAsk[askKey([]any{string(id)})]
 		if r == nil {
@@ -188,20 +155,40 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 		case sqlutil.RoomFree:
 			st.Loaded++
 			c.warmed.Add(1)
-			placed[id] = true
 		case sqlutil.RoomCached:
 			st.Cached++
-			placed[id] = true
 		default:
 			st.Skipped++
+			continue
+		}
+		if looked[id] {
+			owners = append(owners, string(id))
 		}
 	}
-	for _, k := range keys {
-		// A key whose owner found no room would only send its lookup
-		// to the tables after a search of the cache.
-		if placed[k.owner] && c.warmKey(k.field, k.hash, k.owner, keyGen) {
-			st.Keys++
-		}
+	if len(owners) == 0 {
+		return st, nil
+	}
+	marks := make([]string, len(owners))
+	for i := range marks {
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	err := db.warmQuery(ctx, `SELECT field, hash, subject_id, `+readGenSQL+` FROM lookups WHERE subject_id IN (`+strings.Join(marks, ", ")+`)`, owners,
+		func(s scanner) error {
+			var (
+				field, owner string
+				hash         []byte
+				gen          int64
+			)
+			if err := s.Scan(&field, &hash, &owner, &gen); err != nil {
+				return err
+			}
+			if c.warmKey(field, hash, custos.SubjectID(owner), gen) {
+				st.Keys++
+			}
+			return nil
+		})
+	if err != nil {
+		return st, formatError(err, "Lookup key")
 	}
 	return st, nil
 }
@@ -244,51 +231,14 @@ func (c *readCache) room(id custos.SubjectID) sqlutil.Room {
 }
 
 // warm puts r, read by a statement that saw gen, in the cache as put does,
-// but only where its shard has room or holds an older gen's entry for r's
-// customer: it evicts nothing. It reports sqlutil.RoomFree when it put r,
-// sqlutil.RoomCached when the shard held an entry of gen or a newer one, and
-// sqlutil.RoomFull when there was no room, or gen was older than the node knows
-// (a change committed after the statement: the entry would never be
-// used).
+// but evicts nothing (readCache.keep).
 func (c *readCache) warm(r *sqlutil.SubjectRead, gen int64) sqlutil.Room {
-	if gen <= 0 {
-		return sqlutil.RoomFull
-	}
-	c.saw(gen)
-	if gen != c.known.Load() {
-		return sqlutil.RoomFull
-	}
-	id := r.Subject.ID
-	blob := cacheblob.Encode(r.Subject, r.Key, r.Consents)
-	s := c.shard(string(id))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.byID[id]; ok && e.gen >= gen {
-		return sqlutil.RoomCached
-	} else if !ok && len(s.byID) >= c.max {
-		return sqlutil.RoomFull
-	}
-	s.byID[id] = cachedRead{gen: gen, blob: blob}
-	return sqlutil.RoomFree
+	return c.keep(r, gen, false)
 }
 
 // warmKey puts the blind-index key (field, hash) of owner, read by a
-// statement that saw gen, in the cache as put does for a lookup, where its
-// shard has room or holds an older entry for the key; it reports whether
-// it did.
+// statement that saw gen, in the cache as put does for a lookup, but
+// evicts nothing (readCache.keepKey); it reports whether it did.
 func (c *readCache) warmKey(field string, hash []byte, owner custos.SubjectID, gen int64) bool {
-	if gen <= 0 || gen != c.known.Load() {
-		return false
-	}
-	key := askKey([]any{field, hash})
-	s := c.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.byKey[key]; ok && e.gen >= gen {
-		return false
-	} else if !ok && len(s.byKey) >= c.max {
-		return false
-	}
-	s.byKey[key] = cachedKey{gen: gen, id: owner}
-	return true
+	return c.keepKey(field, hash, owner, gen, false)
 }
