@@ -311,6 +311,18 @@ func (b *readBatcher) send(ctx context.Context, batch []*batchedRead) {
 	}
 }
 
+// idAsks returns the list size (listSize) and the parameters of a
+// readsByID statement for ids (at most maxReadBatch), the last repeated to
+// fill the list.
+func idAsks(ids []custos.SubjectID) (int, []any) {
+	size := listSize(len(ids))
+	args := make([]any, 1<<size)
+	for i := range args {
+		args[i] = string(ids[min(i, len(ids)-1)])
+	}
+	return size, args
+}
+
 // listSize is the i of the shortest list of readKind.sql[i] that holds n
 // asks (n at most maxReadBatch).
 func listSize(n int) int {
@@ -367,11 +379,7 @@ func (tx *Tx) PrefetchSubjects(ctx context.Context, ids []custos.SubjectID) erro
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), maxReadBatch)]
 		ids = ids[len(chunk):]
-		size := listSize(len(chunk))
-		args := make([]any, 1<<size)
-		for i := range args {
-			args[i] = string(chunk[min(i, len(chunk)-1)])
-		}
+		size, args := idAsks(chunk)
 		c := newAskRows(readsByID.params)
 		if err := tx.query(ctx, readsByID.sql[size], args, c.scan); err != nil {
 			return formatError(err, "Subject")

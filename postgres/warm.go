@@ -132,11 +132,7 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	if len(ask) == 0 {
 		return st, nil
 	}
-	size := listSize(len(ask))
-	args := make([]any, 1<<size)
-	for i := range args {
-		args[i] = string(ask[min(i, len(ask)-1)])
-	}
+	size, args := idAsks(ask)
 	reads := newAskRows(readsByID.params)
 	if err := db.warmQuery(ctx, readsByID.sql[size], args, reads.scan); err != nil {
 		return st, formatError(err, "Subject")
