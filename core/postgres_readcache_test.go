@@ -200,7 +200,9 @@ func readCacheRace(t *testing.T, warm bool) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	errs := make(chan error, readers+2)
-	for range readers {
+	// loop runs step in a goroutine of its own until stop is closed or
+	// step fails, its error going to errs.
+	loop := func(step func() error) {
 		wg.Go(func() {
 			for {
 				select {
@@ -208,37 +210,36 @@ func readCacheRace(t *testing.T, warm bool) {
 					return
 				default:
 				}
-				least := done.Load()
-				s, err := a.svc.FindSubjectByID(admin, account, id)
-				if err != nil {
-					errs <- fmt.Errorf("read: %v", err)
-					return
-				}
-				var n int64
-				if _, err := fmt.Sscanf(s.Fields["email"], "c%d@example.com", &n); err != nil {
-					errs <- fmt.Errorf("read: e-mail %q", s.Fields["email"])
-					return
-				}
-				if n < least {
-					errs <- fmt.Errorf("read begun after correction %d answered showed correction %d", least, n)
+				if err := step(); err != nil {
+					errs <- err
 					return
 				}
 			}
 		})
 	}
-	if warm {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := a.db.WarmReadCache(t.Context(), nil); err != nil {
-					errs <- fmt.Errorf("warm-up: %v", err)
-					return
-				}
+	for range readers {
+		loop(func() error {
+			least := done.Load()
+			s, err := a.svc.FindSubjectByID(admin, account, id)
+			if err != nil {
+				return fmt.Errorf("read: %v", err)
 			}
+			var n int64
+			if _, err := fmt.Sscanf(s.Fields["email"], "c%d@example.com", &n); err != nil {
+				return fmt.Errorf("read: e-mail %q", s.Fields["email"])
+			}
+			if n < least {
+				return fmt.Errorf("read begun after correction %d answered showed correction %d", least, n)
+			}
+			return nil
+		})
+	}
+	if warm {
+		loop(func() error {
+			if _, err := a.db.WarmReadCache(t.Context(), nil); err != nil {
+				return fmt.Errorf("warm-up: %v", err)
+			}
+			return nil
 		})
 	}
 	// With the warm-ups, the corrections go on until one of them has put
