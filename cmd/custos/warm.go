@@ -34,6 +34,13 @@ type warmSaver interface {
 	SaveReadCacheList() (int, error)
 }
 
+// fromAuditLog reports whether db warms from the audit log (PostgreSQL),
+// not from a list it keeps itself (SQLite, a warmSaver).
+func fromAuditLog(db warmStore) bool {
+	_, saves := db.(warmSaver)
+	return !saves
+}
+
 // warmSource says where db's warm-up takes its list from, for the log.
 func warmSource(db warmStore) string {
 	if s, ok := db.(*sqlite.DB); ok {
@@ -109,7 +116,7 @@ func startCacheWarmer(ctx context.Context, db warmStore, logger *slog.Logger) *c
 			logger.Warn("read cache warm-up failed; reads warm the cache as they come", "err", err, "loaded", st.Loaded)
 		case st.Listed > 0:
 			attrs := []any{"loaded", st.Loaded, "listed", st.Listed, "already", st.Cached, "gone", st.Gone, "no_room", st.Skipped}
-			if _, ok := db.(warmSaver); !ok {
+			if fromAuditLog(db) {
 				// PostgreSQL's cache answers lookups too, and the
 				// warm-up loads their keys.
 				attrs = append(attrs, "lookup_keys", st.Keys)
@@ -175,8 +182,7 @@ type benchWarm struct {
 }
 
 func benchWarmAt(w *cacheWarmer) *benchWarm {
-	_, fromList := w.db.(warmSaver)
-	b := &benchWarm{FromAuditLog: !fromList}
+	b := &benchWarm{FromAuditLog: fromAuditLog(w.db)}
 	b.update(w)
 	b.LoadedAtSteps = b.Loaded
 	return b
