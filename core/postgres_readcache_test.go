@@ -181,17 +181,24 @@ func TestPostgresReadCacheAcrossNodes(t *testing.T) {
 
 // TestPostgresReadCacheRace: node b corrects a customer's e-mail again
 // and again while readers on node a read it, and, in the second run,
-// while a warms its cache from the audit log again and again. A read that
-// starts after a correction has been answered must show that correction
-// or a later one, never the cached rows from before it.
+// while a warms its cache from the audit log again and again, and, in the
+// third, while lookups by e-mail on a find keys that a's reads by id
+// loaded. A read that starts after a correction has been answered must
+// show that correction or a later one, never the cached rows from before
+// it; a lookup begun then by the e-mail that correction replaced must find
+// nobody.
 func TestPostgresReadCacheRace(t *testing.T) {
-	t.Run("reads", func(t *testing.T) { readCacheRace(t, false) })
+	t.Run("reads", func(t *testing.T) { readCacheRace(t, false, false) })
 	// The warm-up (postgres/warm.go) puts entries beside the reads: it
 	// must never put rows older than a correction answered.
-	t.Run("reads and warm-ups", func(t *testing.T) { readCacheRace(t, true) })
+	t.Run("reads and warm-ups", func(t *testing.T) { readCacheRace(t, true, false) })
+	// The key fill (postgres/keyfill.go) loads the keys of customers the
+	// reads put in the cache: a key loaded before a correction must not
+	// answer a lookup begun after it.
+	t.Run("reads and lookups", func(t *testing.T) { readCacheRace(t, false, true) })
 }
 
-func readCacheRace(t *testing.T, warm bool) {
+func readCacheRace(t *testing.T, warm, lookups bool) {
 	a, b, admin := newPGNodes(t)
 	id := pgCreate(t, a, admin, map[string]string{"name": "王小明", "email": "c0@example.com"})
 	account := []string{"account"}
@@ -242,12 +249,30 @@ func readCacheRace(t *testing.T, warm bool) {
 			return nil
 		})
 	}
+	if lookups {
+		loop(func() error {
+			least := done.Load()
+			if least == 0 {
+				return nil
+			}
+			_, err := a.svc.FindSubjectByLookup(admin, account, "email", fmt.Sprintf("c%d@example.com", least-1))
+			if custos.ErrorCode(err) != custos.ENOTFOUND {
+				return fmt.Errorf("lookup begun after correction %d answered, by the e-mail it replaced: %v, want ENOTFOUND", least, err)
+			}
+			return nil
+		})
+	}
 	// With the warm-ups, the corrections go on until one of them has put
 	// an entry (a window after a read learned of a correction and before
 	// it filled the cache again): on a slow host, or under the race
-	// detector, 40 may pass without.
+	// detector, 40 may pass without. With the lookups, until the key fill
+	// has put a key.
 	more := func(i int64) bool {
-		return i <= corrections || warm && i <= 50*corrections && a.db.GroupStats().CacheWarmed == 0
+		if i <= corrections {
+			return true
+		}
+		st := a.db.GroupStats()
+		return i <= 50*corrections && (warm && st.CacheWarmed == 0 || lookups && st.CacheKeysFilled == 0)
 	}
 	for i := int64(1); more(i); i++ {
 		if err := pgCorrect(b, admin, id, "email", fmt.Sprintf("c%d@example.com", i)); err != nil {
@@ -263,11 +288,14 @@ func readCacheRace(t *testing.T, warm bool) {
 		t.Error(err)
 	}
 	st := a.db.ReadCacheStats()
-	t.Logf("read cache on a: %d hits, %d misses, %d stale, %d warmed", st.Hits, st.Misses, st.Stale, a.db.GroupStats().CacheWarmed)
+	t.Logf("read cache on a: %d hits, %d misses, %d stale, %d warmed, %d keys filled", st.Hits, st.Misses, st.Stale, a.db.GroupStats().CacheWarmed, a.db.GroupStats().CacheKeysFilled)
 	if st.Hits == 0 {
 		t.Errorf("no read was answered from the cache: the race tested nothing")
 	}
 	if warm && a.db.GroupStats().CacheWarmed == 0 {
 		t.Errorf("the warm-ups put nothing in the cache: the race tested the reads alone")
+	}
+	if lookups && a.db.GroupStats().CacheKeysFilled == 0 {
+		t.Errorf("the key fill put no key in the cache: the lookups found none of its keys")
 	}
 }

@@ -122,3 +122,34 @@ func (db *DB) BusyReads(lookups bool) int {
 	defer b.mu.Unlock()
 	return b.busy
 }
+
+// NoteKeys queues ids' keys to be loaded into the read cache, as reads by
+// id that put them in it do (keyfill.go).
+func (db *DB) NoteKeys(ids ...custos.SubjectID) {
+	for _, id := range ids {
+		db.kf.note(id)
+	}
+}
+
+// KeyFill returns how many customers wait for their keys, whether a
+// goroutine loads them, and how many were dropped.
+func (db *DB) KeyFill() (queued int, running bool, dropped int64) {
+	f := db.kf
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue), f.running, f.dropped.Load()
+}
+
+// MaxKeyFillQueue is maxKeyFillQueue.
+const MaxKeyFillQueue = maxKeyFillQueue
+
+// HoldKeyFill marks the key fill as running without a goroutine, so that
+// notes only queue; the returned func starts the goroutine.
+func (db *DB) HoldKeyFill() (release func()) {
+	f := db.kf
+	f.mu.Lock()
+	f.running = true
+	f.done.Add(1)
+	f.mu.Unlock()
+	return func() { go f.run() }
+}

@@ -267,8 +267,9 @@ type GroupStats struct {
 	ReadStatements, BatchedReads                       int64
 	// CacheHits, CacheMisses and CacheStale are ReadCacheStats'; CacheWarmed
 	// counts the customers the warm-up after a start put in the cache
-	// (warm.go).
-	CacheHits, CacheMisses, CacheStale, CacheWarmed int64
+	// (warm.go), CacheKeysFilled the blind-index keys loaded for customers
+	// reads by id put there (keyfill.go).
+	CacheHits, CacheMisses, CacheStale, CacheWarmed, CacheKeysFilled int64
 }
 
 // GroupStats reports the writers' counters.
@@ -280,6 +281,9 @@ func (db *DB) GroupStats() GroupStats {
 		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load()}
 	if rc := db.rc; rc != nil {
 		st.CacheHits, st.CacheMisses, st.CacheStale, st.CacheWarmed = rc.hits.Load(), rc.misses.Load(), rc.stale.Load(), rc.warmed.Load()
+	}
+	if db.kf != nil {
+		st.CacheKeysFilled = db.kf.filled.Load()
 	}
 	return st
 }
@@ -305,6 +309,7 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_read_cache_misses_total", Help: "Reads by id and lookups the read cache could not answer.", Value: fmt.Sprint(st.CacheMisses)},
 		{Name: "custos_pg_read_cache_stale_total", Help: "Reads answered from the read cache that found the data changed since and ran again from the tables.", Value: fmt.Sprint(st.CacheStale)},
 		{Name: "custos_pg_read_cache_warmed_total", Help: "Customers the warm-up after a start read into the read cache, from the audit log's latest reads.", Value: fmt.Sprint(st.CacheWarmed)},
+		{Name: "custos_pg_read_cache_keys_filled_total", Help: "Blind-index keys loaded into the read cache for customers reads by id put there, so that their lookups are answered from it.", Value: fmt.Sprint(st.CacheKeysFilled)},
 	})
 }
 

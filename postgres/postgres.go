@@ -131,8 +131,10 @@ type DB struct {
 	// byID and byKey gather the reads by id and the lookups of
 	// concurrent Glances (readbatch.go).
 	byID, byKey *readBatcher
-	// rc is the read cache, nil when off (readcache.go).
+	// rc is the read cache, nil when off (readcache.go); kf loads the
+	// keys of the customers reads by id put in it (keyfill.go).
 	rc *readCache
+	kf *keyFiller
 }
 
 var _ custos.Store = (*DB)(nil)
@@ -156,6 +158,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted,
 		rc: newReadCache(opts.ReadCache)}
+	if db.rc != nil {
+		db.kf = newKeyFiller(db, db.rc)
+	}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -220,6 +225,9 @@ func (db *DB) Close() error {
 	db.mu.Unlock()
 	for _, l := range held {
 		l.release()
+	}
+	if db.kf != nil {
+		db.kf.close()
 	}
 	if db.pool == nil {
 		return nil

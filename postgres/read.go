@@ -69,7 +69,7 @@ func (db *DB) Glance(ctx context.Context, fn func(tx custos.Tx) error) error {
 	// The one statement takes a pooled connection for itself, or goes
 	// with other Glances' reads or lookups (readBatcher).
 	tx := &Tx{tx: db.pool, now: db.now().UTC().Truncate(time.Microsecond), timeout: db.timeout, glance: true, byID: db.byID, byKey: db.byKey,
-		rc: db.rc, proof: custos.ReadProofFrom(ctx)}
+		rc: db.rc, kf: db.kf, proof: custos.ReadProofFrom(ctx)}
 	if tx.proof != nil {
 		tx.proof.Gen = 0
 	}

@@ -186,7 +186,9 @@ func (tx *Tx) glanceRead(ctx context.Context, b *readBatcher, entity string, arg
 		if b.kind == readsByKey {
 			field, hash = args[0].(string), args[1].([]byte)
 		}
-		tx.rc.put(r, gen, field, hash)
+		if tx.rc.put(r, gen, field, hash) && field == "" && tx.kf != nil {
+			tx.kf.note(r.Subject.ID) // its keys, for lookups (keyfill.go)
+		}
 	}
 	tx.reads.Keep(r)
 	return r.Subject, nil

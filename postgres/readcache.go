@@ -194,11 +194,16 @@ func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int6
 }
 
 // put keeps a copy of r, read by a statement that saw gen, and, for a
-// lookup, the key that led to it (field "": a read by id).
-func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []byte) {
-	if c.keep(r, gen, true) == sqlutil.RoomFree && field != "" {
+// lookup, the key that led to it (field "": a read by id); it reports
+// whether it kept r.
+func (c *readCache) put(r *sqlutil.SubjectRead, gen int64, field string, hash []byte) bool {
+	if c.keep(r, gen, true) != sqlutil.RoomFree {
+		return false
+	}
+	if field != "" {
 		c.keepKey(field, hash, r.Subject.ID, gen, true)
 	}
+	return true
 }
 
 // keep puts a copy of r, read by a statement that saw gen, in the cache,

@@ -64,8 +64,11 @@ type Tx struct {
 	// other Glances' (readbatch.go).
 	byID, byKey *readBatcher
 	// rc is the node's read cache, and proof, in a Glance, where the
-	// read notes the cache generation it answered from (readcache.go).
+	// read notes the cache generation it answered from (readcache.go); kf
+	// loads the keys of a customer a read by id put in the cache
+	// (keyfill.go).
 	rc    *readCache
+	kf    *keyFiller
 	proof *custos.ReadProof
 	// changed records, in a write transaction, that a statement may have
 	// changed a row a read cache holds: the transaction moves the cache

@@ -164,10 +164,21 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	if len(owners) == 0 {
 		return st, nil
 	}
+	n, err := db.loadKeys(ctx, c, owners)
+	st.Keys += n
+	return st, err
+}
+
+// loadKeys reads the blind-index keys of owners (customer ids as strings)
+// in one statement and puts each in c, tagged with the statement's gen,
+// where there is room (readCache.keepKey, evicting nothing), for the
+// warm-up and the key fill (keyfill.go); it returns how many it put.
+func (db *DB) loadKeys(ctx context.Context, c *readCache, owners []any) (int, error) {
 	marks := make([]string, len(owners))
 	for i := range marks {
 		marks[i] = fmt.Sprintf("$%d", i+1)
 	}
+	put := 0
 	err := db.warmQuery(ctx, `SELECT field, hash, subject_id, `+readGenSQL+` FROM lookups WHERE subject_id IN (`+strings.Join(marks, ", ")+`)`, owners,
 		func(s scanner) error {
 			var (
@@ -179,14 +190,14 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 				return err
 			}
 			if c.warmKey(field, hash, custos.SubjectID(owner), gen) {
-				st.Keys++
+				put++
 			}
 			return nil
 		})
 	if err != nil {
-		return st, formatError(err, "Lookup key")
+		return put, formatError(err, "Lookup key")
 	}
-	return st, nil
+	return put, nil
 }
 
 // warmQuery runs a warm-up statement on a pooled connection, outside any

@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"custos"
+)
+
+// A lookup is answered from the read cache only when the cache holds the
+// key it asks for (readCache.byKey), and until the sixty-second session a
+// key went in only with a lookup that asked for it: a customer read by id,
+// and so in the cache, was still looked up from the tables, a round trip,
+// the first time each of their keys was asked for (BENCHMARKS.md: a whole
+// run's lookup step at c=16 answered 64.6 % from the cache, after read
+// steps had put every customer in it). So when a read by id puts a
+// customer in the cache, the node now loads that customer's blind-index
+// keys too, in the background: a keyFiller gathers the customers and one
+// goroutine reads their keys, up to maxReadBatch customers a statement
+// (loadKeys, the warm-up's), putting each key where the cache has room
+// for it, evicting nothing, tagged with the gen its statement saw. A key
+// is used only with an entry for its owner of the same gen (byKey), so a
+// key loaded after a change, or before one, answers nothing it should
+// not.
+//
+// The keys cost the read nothing on its way: the read is answered before
+// they are asked for, and under load one statement carries the keys of
+// the customers of many reads.
+
+// maxKeyFillQueue bounds the customers waiting for their keys; past it a
+// customer's keys are not loaded (a lookup then fills its own).
+const maxKeyFillQueue = 4096
+
+// keyFiller loads the keys of customers read by id (see above).
+type keyFiller struct {
+	db *DB
+	rc *readCache
+
+	mu      sync.Mutex
+	queue   []custos.SubjectID
+	running bool // a goroutine is draining the queue
+	ctx     context.Context
+	stop    context.CancelFunc // by Close: no more statements
+	done    sync.WaitGroup
+
+	// filled counts the keys put, dropped the customers not queued (a
+	// full queue) or whose statement failed.
+	filled, dropped atomic.Int64
+}
+
+func newKeyFiller(db *DB, rc *readCache) *keyFiller {
+	ctx, stop := context.WithCancel(context.Background())
+	return &keyFiller{db: db, rc: rc, ctx: ctx, stop: stop}
+}
+
+// note queues id's keys to be loaded, and starts a goroutine to load them
+// if none runs.
+func (f *keyFiller) note(id custos.SubjectID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		return // closed
+	}
+	if len(f.queue) >= maxKeyFillQueue {
+		f.dropped.Add(1)
+		return
+	}
+	f.queue = append(f.queue, id)
+	if !f.running {
+		f.running = true
+		f.done.Add(1)
+		go f.run()
+	}
+}
+
+// run loads the queue's keys, a statement at a time, until the queue is
+// empty or the filler closed.
+func (f *keyFiller) run() {
+	defer f.done.Done()
+	for {
+		batch := f.take()
+		if batch == nil {
+			return
+		}
+		n, err := f.db.loadKeys(f.ctx, f.rc, batch)
+		f.filled.Add(int64(n))
+		if err != nil {
+			f.dropped.Add(int64(len(batch)))
+		}
+	}
+}
+
+// take removes up to maxReadBatch customers from the queue, as a
+// statement's parameters, or marks the goroutine stopped and returns nil
+// when none wait or the filler closed.
+func (f *keyFiller) take() []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queue) == 0 || f.ctx.Err() != nil {
+		f.queue, f.running = nil, false
+		return nil
+	}
+	n := min(len(f.queue), maxReadBatch)
+	batch := make([]any, n)
+	for i, id := range f.queue[:n] {
+		batch[i] = string(id)
+	}
+	f.queue = append(f.queue[:0], f.queue[n:]...)
+	return batch
+}
+
+// close stops the filler and waits for its statement, if one is on its
+// way, to end.
+func (f *keyFiller) close() {
+	f.mu.Lock()
+	f.stop()
+	f.mu.Unlock()
+	f.done.Wait()
+}
+
+// idle waits until no customer waits for their keys (tests).
+func (f *keyFiller) idle() {
+	f.done.Wait()
+}
