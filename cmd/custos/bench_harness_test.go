@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -287,6 +288,11 @@ func TestBenchReusePostgresWarm(t *testing.T) {
 	}
 	if got := rep.Results[1].CacheHitRate; got >= 1 {
 		t.Errorf("-reuse without -warm: the read cache answered %.3f of the step's reads, want some misses", got)
+	}
+	// The misses put customers in the cache, and their keys were loaded
+	// (postgres/keyfill.go), which the table notes.
+	if got := rep.Results[1].CacheKeysFilled; got <= 0 || !bytes.Contains(stdout.Bytes(), []byte(fmt.Sprintf("%d lookup keys loaded for customers read by id", got))) {
+		t.Errorf("-reuse without -warm: %d lookup keys filled in the read step, want some, noted in the table:\n%s", got, stdout.String())
 	}
 	// With -warm: the 30 listed and loaded (in milliseconds, during the
 	// ceiling's step), and the read step answered from the cache.

@@ -116,6 +116,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 			m.DeferredStatements += r.DeferredStatements
 			m.GroupsUndeferred += r.GroupsUndeferred
 			m.CacheStale += r.CacheStale
+			m.CacheKeysFilled += r.CacheKeysFilled
 			m.MaxMs = max(m.MaxMs, r.MaxMs)
 			m.PeakRSSBytes = max(m.PeakRSSBytes, r.PeakRSSBytes)
 			tMin, tMax = min(tMin, r.Throughput), max(tMax, r.Throughput)

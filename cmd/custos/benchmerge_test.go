@@ -59,6 +59,7 @@ func TestBenchMerge(t *testing.T) {
 	woke := func(r benchReport, waits float64, idle *float64) benchReport {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
 		r.Results[1].CacheStale = int64(math.Round(waits * 10))
+		r.Results[1].CacheKeysFilled = int64(math.Round(waits * 100))
 		r.Results[2].FilingsPerThousand, r.Results[2].FilingMs = 1.5*waits, 10*waits
 		// The collector: ten times the wake-ups in cycles, as many ms of
 		// marking a cycle, a hundred MiB times them live.
@@ -103,6 +104,9 @@ func TestBenchMerge(t *testing.T) {
 	}
 	if read.CacheStale != 18 {
 		t.Errorf("read c=16: %d stale cached answers, want the runs' 5 + 7 + 6", read.CacheStale)
+	}
+	if read.CacheKeysFilled != 180 {
+		t.Errorf("read c=16: %d lookup keys filled, want the runs' 50 + 70 + 60", read.CacheKeysFilled)
 	}
 	if read.WaitsPerRequest != 0.6 || read.MachineIdle == nil || math.Abs(*read.MachineIdle-0.3) > 1e-9 || ceil.MachineIdle != nil {
 		idle := "none"
