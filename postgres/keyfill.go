@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +23,15 @@ import (
 // (loadKeys, the warm-up's), putting each key where the cache has room
 // for it, evicting nothing, tagged with the gen its statement saw. A key
 // is used only with an entry for its owner of the same gen (byKey), so a
-// key loaded after a change, or before one, answers nothing it should
-// not.
+// key loaded before a change answers no lookup after it.
 //
-// The keys cost the read nothing on its way: the read is answered before
-// they are asked for. The goroutine waits keyFillLinger before each
+// The cache holds as many keys as customers, and a customer has up to
+// four (the default catalog's lookup fields): the keys of a quarter to a
+// third of a full cache's customers fit. Past that the fill puts nothing,
+// and lookups put their own keys as before, evicting.
+//
+// The keys do not delay the read: it is answered before they are asked
+// for; they cost the machine a statement for many reads. The goroutine waits keyFillLinger before each
 // statement, unless a statement's worth of customers already waits, so
 // that one statement carries the keys of many reads' customers even when
 // the reads come one at a time (at 1,000 misses a second, about ten).
@@ -114,10 +119,9 @@ func (f *keyFiller) waiting() int {
 	return len(f.queue)
 }
 
-// take removes up to maxReadBatch customers from the queue, as a
-// statement's parameters, or marks the goroutine stopped and returns nil
+// take removes up to maxReadBatch customers from the queue, or marks the goroutine stopped and returns nil
 // when none wait or the filler closed.
-func (f *keyFiller) take() []any {
+func (f *keyFiller) take() []custos.SubjectID {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.queue) == 0 || f.ctx.Err() != nil {
@@ -125,10 +129,7 @@ func (f *keyFiller) take() []any {
 		return nil
 	}
 	n := min(len(f.queue), maxReadBatch)
-	batch := make([]any, n)
-	for i, id := range f.queue[:n] {
-		batch[i] = string(id)
-	}
+	batch := slices.Clone(f.queue[:n])
 	f.queue = append(f.queue[:0], f.queue[n:]...)
 	return batch
 }

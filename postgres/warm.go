@@ -22,8 +22,10 @@ import (
 // last, which customers the nodes' reads and lookups answered. So
 // WarmReadCache reads the customers of the latest granted reads and
 // lookups back into the cache, in the background, the most recent first,
-// and with each customer looked up its blind-index keys, so that lookups
-// are answered from the cache too.
+// and with each customer their blind-index keys, so that lookups are
+// answered from the cache too, as a running node's reads by id load them
+// (keyfill.go; until the sixty-second session only the keys of customers
+// a lookup had found).
 //
 // What it reads goes into the cache exactly as a read's statement does:
 // tagged with the cache generation the statement saw, so that an entry is
@@ -52,41 +54,36 @@ var warmActions = []string{custos.AuditSubjectRead, custos.AuditSubjectLookup}
 
 // recentReads returns the distinct customers of the latest granted reads
 // and lookups in the audit log, the most recent first, at most limit of
-// them, looking back at most limit × warmScanFactor events; looked holds
-// those of them a lookup found.
-func (db *DB) recentReads(ctx context.Context, limit int) (ids []custos.SubjectID, looked map[custos.SubjectID]bool, err error) {
+// them, looking back at most limit × warmScanFactor events.
+func (db *DB) recentReads(ctx context.Context, limit int) ([]custos.SubjectID, error) {
 	var top int64
 	if err := db.pool.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&top); err != nil {
-		return nil, nil, internal("read cache list", err)
+		return nil, internal("read cache list", err)
 	}
 	floor := max(0, top-int64(limit)*warmScanFactor)
 	seen := map[custos.SubjectID]bool{}
-	looked = map[custos.SubjectID]bool{}
-	q := `SELECT subject_id, action FROM audit_events
+	var ids []custos.SubjectID
+	q := `SELECT subject_id FROM audit_events
 		WHERE seq > $1 AND seq <= $2 AND action IN ('` + strings.Join(warmActions, "', '") + `')
 			AND decision = '` + custos.DecisionAllow + `' AND subject_id <> ''
 		ORDER BY seq DESC`
 	for hi := top; hi > floor && len(ids) < limit; hi -= warmScanWindow {
 		err := db.warmQuery(ctx, q, []any{max(floor, hi-warmScanWindow), hi}, func(s scanner) error {
-			var id, action string
-			if err := s.Scan(&id, &action); err != nil {
+			var id string
+			if err := s.Scan(&id); err != nil {
 				return err
 			}
-			sid := custos.SubjectID(id)
-			if !seen[sid] && len(ids) < limit {
+			if sid := custos.SubjectID(id); !seen[sid] && len(ids) < limit {
 				seen[sid] = true
 				ids = append(ids, sid)
-			}
-			if seen[sid] && action == custos.AuditSubjectLookup {
-				looked[sid] = true
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, nil, internal("read cache list", err)
+			return nil, internal("read cache list", err)
 		}
 	}
-	return ids, looked, nil
+	return ids, nil
 }
 
 // WarmReadCache reads the customers of the audit log's latest granted
@@ -103,20 +100,19 @@ func (db *DB) WarmReadCache(ctx context.Context, progress func(sqlutil.WarmStats
 		return st, nil
 	}
 	start := time.Now()
-	ids, looked, err := db.recentReads(ctx, c.max*readCacheShards)
+	ids, err := db.recentReads(ctx, c.max*readCacheShards)
 	if err != nil || len(ids) == 0 {
 		return st, err
 	}
 	st.Listed = len(ids)
 	return sqlutil.WarmBatches(ctx, ids, maxReadBatch, warmWorkers, st, start,
-		func(b []custos.SubjectID) (sqlutil.WarmStats, error) { return db.warmBatch(ctx, c, b, looked) }, progress)
+		func(b []custos.SubjectID) (sqlutil.WarmStats, error) { return db.warmBatch(ctx, c, b) }, progress)
 }
 
 // warmBatch reads the customers ids (at most maxReadBatch) in one
-// statement, as a batch of reads by id does, and the blind-index keys of
-// those of them in looked in another, puts what it read in c where there
-// is room, and counts it.
-func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID, looked map[custos.SubjectID]bool) (sqlutil.WarmStats, error) {
+// statement, as a batch of reads by id does, and their blind-index keys
+// in another, puts what it read in c where there is room, and counts it.
+func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectID) (sqlutil.WarmStats, error) {
 	var st sqlutil.WarmStats
 	var ask []custos.SubjectID
 	for _, id := range ids {
@@ -137,10 +133,10 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	if err := db.warmQuery(ctx, readsByID.sql[size], args, reads.scan); err != nil {
 		return st, formatError(err, "Subject")
 	}
-	// The keys of those looked up go in once their owner is in the cache:
+	// The keys go in once their owner is in the cache:
 	// a key whose owner found no room would only send its lookup to the
 	// tables after a search of the cache.
-	var owners []any
+	var owners []custos.SubjectID
 	for _, id := range ask {
 		r := reads.byAsk[askKey([]any{string(id)})]
 		if r == nil {
@@ -157,9 +153,7 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 			st.Skipped++
 			continue
 		}
-		if looked[id] {
-			owners = append(owners, string(id))
-		}
+		owners = append(owners, id)
 	}
 	if len(owners) == 0 {
 		return st, nil
@@ -169,17 +163,29 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 	return st, err
 }
 
-// loadKeys reads the blind-index keys of owners (customer ids as strings)
-// in one statement and puts each in c, tagged with the statement's gen,
-// where there is room (readCache.keepKey, evicting nothing), for the
-// warm-up and the key fill (keyfill.go); it returns how many it put.
-func (db *DB) loadKeys(ctx context.Context, c *readCache, owners []any) (int, error) {
-	marks := make([]string, len(owners))
-	for i := range marks {
-		marks[i] = fmt.Sprintf("$%d", i+1)
+// keysByOwner[i] reads the blind-index keys of up to 1<<i customers, as
+// readsByID's statements read the customers (the last id repeated to fill
+// the list, so that a node prepares seven statements, not one for each
+// length).
+var keysByOwner = func() (sql [7]string) {
+	for i := range sql {
+		marks := make([]string, 1<<i)
+		for m := range marks {
+			marks[m] = fmt.Sprintf("$%d", m+1)
+		}
+		sql[i] = `SELECT field, hash, subject_id, ` + readGenSQL + ` FROM lookups WHERE subject_id IN (` + strings.Join(marks, ", ") + `)`
 	}
+	return sql
+}()
+
+// loadKeys reads the blind-index keys of owners (at most maxReadBatch) in
+// one statement and puts each in c, tagged with the statement's gen, where
+// there is room (readCache.keepKey, evicting nothing), for the warm-up and
+// the key fill (keyfill.go); it returns how many it put.
+func (db *DB) loadKeys(ctx context.Context, c *readCache, owners []custos.SubjectID) (int, error) {
+	size, args := idAsks(owners)
 	put := 0
-	err := db.warmQuery(ctx, `SELECT field, hash, subject_id, `+readGenSQL+` FROM lookups WHERE subject_id IN (`+strings.Join(marks, ", ")+`)`, owners,
+	err := db.warmQuery(ctx, keysByOwner[size], args,
 		func(s scanner) error {
 			var (
 				field, owner string
