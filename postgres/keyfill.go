@@ -31,10 +31,11 @@ import (
 // and lookups put their own keys as before, evicting.
 //
 // The keys do not delay the read: it is answered before they are asked
-// for; they cost the machine a statement for many reads. The goroutine waits keyFillLinger before each
-// statement, unless a statement's worth of customers already waits, so
-// that one statement carries the keys of many reads' customers even when
-// the reads come one at a time (at 1,000 misses a second, about ten).
+// for. They cost the machine a statement for many reads: the goroutine
+// waits keyFillLinger before each statement, unless a statement's worth
+// of customers already waits, so that one statement carries the keys of
+// many reads' customers even when the reads come one at a time (at 1,000
+// misses a second, about ten).
 
 // keyFillLinger is how long the key fill gathers customers before a
 // statement with fewer than maxReadBatch.
@@ -140,10 +141,5 @@ func (f *keyFiller) close() {
 	f.mu.Lock()
 	f.stop()
 	f.mu.Unlock()
-	f.done.Wait()
-}
-
-// idle waits until no customer waits for their keys (tests).
-func (f *keyFiller) idle() {
 	f.done.Wait()
 }
