@@ -100,7 +100,7 @@ type readCache struct {
 type readShard struct {
 	mu    sync.Mutex
 	byID  map[custos.SubjectID]cachedRead
-	byKey map[string]cachedKey // askKey(field, hash) → owner
+	byKey map[keyAsk]cachedKey // a blind-index key → its owner
 }
 
 type cachedRead struct {
@@ -108,10 +108,54 @@ type cachedRead struct {
 	blob []byte // cacheblob.Encode of the subject, its key, its consents
 }
 
-type cachedKey struct {
-	gen int64
-	id  custos.SubjectID
+// The keys' map holds no pointers, as the customers' entries hold none
+// (cacheblob), so that the collector has nothing in it to trace, and it
+// has room for keysPerCustomer keys for each customer the cache holds, so
+// that a full cache's customers' keys fit (keyfill.go): a key and its
+// owner are fixed-size arrays, 88 bytes an entry where strings took about
+// 100 and two pointers. A key or an id too long for them is not cached
+// (no custos id is: ids are 30 bytes, catalog fields' names short, and
+// blind-index hashes 16 bytes).
+
+// keysPerCustomer is how many blind-index keys the cache has room for
+// for each customer it holds: the default catalog's lookup fields.
+const keysPerCustomer = 4
+
+// keyAsk is a blind-index key (field, hash) as the cache files it: the
+// field's name, a zero byte and the hash, the hash's length in the last
+// byte.
+type keyAsk [48]byte
+
+// askOf returns the keyAsk of (field, hash), and false if they do not fit.
+func askOf(field string, hash []byte) (keyAsk, bool) {
+	var k keyAsk
+	if len(field)+1+len(hash) > len(k)-1 {
+		return k, false
+	}
+	n := copy(k[:], field)
+	copy(k[n+1:], hash)
+	k[len(k)-1] = byte(len(hash))
+	return k, true
 }
+
+type cachedKey struct {
+	gen   int64
+	owner [31]byte
+	n     uint8 // the owner's id is owner[:n]
+}
+
+// ownerOf returns the cachedKey naming id at gen, and false if id does
+// not fit.
+func ownerOf(id custos.SubjectID, gen int64) (cachedKey, bool) {
+	e := cachedKey{gen: gen, n: uint8(len(id))}
+	if len(id) > len(e.owner) {
+		return e, false
+	}
+	copy(e.owner[:], id)
+	return e, true
+}
+
+func (e *cachedKey) id() custos.SubjectID { return custos.SubjectID(e.owner[:e.n]) }
 
 // newReadCache returns a cache of about size customers, or nil when size
 // is negative (off).
@@ -125,13 +169,17 @@ func newReadCache(size int) *readCache {
 	c := &readCache{max: max(1, size/readCacheShards), seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].byID = map[custos.SubjectID]cachedRead{}
-		c.shards[i].byKey = map[string]cachedKey{}
+		c.shards[i].byKey = map[keyAsk]cachedKey{}
 	}
 	return c
 }
 
 func (c *readCache) shard(key string) *readShard {
 	return &c.shards[maphash.String(c.seed, key)%readCacheShards]
+}
+
+func (c *readCache) keyShard(k *keyAsk) *readShard {
+	return &c.shards[maphash.Bytes(c.seed, k[:])%readCacheShards]
 }
 
 // learn records gen as the one the database holds now, found by a check.
@@ -181,16 +229,20 @@ func (c *readCache) at(id custos.SubjectID, gen int64) (*sqlutil.SubjectRead, in
 // filled at a later gen than the key does not vouch for the key.
 func (c *readCache) byKey(field string, hash []byte) (*sqlutil.SubjectRead, int64, bool) {
 	gen := c.known.Load()
-	key := askKey([]any{field, hash})
-	s := c.shard(key)
-	s.mu.Lock()
-	e, ok := s.byKey[key]
-	s.mu.Unlock()
+	key, fits := askOf(field, hash)
+	var e cachedKey
+	ok := false
+	if fits {
+		s := c.keyShard(&key)
+		s.mu.Lock()
+		e, ok = s.byKey[key]
+		s.mu.Unlock()
+	}
 	if !ok || e.gen != gen {
 		c.misses.Add(1)
 		return nil, 0, false
 	}
-	return c.at(e.id, gen)
+	return c.at(e.id(), gen)
 }
 
 // put keeps a copy of r, read by a statement that saw gen, and, for a
@@ -248,18 +300,23 @@ func (c *readCache) keepKey(field string, hash []byte, owner custos.SubjectID, g
 	if gen <= 0 || gen != c.known.Load() {
 		return false
 	}
-	key := askKey([]any{field, hash})
-	s := c.shard(key)
+	key, fits := askOf(field, hash)
+	entry, named := ownerOf(owner, gen)
+	if !fits || !named {
+		return false
+	}
+	limit := keysPerCustomer * c.max
+	s := c.keyShard(&key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if evictOld {
-		evict(s.byKey, c.max, key)
+		evict(s.byKey, limit, key)
 	} else if e, ok := s.byKey[key]; ok && e.gen >= gen {
 		return false
-	} else if !ok && len(s.byKey) >= c.max {
+	} else if !ok && len(s.byKey) >= limit {
 		return false
 	}
-	s.byKey[key] = cachedKey{gen: gen, id: owner}
+	s.byKey[key] = entry
 	return true
 }
 

@@ -64,7 +64,7 @@ func TestWarmEvictsNothing(t *testing.T) {
 		t.Fatalf("hits and misses: %d, want only the test's two byID calls counted", st)
 	}
 
-	// Keys: one a shard too.
+	// Keys: keysPerCustomer a shard.
 	hash := []byte{0xab}
 	if !c.warmKey("mobile", hash, first, 6) {
 		t.Fatal("warmKey into an empty shard refused")
@@ -78,16 +78,19 @@ func TestWarmEvictsNothing(t *testing.T) {
 	if r, _, ok := c.byKey("mobile", hash); !ok || r.Subject.ID != first {
 		t.Fatalf("byKey after warmKey: %v", ok)
 	}
-	key := askKey([]any{"mobile", hash})
-	var other string
-	for i := 0; other == ""; i++ {
+	key, _ := askOf("mobile", hash)
+	for i, put := 0, 1; put <= keysPerCustomer; i++ {
 		h := []byte{byte(i), byte(i >> 8)}
-		if k := askKey([]any{"mobile", h}); k != key && c.shard(k) == c.shard(key) {
-			other = k
-			if c.warmKey("mobile", h, second, 6) {
-				t.Fatal("warmKey into a full shard put it")
-			}
+		if k, _ := askOf("mobile", h); k == key || c.keyShard(&k) != c.keyShard(&key) {
+			continue
 		}
+		ok := c.warmKey("mobile", h, second, 6)
+		if put < keysPerCustomer && !ok {
+			t.Fatalf("warmKey into a shard with room refused (%d keys in it of %d)", put, keysPerCustomer)
+		} else if put == keysPerCustomer && ok {
+			t.Fatal("warmKey into a full shard put it")
+		}
+		put++
 	}
 	if _, _, ok := c.byKey("mobile", hash); !ok {
 		t.Fatal("warmKey evicted a key")
