@@ -25,10 +25,10 @@ import (
 // is used only with an entry for its owner of the same gen (byKey), so a
 // key loaded before a change answers no lookup after it.
 //
-// The cache holds as many keys as customers, and a customer has up to
-// four (the default catalog's lookup fields): the keys of a quarter to a
-// third of a full cache's customers fit. Past that the fill puts nothing,
-// and lookups put their own keys as before, evicting.
+// The cache has room for keysPerCustomer keys a customer it holds (the
+// default catalog's lookup fields), in a map without pointers
+// (readcache.go): a full cache's customers' keys fit. Past that room the
+// fill puts nothing, and lookups put their own keys as before, evicting.
 //
 // The keys do not delay the read: it is answered before they are asked
 // for. They cost the machine a statement for many reads: the goroutine

@@ -3,6 +3,7 @@
 # lookup steps, as in a whole run (sixty-second session).
 #
 #   run.sh NEW OLD OUT PAIRS
+#   EXTRA="-read-cache 10000" run.sh NEW OLD OUT PAIRS   (flags added to every run)
 #
 # NEW and OLD are custos binaries (with and without the key fill). Each run seeds
 # 10,000 customers into a new database and runs the read steps, then the lookup
@@ -20,7 +21,7 @@ run() { # build pair
   [ "$1" = old ] && bin=$old
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
   "$bin" bench -store "$PG/$db?sslmode=disable" -migrate -subjects 10000 -seed 62 -draw-seed $((100 + $2)) \
-    -c 1,16,64 -duration 5s -workloads read,lookup -json "$1$2.json" > "$1$2.txt" 2>&1
+    -c 1,16,64 -duration 5s -workloads read,lookup ${EXTRA:-} -json "$1$2.json" > "$1$2.txt" 2>&1
 }
 for i in $(seq 1 "$pairs"); do
   if [ $((i % 2)) = 1 ]; then run new "$i"; run old "$i"; else run old "$i"; run new "$i"; fi
