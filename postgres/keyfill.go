@@ -47,8 +47,7 @@ const maxKeyFillQueue = 4096
 
 // keyFiller loads the keys of customers read by id (see above).
 type keyFiller struct {
-	db *DB
-	rc *readCache
+	db *DB // its read cache is the one filled
 
 	mu      sync.Mutex
 	queue   []custos.SubjectID
@@ -62,9 +61,9 @@ type keyFiller struct {
 	filled, dropped atomic.Int64
 }
 
-func newKeyFiller(db *DB, rc *readCache) *keyFiller {
+func newKeyFiller(db *DB) *keyFiller {
 	ctx, stop := context.WithCancel(context.Background())
-	return &keyFiller{db: db, rc: rc, ctx: ctx, stop: stop}
+	return &keyFiller{db: db, ctx: ctx, stop: stop}
 }
 
 // note queues id's keys to be loaded, and starts a goroutine to load them
@@ -105,7 +104,7 @@ func (f *keyFiller) run() {
 		if batch == nil {
 			return
 		}
-		n, err := f.db.loadKeys(f.ctx, f.rc, batch)
+		n, err := f.db.loadKeys(f.ctx, f.db.rc, batch)
 		f.filled.Add(int64(n))
 		if err != nil {
 			f.dropped.Add(int64(len(batch)))

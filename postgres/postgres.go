@@ -159,7 +159,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted,
 		rc: newReadCache(opts.ReadCache)}
 	if db.rc != nil {
-		db.kf = newKeyFiller(db, db.rc)
+		db.kf = newKeyFiller(db)
 	}
 	if db.now == nil {
 		db.now = time.Now

@@ -36,8 +36,12 @@ import (
 const maxReadBatches = 2
 
 // maxReadBatch bounds the reads in one statement (the longest list of
-// readKind.sql).
-const maxReadBatch = 64
+// readKind.sql), and readLists is how many lists a kind has: of 1, 2, 4
+// … maxReadBatch asks.
+const (
+	maxReadBatch = 64
+	readLists    = 7
+)
 
 // A readKind is what a batcher's reads ask for: sql[i] answers up to 1<<i
 // asks, each ask's parameters in turn (params of them), the last ask's
@@ -53,7 +57,7 @@ const maxReadBatch = 64
 // plan is kept. The index scans read a repeated ask once.
 type readKind struct {
 	params int
-	sql    [7]string
+	sql    [readLists]string
 }
 
 // readsByID reads subjects by id.

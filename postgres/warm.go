@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -167,11 +166,11 @@ func (db *DB) warmBatch(ctx context.Context, c *readCache, ids []custos.SubjectI
 // readsByID's statements read the customers (the last id repeated to fill
 // the list, so that a node prepares seven statements, not one for each
 // length).
-var keysByOwner = func() (sql [7]string) {
+var keysByOwner = func() (sql [readLists]string) {
 	for i := range sql {
 		marks := make([]string, 1<<i)
 		for m := range marks {
-			marks[m] = fmt.Sprintf("$%d", m+1)
+			marks[m] = sqlutil.DollarPlaceholder(m)
 		}
 		sql[i] = `SELECT field, hash, subject_id, ` + readGenSQL + ` FROM lookups WHERE subject_id IN (` + strings.Join(marks, ", ") + `)`
 	}
