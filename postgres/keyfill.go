@@ -90,13 +90,10 @@ func (f *keyFiller) note(id custos.SubjectID) {
 // empty or the filler closed.
 func (f *keyFiller) run() {
 	defer f.done.Done()
-	linger := time.NewTimer(0)
-	defer linger.Stop()
 	for {
 		if f.waiting() < maxReadBatch {
-			linger.Reset(keyFillLinger)
 			select {
-			case <-linger.C:
+			case <-time.After(keyFillLinger):
 			case <-f.ctx.Done():
 			}
 		}
@@ -119,8 +116,8 @@ func (f *keyFiller) waiting() int {
 	return len(f.queue)
 }
 
-// take removes up to maxReadBatch customers from the queue, or marks the goroutine stopped and returns nil
-// when none wait or the filler closed.
+// take removes up to maxReadBatch customers from the queue, or marks the
+// goroutine stopped and returns nil when none wait or the filler closed.
 func (f *keyFiller) take() []custos.SubjectID {
 	f.mu.Lock()
 	defer f.mu.Unlock()
