@@ -29,7 +29,7 @@ func waitKeysFilled(t *testing.T, n pgNode, want int64) {
 // is then looked up, by any of their blind-indexed fields, from the cache,
 // without a statement; a change made on another node after the keys were
 // loaded is seen by the next lookup, by the old value and the new
-// (postgres/keyfill.go; R-series reads stay current, DESIGN's read cache).
+// (postgres/keyfill.go).
 func TestPostgresKeyFill(t *testing.T) {
 	a, b, admin := newPGNodes(t) // b reads; a makes the change
 	account := []string{"account"}

@@ -106,7 +106,8 @@ func TestServeWarmsReadCache(t *testing.T) {
 // its start it reads the customers of the audit log's latest reads and
 // lookups back into its read cache, with their blind-index keys
 // (postgres/warm.go), so that the first reads and lookups after a restart
-// are hits, of customers read by id before it too. Issue #7 (a node's first seconds after a start).
+// are hits, of customers read by id before it too. Issue #7 (a node's
+// first seconds after a start).
 func TestServeWarmsReadCachePostgres(t *testing.T) {
 	store := scaleSchema(t) // skips when CUSTOS_TEST_POSTGRES is unset
 	ctx := context.Background()
