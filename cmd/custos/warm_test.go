@@ -22,6 +22,19 @@ func metric(t *testing.T, srv *testServer, name string) int {
 
 // metricAt returns the value of a counter in the /metrics of the node at
 // url.
+// cacheCounts reads srv's read cache hits and misses for store ("sqlite"
+// or "pg") now, and returns a func giving the hits and misses counted
+// since.
+func cacheCounts(t *testing.T, srv *testServer, store string) (since func() (hits, misses int)) {
+	t.Helper()
+	hits, misses := "custos_"+store+"_read_cache_hits_total", "custos_"+store+"_read_cache_misses_total"
+	h0, m0 := metric(t, srv, hits), metric(t, srv, misses)
+	return func() (int, int) {
+		t.Helper()
+		return metric(t, srv, hits) - h0, metric(t, srv, misses) - m0
+	}
+}
+
 func metricAt(t *testing.T, url, name string) int {
 	t.Helper()
 	r := rawRequest(t, http.MethodGet, url+"/metrics", "", "", nil)
@@ -89,15 +102,14 @@ func TestServeWarmsReadCache(t *testing.T) {
 	if got := metric(t, srv, "custos_sqlite_read_cache_warmed_total"); got != 5 {
 		t.Errorf("custos_sqlite_read_cache_warmed_total = %d, want 5", got)
 	}
-	hits := metric(t, srv, "custos_sqlite_read_cache_hits_total")
-	misses := metric(t, srv, "custos_sqlite_read_cache_misses_total")
+	counted := cacheCounts(t, srv, "sqlite")
 	app := srv.client(ps.AppKey) // the first start's key
 	for _, id := range ids {
 		if _, err := app.FindSubjectByID(ctx, []string{"account"}, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if h, m := metric(t, srv, "custos_sqlite_read_cache_hits_total")-hits, metric(t, srv, "custos_sqlite_read_cache_misses_total")-misses; h != 5 || m != 0 {
+	if h, m := counted(); h != 5 || m != 0 {
 		t.Errorf("the first reads after the start: %d hits and %d misses, want 5 and 0", h, m)
 	}
 }
@@ -153,8 +165,7 @@ func TestServeWarmsReadCachePostgres(t *testing.T) {
 	if got := metric(t, srv, "custos_pg_read_cache_warmed_total"); got != 5 {
 		t.Errorf("custos_pg_read_cache_warmed_total = %d, want 5", got)
 	}
-	hits := metric(t, srv, "custos_pg_read_cache_hits_total")
-	misses := metric(t, srv, "custos_pg_read_cache_misses_total")
+	counted := cacheCounts(t, srv, "pg")
 	app := srv.client(ps.AppKey) // the first start's key
 	for i, id := range ids {
 		if _, err := app.FindSubjectByID(ctx, account, id); err != nil {
@@ -164,7 +175,7 @@ func TestServeWarmsReadCachePostgres(t *testing.T) {
 			t.Fatalf("lookup after the start: %v", err)
 		}
 	}
-	if h, m := metric(t, srv, "custos_pg_read_cache_hits_total")-hits, metric(t, srv, "custos_pg_read_cache_misses_total")-misses; h != 10 || m != 0 {
+	if h, m := counted(); h != 10 || m != 0 {
 		t.Errorf("the first 5 reads and 5 lookups after the start (3 of them of customers only read by id before): %d hits and %d misses, want 10 and 0", h, m)
 	}
 }
