@@ -112,7 +112,9 @@ func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
 // commit. The writers run their groups' statements side by side, and
 // queue only for the append lock, which each group holds for its end
 // and its commit flush. Writers of this and other nodes do not wait for
-// each other except on the rows they both touch and on that lock.
+// each other except on the rows they both touch and on that lock, and a
+// group of read audits alone, which waits in the node for this node's
+// other end on its way (joinLate, latejoin.go).
 //
 // A member aborted as a deadlock victim or for a serialisation failure is
 // rolled back to its savepoint and run again in the next group (up to
@@ -170,6 +172,7 @@ func (db *DB) writer() {
 		// interleaved pairs gave creates at c=16 +0 to +29 % but reads
 		// at c=64 −6 to −14 % (BENCHMARKS.md, tenth session).
 		group = queue.Gather(db.reqs, group, MaxGroup, 0)
+		group = db.joinLate(group)
 		carry = db.commitGroup(group)
 	}
 }
@@ -485,6 +488,8 @@ func (db *DB) runGroup(group []*writeReq, errs []error, again []bool, deferring 
 		first = beginOnlySQL
 	}
 	tx.begun = true
+	db.ends.begin()
+	defer db.ends.end()
 	var end *endPhase
 	switch outcome, tag, err := tx.oneTripEnd(ctx, conn, first, &db.hint); outcome {
 	case oneTripEnded:

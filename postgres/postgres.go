@@ -124,6 +124,10 @@ type DB struct {
 	// hint is the chain head this node's last group end wrote
 	// (serverchain.go).
 	hint keptHint
+	// ends counts the group ends on their way, for joinLate, which waits
+	// for them at most joinWait (latejoin.go).
+	ends     endWatch
+	joinWait time.Duration
 	// asyncAudit is Options.ReadAuditCommitted; asyncCommits counts the
 	// groups committed with synchronous_commit off (GroupStats).
 	asyncAudit   bool
@@ -157,7 +161,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		cfg.RuntimeParams["application_name"] = "custos"
 	}
 	db := &DB{now: opts.Now, timeout: opts.QueryTimeout, leaders: map[*leader]struct{}{}, asyncAudit: opts.ReadAuditCommitted,
-		rc: newReadCache(opts.ReadCache)}
+		rc: newReadCache(opts.ReadCache), joinWait: lateJoinWait}
 	if db.rc != nil {
 		db.kf = newKeyFiller(db)
 	}
