@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"custos"
 
@@ -152,4 +153,15 @@ func (db *DB) HoldKeyFill() (release func()) {
 	f.done.Add(1)
 	f.mu.Unlock()
 	return func() { go f.run() }
+}
+
+// SetJoinWait sets how long a group of read audits waits for another
+// group's end on its way (latejoin.go).
+func (db *DB) SetJoinWait(d time.Duration) { db.joinWait = d }
+
+// EndsOnTheirWay counts this node's group ends sent and not yet answered.
+func (db *DB) EndsOnTheirWay() int {
+	db.ends.mu.Lock()
+	defer db.ends.mu.Unlock()
+	return db.ends.n
 }

@@ -264,10 +264,15 @@ func (db *DB) commitGroup(group []*writeReq) (carry []*writeReq) {
 // ReadStatements and BatchedReads count the statements that read subjects
 // by id or lookup key for Glances and the reads they carried
 // (readbatch.go).
+//
+// LateJoins counts the groups of read audits that waited in the node for
+// its other group's end, and LateJoined the requests they took meanwhile
+// (latejoin.go).
 type GroupStats struct {
 	Groups, Members, Deferred, Undeferred, AppendLocks int64
 	OneTrip, OneTripFellBack, Async                    int64
 	ReadStatements, BatchedReads                       int64
+	LateJoins, LateJoined                              int64
 	// CacheHits, CacheMisses and CacheStale are ReadCacheStats'; CacheWarmed
 	// counts the customers the warm-up after a start put in the cache
 	// (warm.go), CacheKeysFilled the blind-index keys loaded for customers
@@ -281,7 +286,8 @@ func (db *DB) GroupStats() GroupStats {
 		Deferred: db.deferredSent.Load(), Undeferred: db.undeferred.Load(), AppendLocks: db.appendLocks.Load(),
 		OneTrip: db.hint.sent.Load(), OneTripFellBack: db.hint.fellBack.Load(), Async: db.asyncCommits.Load(),
 		ReadStatements: db.byID.statements.Load() + db.byKey.statements.Load(),
-		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load()}
+		BatchedReads:   db.byID.reads.Load() + db.byKey.reads.Load(),
+		LateJoins:      db.lateJoins.Load(), LateJoined: db.lateJoined.Load()}
 	if rc := db.rc; rc != nil {
 		st.CacheHits, st.CacheMisses, st.CacheStale, st.CacheWarmed = rc.hits.Load(), rc.misses.Load(), rc.stale.Load(), rc.warmed.Load()
 	}
@@ -305,6 +311,8 @@ func (db *DB) WriteMetrics(w io.Writer) {
 		{Name: "custos_pg_one_trip_fallbacks_total", Help: "Of those, ends that found a checkpoint due and ended the usual way.", Value: fmt.Sprint(st.OneTripFellBack)},
 		{Name: "custos_pg_read_statements_total", Help: "Statements that read customers by id or lookup key for reads, several concurrent reads in one.", Value: fmt.Sprint(st.ReadStatements)},
 		{Name: "custos_pg_batched_reads_total", Help: "Reads those statements carried.", Value: fmt.Sprint(st.BatchedReads)},
+		{Name: "custos_pg_group_late_joins_total", Help: "Groups of read audits that waited in the node for its other group's end instead of at the append lock.", Value: fmt.Sprint(st.LateJoins)},
+		{Name: "custos_pg_group_late_joined_total", Help: "Requests those groups took while they waited.", Value: fmt.Sprint(st.LateJoined)},
 		{Name: "custos_pg_groups_committed_async_total", Help: "Commit groups of audit events alone committed before their flush (read_audit_durability committed).", Value: fmt.Sprint(st.Async)},
 	})
 	promtext.WriteCounters(w, []promtext.Counter{

@@ -79,17 +79,22 @@ func (db *DB) joinLate(group []*writeReq) []*writeReq {
 	if busy == nil {
 		return group
 	}
+	db.lateJoins.Add(1)
 	timer := time.NewTimer(db.joinWait)
 	defer timer.Stop()
 	for len(group) < MaxGroup {
 		select {
 		case r := <-db.reqs:
 			group = append(group, r)
+			db.lateJoined.Add(1)
 			if !readAudit(r) {
 				return group
 			}
 		case <-busy:
-			return queue.Gather(db.reqs, group, MaxGroup, 0)
+			had := len(group)
+			group = queue.Gather(db.reqs, group, MaxGroup, 0)
+			db.lateJoined.Add(int64(len(group) - had))
+			return group
 		case <-timer.C:
 			return group
 		case <-db.closed:

@@ -125,9 +125,12 @@ type DB struct {
 	// (serverchain.go).
 	hint keptHint
 	// ends counts the group ends on their way, for joinLate, which waits
-	// for them at most joinWait (latejoin.go).
-	ends     endWatch
-	joinWait time.Duration
+	// for them at most joinWait (latejoin.go); lateJoins counts the groups
+	// that waited, lateJoined the requests they took meanwhile
+	// (GroupStats).
+	ends                  endWatch
+	joinWait              time.Duration
+	lateJoins, lateJoined atomic.Int64
 	// asyncAudit is Options.ReadAuditCommitted; asyncCommits counts the
 	// groups committed with synchronous_commit off (GroupStats).
 	asyncAudit   bool

@@ -209,6 +209,11 @@ type benchResult struct {
 	CacheHitRate    float64 `json:"read_cache_hit_rate,omitempty"`
 	CacheStale      int64   `json:"read_cache_stale,omitempty"`
 	CacheKeysFilled int64   `json:"read_cache_keys_filled,omitempty"`
+	// LateJoins counts the groups of read audits a PostgreSQL node held
+	// back while its other group's end was on its way, and LateJoined
+	// the requests they took meanwhile (postgres/latejoin.go).
+	LateJoins  int64 `json:"late_joins,omitempty"`
+	LateJoined int64 `json:"late_joined,omitempty"`
 	// KeptRate is the share of the SQLite reads of one customer that ran
 	// SQL (Glance) answered on a snapshot kept from an earlier read
 	// (sqlite/kept.go), and KeptStale the share of those that ran again
@@ -1821,6 +1826,7 @@ func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkloa
 	}
 	res.CacheStale = groups1.CacheStale - groups0.CacheStale
 	res.CacheKeysFilled = groups1.CacheKeysFilled - groups0.CacheKeysFilled
+	res.LateJoins, res.LateJoined = groups1.LateJoins-groups0.LateJoins, groups1.LateJoined-groups0.LateJoined
 	if st := groups1.ReadStatements - groups0.ReadStatements; st > 0 {
 		res.ReadsPerStatement = float64(groups1.BatchedReads-groups0.BatchedReads) / float64(st)
 	}
@@ -2011,6 +2017,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 			}
 			if r.ReadsPerStatement > 0 {
 				notes = append(notes, fmt.Sprintf("%.2f reads a statement", r.ReadsPerStatement))
+			}
+			if r.LateJoins > 0 {
+				notes = append(notes, fmt.Sprintf("%d groups of reads waited for the other writer's end, taking %d requests meanwhile", r.LateJoins, r.LateJoined))
 			}
 		}
 		codeList := func(cl []benchCode) string {

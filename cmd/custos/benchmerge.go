@@ -117,6 +117,8 @@ func benchMerge(paths []string) (*benchReport, error) {
 			m.GroupsUndeferred += r.GroupsUndeferred
 			m.CacheStale += r.CacheStale
 			m.CacheKeysFilled += r.CacheKeysFilled
+			m.LateJoins += r.LateJoins
+			m.LateJoined += r.LateJoined
 			m.MaxMs = max(m.MaxMs, r.MaxMs)
 			m.PeakRSSBytes = max(m.PeakRSSBytes, r.PeakRSSBytes)
 			tMin, tMax = min(tMin, r.Throughput), max(tMax, r.Throughput)

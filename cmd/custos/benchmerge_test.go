@@ -60,6 +60,7 @@ func TestBenchMerge(t *testing.T) {
 		r.Results[1].WaitsPerRequest, r.Results[1].MachineIdle = waits, idle
 		r.Results[1].CacheStale = int64(math.Round(waits * 10))
 		r.Results[1].CacheKeysFilled = int64(math.Round(waits * 100))
+		r.Results[1].LateJoins, r.Results[1].LateJoined = int64(math.Round(waits*20)), int64(math.Round(waits*200))
 		r.Results[2].FilingsPerThousand, r.Results[2].FilingMs = 1.5*waits, 10*waits
 		// The collector: ten times the wake-ups in cycles, as many ms of
 		// marking a cycle, a hundred MiB times them live.
@@ -107,6 +108,9 @@ func TestBenchMerge(t *testing.T) {
 	}
 	if read.CacheKeysFilled != 180 {
 		t.Errorf("read c=16: %d lookup keys filled, want the runs' 50 + 70 + 60", read.CacheKeysFilled)
+	}
+	if read.LateJoins != 36 || read.LateJoined != 360 {
+		t.Errorf("read c=16: %d late joins taking %d reads, want the runs' 10 + 14 + 12 and 100 + 140 + 120", read.LateJoins, read.LateJoined)
 	}
 	if read.WaitsPerRequest != 0.6 || read.MachineIdle == nil || math.Abs(*read.MachineIdle-0.3) > 1e-9 || ceil.MachineIdle != nil {
 		idle := "none"
@@ -206,12 +210,16 @@ func TestBenchMergeRefuses(t *testing.T) {
 	}
 
 	pg.Results[2].DeferredStatements = 7
+	pg.Results[1].GroupSize, pg.Results[1].LateJoins, pg.Results[1].LateJoined = 6.5, 3, 20
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"bench", "-merge", writeBenchReports(t, pg, pg)}, &stdout, &stderr, func(string) string { return "" }); code != 0 {
 		t.Fatalf("PostgreSQL merge: exit %d: %s", code, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "create c=16: 5.0 writes per commit, 14 statements sent deferred") {
 		t.Errorf("a PostgreSQL merge notes its groups as PostgreSQL's:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "6 groups of reads waited for the other writer's end, taking 40 requests meanwhile") {
+		t.Errorf("a PostgreSQL merge notes the late joins of its runs, summed:\n%s", stdout.String())
 	}
 }
 
