@@ -4,6 +4,7 @@
 #
 #   run.sh NEW OLD OUT PAIRS
 #   EXTRA="-read-cache 10000" run.sh NEW OLD OUT PAIRS   (flags added to every run)
+#   DB=name SEED=n run.sh …   (the scratch database and the seed; keyfill_62 and 62)
 #
 # NEW and OLD are custos binaries (with and without the key fill). Each run seeds
 # 10,000 customers into a new database and runs the read steps, then the lookup
@@ -13,14 +14,14 @@
 set -euo pipefail
 new=$(realpath "$1") old=$(realpath "$2") out=$3 pairs=$4
 PG=postgres://postgres@127.0.0.1:5432
-db=keyfill_62
+db=${DB:-keyfill_62}
 mkdir -p "$out"; cd "$out"
 trap 'psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" > /dev/null' EXIT
 run() { # build pair
   local bin=$new
   [ "$1" = old ] && bin=$old
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
-  "$bin" bench -store "$PG/$db?sslmode=disable" -migrate -subjects 10000 -seed 62 -draw-seed $((100 + $2)) \
+  "$bin" bench -store "$PG/$db?sslmode=disable" -migrate -subjects 10000 -seed ${SEED:-62} -draw-seed $((100 + $2)) \
     -c 1,16,64 -duration 5s -workloads read,lookup ${EXTRA:-} -json "$1$2.json" > "$1$2.txt" 2>&1
 }
 for i in $(seq 1 "$pairs"); do
