@@ -112,8 +112,8 @@ func (tx *Tx) runEnds(ctx context.Context, end *endPhase) error {
 // commit. The writers run their groups' statements side by side, and
 // queue only for the append lock, which each group holds for its end
 // and its commit flush. Writers of this and other nodes do not wait for
-// each other except on the rows they both touch and on that lock, and a
-// group of read audits alone, which waits in the node for this node's
+// each other except on the rows they both touch and on that lock, and
+// where a group of read audits alone waits in the node for this node's
 // other end on its way (joinLate, latejoin.go).
 //
 // A member aborted as a deadlock victim or for a serialisation failure is

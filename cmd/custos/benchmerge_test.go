@@ -110,7 +110,7 @@ func TestBenchMerge(t *testing.T) {
 		t.Errorf("read c=16: %d lookup keys filled, want the runs' 50 + 70 + 60", read.CacheKeysFilled)
 	}
 	if read.LateJoins != 36 || read.LateJoined != 360 {
-		t.Errorf("read c=16: %d late joins taking %d reads, want the runs' 10 + 14 + 12 and 100 + 140 + 120", read.LateJoins, read.LateJoined)
+		t.Errorf("read c=16: %d late joins taking %d requests, want the runs' 10 + 14 + 12 and 100 + 140 + 120", read.LateJoins, read.LateJoined)
 	}
 	if read.WaitsPerRequest != 0.6 || read.MachineIdle == nil || math.Abs(*read.MachineIdle-0.3) > 1e-9 || ceil.MachineIdle != nil {
 		idle := "none"
