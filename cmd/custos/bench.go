@@ -85,11 +85,15 @@ type benchReport struct {
 	GOARCH     string    `json:"goarch"`
 	NumCPU     int       `json:"num_cpu"`
 	GOMAXPROCS int       `json:"gomaxprocs"`
-	CPUModel   string    `json:"cpu_model,omitempty"`
-	LoadAvg    string    `json:"loadavg_at_start,omitempty"`
-	Store      string    `json:"store"`
-	Client     string    `json:"client"`
-	Subjects   int       `json:"subjects"`
+	// Procs is the GOMAXPROCS custos's steps ran with (-procs) when it
+	// was not the process's: the seed, the priming and the ceiling's
+	// steps ran with GOMAXPROCS.
+	Procs    int    `json:"custos_gomaxprocs,omitempty"`
+	CPUModel string `json:"cpu_model,omitempty"`
+	LoadAvg  string `json:"loadavg_at_start,omitempty"`
+	Store    string `json:"store"`
+	Client   string `json:"client"`
+	Subjects int    `json:"subjects"`
 	// StoreSubjects is how many customers a -reuse run's store held, of
 	// which it read Subjects (the scale target's store size, -scale).
 	StoreSubjects int    `json:"store_subjects,omitempty"`
@@ -143,11 +147,13 @@ type benchReport struct {
 
 // benchResult is one workload at one concurrency.
 type benchResult struct {
-	Workload    string  `json:"workload"`
-	Concurrency int     `json:"concurrency"`
-	Requests    int64   `json:"requests"`
-	Seconds     float64 `json:"seconds"`
-	Throughput  float64 `json:"throughput"` // requests per second
+	Workload    string `json:"workload"`
+	Concurrency int    `json:"concurrency"`
+	// Procs is the GOMAXPROCS the step ran with (-procs).
+	Procs      int     `json:"gomaxprocs,omitempty"`
+	Requests   int64   `json:"requests"`
+	Seconds    float64 `json:"seconds"`
+	Throughput float64 `json:"throughput"` // requests per second
 	// Latencies of the measured requests, in milliseconds.
 	P50ms  float64 `json:"p50_ms"`
 	P95ms  float64 `json:"p95_ms"`
@@ -304,6 +310,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	base := fs.String("base", "", "with -compare: the JSON reports of the base build's runs, one per -compare report, in the same order")
 	scale := fs.String("scale", "", "run nothing: read the JSON reports of -reuse runs on a large store (comma-separated), each paired with the run on a small store of -scale-small at its place, and report the pairs' ratios of the read's p50 at each concurrency, with issue 7's scale target judged for 10,000,000 customers against 10,000; with -json as well")
 	scaleSmall := fs.String("scale-small", "", "with -scale: the JSON reports of the -reuse runs on the small store, one per -scale report, in the same order")
+	procs := fs.Int("procs", 0, "run custos's steps with this many Go processors (GOMAXPROCS) and everything else, the ceiling's steps included, with the process's; 0: the process's. On a host shared with PostgreSQL, one fewer than its CPUs leaves the database's backends a CPU (docs/deploy.md)")
 	bulk := fs.Int("bulk", 0, "run the bulk-load target instead of the workloads: custos import of this many generated customers into a fresh node, then custos seed of as many into another fresh store, each a process of this binary, judged by wall time and the store's process's peak memory (issue 7: 1000000 in under 5 minutes and 500 MB); SQLite, or with -store postgres://…/DB two schemas made for the loads in DB and dropped afterwards; with -seed, -store, -keep, -quiet and -json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: custos bench [flags]\n\nStarts custos in this process on a loopback port, seeds synthetic customers, and\ndrives closed-loop load per workload and concurrency. Without -data it uses a\nfresh SQLite store in a temporary directory, removed afterwards.")
@@ -384,6 +391,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	if *reuse && !slices.Equal(workloads, []string{"read"}) {
 		problems = append(problems, "-reuse runs the read workload only (-workloads read)")
+	}
+	if *procs < 0 {
+		problems = append(problems, "-procs must be 0 (the process's GOMAXPROCS) or more")
 	}
 	if *rounds < 1 || *rounds > maxBenchRounds {
 		problems = append(problems, fmt.Sprintf("-rounds must be 1–%d", maxBenchRounds))
@@ -626,6 +636,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer traced.finish()
+	if *procs > 0 && *procs != rep.GOMAXPROCS {
+		rep.Procs = *procs
+		runtime.GOMAXPROCS(*procs)
+		defer runtime.GOMAXPROCS(rep.GOMAXPROCS)
+	}
 	for _, name := range workloads {
 		for _, c := range conc {
 			wl := env.workload(name)
@@ -1633,7 +1648,7 @@ func benchResetPeakRSS() bool {
 // benchStep runs one workload at concurrency c: warm-up, then the measured
 // window; requests in flight at its end are waited for and counted.
 func benchStep(ctx context.Context, env *benchEnv, name string, wl *benchWorkload, c int, warmup, d time.Duration, ceilRPS float64, resetRSS bool) (benchResult, error) {
-	res := benchResult{Workload: name, Concurrency: c, CeilingRPS: ceilRPS}
+	res := benchResult{Workload: name, Concurrency: c, Procs: runtime.GOMAXPROCS(0), CeilingRPS: ceilRPS}
 	limit := benchMaxSamples / c
 	prealloc := 1 << 14
 	if ceilRPS > 0 { // no workload outruns the ceiling
@@ -1921,6 +1936,9 @@ func benchTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "custos bench: %d subjects, %s per step (warm-up %s), %s; %d CPU (%s), GOMAXPROCS %d\n",
 		rep.Subjects, time.Duration(rep.DurationSec*float64(time.Second)), time.Duration(rep.WarmupSec*float64(time.Second)),
 		rep.Store, rep.NumCPU, cmp.Or(rep.CPUModel, "unknown CPU"), rep.GOMAXPROCS)
+	if rep.Procs > 0 {
+		fmt.Fprintf(w, "custos's steps ran with GOMAXPROCS %d (-procs); the seed, the priming and the ceiling's steps with %d\n", rep.Procs, rep.GOMAXPROCS)
+	}
 	if rep.Zipf > 0 {
 		fmt.Fprintf(w, "reads and lookups drew their customer by Zipf's law, exponent %g (uniformly without -zipf)\n", rep.Zipf)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -383,5 +384,44 @@ func TestBenchParseProcStat(t *testing.T) {
 		if total, idle, ok := benchMachineCPU(); !ok || total <= 0 || idle < 0 || idle > total {
 			t.Errorf("/proc/stat: total %d, idle %d, ok %v; want 0 ≤ idle ≤ total, total > 0", total, idle, ok)
 		}
+	}
+}
+
+// TestBenchProcs: with -procs custos's steps run with that many Go
+// processors, the ceiling's with the process's, and the process has its
+// own back at the end; the report says both.
+func TestBenchProcs(t *testing.T) {
+	ctx, file := benchTest(t)
+	had := runtime.GOMAXPROCS(0)
+	procs := 1
+	if had == 1 {
+		procs = 2
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-subjects", "50", "-c", "2", "-duration", "200ms", "-workloads", "read", "-json", file, "-procs", strconv.Itoa(procs)}
+	rep := runBenchJSON(t, ctx, args, file, func(string) string { return "" }, &stdout, &stderr)
+	if now := runtime.GOMAXPROCS(0); now != had {
+		t.Errorf("GOMAXPROCS after the run: %d, want the process's %d back", now, had)
+	}
+	if rep.Procs != procs || rep.GOMAXPROCS != had {
+		t.Errorf("report: custos_gomaxprocs %d, gomaxprocs %d; want %d and %d", rep.Procs, rep.GOMAXPROCS, procs, had)
+	}
+	want := map[string]int{"ceiling": had, "read": procs}
+	for _, r := range rep.Results {
+		if r.Procs != want[r.Workload] {
+			t.Errorf("%s c=%d ran with GOMAXPROCS %d, want %d", r.Workload, r.Concurrency, r.Procs, want[r.Workload])
+		}
+	}
+	if len(rep.Results) != 2 {
+		t.Errorf("results: %d steps, want the ceiling's and the read's", len(rep.Results))
+	}
+	if line := fmt.Sprintf("custos's steps ran with GOMAXPROCS %d (-procs); the seed, the priming and the ceiling's steps with %d", procs, had); !strings.Contains(stdout.String(), line) {
+		t.Errorf("stdout does not say %q:\n%s", line, stdout.String())
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(ctx, []string{"bench", "-procs", "-1"}, &stdout, &stderr, func(string) string { return "" }); code != 2 || !strings.Contains(stderr.String(), "-procs must be 0 (the process's GOMAXPROCS) or more") {
+		t.Errorf("-procs -1: exit %d, stderr %q; want 2 and the rule", code, stderr.String())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,7 +66,7 @@ func benchMerge(paths []string) (*benchReport, error) {
 			}
 			return benchMedian(v)
 		}
-		m := benchResult{Workload: rs[0].Workload, Concurrency: rs[0].Concurrency, pgGroups: pg,
+		m := benchResult{Workload: rs[0].Workload, Concurrency: rs[0].Concurrency, Procs: rs[0].Procs, pgGroups: pg,
 			Throughput:            med(func(r benchResult) float64 { return r.Throughput }),
 			P50ms:                 med(func(r benchResult) float64 { return r.P50ms }),
 			P95ms:                 med(func(r benchResult) float64 { return r.P95ms }),
@@ -236,12 +237,24 @@ func benchSameSettings(opt string, paths []string, reps []*benchReport) error {
 			return fmt.Errorf("bench: %s: %s and %s differ in the garbage collector's setting (%q and %q)", opt, paths[0], paths[i+1],
 				cmp.Or(reps[0].GC, "Go's default"), cmp.Or(r.GC, "Go's default"))
 		}
+		if r.Procs != reps[0].Procs {
+			return fmt.Errorf("bench: %s: %s and %s differ in -procs, the Go processors custos's steps ran with (%s and %s)", opt, paths[0], paths[i+1],
+				benchProcs(reps[0]), benchProcs(r))
+		}
 		if r.ReadAuditDurability != reps[0].ReadAuditDurability {
 			return fmt.Errorf("bench: %s: %s and %s differ in read_audit_durability (%q and %q)", opt, paths[0], paths[i+1],
 				cmp.Or(reps[0].ReadAuditDurability, "synced"), cmp.Or(r.ReadAuditDurability, "synced"))
 		}
 	}
 	return nil
+}
+
+// benchProcs says the GOMAXPROCS rep's custos steps ran with.
+func benchProcs(rep *benchReport) string {
+	if rep.Procs > 0 {
+		return strconv.Itoa(rep.Procs)
+	}
+	return fmt.Sprintf("the process's, %d", rep.GOMAXPROCS)
 }
 
 // benchStepKey names a step: "read c=16".

@@ -178,6 +178,8 @@ func TestBenchMergeRefuses(t *testing.T) {
 	committed.ReadAuditDurability = "committed"
 	tunedGC := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
 	tunedGC.GC = "headroom 128 MiB"
+	oneProc := benchRun(t0, 30000, 0.2, 4000, 30, 0, nil, 0)
+	oneProc.Procs = 1
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -200,6 +202,7 @@ func TestBenchMergeRefuses(t *testing.T) {
 		{"planner statistics", []string{"-merge", writeBenchReports(t, pg, pgAnalyzed)}, "differ in planner statistics"},
 		{"read audit durability", []string{"-merge", writeBenchReports(t, run1, committed)}, `differ in read_audit_durability ("synced" and "committed")`},
 		{"garbage collector", []string{"-merge", writeBenchReports(t, run1, tunedGC)}, `differ in the garbage collector's setting ("Go's default" and "headroom 128 MiB")`},
+		{"procs", []string{"-merge", writeBenchReports(t, oneProc, run1)}, fmt.Sprintf("differ in -procs, the Go processors custos's steps ran with (1 and the process's, %d)", run1.GOMAXPROCS)},
 		{"one file and a comma", []string{"-merge", writeBenchReports(t, run1) + ","}, "two or more"},
 	} {
 		var stdout, stderr bytes.Buffer

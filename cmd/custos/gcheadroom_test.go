@@ -19,7 +19,7 @@ import (
 // memory limit (on this machine, with gigabytes, the largest, 128 MiB) and
 // says so in its "listening" line; with -1 the percentage is Go's
 // default. Each node is a process of its own: the setting is the
-// process's.
+// process's. The listening line also gives GOMAXPROCS.
 func TestServeGCHeadroom(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped under -short")
@@ -37,11 +37,18 @@ func TestServeGCHeadroom(t *testing.T) {
 	}
 	p.terminate(t)
 
+	// The listening line also gives the Go processors the node runs with,
+	// here from GOMAXPROCS in its environment (docs/deploy.md).
+	t.Setenv("GOMAXPROCS", "1")
 	p = startChild(t, bin, "serve", "100ms", "--data", dir, "--gc-headroom-mib", "-1")
 	if pct := metricAt(t, p.url, "custos_go_gc_percent"); pct != 100 {
 		t.Errorf("custos_go_gc_percent with --gc-headroom-mib -1: %d, want Go's 100", pct)
 	}
 	p.terminate(t)
+	if log := p.stderr.String(); !strings.Contains(log, " gomaxprocs=1") {
+		t.Errorf("serve's listening line does not give GOMAXPROCS=1 from its environment:\n%s", log)
+	}
+	os.Unsetenv("GOMAXPROCS") // t.Setenv restores it at the end; the next node runs with the default
 
 	if l := gcheadroom.MemoryLimit(); l.Bytes < 2<<30 {
 		t.Skipf("the default headroom's check wants a machine with 2 GiB or more to give: %v", l)

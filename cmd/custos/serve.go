@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -94,7 +95,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "custos listening on %s://%s (data %s)\n", scheme, srv.Addr(), cfg.Data)
-	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version, "gc_headroom", gcHow)
+	logger.Info("listening", "addr", srv.Addr(), "catalog", n.svc.Catalog().Version, "gc_headroom", gcHow,
+		"gomaxprocs", runtime.GOMAXPROCS(0))
 	if cfg.ReadAuditCommitted() {
 		loss := "a power loss may lose the last few milliseconds of read audit events"
 		if cfg.Postgres() {
