@@ -219,8 +219,14 @@ func (c *readCache) at(id custos.SubjectID, gen int64) (*sqlutil.SubjectRead, in
 		return nil, 0, false
 	}
 	c.hits.Add(1)
-	r := &sqlutil.SubjectRead{Subject: cacheblob.Subject(e.blob, id, &c.in), Key: cacheblob.Key(e.blob, id),
-		Consents: cacheblob.History(e.blob, id, &c.in)}
+	// The consents are decoded when the transaction asks for them, and
+	// only those of the purposes it asks for: an entry's blob is never
+	// changed once made (put makes a new one).
+	blob := e.blob
+	r := &sqlutil.SubjectRead{Subject: cacheblob.Subject(blob, id, &c.in), Key: cacheblob.Key(blob, id),
+		ConsentsOf: func(purposes []string) []*custos.StoredConsent {
+			return cacheblob.Consents(blob, id, purposes, &c.in)
+		}}
 	return r, gen, true
 }
 

@@ -133,32 +133,19 @@ func Key(b []byte, id custos.SubjectID) *custos.DataKey {
 }
 
 // Consents decodes the consents of entry b, whose key is id, for
-// purposes, in recorded order.
+// purposes, in recorded order. A consent of another purpose is skipped
+// before anything is made of it.
 func Consents(b []byte, id custos.SubjectID, purposes []string, in *Interner) []*custos.StoredConsent {
-	return consents(b, id, purposes, false, in)
-}
-
-// History decodes every consent of entry b, whose key is id, in recorded
-// order: the whole history, which PostgreSQL's read cache hands to a
-// transaction that answers later asks by purpose from it.
-func History(b []byte, id custos.SubjectID, in *Interner) []*custos.StoredConsent {
-	return consents(b, id, nil, true, in)
-}
-
-func consents(b []byte, id custos.SubjectID, purposes []string, all bool, in *Interner) []*custos.StoredConsent {
 	d := decoder{b: b[binary.LittleEndian.Uint32(b[4:]):]}
 	out := []*custos.StoredConsent{}
 	for n := d.uvarint(); n > 0; n-- {
 		r := decoder{b: d.chunk()}
-		var purpose string
-		if p := r.chunk(); all {
-			purpose = in.get(p)
-		} else if i := slices.IndexFunc(purposes, func(s string) bool { return s == string(p) }); i >= 0 {
-			purpose = purposes[i]
-		} else {
+		p := r.chunk()
+		i := slices.IndexFunc(purposes, func(s string) bool { return s == string(p) })
+		if i < 0 {
 			continue // decoded no further, nothing allocated
 		}
-		c := &custos.StoredConsent{Purpose: purpose, SubjectID: id}
+		c := &custos.StoredConsent{Purpose: purposes[i], SubjectID: id}
 		c.Seq = r.varint()
 		c.ID = string(r.chunk())
 		c.Scope = in.get(r.chunk())

@@ -38,6 +38,10 @@ type SubjectRead struct {
 	Subject  *custos.StoredSubject // nil until a row is scanned
 	Key      *custos.DataKey       // nil: the subject has none
 	Consents []*custos.StoredConsent
+	// ConsentsOf, when set, returns the subject's consents for purposes,
+	// in recorded order, each the caller's own copy, in place of Consents:
+	// a read cache's entry decodes only those asked for.
+	ConsentsOf func(purposes []string) []*custos.StoredConsent
 }
 
 // Scan reads one row: the subject and its key from the first, a consent
@@ -99,6 +103,9 @@ func (r *SubjectRead) Add(w *SubjectRow) error {
 type SubjectReads struct {
 	keys     map[custos.SubjectID]*custos.DataKey
 	consents map[custos.SubjectID][]*custos.StoredConsent
+	// consentsOf holds the subjects whose SubjectRead had ConsentsOf; a
+	// subject is in one map or the other, as its last Keep put it.
+	consentsOf map[custos.SubjectID]func([]string) []*custos.StoredConsent
 }
 
 // Keep records r's key and consents (r.Subject must be set).
@@ -107,7 +114,18 @@ func (s *SubjectReads) Keep(r *SubjectRead) {
 		s.keys = map[custos.SubjectID]*custos.DataKey{}
 		s.consents = map[custos.SubjectID][]*custos.StoredConsent{}
 	}
-	s.keys[r.Subject.ID], s.consents[r.Subject.ID] = r.Key, r.Consents
+	id := r.Subject.ID
+	s.keys[id] = r.Key
+	if r.ConsentsOf != nil {
+		if s.consentsOf == nil {
+			s.consentsOf = map[custos.SubjectID]func([]string) []*custos.StoredConsent{}
+		}
+		s.consentsOf[id] = r.ConsentsOf
+		delete(s.consents, id)
+		return
+	}
+	s.consents[id] = r.Consents
+	delete(s.consentsOf, id)
 }
 
 // Key returns the data key kept for id: ok is false when none was read
@@ -137,6 +155,9 @@ func CloneConsent(c *custos.StoredConsent) *custos.StoredConsent {
 // ConsentsFor returns the consents kept for id whose purpose is one of
 // purposes, in recorded order; ok is false when none were read with id.
 func (s *SubjectReads) ConsentsFor(id custos.SubjectID, purposes []string) (l []*custos.StoredConsent, ok bool) {
+	if of, ok := s.consentsOf[id]; ok {
+		return of(purposes), true
+	}
 	history, ok := s.consents[id]
 	if !ok {
 		return nil, false
