@@ -200,8 +200,8 @@ func TestKeyAsks(t *testing.T) {
 // by id, kept for the transaction, and the consents of the read's
 // purpose asked for, of a customer with four consents (the bench's
 // seeded customers). The consents are decoded on demand since the
-// sixty-fourth session: 18 allocations and 2,056 bytes a hit against 31
-// and 3,336, about 2.3 µs against 2.9 on the benchmark host.
+// sixty-fourth session: 17 allocations and 2,008 bytes a hit against 31
+// and 3,336, about 2.1 µs against 2.9 on the benchmark host.
 func BenchmarkReadCacheHit(b *testing.B) {
 	c := newReadCache(1024)
 	id := custos.SubjectID("sub_0123456789abcdefghijklmnop")

@@ -101,31 +101,24 @@ func (r *SubjectRead) Add(w *SubjectRow) error {
 // and ListConsentsFor answer without a statement. Its zero value is
 // empty; every answer is the caller's own copy.
 type SubjectReads struct {
-	keys     map[custos.SubjectID]*custos.DataKey
-	consents map[custos.SubjectID][]*custos.StoredConsent
-	// consentsOf holds the subjects whose SubjectRead had ConsentsOf; a
-	// subject is in one map or the other, as its last Keep put it.
-	consentsOf map[custos.SubjectID]func([]string) []*custos.StoredConsent
+	keys map[custos.SubjectID]*custos.DataKey
+	// consents answers a ConsentsFor of each subject kept: its
+	// SubjectRead's ConsentsOf, or a copy from its Consents.
+	consents map[custos.SubjectID]func(purposes []string) []*custos.StoredConsent
 }
 
 // Keep records r's key and consents (r.Subject must be set).
 func (s *SubjectReads) Keep(r *SubjectRead) {
 	if s.keys == nil {
 		s.keys = map[custos.SubjectID]*custos.DataKey{}
-		s.consents = map[custos.SubjectID][]*custos.StoredConsent{}
+		s.consents = map[custos.SubjectID]func([]string) []*custos.StoredConsent{}
 	}
-	id := r.Subject.ID
-	s.keys[id] = r.Key
-	if r.ConsentsOf != nil {
-		if s.consentsOf == nil {
-			s.consentsOf = map[custos.SubjectID]func([]string) []*custos.StoredConsent{}
-		}
-		s.consentsOf[id] = r.ConsentsOf
-		delete(s.consents, id)
-		return
+	of := r.ConsentsOf
+	if of == nil {
+		history := r.Consents
+		of = func(purposes []string) []*custos.StoredConsent { return ConsentsFor(history, purposes) }
 	}
-	s.consents[id] = r.Consents
-	delete(s.consentsOf, id)
+	s.keys[r.Subject.ID], s.consents[r.Subject.ID] = r.Key, of
 }
 
 // Key returns the data key kept for id: ok is false when none was read
@@ -155,14 +148,11 @@ func CloneConsent(c *custos.StoredConsent) *custos.StoredConsent {
 // ConsentsFor returns the consents kept for id whose purpose is one of
 // purposes, in recorded order; ok is false when none were read with id.
 func (s *SubjectReads) ConsentsFor(id custos.SubjectID, purposes []string) (l []*custos.StoredConsent, ok bool) {
-	if of, ok := s.consentsOf[id]; ok {
-		return of(purposes), true
-	}
-	history, ok := s.consents[id]
+	of, ok := s.consents[id]
 	if !ok {
 		return nil, false
 	}
-	return ConsentsFor(history, purposes), true
+	return of(purposes), true
 }
 
 // ConsentsFor copies the consents of history whose purpose is one of
