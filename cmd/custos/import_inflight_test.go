@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -28,6 +29,12 @@ import (
 func batchFirstLine(t *testing.T, r *http.Request) int {
 	t.Helper()
 	body, err := io.ReadAll(r.Body)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The import gave up on this batch while sending it: a failure
+		// before it cancels the batches still on their way, and the
+		// client cuts their bodies. Nothing is stored from it.
+		return 0
+	}
 	if err != nil {
 		t.Error(err)
 		return 0
