@@ -23,9 +23,10 @@ type Part struct {
 
 // Node is how custos bench's CPU profiles split, in the order the parts
 // claim samples: the handler before the HTTP server that calls it, the
-// SQLite writer's phases before the writer's rest. It is made for a SQLite
-// node; on PostgreSQL the store's work shows in the handler, or in other
-// for its own goroutines.
+// SQLite writer's phases before the writer's rest. A SQLite node's
+// goroutines and a PostgreSQL node's have parts of their own (the
+// sixty-fifth session named PostgreSQL's, which until then fell in
+// other); a node's reads on either store show in the handler.
 var Node = []Part{
 	{Name: "handler (custos/http ServeHTTP)", Match: fn(`custos/http.(*Server).ServeHTTP`), Parts: []Part{
 		{Name: "load: the customer, consents, decision", Match: fn(`custos/core.(*Service).load`)},
@@ -52,6 +53,11 @@ var Node = []Part{
 	{Name: "audit index filer", Match: fn(`custos/sqlite.(*DB).filer`)},
 	{Name: "syncer (fsync)", Match: fn(`custos/sqlite.(*durability).run`)},
 	{Name: "checkpointer", Match: fn(`custos/sqlite.(*DB).checkpointer`)},
+	{Name: "PostgreSQL group writer", Match: fn(`custos/postgres.(*DB).writer`), Parts: []Part{
+		{Name: "the requests' statements", Match: fn(`custos/postgres.callFn`)},
+		{Name: "the group's end (its statements, chain, COMMIT)", Match: fn(`custos/postgres.(*Tx).oneTripEnd`)},
+	}},
+	{Name: "PostgreSQL batched reads (the read cache's misses)", Match: fn(`custos/postgres.(*readBatcher).send`)},
 	{Name: "load generator (bench client)", Match: regexp.MustCompile(`^(main\.benchStep\b|main\.\(\*bench(Worker|Bodies)\)|net/http\.\(\*persistConn\)\.(readLoop|writeLoop)$)`)},
 	{Name: "garbage collector", Match: regexp.MustCompile(`^runtime\.(gcBgMarkWorker|bgsweep|bgscavenge)$`)},
 	{Name: "scheduler", Match: regexp.MustCompile(`^runtime\.(schedule|findRunnable|park_m|goexit0|sysmon|mcall)$`)},
